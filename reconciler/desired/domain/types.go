@@ -1,0 +1,84 @@
+package domain
+
+import (
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+// Input is one defaulted, validated VirtualMachineInstance spec and the identity
+// nodevirt gives its domain.
+type Input struct {
+	Namespace string
+	Name      string
+	// UUID is stable across redefinitions: spec.domain.firmware.uuid when given,
+	// otherwise derived from namespace/name by the caller.
+	UUID string
+	// Spec has KubeVirt's defaults applied (manifests.Default) before conversion.
+	Spec *kubevirtv1.VirtualMachineInstanceSpec
+	// Object is "Kind namespace/name" for diagnostics; PathPrefix is where Spec
+	// sits in the user's document, e.g. "spec.template.spec" for a VirtualMachine
+	// and "spec" for a VirtualMachineInstance.
+	Object     string
+	PathPrefix string
+}
+
+// Context carries host facts and directory layout, gathered by the caller, so
+// conversion stays a pure function.
+type Context struct {
+	// Type is the libvirt domain type: "kvm", or "qemu" (TCG) where /dev/kvm is missing.
+	Type string
+	// Arch is the guest architecture, "x86_64".
+	Arch string
+	// DiskDir holds per-VM artifacts: DiskDir/<namespace>/<name>/<volume>.<ext>.
+	DiskDir string
+	// VolumeDir holds claims: VolumeDir/<namespace>/<claimName>/disk.img.
+	VolumeDir string
+}
+
+// ArtifactKind names what the runtime must prepare on the host before the
+// domain is defined.
+type ArtifactKind string
+
+const (
+	// EmptyDisk is a blank qcow2 image of Size bytes at Path.
+	EmptyDisk ArtifactKind = "emptyDisk"
+	// NoCloudISO is a cloud-init NoCloud seed image (ISO 9660, volume Label
+	// "cidata") holding Files (user-data, meta-data, network-config) at Path.
+	NoCloudISO ArtifactKind = "cloudInitNoCloud"
+	// ContainerDisk is a qcow2 overlay at Path whose backing file is the disk
+	// inside the container image Image.
+	ContainerDisk ArtifactKind = "containerDisk"
+	// Claim is a PersistentVolumeClaim or DataVolume disk that must already exist
+	// at Path; the VM waits until it does.
+	Claim ArtifactKind = "claim"
+	// HostDisk is a raw file at Path; with Create it is made sparse with Size bytes.
+	HostDisk ArtifactKind = "hostDisk"
+)
+
+// Artifact is one host-side file a disk of the domain refers to.
+type Artifact struct {
+	Kind ArtifactKind `json:"kind"`
+	// Volume is the spec.volumes[].name the artifact belongs to.
+	Volume string `json:"volume"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size,omitempty"`
+	Label  string `json:"label,omitempty"`
+	// Files are the seed image's files by name (NoCloudISO).
+	Files map[string][]byte `json:"files,omitempty"`
+	// Image is the containerDisk image reference as written in the manifest.
+	Image  string `json:"image,omitempty"`
+	Create bool   `json:"create,omitempty"`
+}
+
+// Result is the converted domain plus what must exist on the host for it.
+type Result struct {
+	// Domain has no <metadata>: the caller adds nodevirt's ownership element
+	// after hashing, so the hash covers only what the manifest decides.
+	Domain    *libvirtxml.Domain
+	Artifacts []Artifact
+	// Diags are problems found during conversion (unsupported fields, values
+	// that cannot be mapped), named with the user's field path.
+	Diags diag.List
+}
