@@ -36,11 +36,29 @@ if ! getent passwd libvirt-qemu >/dev/null; then
   need_root
   useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
 fi
-getent group kvm >/dev/null && usermod -a -G kvm libvirt-qemu 2>/dev/null || true
+# QEMU runs as libvirt-qemu. Without systemd-udev nobody gives /dev/kvm to the
+# kvm group, and a QEMU that cannot open it makes libvirt re-probe capabilities
+# on every define (tens of seconds) and fall back to TCG.
+restart_libvirtd=false
+if [ -c /dev/kvm ]; then
+  getent group kvm >/dev/null || { need_root; groupadd --system kvm; }
+  if ! id -nG libvirt-qemu | tr ' ' '\n' | grep -qx kvm; then
+    need_root; usermod -a -G kvm libvirt-qemu; restart_libvirtd=true
+  fi
+  if [ "$(stat -c %G:%a /dev/kvm)" != "kvm:660" ]; then
+    need_root; chgrp kvm /dev/kvm; chmod 0660 /dev/kvm; restart_libvirtd=true
+  fi
+fi
 mkdir -p /var/log/libvirt /var/lib/libvirt/qemu /run/libvirt
 
 running() { pgrep -x "$1" >/dev/null 2>&1; }
 if ! running virtlogd; then virtlogd -d; fi
+if $restart_libvirtd && running libvirtd; then
+  echo "setup: restarting libvirtd so QEMU sees /dev/kvm"
+  pkill -x libvirtd || true
+  for _ in $(seq 1 50); do running libvirtd || break; sleep 0.1; done
+  rm -rf /var/cache/libvirt/qemu/capabilities
+fi
 if ! running libvirtd; then
   rm -f /run/libvirtd.pid
   libvirtd -d
@@ -51,7 +69,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 virsh -c qemu:///system version >/dev/null 2>&1 || { echo "setup: libvirtd does not answer on qemu:///system" >&2; exit 1; }
-if [ ! -e /dev/kvm ]; then
+if [ ! -c /dev/kvm ]; then
   echo "setup: WARNING: /dev/kvm is missing; VMs will run under TCG emulation (slow)" >&2
+elif ! virsh -c qemu:///system domcapabilities --virttype kvm >/dev/null 2>&1; then
+  echo "setup: WARNING: libvirt cannot use /dev/kvm; VMs will run under TCG emulation (slow)" >&2
 fi
 echo "setup: libvirtd ready ($(virsh -c qemu:///system version 2>/dev/null | sed -n 's/.*hypervisor: //p' | head -1))"

@@ -70,6 +70,13 @@ type Artifact struct {
 	// Image is the containerDisk image reference as written in the manifest.
 	Image  string `json:"image,omitempty"`
 	Create bool   `json:"create,omitempty"`
+	// ImagePath is containerDisk.path: the disk file inside Image. Empty means
+	// "the single file under /disk/", KubeVirt's rule. Added by the converter.
+	ImagePath string `json:"imagePath,omitempty"`
+	// PullPolicy is containerDisk.imagePullPolicy as defaulted (Always,
+	// IfNotPresent, Never); the runtime decides from it whether to pull again.
+	// Added by the converter.
+	PullPolicy string `json:"pullPolicy,omitempty"`
 }
 
 // Result is the converted domain plus what must exist on the host for it.

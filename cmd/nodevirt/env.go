@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/runtime/disks"
+	"github.com/nodevirt/nodevirt/runtime/hostfacts"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/source"
+)
+
+// env is everything one command run needs, opened from the flags.
+type env struct {
+	o      *options
+	src    source.Source
+	facts  hostfacts.Facts
+	hv     *virt.Driver
+	disks  *disks.Store
+	db     *statedb.DB
+	rec    *reconciler.Reconciler
+	agent  *agent.Agent
+	closer []func() error
+}
+
+func (e *env) Close() {
+	for i := len(e.closer) - 1; i >= 0; i-- {
+		_ = e.closer[i]()
+	}
+}
+
+func (o *options) sourceOptions() (source.Options, error) {
+	so := source.Options{
+		URL:     o.source,
+		Branch:  o.branch,
+		Tag:     o.tag,
+		Commit:  o.commit,
+		Path:    o.path,
+		WorkDir: filepath.Join(o.stateDir, "source"),
+		Timeout: o.timeout,
+		Auth: source.Auth{
+			IdentityFile:   o.sshKeyFile,
+			KnownHostsFile: o.knownHostsFile,
+			CAFile:         o.caFile,
+			Username:       o.username,
+			PasswordFile:   o.passwordFile,
+		},
+	}
+	return so, nil
+}
+
+func (o *options) desiredOptions(f hostfacts.Facts) desired.Options {
+	typ := "kvm"
+	if !f.KVM {
+		typ = "qemu"
+	}
+	return desired.Options{
+		Node: o.node,
+		Context: domain.Context{
+			Type:      typ,
+			Arch:      f.Arch,
+			DiskDir:   filepath.Join(o.stateDir, "disks"),
+			VolumeDir: filepath.Join(o.stateDir, "volumes"),
+		},
+	}
+}
+
+// openSource opens only the source and host facts: enough for validate and render.
+func (o *options) openSource(ctx context.Context) (*env, error) {
+	e := &env{o: o}
+	so, err := o.sourceOptions()
+	if err != nil {
+		return nil, err
+	}
+	if e.src, err = source.Open(so); err != nil {
+		return nil, fmt.Errorf("open source: %w", err)
+	}
+	if e.facts, err = hostfacts.Gather(o.root); err != nil {
+		return nil, fmt.Errorf("host facts: %w", err)
+	}
+	return e, nil
+}
+
+// load fetches the source and renders the desired state once.
+func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desired.State, error) {
+	snap, err := e.src.Fetch(ctx)
+	if err != nil {
+		return snap, nil, nil, fmt.Errorf("fetch %s: %w", e.src, err)
+	}
+	set, err := manifests.Load(snap.Dir, manifests.Options{DefaultNamespace: e.o.namespace})
+	if err != nil {
+		return snap, nil, nil, err
+	}
+	return snap, set, desired.Build(set, snap.Revision, e.o.desiredOptions(e.facts)), nil
+}
+
+// openAll opens the source, libvirt, the disk store and the state database.
+func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (*env, error) {
+	e, err := o.openSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if e.db, err = statedb.Open(filepath.Join(o.stateDir, "state.db")); err != nil {
+		return nil, err
+	}
+	e.closer = append(e.closer, e.db.Close)
+	if e.disks, err = disks.New(o.stateDir, filepath.Join(o.stateDir, "images")); err != nil {
+		return nil, err
+	}
+	if e.hv, err = virt.Open(ctx, o.libvirtURI); err != nil {
+		return nil, fmt.Errorf("connect to libvirt %s: %w", o.libvirtURI, err)
+	}
+	e.closer = append(e.closer, e.hv.Close)
+	e.rec = reconciler.New(reconciler.Config{
+		AllowPruneAll: o.allowPruneAll,
+		SelfHeal:      selfHeal,
+		DiskDir:       filepath.Join(o.stateDir, "disks"),
+		Log:           o.logger(),
+	}, e.hv, e.disks, e.db)
+	ac.Desired = o.desiredOptions(e.facts)
+	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}
+	ac.Log = o.logger()
+	e.agent = agent.New(ac, e.src, e.rec, e.hv)
+	ok = true
+	return e, nil
+}
+
+var errInvalid = errors.New("manifests are invalid")

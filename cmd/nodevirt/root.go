@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// options are the flags every command shares.
+type options struct {
+	source     string
+	branch     string
+	tag        string
+	commit     string
+	path       string
+	libvirtURI string
+	stateDir   string
+	root       string
+	node       string
+	output     string
+	namespace  string
+	logLevel   string
+
+	sshKeyFile     string
+	knownHostsFile string
+	caFile         string
+	username       string
+	passwordFile   string
+	timeout        time.Duration
+
+	allowPruneAll bool
+}
+
+func newRootCmd() *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:           "nodevirt",
+		Short:         "Make this host's virtual machines match a git repository of KubeVirt manifests",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	host, _ := os.Hostname()
+	f := root.PersistentFlags()
+	f.StringVar(&o.source, "source", ".", "manifests: a local directory, or a git URL (https://, ssh://, file://, or a bare repository path)")
+	f.StringVar(&o.branch, "branch", "", "git branch to follow (default main)")
+	f.StringVar(&o.tag, "tag", "", "git tag to check out")
+	f.StringVar(&o.commit, "commit", "", "git commit to check out")
+	f.StringVar(&o.path, "path", "", "sub-directory of the source holding the manifests")
+	f.StringVar(&o.libvirtURI, "libvirt", "qemu:///system", "libvirt connection URI")
+	f.StringVar(&o.stateDir, "state", "/var/lib/nodevirt", "state directory (agent database, disks, git checkouts)")
+	f.StringVar(&o.root, "root", "/", "host root under which host paths (/etc, /sys, /dev) are read and written")
+	f.StringVar(&o.node, "node", host, "node name (VMs with nodeSelector kubernetes.io/hostname run only on that node)")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	f.StringVar(&o.namespace, "namespace", "default", "namespace for objects that name none")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.sshKeyFile, "ssh-key-file", "", "git over ssh: private key file")
+	f.StringVar(&o.knownHostsFile, "known-hosts-file", "", "git over ssh: known_hosts file (required with ssh)")
+	f.StringVar(&o.caFile, "ca-file", "", "git over https: CA bundle")
+	f.StringVar(&o.username, "username", "", "git over https: user name")
+	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
+	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
+	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "allow a revision to delete every VM nodevirt owns on this node")
+
+	root.AddCommand(
+		newValidateCmd(o),
+		newRenderCmd(o),
+		newPlanCmd(o),
+		newApplyCmd(o),
+		newDriftCmd(o),
+		newRunCmd(o),
+		newDemoCmd(o),
+	)
+	return root
+}
+
+func (o *options) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (o *options) checkOutput() error {
+	switch o.output {
+	case "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("--output %q: want table, json or yaml", o.output)
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+func newValidateCmd(o *options) *cobra.Command {
+	var strict bool
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Decode and validate every manifest of the source; report all errors at once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			e, err := o.openSource(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			snap, set, st, err := e.load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			diags := st.Diags
+			if o.output != "table" {
+				if err := printData(cmd.OutOrStdout(), o.output, map[string]any{
+					"revision": st.Revision, "objects": len(set.Objects), "diagnostics": diags,
+				}); err != nil {
+					return err
+				}
+			} else {
+				diag.Fprint(cmd.ErrOrStderr(), diags, func(file string) []byte {
+					b, _ := os.ReadFile(filepath.Join(snap.Dir, file))
+					return b
+				})
+			}
+			bad := diags.HasErrors() || (strict && len(diags) > 0)
+			if bad {
+				return exitCode(1)
+			}
+			if o.output == "table" {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d objects in %d files are valid (%s)\n", len(set.Objects), set.Files, st.Revision)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	return cmd
+}

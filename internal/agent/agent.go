@@ -1,0 +1,210 @@
+// Package agent is nodevirt's main job: fetch the source, decode and render
+// the desired state, plan and apply, and loop on git polls, local file
+// changes and libvirt lifecycle events. It wires the source to the reconciler
+// so that the reconciler never imports git.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/runtime/hv"
+	"github.com/nodevirt/nodevirt/source"
+)
+
+// Config is the loop's policy.
+type Config struct {
+	// Interval between git polls (ignored for watched local directories,
+	// which are still rescanned at DriftInterval).
+	Interval time.Duration
+	// DriftInterval between full drift checks when nothing else happens.
+	DriftInterval time.Duration
+	// EventDebounce groups bursts of libvirt events into one reconcile.
+	EventDebounce time.Duration
+	Desired       desired.Options
+	Manifests     manifests.Options
+	Log           *slog.Logger
+}
+
+// Agent runs the loop.
+type Agent struct {
+	cfg Config
+	src source.Source
+	rec *reconciler.Reconciler
+	hv  reconciler.Hypervisor
+	log *slog.Logger
+
+	last    source.Snapshot
+	desired *desired.State
+}
+
+// New builds an agent over a source, a reconciler and its hypervisor.
+func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor) *Agent {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.DriftInterval <= 0 {
+		cfg.DriftInterval = 5 * time.Minute
+	}
+	if cfg.EventDebounce <= 0 {
+		cfg.EventDebounce = 200 * time.Millisecond
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log}
+}
+
+// Load fetches the source and renders the desired state. Decoding is skipped
+// when the revision and digest did not change since the last Load.
+func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
+	snap, err := a.src.Fetch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", a.src, err)
+	}
+	if a.desired != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
+		return a.desired, nil
+	}
+	set, err := manifests.Load(snap.Dir, a.cfg.Manifests)
+	if err != nil {
+		return nil, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
+	}
+	st := desired.Build(set, snap.Revision, a.cfg.Desired)
+	for _, d := range st.Diags {
+		a.log.Warn("manifest", "diagnostic", d.Error())
+	}
+	a.last, a.desired = snap, st
+	return st, nil
+}
+
+// Once loads, plans and applies one time.
+func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
+	st, err := a.Load(ctx)
+	if err != nil {
+		if a.desired == nil {
+			return reconciler.Report{}, err
+		}
+		// Keep converging on the last good revision while the source is down.
+		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.desired.Revision)
+		st = a.desired
+	}
+	return a.apply(ctx, st)
+}
+
+func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {
+	p, err := a.rec.Plan(ctx, st)
+	if err != nil {
+		return reconciler.Report{}, err
+	}
+	for _, act := range p.Actions {
+		a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
+	}
+	rep := a.rec.Apply(ctx, p)
+	return rep, rep.Err()
+}
+
+type watcher interface {
+	Watch(ctx context.Context) (<-chan struct{}, <-chan error, error)
+}
+
+// Run loops until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	var changes <-chan struct{}
+	var watchErrs <-chan error
+	poll := a.cfg.Interval
+	if w, ok := a.src.(watcher); ok {
+		c, e, err := w.Watch(ctx)
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", a.src, err)
+		}
+		changes, watchErrs = c, e
+		poll = a.cfg.DriftInterval
+		a.log.Info("watching local directory for changes", "source", a.src.String())
+	} else {
+		a.log.Info("polling git source", "source", a.src.String(), "interval", poll)
+	}
+	var events <-chan hv.Event
+	if es, ok := a.hv.(reconciler.EventSource); ok {
+		ev, err := es.Events(ctx)
+		if err != nil {
+			a.log.Warn("libvirt events unavailable; relying on polling", "err", err)
+		} else {
+			events = ev
+		}
+	}
+
+	pollT := time.NewTimer(0)
+	driftT := time.NewTicker(a.cfg.DriftInterval)
+	defer driftT.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-pollT.C:
+			a.iterate(ctx, true)
+			// The interval counts from the end of the run, as Flux does.
+			pollT.Reset(poll)
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil
+				continue
+			}
+			a.iterate(ctx, true)
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+				continue
+			}
+			a.log.Error("watching the source", "err", err)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			a.log.Info("libvirt event", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
+			if debounce == nil {
+				debounce = time.After(a.cfg.EventDebounce)
+			}
+		case <-debounce:
+			debounce = nil
+			a.iterate(ctx, false)
+		case <-driftT.C:
+			a.iterate(ctx, false)
+		}
+	}
+}
+
+// iterate runs one reconcile; fetch says whether to ask the source first.
+func (a *Agent) iterate(ctx context.Context, fetch bool) {
+	start := time.Now()
+	var rep reconciler.Report
+	var err error
+	if fetch || a.desired == nil {
+		rep, err = a.Once(ctx)
+	} else {
+		rep, err = a.apply(ctx, a.desired)
+	}
+	done := 0
+	for _, o := range rep.Outcomes {
+		if o.Result == "done" {
+			done++
+		}
+	}
+	if err != nil {
+		a.log.Error("reconcile", "revision", rep.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
+		return
+	}
+	if done > 0 {
+		a.log.Info("reconciled", "revision", rep.Revision, "actions", done, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// Desired returns the last rendered desired state (nil before the first Load).
+func (a *Agent) Desired() *desired.State { return a.desired }

@@ -1,0 +1,236 @@
+package manifests
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"go.yaml.in/yaml/v3"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+// parseDocument decodes one YAML document into an Object, or reports why its
+// identity is unknown.
+func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
+	if len(doc.Content) == 0 {
+		return
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		return // an empty document, e.g. a trailing "---" or only comments
+	}
+	if root.Kind != yaml.MappingNode {
+		s.Incomplete = true
+		s.Diags = append(s.Diags, problemDiag(file, problem{line: root.Line, col: root.Column, err: ErrNotMapping}))
+		return
+	}
+
+	c := converter{pos: map[string]position{"": {root.Line, root.Column}}}
+	tree, _ := c.convert(root, "", 0).(map[string]any)
+
+	info, ident := s.identity(file, tree, c.pos)
+	if !ident.ok {
+		for _, p := range c.problems {
+			s.Diags = append(s.Diags, problemDiag(file, p))
+		}
+		return
+	}
+	o := &Object{
+		Ref:        Ref{Kind: ident.kind, Name: ident.name},
+		APIVersion: ident.apiVersion,
+		File:       file,
+		Line:       root.Line,
+		Col:        root.Column,
+		pos:        c.pos,
+	}
+	meta, _ := tree["metadata"].(map[string]any)
+	o.Labels = stringMap(meta["labels"])
+	o.Annotations = stringMap(meta["annotations"])
+	var diags diag.List
+	if info.cluster {
+		if ident.namespace != "" {
+			diags = append(diags, o.Warnf("metadata.namespace", "%w", ErrClusterNamespace))
+		}
+	} else {
+		o.Ref.Namespace = ident.namespace
+		if o.Ref.Namespace == "" {
+			o.Ref.Namespace = opt.namespace()
+		}
+	}
+
+	decodable := true
+	for _, p := range c.problems {
+		diags = append(diags, o.fromProblem(p))
+		if errors.Is(p.err, ErrType) || errors.Is(p.err, ErrTag) || errors.Is(p.err, ErrSyntax) {
+			decodable = false
+		}
+	}
+	w := schemaWalker{lenient: info.partial}
+	w.walk(root, info.typ, "", 0)
+	for _, p := range w.problems {
+		diags = append(diags, o.fromProblem(p))
+	}
+	value := reflect.New(info.typ).Interface()
+	data, err := json.Marshal(tree)
+	if err == nil {
+		err = json.Unmarshal(data, value)
+	}
+	if err != nil && w.typeErrs == 0 && decodable {
+		// The walker should have found this first; report it rather than lose it.
+		diags = append(diags, o.jsonError(err))
+	}
+	if err == nil && w.typeErrs == 0 && decodable {
+		o.Value = value
+		diags = append(diags, prepare(o)...)
+	}
+	s.Objects = append(s.Objects, o)
+	s.Diags = append(s.Diags, diags...)
+}
+
+type identity struct {
+	apiVersion, kind, name, namespace string
+	ok                                bool
+}
+
+// identity reads apiVersion, kind and metadata.name straight from the tree, so
+// they are known even when the rest of the document does not decode.
+func (s *Set) identity(file string, tree map[string]any, pos map[string]position) (kindInfo, identity) {
+	// at reports err where where is written, or at the document. The
+	// diagnostic names a path only for "kind": for the missing fields the
+	// message already says which one.
+	at := func(where string, err error) {
+		p, ok := pos[where]
+		if !ok {
+			p = pos[""]
+		}
+		path := ""
+		if ok && where == "kind" {
+			path = where
+		}
+		s.Incomplete = true
+		s.Diags = append(s.Diags, problemDiag(file, problem{path: path, line: p.line, col: p.col, err: err}))
+	}
+	var id identity
+	id.apiVersion, _ = tree["apiVersion"].(string)
+	id.kind, _ = tree["kind"].(string)
+	meta, _ := tree["metadata"].(map[string]any)
+	// A numeric name (name: 2024) is a type error reported with the object,
+	// not a missing name that would suspend pruning.
+	id.name = scalarText(meta["name"])
+	id.namespace = scalarText(meta["namespace"])
+
+	if id.apiVersion == "" {
+		at("apiVersion", ErrMissingAPIVersion)
+	}
+	if id.kind == "" {
+		at("kind", ErrMissingKind)
+	}
+	if id.apiVersion == "" || id.kind == "" {
+		return kindInfo{}, id
+	}
+	info, known := lookupKind(id.apiVersion, id.kind)
+	if !known {
+		at("kind", fmt.Errorf("%w %q in apiVersion %q", ErrUnknownKind, id.kind, id.apiVersion))
+		return kindInfo{}, id
+	}
+	if id.name == "" {
+		at("metadata", fmt.Errorf("%w (%s)", ErrMissingName, id.kind))
+		return kindInfo{}, id
+	}
+	id.ok = true
+	return info, id
+}
+
+func problemDiag(file string, p problem) diag.Diagnostic {
+	sev := diag.Error
+	if p.warn {
+		sev = diag.Warning
+	}
+	return diag.Diagnostic{Severity: sev, File: file, Line: p.line, Col: p.col, Path: p.path, Message: p.err.Error(), Err: p.err}
+}
+
+func (o *Object) fromProblem(p problem) diag.Diagnostic {
+	d := problemDiag(o.File, p)
+	d.Object = o.Ref.String()
+	return d
+}
+
+// jsonError places an encoding/json error: its Field is the dotted JSON path
+// without list indices, whose nearest ancestor in the document is still useful.
+func (o *Object) jsonError(err error) diag.Diagnostic {
+	var te *json.UnmarshalTypeError
+	path := ""
+	if errors.As(err, &te) {
+		path = te.Field
+	}
+	return o.diagnostic(diag.Error, path, fmt.Errorf("%w: %w", ErrType, err))
+}
+
+func scalarText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	}
+	return ""
+}
+
+func stringMap(v any) map[string]string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
+}
+
+// prepare applies KubeVirt's defaults and runs the admission rules of the kinds
+// that have them.
+func prepare(o *Object) diag.List {
+	switch v := o.Value.(type) {
+	case *kubevirtv1.VirtualMachine:
+		if v.Spec.Template != nil && v.Spec.Instancetype == nil && v.Spec.Preference == nil {
+			Default(&v.Spec.Template.Spec)
+		}
+		return validateVM(o, v)
+	case *kubevirtv1.VirtualMachineInstance:
+		Default(&v.Spec)
+		return validateVMI(o, v)
+	case *HyperConverged:
+		return validateHyperConverged(o, v)
+	case *HostPathProvisioner:
+		return validateHostPathProvisioner(o, v)
+	}
+	return nil
+}
+
+// finish runs the checks that span documents and files, sets Valid and sorts.
+func (s *Set) finish() {
+	first := map[Ref]*Object{}
+	for _, o := range s.Objects {
+		if f, dup := first[o.Ref]; dup {
+			s.Diags = append(s.Diags, o.Errorf("", "%w (first at %s:%d)", ErrDuplicateObject, f.File, f.Line))
+			continue
+		}
+		first[o.Ref] = o
+	}
+	invalid := map[string]bool{}
+	for _, d := range s.Diags {
+		if d.Severity == diag.Error && d.Object != "" {
+			invalid[d.Object] = true
+		}
+	}
+	for _, o := range s.Objects {
+		o.Valid = !invalid[o.Ref.String()]
+	}
+	s.Diags.Sort()
+}

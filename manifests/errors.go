@@ -1,0 +1,108 @@
+package manifests
+
+import "errors"
+
+// Decoding problems. Each diagnostic wraps one of these in Diagnostic.Err, so
+// callers (and tests) can tell rules apart with errors.Is.
+var (
+	ErrRead              = errors.New("cannot read file")
+	ErrSyntax            = errors.New("YAML syntax error")
+	ErrNotMapping        = errors.New("document is not a mapping")
+	ErrDuplicateKey      = errors.New("duplicate key")
+	ErrMergeKey          = errors.New("merge keys (<<) are not supported; write the fields out")
+	ErrKeyNotScalar      = errors.New("mapping keys must be scalars")
+	ErrTag               = errors.New("unsupported YAML tag")
+	ErrUnknownField      = errors.New("unknown field")
+	ErrIgnoredField      = errors.New("field not used by nodevirt; ignored")
+	ErrType              = errors.New("wrong type")
+	ErrMissingAPIVersion = errors.New("apiVersion is required")
+	ErrMissingKind       = errors.New("kind is required")
+	ErrUnknownKind       = errors.New("unknown kind")
+	ErrMissingName       = errors.New("metadata.name is required")
+	ErrClusterNamespace  = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
+	ErrDuplicateObject   = errors.New("object is defined more than once")
+)
+
+// VirtualMachine rules (KubeVirt validateRunStrategy and friends).
+var (
+	ErrRunStrategyConflict = errors.New("running and runStrategy are mutually exclusive (running is deprecated; use runStrategy)")
+	ErrRunStrategyRequired = errors.New("runStrategy must be specified")
+	ErrRunStrategyInvalid  = errors.New("runStrategy must be one of Always, RerunOnFailure, Manual, Halted, Once")
+	ErrTemplateRequired    = errors.New("template is required")
+)
+
+// Compute rules: memory, CPU, machine and firmware.
+var (
+	ErrMemoryRequired         = errors.New("memory must be set: domain.memory.guest, domain.memory.hugepages.pageSize or domain.resources.requests.memory")
+	ErrNegativeQuantity       = errors.New("must not be negative")
+	ErrMemoryRequestTooSmall  = errors.New("requests.memory must be at least 1M")
+	ErrMemoryRequestOverLimit = errors.New("requests.memory must not be greater than limits.memory")
+	// Seed 8.14.1: "리소스 제한은 리소스 요청보다 100MiB 이상이어야 합니다."
+	ErrMemoryLimitHeadroom = errors.New("limits.memory must be at least 100Mi more than requests.memory")
+	ErrCPURequestOverLimit = errors.New("requests.cpu must not be greater than limits.cpu")
+	ErrHugepagesPageSize   = errors.New("hugepages.pageSize must be 2Mi or 1Gi")
+	// Seed 8.14.8: the page size must be smaller than the memory request, and
+	// the request divisible by it.
+	ErrHugepagesTooLarge     = errors.New("hugepages.pageSize must be smaller than the requested memory")
+	ErrHugepagesNotDivisible = errors.New("the requested memory must be divisible by hugepages.pageSize")
+	ErrCPUFeaturePolicy      = errors.New("cpu feature policy must be one of force, require, optional, disable, forbid")
+	ErrIsolateEmulatorThread = errors.New("isolateEmulatorThread requires dedicatedCpuPlacement")
+	ErrMachineType           = errors.New("machine.type must be q35 or match pc-q35*")
+	ErrBootloaderConflict    = errors.New("bootloader bios and efi are mutually exclusive")
+	ErrSecureBootSMM         = errors.New("EFI Secure Boot requires SMM, which is disabled: set domain.features.smm or efi.secureBoot: false")
+	ErrWatchdogAction        = errors.New("watchdog action must be one of poweroff, reset, shutdown")
+)
+
+// Disk and volume rules (KubeVirt pkg/storage/admitters).
+var (
+	ErrDiskNameDuplicate   = errors.New("disks must not have the same name")
+	ErrDiskName            = errors.New("disk name must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)")
+	ErrDiskVolumeMissing   = errors.New("disk refers to a volume that does not exist")
+	ErrDiskTargets         = errors.New("a disk may set only one of disk, cdrom and lun")
+	ErrDiskBus             = errors.New("bus must be one of virtio, sata, scsi, usb")
+	ErrCDROMVirtio         = errors.New("a cdrom cannot use bus virtio")
+	ErrBootOrderZero       = errors.New("bootOrder must be greater than 0")
+	ErrBootOrderDuplicate  = errors.New("boot order is already set for a different device")
+	ErrDiskCache           = errors.New("cache must be one of none, writethrough, writeback")
+	ErrDiskIO              = errors.New("io must be one of native, threads")
+	ErrDiskErrorPolicy     = errors.New("errorPolicy must be one of stop, ignore, report, enospace")
+	ErrDiskSerial          = errors.New("serial must consist of A-Z, a-z, 0-9, '_', '.', '+', '-' and be at most 256 characters")
+	ErrVolumeNameDuplicate = errors.New("volumes must not have the same name")
+	ErrVolumeSource        = errors.New("a volume must have exactly one source")
+	ErrContainerDiskImage  = errors.New("containerDisk.image is required")
+	ErrEmptyDiskCapacity   = errors.New("emptyDisk.capacity must be greater than 0")
+	ErrHostDiskPath        = errors.New("hostDisk.path is required")
+	ErrHostDiskType        = errors.New("hostDisk.type must be Disk or DiskOrCreate")
+	ErrHostDiskCapacity    = errors.New("hostDisk.capacity is only allowed with type DiskOrCreate")
+	ErrDataVolumeName      = errors.New("dataVolume.name is required")
+	ErrCloudInitNoData     = errors.New("cloud-init needs userData, userDataBase64, secretRef, or network data")
+	ErrCloudInitSources    = errors.New("only one of the inline, base64 and secretRef variants may be set")
+	ErrCloudInitTooLarge   = errors.New("inline cloud-init data must not exceed 2048 bytes; use a secretRef")
+	ErrCloudInitBase64     = errors.New("invalid base64")
+)
+
+// Network and interface rules (KubeVirt pkg/network/admitter).
+var (
+	ErrNetworkNameDuplicate   = errors.New("networks must not have the same name")
+	ErrInterfaceNameDuplicate = errors.New("only one interface can be connected to one specific network")
+	ErrInterfaceName          = errors.New("interface name must match ^[A-Za-z0-9-_]+$")
+	ErrInterfaceNoNetwork     = errors.New("interface has no network of the same name")
+	ErrNetworkNoInterface     = errors.New("network has no interface of the same name")
+	ErrMultiplePodNetworks    = errors.New("at most one pod network is allowed")
+	ErrNetworkSource          = errors.New("a network must have exactly one source (pod or multus)")
+	ErrInterfaceBinding       = errors.New("an interface may set only one binding method")
+	ErrInterfaceModel         = errors.New("interface model must be one of e1000, e1000e, igb, ne2k_pci, pcnet, rtl8139, virtio")
+	ErrMACAddress             = errors.New("macAddress must be a valid 6-byte MAC address")
+)
+
+// Host kinds.
+var (
+	// The certConfig texts are the HyperConverged webhook's; seed 8.14.3 quotes
+	// "spec.certConfig: ca.duration is smaller than server.duration".
+	ErrCertDurationTooSmall  = errors.New("value is too small")
+	ErrCertCARenewBefore     = errors.New("spec.certConfig.ca: duration is smaller than renewBefore")
+	ErrCertServerRenewBefore = errors.New("spec.certConfig.server: duration is smaller than renewBefore")
+	ErrCertCAServer          = errors.New("spec.certConfig: ca.duration is smaller than server.duration")
+	// Seed 8.18.2: the backing directory must not be the file system root.
+	ErrHostPathRoot = errors.New("path must be an absolute directory other than /")
+)

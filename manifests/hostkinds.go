@@ -1,0 +1,125 @@
+package manifests
+
+import (
+	"encoding/json"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The Go modules of the HyperConverged, HostPathProvisioner and MachineConfig
+// CRDs are not dependencies of nodevirt (they pull in OpenShift's operator
+// stacks), so these are subsets with the same JSON names, covering the fields
+// the seeds and the SPEC use. Fields they lack are reported as warnings, since
+// the real CRDs accept them.
+
+// HyperConverged is hco.kubevirt.io/v1beta1 HyperConverged (OpenShift
+// Virtualization's cluster-wide settings).
+type HyperConverged struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              HyperConvergedSpec `json:"spec,omitempty"`
+}
+
+type HyperConvergedSpec struct {
+	// CertConfig governs the agent's CA and serving certificates (SPEC VM-12).
+	CertConfig           *HyperConvergedCertConfig `json:"certConfig,omitempty"`
+	PermittedHostDevices *PermittedHostDevices     `json:"permittedHostDevices,omitempty"`
+	// ScratchSpaceStorageClass is where CDI puts scratch space for imports.
+	ScratchSpaceStorageClass *string                      `json:"scratchSpaceStorageClass,omitempty"`
+	StorageImport            *StorageImportConfig         `json:"storageImport,omitempty"`
+	ResourceRequirements     *OperandResourceRequirements `json:"resourceRequirements,omitempty"`
+	FeatureGates             map[string]bool              `json:"featureGates,omitempty"`
+}
+
+// HyperConvergedCertConfig holds Go durations; unset ones take the HCO defaults
+// (see WithDefaults).
+type HyperConvergedCertConfig struct {
+	CA     CertRotateConfig `json:"ca,omitempty"`
+	Server CertRotateConfig `json:"server,omitempty"`
+}
+
+type CertRotateConfig struct {
+	Duration    *metav1.Duration `json:"duration,omitempty"`
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+type PermittedHostDevices struct {
+	PciHostDevices  []PciHostDevice      `json:"pciHostDevices,omitempty"`
+	MediatedDevices []MediatedHostDevice `json:"mediatedDevices,omitempty"`
+}
+
+type PciHostDevice struct {
+	// PCIDeviceSelector is "vendorID:deviceID", e.g. "10DE:1DB6".
+	PCIDeviceSelector        string `json:"pciDeviceSelector"`
+	ResourceName             string `json:"resourceName"`
+	ExternalResourceProvider bool   `json:"externalResourceProvider,omitempty"`
+	Disabled                 bool   `json:"disabled,omitempty"`
+}
+
+type MediatedHostDevice struct {
+	MDEVNameSelector         string `json:"mdevNameSelector"`
+	ResourceName             string `json:"resourceName"`
+	ExternalResourceProvider bool   `json:"externalResourceProvider,omitempty"`
+	Disabled                 bool   `json:"disabled,omitempty"`
+}
+
+type StorageImportConfig struct {
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+}
+
+type OperandResourceRequirements struct {
+	// StorageWorkloads limits CDI import and upload work (SPEC S-12).
+	StorageWorkloads *corev1.ResourceRequirements `json:"storageWorkloads,omitempty"`
+}
+
+// HostPathProvisioner is hostpathprovisioner.kubevirt.io/v1beta1
+// HostPathProvisioner (SPEC S-2).
+type HostPathProvisioner struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              HostPathProvisionerSpec `json:"spec,omitempty"`
+}
+
+type HostPathProvisionerSpec struct {
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	PathConfig      *PathConfig       `json:"pathConfig,omitempty"`
+	StoragePools    []StoragePool     `json:"storagePools,omitempty"`
+	Workload        *NodePlacement    `json:"workload,omitempty"`
+}
+
+type PathConfig struct {
+	// Path is the backing directory; never the file system root.
+	Path string `json:"path,omitempty"`
+	// UseNamingPrefix prefixes PV directories with the claim name.
+	UseNamingPrefix bool `json:"useNamingPrefix,omitempty"`
+}
+
+type StoragePool struct {
+	Name        string                            `json:"name"`
+	Path        string                            `json:"path"`
+	PVCTemplate *corev1.PersistentVolumeClaimSpec `json:"pvcTemplate,omitempty"`
+}
+
+type NodePlacement struct {
+	NodeSelector map[string]string   `json:"nodeSelector,omitempty"`
+	Affinity     *corev1.Affinity    `json:"affinity,omitempty"`
+	Tolerations  []corev1.Toleration `json:"tolerations,omitempty"`
+}
+
+// MachineConfig is machineconfiguration.openshift.io/v1 MachineConfig (SPEC H-1).
+type MachineConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              MachineConfigSpec `json:"spec,omitempty"`
+}
+
+type MachineConfigSpec struct {
+	// Config is the Ignition config, kept raw for the Ignition translator.
+	Config          json.RawMessage `json:"config,omitempty"`
+	KernelArguments []string        `json:"kernelArguments,omitempty"`
+	Extensions      []string        `json:"extensions,omitempty"`
+	FIPS            bool            `json:"fips,omitempty"`
+	KernelType      string          `json:"kernelType,omitempty"`
+	OSImageURL      string          `json:"osImageURL,omitempty"`
+}

@@ -1,0 +1,172 @@
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+// Options tune decoding.
+type Options struct {
+	// DefaultNamespace is given to namespaced objects without
+	// metadata.namespace; "" means "default".
+	DefaultNamespace string
+}
+
+func (o Options) namespace() string {
+	if o.DefaultNamespace == "" {
+		return "default"
+	}
+	return o.DefaultNamespace
+}
+
+// Set is everything decoded from one directory (or one file).
+type Set struct {
+	Root string
+	// Objects are in lexical file path order, documents in file order. Only
+	// documents whose identity is known are here.
+	Objects []*Object
+	// Diags holds every diagnostic of every file, sorted.
+	Diags diag.List
+	// Incomplete is true when a document's identity (apiVersion, kind, name)
+	// could not be determined: YAML syntax error, missing/unknown kind or
+	// apiVersion, missing name, unreadable file. The reconciler suspends pruning
+	// for such a commit (SPEC M-3), since it cannot know what was deleted.
+	Incomplete bool
+	// Files counts the manifest files read.
+	Files int
+}
+
+// OfKind returns the objects of one kind, in Set order.
+func (s *Set) OfKind(kind string) []*Object {
+	var out []*Object
+	for _, o := range s.Objects {
+		if o.Ref.Kind == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Load reads every *.yaml and *.yml file under dir, recursively. Hidden
+// directories and files (.git, .github, .pre-commit-config.yaml) are skipped:
+// they hold tooling, not manifests. Other files (Butane *.bu, READMEs) are
+// ignored. The error is non-nil only when dir itself cannot be read; problems
+// below it are diagnostics.
+func Load(dir string, opt Options) (*Set, error) {
+	if _, err := os.ReadDir(dir); err != nil {
+		return nil, fmt.Errorf("load manifests: %w", err)
+	}
+	s := &Set{Root: dir}
+	var files []string
+	walkErr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// An unreadable subdirectory may hold manifests we now cannot see.
+			s.Incomplete = true
+			s.Diags = append(s.Diags, fileError(relPath(dir, p), fmt.Errorf("%w: %w", ErrRead, err)))
+			return nil
+		}
+		hidden := p != dir && strings.HasPrefix(d.Name(), ".")
+		if d.IsDir() {
+			if hidden {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ext := filepath.Ext(p); !hidden && (ext == ".yaml" || ext == ".yml") {
+			files = append(files, relPath(dir, p))
+		}
+		return nil
+	})
+	if walkErr != nil {
+		return nil, fmt.Errorf("load manifests: %w", walkErr)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			s.Incomplete = true
+			s.Diags = append(s.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
+			continue
+		}
+		s.parseFile(f, data, opt)
+	}
+	s.finish()
+	return s, nil
+}
+
+// Parse decodes one file's content; file names it in diagnostics.
+func Parse(file string, data []byte, opt Options) *Set {
+	s := &Set{}
+	s.parseFile(file, data, opt)
+	s.finish()
+	return s
+}
+
+func relPath(root, p string) string {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		rel = p
+	}
+	return filepath.ToSlash(rel)
+}
+
+func fileError(file string, err error) diag.Diagnostic {
+	return diag.Diagnostic{Severity: diag.Error, File: file, Message: err.Error(), Err: err}
+}
+
+// yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
+var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (s *Set) parseFile(file string, data []byte, opt Options) {
+	s.Files++
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			// The parser cannot resume, so the rest of the file is unknown.
+			s.Incomplete = true
+			d := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
+			if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				d.Line = syntaxLine(line, m[2])
+				d.Err = fmt.Errorf("%w: %s", ErrSyntax, m[2])
+				d.Message = d.Err.Error()
+			}
+			s.Diags = append(s.Diags, d)
+			return
+		}
+		s.parseDocument(file, &doc, opt)
+	}
+}
+
+// syntaxLine corrects go.yaml.in/yaml/v3's line numbers: scanner errors carry
+// the 1-based line of the problem, but parser errors the 0-based line where the
+// enclosing block or flow collection starts. The parser's messages are few and
+// fixed, so they can be told apart by text.
+func syntaxLine(line int, msg string) int {
+	switch {
+	case strings.HasPrefix(msg, "did not find expected"),
+		strings.HasPrefix(msg, "found duplicate %"),
+		strings.HasPrefix(msg, "found undefined tag handle"),
+		msg == "found incompatible YAML document":
+		return line + 1
+	}
+	return line
+}

@@ -1,0 +1,82 @@
+package manifests
+
+import (
+	"fmt"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+// Ref identifies an object the way kubectl prints it.
+type Ref struct{ Kind, Namespace, Name string }
+
+// String renders "Kind namespace/name", or "Kind name" for cluster-scoped kinds;
+// it is the Object field of every diagnostic about the object.
+func (r Ref) String() string {
+	if r.Namespace == "" {
+		return r.Kind + " " + r.Name
+	}
+	return r.Kind + " " + r.Namespace + "/" + r.Name
+}
+
+// Object is one decoded document.
+type Object struct {
+	Ref        Ref
+	APIVersion string
+	// File is slash-separated and relative to the loaded root.
+	File string
+	// Line and Col are where the document starts.
+	Line, Col           int
+	Labels, Annotations map[string]string
+	// Value is a typed pointer (e.g. *kubevirtv1.VirtualMachine) or nil when the
+	// document could not be decoded. VirtualMachine templates and
+	// VirtualMachineInstance specs carry KubeVirt's defaults (see Default), except
+	// VirtualMachines that reference an instancetype or preference: those are
+	// defaulted after expansion, because defaults applied first would shadow the
+	// values the instancetype or preference provides.
+	Value any
+	// Valid is false when any error diagnostic names this object.
+	Valid bool
+
+	pos map[string]position // user path -> where it is written
+}
+
+type position struct{ line, col int }
+
+// Pos returns where path is written in the document, or where its nearest
+// existing ancestor is (a defaulted disk has no line of its own, its list does).
+// Paths are spelled like spec.template.spec.domain.devices.disks[1].name.
+func (o *Object) Pos(path string) (line, col int) {
+	for p := path; ; p = parentPath(p) {
+		if at, ok := o.pos[p]; ok {
+			return at.line, at.col
+		}
+		if p == "" {
+			return o.Line, o.Col
+		}
+	}
+}
+
+// Errorf returns an error diagnostic about path. Use %w with a rule's sentinel
+// so callers can match it with errors.Is.
+func (o *Object) Errorf(path, format string, args ...any) diag.Diagnostic {
+	return o.diagnostic(diag.Error, path, fmt.Errorf(format, args...))
+}
+
+// Warnf returns a warning diagnostic about path.
+func (o *Object) Warnf(path, format string, args ...any) diag.Diagnostic {
+	return o.diagnostic(diag.Warning, path, fmt.Errorf(format, args...))
+}
+
+func (o *Object) diagnostic(sev diag.Severity, path string, err error) diag.Diagnostic {
+	line, col := o.Pos(path)
+	return diag.Diagnostic{
+		Severity: sev,
+		File:     o.File,
+		Line:     line,
+		Col:      col,
+		Object:   o.Ref.String(),
+		Path:     path,
+		Message:  err.Error(),
+		Err:      err,
+	}
+}

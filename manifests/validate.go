@@ -1,0 +1,115 @@
+package manifests
+
+import (
+	"fmt"
+	"reflect"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+)
+
+// validator collects every problem of one object (SPEC M-2: all at once).
+type validator struct {
+	o     *Object
+	diags diag.List
+}
+
+// fail reports rule at path. The rule's sentinel holds the message, so each
+// rule's text lives in one place (errors.go).
+func (v *validator) fail(path string, rule error) {
+	v.diags = append(v.diags, v.o.Errorf(path, "%w", rule))
+}
+
+// failf reports rule at path with details (the offending value) after its text.
+func (v *validator) failf(path string, rule error, format string, args ...any) {
+	v.diags = append(v.diags, v.o.Errorf(path, "%w: "+format, append([]any{rule}, args...)...))
+}
+
+// validateVM checks a (defaulted) VirtualMachine (KubeVirt vms-admitter).
+func validateVM(o *Object, vm *kubevirtv1.VirtualMachine) diag.List {
+	v := &validator{o: o}
+	switch {
+	case vm.Spec.Running != nil && vm.Spec.RunStrategy != nil:
+		v.fail("spec.running", ErrRunStrategyConflict)
+	case vm.Spec.Running == nil && vm.Spec.RunStrategy == nil:
+		v.fail("spec.runStrategy", ErrRunStrategyRequired)
+	case vm.Spec.RunStrategy != nil && !validRunStrategy(*vm.Spec.RunStrategy):
+		v.failf("spec.runStrategy", ErrRunStrategyInvalid, "got %q", *vm.Spec.RunStrategy)
+	}
+	if vm.Spec.Template == nil {
+		v.fail("spec.template", ErrTemplateRequired)
+		return v.diags
+	}
+	// With an instancetype the memory and CPU come from it; the spec is checked
+	// again by whoever expands it.
+	v.spec(&vm.Spec.Template.Spec, "spec.template.spec", vm.Spec.Instancetype != nil)
+	return v.diags
+}
+
+func validateVMI(o *Object, vmi *kubevirtv1.VirtualMachineInstance) diag.List {
+	v := &validator{o: o}
+	v.spec(&vmi.Spec, "spec", false)
+	return v.diags
+}
+
+// spec checks a VMI spec; p is where it sits in the user's document.
+func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, fromInstancetype bool) {
+	v.memory(spec, p, fromInstancetype)
+	v.cpu(spec, p)
+	v.firmware(spec, p)
+	v.disks(spec, p)
+	v.volumes(spec, p)
+	v.networks(spec, p)
+	v.bootOrder(spec, p)
+	if wd := spec.Domain.Devices.Watchdog; wd != nil && wd.I6300ESB != nil {
+		switch wd.I6300ESB.Action {
+		case kubevirtv1.WatchdogActionPoweroff, kubevirtv1.WatchdogActionReset, kubevirtv1.WatchdogActionShutdown:
+		default:
+			v.failf(p+".domain.devices.watchdog.i6300esb.action", ErrWatchdogAction, "got %q", wd.I6300ESB.Action)
+		}
+	}
+}
+
+// WaitAsReceiver is left out: it needs a KubeVirt feature gate and a migration
+// target, neither of which exists on a plain host.
+func validRunStrategy(s kubevirtv1.VirtualMachineRunStrategy) bool {
+	switch s {
+	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure, kubevirtv1.RunStrategyManual,
+		kubevirtv1.RunStrategyHalted, kubevirtv1.RunStrategyOnce:
+		return true
+	}
+	return false
+}
+
+// countSet counts the non-nil pointer fields of a one-of struct (VolumeSource,
+// NetworkSource, InterfaceBindingMethod), so new upstream sources count too.
+func countSet(oneOf any) int {
+	rv := reflect.ValueOf(oneOf)
+	n := 0
+	for i := 0; i < rv.NumField(); i++ {
+		if f := rv.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+			n++
+		}
+	}
+	return n
+}
+
+func count(conds ...bool) int {
+	n := 0
+	for _, c := range conds {
+		if c {
+			n++
+		}
+	}
+	return n
+}
+
+func parseQuantity(s string) (resource.Quantity, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return q, fmt.Errorf("parse quantity %q: %w", s, err)
+	}
+	return q, nil
+}

@@ -1,0 +1,217 @@
+package manifests
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// vmi wraps a spec body (YAML indented by two spaces) in a VirtualMachineInstance.
+func vmi(body string) string {
+	return "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata:\n  name: t\nspec:\n" + body
+}
+
+// vm wraps a VirtualMachine spec body (indented by two spaces).
+func vm(body string) string {
+	return "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata:\n  name: t\nspec:\n" + body
+}
+
+const (
+	mem   = "  domain:\n    memory: {guest: 1Gi}\n"
+	tmpl  = "  template:\n    spec:\n      domain:\n        memory: {guest: 1Gi}\n"
+	netAB = "  networks: [{name: a, pod: {}}, {name: b, multus: {networkName: nad}}]\n"
+)
+
+// withVolume returns a spec with one disk "root" and the given volume source.
+func withVolume(source string) string {
+	return vmi("  domain:\n    memory: {guest: 1Gi}\n    devices:\n      disks: [{name: root}]\n  volumes:\n  - name: root\n    " + source + "\n")
+}
+
+// withDisk returns a spec with the given disk (named root) and a containerDisk volume.
+func withDisk(disk string) string {
+	return vmi("  domain:\n    memory: {guest: 1Gi}\n    devices:\n      disks:\n      - name: root\n        " + disk +
+		"\n  volumes:\n  - {name: root, containerDisk: {image: quay.io/containerdisks/fedora:40}}\n")
+}
+
+// withNet returns a spec with the given interfaces and networks lines.
+func withNet(ifaces, networks string) string {
+	return vmi("  domain:\n    memory: {guest: 1Gi}\n    devices:\n      interfaces: " + ifaces + "\n  networks: " + networks + "\n")
+}
+
+func hco(certConfig string) string {
+	return "apiVersion: hco.kubevirt.io/v1beta1\nkind: HyperConverged\nmetadata:\n  name: kubevirt-hyperconverged\n  namespace: openshift-cnv\nspec:\n  certConfig: " + certConfig + "\n"
+}
+
+// Each rule: one document that breaks only that rule, the exact path reported
+// and the sentinel.
+func TestValidate_rules(t *testing.T) {
+	big := strings.Repeat("x", 2049)
+	for _, tc := range []struct {
+		name string
+		src  string
+		path string
+		want error
+	}{
+		// VirtualMachine.
+		{"runningAndRunStrategy", vm("  running: true\n  runStrategy: Always\n" + tmpl), "spec.running", ErrRunStrategyConflict},
+		{"noRunStrategy", vm(tmpl), "spec.runStrategy", ErrRunStrategyRequired},
+		{"badRunStrategy", vm("  runStrategy: Sometimes\n" + tmpl), "spec.runStrategy", ErrRunStrategyInvalid},
+		{"noTemplate", vm("  runStrategy: Always\n"), "spec.template", ErrTemplateRequired},
+		{"vmTemplatePath", vm("  runStrategy: Always\n  template:\n    spec:\n      domain: {}\n"), "spec.template.spec.domain.memory", ErrMemoryRequired},
+
+		// Memory and CPU.
+		{"noMemory", vmi("  domain: {}\n"), "spec.domain.memory", ErrMemoryRequired},
+		{"negativeCPU", vmi("  domain:\n    memory: {guest: 1Gi}\n    resources: {requests: {cpu: -1}}\n"), "spec.domain.resources.requests.cpu", ErrNegativeQuantity},
+		{"tinyMemoryRequest", vmi("  domain:\n    resources: {requests: {memory: 1k}}\n"), "spec.domain.resources.requests.memory", ErrMemoryRequestTooSmall},
+		{"memoryRequestOverLimit", vmi("  domain:\n    resources: {requests: {memory: 2Gi}, limits: {memory: 1Gi}}\n"), "spec.domain.resources.requests.memory", ErrMemoryRequestOverLimit},
+		{"memoryLimitHeadroom", vmi("  domain:\n    resources: {requests: {memory: 128Mi}, limits: {memory: 200Mi}}\n"), "spec.domain.resources.limits.memory", ErrMemoryLimitHeadroom},
+		{"cpuRequestOverLimit", vmi("  domain:\n    memory: {guest: 1Gi}\n    resources: {requests: {cpu: 2}, limits: {cpu: 1}}\n"), "spec.domain.resources.requests.cpu", ErrCPURequestOverLimit},
+		{"hugepagesPageSize", vmi("  domain:\n    memory: {guest: 1Gi, hugepages: {pageSize: 4Ki}}\n"), "spec.domain.memory.hugepages.pageSize", ErrHugepagesPageSize},
+		{"hugepagesTooLarge", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 500Mi}}\n"), "spec.domain.memory.hugepages.pageSize", ErrHugepagesTooLarge},
+		{"hugepagesNotDivisible", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 1500Mi}}\n"), "spec.domain.resources.requests.memory", ErrHugepagesNotDivisible},
+		{"cpuFeaturePolicy", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {features: [{name: vmx, policy: maybe}]}\n"), "spec.domain.cpu.features[0].policy", ErrCPUFeaturePolicy},
+		{"isolateEmulatorThread", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {isolateEmulatorThread: true}\n"), "spec.domain.cpu.isolateEmulatorThread", ErrIsolateEmulatorThread},
+		{"machineType", vmi("  domain:\n    memory: {guest: 1Gi}\n    machine: {type: pc-i440fx-9.0}\n"), "spec.domain.machine.type", ErrMachineType},
+
+		// Firmware and devices.
+		{"biosAndEFI", vmi("  domain:\n    memory: {guest: 1Gi}\n    firmware: {bootloader: {bios: {}, efi: {secureBoot: false}}}\n"), "spec.domain.firmware.bootloader", ErrBootloaderConflict},
+		{"secureBootWithoutSMM", vmi("  domain:\n    memory: {guest: 1Gi}\n    firmware: {bootloader: {efi: {}}}\n"), "spec.domain.firmware.bootloader.efi.secureBoot", ErrSecureBootSMM},
+		{"secureBootSMMDisabled", vmi("  domain:\n    memory: {guest: 1Gi}\n    features: {smm: {enabled: false}}\n    firmware: {bootloader: {efi: {secureBoot: true}}}\n"), "spec.domain.firmware.bootloader.efi.secureBoot", ErrSecureBootSMM},
+		{"watchdogAction", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {watchdog: {name: w, i6300esb: {action: explode}}}\n"), "spec.domain.devices.watchdog.i6300esb.action", ErrWatchdogAction},
+
+		// Disks.
+		{"diskNameDuplicate", withDisk("disk: {}\n      - name: root\n        cdrom: {}"), "spec.domain.devices.disks[1].name", ErrDiskNameDuplicate},
+		{"diskNameNotDNS", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: Root_1, emptyDisk: {capacity: 1Gi}}]\n"), "spec.domain.devices.disks[0].name", ErrDiskName},
+		{"diskWithoutVolume", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {disks: [{name: data}]}\n"), "spec.domain.devices.disks[0].name", ErrDiskVolumeMissing},
+		{"diskTwoTargets", withDisk("disk: {}\n        cdrom: {}"), "spec.domain.devices.disks[0]", ErrDiskTargets},
+		{"diskBus", withDisk("disk: {bus: ide}"), "spec.domain.devices.disks[0].disk.bus", ErrDiskBus},
+		{"cdromVirtio", withDisk("cdrom: {bus: virtio}"), "spec.domain.devices.disks[0].cdrom.bus", ErrCDROMVirtio},
+		{"bootOrderZero", withDisk("bootOrder: 0"), "spec.domain.devices.disks[0].bootOrder", ErrBootOrderZero},
+		{"bootOrderSharedWithInterface", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices:\n      disks: [{name: root, bootOrder: 1}]\n      interfaces: [{name: a, masquerade: {}, bootOrder: 1}]\n  networks: [{name: a, pod: {}}]\n  volumes: [{name: root, emptyDisk: {capacity: 1Gi}}]\n"), "spec.domain.devices.interfaces[0].bootOrder", ErrBootOrderDuplicate},
+		{"diskCache", withDisk("cache: unsafe"), "spec.domain.devices.disks[0].cache", ErrDiskCache},
+		{"diskIO", withDisk("io: default"), "spec.domain.devices.disks[0].io", ErrDiskIO},
+		{"diskErrorPolicy", withDisk("errorPolicy: panic"), "spec.domain.devices.disks[0].errorPolicy", ErrDiskErrorPolicy},
+		{"diskSerial", withDisk("serial: 'no spaces'"), "spec.domain.devices.disks[0].serial", ErrDiskSerial},
+		{"diskSerialLength", withDisk("serial: " + strings.Repeat("a", 257)), "spec.domain.devices.disks[0].serial", ErrDiskSerial},
+
+		// Volumes.
+		{"volumeNameDuplicate", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: v, emptyDisk: {capacity: 1Gi}}, {name: v, emptyDisk: {capacity: 1Gi}}]\n"), "spec.volumes[1].name", ErrVolumeNameDuplicate},
+		{"volumeTwoSources", withVolume("emptyDisk: {capacity: 1Gi}\n    containerDisk: {image: quay.io/x:1}"), "spec.volumes[0]", ErrVolumeSource},
+		{"volumeNoSource", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: root}]\n"), "spec.volumes[0]", ErrVolumeSource},
+		{"containerDiskImage", withVolume("containerDisk: {imagePullPolicy: Always}"), "spec.volumes[0].containerDisk.image", ErrContainerDiskImage},
+		{"emptyDiskCapacity", withVolume("emptyDisk: {capacity: 0}"), "spec.volumes[0].emptyDisk.capacity", ErrEmptyDiskCapacity},
+		{"hostDiskPath", withVolume("hostDisk: {type: Disk}"), "spec.volumes[0].hostDisk.path", ErrHostDiskPath},
+		{"hostDiskType", withVolume("hostDisk: {path: /var/d.img, type: File}"), "spec.volumes[0].hostDisk.type", ErrHostDiskType},
+		{"hostDiskCapacity", withVolume("hostDisk: {path: /var/d.img, type: Disk, capacity: 1Gi}"), "spec.volumes[0].hostDisk.capacity", ErrHostDiskCapacity},
+		{"dataVolumeName", withVolume("dataVolume: {hotpluggable: true}"), "spec.volumes[0].dataVolume.name", ErrDataVolumeName},
+		{"cloudInitNoData", withVolume("cloudInitNoCloud: {}"), "spec.volumes[0].cloudInitNoCloud", ErrCloudInitNoData},
+		{"cloudInitTwoUserData", withVolume("cloudInitNoCloud: {userData: a, userDataBase64: YQ==}"), "spec.volumes[0].cloudInitNoCloud", ErrCloudInitSources},
+		{"cloudInitTooLarge", withVolume("cloudInitNoCloud: {userData: " + big + "}"), "spec.volumes[0].cloudInitNoCloud.userData", ErrCloudInitTooLarge},
+		{"cloudInitBase64TooLarge", withVolume("cloudInitConfigDrive: {userDataBase64: " + base64.StdEncoding.EncodeToString([]byte(big)) + "}"), "spec.volumes[0].cloudInitConfigDrive.userDataBase64", ErrCloudInitTooLarge},
+		{"cloudInitBadBase64", withVolume("cloudInitNoCloud: {networkDataBase64: '!!!'}"), "spec.volumes[0].cloudInitNoCloud.networkDataBase64", ErrCloudInitBase64},
+
+		// Networks and interfaces.
+		{"networkNameDuplicate", withNet("[{name: a, masquerade: {}}]", "[{name: a, pod: {}}, {name: a, multus: {networkName: nad}}]"), "spec.networks[1].name", ErrNetworkNameDuplicate},
+		{"interfaceNameDuplicate", withNet("[{name: a, masquerade: {}}, {name: a, bridge: {}}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[1].name", ErrInterfaceNameDuplicate},
+		{"interfaceName", withNet("[{name: 'a.b', masquerade: {}}]", "[{name: 'a.b', pod: {}}]"), `spec.domain.devices.interfaces[0].name`, ErrInterfaceName},
+		{"interfaceWithoutNetwork", withNet("[{name: a, masquerade: {}}, {name: b, bridge: {}}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[1].name", ErrInterfaceNoNetwork},
+		{"networkWithoutInterface", withNet("[{name: a, masquerade: {}}]", "[{name: a, pod: {}}, {name: b, multus: {networkName: nad}}]"), "spec.networks[1].name", ErrNetworkNoInterface},
+		{"twoPodNetworks", withNet("[{name: a, masquerade: {}}, {name: b, masquerade: {}}]", "[{name: a, pod: {}}, {name: b, pod: {}}]"), "spec.networks[1].pod", ErrMultiplePodNetworks},
+		{"networkTwoSources", withNet("[{name: a, masquerade: {}}]", "[{name: a, pod: {}, multus: {networkName: nad}}]"), "spec.networks[0]", ErrNetworkSource},
+		{"interfaceTwoBindings", withNet("[{name: a, masquerade: {}, bridge: {}}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0]", ErrInterfaceBinding},
+		{"interfaceModel", withNet("[{name: a, masquerade: {}, model: virtio-net}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].model", ErrInterfaceModel},
+		{"macAddress", withNet("[{name: a, masquerade: {}, macAddress: '02:00:00:00:00'}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].macAddress", ErrMACAddress},
+
+		// Host kinds.
+		{"certTooSmall", hco("{ca: {duration: 5m}}"), "spec.certConfig.ca.duration", ErrCertDurationTooSmall},
+		{"certCARenewBefore", hco("{ca: {duration: 48h, renewBefore: 49h}}"), "spec.certConfig.ca.renewBefore", ErrCertCARenewBefore},
+		{"certServerRenewBefore", hco("{server: {duration: 10h, renewBefore: 11h}}"), "spec.certConfig.server.renewBefore", ErrCertServerRenewBefore},
+		{"certCAShorterThanServer", hco("{ca: {duration: 4h0m0s, renewBefore: 1h0m0s}, server: {renewBefore: 4h0m0s}}"), "spec.certConfig.server.duration", ErrCertCAServer},
+		{"hostPathRoot", "apiVersion: hostpathprovisioner.kubevirt.io/v1beta1\nkind: HostPathProvisioner\nmetadata:\n  name: hpp\nspec:\n  pathConfig: {path: /}\n", "spec.pathConfig.path", ErrHostPathRoot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := parse(t, tc.src)
+			errs := s.Diags.Errors()
+			if len(errs) != 1 {
+				t.Fatalf("want exactly one error, got %d:\n%v", len(errs), errs.Err())
+			}
+			d := errs[0]
+			if d.Path != tc.path || !errors.Is(d, tc.want) {
+				t.Errorf("got %q (path %q), want %v at path %q", d.Error(), d.Path, tc.want, tc.path)
+			}
+			if d.File != "test.yaml" || d.Line == 0 || d.Object == "" {
+				t.Errorf("diagnostic lacks file, line or object: %+v", d)
+			}
+			if s.Incomplete || len(s.Objects) != 1 || s.Objects[0].Valid {
+				t.Errorf("want one known, invalid object; Incomplete=%v objects=%v", s.Incomplete, s.Objects)
+			}
+		})
+	}
+}
+
+// The seed's only quoted validation text (8.14.3) comes out verbatim.
+func TestValidate_certConfigSeedMessage(t *testing.T) {
+	s := parse(t, hco(`
+    ca:
+      duration: 4h0m0s
+      renewBefore: 1h0m0s
+    server:
+      renewBefore: 4h0m0s`))
+	if len(s.Diags) != 1 {
+		t.Fatalf("want one diagnostic, got %v", s.Diags)
+	}
+	if got, want := s.Diags[0].Message, "spec.certConfig: ca.duration is smaller than server.duration"; got != want {
+		t.Errorf("message = %q, want %q", got, want)
+	}
+}
+
+// All problems of a document are reported at once (SPEC M-2), each at its own line.
+func TestValidate_allAtOnce(t *testing.T) {
+	s := parse(t, vm(`  runStrategy: Always
+  template:
+    spec:
+      domain:
+        resources:
+          requests: {memory: 128Mi}
+          limits: {memory: 130Mi}
+        devices:
+          disks:
+          - name: root
+            cdrom: {bus: virtio}
+          - name: root
+      volumes:
+      - name: root
+        containerDisk: {image: quay.io/x:1}
+`))
+	got := map[string]int{}
+	for _, d := range s.Diags {
+		got[d.Path] = d.Line
+	}
+	want := map[string]int{
+		"spec.template.spec.domain.resources.limits.memory":    12,
+		"spec.template.spec.domain.devices.disks[0].cdrom.bus": 16,
+		"spec.template.spec.domain.devices.disks[1].name":      17,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("path -> line (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidate_seedExamples(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "seed-examples.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Parse("seed-examples.yaml", data, Options{})
+	for _, d := range s.Diags {
+		t.Errorf("%v", d)
+	}
+	if len(s.Objects) != 6 {
+		t.Errorf("got %d objects, want 6", len(s.Objects))
+	}
+}

@@ -1,0 +1,242 @@
+package desired
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+)
+
+// Annotations nodevirt reads from manifests.
+const (
+	// AnnotationSelfHeal "false" turns drift healing off for one VM; drift is still reported.
+	AnnotationSelfHeal = "nodevirt.io/self-heal"
+	// AnnotationRestartOnChange "false" keeps a running VM running after its
+	// definition changed; the plan then reports that a restart is required.
+	AnnotationRestartOnChange = "nodevirt.io/restart-on-change"
+	// AnnotationAllowPruneAll "true" on any object of the commit confirms that a
+	// commit may delete every VM nodevirt owns on this node.
+	AnnotationAllowPruneAll = "nodevirt.io/allow-prune-all"
+	// LabelHostname is the node selector key that pins a VM to one node.
+	LabelHostname = "kubernetes.io/hostname"
+)
+
+// DefaultGracePeriod is KubeVirt's terminationGracePeriodSeconds default.
+const DefaultGracePeriod = 30 * time.Second
+
+// VM is one virtual machine this node should run.
+type VM struct {
+	Object     string `json:"object"` // "VirtualMachine default/web"
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	File       string `json:"file,omitempty"`
+	Line       int    `json:"line,omitempty"`
+	DomainName string `json:"domain"`
+	UUID       string `json:"uuid"`
+	// XML is the complete domain definition, ownership metadata included.
+	XML string `json:"xml"`
+	// SpecHash covers the domain XML without metadata plus the artifacts, so
+	// any change of what the guest sees changes it.
+	SpecHash        string                               `json:"specHash"`
+	RunStrategy     kubevirtv1.VirtualMachineRunStrategy `json:"runStrategy"`
+	SelfHeal        bool                                 `json:"selfHeal"`
+	RestartOnChange bool                                 `json:"restartOnChange"`
+	GracePeriod     time.Duration                        `json:"gracePeriod"`
+	Artifacts       []domain.Artifact                    `json:"artifacts,omitempty"`
+	// Revision is the source revision the VM was rendered from.
+	Revision string `json:"revision"`
+}
+
+// State is the desired state of the node for one source revision.
+type State struct {
+	Revision string
+	// VMs are the valid VirtualMachines placed on this node, sorted by domain name.
+	VMs []*VM
+	// Invalid holds the domain names of VMs whose manifests failed validation or
+	// conversion: the reconciler keeps their last good state and never prunes them.
+	Invalid map[string]string // domain name -> object
+	Diags   diag.List
+	// PruneSuspended is set when some document could not be identified: the
+	// objects it held are unknown, so nothing may be deleted for this commit.
+	PruneSuspended bool
+	// AllowPruneAll is set by the AnnotationAllowPruneAll marker.
+	AllowPruneAll bool
+	// Elsewhere counts VMs placed on other nodes (not this one).
+	Elsewhere int
+}
+
+// Options carry the node identity and host layout into the build.
+type Options struct {
+	Node    string
+	Context domain.Context
+}
+
+// Build renders the desired state from a manifest set.
+func Build(set *manifests.Set, revision string, opt Options) *State {
+	st := &State{
+		Revision:       revision,
+		Invalid:        map[string]string{},
+		PruneSuspended: set.Incomplete,
+	}
+	st.Diags = append(st.Diags, set.Diags...)
+	for _, o := range set.Objects {
+		if o.Annotations[AnnotationAllowPruneAll] == "true" {
+			st.AllowPruneAll = true
+		}
+		if o.Ref.Kind != "VirtualMachine" && o.Ref.Kind != "VirtualMachineInstance" {
+			continue
+		}
+		name := DomainName(o.Ref.Namespace, o.Ref.Name)
+		// Decided by kind, not by the decoded value: an object whose fields
+		// failed to decode has no value, and must still keep its last good
+		// state instead of looking deleted.
+		if !o.Valid || o.Value == nil {
+			st.Invalid[name] = o.Ref.String()
+			continue
+		}
+		var (
+			spec   *kubevirtv1.VirtualMachineInstanceSpec
+			meta   map[string]string
+			prefix string
+			rs     kubevirtv1.VirtualMachineRunStrategy
+		)
+		switch v := o.Value.(type) {
+		case *kubevirtv1.VirtualMachine:
+			if v.Spec.Template != nil {
+				spec = &v.Spec.Template.Spec
+			}
+			prefix = "spec.template.spec"
+			meta = o.Annotations
+			if s, err := v.RunStrategy(); err == nil {
+				rs = s
+			}
+		case *kubevirtv1.VirtualMachineInstance:
+			// A VMI is one run of a VM: started once, never restarted.
+			spec, prefix, meta, rs = &v.Spec, "spec", o.Annotations, kubevirtv1.RunStrategyOnce
+		}
+		if spec == nil {
+			st.Invalid[name] = o.Ref.String()
+			continue
+		}
+		if host := spec.NodeSelector[LabelHostname]; host != "" && host != opt.Node {
+			st.Elsewhere++
+			continue
+		}
+		vm, diags := render(o, spec, prefix, rs, meta, revision, opt)
+		st.Diags = append(st.Diags, diags...)
+		if vm == nil {
+			st.Invalid[name] = o.Ref.String()
+			continue
+		}
+		st.VMs = append(st.VMs, vm)
+	}
+	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
+	st.Diags.Sort()
+	return st
+}
+
+func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string,
+	rs kubevirtv1.VirtualMachineRunStrategy, ann map[string]string, revision string, opt Options) (*VM, diag.List) {
+	uuid := string(firmwareUUID(spec))
+	if uuid == "" {
+		uuid = StableUUID(o.Ref.Namespace, o.Ref.Name)
+	}
+	res := domain.Convert(domain.Input{
+		Namespace:  o.Ref.Namespace,
+		Name:       o.Ref.Name,
+		UUID:       uuid,
+		Spec:       spec,
+		Object:     o.Ref.String(),
+		PathPrefix: prefix,
+	}, opt.Context)
+	// Conversion diagnostics carry the user's path; give them file and line.
+	diags := make(diag.List, 0, len(res.Diags))
+	for _, d := range res.Diags {
+		if d.File == "" {
+			d.File = o.File
+			d.Line, d.Col = o.Pos(d.Path)
+		}
+		diags = append(diags, d)
+	}
+	if diags.HasErrors() || res.Domain == nil {
+		return nil, diags
+	}
+	body, err := res.Domain.Marshal()
+	if err != nil {
+		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
+	}
+	arts, err := json.Marshal(res.Artifacts)
+	if err != nil {
+		return nil, append(diags, o.Errorf(prefix, "hashing artifacts: %v", err))
+	}
+	sum := sha256.New()
+	sum.Write([]byte(body))
+	sum.Write(arts)
+	hash := "sha256:" + hex.EncodeToString(sum.Sum(nil))[:32]
+
+	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision, SpecHash: hash}
+	meta, err := owner.Element()
+	if err != nil {
+		return nil, append(diags, o.Errorf(prefix, "rendering metadata: %v", err))
+	}
+	res.Domain.Metadata = meta
+	xml, err := res.Domain.Marshal()
+	if err != nil {
+		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
+	}
+	grace := DefaultGracePeriod
+	if spec.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	return &VM{
+		Object:          o.Ref.String(),
+		Kind:            o.Ref.Kind,
+		Namespace:       o.Ref.Namespace,
+		Name:            o.Ref.Name,
+		File:            o.File,
+		Line:            o.Line,
+		DomainName:      res.Domain.Name,
+		UUID:            uuid,
+		XML:             xml,
+		SpecHash:        hash,
+		RunStrategy:     rs,
+		SelfHeal:        ann[AnnotationSelfHeal] != "false",
+		RestartOnChange: ann[AnnotationRestartOnChange] != "false",
+		GracePeriod:     grace,
+		Artifacts:       res.Artifacts,
+		Revision:        revision,
+	}, diags
+}
+
+func firmwareUUID(spec *kubevirtv1.VirtualMachineInstanceSpec) string {
+	if spec.Domain.Firmware != nil {
+		return string(spec.Domain.Firmware.UUID)
+	}
+	return ""
+}
+
+// DomainName is KubeVirt's libvirt name for a VMI: namespace_name.
+func DomainName(namespace, name string) string { return namespace + "_" + name }
+
+// Lookup returns the VM rendered for a domain name, or nil.
+func (s *State) Lookup(domainName string) *VM {
+	i := sort.Search(len(s.VMs), func(i int) bool { return s.VMs[i].DomainName >= domainName })
+	if i < len(s.VMs) && s.VMs[i].DomainName == domainName {
+		return s.VMs[i]
+	}
+	return nil
+}
+
+// String is a one-line summary for logs.
+func (s *State) String() string {
+	return fmt.Sprintf("revision %s: %d VMs on this node, %d invalid, %d elsewhere", s.Revision, len(s.VMs), len(s.Invalid), s.Elsewhere)
+}

@@ -1,0 +1,299 @@
+package domain
+
+import (
+	"encoding/base64"
+	"fmt"
+	"path"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
+)
+
+const mib = 1 << 20
+
+// configureDisks owns the <disk> elements, the SCSI <controller> they need,
+// and the artifacts behind each disk's volume.
+func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	spec := in.Spec
+	volumes := make(map[string]int, len(spec.Volumes))
+	for i, v := range spec.Volumes {
+		volumes[v.Name] = i
+	}
+	// Target names are allocated per prefix in disk order, as KubeVirt's
+	// makeDeviceName does: virtio disks are vda, vdb…; sata, scsi and usb
+	// share the sd prefix and one counter.
+	next := map[string]int{}
+	scsi := false
+
+	for i, d := range spec.Domain.Devices.Disks {
+		rel := fmt.Sprintf("domain.devices.disks[%d]", i)
+		if d.LUN != nil {
+			// Refused in the support table: libvirt takes a lun only on a
+			// block device, and every volume is a file for now.
+			continue
+		}
+		vi, ok := volumes[d.Name]
+		if !ok {
+			out.invalid(rel+".name", "no volume named %q", d.Name)
+			continue
+		}
+		src, ok := volumeSource(in, ctx, vi, out)
+		if !ok {
+			continue
+		}
+		disk, bus, ok := diskDevice(d, rel, out)
+		if !ok {
+			continue
+		}
+		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
+		disk.Driver.Type = src.format
+		if src.readOnly {
+			disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+		}
+		if src.shared || isTrue(d.Shareable) {
+			disk.Shareable = &libvirtxml.DomainDiskShareable{}
+		}
+		if !driverCache(&disk, d, rel, out) {
+			continue
+		}
+		// Names go only to disks that are emitted.
+		prefix := "sd"
+		if bus == kubevirtv1.DiskBusVirtio {
+			prefix = "vd"
+		}
+		disk.Target.Dev = prefix + deviceSuffix(next[prefix])
+		next[prefix]++
+		scsi = scsi || bus == kubevirtv1.DiskBusSCSI
+		if d.BootOrder != nil {
+			disk.Boot = &libvirtxml.DomainDeviceBoot{Order: *d.BootOrder}
+		}
+		disk.Serial = d.Serial
+		disk.Alias = userAlias(d.Name)
+
+		devices(dom).Disks = append(devices(dom).Disks, disk)
+		if src.artifact != nil {
+			out.artifacts = append(out.artifacts, *src.artifact)
+		}
+	}
+	if scsi {
+		devices(dom).Controllers = append(devices(dom).Controllers, libvirtxml.DomainController{
+			Type: "scsi", Model: "virtio-non-transitional",
+		})
+	}
+}
+
+// diskDevice maps disk/cdrom/lun and the bus; it leaves source, target dev
+// and driver format to the caller.
+func diskDevice(d kubevirtv1.Disk, rel string, out *output) (libvirtxml.DomainDisk, kubevirtv1.DiskBus, bool) {
+	disk := libvirtxml.DomainDisk{
+		// error_policy stop pauses the guest on a host I/O error (a full
+		// host disk) instead of handing the error to the guest, whose
+		// filesystem would go read-only or lose writes.
+		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", ErrorPolicy: string(kubevirtv1.DiskErrorPolicyStop)},
+		Target: &libvirtxml.DomainDiskTarget{},
+	}
+	if d.ErrorPolicy != nil {
+		disk.Driver.ErrorPolicy = string(*d.ErrorPolicy)
+	}
+	var bus kubevirtv1.DiskBus
+	switch {
+	case d.CDRom != nil:
+		disk.Device = "cdrom"
+		bus = d.CDRom.Bus
+		if enabled(d.CDRom.ReadOnly) {
+			disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+		}
+		if d.CDRom.Tray == kubevirtv1.TrayStateOpen {
+			disk.Target.Tray = "open"
+		}
+	case d.LUN != nil:
+		// Not reached from configureDisks until block volumes exist (S-6).
+		disk.Device = "lun"
+		bus = d.LUN.Bus
+		disk.Driver.Discard = "unmap"
+		if d.LUN.ReadOnly {
+			disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+		}
+	default:
+		disk.Device = "disk"
+		if d.Disk != nil {
+			bus = d.Disk.Bus
+			if d.Disk.ReadOnly {
+				disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+			}
+		}
+		// Guest TRIM frees space in sparse and qcow2 files.
+		disk.Driver.Discard = "unmap"
+	}
+	switch bus {
+	case kubevirtv1.DiskBusVirtio, kubevirtv1.DiskBusSATA, kubevirtv1.DiskBusSCSI, kubevirtv1.DiskBusUSB:
+	case "":
+		// KubeVirt's amd64 default; manifests.Default normally sets it.
+		bus = kubevirtv1.DiskBusSATA
+	default:
+		out.invalid(rel, "bus %q is not one of virtio, sata, scsi, usb", bus)
+		return disk, bus, false
+	}
+	disk.Target.Bus = string(bus)
+	return disk, bus, true
+}
+
+// driverCache sets cache and io. KubeVirt picks cache=none when the file
+// supports O_DIRECT and writethrough otherwise, probing the file at start. A
+// pure converter cannot probe, and cache=none fails to open files on tmpfs,
+// so an unset cache stays unset: libvirt's default (QEMU writeback) works on
+// every filesystem. Explicit values pass through.
+func driverCache(disk *libvirtxml.DomainDisk, d kubevirtv1.Disk, rel string, out *output) bool {
+	disk.Driver.Cache = string(d.Cache)
+	disk.Driver.IO = string(d.IO)
+	// A disk other VMs write too (maybe from other hosts, over shared
+	// storage) must bypass the host page cache or they read stale data;
+	// KubeVirt forces none as well.
+	if disk.Shareable != nil && disk.Driver.Cache == "" {
+		disk.Driver.Cache = string(kubevirtv1.CacheNone)
+	}
+	if d.IO == kubevirtv1.IONative {
+		// QEMU refuses aio=native without O_DIRECT, i.e. cache=none.
+		switch disk.Driver.Cache {
+		case "":
+			disk.Driver.Cache = string(kubevirtv1.CacheNone)
+		case string(kubevirtv1.CacheNone):
+		default:
+			out.invalid(rel+".io", "io native needs cache none, not %s", d.Cache)
+			return false
+		}
+	}
+	return true
+}
+
+// deviceSuffix is the letter part of a target name: 0→a, 25→z, 26→aa.
+func deviceSuffix(n int) string {
+	s := ""
+	for n++; n > 0; n = (n - 1) / 26 {
+		s = string(rune('a'+(n-1)%26)) + s
+	}
+	return s
+}
+
+// source is what a volume contributes to its disk.
+type source struct {
+	path     string
+	format   string // driver type: raw or qcow2
+	readOnly bool
+	shared   bool
+	artifact *Artifact
+}
+
+// volumeSource maps spec.volumes[vi] to a host file. Sources the support
+// table refuses return false without a diagnostic of their own.
+func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
+	v := in.Spec.Volumes[vi]
+	rel := fmt.Sprintf("volumes[%d]", vi)
+	perVM := func(ext string) string {
+		return path.Join(ctx.DiskDir, in.Namespace, in.Name, v.Name+ext)
+	}
+	claim := func(name string) string {
+		return path.Join(ctx.VolumeDir, in.Namespace, name, "disk.img")
+	}
+	switch {
+	case v.ContainerDisk != nil:
+		// A fresh qcow2 overlay whose backing file is the image's disk. The
+		// runtime records the backing format in the overlay, so libvirt
+		// finds the chain at start and no <backingStore> is written here.
+		p := perVM(".qcow2")
+		return source{path: p, format: "qcow2", artifact: &Artifact{
+			Kind: ContainerDisk, Volume: v.Name, Path: p,
+			Image: v.ContainerDisk.Image, ImagePath: v.ContainerDisk.Path,
+			PullPolicy: string(v.ContainerDisk.ImagePullPolicy),
+		}}, true
+
+	case v.EmptyDisk != nil:
+		// Rounded down to MiB as KubeVirt's emptydisk creator does.
+		size := v.EmptyDisk.Capacity.Value() / mib * mib
+		if size <= 0 {
+			out.invalid(rel+".emptyDisk.capacity", "capacity %s is less than 1Mi", v.EmptyDisk.Capacity.String())
+			return source{}, false
+		}
+		p := perVM(".qcow2")
+		return source{path: p, format: "qcow2", artifact: &Artifact{Kind: EmptyDisk, Volume: v.Name, Path: p, Size: size}}, true
+
+	case v.CloudInitNoCloud != nil:
+		files, ok := noCloudFiles(in, v.CloudInitNoCloud, rel+".cloudInitNoCloud", out)
+		if !ok {
+			return source{}, false
+		}
+		p := perVM(".iso")
+		return source{path: p, format: "raw", artifact: &Artifact{
+			Kind: NoCloudISO, Volume: v.Name, Path: p, Label: "cidata", Files: files,
+		}}, true
+
+	case v.PersistentVolumeClaim != nil:
+		p := claim(v.PersistentVolumeClaim.ClaimName)
+		return source{path: p, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
+			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p}}, true
+
+	case v.DataVolume != nil:
+		// CDI writes a DataVolume into the claim of the same name.
+		p := claim(v.DataVolume.Name)
+		return source{path: p, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p}}, true
+
+	case v.HostDisk != nil:
+		hd := v.HostDisk
+		return source{path: hd.Path, format: "raw", shared: isTrue(hd.Shared), artifact: &Artifact{
+			Kind: HostDisk, Volume: v.Name, Path: hd.Path,
+			Create: hd.Type == kubevirtv1.HostDiskExistsOrCreate, Size: hd.Capacity.Value(),
+		}}, true
+	}
+	// Every other source is refused by the support table (reportUnmapped).
+	return source{}, false
+}
+
+// noCloudFiles builds the NoCloud seed's files: user-data, meta-data and,
+// when given, network-config.
+func noCloudFiles(in Input, c *kubevirtv1.CloudInitNoCloudSource, rel string, out *output) (map[string][]byte, bool) {
+	if c.UserDataSecretRef != nil || c.NetworkDataSecretRef != nil {
+		// Refused in the support table: secrets come later.
+		return nil, false
+	}
+	user, ok := inlineOrBase64(c.UserData, c.UserDataBase64, rel+".userDataBase64", out)
+	if !ok {
+		return nil, false
+	}
+	network, ok := inlineOrBase64(c.NetworkData, c.NetworkDataBase64, rel+".networkDataBase64", out)
+	if !ok {
+		return nil, false
+	}
+	if user == nil {
+		user = []byte{}
+	}
+	hostname := in.Name
+	if in.Spec.Hostname != "" {
+		hostname = in.Spec.Hostname
+	}
+	files := map[string][]byte{
+		// cloud-init needs user-data to exist even when only network data is given.
+		"user-data": user,
+		// instance-id is the firmware UUID, as in KubeVirt: stable across
+		// restarts, so cloud-init runs its once-per-instance modules once.
+		"meta-data": []byte("instance-id: " + in.UUID + "\nlocal-hostname: " + hostname + "\n"),
+	}
+	if network != nil {
+		files["network-config"] = network
+	}
+	return files, true
+}
+
+func inlineOrBase64(inline, b64, rel string, out *output) ([]byte, bool) {
+	if inline != "" {
+		return []byte(inline), true
+	}
+	if b64 == "" {
+		return nil, true
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		out.invalid(rel, "not valid base64: %v", err)
+		return nil, false
+	}
+	return b, true
+}

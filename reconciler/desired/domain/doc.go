@@ -1,0 +1,16 @@
+// Package domain converts one defaulted KubeVirt VirtualMachineInstance spec
+// into a libvirt domain (libvirt.org/go/libvirtxml) plus the host-side
+// artifacts its disks refer to (container-disk overlays, empty disks,
+// cloud-init seed images, claims, host disks).
+//
+// It owns the mapping from spec fields to domain elements and the support
+// matrix of fields it maps, ignores (warning) or refuses (error); see Fields.
+// The conversion is an ordered list of small configurators, one per element
+// group, each filling only its own elements (KubeVirt's converter layout).
+//
+// Convert is pure: no I/O, no clock, no randomness. Host facts and directory
+// layout come in through Context, so the same input always yields the same
+// bytes and drift checks can compare against it. The package must not import
+// runtime drivers (libvirt.org/go/libvirt, anything under runtime/) or do host
+// I/O; only its tests talk to libvirt's in-process test driver.
+package domain

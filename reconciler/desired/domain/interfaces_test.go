@@ -1,0 +1,98 @@
+package domain
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
+)
+
+func TestConfigureInterfaces(t *testing.T) {
+	const uuid = "0d3a1b7e-6f2c-4c1d-9a55-3e2f1f0c7a10"
+	pod := kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}
+	masq := kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}
+	user := &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
+	noROM := &libvirtxml.DomainROM{Enabled: "no"}
+
+	for _, tc := range []struct {
+		name       string
+		interfaces []kubevirtv1.Interface
+		networks   []kubevirtv1.Network
+		want       *libvirtxml.Domain
+		diags      []diagLine
+	}{
+		{
+			name:       "masquerade on the pod network",
+			interfaces: []kubevirtv1.Interface{{Name: "default", InterfaceBindingMethod: masq}},
+			networks:   []kubevirtv1.Network{{Name: "default", NetworkSource: pod}},
+			want: &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Interfaces: []libvirtxml.DomainInterface{{
+				Source: user, MAC: &libvirtxml.DomainInterfaceMAC{Address: derivedMAC(uuid, "default")},
+				Model: &libvirtxml.DomainInterfaceModel{Type: "virtio"}, ROM: noROM, Alias: userAlias("default"),
+			}}}},
+		},
+		{
+			name: "model, MAC, boot order, link down, ACPI index",
+			interfaces: []kubevirtv1.Interface{{
+				Name: "default", InterfaceBindingMethod: masq, Model: "e1000", MacAddress: "DE-AD-00-00-BE-AF",
+				BootOrder: ptr(uint(1)), State: kubevirtv1.InterfaceStateLinkDown, ACPIIndex: 2,
+			}},
+			networks: []kubevirtv1.Network{{Name: "default", NetworkSource: pod}},
+			want: &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Interfaces: []libvirtxml.DomainInterface{{
+				Source: user, MAC: &libvirtxml.DomainInterfaceMAC{Address: "de:ad:00:00:be:af"},
+				Model: &libvirtxml.DomainInterfaceModel{Type: "e1000"}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1},
+				Link: &libvirtxml.DomainInterfaceLink{State: "down"}, ACPI: &libvirtxml.DomainDeviceACPI{Index: 2},
+				Alias: userAlias("default"),
+			}}}},
+		},
+		{
+			name:       "absent interface is left out",
+			interfaces: []kubevirtv1.Interface{{Name: "default", InterfaceBindingMethod: masq, State: kubevirtv1.InterfaceStateAbsent}},
+			networks:   []kubevirtv1.Network{{Name: "default", NetworkSource: pod}},
+			want:       &libvirtxml.Domain{},
+		},
+		{
+			// Bridge on the pod network, multus and SR-IOV are refused by the
+			// support table; this configurator only skips them.
+			name: "refused bindings and networks are skipped",
+			interfaces: []kubevirtv1.Interface{
+				{Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}},
+				{Name: "lan", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}},
+				{Name: "vf", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{SRIOV: &kubevirtv1.InterfaceSRIOV{}}},
+			},
+			networks: []kubevirtv1.Network{
+				{Name: "default", NetworkSource: pod},
+				{Name: "lan", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "br"}}},
+				{Name: "vf", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "sriov"}}},
+			},
+			want: &libvirtxml.Domain{},
+		},
+		{
+			name: "invalid input",
+			interfaces: []kubevirtv1.Interface{
+				{Name: "nowhere", InterfaceBindingMethod: masq},
+				{Name: "default"},
+				{Name: "bad-mac", InterfaceBindingMethod: masq, MacAddress: "00:00:00:00:fe:80:00:00"},
+			},
+			networks: []kubevirtv1.Network{{Name: "default", NetworkSource: pod}, {Name: "bad-mac", NetworkSource: pod}},
+			want:     &libvirtxml.Domain{},
+			diags: []diagLine{
+				{"error", "spec.template.spec.domain.devices.interfaces[0].name", `invalid: no network named "nowhere"`},
+				{"error", "spec.template.spec.domain.devices.interfaces[1]", "invalid: no binding method; masquerade is the one nodevirt supports"},
+				{"error", "spec.template.spec.domain.devices.interfaces[2].macAddress", `invalid: "00:00:00:00:fe:80:00:00" is not a 48-bit MAC address`},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := kubevirtv1.VirtualMachineInstanceSpec{Networks: tc.networks}
+			spec.Domain.Devices.Interfaces = tc.interfaces
+			dom, out := run(configureInterfaces, testInput(spec))
+			if diff := cmp.Diff(tc.want, dom); diff != "" {
+				t.Errorf("domain (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.diags, diagLines(out)); diff != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

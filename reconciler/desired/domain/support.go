@@ -1,0 +1,375 @@
+package domain
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
+)
+
+// Support says what the converter does with a spec field.
+type Support string
+
+const (
+	// Mapped fields become domain XML or artifacts (Note says which).
+	Mapped Support = "mapped"
+	// Ignored fields are left out with a warning: the VM runs without them,
+	// differently from KubeVirt in a way the Note describes.
+	Ignored Support = "ignored"
+	// Refused fields are errors: running without them would not be the VM the
+	// manifest describes.
+	Refused Support = "refused"
+	// Elsewhere fields do not reach the domain: another stage reads them
+	// (defaulting, placement, lifecycle) or they only shape KubeVirt's pod.
+	Elsewhere Support = "elsewhere"
+)
+
+// Field is one row of the support matrix.
+type Field struct {
+	// Path is relative to the VirtualMachineInstance spec (a VM's
+	// spec.template.spec), spelled as in YAML; [*] stands for every element.
+	Path    string
+	Support Support
+	Note    string
+	// find lists the concrete relative paths where the field is in use, for
+	// rows whose "in use" is not simply "set" (see setPaths).
+	find func(*kubevirtv1.VirtualMachineInstanceSpec) []string
+}
+
+// Fields returns the support matrix in table order; the README's support
+// section is generated from it. A test checks that it names every field of
+// the spec types the converter reads, so nothing is dropped silently.
+func Fields() []Field { return slices.Clone(fields) }
+
+// fields is the support matrix: the one place that says which spec fields
+// are mapped, ignored with a warning, refused, or read elsewhere.
+var fields = []Field{
+	// --- VirtualMachineInstance spec ---
+	{Path: "hostname", Support: Mapped, Note: "cloud-init meta-data local-hostname (default: the VM name)"},
+	{Path: "architecture", Support: Mapped, Note: "must match the host: amd64=x86_64, arm64=aarch64, s390x; <os><type arch> comes from the host"},
+	{Path: "priorityClassName", Support: Elsewhere, Note: "pod scheduling only"},
+	{Path: "nodeSelector", Support: Elsewhere, Note: "placement (VM-3)"},
+	{Path: "affinity", Support: Elsewhere, Note: "placement (VM-3)"},
+	{Path: "schedulerName", Support: Elsewhere, Note: "pod scheduling only"},
+	{Path: "tolerations", Support: Elsewhere, Note: "placement (VM-3)"},
+	{Path: "topologySpreadConstraints", Support: Elsewhere, Note: "placement (VM-3)"},
+	{Path: "serviceAccountName", Support: Elsewhere, Note: "pod identity only"},
+	{Path: "evictionStrategy", Support: Elsewhere, Note: "live migration on node drain; one host has nowhere to migrate"},
+	{Path: "terminationGracePeriodSeconds", Support: Elsewhere, Note: "lifecycle: seconds between ACPI shutdown and destroy"},
+	{Path: "subdomain", Support: Elsewhere, Note: "cluster DNS only"},
+	{Path: "dnsPolicy", Support: Elsewhere, Note: "pod DNS only; the guest uses QEMU's DNS forwarder"},
+	{Path: "startStrategy", Support: Ignored, Note: "the VM starts running, not paused"},
+	{Path: "livenessProbe", Support: Ignored, Note: "the VM is not probed"},
+	{Path: "readinessProbe", Support: Ignored, Note: "the VM is not probed"},
+	{Path: "dnsConfig", Support: Ignored, Note: "the guest gets the host's resolvers through QEMU's DNS forwarder"},
+	{Path: "accessCredentials", Support: Refused, Note: "SSH keys and passwords come from Secrets, which are not supported yet"},
+	{Path: "resourceClaims", Support: Refused, Note: "dynamic resource allocation needs Kubernetes"},
+	{Path: "utilityVolumes", Support: Ignored, Note: "utility volumes (backup and dump targets) are not attached"},
+
+	// --- domain ---
+	{Path: "domain.resources.requests", Support: Elsewhere, Note: "defaulting: memory.guest and the CPU topology come from it"},
+	{Path: "domain.resources.limits", Support: Ignored, Note: "no <memtune>/<cputune> limits yet (VM-2)"},
+	{Path: "domain.resources.overcommitGuestOverhead", Support: Elsewhere, Note: "only changes pod limits"},
+	{Path: "domain.cpu.sockets", Support: Mapped, Note: "<cpu><topology sockets>; <vcpu placement=static> = sockets*cores*threads"},
+	{Path: "domain.cpu.cores", Support: Mapped, Note: "<cpu><topology cores>"},
+	{Path: "domain.cpu.threads", Support: Mapped, Note: "<cpu><topology threads>"},
+	{Path: "domain.cpu.model", Support: Mapped, Note: "host-model / host-passthrough → <cpu mode>; any other name → mode custom + <model>, plus <feature name=mpx policy=disable> on x86_64 unless listed"},
+	{Path: "domain.cpu.features", Support: Mapped, Note: "<cpu><feature name policy>"},
+	{Path: "domain.cpu.maxSockets", Support: Ignored, Note: "no vCPU hotplug slots; the VM has sockets, not maxSockets",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			if c := s.Domain.CPU; c != nil && c.MaxSockets > orOneU(c.Sockets) {
+				return []string{"domain.cpu.maxSockets"}
+			}
+			return nil
+		}},
+	{Path: "domain.cpu.dedicatedCpuPlacement", Support: Refused, Note: "CPU pinning comes with VM-8"},
+	{Path: "domain.cpu.isolateEmulatorThread", Support: Refused, Note: "CPU pinning comes with VM-8"},
+	{Path: "domain.cpu.numa", Support: Refused, Note: "guest NUMA mapping needs CPU pinning and hugepages (VM-7, VM-8)"},
+	{Path: "domain.cpu.realtime", Support: Refused, Note: "realtime vCPUs need CPU pinning (VM-8)"},
+	{Path: "domain.memory.guest", Support: Mapped, Note: "<memory unit=KiB> and <currentMemory unit=KiB>, rounded down to KiB"},
+	{Path: "domain.memory.hugepages", Support: Refused, Note: "hugepages come with VM-7"},
+	{Path: "domain.memory.maxGuest", Support: Ignored, Note: "no memory hotplug; the VM has memory.guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			if m := s.Domain.Memory; m != nil && m.MaxGuest != nil && (m.Guest == nil || m.MaxGuest.Cmp(*m.Guest) != 0) {
+				return []string{"domain.memory.maxGuest"}
+			}
+			return nil
+		}},
+	{Path: "domain.memory.reservedOverhead", Support: Elsewhere, Note: "only changes pod memory accounting"},
+	{Path: "domain.machine.type", Support: Mapped, Note: "<os><type machine>"},
+	{Path: "domain.firmware.uuid", Support: Mapped, Note: "<uuid> (the caller passes it as Input.UUID); cloud-init instance-id"},
+	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial> + <os><smbios mode=sysinfo>"},
+	{Path: "domain.firmware.bootloader", Support: Mapped, Note: "no bootloader = SeaBIOS (libvirt's default)"},
+	{Path: "domain.firmware.bootloader.bios", Support: Mapped, Note: "SeaBIOS (libvirt's default)"},
+	{Path: "domain.firmware.bootloader.bios.useSerial", Support: Mapped, Note: "<os><bios useserial=yes>"},
+	{Path: "domain.firmware.bootloader.efi", Support: Mapped, Note: "<os firmware=efi>, libvirt picks OVMF from the QEMU firmware descriptors"},
+	{Path: "domain.firmware.bootloader.efi.secureBoot", Support: Mapped, Note: "<os><firmware><feature name=secure-boot|enrolled-keys enabled=yes|no>; unset = yes"},
+	{Path: "domain.firmware.bootloader.efi.persistent", Support: Mapped, Note: "no effect: libvirt keeps the NVRAM file on a plain host either way"},
+	{Path: "domain.firmware.kernelBoot", Support: Refused, Note: "direct kernel boot from a container image is not supported yet"},
+	{Path: "domain.firmware.acpi", Support: Refused, Note: "ACPI SLIC/MSDM tables come from Secrets, which are not supported yet"},
+	{Path: "domain.clock", Support: Ignored, Note: "the guest gets libvirt's default clock (UTC) and timers"},
+	{Path: "domain.features.acpi", Support: Mapped, Note: "<features><acpi/> unless enabled: false"},
+	{Path: "domain.features.apic", Support: Mapped, Note: "<features><apic/> (eoi=on with endOfInterrupt)"},
+	{Path: "domain.features.smm", Support: Mapped, Note: "<features><smm state=on/> when enabled"},
+	{Path: "domain.features.hyperv", Support: Ignored, Note: "no Hyper-V enlightenments; Windows guests run slower"},
+	{Path: "domain.features.hypervPassthrough", Support: Ignored, Note: "no Hyper-V enlightenments; Windows guests run slower"},
+	{Path: "domain.features.kvm", Support: Ignored, Note: "the KVM signature stays visible to the guest"},
+	{Path: "domain.features.pvspinlock", Support: Ignored, Note: "QEMU's default paravirtual spinlock setting applies"},
+	{Path: "domain.ioThreadsPolicy", Support: Ignored, Note: "disks use QEMU's main loop, no I/O threads"},
+	{Path: "domain.ioThreads", Support: Ignored, Note: "disks use QEMU's main loop, no I/O threads"},
+	{Path: "domain.chassis", Support: Ignored, Note: "no SMBIOS chassis entries"},
+	{Path: "domain.launchSecurity", Support: Refused, Note: "confidential computing (SEV, SNP, TDX) is not supported"},
+	{Path: "domain.rebootPolicy", Support: Mapped, Note: "<on_reboot>: Terminate → destroy, otherwise restart"},
+
+	// --- domain.devices ---
+	{Path: "domain.devices.useVirtioTransitional", Support: Ignored, Note: "virtio devices are modern-only on q35; guests without virtio 1.0 drivers do not see them"},
+	{Path: "domain.devices.disableHotplug", Support: Elsewhere, Note: "no effect: libvirt adds the PCIe ports it needs"},
+	{Path: "domain.devices.autoattachPodInterface", Support: Elsewhere, Note: "defaulting: adds the pod network and interface"},
+	{Path: "domain.devices.autoattachGraphicsDevice", Support: Mapped, Note: "false = no <graphics>/<video>; default <graphics type=vnc port=-1 autoport=yes> on 127.0.0.1"},
+	{Path: "domain.devices.autoattachSerialConsole", Support: Mapped, Note: "false = no <serial>/<console>; default pty serial port 0 + serial console"},
+	{Path: "domain.devices.logSerialConsole", Support: Elsewhere, Note: "KubeVirt's console log file; virsh console works either way"},
+	{Path: "domain.devices.autoattachMemBalloon", Support: Mapped, Note: "false = <memballoon model=none>; default model virtio"},
+	{Path: "domain.devices.autoattachInputDevice", Support: Mapped, Note: "true and no inputs = <input type=tablet bus=usb>"},
+	{Path: "domain.devices.autoattachVSOCK", Support: Ignored, Note: "no virtio-vsock device"},
+	{Path: "domain.devices.rng", Support: Mapped, Note: "<rng model=virtio> backed by /dev/urandom"},
+	{Path: "domain.devices.blockMultiQueue", Support: Ignored, Note: "disks get one queue"},
+	{Path: "domain.devices.networkInterfaceMultiqueue", Support: Ignored, Note: "interfaces get one queue"},
+	{Path: "domain.devices.gpus", Support: Refused, Note: "GPU passthrough comes with VM-10"},
+	{Path: "domain.devices.hostDevices", Support: Refused, Note: "host device passthrough comes with VM-10"},
+	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
+	{Path: "domain.devices.panicDevices", Support: Ignored, Note: "no panic device; a guest panic is not reported as a crash"},
+	{Path: "domain.devices.filesystems", Support: Refused, Note: "virtiofs shares are not supported yet; the guest would miss its mounts"},
+	{Path: "domain.devices.clientPassthrough", Support: Ignored, Note: "no USB redirection"},
+	{Path: "domain.devices.sound", Support: Ignored, Note: "no sound device"},
+	{Path: "domain.devices.tpm", Support: Ignored, Note: "no vTPM; guests that require one (Windows 11) refuse to install",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			if t := s.Domain.Devices.TPM; t != nil && enabled(t.Enabled) {
+				return []string{"domain.devices.tpm"}
+			}
+			return nil
+		}},
+	{Path: "domain.devices.video", Support: Mapped, Note: "<video><model type>; default vga heads=1 vram=16384"},
+	{Path: "domain.devices.watchdog.name", Support: Mapped, Note: "<alias name=ua-NAME>"},
+	{Path: "domain.devices.watchdog.i6300esb", Support: Mapped, Note: "<watchdog model=i6300esb action> (default reset)"},
+	{Path: "domain.devices.watchdog.diag288", Support: Refused, Note: "diag288 is an s390x watchdog"},
+	{Path: "domain.devices.inputs[*].name", Support: Mapped, Note: "<alias name=ua-NAME>"},
+	{Path: "domain.devices.inputs[*].type", Support: Mapped, Note: "<input type>"},
+	{Path: "domain.devices.inputs[*].bus", Support: Mapped, Note: "<input bus> (default usb)"},
+
+	// --- disks ---
+	{Path: "domain.devices.disks", Support: Mapped, Note: "one <disk> per entry, in order"},
+	{Path: "domain.devices.disks[*].name", Support: Mapped, Note: "names the volume; <alias name=ua-NAME>"},
+	{Path: "domain.devices.disks[*].disk", Support: Mapped, Note: "<disk device=disk>, <driver discard=unmap>"},
+	{Path: "domain.devices.disks[*].disk.bus", Support: Mapped, Note: "<target bus dev>: virtio → vda, vdb…; sata/scsi/usb → sda, sdb… (one counter); scsi adds <controller type=scsi model=virtio-non-transitional>"},
+	{Path: "domain.devices.disks[*].disk.readonly", Support: Mapped, Note: "<readonly/>"},
+	{Path: "domain.devices.disks[*].disk.pciAddress", Support: Ignored, Note: "libvirt assigns the PCI address"},
+	{Path: "domain.devices.disks[*].cdrom", Support: Mapped, Note: "<disk device=cdrom>"},
+	{Path: "domain.devices.disks[*].cdrom.bus", Support: Mapped, Note: "<target bus dev>, as for disks"},
+	{Path: "domain.devices.disks[*].cdrom.readonly", Support: Mapped, Note: "<readonly/> unless false"},
+	{Path: "domain.devices.disks[*].cdrom.tray", Support: Mapped, Note: "<target tray=open> when open"},
+	{Path: "domain.devices.disks[*].lun", Support: Refused, Note: "a lun needs a block device and every volume is a file for now (local block PVs come with S-6)"},
+	{Path: "domain.devices.disks[*].bootOrder", Support: Mapped, Note: "<boot order>; any boot order anywhere drops <os><boot dev=hd>"},
+	{Path: "domain.devices.disks[*].serial", Support: Mapped, Note: "<serial>"},
+	{Path: "domain.devices.disks[*].cache", Support: Mapped, Note: "<driver cache>; unset = libvirt's default (writeback), because none fails on tmpfs"},
+	{Path: "domain.devices.disks[*].io", Support: Mapped, Note: "<driver io>; native implies cache none"},
+	{Path: "domain.devices.disks[*].errorPolicy", Support: Mapped, Note: "<driver error_policy> (default stop)"},
+	{Path: "domain.devices.disks[*].shareable", Support: Mapped, Note: "<shareable/> and cache none"},
+	{Path: "domain.devices.disks[*].dedicatedIOThread", Support: Ignored, Note: "no I/O threads"},
+	{Path: "domain.devices.disks[*].blockSize", Support: Ignored, Note: "the guest sees QEMU's default 512-byte sectors"},
+	{Path: "domain.devices.disks[*].changedBlockTracking", Support: Ignored, Note: "no incremental backup bitmaps"},
+	{Path: "domain.devices.disks[*].tag", Support: Elsewhere, Note: "device role tag for config-drive metadata; nothing reads it with NoCloud"},
+
+	// --- interfaces ---
+	{Path: "domain.devices.interfaces", Support: Mapped, Note: "one <interface> per entry on the pod network"},
+	{Path: "domain.devices.interfaces[*].name", Support: Mapped, Note: "names the network; <alias name=ua-NAME>"},
+	{Path: "domain.devices.interfaces[*].model", Support: Mapped, Note: "<model type> (default virtio)"},
+	{Path: "domain.devices.interfaces[*].masquerade", Support: Mapped, Note: "<interface type=user>: QEMU user networking, outbound NAT + DHCP (guest 10.0.2.15, gateway 10.0.2.2), no inbound ports"},
+	{Path: "domain.devices.interfaces[*].bridge", Support: Refused, Note: "bridge binding on the pod network; use masquerade",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, iface := range s.Domain.Devices.Interfaces {
+				if iface.Bridge != nil && onPodNetwork(s, iface.Name) {
+					paths = append(paths, fmt.Sprintf("domain.devices.interfaces[%d].bridge", i))
+				}
+			}
+			return paths
+		}},
+	{Path: "domain.devices.interfaces[*].sriov", Support: Refused, Note: "SR-IOV needs a multus network and VF passthrough (VM-5, VM-10)"},
+	{Path: "domain.devices.interfaces[*].slirp", Support: Refused, Note: "slirp is removed from KubeVirt; use masquerade"},
+	{Path: "domain.devices.interfaces[*].macvtap", Support: Refused, Note: "macvtap is removed from KubeVirt; use masquerade"},
+	{Path: "domain.devices.interfaces[*].passt", Support: Refused, Note: "the passt binding is not supported yet; use masquerade"},
+	{Path: "domain.devices.interfaces[*].passtBinding", Support: Refused, Note: "the passt binding is not supported yet; use masquerade"},
+	{Path: "domain.devices.interfaces[*].binding", Support: Refused, Note: "network binding plugins are not supported; use masquerade"},
+	{Path: "domain.devices.interfaces[*].ports", Support: Ignored, Note: "QEMU user networking forwards no inbound ports"},
+	{Path: "domain.devices.interfaces[*].portRanges", Support: Ignored, Note: "QEMU user networking forwards no inbound ports"},
+	{Path: "domain.devices.interfaces[*].macAddress", Support: Mapped, Note: "<mac address>; unset = 52:54:00 + hash of firmware UUID and interface name"},
+	{Path: "domain.devices.interfaces[*].bootOrder", Support: Mapped, Note: "<boot order>; without it <rom enabled=no>"},
+	{Path: "domain.devices.interfaces[*].pciAddress", Support: Ignored, Note: "libvirt assigns the PCI address"},
+	{Path: "domain.devices.interfaces[*].dhcpOptions", Support: Ignored, Note: "QEMU's DHCP server sends no extra options"},
+	{Path: "domain.devices.interfaces[*].tag", Support: Elsewhere, Note: "device role tag for config-drive metadata; nothing reads it with NoCloud"},
+	{Path: "domain.devices.interfaces[*].acpiIndex", Support: Mapped, Note: "<acpi index>"},
+	{Path: "domain.devices.interfaces[*].state", Support: Mapped, Note: "down = <link state=down>; absent = no interface"},
+
+	// --- volumes ---
+	{Path: "volumes[*].name", Support: Mapped, Note: "matches disks[*].name; names the artifact file"},
+	{Path: "volumes[*].containerDisk.image", Support: Mapped, Note: "qcow2 overlay DiskDir/NS/NAME/VOLUME.qcow2 + artifact containerDisk"},
+	{Path: "volumes[*].containerDisk.path", Support: Mapped, Note: "artifact imagePath"},
+	{Path: "volumes[*].containerDisk.imagePullPolicy", Support: Mapped, Note: "artifact pullPolicy"},
+	{Path: "volumes[*].containerDisk.imagePullSecret", Support: Refused, Note: "registry credentials come from Secrets, which are not supported yet"},
+	{Path: "volumes[*].emptyDisk", Support: Mapped, Note: "qcow2 DiskDir/NS/NAME/VOLUME.qcow2 + artifact emptyDisk (capacity rounded down to MiB)"},
+	{Path: "volumes[*].cloudInitNoCloud.userData", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label cidata) user-data; meta-data = instance-id UUID, local-hostname"},
+	{Path: "volumes[*].cloudInitNoCloud.userDataBase64", Support: Mapped, Note: "decoded into user-data"},
+	{Path: "volumes[*].cloudInitNoCloud.networkData", Support: Mapped, Note: "network-config"},
+	{Path: "volumes[*].cloudInitNoCloud.networkDataBase64", Support: Mapped, Note: "decoded into network-config"},
+	{Path: "volumes[*].cloudInitNoCloud.secretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use userData"},
+	{Path: "volumes[*].cloudInitNoCloud.networkDataSecretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use networkData"},
+	{Path: "volumes[*].persistentVolumeClaim", Support: Mapped, Note: "raw file VolumeDir/NS/CLAIM/disk.img + artifact claim; readOnly = <readonly/>"},
+	{Path: "volumes[*].dataVolume", Support: Mapped, Note: "as persistentVolumeClaim, with the DataVolume's name as claim"},
+	{Path: "volumes[*].hostDisk", Support: Mapped, Note: "raw file at path + artifact hostDisk (create with DiskOrCreate, size = capacity); shared = <shareable/>"},
+	{Path: "volumes[*].cloudInitConfigDrive", Support: Refused, Note: "config-drive cloud-init is not supported yet; use cloudInitNoCloud"},
+	{Path: "volumes[*].sysprep", Support: Refused, Note: "sysprep volumes come from ConfigMaps/Secrets, which are not supported yet"},
+	{Path: "volumes[*].ephemeral", Support: Refused, Note: "ephemeral claim overlays are not supported yet"},
+	{Path: "volumes[*].configMap", Support: Refused, Note: "ConfigMap volumes are not supported yet"},
+	{Path: "volumes[*].secret", Support: Refused, Note: "Secret volumes are not supported yet"},
+	{Path: "volumes[*].downwardAPI", Support: Refused, Note: "downwardAPI volumes need Kubernetes"},
+	{Path: "volumes[*].serviceAccount", Support: Refused, Note: "service account volumes need Kubernetes"},
+	{Path: "volumes[*].downwardMetrics", Support: Refused, Note: "downwardMetrics volumes are not supported yet"},
+	{Path: "volumes[*].memoryDump", Support: Refused, Note: "memory dump volumes are not supported yet"},
+	{Path: "volumes[*].containerPath", Support: Refused, Note: "containerPath volumes need a virt-launcher pod"},
+
+	// --- networks ---
+	{Path: "networks[*].name", Support: Mapped, Note: "matches interfaces[*].name"},
+	{Path: "networks[*].pod", Support: Mapped, Note: "the VM's NAT network (see interfaces[*].masquerade)"},
+	{Path: "networks[*].pod.vmNetworkCIDR", Support: Ignored, Note: "QEMU user networking uses 10.0.2.0/24"},
+	{Path: "networks[*].pod.vmIPv6NetworkCIDR", Support: Ignored, Note: "QEMU user networking uses fec0::/64"},
+	{Path: "networks[*].multus", Support: Refused, Note: "NetworkAttachmentDefinition support comes with VM-5"},
+	{Path: "networks[*].resourceClaim", Support: Refused, Note: "dynamic resource allocation needs Kubernetes"},
+}
+
+// reportUnmapped reports every ignored or refused field the spec uses. It
+// owns no domain element.
+func reportUnmapped(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	for _, f := range fields {
+		if f.Support != Ignored && f.Support != Refused {
+			continue
+		}
+		paths := f.find
+		if paths == nil {
+			paths = func(s *kubevirtv1.VirtualMachineInstanceSpec) []string { return setPaths(s, f.Path) }
+		}
+		for _, p := range paths(in.Spec) {
+			if f.Support == Refused {
+				out.refuse(p, f.Note)
+			} else {
+				out.ignore(p, f.Note)
+			}
+		}
+	}
+}
+
+func onPodNetwork(s *kubevirtv1.VirtualMachineInstanceSpec, name string) bool {
+	for _, n := range s.Networks {
+		if n.Name == name {
+			return n.Pod != nil
+		}
+	}
+	return false
+}
+
+func orOneU(n uint32) uint32 {
+	if n == 0 {
+		return 1
+	}
+	return n
+}
+
+// setPaths returns the concrete paths matching pattern ("a.b[*].c", JSON
+// names) whose value is in use: a non-nil pointer (an empty object such as
+// `tpm: {}` counts), a non-empty list or map, a true *bool, a non-zero scalar.
+func setPaths(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) []string {
+	return walkSet(reflect.ValueOf(spec).Elem(), strings.Split(pattern, "."), "")
+}
+
+func walkSet(v reflect.Value, segs []string, at string) []string {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	name, list := strings.CutSuffix(segs[0], "[*]")
+	fv, ok := fieldByJSON(v, name)
+	if !ok {
+		panic("domain: support table names unknown field " + at + segs[0])
+	}
+	here := at + name
+	if list {
+		var out []string
+		for i := 0; i < fv.Len(); i++ {
+			elem := fmt.Sprintf("%s[%d]", here, i)
+			if len(segs) == 1 {
+				out = append(out, elem)
+				continue
+			}
+			out = append(out, walkSet(fv.Index(i), segs[1:], elem+".")...)
+		}
+		return out
+	}
+	if len(segs) == 1 {
+		if inUse(fv) {
+			return []string{here}
+		}
+		return nil
+	}
+	return walkSet(fv, segs[1:], here+".")
+}
+
+func inUse(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return false
+		}
+		if v.Elem().Kind() == reflect.Bool {
+			return v.Elem().Bool()
+		}
+		return true
+	case reflect.Slice, reflect.Map:
+		return v.Len() > 0
+	}
+	return !v.IsZero()
+}
+
+// fieldByJSON finds the struct field with the given JSON name, looking into
+// inlined (embedded) structs as encoding/json does.
+func fieldByJSON(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name && name != "" {
+			return v.Field(i), true
+		}
+		if tag == "" && f.Anonymous {
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					// Nothing set inside, but the name may still be valid:
+					// search a zero value of the embedded type.
+					fv = reflect.New(fv.Type().Elem()).Elem()
+				} else {
+					fv = fv.Elem()
+				}
+			}
+			if fv.Kind() == reflect.Struct {
+				if r, ok := fieldByJSON(fv, name); ok {
+					return r, true
+				}
+			}
+		}
+	}
+	return reflect.Value{}, false
+}

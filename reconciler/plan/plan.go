@@ -1,0 +1,256 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/runtime/hv"
+)
+
+// Kind is what an action does.
+type Kind string
+
+const (
+	Create  Kind = "create"
+	Update  Kind = "update"
+	Start   Kind = "start"
+	Stop    Kind = "stop"
+	Restart Kind = "restart"
+	Delete  Kind = "delete"
+	// Wait: the VM cannot be defined yet (a claim it uses does not exist).
+	Wait Kind = "wait"
+	// Hold: a delete the prune guard stopped; it needs confirmation.
+	Hold Kind = "hold"
+	// Keep: an invalid manifest; the VM keeps its last good state.
+	Keep Kind = "keep"
+	// Conflict: a domain with the VM's name exists and nodevirt does not own it.
+	Conflict Kind = "conflict"
+	// RestartRequired: the definition changed while the VM runs and the VM asked
+	// not to be restarted for it.
+	RestartRequired Kind = "restart-required"
+)
+
+// Action is one step of a plan for one object.
+type Action struct {
+	Kind    Kind     `json:"action"`
+	Object  string   `json:"object"`
+	Domain  string   `json:"domain"`
+	Changes []Change `json:"changes,omitempty"`
+	Reason  string   `json:"reason"`
+	// Disruptive actions interrupt a running guest.
+	Disruptive bool `json:"disruptive,omitempty"`
+	// Drift marks actions that undo an out-of-band change; they run only
+	// with self-heal on.
+	Drift bool `json:"drift,omitempty"`
+}
+
+// Plan is what the reconciler would do for one revision.
+type Plan struct {
+	Revision string    `json:"revision"`
+	Actions  []Action  `json:"actions"`
+	Diags    diag.List `json:"diagnostics,omitempty"`
+	// PruneSuspended: a file failed to parse, so nothing is deleted.
+	PruneSuspended bool `json:"pruneSuspended,omitempty"`
+	// InSync lists the domains that need nothing.
+	InSync []string `json:"inSync,omitempty"`
+}
+
+// Options carry what Diff needs beyond desired and observed state.
+type Options struct {
+	// AllowPruneAll confirms a commit that deletes every owned VM.
+	AllowPruneAll bool
+	// Started holds the domains nodevirt has started at least once (runStrategy
+	// Once and RerunOnFailure need that history).
+	Started map[string]bool
+	// Missing holds artifact paths of claims that do not exist on the host.
+	Missing map[string]bool
+	// LastGood holds, for invalid manifests, the VM last applied from a good
+	// revision: it stays the desired state until the manifest is fixed.
+	LastGood map[string]*desired.VM
+}
+
+// Diff computes the plan that brings observed to desired.
+func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
+	p := Plan{Revision: d.Revision, Diags: d.Diags, PruneSuspended: d.PruneSuspended}
+	byName := make(map[string]hv.Domain, len(observed))
+	for _, dom := range observed {
+		byName[dom.Name] = dom
+	}
+
+	want := make([]*desired.VM, 0, len(d.VMs)+len(d.Invalid))
+	want = append(want, d.VMs...)
+	for name, obj := range d.Invalid {
+		if vm := opt.LastGood[name]; vm != nil {
+			want = append(want, vm)
+			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+				Reason: fmt.Sprintf("manifest is invalid; keeping the state last applied from %s", vm.Revision)})
+		} else {
+			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+				Reason: "manifest is invalid and was never applied; nothing to do until it is fixed"})
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].DomainName < want[j].DomainName })
+
+	wanted := map[string]bool{}
+	for _, vm := range want {
+		wanted[vm.DomainName] = true
+		dom, exists := byName[vm.DomainName]
+		acts := vmActions(vm, dom, exists, opt)
+		if len(acts) == 0 {
+			p.InSync = append(p.InSync, vm.DomainName)
+		}
+		p.Actions = append(p.Actions, acts...)
+	}
+
+	// Prune: owned domains nothing asks for any more.
+	var owned, deletes []hv.Domain
+	for _, dom := range observed {
+		if _, ok := desired.OwnerOf(dom.XML); !ok {
+			continue
+		}
+		owned = append(owned, dom)
+		if !wanted[dom.Name] && d.Invalid[dom.Name] == "" {
+			deletes = append(deletes, dom)
+		}
+	}
+	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
+	held := ""
+	switch {
+	case len(deletes) > 0 && d.PruneSuspended:
+		held = "a file of this revision failed to parse, so the objects it held are unknown; pruning is suspended"
+	case len(deletes) > 0 && len(deletes) == len(owned) && !opt.AllowPruneAll:
+		held = fmt.Sprintf("this revision would delete every VM nodevirt owns on this node (%d); confirm with --allow-prune-all or the %s annotation", len(owned), desired.AnnotationAllowPruneAll)
+	}
+	for _, dom := range deletes {
+		o, _ := desired.OwnerOf(dom.XML)
+		obj := o.Kind + " " + o.Namespace + "/" + o.Name
+		if held != "" {
+			p.Actions = append(p.Actions, Action{Kind: Hold, Object: obj, Domain: dom.Name, Reason: held})
+			continue
+		}
+		p.Actions = append(p.Actions, Action{Kind: Delete, Object: obj, Domain: dom.Name,
+			Reason: "manifest removed from the source; the domain and its disks are deleted", Disruptive: dom.State.Active()})
+	}
+	return p
+}
+
+func vmActions(vm *desired.VM, dom hv.Domain, exists bool, opt Options) []Action {
+	act := func(k Kind, reason string) Action {
+		return Action{Kind: k, Object: vm.Object, Domain: vm.DomainName, Reason: reason}
+	}
+	for _, a := range vm.Artifacts {
+		if a.Kind == "claim" && opt.Missing[a.Path] {
+			if !exists {
+				return []Action{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
+			}
+		}
+	}
+	if !exists {
+		acts := []Action{act(Create, "new in the source")}
+		if startsOnCreate(vm.RunStrategy) {
+			acts = append(acts, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)))
+		}
+		return acts
+	}
+	owner, ok := desired.OwnerOf(dom.XML)
+	if !ok {
+		return []Action{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
+	}
+
+	var acts []Action
+	changes, err := Fields(vm.XML, dom.XML)
+	if err != nil {
+		changes = []Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
+	}
+	// Any definition change reaches a running guest only at its next boot
+	// (libvirt replaces the persistent config; the live one stays).
+	redefined := false
+	switch {
+	case owner.SpecHash != vm.SpecHash:
+		a := act(Update, "changed in the source")
+		a.Changes = changes
+		acts = append(acts, a)
+		redefined = true
+	case len(changes) > 0:
+		a := act(Update, "persistent definition changed out of band")
+		a.Changes = changes
+		a.Drift = true
+		acts = append(acts, a)
+	}
+
+	active := dom.State.Active()
+	switch want := runWanted(vm, dom, opt); {
+	case want && !active:
+		a := act(Start, fmt.Sprintf("runStrategy %s; domain is %s (%s)", vm.RunStrategy, dom.State, dom.Reason))
+		a.Drift = dom.Reason == "destroyed" && opt.Started[vm.DomainName]
+		acts = append(acts, a)
+	case !want && active && vm.RunStrategy == kubevirtv1.RunStrategyHalted:
+		a := act(Stop, "runStrategy Halted; domain is running")
+		a.Disruptive = true
+		acts = append(acts, a)
+	case active && redefined:
+		if vm.RestartOnChange {
+			a := act(Restart, "the new definition takes effect at the next boot")
+			a.Disruptive = true
+			acts = append(acts, a)
+		} else {
+			acts = append(acts, act(RestartRequired, "the new definition takes effect at the next boot; "+desired.AnnotationRestartOnChange+" is false"))
+		}
+	}
+	return acts
+}
+
+func startsOnCreate(rs kubevirtv1.VirtualMachineRunStrategy) bool {
+	switch rs {
+	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure, kubevirtv1.RunStrategyOnce:
+		return true
+	}
+	return false
+}
+
+// runWanted applies KubeVirt's runStrategy semantics to an existing domain.
+// A guest that shut itself down counts as Succeeded; crashed or destroyed
+// counts as Failed (KubeVirt treats destroy of an ACPI guest as failure).
+func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
+	switch vm.RunStrategy {
+	case kubevirtv1.RunStrategyAlways:
+		return true
+	case kubevirtv1.RunStrategyRerunOnFailure:
+		if dom.State.Active() || !opt.Started[vm.DomainName] {
+			return true
+		}
+		return dom.Reason != "shutdown" && dom.Reason != "saved"
+	case kubevirtv1.RunStrategyOnce:
+		return dom.State.Active() || !opt.Started[vm.DomainName]
+	case kubevirtv1.RunStrategyManual:
+		return dom.State.Active()
+	}
+	return false
+}
+
+// Empty reports whether the plan changes nothing.
+func (p Plan) Empty() bool {
+	for _, a := range p.Actions {
+		switch a.Kind {
+		case Keep, Conflict, Hold, Wait, RestartRequired:
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Drift returns the actions that undo out-of-band changes.
+func (p Plan) Drift() []Action {
+	var out []Action
+	for _, a := range p.Actions {
+		if a.Drift {
+			out = append(out, a)
+		}
+	}
+	return out
+}

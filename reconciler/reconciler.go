@@ -1,0 +1,288 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/runtime/hv"
+)
+
+// Config is the operator's policy for this agent (not user intent, not state).
+type Config struct {
+	// AllowPruneAll lets a revision delete every VM nodevirt owns here.
+	AllowPruneAll bool
+	// SelfHeal undoes out-of-band changes; off, drift is only reported.
+	SelfHeal bool
+	// DiskDir is where per-VM disk artifacts live (DiskDir/<ns>/<name>).
+	DiskDir string
+	Log     *slog.Logger
+}
+
+// Reconciler observes, plans and applies.
+type Reconciler struct {
+	cfg   Config
+	hv    Hypervisor
+	disks Disks
+	rec   records
+	log   *slog.Logger
+}
+
+// New wires a reconciler to its host.
+func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log}
+}
+
+// Planned is a plan together with the VMs it refers to, ready for Apply.
+type Planned struct {
+	plan.Plan
+	vms      map[string]*desired.VM
+	observed map[string]hv.Domain
+}
+
+// Plan observes the host and computes what to do for st.
+func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, error) {
+	doms, err := r.hv.Domains(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("observe domains: %w", err)
+	}
+	recs, err := r.rec.all()
+	if err != nil {
+		return nil, err
+	}
+	opt := plan.Options{
+		AllowPruneAll: r.cfg.AllowPruneAll || st.AllowPruneAll,
+		Started:       map[string]bool{},
+		Missing:       map[string]bool{},
+		LastGood:      map[string]*desired.VM{},
+	}
+	for name, rc := range recs {
+		if rc.Started {
+			opt.Started[name] = true
+		}
+		if _, bad := st.Invalid[name]; bad && rc.VM != nil {
+			opt.LastGood[name] = rc.VM
+		}
+	}
+	vms := map[string]*desired.VM{}
+	for _, vm := range st.VMs {
+		vms[vm.DomainName] = vm
+	}
+	for name, vm := range opt.LastGood {
+		vms[name] = vm
+	}
+	for _, vm := range vms {
+		for _, a := range vm.Artifacts {
+			if a.Kind == domain.Claim && !r.disks.Exists(a.Path) {
+				opt.Missing[a.Path] = true
+			}
+		}
+	}
+	obs := make(map[string]hv.Domain, len(doms))
+	for _, d := range doms {
+		obs[d.Name] = d
+	}
+	return &Planned{Plan: plan.Diff(st, doms, opt), vms: vms, observed: obs}, nil
+}
+
+// Outcome is what happened to one action.
+type Outcome struct {
+	plan.Action
+	// Result is "done", "skipped" or "failed".
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+	Took   string `json:"took,omitempty"`
+}
+
+// Report is the result of one Apply.
+type Report struct {
+	Revision string    `json:"revision"`
+	Outcomes []Outcome `json:"outcomes"`
+	Failed   int       `json:"failed"`
+}
+
+// Err is non-nil when any action failed.
+func (rp Report) Err() error {
+	if rp.Failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d actions failed", rp.Failed, len(rp.Outcomes))
+}
+
+// Apply executes a plan. Every action runs even when an earlier one for
+// another object failed; an object's later actions are skipped after its own
+// failure (no start of a VM whose define failed).
+func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
+	rep := Report{Revision: p.Revision}
+	_ = r.rec.setMeta(keyLastAttempted, p.Revision)
+	failed := map[string]bool{}
+	// Dependency order: define and start before deletes so a rename (delete
+	// old + create new) never leaves the node without the service.
+	order := []plan.Kind{plan.Create, plan.Update, plan.Start, plan.Restart, plan.Stop, plan.Delete}
+	for _, kind := range order {
+		for _, a := range p.Actions {
+			if a.Kind != kind {
+				continue
+			}
+			out := Outcome{Action: a}
+			switch {
+			case failed[a.Domain]:
+				out.Result, out.Error = "skipped", "an earlier action for this object failed"
+			case a.Drift && !r.selfHeal(p.vms[a.Domain]):
+				out.Result, out.Error = "skipped", "self-heal is off; drift reported only"
+			default:
+				start := time.Now()
+				err := r.do(ctx, a, p)
+				out.Took = time.Since(start).Round(time.Millisecond).String()
+				if err != nil {
+					failed[a.Domain] = true
+					out.Result, out.Error = "failed", err.Error()
+					rep.Failed++
+					r.log.Error("action failed", "action", a.Kind, "object", a.Object, "err", err)
+				} else {
+					out.Result = "done"
+					r.log.Info("applied", "action", a.Kind, "object", a.Object, "took", out.Took)
+				}
+			}
+			rep.Outcomes = append(rep.Outcomes, out)
+		}
+	}
+	if rep.Failed == 0 {
+		_ = r.rec.setMeta(keyLastApplied, p.Revision)
+	}
+	return rep
+}
+
+func (r *Reconciler) selfHeal(vm *desired.VM) bool {
+	return r.cfg.SelfHeal && (vm == nil || vm.SelfHeal)
+}
+
+func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
+	vm := p.vms[a.Domain]
+	switch a.Kind {
+	case plan.Create, plan.Update:
+		if err := r.prepare(ctx, vm); err != nil {
+			return err
+		}
+		if err := r.hv.Define(ctx, vm.XML); err != nil {
+			return fmt.Errorf("define %s: %w", vm.DomainName, err)
+		}
+		return r.remember(vm, false)
+	case plan.Start:
+		if err := r.hv.Start(ctx, a.Domain); err != nil {
+			return fmt.Errorf("start %s: %w", a.Domain, err)
+		}
+		return r.remember(vm, true)
+	case plan.Restart:
+		if err := r.hv.Shutdown(ctx, a.Domain, vm.GracePeriod); err != nil {
+			return fmt.Errorf("restart %s: %w", a.Domain, err)
+		}
+		if err := r.hv.Start(ctx, a.Domain); err != nil {
+			return fmt.Errorf("restart %s: %w", a.Domain, err)
+		}
+		return r.remember(vm, true)
+	case plan.Stop:
+		if err := r.hv.Shutdown(ctx, a.Domain, vm.GracePeriod); err != nil {
+			return fmt.Errorf("stop %s: %w", a.Domain, err)
+		}
+		return nil
+	case plan.Delete:
+		return r.delete(ctx, p.observed[a.Domain])
+	}
+	return nil
+}
+
+// remember records the VM as last applied (the state an invalid manifest
+// falls back to) and whether nodevirt has started it.
+func (r *Reconciler) remember(vm *desired.VM, started bool) error {
+	old, err := r.rec.get(vm.DomainName)
+	if err != nil {
+		return err
+	}
+	rc := &record{VM: vm}
+	if old != nil {
+		rc.Started = old.Started
+	}
+	rc.Started = rc.Started || started
+	return r.rec.put(vm.DomainName, rc)
+}
+
+func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {
+	name := dom.Name
+	grace := desired.DefaultGracePeriod
+	rc, err := r.rec.get(name)
+	if err != nil {
+		return err
+	}
+	if rc != nil && rc.VM != nil {
+		grace = rc.VM.GracePeriod
+	}
+	if err := r.hv.Shutdown(ctx, name, grace); err != nil {
+		return fmt.Errorf("stop %s before delete: %w", name, err)
+	}
+	if err := r.hv.Undefine(ctx, name); err != nil {
+		return fmt.Errorf("undefine %s: %w", name, err)
+	}
+	// Disks go only with their owning domain, and only nodevirt's own
+	// per-VM directory: claims and host disks outlive the VM.
+	if o, ok := desired.OwnerOf(dom.XML); ok && o.Namespace != "" && o.Name != "" {
+		if err := r.disks.RemoveAll(ctx, filepath.Join(r.cfg.DiskDir, o.Namespace, o.Name)); err != nil {
+			return fmt.Errorf("remove disks of %s: %w", name, err)
+		}
+	}
+	return r.rec.delete(name)
+}
+
+// prepare makes every host file the VM's disks refer to.
+func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
+	for _, a := range vm.Artifacts {
+		var err error
+		switch a.Kind {
+		case domain.EmptyDisk:
+			err = r.disks.EnsureQcow2(ctx, a.Path, a.Size)
+		case domain.NoCloudISO:
+			err = r.disks.EnsureNoCloudISO(ctx, a.Path, a.Label, a.Files)
+		case domain.ContainerDisk:
+			var base, format string
+			base, format, err = r.disks.ResolveImage(ctx, a.Image)
+			if err == nil {
+				err = r.disks.EnsureOverlay(ctx, a.Path, base, format)
+			}
+		case domain.HostDisk:
+			if a.Create {
+				err = r.disks.EnsureRaw(ctx, a.Path, a.Size)
+			} else if !r.disks.Exists(a.Path) {
+				err = fmt.Errorf("host disk %s does not exist", a.Path)
+			}
+		case domain.Claim:
+			if !r.disks.Exists(a.Path) {
+				err = fmt.Errorf("claim disk %s does not exist", a.Path)
+			}
+		default:
+			err = errors.New("unknown artifact kind " + string(a.Kind))
+		}
+		if err != nil {
+			return fmt.Errorf("volume %q: %w", a.Volume, err)
+		}
+	}
+	return nil
+}
+
+// Revisions returns the last applied and last attempted source revisions.
+func (r *Reconciler) Revisions() (applied, attempted string, err error) {
+	if applied, err = r.rec.meta(keyLastApplied); err != nil {
+		return "", "", err
+	}
+	attempted, err = r.rec.meta(keyLastAttempted)
+	return applied, attempted, err
+}

@@ -1,0 +1,292 @@
+package reconciler_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/runtime/disks"
+	"github.com/nodevirt/nodevirt/runtime/hv"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+)
+
+// host is a reconciler on libvirt's in-process test driver (a private node
+// per test), real disk artifacts under a temp dir and a real bbolt state.
+type host struct {
+	t     *testing.T
+	hv    *virt.Driver
+	rec   *reconciler.Reconciler
+	state string
+	opt   desired.Options
+}
+
+const testNode = `<node>
+  <cpu><mhz>2400</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads></cpu>
+  <memory>16777216</memory>
+</node>`
+
+func newHost(t *testing.T, cfg reconciler.Config) *host {
+	t.Helper()
+	dir := t.TempDir()
+	nodeXML := filepath.Join(dir, "node.xml")
+	if err := os.WriteFile(nodeXML, []byte(testNode), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h, err := virt.Open(ctx, "test://"+nodeXML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	state := filepath.Join(dir, "state")
+	d, err := disks.New(state, filepath.Join(state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cfg.DiskDir = filepath.Join(state, "disks")
+	return &host{
+		t: t, hv: h, state: state,
+		rec: reconciler.New(cfg, h, d, db),
+		opt: desired.Options{Node: "node1", Context: domain.Context{Type: "kvm", Arch: "x86_64",
+			DiskDir: filepath.Join(state, "disks"), VolumeDir: filepath.Join(state, "volumes")}},
+	}
+}
+
+// render decodes YAML documents as one revision.
+func (h *host) render(rev string, docs ...string) *desired.State {
+	h.t.Helper()
+	set := manifests.Parse("vms.yaml", []byte(strings.Join(docs, "\n---\n")), manifests.Options{})
+	return desired.Build(set, rev, h.opt)
+}
+
+func (h *host) apply(st *desired.State) (plan.Plan, reconciler.Report) {
+	h.t.Helper()
+	p, err := h.rec.Plan(context.Background(), st)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rep := h.rec.Apply(context.Background(), p)
+	if rep.Failed > 0 {
+		h.t.Fatalf("apply failed: %+v", rep.Outcomes)
+	}
+	return p.Plan, rep
+}
+
+func (h *host) domains() map[string]hv.Domain {
+	h.t.Helper()
+	ds, err := h.hv.Domains(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]hv.Domain{}
+	for _, d := range ds {
+		out[d.Name] = d
+	}
+	return out
+}
+
+func kinds(p plan.Plan) string {
+	var s []string
+	for _, a := range p.Actions {
+		s = append(s, string(a.Kind)+" "+a.Domain)
+	}
+	return strings.Join(s, ", ")
+}
+
+func vm(name, memory, runStrategy string) string {
+	return `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: ` + name + `, namespace: default}
+spec:
+  runStrategy: ` + runStrategy + `
+  template:
+    spec:
+      terminationGracePeriodSeconds: 0
+      domain:
+        memory: {guest: ` + memory + `}
+        devices:
+          disks: [{name: data, disk: {bus: virtio}}, {name: seed, disk: {bus: virtio}}]
+      volumes:
+        - {name: data, emptyDisk: {capacity: 16Mi}}
+        - name: seed
+          cloudInitNoCloud: {userData: "#cloud-config\nhostname: ` + name + `\n"}
+`
+}
+
+func TestReconciler_createThenNoop(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	p, _ := h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Halted")))
+	if got, want := kinds(p), "create default_db, create default_web, start default_web"; got != want {
+		t.Fatalf("first plan: %s, want %s", got, want)
+	}
+	doms := h.domains()
+	if doms["default_web"].State != hv.Running || doms["default_db"].State != hv.Shutoff {
+		t.Fatalf("states: web %s, db %s", doms["default_web"].State, doms["default_db"].State)
+	}
+	if _, ok := desired.OwnerOf(doms["default_web"].XML); !ok {
+		t.Fatalf("defined domain carries no ownership metadata:\n%s", doms["default_web"].XML)
+	}
+	for _, f := range []string{"disks/default/web/data.qcow2", "disks/default/web/seed.iso"} {
+		if _, err := os.Stat(filepath.Join(h.state, f)); err != nil {
+			t.Fatalf("artifact %s: %v", f, err)
+		}
+	}
+	p, _ = h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Halted")))
+	if !p.Empty() || len(p.InSync) != 2 {
+		t.Fatalf("second plan must be a no-op with both in sync: %s (in sync %v)", kinds(p), p.InSync)
+	}
+}
+
+func TestReconciler_changeRestartsRunningVM(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	h.apply(h.render("r1", vm("web", "64Mi", "Always")))
+	p, _ := h.apply(h.render("r2", vm("web", "128Mi", "Always")))
+	if got, want := kinds(p), "update default_web, restart default_web"; got != want {
+		t.Fatalf("plan: %s, want %s", got, want)
+	}
+	found := false
+	for _, c := range p.Actions[0].Changes {
+		if c.Path == "memory" && c.From == "65536" && c.To == "131072" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("update must carry the memory change, got %v", p.Actions[0].Changes)
+	}
+	if !strings.Contains(h.domains()["default_web"].XML, "131072") {
+		t.Fatal("definition not updated")
+	}
+}
+
+func TestReconciler_driftIsHealedUnlessSelfHealOff(t *testing.T) {
+	for _, heal := range []bool{true, false} {
+		h := newHost(t, reconciler.Config{SelfHeal: heal})
+		st := h.render("r1", vm("web", "64Mi", "Always"))
+		h.apply(st)
+		if err := h.hv.Destroy(context.Background(), "default_web"); err != nil {
+			t.Fatal(err)
+		}
+		p, rep := h.apply(st)
+		if len(p.Actions) != 1 || p.Actions[0].Kind != plan.Start || !p.Actions[0].Drift {
+			t.Fatalf("self-heal %v: want one drift start, got %s", heal, kinds(p))
+		}
+		wantState, wantResult := hv.Running, "done"
+		if !heal {
+			wantState, wantResult = hv.Shutoff, "skipped"
+		}
+		if got := h.domains()["default_web"].State; got != wantState {
+			t.Fatalf("self-heal %v: state %s, want %s", heal, got, wantState)
+		}
+		if rep.Outcomes[0].Result != wantResult {
+			t.Fatalf("self-heal %v: outcome %+v", heal, rep.Outcomes[0])
+		}
+	}
+}
+
+func TestReconciler_invalidObjectKeepsLastGood(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))
+	before := h.domains()["default_web"].XML
+
+	bad := strings.Replace(vm("web", "64Mi", "Always"), "guest: 64Mi", "guest: lots", 1)
+	st := h.render("r2", bad, vm("db", "96Mi", "Always"))
+	if !st.Diags.HasErrors() {
+		t.Fatal("the invalid quantity must be reported")
+	}
+	p, err := h.rec.Plan(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kinds(p.Plan), "keep default_web, update default_db, restart default_db"; got != want {
+		t.Fatalf("plan: %s, want %s", got, want)
+	}
+	h.rec.Apply(context.Background(), p)
+	if h.domains()["default_web"].XML != before {
+		t.Fatal("the invalid VM's domain changed")
+	}
+	// Destroyed while its manifest is broken: healed from the last good state.
+	if err := h.hv.Destroy(context.Background(), "default_web"); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(st)
+	if h.domains()["default_web"].State != hv.Running {
+		t.Fatal("last good state not healed")
+	}
+}
+
+func TestReconciler_pruneAndGuard(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))
+	p, _ := h.apply(h.render("r2", vm("web", "64Mi", "Always")))
+	if got, want := kinds(p), "delete default_db"; got != want {
+		t.Fatalf("plan: %s, want %s", got, want)
+	}
+	if _, ok := h.domains()["default_db"]; ok {
+		t.Fatal("pruned domain still defined")
+	}
+	if _, err := os.Stat(filepath.Join(h.state, "disks/default/db")); !os.IsNotExist(err) {
+		t.Fatalf("disks of the pruned VM remain: %v", err)
+	}
+	// An empty revision would delete everything: held.
+	p, _ = h.apply(h.render("r3"))
+	if got, want := kinds(p), "hold default_web"; got != want {
+		t.Fatalf("plan: %s, want %s", got, want)
+	}
+	if _, ok := h.domains()["default_web"]; !ok {
+		t.Fatal("held delete was executed")
+	}
+	// A parse failure suspends pruning.
+	st := h.render("r4", vm("web", "64Mi", "Always"))
+	broken := manifests.Parse("broken.yaml", []byte("kind: [\n"), manifests.Options{})
+	if !broken.Incomplete {
+		t.Fatal("a YAML syntax error must make the set incomplete")
+	}
+	st.PruneSuspended = true
+	p, _ = h.apply(st)
+	if !p.Empty() {
+		t.Fatalf("nothing may change: %s", kinds(p))
+	}
+}
+
+func TestReconciler_foreignDomainIsNeverTouched(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true, AllowPruneAll: true})
+	foreign := `<domain type="test"><name>default_web</name><memory unit="MiB">32</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`
+	if err := h.hv.Define(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	before := h.domains()["default_web"].XML
+	p, _ := h.apply(h.render("r1", vm("web", "64Mi", "Always")))
+	if got, want := kinds(p), "conflict default_web"; got != want {
+		t.Fatalf("plan: %s, want %s", got, want)
+	}
+	h.apply(h.render("r2"))
+	if h.domains()["default_web"].XML != before {
+		t.Fatal("foreign domain modified")
+	}
+}
+
+func TestReconciler_onceStartsOnlyOnce(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	st := h.render("r1", vm("job", "64Mi", "Once"))
+	h.apply(st)
+	if err := h.hv.Shutdown(context.Background(), "default_job", 0); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := h.apply(st)
+	if !p.Empty() {
+		t.Fatalf("a finished Once VM must not start again: %s", kinds(p))
+	}
+}

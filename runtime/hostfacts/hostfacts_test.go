@@ -1,0 +1,125 @@
+package hostfacts
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const meminfo = `MemTotal:       16318036 kB
+MemFree:         9204320 kB
+MemAvailable:   12785612 kB
+`
+
+const cpuinfo = `processor	: 0
+vendor_id	: AuthenticAMD
+model name	: AMD EPYC
+
+processor	: 1
+vendor_id	: AuthenticAMD
+model name	: AMD EPYC
+
+processor	: 2
+vendor_id	: AuthenticAMD
+`
+
+// tree writes files (relative path → content) under a fresh root.
+func tree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for rel, content := range files {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func hostArch() string {
+	if runtime.GOARCH == "amd64" {
+		return "x86_64"
+	}
+	return archNames[runtime.GOARCH]
+}
+
+func TestGather_fakeTree(t *testing.T) {
+	cases := map[string]struct {
+		files map[string]string
+		want  Facts
+	}{
+		"full": {
+			files: map[string]string{
+				"etc/hostname":  "node-a\n",
+				"dev/kvm":       "",
+				"proc/meminfo":  meminfo,
+				"proc/cpuinfo":  cpuinfo,
+				"etc/unrelated": "x",
+			},
+			want: Facts{Hostname: "node-a", KVM: true, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024},
+		},
+		"no kvm, no hostname": {
+			files: map[string]string{"proc/meminfo": meminfo, "proc/cpuinfo": cpuinfo},
+			want:  Facts{KVM: false, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := Gather(tree(t, tc.files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Gather (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGather_errors(t *testing.T) {
+	cases := map[string]struct {
+		files map[string]string
+		want  string
+	}{
+		"no meminfo":    {map[string]string{"proc/cpuinfo": cpuinfo}, "read memory size"},
+		"no MemTotal":   {map[string]string{"proc/cpuinfo": cpuinfo, "proc/meminfo": "MemFree: 1 kB\n"}, "no MemTotal"},
+		"bad MemTotal":  {map[string]string{"proc/cpuinfo": cpuinfo, "proc/meminfo": "MemTotal: lots\n"}, "unexpected MemTotal line"},
+		"no cpuinfo":    {map[string]string{"proc/meminfo": meminfo}, "count CPUs"},
+		"empty cpuinfo": {map[string]string{"proc/meminfo": meminfo, "proc/cpuinfo": "\n"}, "no processor entries"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Gather(tree(t, tc.files))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestGather_realRoot checks the real host only for plausibility, since its
+// values are whatever this machine has.
+func TestGather_realRoot(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc, Linux only")
+	}
+	f, err := Gather("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Hostname == "" || f.CPUs < 1 || f.MemoryBytes < 64<<20 || f.Arch == "" {
+		t.Errorf("implausible facts for this host: %+v", f)
+	}
+	st, err := os.Stat("/dev/kvm")
+	wantKVM := err == nil && st.Mode()&os.ModeCharDevice != 0
+	if f.KVM != wantKVM {
+		t.Errorf("KVM = %v, want %v", f.KVM, wantKVM)
+	}
+}

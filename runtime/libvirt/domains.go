@@ -1,0 +1,414 @@
+package virt
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"libvirt.org/go/libvirt"
+
+	"github.com/nodevirt/nodevirt/runtime/hv"
+)
+
+var (
+	// ErrNotDefined is returned by Start for a name libvirt does not know.
+	// It matches fs.ErrNotExist, so callers that must not import this cgo
+	// package can still recognise it with errors.Is.
+	ErrNotDefined = fmt.Errorf("domain is not defined: %w", fs.ErrNotExist)
+
+	// ErrShuttingDown is returned by Start while the guest is still powering
+	// off; starting is possible once the domain is shut off, which the next
+	// stopped event announces.
+	ErrShuttingDown = errors.New("domain is shutting down; start it again once it is shut off")
+)
+
+// shutdownPoll is how often Shutdown checks whether the guest has powered off.
+const shutdownPoll = 100 * time.Millisecond
+
+// undefineFlagSets are tried in order. The first removes everything libvirt
+// keeps beside the definition; older libvirt lacks TPM (added in 8.9), and the
+// test driver rejects NVRAM and CHECKPOINTS_METADATA with "unsupported flags",
+// so each later set drops what the previous one may have been refused for.
+var undefineFlagSets = []libvirt.DomainUndefineFlagsValues{
+	libvirt.DOMAIN_UNDEFINE_NVRAM | libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE |
+		libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+		libvirt.DOMAIN_UNDEFINE_TPM,
+	libvirt.DOMAIN_UNDEFINE_NVRAM | libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE |
+		libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+	libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+	0,
+}
+
+// Domains lists every domain, persistent and transient, sorted by name.
+func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
+	c, release, err := d.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list domains: %w", err)
+	}
+	defer release()
+
+	doms, err := c.ListAllDomains(0)
+	if err != nil {
+		return nil, wrapErr("list domains on", d.uri, err)
+	}
+	defer func() {
+		for i := range doms {
+			_ = doms[i].Free()
+		}
+	}()
+
+	out := make([]hv.Domain, 0, len(doms))
+	for i := range doms {
+		hd, err := describe(&doms[i])
+		if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+			// Gone since the listing (a transient domain that stopped).
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hd)
+	}
+	slices.SortFunc(out, func(a, b hv.Domain) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func describe(dom *libvirt.Domain) (hv.Domain, error) {
+	name, err := dom.GetName()
+	if err != nil {
+		return hv.Domain{}, wrapErr("read name of", "domain", err)
+	}
+	t := domainTarget(name)
+	uuid, err := dom.GetUUIDString()
+	if err != nil {
+		return hv.Domain{}, wrapErr("read uuid of", t, err)
+	}
+	st, reason, err := domState(dom)
+	if err != nil {
+		return hv.Domain{}, wrapErr("read state of", t, err)
+	}
+	persistent, err := dom.IsPersistent()
+	if err != nil {
+		return hv.Domain{}, wrapErr("read persistence of", t, err)
+	}
+	// Drift is measured against the definition nodevirt wrote, not against
+	// the live XML libvirt expanded at start; a transient domain has only
+	// the live one.
+	var flags libvirt.DomainXMLFlags
+	if persistent {
+		flags = libvirt.DOMAIN_XML_INACTIVE
+	}
+	x, err := dom.GetXMLDesc(flags)
+	if err != nil {
+		return hv.Domain{}, wrapErr("read XML of", t, err)
+	}
+	return hv.Domain{Name: name, UUID: uuid, State: st, Reason: reason, Persistent: persistent, XML: x}, nil
+}
+
+func domState(dom *libvirt.Domain) (hv.State, string, error) {
+	s, reason, err := dom.GetState()
+	if err != nil {
+		return "", "", err
+	}
+	st, r := stateName(s, reason)
+	return st, r, nil
+}
+
+// Define creates or replaces the persistent definition. libvirt validates it
+// against its RNG schema first (unknown elements are otherwise dropped
+// silently). Replacing an existing name requires the same <uuid>. On a
+// running domain only the next-boot configuration changes.
+func (d *Driver) Define(ctx context.Context, domainXML string) error {
+	t := domainTarget(nameOf(domainXML))
+	c, release, err := d.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("define %s: %w", t, err)
+	}
+	defer release()
+	dom, err := c.DomainDefineXMLFlags(domainXML, libvirt.DOMAIN_DEFINE_VALIDATE)
+	if err != nil {
+		return wrapErr("define", t, err)
+	}
+	_ = dom.Free() // freeing a handle we own cannot fail in a way we can act on
+	return nil
+}
+
+// Start boots a defined domain; a running one is left alone, a paused one is
+// resumed and a power-management-suspended one woken up.
+func (d *Driver) Start(ctx context.Context, name string) error {
+	t := domainTarget(name)
+	found, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+		st, _, err := domState(dom)
+		if err != nil {
+			return wrapErr("read state of", t, err)
+		}
+		switch st {
+		case hv.Running, hv.Blocked:
+			return nil
+		case hv.Paused:
+			if err := dom.Resume(); err != nil {
+				return wrapErr("resume", t, err)
+			}
+			return nil
+		case hv.PMSuspended:
+			if err := dom.PMWakeup(0); err != nil {
+				return wrapErr("wake up", t, err)
+			}
+			return nil
+		case hv.ShuttingOff:
+			return fmt.Errorf("start %s: %w", t, ErrShuttingDown)
+		}
+		if err := dom.Create(); err != nil {
+			// Someone else may have started it between the check and now.
+			if active, aerr := dom.IsActive(); aerr == nil && active {
+				return nil
+			}
+			return wrapErr("start", t, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("start %s: %w", t, ErrNotDefined)
+	}
+	return nil
+}
+
+// Shutdown asks the guest to power off (ACPI power button) and destroys the
+// domain if it is still running after grace. A grace of zero, or a paused
+// guest (which cannot see the button), means destroy at once. A domain that is
+// not running, or not defined, is left alone. If ctx ends while waiting, the
+// guest is left running and ctx's error returned: a cancelled caller (an agent
+// shutting down) must not hard-kill VMs.
+func (d *Driver) Shutdown(ctx context.Context, name string, grace time.Duration) error {
+	if grace <= 0 {
+		return d.Destroy(ctx, name)
+	}
+	t := domainTarget(name)
+	var (
+		active, paused bool
+		askErr         error
+	)
+	_, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+		var err error
+		if active, err = isActive(dom); err != nil || !active {
+			return wrapErrIf("read state of", t, err)
+		}
+		st, _, err := domState(dom)
+		if err != nil {
+			return wrapErr("read state of", t, err)
+		}
+		if st == hv.Paused || st == hv.PMSuspended {
+			paused = true
+			return nil
+		}
+		askErr = askShutdown(dom)
+		return nil
+	})
+	if err != nil || !active {
+		return err
+	}
+	if paused || askErr != nil {
+		// Waiting is pointless if the guest cannot act on the request.
+		if err := d.Destroy(ctx, name); err != nil {
+			return errors.Join(wrapErrIf("shut down", t, askErr), err)
+		}
+		return nil
+	}
+
+	tick := time.NewTicker(shutdownPoll)
+	defer tick.Stop()
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for {
+		var running bool
+		if _, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+			var err error
+			running, err = isActive(dom)
+			return wrapErrIf("read state of", t, err)
+		}); err != nil {
+			return fmt.Errorf("shut down %s: %w", t, err)
+		}
+		if !running {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shut down %s: still running: %w", t, ctx.Err())
+		case <-deadline.C:
+			if err := d.Destroy(ctx, name); err != nil {
+				return fmt.Errorf("shut down %s: guest ignored the request for %s: %w", t, grace, err)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// askShutdown presses the ACPI power button, falling back to the
+// hypervisor's default method where the flag is refused (the test driver
+// accepts no flags).
+func askShutdown(dom *libvirt.Domain) error {
+	err := dom.ShutdownFlags(libvirt.DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+	if unsupportedFlags(err) {
+		err = dom.Shutdown()
+	}
+	if err == nil {
+		return nil
+	}
+	// It may have stopped on its own meanwhile.
+	if active, aerr := isActive(dom); aerr == nil && !active {
+		return nil
+	}
+	return err
+}
+
+// Destroy powers the domain off at once. A domain that is not running, or not
+// defined, is left alone.
+func (d *Driver) Destroy(ctx context.Context, name string) error {
+	t := domainTarget(name)
+	_, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+		active, err := isActive(dom)
+		if err != nil || !active {
+			return wrapErrIf("read state of", t, err)
+		}
+		if err := dom.Destroy(); err != nil {
+			if active, aerr := isActive(dom); aerr == nil && !active {
+				return nil
+			}
+			return wrapErr("destroy", t, err)
+		}
+		return nil
+	})
+	return err
+}
+
+// Undefine removes the persistent definition together with its managed save
+// image, snapshot and checkpoint metadata, NVRAM and TPM state. A missing or
+// transient domain is left alone: a transient domain has no definition and
+// vanishes when it stops. An active persistent domain keeps running as a
+// transient one, so callers stop it first.
+func (d *Driver) Undefine(ctx context.Context, name string) error {
+	t := domainTarget(name)
+	_, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+		persistent, err := dom.IsPersistent()
+		if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+			return nil
+		}
+		if err != nil {
+			return wrapErr("read persistence of", t, err)
+		}
+		if !persistent {
+			return nil
+		}
+		for _, flags := range undefineFlagSets {
+			err = dom.UndefineFlags(flags)
+			if err == nil || errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+				return nil
+			}
+			if !unsupportedFlags(err) {
+				break
+			}
+		}
+		return wrapErr("undefine", t, err)
+	})
+	return err
+}
+
+// withDomain runs fn on the named domain under a live connection. found is
+// false (and fn not called) when libvirt does not know the name.
+func (d *Driver) withDomain(ctx context.Context, name string, fn func(*libvirt.Domain) error) (found bool, err error) {
+	c, release, err := d.acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", domainTarget(name), err)
+	}
+	defer release()
+	dom, err := c.LookupDomainByName(name)
+	if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrapErr("look up", domainTarget(name), err)
+	}
+	defer func() { _ = dom.Free() }()
+	return true, fn(dom)
+}
+
+// isActive asks libvirt whether the domain has a running process. A domain
+// that vanished meanwhile (transient) counts as inactive.
+func isActive(dom *libvirt.Domain) (bool, error) {
+	active, err := dom.IsActive()
+	if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
+		return false, nil
+	}
+	return active, err
+}
+
+// unsupportedFlags reports libvirt refusing a flag combination: drivers
+// answer "unsupported flags (0x…)" as an invalid argument, or lack support
+// for the flagged variant of the call altogether.
+func unsupportedFlags(err error) bool {
+	var lv libvirt.Error
+	if !errors.As(err, &lv) {
+		return false
+	}
+	return lv.Code == libvirt.ERR_NO_SUPPORT ||
+		(lv.Code == libvirt.ERR_INVALID_ARG && strings.Contains(lv.Message, "unsupported flags"))
+}
+
+// nameOf extracts the domain name from XML for error messages only; libvirt
+// does the real parsing.
+func nameOf(domainXML string) string {
+	var v struct {
+		Name string `xml:"name"`
+	}
+	if err := xml.Unmarshal([]byte(domainXML), &v); err != nil {
+		return ""
+	}
+	return strings.TrimSpace(v.Name)
+}
+
+func domainTarget(name string) string {
+	if name == "" {
+		return "domain"
+	}
+	return fmt.Sprintf("domain %q", name)
+}
+
+// opError reports a failed libvirt call as "<op> <target>: <libvirt's
+// message>", instead of the binding's "virError(Code=…, Domain=…, Message=…)",
+// and unwraps to the libvirt.Error so errors.Is(err, libvirt.ERR_…) works.
+type opError struct {
+	op, target string
+	err        error
+}
+
+func (e *opError) Error() string {
+	msg := e.err.Error()
+	var lv libvirt.Error
+	if errors.As(e.err, &lv) {
+		msg = lv.Message
+	}
+	return e.op + " " + e.target + ": " + msg
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+func wrapErr(op, target string, err error) error {
+	return &opError{op: op, target: target, err: err}
+}
+
+// wrapErrIf is wrapErr that passes nil through.
+func wrapErrIf(op, target string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrapErr(op, target, err)
+}

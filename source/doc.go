@@ -1,0 +1,37 @@
+// Package source owns nodevirt's desired-state input: it turns a git
+// repository or a local directory into a Snapshot — a revision,
+// a directory of manifests and a content digest — and tells the agent when a
+// new one may be available.
+//
+// The rest of the agent consumes Snapshots only; it never imports git. A Git
+// source publishes every commit as an immutable directory,
+// <WorkDir>/rev-<hash>, renamed into place only once it is complete, so a
+// reader never sees a half-written checkout, and it keeps the previous
+// revision on disk so a host that loses its network keeps its last good
+// state. A Dir source hashes the live directory and offers an fsnotify
+// watcher that fires once per settled change.
+//
+// The "manifest tree" that a Digest covers is the same for both kinds: every
+// regular file below the snapshot's directory, except
+//   - anything inside a directory whose name starts with "." (.git, .github),
+//   - editor temporaries (*~, .*.swp, .*.swo, .*.swx, *.tmp, 4913, .#*, #*#),
+//   - symlinks and other non-regular files, so nothing outside the tree can
+//     be read through the snapshot,
+//   - paths matched by the repository root's .sourceignore (gitignore syntax).
+//
+// A Git source deletes those entries from the published directory, so what
+// the reconciler walks is exactly what the Digest covers; for a Dir source,
+// which belongs to the operator and is never modified, Snapshot.Files lists
+// the same set.
+//
+// This package must not import reconciler, manifests or runtime: imports
+// point from source towards them, never back.
+//
+// Importing github.com/fluxcd/pkg/git/gogit has a process-wide side effect:
+// its init function overwrites go-git's global
+// transport.UnsupportedCapabilities (leaving only ThinPack), so that a first
+// clone from v2-only servers such as Azure DevOps works. Every other go-git
+// user linked into the binary sees that change. It is also why the Git
+// source always clones afresh instead of fetching into an existing
+// repository.
+package source
