@@ -149,7 +149,9 @@ func TestAgent_handEditedDefinitionIsHealed(t *testing.T) {
 	w.awaitState("web", "running", 10*time.Second)
 
 	xml := virsh(t, "dumpxml", "--inactive", w.dom("web"))
+	// What `virsh edit` to 2 vCPUs means: count and topology together.
 	edited := strings.Replace(xml, "<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>2</vcpu>", 1)
+	edited = strings.Replace(edited, "sockets='1'", "sockets='2'", 1)
 	if edited == xml {
 		t.Fatalf("fixture: no vcpu element to edit in\n%s", xml)
 	}
@@ -160,7 +162,7 @@ func TestAgent_handEditedDefinitionIsHealed(t *testing.T) {
 	virsh(t, "define", f)
 
 	out := w.mustNodevirt("drift")
-	if !strings.Contains(out, "vcpu: host has 2, source wants 1") {
+	if !strings.Contains(out, "vcpu: host has 2, source wants 1") || !strings.Contains(out, "cpu.topology@sockets: host has 2, source wants 1") {
 		t.Fatalf("drift must name the field:\n%s", out)
 	}
 	w.mustNodevirt("apply")

@@ -21,15 +21,17 @@ import (
 
 // env is everything one command run needs, opened from the flags.
 type env struct {
-	o      *options
-	src    source.Source
-	facts  hostfacts.Facts
-	hv     *virt.Driver
-	disks  *disks.Store
-	db     *statedb.DB
-	rec    *reconciler.Reconciler
-	agent  *agent.Agent
-	closer []func() error
+	o     *options
+	src   source.Source
+	facts hostfacts.Facts
+	hv    *virt.Driver
+	disks *disks.Store
+	db    *statedb.DB
+	rec   *reconciler.Reconciler
+	agent *agent.Agent
+	// domainType is what the connected hypervisor runs ("kvm" or "qemu").
+	domainType string
+	closer     []func() error
 }
 
 func (e *env) Close() {
@@ -58,10 +60,14 @@ func (o *options) sourceOptions() (source.Options, error) {
 	return so, nil
 }
 
-func (o *options) desiredOptions(f hostfacts.Facts) desired.Options {
-	typ := "kvm"
-	if !f.KVM {
+// desiredOptions lays out the host for the converter. typ is the domain
+// type: the hypervisor's answer when connected, else the host root's /dev/kvm.
+func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options {
+	if typ == "" {
 		typ = "qemu"
+		if f.KVM {
+			typ = "kvm"
+		}
 	}
 	return desired.Options{
 		Node: o.node,
@@ -100,7 +106,7 @@ func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desir
 	if err != nil {
 		return snap, nil, nil, err
 	}
-	return snap, set, desired.Build(set, snap.Revision, e.o.desiredOptions(e.facts)), nil
+	return snap, set, desired.Build(set, snap.Revision, e.o.desiredOptions(e.facts, e.domainType)), nil
 }
 
 // openAll opens the source, libvirt, the disk store and the state database.
@@ -115,7 +121,13 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 			e.Close()
 		}
 	}()
-	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+	// QEMU runs as its own user and must traverse the state directory to
+	// reach disks (libvirt chowns the files themselves); 0711 lets it pass
+	// through without listing anything.
+	if err := os.MkdirAll(o.stateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(o.stateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	if e.db, err = statedb.Open(filepath.Join(o.stateDir, "state.db")); err != nil {
@@ -129,13 +141,19 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		return nil, fmt.Errorf("connect to libvirt %s: %w", o.libvirtURI, err)
 	}
 	e.closer = append(e.closer, e.hv.Close)
+	if e.domainType, err = e.hv.DomainType(ctx, e.facts.Arch); err != nil {
+		return nil, err
+	}
+	if e.domainType != "kvm" {
+		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
+	}
 	e.rec = reconciler.New(reconciler.Config{
 		AllowPruneAll: o.allowPruneAll,
 		SelfHeal:      selfHeal,
 		DiskDir:       filepath.Join(o.stateDir, "disks"),
 		Log:           o.logger(),
 	}, e.hv, e.disks, e.db)
-	ac.Desired = o.desiredOptions(e.facts)
+	ac.Desired = o.desiredOptions(e.facts, e.domainType)
 	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}
 	ac.Log = o.logger()
 	e.agent = agent.New(ac, e.src, e.rec, e.hv)

@@ -88,10 +88,8 @@ func TestGather_errors(t *testing.T) {
 		files map[string]string
 		want  string
 	}{
-		"no meminfo":    {map[string]string{"proc/cpuinfo": cpuinfo}, "read memory size"},
 		"no MemTotal":   {map[string]string{"proc/cpuinfo": cpuinfo, "proc/meminfo": "MemFree: 1 kB\n"}, "no MemTotal"},
 		"bad MemTotal":  {map[string]string{"proc/cpuinfo": cpuinfo, "proc/meminfo": "MemTotal: lots\n"}, "unexpected MemTotal line"},
-		"no cpuinfo":    {map[string]string{"proc/meminfo": meminfo}, "count CPUs"},
 		"empty cpuinfo": {map[string]string{"proc/meminfo": meminfo, "proc/cpuinfo": "\n"}, "no processor entries"},
 	}
 	for name, tc := range cases {
@@ -101,6 +99,17 @@ func TestGather_errors(t *testing.T) {
 				t.Errorf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A test root that holds only config files leaves /proc facts unknown.
+func TestGather_partialRootLeavesFactsUnknown(t *testing.T) {
+	f, err := Gather(tree(t, map[string]string{"etc/hostname": "node1\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Hostname != "node1" || f.CPUs != 0 || f.MemoryBytes != 0 {
+		t.Fatalf("want hostname only, got %+v", f)
 	}
 }
 

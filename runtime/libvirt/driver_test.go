@@ -461,3 +461,11 @@ var _ interface {
 	Undefine(ctx context.Context, name string) error
 	Events(ctx context.Context) (<-chan hv.Event, error)
 } = (*Driver)(nil)
+
+func TestDriver_DomainType_testDriver(t *testing.T) {
+	d := openTest(t)
+	got, err := d.DomainType(context.Background(), "x86_64")
+	if err != nil || got != "kvm" {
+		t.Fatalf("DomainType = %q, %v; want kvm", got, err)
+	}
+}

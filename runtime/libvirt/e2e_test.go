@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,24 @@ func TestE2E_Define_keepsLibvirtMessage(t *testing.T) {
 	}
 	if got := err.Error(); !strings.Contains(got, fmt.Sprintf("define domain %q: ", name)) || !strings.Contains(got, "vcpux") {
 		t.Errorf("error = %q, want libvirt's schema message naming vcpux", got)
+	}
+}
+
+// DomainType agrees with whether libvirt can really start a KVM domain here.
+func TestE2E_DomainType(t *testing.T) {
+	d := requireLibvirtd(t)
+	got, err := d.DomainType(context.Background(), "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "qemu"
+	if exec.Command("virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "kvm").Run() == nil {
+		want = "kvm"
+	}
+	if got != want {
+		t.Fatalf("DomainType = %q, virsh domcapabilities says %q", got, want)
+	}
+	if want == "qemu" {
+		t.Log("WARNING: libvirt cannot use KVM here; domains run under TCG")
 	}
 }
