@@ -50,7 +50,7 @@ const (
 // require states in one sentence what is missing. Under CI=true a missing
 // precondition fails the test: `make test` installs and starts everything,
 // so a skip there would hide a broken set-up.
-func require(t *testing.T, needs ...need) {
+func require(t testing.TB, needs ...need) {
 	t.Helper()
 	for _, n := range needs {
 		var missing string
@@ -85,7 +85,7 @@ func require(t *testing.T, needs ...need) {
 var kvmOnce sync.Once
 
 // warnTCG says loudly when domains run under TCG emulation instead of KVM.
-func warnTCG(t *testing.T) {
+func warnTCG(t testing.TB) {
 	kvmOnce.Do(func() {
 		if _, err := os.Stat("/dev/kvm"); err != nil {
 			fmt.Fprintln(os.Stderr, "\n*** WARNING: /dev/kvm is missing: e2e domains run under TCG emulation (type='qemu'); timings are not representative ***")
@@ -106,7 +106,7 @@ func randHex(n int) string {
 // state directory, a bare git repository with a work tree, and cleanup of
 // every domain in the namespace.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	ns       string
 	state    string
 	bare     string
@@ -114,7 +114,7 @@ type world struct {
 	hostRoot string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	require(t, Root, Libvirtd, Git, QemuImg)
 	warnTCG(t)
@@ -189,6 +189,18 @@ func (w *world) dom(name string) string { return w.ns + "_" + name }
 func (w *world) nodevirt(args ...string) (string, string, error) {
 	w.t.Helper()
 	full := append([]string{"--source", "file://" + w.bare, "--state", w.state, "--root", w.hostRoot,
+		"--libvirt", "qemu:///system", "--namespace", w.ns}, args...)
+	cmd := exec.Command(nodevirtBin, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// nodevirtAt runs the CLI once against a local directory source.
+func (w *world) nodevirtAt(dir string, args ...string) (string, string, error) {
+	w.t.Helper()
+	full := append([]string{"--source", dir, "--state", w.state, "--root", w.hostRoot,
 		"--libvirt", "qemu:///system", "--namespace", w.ns}, args...)
 	cmd := exec.Command(nodevirtBin, full...)
 	var stdout, stderr bytes.Buffer
@@ -278,7 +290,7 @@ func (a *agent) kill9() {
 	<-a.done
 }
 
-func virsh(t *testing.T, args ...string) string {
+func virsh(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
 	if err != nil {
@@ -302,7 +314,7 @@ func domState(name string) string {
 }
 
 // await polls cond until it holds or the timeout passes.
-func await(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+func await(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)

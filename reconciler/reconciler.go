@@ -27,11 +27,12 @@ type Config struct {
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
-	cfg   Config
-	hv    Hypervisor
-	disks Disks
-	rec   records
-	log   *slog.Logger
+	cfg    Config
+	hv     Hypervisor
+	disks  Disks
+	rec    records
+	log    *slog.Logger
+	fields *fieldMemo
 }
 
 // New wires a reconciler to its host.
@@ -40,7 +41,7 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log}
+	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}}
 }
 
 // Planned is a plan together with the VMs it refers to, ready for Apply.
@@ -56,21 +57,23 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	if err != nil {
 		return nil, fmt.Errorf("observe domains: %w", err)
 	}
-	recs, err := r.rec.all()
+	started, err := r.rec.started()
 	if err != nil {
 		return nil, err
 	}
 	opt := plan.Options{
 		AllowPruneAll: r.cfg.AllowPruneAll || st.AllowPruneAll,
-		Started:       map[string]bool{},
+		Started:       started,
 		Missing:       map[string]bool{},
 		LastGood:      map[string]*desired.VM{},
+		Fields:        r.fields.compare,
 	}
-	for name, rc := range recs {
-		if rc.Started {
-			opt.Started[name] = true
+	for name := range st.Invalid {
+		rc, err := r.rec.get(name)
+		if err != nil {
+			return nil, err
 		}
-		if _, bad := st.Invalid[name]; bad && rc.VM != nil {
+		if rc != nil && rc.VM != nil {
 			opt.LastGood[name] = rc.VM
 		}
 	}
@@ -92,7 +95,9 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	for _, d := range doms {
 		obs[d.Name] = d
 	}
-	return &Planned{Plan: plan.Diff(st, doms, opt), vms: vms, observed: obs}, nil
+	p := plan.Diff(st, doms, opt)
+	r.fields.forget(obs)
+	return &Planned{Plan: p, vms: vms, observed: obs}, nil
 }
 
 // Outcome is what happened to one action.
@@ -205,16 +210,10 @@ func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
 // remember records the VM as last applied (the state an invalid manifest
 // falls back to) and whether nodevirt has started it.
 func (r *Reconciler) remember(vm *desired.VM, started bool) error {
-	old, err := r.rec.get(vm.DomainName)
-	if err != nil {
-		return err
+	if started {
+		return r.rec.markStarted(vm.DomainName)
 	}
-	rc := &record{VM: vm}
-	if old != nil {
-		rc.Started = old.Started
-	}
-	rc.Started = rc.Started || started
-	return r.rec.put(vm.DomainName, rc)
+	return r.rec.put(vm.DomainName, &record{VM: vm})
 }
 
 func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {

@@ -21,7 +21,7 @@ import (
 // host is a reconciler on libvirt's in-process test driver (a private node
 // per test), real disk artifacts under a temp dir and a real bbolt state.
 type host struct {
-	t     *testing.T
+	t     testing.TB
 	hv    *virt.Driver
 	rec   *reconciler.Reconciler
 	state string
@@ -33,7 +33,9 @@ const testNode = `<node>
   <memory>16777216</memory>
 </node>`
 
-func newHost(t *testing.T, cfg reconciler.Config) *host {
+func newHost(t *testing.T, cfg reconciler.Config) *host { return newHostTB(t, cfg) }
+
+func newHostTB(t testing.TB, cfg reconciler.Config) *host {
 	t.Helper()
 	dir := t.TempDir()
 	nodeXML := filepath.Join(dir, "node.xml")

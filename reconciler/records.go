@@ -8,8 +8,11 @@ import (
 )
 
 const (
-	bucketVMs  = "vms"
-	bucketMeta = "meta"
+	bucketVMs = "vms"
+	// bucketStarted is apart from the records so a plan reads a few bytes per
+	// domain instead of decoding every record with its full domain XML.
+	bucketStarted = "started"
+	bucketMeta    = "meta"
 
 	keyLastApplied   = "lastAppliedRevision"
 	keyLastAttempted = "lastAttemptedRevision"
@@ -22,27 +25,22 @@ const (
 type record struct {
 	Version int         `json:"version"`
 	VM      *desired.VM `json:"vm"`
-	// Started is set once nodevirt has started the domain (Once, RerunOnFailure).
-	Started bool `json:"started,omitempty"`
 }
 
 type records struct{ kv KV }
 
-func (s records) all() (map[string]*record, error) {
-	out := map[string]*record{}
-	err := s.kv.ForEach(bucketVMs, func(k string, v []byte) error {
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("state record %s: %w", k, err)
-		}
-		if r.Version > recordVersion {
-			return fmt.Errorf("state record %s has version %d; this nodevirt reads up to %d", k, r.Version, recordVersion)
-		}
-		out[k] = &r
+// started returns the domains nodevirt has started at least once (runStrategy
+// Once and RerunOnFailure depend on that history).
+func (s records) started() (map[string]bool, error) {
+	out := map[string]bool{}
+	err := s.kv.ForEach(bucketStarted, func(k string, _ []byte) error {
+		out[k] = true
 		return nil
 	})
 	return out, err
 }
+
+func (s records) markStarted(name string) error { return s.kv.Put(bucketStarted, name, []byte{1}) }
 
 func (s records) get(name string) (*record, error) {
 	b, err := s.kv.Get(bucketVMs, name)
@@ -52,6 +50,9 @@ func (s records) get(name string) (*record, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("state record %s: %w", name, err)
+	}
+	if r.Version > recordVersion {
+		return nil, fmt.Errorf("state record %s has version %d; this nodevirt reads up to %d", name, r.Version, recordVersion)
 	}
 	return &r, nil
 }
@@ -65,7 +66,12 @@ func (s records) put(name string, r *record) error {
 	return s.kv.Put(bucketVMs, name, b)
 }
 
-func (s records) delete(name string) error { return s.kv.Delete(bucketVMs, name) }
+func (s records) delete(name string) error {
+	if err := s.kv.Delete(bucketStarted, name); err != nil {
+		return err
+	}
+	return s.kv.Delete(bucketVMs, name)
+}
 
 func (s records) meta(key string) (string, error) {
 	b, err := s.kv.Get(bucketMeta, key)

@@ -71,14 +71,25 @@ type Options struct {
 	// LastGood holds, for invalid manifests, the VM last applied from a good
 	// revision: it stays the desired state until the manifest is fixed.
 	LastGood map[string]*desired.VM
+	// Fields compares two domain documents; nil means the package's Fields.
+	// The reconciler passes a memoized one, since between two iterations
+	// almost no document changes and parsing them dominates a no-op plan.
+	Fields func(desiredXML, observedXML string) ([]Change, error)
 }
 
 // Diff computes the plan that brings observed to desired.
 func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	p := Plan{Revision: d.Revision, Diags: d.Diags, PruneSuspended: d.PruneSuspended}
+	if opt.Fields == nil {
+		opt.Fields = Fields
+	}
 	byName := make(map[string]hv.Domain, len(observed))
+	owners := make(map[string]desired.Owner, len(observed))
 	for _, dom := range observed {
 		byName[dom.Name] = dom
+		if o, ok := desired.OwnerOf(dom.XML); ok {
+			owners[dom.Name] = o
+		}
 	}
 
 	want := make([]*desired.VM, 0, len(d.VMs)+len(d.Invalid))
@@ -99,7 +110,8 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	for _, vm := range want {
 		wanted[vm.DomainName] = true
 		dom, exists := byName[vm.DomainName]
-		acts := vmActions(vm, dom, exists, opt)
+		owner, owned := owners[vm.DomainName]
+		acts := vmActions(vm, dom, exists, owner, owned, opt)
 		if len(acts) == 0 {
 			p.InSync = append(p.InSync, vm.DomainName)
 		}
@@ -109,7 +121,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	// Prune: owned domains nothing asks for any more.
 	var owned, deletes []hv.Domain
 	for _, dom := range observed {
-		if _, ok := desired.OwnerOf(dom.XML); !ok {
+		if _, ok := owners[dom.Name]; !ok {
 			continue
 		}
 		owned = append(owned, dom)
@@ -126,7 +138,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 		held = fmt.Sprintf("this revision would delete every VM nodevirt owns on this node (%d); confirm with --allow-prune-all or the %s annotation", len(owned), desired.AnnotationAllowPruneAll)
 	}
 	for _, dom := range deletes {
-		o, _ := desired.OwnerOf(dom.XML)
+		o := owners[dom.Name]
 		obj := o.Kind + " " + o.Namespace + "/" + o.Name
 		if held != "" {
 			p.Actions = append(p.Actions, Action{Kind: Hold, Object: obj, Domain: dom.Name, Reason: held})
@@ -138,7 +150,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	return p
 }
 
-func vmActions(vm *desired.VM, dom hv.Domain, exists bool, opt Options) []Action {
+func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []Action {
 	act := func(k Kind, reason string) Action {
 		return Action{Kind: k, Object: vm.Object, Domain: vm.DomainName, Reason: reason}
 	}
@@ -156,13 +168,12 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, opt Options) []Action
 		}
 		return acts
 	}
-	owner, ok := desired.OwnerOf(dom.XML)
-	if !ok {
+	if !owned {
 		return []Action{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
 	}
 
 	var acts []Action
-	changes, err := Fields(vm.XML, dom.XML)
+	changes, err := opt.Fields(vm.XML, dom.XML)
 	if err != nil {
 		changes = []Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
 	}
