@@ -100,7 +100,7 @@ func (o *options) openSource(ctx context.Context) (*env, error) {
 func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desired.State, error) {
 	snap, err := e.src.Fetch(ctx)
 	if err != nil {
-		return snap, nil, nil, fmt.Errorf("fetch %s: %w", e.src, err)
+		return snap, nil, nil, err
 	}
 	set, err := manifests.Load(snap.Dir, manifests.Options{DefaultNamespace: e.o.namespace})
 	if err != nil {

@@ -66,7 +66,13 @@ func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler
 func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 	snap, err := a.src.Fetch(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", a.src, err)
+		// A source that cannot be reached still hands back the last good
+		// snapshot it has on disk: an edge host restarted while offline keeps
+		// converging on it instead of doing nothing.
+		if snap.Dir == "" || a.desired != nil {
+			return nil, err
+		}
+		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
 	if a.desired != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
 		return a.desired, nil
