@@ -1,0 +1,106 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/runtime/disks"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/source"
+)
+
+const vm = `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: web, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices: {}
+`
+
+func git(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@nodevirt.invalid", "-c", "commit.gpgsign=false"}, args...)...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// An agent restarted while its git remote is unreachable converges on the
+// last revision it fetched, instead of doing nothing.
+func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
+	dir := t.TempDir()
+	bare, work, state := filepath.Join(dir, "repo.git"), filepath.Join(dir, "work"), filepath.Join(dir, "state")
+	git(t, dir, "init", "-q", "--bare", "-b", "main", bare)
+	git(t, dir, "init", "-q", "-b", "main", work)
+	if err := os.WriteFile(filepath.Join(work, "web.yaml"), []byte(vm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, work, "add", "-A")
+	git(t, work, "commit", "-q", "-m", "web")
+	git(t, work, "push", "-q", bare, "main")
+
+	node := filepath.Join(dir, "node.xml")
+	if err := os.WriteFile(node, []byte(`<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads></cpu><memory>4194304</memory></node>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h, err := virt.Open(ctx, "test://"+node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d, err := disks.New(state, filepath.Join(state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := agent.Config{Desired: desired.Options{Node: "n1", Context: domain.Context{Type: "kvm", Arch: "x86_64",
+		DiskDir: filepath.Join(state, "disks"), VolumeDir: filepath.Join(state, "volumes")}}}
+	newAgent := func() *agent.Agent {
+		src, err := source.Open(source.Options{URL: "file://" + bare, WorkDir: filepath.Join(state, "source")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return agent.New(cfg, src, reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
+	}
+
+	if _, err := newAgent().Once(ctx); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if err := os.RemoveAll(bare); err != nil {
+		t.Fatal(err)
+	}
+	// The domain is destroyed while the host is offline; the restarted agent
+	// must still heal it from the revision it has on disk.
+	if err := h.Destroy(ctx, "default_web"); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent()
+	rep, err := a.Once(ctx)
+	if err != nil {
+		t.Fatalf("offline restart: %v", err)
+	}
+	if a.Desired() == nil || len(a.Desired().VMs) != 1 {
+		t.Fatalf("offline restart must load the last good revision, got %v", a.Desired())
+	}
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Kind != "start" || rep.Outcomes[0].Result != "done" {
+		t.Fatalf("want the destroyed VM started again, got %+v", rep.Outcomes)
+	}
+}
