@@ -4,6 +4,10 @@
 package tools
 
 import (
+	_ "github.com/cheggaaa/pb/v3"
+	_ "github.com/coreos/butane/config"
+	_ "github.com/coreos/go-systemd/v22/dbus"
+	_ "github.com/coreos/go-systemd/v22/unit"
 	_ "github.com/fluxcd/pkg/git/gogit"
 	_ "github.com/fluxcd/pkg/git/repository"
 	_ "github.com/fsnotify/fsnotify"
@@ -12,6 +16,7 @@ import (
 	_ "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	_ "github.com/kdomanski/iso9660"
 	_ "github.com/spf13/cobra"
+	_ "github.com/ulikunitz/xz"
 	_ "go.etcd.io/bbolt"
 	_ "go.yaml.in/yaml/v3"
 	_ "kubevirt.io/api/core/v1"
