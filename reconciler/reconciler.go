@@ -23,6 +23,8 @@ type Config struct {
 	// DiskDir is where per-VM disk artifacts live (DiskDir/<ns>/<name>).
 	DiskDir string
 	Log     *slog.Logger
+	// Now is the clock (tests inject one); nil means time.Now.
+	Now func() time.Time
 }
 
 // Reconciler observes, plans and applies.
@@ -33,6 +35,7 @@ type Reconciler struct {
 	rec    records
 	log    *slog.Logger
 	fields *fieldMemo
+	starts *startBackoff
 }
 
 // New wires a reconciler to its host.
@@ -41,7 +44,10 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, starts: &startBackoff{}}
 }
 
 // Planned is a plan together with the VMs it refers to, ready for Apply.
@@ -145,10 +151,15 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 				out.Result, out.Error = "skipped", "an earlier action for this object failed"
 			case a.Drift && !r.selfHeal(p.vms[a.Domain]):
 				out.Result, out.Error = "skipped", "self-heal is off; drift reported only"
+			case (a.Kind == plan.Start || a.Kind == plan.Restart) && r.starts.waiting(a.Domain, r.cfg.Now()):
+				out.Result, out.Error = "skipped", r.starts.reason(a.Domain, r.cfg.Now())
 			default:
 				start := time.Now()
 				err := r.do(ctx, a, p)
 				out.Took = time.Since(start).Round(time.Millisecond).String()
+				if a.Kind == plan.Start || a.Kind == plan.Restart {
+					r.starts.record(a.Domain, err, r.cfg.Now())
+				}
 				if err != nil {
 					failed[a.Domain] = true
 					out.Result, out.Error = "failed", err.Error()

@@ -2,10 +2,12 @@ package reconciler_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/reconciler"
@@ -290,5 +292,56 @@ func TestReconciler_onceStartsOnlyOnce(t *testing.T) {
 	p, _ := h.apply(st)
 	if !p.Empty() {
 		t.Fatalf("a finished Once VM must not start again: %s", kinds(p))
+	}
+}
+
+// failingStarts is the test driver with starts that fail, as QEMU's do when
+// the host cannot run the guest (e.g. an unsupported CPU feature).
+type failingStarts struct {
+	*virt.Driver
+	tries int
+}
+
+func (f *failingStarts) Start(ctx context.Context, name string) error {
+	f.tries++
+	return fmt.Errorf("qemu-system-x86_64: error: failed to set MSR 0x10a")
+}
+
+func TestReconciler_startFailuresBackOff(t *testing.T) {
+	base := newHost(t, reconciler.Config{})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	hv := &failingStarts{Driver: base.hv}
+	d, err := disks.New(base.state, filepath.Join(base.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rec := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks"), Now: func() time.Time { return now }}, hv, d, db)
+	st := base.render("r1", vm("web", "64Mi", "Always"))
+	apply := func() reconciler.Outcome {
+		p, err := rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := rec.Apply(context.Background(), p)
+		return rep.Outcomes[len(rep.Outcomes)-1]
+	}
+	if o := apply(); o.Kind != plan.Start || o.Result != "failed" {
+		t.Fatalf("first start: %+v", o)
+	}
+	if o := apply(); o.Result != "skipped" || !strings.Contains(o.Error, "start failed 1 times") || hv.tries != 1 {
+		t.Fatalf("within the backoff the start must be skipped: %+v (tries %d)", o, hv.tries)
+	}
+	now = now.Add(11 * time.Second)
+	if o := apply(); o.Result != "failed" || hv.tries != 2 {
+		t.Fatalf("after 10 s the start is tried again: %+v (tries %d)", o, hv.tries)
+	}
+	now = now.Add(39 * time.Second)
+	if o := apply(); o.Result != "skipped" || hv.tries != 2 {
+		t.Fatalf("second failure backs off 40 s: %+v (tries %d)", o, hv.tries)
 	}
 }
