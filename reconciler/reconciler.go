@@ -16,8 +16,10 @@ import (
 
 // Config is the operator's policy for this agent (not user intent, not state).
 type Config struct {
-	// AllowPruneAll lets a revision delete every VM nodevirt owns here.
+	// AllowPruneAll confirms deletes the prune guard would hold.
 	AllowPruneAll bool
+	// PruneGuardShare: see plan.Options.
+	PruneGuardShare float64
 	// SelfHeal undoes out-of-band changes; off, drift is only reported.
 	SelfHeal bool
 	// DiskDir is where per-VM disk artifacts live (DiskDir/<ns>/<name>).
@@ -68,11 +70,12 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		return nil, err
 	}
 	opt := plan.Options{
-		AllowPruneAll: r.cfg.AllowPruneAll || st.AllowPruneAll,
-		Started:       started,
-		Missing:       map[string]bool{},
-		LastGood:      map[string]*desired.VM{},
-		Fields:        r.fields.compare,
+		AllowPruneAll:   r.cfg.AllowPruneAll || st.AllowPruneAll,
+		PruneGuardShare: r.cfg.PruneGuardShare,
+		Started:         started,
+		Missing:         map[string]bool{},
+		LastGood:        map[string]*desired.VM{},
+		Fields:          r.fields.compare,
 	}
 	for name := range st.Invalid {
 		rc, err := r.rec.get(name)

@@ -148,10 +148,11 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
 	}
 	e.rec = reconciler.New(reconciler.Config{
-		AllowPruneAll: o.allowPruneAll,
-		SelfHeal:      selfHeal,
-		DiskDir:       filepath.Join(o.stateDir, "disks"),
-		Log:           o.logger(),
+		AllowPruneAll:   o.allowPruneAll,
+		PruneGuardShare: o.pruneGuardShare,
+		SelfHeal:        selfHeal,
+		DiskDir:         filepath.Join(o.stateDir, "disks"),
+		Log:             o.logger(),
 	}, e.hv, e.disks, e.db)
 	ac.Desired = o.desiredOptions(e.facts, e.domainType)
 	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}

@@ -31,7 +31,8 @@ type options struct {
 	passwordFile   string
 	timeout        time.Duration
 
-	allowPruneAll bool
+	allowPruneAll   bool
+	pruneGuardShare float64
 }
 
 func newRootCmd() *cobra.Command {
@@ -62,7 +63,8 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.username, "username", "", "git over https: user name")
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
-	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "allow a revision to delete every VM nodevirt owns on this node")
+	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
+	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here (1 = only all of them)")
 
 	root.AddCommand(
 		newValidateCmd(o),

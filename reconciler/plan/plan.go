@@ -61,8 +61,11 @@ type Plan struct {
 
 // Options carry what Diff needs beyond desired and observed state.
 type Options struct {
-	// AllowPruneAll confirms a commit that deletes every owned VM.
+	// AllowPruneAll confirms a commit whose deletes reach the guard.
 	AllowPruneAll bool
+	// PruneGuardShare is the share of owned VMs (0 < s <= 1) whose deletion in
+	// one revision needs confirmation; 0 means 1, i.e. only deleting all of them.
+	PruneGuardShare float64
 	// Started holds the domains nodevirt has started at least once (runStrategy
 	// Once and RerunOnFailure need that history).
 	Started map[string]bool
@@ -134,8 +137,9 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	switch {
 	case len(deletes) > 0 && d.PruneSuspended:
 		held = "a file of this revision failed to parse, so the objects it held are unknown; pruning is suspended"
-	case len(deletes) > 0 && len(deletes) == len(owned) && !opt.AllowPruneAll:
-		held = fmt.Sprintf("this revision would delete every VM nodevirt owns on this node (%d); confirm with --allow-prune-all or the %s annotation", len(owned), desired.AnnotationAllowPruneAll)
+	case len(deletes) > 0 && !opt.AllowPruneAll && float64(len(deletes)) >= guardShare(opt)*float64(len(owned)):
+		held = fmt.Sprintf("this revision would delete %d of the %d VMs nodevirt owns on this node (guard: %.0f%%); confirm with --allow-prune-all or the %s annotation",
+			len(deletes), len(owned), 100*guardShare(opt), desired.AnnotationAllowPruneAll)
 	}
 	for _, dom := range deletes {
 		o := owners[dom.Name]
@@ -148,6 +152,13 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 			Reason: "manifest removed from the source; the domain and its disks are deleted", Disruptive: dom.State.Active()})
 	}
 	return p
+}
+
+func guardShare(opt Options) float64 {
+	if opt.PruneGuardShare <= 0 || opt.PruneGuardShare > 1 {
+		return 1
+	}
+	return opt.PruneGuardShare
 }
 
 func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []Action {

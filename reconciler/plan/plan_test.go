@@ -90,6 +90,9 @@ func TestDiff(t *testing.T) {
 			[]hv.Domain{observed("web", hv.Running, "booted", h1)}, Options{}, []row{{Hold, "default_web", false}}},
 		{"deleting every owned VM with confirmation", state(),
 			[]hv.Domain{observed("web", hv.Running, "booted", h1)}, Options{AllowPruneAll: true}, []row{{Delete, "default_web", false}}},
+		{"deleting half with a 50% guard is held", state(vm("web", always, h1)),
+			[]hv.Domain{observed("web", hv.Running, "booted", h1), observed("old", hv.Running, "booted", h1)}, Options{PruneGuardShare: 0.5},
+			[]row{{Hold, "default_old", false}}},
 		{"unowned domains are never pruned", state(vm("web", always, h1)),
 			[]hv.Domain{observed("web", hv.Running, "booted", h1), {Name: "handmade", State: hv.Running, XML: "<domain/>"}}, Options{}, nil},
 	} {
