@@ -185,22 +185,16 @@ func (w *world) commit(msg string, files map[string]string) string {
 
 func (w *world) dom(name string) string { return w.ns + "_" + name }
 
-// nodevirt runs the CLI once against this world's repository.
+// nodevirt runs the CLI once against this world's git repository.
 func (w *world) nodevirt(args ...string) (string, string, error) {
 	w.t.Helper()
-	full := append([]string{"--source", "file://" + w.bare, "--state", w.state, "--root", w.hostRoot,
-		"--libvirt", "qemu:///system", "--namespace", w.ns}, args...)
-	cmd := exec.Command(nodevirtBin, full...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
+	return w.nodevirtAt("file://"+w.bare, args...)
 }
 
-// nodevirtAt runs the CLI once against a local directory source.
-func (w *world) nodevirtAt(dir string, args ...string) (string, string, error) {
+// nodevirtAt runs the CLI once against the given source.
+func (w *world) nodevirtAt(source string, args ...string) (string, string, error) {
 	w.t.Helper()
-	full := append([]string{"--source", dir, "--state", w.state, "--root", w.hostRoot,
+	full := append([]string{"--source", source, "--state", w.state, "--root", w.hostRoot,
 		"--libvirt", "qemu:///system", "--namespace", w.ns}, args...)
 	cmd := exec.Command(nodevirtBin, full...)
 	var stdout, stderr bytes.Buffer

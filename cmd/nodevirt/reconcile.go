@@ -1,12 +1,36 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
 )
+
+// planned opens everything, loads the source and plans: the common start of
+// plan, apply and drift. The caller closes the env.
+func (o *options) planned(ctx context.Context, selfHeal bool) (*env, *desired.State, *reconciler.Planned, error) {
+	if err := o.checkOutput(); err != nil {
+		return nil, nil, nil, err
+	}
+	e, err := o.openAll(ctx, selfHeal, agent.Config{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := e.agent.Load(ctx)
+	if err == nil {
+		var p *reconciler.Planned
+		if p, err = e.rec.Plan(ctx, st); err == nil {
+			return e, st, p, nil
+		}
+	}
+	e.Close()
+	return nil, nil, nil, err
+}
 
 func newPlanCmd(o *options) *cobra.Command {
 	return &cobra.Command{
@@ -14,22 +38,11 @@ func newPlanCmd(o *options) *cobra.Command {
 		Short: "Show what apply would do, per object, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			e, err := o.openAll(cmd.Context(), true, agent.Config{})
+			e, st, p, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			st, err := e.agent.Load(cmd.Context())
-			if err != nil {
-				return err
-			}
-			p, err := e.rec.Plan(cmd.Context(), st)
-			if err != nil {
-				return err
-			}
 			return printPlan(cmd.OutOrStdout(), o.output, st, p.Plan)
 		},
 	}
@@ -42,22 +55,11 @@ func newApplyCmd(o *options) *cobra.Command {
 		Short: "Make the host match the source once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			e, err := o.openAll(cmd.Context(), selfHeal, agent.Config{})
+			e, st, p, err := o.planned(cmd.Context(), selfHeal)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			st, err := e.agent.Load(cmd.Context())
-			if err != nil {
-				return err
-			}
-			p, err := e.rec.Plan(cmd.Context(), st)
-			if err != nil {
-				return err
-			}
 			rep := e.rec.Apply(cmd.Context(), p)
 			if err := printReport(cmd.OutOrStdout(), o.output, st, p.Plan, rep); err != nil {
 				return err
@@ -79,22 +81,11 @@ func newDriftCmd(o *options) *cobra.Command {
 		Short: "Compare the host with the source and list every difference, field by field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			e, err := o.openAll(cmd.Context(), true, agent.Config{})
+			e, st, p, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			st, err := e.agent.Load(cmd.Context())
-			if err != nil {
-				return err
-			}
-			p, err := e.rec.Plan(cmd.Context(), st)
-			if err != nil {
-				return err
-			}
 			rep := driftReport(st, p)
 			if err := printDrift(cmd.OutOrStdout(), o.output, rep); err != nil {
 				return err
