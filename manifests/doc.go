@@ -4,10 +4,13 @@
 // Each document is decoded with the upstream Go API types (kubevirt.io/api, the
 // CDI api, k8s.io/api) in strict mode: every unknown field, wrong type and
 // duplicate key is reported with its own file:line:col and field path, because a
-// go.yaml.in/yaml/v3 node tree is kept beside the typed value. VirtualMachines and
-// VirtualMachineInstances then get KubeVirt's mutating-webhook defaults (Default)
-// and are checked against KubeVirt's admission rules and the seed documents'
-// rules. All problems of a load are returned at once as diag entries.
+// go.yaml.in/yaml/v3 node tree is kept beside the typed value. VirtualMachines
+// that reference an instancetype or preference get them applied once every
+// file is read (the references may cross files; conflicts are errors as in
+// KubeVirt's admission). VirtualMachines and VirtualMachineInstances then get
+// KubeVirt's mutating-webhook defaults (Default) and are checked against
+// KubeVirt's admission rules and the seed documents' rules. All problems of a
+// load are returned at once as diag entries.
 //
 // Failure isolation (SPEC M-3): an object with an error diagnostic is marked
 // invalid, so the reconciler keeps its last good state; a document whose identity

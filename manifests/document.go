@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"reflect"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.yaml.in/yaml/v3"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
@@ -198,13 +200,24 @@ func stringMap(v any) map[string]string {
 func prepare(o *Object) diag.List {
 	switch v := o.Value.(type) {
 	case *kubevirtv1.VirtualMachine:
-		if v.Spec.Template != nil && v.Spec.Instancetype == nil && v.Spec.Preference == nil {
+		if hasMatchers(v) {
+			// Set.expand expands, defaults and validates it once every
+			// document is read: the instancetype may be in another file.
+			return nil
+		}
+		if v.Spec.Template != nil {
 			Default(&v.Spec.Template.Spec)
 		}
-		return validateVM(o, v)
+		return validateVM(o, v, false)
 	case *kubevirtv1.VirtualMachineInstance:
 		Default(&v.Spec)
 		return validateVMI(o, v)
+	case *instancetypev1beta1.VirtualMachineInstancetype:
+		return validateInstancetype(o, &v.Spec)
+	case *instancetypev1beta1.VirtualMachineClusterInstancetype:
+		return validateInstancetype(o, &v.Spec)
+	case *nadv1.NetworkAttachmentDefinition:
+		return validateNAD(o, v)
 	case *HyperConverged:
 		return validateHyperConverged(o, v)
 	case *HostPathProvisioner:
@@ -223,12 +236,8 @@ func (s *Set) finish() {
 		}
 		first[o.Ref] = o
 	}
-	invalid := map[string]bool{}
-	for _, d := range s.Diags {
-		if d.Severity == diag.Error && d.Object != "" {
-			invalid[d.Object] = true
-		}
-	}
+	s.expand(objectErrors(s.Diags))
+	invalid := objectErrors(s.Diags)
 	for _, o := range s.Objects {
 		o.Valid = !invalid[o.Ref.String()]
 	}

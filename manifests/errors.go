@@ -51,6 +51,29 @@ var (
 	ErrBootloaderConflict    = errors.New("bootloader bios and efi are mutually exclusive")
 	ErrSecureBootSMM         = errors.New("EFI Secure Boot requires SMM, which is disabled: set domain.features.smm or efi.secureBoot: false")
 	ErrWatchdogAction        = errors.New("watchdog action must be one of poweroff, reset, shutdown")
+	// KubeVirt validateGuestMemoryLimit: nodevirt has no live-update rollout,
+	// so the rule KubeVirt skips under LiveUpdate always applies.
+	ErrGuestMemoryOverLimit = errors.New("memory.guest must not be greater than limits.memory")
+	ErrMaxSockets           = errors.New("cpu.sockets must not be greater than cpu.maxSockets")
+	// KubeVirt validateCpuPinning: the rules of dedicatedCpuPlacement.
+	ErrDedicatedCPUInteger  = errors.New("CPU requests and limits must be whole numbers when dedicatedCpuPlacement is true")
+	ErrDedicatedCPUEqual    = errors.New("requests.cpu and limits.cpu must be equal when dedicatedCpuPlacement is true")
+	ErrDedicatedMemoryEqual = errors.New("requests.memory must be equal to limits.memory when dedicatedCpuPlacement is true")
+	ErrDedicatedCPUCount    = errors.New("requests.cpu or limits.cpu must equal the number of vCPUs (sockets × cores × threads) when dedicatedCpuPlacement is true")
+	ErrDedicatedThreads     = errors.New("cpu.threads must not be greater than 2 when dedicatedCpuPlacement is true")
+	ErrNUMADedicated        = errors.New("numa.guestMappingPassthrough requires dedicatedCpuPlacement")
+	ErrNUMAHugepages        = errors.New("numa.guestMappingPassthrough requires memory.hugepages")
+	ErrRealtimeDedicated    = errors.New("realtime requires dedicatedCpuPlacement")
+	ErrRealtimeNUMA         = errors.New("realtime requires numa.guestMappingPassthrough")
+	// KubeVirt's Hyper-V webhook: the mutator turns dependencies on, so only
+	// an explicitly disabled one can be missing.
+	ErrHypervDependency = errors.New("Hyper-V feature requires another one that is disabled")
+	ErrStartStrategy    = errors.New("startStrategy must be Paused")
+	ErrPausedLiveness   = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
+	ErrProbePodNetwork  = errors.New("probes need a pod network")
+	ErrSoundName        = errors.New("sound.name is required")
+	ErrSoundModel       = errors.New("sound.model must be ich9 or ac97")
+	ErrPanicModel       = errors.New("panic device model must be hyperv, isa or pvpanic")
 )
 
 // Disk and volume rules (KubeVirt pkg/storage/admitters).
@@ -79,6 +102,13 @@ var (
 	ErrCloudInitSources    = errors.New("only one of the inline, base64 and secretRef variants may be set")
 	ErrCloudInitTooLarge   = errors.New("inline cloud-init data must not exceed 2048 bytes; use a secretRef")
 	ErrCloudInitBase64     = errors.New("invalid base64")
+	ErrPCIAddressBus       = errors.New("setting a PCI address is only possible with bus virtio")
+	ErrPCIAddress          = errors.New("PCI address must have the form DDDD:BB:SS.F (hexadecimal)")
+	ErrSATAReadonly        = errors.New("sata disks do not support readonly")
+	ErrIOThreadBus         = errors.New("dedicatedIOThread is only possible with bus virtio")
+	ErrLUNVolume           = errors.New("a lun needs a persistentVolumeClaim or dataVolume volume")
+	ErrBlockSize           = errors.New("invalid custom block size")
+	ErrVolumeSingleton     = errors.New("at most one volume of this kind is allowed")
 )
 
 // Network and interface rules (KubeVirt pkg/network/admitter).
@@ -93,6 +123,29 @@ var (
 	ErrInterfaceBinding       = errors.New("an interface may set only one binding method")
 	ErrInterfaceModel         = errors.New("interface model must be one of e1000, e1000e, igb, ne2k_pci, pcnet, rtl8139, virtio")
 	ErrMACAddress             = errors.New("macAddress must be a valid 6-byte MAC address")
+	ErrMasqueradeNotPod       = errors.New("masquerade is only possible on the pod network")
+	ErrPortName               = errors.New("port names must be unique")
+	ErrPortProtocol           = errors.New("port protocol must be TCP or UDP")
+	ErrPortNumber             = errors.New("port must be between 1 and 65535")
+	// A NetworkAttachmentDefinition's spec.config is a CNI configuration (or
+	// configuration list) in JSON.
+	ErrNADConfig = errors.New("spec.config must be a JSON CNI network configuration")
+)
+
+// Instancetype and preference rules (KubeVirt pkg/instancetype).
+var (
+	ErrMatcherName           = errors.New("either name or inferFromVolume must be set")
+	ErrInstancetypeKind      = errors.New("kind must be VirtualMachineInstancetype or VirtualMachineClusterInstancetype")
+	ErrPreferenceKind        = errors.New("kind must be VirtualMachinePreference or VirtualMachineClusterPreference")
+	ErrInstancetypeNotFound  = errors.New("the referenced instancetype is not in the repository")
+	ErrPreferenceNotFound    = errors.New("the referenced preference is not in the repository")
+	ErrInstancetypeInvalid   = errors.New("the referenced instancetype or preference has errors of its own")
+	ErrInferFromVolume       = errors.New("cannot infer from the volume")
+	ErrRevisionNameIgnored   = errors.New("ignored: ControllerRevisions exist only in a cluster; nodevirt expands the object the repository holds now")
+	ErrInstancetypeConflict  = errors.New("conflicts with selected instance type")
+	ErrPreferenceRequirement = errors.New("preference requirement not met")
+	ErrInstancetypeCPUGuest  = errors.New("cpu.guest must be at least 1")
+	ErrInstancetypeMemory    = errors.New("memory.guest must be greater than 0")
 )
 
 // Host kinds.

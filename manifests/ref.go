@@ -29,10 +29,11 @@ type Object struct {
 	Labels, Annotations map[string]string
 	// Value is a typed pointer (e.g. *kubevirtv1.VirtualMachine) or nil when the
 	// document could not be decoded. VirtualMachine templates and
-	// VirtualMachineInstance specs carry KubeVirt's defaults (see Default), except
-	// VirtualMachines that reference an instancetype or preference: those are
-	// defaulted after expansion, because defaults applied first would shadow the
-	// values the instancetype or preference provides.
+	// VirtualMachineInstance specs carry KubeVirt's defaults (see Default). A
+	// VirtualMachine that references an instancetype or preference has them
+	// applied to its template first (defaults applied earlier would shadow
+	// what they provide); when that fails the object is invalid and its
+	// template is left as written.
 	Value any
 	// Valid is false when any error diagnostic names this object.
 	Valid bool

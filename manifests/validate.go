@@ -28,7 +28,11 @@ func (v *validator) failf(path string, rule error, format string, args ...any) {
 }
 
 // validateVM checks a (defaulted) VirtualMachine (KubeVirt vms-admitter).
-func validateVM(o *Object, vm *kubevirtv1.VirtualMachine) diag.List {
+// unexpanded is set for a VM whose instancetype or preference could not be
+// applied: its template may lack what they would give it (memory, CPUs), so
+// the rules about those are skipped; the expansion error already makes the
+// VM invalid.
+func validateVM(o *Object, vm *kubevirtv1.VirtualMachine, unexpanded bool) diag.List {
 	v := &validator{o: o}
 	switch {
 	case vm.Spec.Running != nil && vm.Spec.RunStrategy != nil:
@@ -42,9 +46,7 @@ func validateVM(o *Object, vm *kubevirtv1.VirtualMachine) diag.List {
 		v.fail("spec.template", ErrTemplateRequired)
 		return v.diags
 	}
-	// With an instancetype the memory and CPU come from it; the spec is checked
-	// again by whoever expands it.
-	v.spec(&vm.Spec.Template.Spec, "spec.template.spec", vm.Spec.Instancetype != nil)
+	v.spec(&vm.Spec.Template.Spec, "spec.template.spec", unexpanded)
 	return v.diags
 }
 
@@ -63,11 +65,64 @@ func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, 
 	v.volumes(spec, p)
 	v.networks(spec, p)
 	v.bootOrder(spec, p)
-	if wd := spec.Domain.Devices.Watchdog; wd != nil && wd.I6300ESB != nil {
+	v.hyperv(spec, p)
+	v.devices(spec, p)
+	v.lifecycle(spec, p)
+}
+
+// devices checks the single devices: watchdog, sound and panic devices.
+func (v *validator) devices(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	dp := p + ".domain.devices"
+	devs := spec.Domain.Devices
+	if wd := devs.Watchdog; wd != nil && wd.I6300ESB != nil {
 		switch wd.I6300ESB.Action {
 		case kubevirtv1.WatchdogActionPoweroff, kubevirtv1.WatchdogActionReset, kubevirtv1.WatchdogActionShutdown:
 		default:
-			v.failf(p+".domain.devices.watchdog.i6300esb.action", ErrWatchdogAction, "got %q", wd.I6300ESB.Action)
+			v.failf(dp+".watchdog.i6300esb.action", ErrWatchdogAction, "got %q", wd.I6300ESB.Action)
+		}
+	}
+	if s := devs.Sound; s != nil {
+		if s.Name == "" {
+			v.fail(dp+".sound.name", ErrSoundName)
+		}
+		switch s.Model {
+		case "", "ich9", "ac97":
+		default:
+			v.failf(dp+".sound.model", ErrSoundModel, "got %q", s.Model)
+		}
+	}
+	for i, pd := range devs.PanicDevices {
+		if pd.Model == nil {
+			continue
+		}
+		switch *pd.Model {
+		case kubevirtv1.Hyperv, kubevirtv1.Isa, kubevirtv1.Pvpanic:
+		default:
+			v.failf(joinIndex(dp+".panicDevices", i)+".model", ErrPanicModel, "got %q", *pd.Model)
+		}
+	}
+}
+
+// lifecycle checks startStrategy and probes.
+func (v *validator) lifecycle(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	if ss := spec.StartStrategy; ss != nil {
+		switch {
+		case *ss != kubevirtv1.StartStrategyPaused:
+			v.failf(p+".startStrategy", ErrStartStrategy, "got %q", *ss)
+		case spec.LivenessProbe != nil:
+			v.fail(p+".startStrategy", ErrPausedLiveness)
+		}
+	}
+	pod := false
+	for _, n := range spec.Networks {
+		pod = pod || n.Pod != nil
+	}
+	if !pod {
+		if spec.ReadinessProbe != nil {
+			v.fail(p+".readinessProbe", ErrProbePodNetwork)
+		}
+		if spec.LivenessProbe != nil {
+			v.fail(p+".livenessProbe", ErrProbePodNetwork)
 		}
 	}
 }

@@ -28,15 +28,25 @@ func (v *validator) memory(spec *kubevirtv1.VirtualMachineInstanceSpec, p string
 	if hasReq && reqMem.Sign() > 0 && reqMem.Cmp(resource.MustParse("1M")) < 0 {
 		v.failf(rp+".requests.memory", ErrMemoryRequestTooSmall, "got %s", reqMem.String())
 	}
+	dedicated := spec.Domain.CPU != nil && spec.Domain.CPU.DedicatedCPUPlacement
 	if hasReq && hasLim && reqMem.Sign() > 0 && limMem.Sign() > 0 {
 		headroom := reqMem.DeepCopy()
 		headroom.Add(resource.MustParse("100Mi"))
 		switch {
 		case reqMem.Cmp(limMem) > 0:
 			v.failf(rp+".requests.memory", ErrMemoryRequestOverLimit, "%s > %s", reqMem.String(), limMem.String())
+		case dedicated:
+			// Dedicated CPUs need requests equal to limits (KubeVirt's
+			// guaranteed QoS), which the headroom rule would forbid; the
+			// dedicated-CPU rules check them instead.
 		case limMem.Cmp(headroom) < 0:
 			v.failf(rp+".limits.memory", ErrMemoryLimitHeadroom, "limits.memory %s, requests.memory %s", limMem.String(), reqMem.String())
 		}
+	}
+	// A guest defaulted from an over-limit request is that request's error.
+	overLimit := hasReq && reqMem.Cmp(limMem) > 0
+	if mem := spec.Domain.Memory; mem != nil && mem.Guest != nil && hasLim && limMem.Sign() > 0 && !overLimit && mem.Guest.Cmp(limMem) > 0 {
+		v.failf(p+".domain.memory.guest", ErrGuestMemoryOverLimit, "%s > %s", mem.Guest.String(), limMem.String())
 	}
 	reqCPU, hasReqCPU := res.Requests[corev1.ResourceCPU]
 	limCPU, hasLimCPU := res.Limits[corev1.ResourceCPU]
@@ -74,9 +84,11 @@ func (v *validator) memory(spec *kubevirtv1.VirtualMachineInstanceSpec, p string
 	default:
 		return
 	}
+	// The seed (8.14.8) and SPEC M-2 want the page size smaller than the
+	// memory; KubeVirt's webhook also accepts equal sizes.
 	switch {
-	case vmMem.Cmp(page) < 0:
-		v.failf(pp, ErrHugepagesTooLarge, "%s > %s", page.String(), vmMem.String())
+	case vmMem.Cmp(page) <= 0:
+		v.failf(pp, ErrHugepagesTooLarge, "%s >= %s", page.String(), vmMem.String())
 	case vmMem.Value()%page.Value() != 0:
 		v.failf(mp, ErrHugepagesNotDivisible, "%s is not a multiple of %s", vmMem.String(), page.String())
 	}
@@ -98,9 +110,94 @@ func (v *validator) cpu(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
 			v.failf(joinIndex(p+".domain.cpu.features", i)+".policy", ErrCPUFeaturePolicy, "got %q", f.Policy)
 		}
 	}
+	cp := p + ".domain.cpu"
 	if cpu.IsolateEmulatorThread && !cpu.DedicatedCPUPlacement {
-		v.fail(p+".domain.cpu.isolateEmulatorThread", ErrIsolateEmulatorThread)
+		v.fail(cp+".isolateEmulatorThread", ErrIsolateEmulatorThread)
 	}
+	if cpu.MaxSockets != 0 && cpu.Sockets > cpu.MaxSockets {
+		v.failf(cp+".sockets", ErrMaxSockets, "%d > %d", cpu.Sockets, cpu.MaxSockets)
+	}
+	if cpu.DedicatedCPUPlacement {
+		v.dedicatedCPU(spec, p)
+	}
+	if cpu.NUMA != nil && cpu.NUMA.GuestMappingPassthrough != nil {
+		np := cp + ".numa.guestMappingPassthrough"
+		if !cpu.DedicatedCPUPlacement {
+			v.fail(np, ErrNUMADedicated)
+		}
+		if spec.Domain.Memory == nil || spec.Domain.Memory.Hugepages == nil {
+			v.fail(np, ErrNUMAHugepages)
+		}
+	}
+	if cpu.Realtime != nil {
+		if !cpu.DedicatedCPUPlacement {
+			v.fail(cp+".realtime", ErrRealtimeDedicated)
+		}
+		if cpu.NUMA == nil || cpu.NUMA.GuestMappingPassthrough == nil {
+			v.fail(cp+".realtime", ErrRealtimeNUMA)
+		}
+	}
+}
+
+// dedicatedCPU checks KubeVirt's rules for dedicatedCpuPlacement (pinned
+// vCPUs need a whole, guaranteed number of host CPUs). KubeVirt's "one of
+// requests.cpu, limits.cpu or cores" rule is left out: it cannot fail after
+// defaulting, which always sets a topology, in KubeVirt as here.
+func (v *validator) dedicatedCPU(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	res := spec.Domain.Resources
+	rp := p + ".domain.resources"
+	reqCPU, limCPU := res.Requests.Cpu(), res.Limits.Cpu()
+	whole := func(q *resource.Quantity) bool { return q.MilliValue()%1000 == 0 }
+	if reqCPU.Sign() > 0 && !whole(reqCPU) {
+		v.failf(rp+".requests.cpu", ErrDedicatedCPUInteger, "got %s", reqCPU.String())
+	}
+	if limCPU.Sign() > 0 && !whole(limCPU) {
+		v.failf(rp+".limits.cpu", ErrDedicatedCPUInteger, "got %s", limCPU.String())
+	}
+	if reqCPU.Sign() > 0 && limCPU.Sign() > 0 && reqCPU.Value() != limCPU.Value() {
+		v.failf(rp+".requests.cpu", ErrDedicatedCPUEqual, "%s and %s", reqCPU.String(), limCPU.String())
+	}
+	reqMem, limMem := res.Requests.Memory(), res.Limits.Memory()
+	if reqMem.Sign() > 0 && limMem.Sign() > 0 && reqMem.Cmp(*limMem) != 0 {
+		v.failf(rp+".requests.memory", ErrDedicatedMemoryEqual, "%s and %s", reqMem.String(), limMem.String())
+	}
+	cpu := spec.Domain.CPU
+	vcpus := int64(orOne(cpu.Sockets)) * int64(orOne(cpu.Cores)) * int64(orOne(cpu.Threads))
+	if (reqCPU.Value() > 0 || limCPU.Value() > 0) && reqCPU.Value() != vcpus && limCPU.Value() != vcpus {
+		v.failf(p+".domain.cpu.dedicatedCpuPlacement", ErrDedicatedCPUCount, "%d vCPUs, requests.cpu %s, limits.cpu %s", vcpus, reqCPU.String(), limCPU.String())
+	}
+	if cpu.Threads > 2 {
+		v.failf(p+".domain.cpu.threads", ErrDedicatedThreads, "got %d", cpu.Threads)
+	}
+}
+
+func orOne(n uint32) uint32 {
+	if n == 0 {
+		return 1
+	}
+	return n
+}
+
+// hyperv rejects Hyper-V enlightenments whose dependency the user disabled
+// explicitly; defaulting enables the ones left unset.
+func (v *validator) hyperv(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	f := spec.Domain.Features
+	if f == nil || f.Hyperv == nil {
+		return
+	}
+	hv := f.Hyperv
+	hp := p + ".domain.features.hyperv"
+	off := func(fs *kubevirtv1.FeatureState) bool { return fs != nil && fs.Enabled != nil && !*fs.Enabled }
+	need := func(feature string, set bool, dep string, depState *kubevirtv1.FeatureState) {
+		if set && off(depState) {
+			v.failf(hp+"."+feature, ErrHypervDependency, "%s needs %s", feature, dep)
+		}
+	}
+	need("synic", on(hv.SyNIC), "vpindex", hv.VPIndex)
+	need("ipi", on(hv.IPI), "vpindex", hv.VPIndex)
+	need("tlbflush", hv.TLBFlush != nil && on(&hv.TLBFlush.FeatureState), "vpindex", hv.VPIndex)
+	need("synictimer", hv.SyNICTimer != nil && on(&hv.SyNICTimer.FeatureState), "synic", hv.SyNIC)
+	need("evmcs", on(hv.EVMCS), "vapic", hv.VAPIC)
 }
 
 func (v *validator) firmware(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {

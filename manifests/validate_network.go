@@ -1,10 +1,14 @@
 package manifests
 
 import (
+	"encoding/json"
 	"net"
 	"regexp"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
 var ifaceName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -55,6 +59,33 @@ func (v *validator) networks(spec *kubevirtv1.VirtualMachineInstanceSpec, p stri
 		default:
 			v.failf(at+".model", ErrInterfaceModel, "got %q", iface.Model)
 		}
+		if iface.Masquerade != nil {
+			if ni, ok := nets[iface.Name]; ok && spec.Networks[ni].Pod == nil {
+				v.fail(at+".masquerade", ErrMasqueradeNotPod)
+			}
+		}
+		if iface.PciAddress != "" && !pciAddress.MatchString(iface.PciAddress) {
+			v.failf(at+".pciAddress", ErrPCIAddress, "got %q", iface.PciAddress)
+		}
+		ports := map[string]int{}
+		for j, port := range iface.Ports {
+			pp := joinIndex(at+".ports", j)
+			if port.Name != "" {
+				if k, dup := ports[port.Name]; dup {
+					v.failf(pp+".name", ErrPortName, "%q is also ports[%d]", port.Name, k)
+				} else {
+					ports[port.Name] = j
+				}
+			}
+			switch port.Protocol {
+			case "", "TCP", "UDP":
+			default:
+				v.failf(pp+".protocol", ErrPortProtocol, "got %q", port.Protocol)
+			}
+			if port.Port < 1 || port.Port > 65535 {
+				v.failf(pp+".port", ErrPortNumber, "got %d", port.Port)
+			}
+		}
 		if iface.MacAddress != "" {
 			if mac, err := net.ParseMAC(iface.MacAddress); err != nil || len(mac) != 6 {
 				v.failf(at+".macAddress", ErrMACAddress, "got %q", iface.MacAddress)
@@ -66,4 +97,21 @@ func (v *validator) networks(spec *kubevirtv1.VirtualMachineInstanceSpec, p stri
 			v.failf(joinIndex(np, i)+".name", ErrNetworkNoInterface, "%q", n.Name)
 		}
 	}
+}
+
+// validateNAD checks that a NetworkAttachmentDefinition's config is JSON; what
+// its plugins mean is decided where a VM uses it.
+func validateNAD(o *Object, nad *nadv1.NetworkAttachmentDefinition) diag.List {
+	v := &validator{o: o}
+	if nad.Spec.Config == "" {
+		// Multus then reads the config from a file named after the NAD on
+		// every node, which a plain host does not have.
+		v.failf("spec.config", ErrNADConfig, "it is empty")
+		return v.diags
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(nad.Spec.Config), &obj); err != nil {
+		v.failf("spec.config", ErrNADConfig, "%v", err)
+	}
+	return v.diags
 }

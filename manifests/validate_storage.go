@@ -10,10 +10,15 @@ import (
 var (
 	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	serialRe = regexp.MustCompile(`^[A-Za-z0-9_.+-]+$`)
+	// pciAddress is KubeVirt's DDDD:BB:SS.F (domain, bus, slot, function).
+	pciAddress = regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$`)
 )
 
 const (
-	maxSerial = 256
+	// KubeVirt's custom block size bounds: 512 bytes to 2 MiB, powers of 2.
+	minBlockSize = 512
+	maxBlockSize = 2 << 20
+	maxSerial    = 256
 	// cloudInitMaxLen is KubeVirt's limit for inline user and network data;
 	// larger data belongs in a Secret.
 	cloudInitMaxLen = 2048
@@ -22,8 +27,12 @@ const (
 func (v *validator) disks(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
 	dp := p + ".domain.devices.disks"
 	volumes := map[string]bool{}
-	for _, vol := range spec.Volumes {
+	volumeIndex := map[string]int{}
+	for i, vol := range spec.Volumes {
 		volumes[vol.Name] = true
+		if _, dup := volumeIndex[vol.Name]; !dup {
+			volumeIndex[vol.Name] = i
+		}
 	}
 	first := map[string]int{}
 	for i, d := range spec.Domain.Devices.Disks {
@@ -44,9 +53,31 @@ func (v *validator) disks(spec *kubevirtv1.VirtualMachineInstanceSpec, p string)
 		}
 		if d.Disk != nil {
 			v.bus(ip+".disk.bus", d.Disk.Bus)
+			if d.Disk.PciAddress != "" {
+				if d.Disk.Bus != kubevirtv1.DiskBusVirtio {
+					v.failf(ip+".disk.pciAddress", ErrPCIAddressBus, "bus is %q", d.Disk.Bus)
+				} else if !pciAddress.MatchString(d.Disk.PciAddress) {
+					v.failf(ip+".disk.pciAddress", ErrPCIAddress, "got %q", d.Disk.PciAddress)
+				}
+			}
+			if d.Disk.ReadOnly && d.Disk.Bus == kubevirtv1.DiskBusSATA {
+				v.fail(ip+".disk.readonly", ErrSATAReadonly)
+			}
+		}
+		if d.DedicatedIOThread != nil && *d.DedicatedIOThread && (d.Disk == nil || d.Disk.Bus != kubevirtv1.DiskBusVirtio) {
+			v.fail(ip+".dedicatedIOThread", ErrIOThreadBus)
 		}
 		if d.LUN != nil {
 			v.bus(ip+".lun.bus", d.LUN.Bus)
+			if vi, ok := volumeIndex[d.Name]; ok {
+				src := spec.Volumes[vi].VolumeSource
+				if src.PersistentVolumeClaim == nil && src.DataVolume == nil {
+					v.fail(ip+".lun", ErrLUNVolume)
+				}
+			}
+		}
+		if bs := d.BlockSize; bs != nil && bs.Custom != nil {
+			v.blockSize(ip+".blockSize.custom", bs, d)
 		}
 		if d.CDRom != nil {
 			v.bus(ip+".cdrom.bus", d.CDRom.Bus)
@@ -77,6 +108,36 @@ func (v *validator) disks(spec *kubevirtv1.VirtualMachineInstanceSpec, p string)
 	}
 }
 
+// blockSize checks a custom block size (KubeVirt's storage admitter).
+func (v *validator) blockSize(p string, bs *kubevirtv1.BlockSize, d kubevirtv1.Disk) {
+	c := bs.Custom
+	if bs.MatchVolume != nil && on(bs.MatchVolume) {
+		v.failf(p, ErrBlockSize, "custom sizes cannot be combined with matchVolume")
+	}
+	for _, f := range []struct {
+		field string
+		size  uint
+	}{{"logical", c.Logical}, {"physical", c.Physical}} {
+		switch {
+		case f.size < minBlockSize:
+			v.failf(p+"."+f.field, ErrBlockSize, "%d is less than the minimum %d", f.size, minBlockSize)
+		case f.size > maxBlockSize:
+			v.failf(p+"."+f.field, ErrBlockSize, "%d is greater than the maximum %d", f.size, maxBlockSize)
+		case f.size&(f.size-1) != 0:
+			v.failf(p+"."+f.field, ErrBlockSize, "%d is not a power of 2", f.size)
+		}
+	}
+	if c.Logical > c.Physical {
+		v.failf(p+".logical", ErrBlockSize, "logical size %d must not be greater than the physical size %d", c.Logical, c.Physical)
+	}
+	if d.Disk != nil && d.Disk.Bus == kubevirtv1.DiskBusSATA && c.Logical != minBlockSize {
+		v.failf(p+".logical", ErrBlockSize, "logical size %d must be %d on sata", c.Logical, minBlockSize)
+	}
+	if g := c.DiscardGranularity; g != nil && c.Logical != 0 && *g%c.Logical != 0 {
+		v.failf(p+".discardGranularity", ErrBlockSize, "%d is not a multiple of the logical size %d", *g, c.Logical)
+	}
+}
+
 func (v *validator) bus(path string, bus kubevirtv1.DiskBus) {
 	switch bus {
 	case "", kubevirtv1.DiskBusVirtio, kubevirtv1.DiskBusSATA, kubevirtv1.DiskBusSCSI, kubevirtv1.DiskBusUSB:
@@ -88,7 +149,25 @@ func (v *validator) bus(path string, bus kubevirtv1.DiskBus) {
 func (v *validator) volumes(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
 	vp := p + ".volumes"
 	first := map[string]int{}
+	singleton := map[string]int{}
 	for i, vol := range spec.Volumes {
+		for _, kind := range []struct {
+			name string
+			set  bool
+		}{
+			{"serviceAccount", vol.ServiceAccount != nil},
+			{"downwardMetrics", vol.DownwardMetrics != nil},
+			{"memoryDump", vol.MemoryDump != nil},
+		} {
+			if !kind.set {
+				continue
+			}
+			if j, dup := singleton[kind.name]; dup {
+				v.failf(joinIndex(vp, i)+"."+kind.name, ErrVolumeSingleton, "%s: volumes[%d] is one already", kind.name, j)
+			} else {
+				singleton[kind.name] = i
+			}
+		}
 		ip := joinIndex(vp, i)
 		if j, dup := first[vol.Name]; dup {
 			v.failf(ip+".name", ErrVolumeNameDuplicate, "%q is also volumes[%d]", vol.Name, j)

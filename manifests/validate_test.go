@@ -43,6 +43,10 @@ func withNet(ifaces, networks string) string {
 	return vmi("  domain:\n    memory: {guest: 1Gi}\n    devices:\n      interfaces: " + ifaces + "\n  networks: " + networks + "\n")
 }
 
+func nad(config string) string {
+	return "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: br\nspec:\n  config: " + config + "\n"
+}
+
 func hco(certConfig string) string {
 	return "apiVersion: hco.kubevirt.io/v1beta1\nkind: HyperConverged\nmetadata:\n  name: kubevirt-hyperconverged\n  namespace: openshift-cnv\nspec:\n  certConfig: " + certConfig + "\n"
 }
@@ -77,6 +81,24 @@ func TestValidate_rules(t *testing.T) {
 		{"cpuFeaturePolicy", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {features: [{name: vmx, policy: maybe}]}\n"), "spec.domain.cpu.features[0].policy", ErrCPUFeaturePolicy},
 		{"isolateEmulatorThread", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {isolateEmulatorThread: true}\n"), "spec.domain.cpu.isolateEmulatorThread", ErrIsolateEmulatorThread},
 		{"machineType", vmi("  domain:\n    memory: {guest: 1Gi}\n    machine: {type: pc-i440fx-9.0}\n"), "spec.domain.machine.type", ErrMachineType},
+		{"hugepagesEqualToMemory", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 1Gi}}\n"), "spec.domain.memory.hugepages.pageSize", ErrHugepagesTooLarge},
+		{"guestOverLimit", vmi("  domain:\n    memory: {guest: 2Gi}\n    resources: {limits: {memory: 1Gi}}\n"), "spec.domain.memory.guest", ErrGuestMemoryOverLimit},
+		{"maxSockets", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {sockets: 4, maxSockets: 2}\n"), "spec.domain.cpu.sockets", ErrMaxSockets},
+		{"dedicatedCPUInteger", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true}\n    resources: {requests: {cpu: 1500m}}\n"), "spec.domain.resources.requests.cpu", ErrDedicatedCPUInteger},
+		{"dedicatedCPUEqual", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true}\n    resources: {requests: {cpu: 2}, limits: {cpu: 4}}\n"), "spec.domain.resources.requests.cpu", ErrDedicatedCPUEqual},
+		{"dedicatedMemoryEqual", vmi("  domain:\n    cpu: {dedicatedCpuPlacement: true}\n    resources: {requests: {memory: 1Gi}, limits: {memory: 2Gi}}\n"), "spec.domain.resources.requests.memory", ErrDedicatedMemoryEqual},
+		{"dedicatedCPUCount", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true, cores: 4}\n    resources: {requests: {cpu: 2}}\n"), "spec.domain.cpu.dedicatedCpuPlacement", ErrDedicatedCPUCount},
+		{"dedicatedThreads", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true, threads: 4}\n"), "spec.domain.cpu.threads", ErrDedicatedThreads},
+		{"numaWithoutDedicated", vmi("  domain:\n    memory: {guest: 1Gi, hugepages: {pageSize: 2Mi}}\n    cpu: {numa: {guestMappingPassthrough: {}}}\n"), "spec.domain.cpu.numa.guestMappingPassthrough", ErrNUMADedicated},
+		{"numaWithoutHugepages", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true, numa: {guestMappingPassthrough: {}}}\n"), "spec.domain.cpu.numa.guestMappingPassthrough", ErrNUMAHugepages},
+		{"realtimeWithoutNUMA", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true, realtime: {}}\n"), "spec.domain.cpu.realtime", ErrRealtimeNUMA},
+		{"hypervDisabledDependency", vmi("  domain:\n    memory: {guest: 1Gi}\n    features: {hyperv: {synic: {}, vpindex: {enabled: false}}}\n"), "spec.domain.features.hyperv.synic", ErrHypervDependency},
+		{"startStrategy", vmi("  startStrategy: Running\n" + mem), "spec.startStrategy", ErrStartStrategy},
+		{"pausedWithLiveness", vmi("  startStrategy: Paused\n  livenessProbe: {tcpSocket: {port: 22}}\n" + mem), "spec.startStrategy", ErrPausedLiveness},
+		{"probeWithoutPodNetwork", vmi("  readinessProbe: {tcpSocket: {port: 22}}\n  domain:\n    memory: {guest: 1Gi}\n    devices: {autoattachPodInterface: false}\n"), "spec.readinessProbe", ErrProbePodNetwork},
+		{"soundName", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {sound: {model: ich9}}\n"), "spec.domain.devices.sound.name", ErrSoundName},
+		{"soundModel", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {sound: {name: audio, model: sb16}}\n"), "spec.domain.devices.sound.model", ErrSoundModel},
+		{"panicModel", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {panicDevices: [{model: s390}]}\n"), "spec.domain.devices.panicDevices[0].model", ErrPanicModel},
 
 		// Firmware and devices.
 		{"biosAndEFI", vmi("  domain:\n    memory: {guest: 1Gi}\n    firmware: {bootloader: {bios: {}, efi: {secureBoot: false}}}\n"), "spec.domain.firmware.bootloader", ErrBootloaderConflict},
@@ -98,11 +120,20 @@ func TestValidate_rules(t *testing.T) {
 		{"diskErrorPolicy", withDisk("errorPolicy: panic"), "spec.domain.devices.disks[0].errorPolicy", ErrDiskErrorPolicy},
 		{"diskSerial", withDisk("serial: 'no spaces'"), "spec.domain.devices.disks[0].serial", ErrDiskSerial},
 		{"diskSerialLength", withDisk("serial: " + strings.Repeat("a", 257)), "spec.domain.devices.disks[0].serial", ErrDiskSerial},
+		{"pciAddressNotVirtio", withDisk("disk: {bus: sata, pciAddress: '0000:00:05.0'}"), "spec.domain.devices.disks[0].disk.pciAddress", ErrPCIAddressBus},
+		{"pciAddressMalformed", withDisk("disk: {bus: virtio, pciAddress: '00:05.0'}"), "spec.domain.devices.disks[0].disk.pciAddress", ErrPCIAddress},
+		{"sataReadonly", withDisk("disk: {bus: sata, readonly: true}"), "spec.domain.devices.disks[0].disk.readonly", ErrSATAReadonly},
+		{"ioThreadNotVirtio", withDisk("disk: {bus: sata}\n        dedicatedIOThread: true"), "spec.domain.devices.disks[0].dedicatedIOThread", ErrIOThreadBus},
+		{"lunOnContainerDisk", withDisk("lun: {}"), "spec.domain.devices.disks[0].lun", ErrLUNVolume},
+		{"blockSizeNotPowerOf2", withDisk("disk: {bus: virtio}\n        blockSize: {custom: {logical: 1000, physical: 4096}}"), "spec.domain.devices.disks[0].blockSize.custom.logical", ErrBlockSize},
+		{"blockSizeLogicalOverPhysical", withDisk("disk: {bus: virtio}\n        blockSize: {custom: {logical: 4096, physical: 512}}"), "spec.domain.devices.disks[0].blockSize.custom.logical", ErrBlockSize},
+		{"blockSizeSATALogical", withDisk("disk: {bus: sata}\n        blockSize: {custom: {logical: 4096, physical: 4096}}"), "spec.domain.devices.disks[0].blockSize.custom.logical", ErrBlockSize},
 
 		// Volumes.
 		{"volumeNameDuplicate", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: v, emptyDisk: {capacity: 1Gi}}, {name: v, emptyDisk: {capacity: 1Gi}}]\n"), "spec.volumes[1].name", ErrVolumeNameDuplicate},
 		{"volumeTwoSources", withVolume("emptyDisk: {capacity: 1Gi}\n    containerDisk: {image: quay.io/x:1}"), "spec.volumes[0]", ErrVolumeSource},
 		{"volumeNoSource", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: root}]\n"), "spec.volumes[0]", ErrVolumeSource},
+		{"twoServiceAccounts", vmi("  domain:\n    memory: {guest: 1Gi}\n  volumes: [{name: sa1, serviceAccount: {serviceAccountName: a}}, {name: sa2, serviceAccount: {serviceAccountName: b}}]\n"), "spec.volumes[1].serviceAccount", ErrVolumeSingleton},
 		{"containerDiskImage", withVolume("containerDisk: {imagePullPolicy: Always}"), "spec.volumes[0].containerDisk.image", ErrContainerDiskImage},
 		{"emptyDiskCapacity", withVolume("emptyDisk: {capacity: 0}"), "spec.volumes[0].emptyDisk.capacity", ErrEmptyDiskCapacity},
 		{"hostDiskPath", withVolume("hostDisk: {type: Disk}"), "spec.volumes[0].hostDisk.path", ErrHostDiskPath},
@@ -126,6 +157,17 @@ func TestValidate_rules(t *testing.T) {
 		{"interfaceTwoBindings", withNet("[{name: a, masquerade: {}, bridge: {}}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0]", ErrInterfaceBinding},
 		{"interfaceModel", withNet("[{name: a, masquerade: {}, model: virtio-net}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].model", ErrInterfaceModel},
 		{"macAddress", withNet("[{name: a, masquerade: {}, macAddress: '02:00:00:00:00'}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].macAddress", ErrMACAddress},
+		{"masqueradeOnMultus", withNet("[{name: a, masquerade: {}}]", "[{name: a, multus: {networkName: nad}}]"), "spec.domain.devices.interfaces[0].masquerade", ErrMasqueradeNotPod},
+		{"interfacePCIAddress", withNet("[{name: a, masquerade: {}, pciAddress: 'slot 5'}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].pciAddress", ErrPCIAddress},
+		{"portNameDuplicate", withNet("[{name: a, masquerade: {}, ports: [{name: ssh, port: 22}, {name: ssh, port: 2222}]}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].ports[1].name", ErrPortName},
+		{"portProtocol", withNet("[{name: a, masquerade: {}, ports: [{port: 22, protocol: SCTP}]}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].ports[0].protocol", ErrPortProtocol},
+		{"portNumber", withNet("[{name: a, masquerade: {}, ports: [{port: 70000}]}]", "[{name: a, pod: {}}]"), "spec.domain.devices.interfaces[0].ports[0].port", ErrPortNumber},
+		{"nadConfigNotJSON", nad("'{\"type\": \"bridge\",'"), "spec.config", ErrNADConfig},
+		{"nadConfigEmpty", nad("''"), "spec.config", ErrNADConfig},
+
+		// Instancetypes.
+		{"instancetypeNoCPU", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 0}\n  memory: {guest: 1Gi}\n", "spec.cpu.guest", ErrInstancetypeCPUGuest},
+		{"instancetypeNoMemory", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 0}\n", "spec.memory.guest", ErrInstancetypeMemory},
 
 		// Host kinds.
 		{"certTooSmall", hco("{ca: {duration: 5m}}"), "spec.certConfig.ca.duration", ErrCertDurationTooSmall},

@@ -88,6 +88,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		PruneSuspended: set.Incomplete,
 	}
 	st.Diags = append(st.Diags, set.Diags...)
+	networks := newNetworkResolver(set)
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
 			st.AllowPruneAll = true
@@ -131,7 +132,13 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Elsewhere++
 			continue
 		}
-		vm, diags := render(o, spec, prefix, rs, meta, revision, opt)
+		nets, diags := networks.resolve(o, spec, prefix)
+		st.Diags = append(st.Diags, diags...)
+		if diags.HasErrors() {
+			st.Invalid[name] = o.Ref.String()
+			continue
+		}
+		vm, diags := render(o, spec, prefix, rs, meta, nets, revision, opt)
 		st.Diags = append(st.Diags, diags...)
 		if vm == nil {
 			st.Invalid[name] = o.Ref.String()
@@ -139,13 +146,15 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		st.VMs = append(st.VMs, vm)
 	}
+	st.Diags = append(st.Diags, networks.diags...)
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
 	st.Diags.Sort()
 	return st
 }
 
 func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string,
-	rs kubevirtv1.VirtualMachineRunStrategy, ann map[string]string, revision string, opt Options) (*VM, diag.List) {
+	rs kubevirtv1.VirtualMachineRunStrategy, ann map[string]string, nets map[string]domain.NetworkAttachment,
+	revision string, opt Options) (*VM, diag.List) {
 	uuid := string(firmwareUUID(spec))
 	if uuid == "" {
 		uuid = StableUUID(o.Ref.Namespace, o.Ref.Name)
@@ -157,6 +166,7 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Spec:       spec,
 		Object:     o.Ref.String(),
 		PathPrefix: prefix,
+		Networks:   nets,
 	}, opt.Context)
 	// Conversion diagnostics carry the user's path; give them file and line.
 	diags := make(diag.List, 0, len(res.Diags))

@@ -56,10 +56,14 @@ func configurators() []configurator {
 		//    the report, before any element-level problem they may cause.
 		reportUnmapped,
 		// 2. Whole-domain settings, in the order libvirt writes them:
-		//    type/name/uuid/lifecycle, memory, vcpu+cpu, os+sysinfo, features.
+		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
+		//    vcpu+cpu, cputune, os+sysinfo, features.
 		configureIdentity,
 		configureMemory,
+		configureMemoryTune,
+		configureMemoryBacking,
 		configureCPU,
+		configureCPUTune,
 		configureOS,
 		configureFeatures,
 		// 3. Devices in spec order: disks (and the artifacts behind them,

@@ -21,6 +21,8 @@ import (
 var goldenCases = []struct {
 	file       string
 	wantErrors []string
+	// networks stand in for the NetworkAttachmentDefinitions the caller resolves.
+	networks map[string]NetworkAttachment
 }{
 	{file: "corpus/vm-cirros.yaml"},
 	{file: "corpus/vm-cirros-sata.yaml"},
@@ -39,24 +41,30 @@ var goldenCases = []struct {
 	}},
 	{file: "corpus/vmi-gpu.yaml", wantErrors: []string{"spec.domain.devices.gpus"}},
 	{file: "corpus/vmi-usb.yaml", wantErrors: []string{"spec.domain.devices.hostDevices"}},
-	{file: "corpus/vmi-sriov.yaml", wantErrors: []string{
-		"spec.domain.devices.interfaces[1].sriov",
-		"spec.networks[1].multus",
-	}},
-	{file: "corpus/vmi-multus-multiple-net.yaml", wantErrors: []string{"spec.networks[1].multus"}},
+	{file: "corpus/vmi-sriov.yaml", wantErrors: []string{"spec.domain.devices.interfaces[1].sriov"}},
+	// Without the NetworkAttachmentDefinition ptp-conf (not in the corpus)
+	// the bridge interface has no host bridge to plug into.
+	{file: "corpus/vmi-multus-multiple-net.yaml", wantErrors: []string{"spec.networks[1].multus.networkName"}},
 	{file: "corpus/vmi-kernel-boot.yaml", wantErrors: []string{"spec.domain.firmware.kernelBoot"}},
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
 	{file: "vm-unsupported.yaml", wantErrors: []string{
-		"spec.template.spec.domain.memory.hugepages",
 		"spec.template.spec.domain.devices.disks[1].lun",
 		"spec.template.spec.domain.devices.interfaces[0].bridge",
 		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
-		"spec.template.spec.volumes[5].cloudInitConfigDrive",
+		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
 		"spec.template.spec.volumes[0].ephemeral",
 		"spec.template.spec.volumes[2].configMap",
 		"spec.template.spec.volumes[3].secret",
-		"spec.template.spec.networks[1].multus",
+		"spec.template.spec.networks[1].multus.default",
+	}},
+	{file: "vm-resources.yaml"},
+	{file: "vm-hugepages.yaml"},
+	{file: "vm-configdrive.yaml"},
+	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
+	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
+	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{
+		"pxe-net": {Object: "NetworkAttachmentDefinition default/pxe-net-conf", Bridge: "br1", VLAN: 1},
 	}},
 }
 
@@ -69,6 +77,7 @@ func TestConvert_golden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(caseName(tc.file), func(t *testing.T) {
 			in := loadManifest(t, filepath.Join("testdata", tc.file))
+			in.Networks = tc.networks
 			res := Convert(in, testContext)
 
 			xml, err := res.Domain.Marshal()
@@ -108,8 +117,10 @@ func TestConvert_deterministic(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(caseName(tc.file), func(t *testing.T) {
 			path := filepath.Join("testdata", tc.file)
-			first := Convert(loadManifest(t, path), testContext)
-			second := Convert(loadManifest(t, path), testContext)
+			in1, in2 := loadManifest(t, path), loadManifest(t, path)
+			in1.Networks, in2.Networks = tc.networks, tc.networks
+			first := Convert(in1, testContext)
+			second := Convert(in2, testContext)
 			x1, err1 := first.Domain.Marshal()
 			x2, err2 := second.Domain.Marshal()
 			if err1 != nil || err2 != nil {

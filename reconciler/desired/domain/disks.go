@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"encoding/base64"
 	"fmt"
 	"path"
 
@@ -227,6 +226,16 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 			Kind: NoCloudISO, Volume: v.Name, Path: p, Label: "cidata", Files: files,
 		}}, true
 
+	case v.CloudInitConfigDrive != nil:
+		files, ok := configDriveFiles(in, v.CloudInitConfigDrive, rel+".cloudInitConfigDrive", out)
+		if !ok {
+			return source{}, false
+		}
+		p := perVM(".iso")
+		return source{path: p, format: "raw", artifact: &Artifact{
+			Kind: ConfigDriveISO, Volume: v.Name, Path: p, Label: "config-2", Files: files,
+		}}, true
+
 	case v.PersistentVolumeClaim != nil:
 		p := claim(v.PersistentVolumeClaim.ClaimName)
 		return source{path: p, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
@@ -246,54 +255,4 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 	}
 	// Every other source is refused by the support table (reportUnmapped).
 	return source{}, false
-}
-
-// noCloudFiles builds the NoCloud seed's files: user-data, meta-data and,
-// when given, network-config.
-func noCloudFiles(in Input, c *kubevirtv1.CloudInitNoCloudSource, rel string, out *output) (map[string][]byte, bool) {
-	if c.UserDataSecretRef != nil || c.NetworkDataSecretRef != nil {
-		// Refused in the support table: secrets come later.
-		return nil, false
-	}
-	user, ok := inlineOrBase64(c.UserData, c.UserDataBase64, rel+".userDataBase64", out)
-	if !ok {
-		return nil, false
-	}
-	network, ok := inlineOrBase64(c.NetworkData, c.NetworkDataBase64, rel+".networkDataBase64", out)
-	if !ok {
-		return nil, false
-	}
-	if user == nil {
-		user = []byte{}
-	}
-	hostname := in.Name
-	if in.Spec.Hostname != "" {
-		hostname = in.Spec.Hostname
-	}
-	files := map[string][]byte{
-		// cloud-init needs user-data to exist even when only network data is given.
-		"user-data": user,
-		// instance-id is the firmware UUID, as in KubeVirt: stable across
-		// restarts, so cloud-init runs its once-per-instance modules once.
-		"meta-data": []byte("instance-id: " + in.UUID + "\nlocal-hostname: " + hostname + "\n"),
-	}
-	if network != nil {
-		files["network-config"] = network
-	}
-	return files, true
-}
-
-func inlineOrBase64(inline, b64, rel string, out *output) ([]byte, bool) {
-	if inline != "" {
-		return []byte(inline), true
-	}
-	if b64 == "" {
-		return nil, true
-	}
-	b, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		out.invalid(rel, "not valid base64: %v", err)
-		return nil, false
-	}
-	return b, true
 }

@@ -135,6 +135,50 @@ func TestConfigureDisks(t *testing.T) {
 			}}},
 		},
 		{
+			// The ConfigDrive layout cloud-init's OpenStack reader expects,
+			// on a SATA cdrom (readonly by default).
+			name: "cloud-init ConfigDrive on a sata cdrom",
+			spec: kubevirtv1.VirtualMachineInstanceSpec{
+				Domain: kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{Disks: []kubevirtv1.Disk{
+					{Name: "config", DiskDevice: kubevirtv1.DiskDevice{CDRom: &kubevirtv1.CDRomTarget{Bus: "sata"}}},
+				}}},
+				Volumes: []kubevirtv1.Volume{{Name: "config", VolumeSource: kubevirtv1.VolumeSource{CloudInitConfigDrive: &kubevirtv1.CloudInitConfigDriveSource{
+					UserData:          "#cloud-config\n",
+					NetworkDataBase64: base64.StdEncoding.EncodeToString([]byte(`{"links": []}`)),
+				}}}},
+			},
+			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+					Source: file(vmDir + "config.iso"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
+					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("config")},
+			}},
+			artifacts: []Artifact{{Kind: ConfigDriveISO, Volume: "config", Path: vmDir + "config.iso", Label: "config-2", Files: map[string][]byte{
+				"openstack/latest/user_data":         []byte("#cloud-config\n"),
+				"openstack/latest/meta_data.json":    []byte(`{"uuid":"0d3a1b7e-6f2c-4c1d-9a55-3e2f1f0c7a10","name":"vm","hostname":"vm","instance_id":"vm.lab"}` + "\n"),
+				"openstack/latest/network_data.json": []byte(`{"links": []}`),
+			}}},
+		},
+		{
+			name: "ConfigDrive without user data still has user_data",
+			spec: kubevirtv1.VirtualMachineInstanceSpec{
+				Domain: kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{Disks: []kubevirtv1.Disk{
+					{Name: "config", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
+				}}},
+				Volumes: []kubevirtv1.Volume{{Name: "config", VolumeSource: kubevirtv1.VolumeSource{CloudInitConfigDrive: &kubevirtv1.CloudInitConfigDriveSource{
+					NetworkData: `{"links": []}`,
+				}}}},
+			},
+			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
+				{Device: "disk", Driver: driver("raw"), Source: file(vmDir + "config.iso"),
+					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("config")},
+			}},
+			artifacts: []Artifact{{Kind: ConfigDriveISO, Volume: "config", Path: vmDir + "config.iso", Label: "config-2", Files: map[string][]byte{
+				"openstack/latest/user_data":         {},
+				"openstack/latest/meta_data.json":    []byte(`{"uuid":"0d3a1b7e-6f2c-4c1d-9a55-3e2f1f0c7a10","name":"vm","hostname":"vm","instance_id":"vm.lab"}` + "\n"),
+				"openstack/latest/network_data.json": []byte(`{"links": []}`),
+			}}},
+		},
+		{
 			name: "problems skip the disk and keep the rest",
 			spec: kubevirtv1.VirtualMachineInstanceSpec{
 				Domain: kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{Disks: []kubevirtv1.Disk{

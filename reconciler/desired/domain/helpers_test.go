@@ -13,14 +13,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	k8sv1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
-	"sigs.k8s.io/yaml"
 
+	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
@@ -98,42 +97,39 @@ func assertLibvirtAccepts(t *testing.T, xml string) {
 }
 
 // loadManifest decodes a VirtualMachine or VirtualMachineInstance YAML file
-// into an Input, with standInDefaults applied.
+// through manifests.Parse, so the spec carries exactly the defaults (and,
+// for VMs, the instancetype and preference) the agent converts. Validation
+// diagnostics of the manifest are the manifests package's business and are
+// not checked here: a golden may show how the converter reports a field that
+// admission would also reject.
 func loadManifest(t *testing.T, file string) Input {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(data, &tm); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	set := manifests.Parse(filepath.Base(file), data, manifests.Options{})
 	var (
 		meta   metav1.ObjectMeta
 		spec   *kubevirtv1.VirtualMachineInstanceSpec
 		prefix string
+		kind   string
 	)
-	switch tm.Kind {
-	case "VirtualMachine":
-		var vm kubevirtv1.VirtualMachine
-		if err := yaml.UnmarshalStrict(data, &vm); err != nil {
-			t.Fatalf("%s: %v", file, err)
+	for _, o := range set.Objects {
+		switch v := o.Value.(type) {
+		case *kubevirtv1.VirtualMachine:
+			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec.Template.Spec, "spec.template.spec", "VirtualMachine"
+		case *kubevirtv1.VirtualMachineInstance:
+			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec, "spec", "VirtualMachineInstance"
+		default:
+			continue
 		}
-		meta, spec, prefix = vm.ObjectMeta, &vm.Spec.Template.Spec, "spec.template.spec"
-	case "VirtualMachineInstance":
-		var vmi kubevirtv1.VirtualMachineInstance
-		if err := yaml.UnmarshalStrict(data, &vmi); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		meta, spec, prefix = vmi.ObjectMeta, &vmi.Spec, "spec"
-	default:
-		t.Fatalf("%s: kind %q is not a VM or VMI", file, tm.Kind)
+		meta.Namespace = o.Ref.Namespace
+		break
 	}
-	if meta.Namespace == "" {
-		meta.Namespace = "default"
+	if spec == nil {
+		t.Fatalf("%s: no decodable VirtualMachine or VirtualMachineInstance:\n%v", file, set.Diags.Err())
 	}
-	standInDefaults(spec)
 	uuid := string(ptrOr(spec.Domain.Firmware).UUID)
 	if uuid == "" {
 		uuid = legacyUUID(meta.Namespace + "/" + meta.Name)
@@ -143,7 +139,7 @@ func loadManifest(t *testing.T, file string) Input {
 		Name:       meta.Name,
 		UUID:       uuid,
 		Spec:       spec,
-		Object:     tm.Kind + " " + meta.Namespace + "/" + meta.Name,
+		Object:     kind + " " + meta.Namespace + "/" + meta.Name,
 		PathPrefix: prefix,
 	}
 }
@@ -153,95 +149,6 @@ func ptrOr[T any](p *T) *T {
 		return new(T)
 	}
 	return p
-}
-
-// standInDefaults is a TEST STAND-IN for manifests.Default, which is being
-// written in parallel: it applies by hand only the KubeVirt defaults
-// (kubevirt-mapping.md §1.1) the test manifests need. Replace every call with
-// manifests.Default once that package exists; do not grow this into a second
-// defaulter.
-func standInDefaults(spec *kubevirtv1.VirtualMachineInstanceSpec) {
-	d := &spec.Domain
-	if d.Machine == nil {
-		d.Machine = &kubevirtv1.Machine{Type: "q35"}
-	}
-	if d.CPU == nil {
-		d.CPU = &kubevirtv1.CPU{}
-	}
-	if d.CPU.Model == "" {
-		d.CPU.Model = kubevirtv1.DefaultCPUModel
-	}
-	if d.CPU.Sockets == 0 && d.CPU.Cores == 0 && d.CPU.Threads == 0 {
-		d.CPU.Sockets = 1
-		if q, ok := d.Resources.Requests[k8sv1.ResourceCPU]; ok {
-			d.CPU.Sockets = uint32((q.MilliValue() + 999) / 1000)
-		}
-	}
-	for _, n := range []*uint32{&d.CPU.Sockets, &d.CPU.Cores, &d.CPU.Threads} {
-		if *n == 0 {
-			*n = 1
-		}
-	}
-	if d.Memory == nil {
-		d.Memory = &kubevirtv1.Memory{}
-	}
-	if d.Memory.Guest == nil {
-		for _, l := range []k8sv1.ResourceList{d.Resources.Requests, d.Resources.Limits} {
-			if q, ok := l[k8sv1.ResourceMemory]; ok {
-				d.Memory.Guest = &q
-				break
-			}
-		}
-	}
-	// A volume without a disk gets a disk of its name.
-	for _, v := range spec.Volumes {
-		found := false
-		for _, disk := range d.Devices.Disks {
-			found = found || disk.Name == v.Name
-		}
-		if !found {
-			d.Devices.Disks = append(d.Devices.Disks, kubevirtv1.Disk{Name: v.Name})
-		}
-	}
-	for i := range d.Devices.Disks {
-		disk := &d.Devices.Disks[i]
-		switch {
-		case disk.CDRom != nil:
-			if disk.CDRom.Bus == "" {
-				disk.CDRom.Bus = kubevirtv1.DiskBusSATA
-			}
-			if disk.CDRom.ReadOnly == nil {
-				disk.CDRom.ReadOnly = new(bool)
-				*disk.CDRom.ReadOnly = true
-			}
-			if disk.CDRom.Tray == "" {
-				disk.CDRom.Tray = kubevirtv1.TrayStateClosed
-			}
-		case disk.LUN != nil:
-			if disk.LUN.Bus == "" {
-				disk.LUN.Bus = kubevirtv1.DiskBusSATA
-			}
-		default:
-			if disk.Disk == nil {
-				disk.Disk = &kubevirtv1.DiskTarget{}
-			}
-			if disk.Disk.Bus == "" {
-				disk.Disk.Bus = kubevirtv1.DiskBusSATA
-			}
-		}
-	}
-	if len(spec.Networks) == 0 && len(d.Devices.Interfaces) == 0 && !isFalse(d.Devices.AutoattachPodInterface) {
-		spec.Networks = []kubevirtv1.Network{{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{}}}}
-		d.Devices.Interfaces = []kubevirtv1.Interface{{Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}}}
-	}
-	for i := range d.Devices.Inputs {
-		if d.Devices.Inputs[i].Bus == "" {
-			d.Devices.Inputs[i].Bus = kubevirtv1.InputBusUSB
-		}
-	}
-	if w := d.Devices.Watchdog; w != nil && w.I6300ESB != nil && w.I6300ESB.Action == "" {
-		w.I6300ESB.Action = kubevirtv1.WatchdogActionReset
-	}
 }
 
 // legacyUUID is KubeVirt's UUIDv5 (SHA-1) in its firmware namespace, used
@@ -276,7 +183,7 @@ func render(r Result) []byte {
 			}
 		}
 		b.WriteString("\n")
-		for _, name := range []string{"user-data", "meta-data", "network-config"} {
+		for _, name := range seedFileNames {
 			content, ok := a.Files[name]
 			if !ok {
 				continue
@@ -295,9 +202,16 @@ func render(r Result) []byte {
 	return []byte(b.String())
 }
 
+// seedFileNames are the files of NoCloud and ConfigDrive images, in the
+// order goldens print them.
+var seedFileNames = []string{
+	"user-data", "meta-data", "network-config",
+	configDriveUserData, configDriveMetaData, configDriveNetworkData,
+}
+
 func countKnown(files map[string][]byte) int {
 	n := 0
-	for _, k := range []string{"user-data", "meta-data", "network-config"} {
+	for _, k := range seedFileNames {
 		if _, ok := files[k]; ok {
 			n++
 		}

@@ -15,8 +15,12 @@ import (
 // (<interface type="user">): like KubeVirt's masquerade it gives the guest
 // outbound NAT and DHCP without any host bridge. Unlike it, the addresses are
 // QEMU's (guest 10.0.2.15, gateway 10.0.2.2) and nothing is forwarded inbound.
-// Bridge bindings, multus networks, SR-IOV and binding plugins are refused in
-// the support table and skipped here.
+//
+// A multus network with the bridge binding (SPEC VM-5, seed 8.14.6) becomes
+// <interface type="bridge"> on the host bridge its NetworkAttachmentDefinition
+// names (in.Networks), with its VLAN tag and MTU: the guest is on that L2
+// segment as it would be behind cnv-bridge. Bridge on the pod network, SR-IOV
+// and binding plugins are refused in the support table and skipped here.
 func configureInterfaces(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 	spec := in.Spec
 	networks := make(map[string]int, len(spec.Networks))
@@ -34,9 +38,24 @@ func configureInterfaces(in Input, ctx Context, dom *libvirtxml.Domain, out *out
 			out.invalid(rel+".name", "no network named %q", iface.Name)
 			continue
 		}
-		if spec.Networks[ni].Pod == nil || iface.Masquerade == nil {
+		network := spec.Networks[ni]
+		var source *libvirtxml.DomainInterfaceSource
+		var attachment *NetworkAttachment
+		switch {
+		case network.Pod != nil && iface.Masquerade != nil:
+			source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
+		case network.Multus != nil && iface.Bridge != nil && !network.Multus.Default:
+			nad, ok := in.Networks[network.Name]
+			if !ok || nad.Bridge == "" {
+				out.invalid(fmt.Sprintf("networks[%d].multus.networkName", ni),
+					"NetworkAttachmentDefinition %q was not resolved to a host bridge", network.Multus.NetworkName)
+				continue
+			}
+			attachment = &nad
+			source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nad.Bridge}}
+		default:
 			if !hasBinding(iface) {
-				out.invalid(rel, "no binding method; masquerade is the one nodevirt supports")
+				out.invalid(rel, "no binding method; nodevirt supports masquerade on the pod network and bridge on multus networks")
 			}
 			continue
 		}
@@ -56,10 +75,23 @@ func configureInterfaces(in Input, ctx Context, dom *libvirtxml.Domain, out *out
 			model = "virtio"
 		}
 		nic := libvirtxml.DomainInterface{
-			Source: &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}},
+			Source: source,
 			MAC:    &libvirtxml.DomainInterfaceMAC{Address: mac},
 			Model:  &libvirtxml.DomainInterfaceModel{Type: model},
 			Alias:  userAlias(iface.Name),
+		}
+		if attachment != nil {
+			if attachment.VLAN > 0 {
+				// An access port: untagged for the guest, tagged on the bridge.
+				// libvirt (9.0) defines it on any bridge but starts it only on
+				// an Open vSwitch one ("vlan tag not supported for this
+				// connection type" on a Linux bridge, where the CNI bridge
+				// plugin uses the kernel's VLAN filtering on the port instead).
+				nic.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: attachment.VLAN}}}
+			}
+			if attachment.MTU > 0 {
+				nic.MTU = &libvirtxml.DomainInterfaceMTU{Size: attachment.MTU}
+			}
 		}
 		if iface.BootOrder != nil {
 			nic.Boot = &libvirtxml.DomainDeviceBoot{Order: *iface.BootOrder}

@@ -71,8 +71,8 @@ var fields = []Field{
 
 	// --- domain ---
 	{Path: "domain.resources.requests", Support: Elsewhere, Note: "defaulting: memory.guest and the CPU topology come from it"},
-	{Path: "domain.resources.limits", Support: Ignored, Note: "no <memtune>/<cputune> limits yet (VM-2)"},
-	{Path: "domain.resources.overcommitGuestOverhead", Support: Elsewhere, Note: "only changes pod limits"},
+	{Path: "domain.resources.limits", Support: Mapped, Note: "memory → <memtune><hard_limit unit=KiB> = limit + MemoryOverhead (with hugepages: limit − guest memory + overhead); cpu → <cputune><global_period>100000 + <global_quota> = millicores × 100 (the kubelet's CFS quota, on the whole domain)"},
+	{Path: "domain.resources.overcommitGuestOverhead", Support: Elsewhere, Note: "no effect on the domain: it only drops the overhead from KubeVirt's pod request; requests are not mapped and the hard limit keeps the overhead (seed 8.14.7.2)"},
 	{Path: "domain.cpu.sockets", Support: Mapped, Note: "<cpu><topology sockets>; <vcpu placement=static> = sockets*cores*threads"},
 	{Path: "domain.cpu.cores", Support: Mapped, Note: "<cpu><topology cores>"},
 	{Path: "domain.cpu.threads", Support: Mapped, Note: "<cpu><topology threads>"},
@@ -90,7 +90,7 @@ var fields = []Field{
 	{Path: "domain.cpu.numa", Support: Refused, Note: "guest NUMA mapping needs CPU pinning and hugepages (VM-7, VM-8)"},
 	{Path: "domain.cpu.realtime", Support: Refused, Note: "realtime vCPUs need CPU pinning (VM-8)"},
 	{Path: "domain.memory.guest", Support: Mapped, Note: "<memory unit=KiB> and <currentMemory unit=KiB>, rounded down to KiB"},
-	{Path: "domain.memory.hugepages", Support: Refused, Note: "hugepages come with VM-7"},
+	{Path: "domain.memory.hugepages", Support: Mapped, Note: "<memoryBacking><hugepages><page size=2048|1048576 unit=KiB> (explicit size, unlike KubeVirt); the reconciler checks the host's free pages first (HugepagesNeeded)"},
 	{Path: "domain.memory.maxGuest", Support: Ignored, Note: "no memory hotplug; the VM has memory.guest",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
 			if m := s.Domain.Memory; m != nil && m.MaxGuest != nil && (m.Guest == nil || m.MaxGuest.Cmp(*m.Guest) != 0) {
@@ -98,7 +98,7 @@ var fields = []Field{
 			}
 			return nil
 		}},
-	{Path: "domain.memory.reservedOverhead", Support: Elsewhere, Note: "only changes pod memory accounting"},
+	{Path: "domain.memory.reservedOverhead", Support: Mapped, Note: "addedOverhead is added to MemoryOverhead, so to the <memtune> hard limit when limits.memory is set; memLock has no effect (libvirt raises QEMU's memlock limit where it locks memory)"},
 	{Path: "domain.machine.type", Support: Mapped, Note: "<os><type machine>"},
 	{Path: "domain.firmware.uuid", Support: Mapped, Note: "<uuid> (the caller passes it as Input.UUID); cloud-init instance-id"},
 	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial> + <os><smbios mode=sysinfo>"},
@@ -180,14 +180,23 @@ var fields = []Field{
 	{Path: "domain.devices.disks[*].dedicatedIOThread", Support: Ignored, Note: "no I/O threads"},
 	{Path: "domain.devices.disks[*].blockSize", Support: Ignored, Note: "the guest sees QEMU's default 512-byte sectors"},
 	{Path: "domain.devices.disks[*].changedBlockTracking", Support: Ignored, Note: "no incremental backup bitmaps"},
-	{Path: "domain.devices.disks[*].tag", Support: Elsewhere, Note: "device role tag for config-drive metadata; nothing reads it with NoCloud"},
+	{Path: "domain.devices.disks[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, d := range s.Domain.Devices.Disks {
+				if d.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.disks[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 
 	// --- interfaces ---
-	{Path: "domain.devices.interfaces", Support: Mapped, Note: "one <interface> per entry on the pod network"},
+	{Path: "domain.devices.interfaces", Support: Mapped, Note: "one <interface> per entry: masquerade on the pod network, bridge on a multus network"},
 	{Path: "domain.devices.interfaces[*].name", Support: Mapped, Note: "names the network; <alias name=ua-NAME>"},
 	{Path: "domain.devices.interfaces[*].model", Support: Mapped, Note: "<model type> (default virtio)"},
 	{Path: "domain.devices.interfaces[*].masquerade", Support: Mapped, Note: "<interface type=user>: QEMU user networking, outbound NAT + DHCP (guest 10.0.2.15, gateway 10.0.2.2), no inbound ports"},
-	{Path: "domain.devices.interfaces[*].bridge", Support: Refused, Note: "bridge binding on the pod network; use masquerade",
+	{Path: "domain.devices.interfaces[*].bridge", Support: Refused, Note: "refused on the pod network (use masquerade); on a multus network it is mapped, see networks[*].multus.networkName",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
 			var paths []string
 			for i, iface := range s.Domain.Devices.Interfaces {
@@ -209,7 +218,16 @@ var fields = []Field{
 	{Path: "domain.devices.interfaces[*].bootOrder", Support: Mapped, Note: "<boot order>; without it <rom enabled=no>"},
 	{Path: "domain.devices.interfaces[*].pciAddress", Support: Ignored, Note: "libvirt assigns the PCI address"},
 	{Path: "domain.devices.interfaces[*].dhcpOptions", Support: Ignored, Note: "QEMU's DHCP server sends no extra options"},
-	{Path: "domain.devices.interfaces[*].tag", Support: Elsewhere, Note: "device role tag for config-drive metadata; nothing reads it with NoCloud"},
+	{Path: "domain.devices.interfaces[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, iface := range s.Domain.Devices.Interfaces {
+				if iface.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.interfaces[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 	{Path: "domain.devices.interfaces[*].acpiIndex", Support: Mapped, Note: "<acpi index>"},
 	{Path: "domain.devices.interfaces[*].state", Support: Mapped, Note: "down = <link state=down>; absent = no interface"},
 
@@ -229,7 +247,12 @@ var fields = []Field{
 	{Path: "volumes[*].persistentVolumeClaim", Support: Mapped, Note: "raw file VolumeDir/NS/CLAIM/disk.img + artifact claim; readOnly = <readonly/>"},
 	{Path: "volumes[*].dataVolume", Support: Mapped, Note: "as persistentVolumeClaim, with the DataVolume's name as claim"},
 	{Path: "volumes[*].hostDisk", Support: Mapped, Note: "raw file at path + artifact hostDisk (create with DiskOrCreate, size = capacity); shared = <shareable/>"},
-	{Path: "volumes[*].cloudInitConfigDrive", Support: Refused, Note: "config-drive cloud-init is not supported yet; use cloudInitNoCloud"},
+	{Path: "volumes[*].cloudInitConfigDrive.userData", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label config-2) openstack/latest/user_data; meta_data.json = uuid (firmware UUID), name, hostname, instance_id NAME.NAMESPACE"},
+	{Path: "volumes[*].cloudInitConfigDrive.userDataBase64", Support: Mapped, Note: "decoded into user_data"},
+	{Path: "volumes[*].cloudInitConfigDrive.networkData", Support: Mapped, Note: "openstack/latest/network_data.json"},
+	{Path: "volumes[*].cloudInitConfigDrive.networkDataBase64", Support: Mapped, Note: "decoded into network_data.json"},
+	{Path: "volumes[*].cloudInitConfigDrive.secretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use userData"},
+	{Path: "volumes[*].cloudInitConfigDrive.networkDataSecretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use networkData"},
 	{Path: "volumes[*].sysprep", Support: Refused, Note: "sysprep volumes come from ConfigMaps/Secrets, which are not supported yet"},
 	{Path: "volumes[*].ephemeral", Support: Refused, Note: "ephemeral claim overlays are not supported yet"},
 	{Path: "volumes[*].configMap", Support: Refused, Note: "ConfigMap volumes are not supported yet"},
@@ -245,7 +268,8 @@ var fields = []Field{
 	{Path: "networks[*].pod", Support: Mapped, Note: "the VM's NAT network (see interfaces[*].masquerade)"},
 	{Path: "networks[*].pod.vmNetworkCIDR", Support: Ignored, Note: "QEMU user networking uses 10.0.2.0/24"},
 	{Path: "networks[*].pod.vmIPv6NetworkCIDR", Support: Ignored, Note: "QEMU user networking uses fec0::/64"},
-	{Path: "networks[*].multus", Support: Refused, Note: "NetworkAttachmentDefinition support comes with VM-5"},
+	{Path: "networks[*].multus.networkName", Support: Mapped, Note: "NetworkAttachmentDefinition NAME or NAMESPACE/NAME (default: the VM's namespace) with CNI plugin bridge or cnv-bridge → <interface type=bridge><source bridge>, <vlan><tag id> from vlan (libvirt 9.0 starts a tagged port only on an Open vSwitch bridge, not on a Linux bridge), <mtu size> from mtu; other plugins are refused, tuning/cnv-tuning is ignored (a custom MAC needs no plugin)"},
+	{Path: "networks[*].multus.default", Support: Refused, Note: "a multus network cannot replace the pod network without Kubernetes; attach it as a secondary network"},
 	{Path: "networks[*].resourceClaim", Support: Refused, Note: "dynamic resource allocation needs Kubernetes"},
 }
 
@@ -268,6 +292,15 @@ func reportUnmapped(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 			}
 		}
 	}
+}
+
+func hasConfigDrive(s *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	for _, v := range s.Volumes {
+		if v.CloudInitConfigDrive != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func onPodNetwork(s *kubevirtv1.VirtualMachineInstanceSpec, name string) bool {

@@ -24,6 +24,7 @@ func init() {
 		kubevirtv1.Interface{}, kubevirtv1.InterfaceBindingMethod{}, kubevirtv1.Volume{},
 		kubevirtv1.VolumeSource{}, kubevirtv1.CloudInitNoCloudSource{}, kubevirtv1.ContainerDiskSource{},
 		kubevirtv1.Network{}, kubevirtv1.NetworkSource{}, kubevirtv1.PodNetwork{},
+		kubevirtv1.CloudInitConfigDriveSource{}, kubevirtv1.MultusNetwork{},
 	} {
 		walkedTypes[reflect.TypeOf(v)] = true
 	}
@@ -102,7 +103,7 @@ func TestReportUnmapped(t *testing.T) {
 	spec := kubevirtv1.VirtualMachineInstanceSpec{
 		Networks: []kubevirtv1.Network{
 			{Name: "default", NetworkSource: kubevirtv1.NetworkSource{Pod: &kubevirtv1.PodNetwork{VMNetworkCIDR: "10.1.0.0/24"}}},
-			{Name: "lan", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "br"}}},
+			{Name: "lan", NetworkSource: kubevirtv1.NetworkSource{Multus: &kubevirtv1.MultusNetwork{NetworkName: "br", Default: true}}},
 		},
 		Volumes: []kubevirtv1.Volume{
 			{Name: "root", VolumeSource: kubevirtv1.VolumeSource{ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: "i", ImagePullSecret: "pull"}}},
@@ -118,7 +119,7 @@ func TestReportUnmapped(t *testing.T) {
 	d.Devices.Disks = []kubevirtv1.Disk{{Name: "root", BlockSize: &kubevirtv1.BlockSize{}}}
 	d.Devices.Interfaces = []kubevirtv1.Interface{
 		{Name: "default", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Masquerade: &kubevirtv1.InterfaceMasquerade{}}, DHCPOptions: &kubevirtv1.DHCPOptions{}},
-		// Bridge on a multus network: the multus row reports it, not the bridge row.
+		// Bridge on a multus network: not refused by the bridge row.
 		{Name: "lan", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}},
 	}
 
@@ -136,7 +137,7 @@ func TestReportUnmapped(t *testing.T) {
 		{"error", p + "volumes[0].containerDisk.imagePullSecret", "unsupported: registry credentials come from Secrets, which are not supported yet"},
 		{"error", p + "volumes[1].serviceAccount", "unsupported: service account volumes need Kubernetes"},
 		{"warning", p + "networks[0].pod.vmNetworkCIDR", "ignored: not supported yet; QEMU user networking uses 10.0.2.0/24"},
-		{"error", p + "networks[1].multus", "unsupported: NetworkAttachmentDefinition support comes with VM-5"},
+		{"error", p + "networks[1].multus.default", "unsupported: a multus network cannot replace the pod network without Kubernetes; attach it as a secondary network"},
 	}
 	if diff := cmp.Diff(want, diagLines(out)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)

@@ -22,6 +22,24 @@ type Input struct {
 	// and "spec" for a VirtualMachineInstance.
 	Object     string
 	PathPrefix string
+	// Networks are the NetworkAttachmentDefinitions behind spec.networks[].multus,
+	// resolved by the caller, keyed by spec.networks[].name. A multus network
+	// whose interface uses the bridge binding must have an entry.
+	Networks map[string]NetworkAttachment
+}
+
+// NetworkAttachment is what nodevirt takes from a NetworkAttachmentDefinition
+// whose CNI plugin is bridge or cnv-bridge: the guest is plugged into an
+// existing host bridge.
+type NetworkAttachment struct {
+	// Object names the NetworkAttachmentDefinition ("NetworkAttachmentDefinition ns/name").
+	Object string
+	// Bridge is the host bridge (the plugin's "bridge"; CNI's default is cni0).
+	Bridge string
+	// VLAN is the plugin's "vlan" tag; 0 means untagged.
+	VLAN uint
+	// MTU is the plugin's "mtu"; 0 leaves the bridge's.
+	MTU uint
 }
 
 // Context carries host facts and directory layout, gathered by the caller, so
@@ -55,6 +73,12 @@ const (
 	Claim ArtifactKind = "claim"
 	// HostDisk is a raw file at Path; with Create it is made sparse with Size bytes.
 	HostDisk ArtifactKind = "hostDisk"
+	// ConfigDriveISO is a cloud-init ConfigDrive image (ISO 9660, volume
+	// Label "config-2") at Path. Its Files have nested, slash-separated names
+	// (openstack/latest/user_data, openstack/latest/meta_data.json,
+	// openstack/latest/network_data.json): the runtime must create the
+	// directories inside the image.
+	ConfigDriveISO ArtifactKind = "cloudInitConfigDrive"
 )
 
 // Artifact is one host-side file a disk of the domain refers to.
@@ -65,7 +89,8 @@ type Artifact struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size,omitempty"`
 	Label  string `json:"label,omitempty"`
-	// Files are the seed image's files by name (NoCloudISO).
+	// Files are the seed image's files by name (NoCloudISO, ConfigDriveISO);
+	// ConfigDriveISO names are paths inside the image.
 	Files map[string][]byte `json:"files,omitempty"`
 	// Image is the containerDisk image reference as written in the manifest.
 	Image  string `json:"image,omitempty"`

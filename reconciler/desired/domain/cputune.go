@@ -1,0 +1,34 @@
+package domain
+
+import (
+	k8sv1 "k8s.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
+)
+
+// cfsPeriod is the CFS period the kubelet uses for CPU limits, in µs.
+const cfsPeriod = 100000
+
+// configureCPUTune owns <cputune>. A CPU limit becomes a CFS bandwidth limit
+// on the whole domain: <global_period>/<global_quota> cap the QEMU process's
+// cgroup (vCPUs, emulator and I/O threads together) at limits.cpu CPUs per
+// period. That is what a Kubernetes CPU limit does to the virt-launcher
+// container (cpu.max = limit × 100ms per 100ms), so the guest gets the same
+// CPU time as under KubeVirt. The per-vCPU <period>/<quota> would instead
+// give each vCPU that much, multiplying the limit by the vCPU count.
+//
+// CPU requests stay unmapped: they size the topology when none is given
+// (manifests.Default) and are a scheduling weight in Kubernetes, which a
+// single host with no competing pods does not need.
+func configureCPUTune(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	limit, ok := in.Spec.Domain.Resources.Limits[k8sv1.ResourceCPU]
+	if !ok || limit.Sign() <= 0 {
+		return
+	}
+	// The kubelet's rounding: quota = millicores × period / 1000, at
+	// least 1ms, the smallest quota the kernel accepts.
+	quota := max(limit.MilliValue()*cfsPeriod/1000, 1000)
+	dom.CPUTune = &libvirtxml.DomainCPUTune{
+		GlobalPeriod: &libvirtxml.DomainCPUTunePeriod{Value: cfsPeriod},
+		GlobalQuota:  &libvirtxml.DomainCPUTuneQuota{Value: quota},
+	}
+}
