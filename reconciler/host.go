@@ -26,7 +26,7 @@ type EventSource interface {
 type Disks interface {
 	EnsureQcow2(ctx context.Context, path string, size int64) error
 	EnsureRaw(ctx context.Context, path string, size int64) error
-	EnsureNoCloudISO(ctx context.Context, path, label string, files map[string][]byte) error
+	EnsureSeedISO(ctx context.Context, path, label string, files map[string][]byte) error
 	EnsureOverlay(ctx context.Context, path, backing, backingFormat string) error
 	ResolveImage(ctx context.Context, ref string) (path, format string, err error)
 	RemoveAll(ctx context.Context, dir string) error

@@ -263,8 +263,8 @@ func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 		switch a.Kind {
 		case domain.EmptyDisk:
 			err = r.disks.EnsureQcow2(ctx, a.Path, a.Size)
-		case domain.NoCloudISO:
-			err = r.disks.EnsureNoCloudISO(ctx, a.Path, a.Label, a.Files)
+		case domain.NoCloudISO, domain.ConfigDriveISO:
+			err = r.disks.EnsureSeedISO(ctx, a.Path, a.Label, a.Files)
 		case domain.ContainerDisk:
 			var base, format string
 			base, format, err = r.disks.ResolveImage(ctx, a.Image)

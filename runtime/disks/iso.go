@@ -28,13 +28,15 @@ var (
 
 const isoFileNameMax = 28
 
-// EnsureNoCloudISO writes an ISO 9660 image at path with volume label label
-// (cloud-init's NoCloud wants "cidata") holding files, flat in its root. The
+// EnsureSeedISO writes a cloud-init seed image: ISO 9660 at path with volume
+// label label ("cidata" for NoCloud, "config-2" for ConfigDrive) holding
+// files; a name with slashes ("openstack/latest/user_data") is a path inside
+// the image, its directories created as needed. The
 // image is rewritten only when label or files differ from the last write,
 // tracked by a sidecar "<path>.sha256" with a digest of the inputs: the
 // image's own bytes differ on every build (they carry a creation time), so
 // they cannot be compared.
-func (s *Store) EnsureNoCloudISO(ctx context.Context, path, label string, files map[string][]byte) error {
+func (s *Store) EnsureSeedISO(ctx context.Context, path, label string, files map[string][]byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write ISO %s: %w", path, err)
 	}
@@ -43,9 +45,11 @@ func (s *Store) EnsureNoCloudISO(ctx context.Context, path, label string, files 
 	}
 	names := make([]string, 0, len(files))
 	for name := range files {
-		if len(name) > isoFileNameMax || !isoFileName.MatchString(name) {
-			return fmt.Errorf("write ISO %s: file name %q cannot be stored unchanged in plain ISO 9660: "+
-				"use at most %d lower-case letters, digits, '-' or '_', with at most one short extension", path, name, isoFileNameMax)
+		for _, part := range strings.Split(name, "/") {
+			if len(part) > isoFileNameMax || !isoFileName.MatchString(part) {
+				return fmt.Errorf("write ISO %s: file name %q cannot be stored unchanged in plain ISO 9660: "+
+					"use at most %d lower-case letters, digits, '-' or '_' per path element, with at most one short extension", path, name, isoFileNameMax)
+			}
 		}
 		names = append(names, name)
 	}

@@ -133,22 +133,30 @@ func readISO(t *testing.T, p string) (string, map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	children, err := rootDir.GetChildren()
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]string{}
-	for _, c := range children {
-		b, err := io.ReadAll(c.Reader())
+	var walk func(dir *iso9660.File, prefix string)
+	walk = func(dir *iso9660.File, prefix string) {
+		children, err := dir.GetChildren()
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[c.Name()] = string(b)
+		for _, c := range children {
+			if c.IsDir() {
+				walk(c, prefix+c.Name()+"/")
+				continue
+			}
+			b, err := io.ReadAll(c.Reader())
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[prefix+c.Name()] = string(b)
+		}
 	}
+	walk(rootDir, "")
 	return label, files
 }
 
-func TestStore_EnsureNoCloudISO(t *testing.T) {
+func TestStore_EnsureSeedISO(t *testing.T) {
 	s, root := newStore(t)
 	p := filepath.Join(root, "disks", "vm1", "cloudinit.iso")
 	files := map[string][]byte{
@@ -156,7 +164,7 @@ func TestStore_EnsureNoCloudISO(t *testing.T) {
 		"meta-data":      []byte("instance-id: vm1\nlocal-hostname: vm1\n"),
 		"network-config": []byte("version: 2\n"),
 	}
-	if err := s.EnsureNoCloudISO(t.Context(), p, "cidata", files); err != nil {
+	if err := s.EnsureSeedISO(t.Context(), p, "cidata", files); err != nil {
 		t.Fatal(err)
 	}
 	label, got := readISO(t, p)
@@ -180,7 +188,7 @@ func TestStore_EnsureNoCloudISO(t *testing.T) {
 	for k, v := range files {
 		same[k] = bytes.Clone(v)
 	}
-	if err := s.EnsureNoCloudISO(t.Context(), p, "cidata", same); err != nil {
+	if err := s.EnsureSeedISO(t.Context(), p, "cidata", same); err != nil {
 		t.Fatal(err)
 	}
 	if after := idOf(t, p); after != before {
@@ -188,7 +196,7 @@ func TestStore_EnsureNoCloudISO(t *testing.T) {
 	}
 
 	files["user-data"] = []byte("#cloud-config\npassword: other\n")
-	if err := s.EnsureNoCloudISO(t.Context(), p, "cidata", files); err != nil {
+	if err := s.EnsureSeedISO(t.Context(), p, "cidata", files); err != nil {
 		t.Fatal(err)
 	}
 	if after := idOf(t, p); after == before {
@@ -199,10 +207,33 @@ func TestStore_EnsureNoCloudISO(t *testing.T) {
 	}
 	assertNoTempFiles(t, filepath.Dir(p))
 
-	for _, bad := range []string{"User-Data", "a/b", "has space", strings.Repeat("x", 29)} {
-		err := s.EnsureNoCloudISO(t.Context(), p, "cidata", map[string][]byte{bad: nil})
+	for _, bad := range []string{"User-Data", "openstack/Latest/x", "has space", strings.Repeat("x", 29)} {
+		err := s.EnsureSeedISO(t.Context(), p, "cidata", map[string][]byte{bad: nil})
 		if err == nil || !strings.Contains(err.Error(), "cannot be stored unchanged") {
 			t.Errorf("file name %q: err = %v, want a refusal", bad, err)
+		}
+	}
+}
+
+// A ConfigDrive seed keeps its files in openstack/latest/.
+func TestStore_EnsureSeedISO_configDrive(t *testing.T) {
+	s, root := newStore(t)
+	p := filepath.Join(root, "disks", "vm1", "configdrive.iso")
+	files := map[string][]byte{
+		"openstack/latest/user_data":         []byte("#cloud-config\n"),
+		"openstack/latest/meta_data.json":    []byte(`{"uuid":"u"}`),
+		"openstack/latest/network_data.json": []byte(`{}`),
+	}
+	if err := s.EnsureSeedISO(t.Context(), p, "config-2", files); err != nil {
+		t.Fatal(err)
+	}
+	label, got := readISO(t, p)
+	if label != "config-2" {
+		t.Errorf("label = %q", label)
+	}
+	for name, want := range files {
+		if got[name] != string(want) {
+			t.Errorf("%s = %q, want %q (image holds %v)", name, got[name], want, got)
 		}
 	}
 }
@@ -294,8 +325,8 @@ func TestStore_outsideBase(t *testing.T) {
 			if err := s.EnsureRaw(ctx, p, 1<<20); !errors.Is(err, ErrOutsideBase) {
 				t.Errorf("EnsureRaw(%s) = %v, want ErrOutsideBase", p, err)
 			}
-			if err := s.EnsureNoCloudISO(ctx, p, "cidata", nil); !errors.Is(err, ErrOutsideBase) {
-				t.Errorf("EnsureNoCloudISO(%s) = %v, want ErrOutsideBase", p, err)
+			if err := s.EnsureSeedISO(ctx, p, "cidata", nil); !errors.Is(err, ErrOutsideBase) {
+				t.Errorf("EnsureSeedISO(%s) = %v, want ErrOutsideBase", p, err)
 			}
 			if err := s.RemoveAll(ctx, p); !errors.Is(err, ErrOutsideBase) {
 				t.Errorf("RemoveAll(%s) = %v, want ErrOutsideBase", p, err)
@@ -505,7 +536,7 @@ func TestSplitOCIRef(t *testing.T) {
 var _ interface {
 	EnsureQcow2(ctx context.Context, path string, size int64) error
 	EnsureRaw(ctx context.Context, path string, size int64) error
-	EnsureNoCloudISO(ctx context.Context, path, label string, files map[string][]byte) error
+	EnsureSeedISO(ctx context.Context, path, label string, files map[string][]byte) error
 	EnsureOverlay(ctx context.Context, path, backing, backingFormat string) error
 	ResolveImage(ctx context.Context, ref string) (path, format string, err error)
 	RemoveAll(ctx context.Context, dir string) error
