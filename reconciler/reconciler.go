@@ -27,6 +27,9 @@ type Config struct {
 	Log     *slog.Logger
 	// Now is the clock (tests inject one); nil means time.Now.
 	Now func() time.Time
+	// FreeHugepages probes the host's free huge pages by size in KiB; nil
+	// skips the check.
+	FreeHugepages func() (map[int64]int64, error)
 }
 
 // Reconciler observes, plans and applies.
@@ -76,6 +79,11 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		Missing:         map[string]bool{},
 		LastGood:        map[string]*desired.VM{},
 		Fields:          r.fields.compare,
+	}
+	if r.cfg.FreeHugepages != nil {
+		if opt.FreeHugepages, err = r.cfg.FreeHugepages(); err != nil {
+			return nil, fmt.Errorf("read free huge pages: %w", err)
+		}
 	}
 	for name := range st.Invalid {
 		rc, err := r.rec.get(name)

@@ -153,6 +153,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		SelfHeal:        selfHeal,
 		DiskDir:         filepath.Join(o.stateDir, "disks"),
 		Log:             o.logger(),
+		FreeHugepages:   func() (map[int64]int64, error) { return hostfacts.FreeHugepages(o.root) },
 	}, e.hv, e.disks, e.db)
 	ac.Desired = o.desiredOptions(e.facts, e.domainType)
 	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}

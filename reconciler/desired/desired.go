@@ -54,6 +54,14 @@ type VM struct {
 	Artifacts       []domain.Artifact                    `json:"artifacts,omitempty"`
 	// Revision is the source revision the VM was rendered from.
 	Revision string `json:"revision"`
+	// Hugepages the VM needs free on the host before it can start.
+	Hugepages *Hugepages `json:"hugepages,omitempty"`
+}
+
+// Hugepages is a VM's demand for huge pages of one size.
+type Hugepages struct {
+	PageSizeKiB int64 `json:"pageSizeKiB"`
+	Pages       int64 `json:"pages"`
 }
 
 // State is the desired state of the node for one source revision.
@@ -203,6 +211,10 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 	if err != nil {
 		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
 	}
+	var huge *Hugepages
+	if size, pages, ok := domain.HugepagesNeeded(spec); ok {
+		huge = &Hugepages{PageSizeKiB: size, Pages: pages}
+	}
 	grace := DefaultGracePeriod
 	if spec.TerminationGracePeriodSeconds != nil {
 		grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
@@ -224,6 +236,7 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		GracePeriod:     grace,
 		Artifacts:       res.Artifacts,
 		Revision:        revision,
+		Hugepages:       huge,
 	}, diags
 }
 

@@ -74,6 +74,9 @@ type Options struct {
 	// LastGood holds, for invalid manifests, the VM last applied from a good
 	// revision: it stays the desired state until the manifest is fixed.
 	LastGood map[string]*desired.VM
+	// FreeHugepages maps a page size in KiB to the free pages of that size on
+	// the host; a VM that needs more waits instead of starting.
+	FreeHugepages map[int64]int64
 	// Fields compares two domain documents; nil means the package's Fields.
 	// The reconciler passes a memoized one, since between two iterations
 	// almost no document changes and parsing them dominates a no-op plan.
@@ -154,6 +157,23 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	return p
 }
 
+// startOrWait turns a start into a wait when the host lacks what the VM
+// needs to run: QEMU would fail to allocate its memory otherwise.
+func startOrWait(vm *desired.VM, start Action, opt Options) Action {
+	h := vm.Hugepages
+	if h == nil || opt.FreeHugepages == nil {
+		return start
+	}
+	free, ok := opt.FreeHugepages[h.PageSizeKiB]
+	switch {
+	case !ok:
+		start.Kind, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has no pool of that size", h.Pages, h.PageSizeKiB)
+	case free < h.Pages:
+		start.Kind, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has %d free", h.Pages, h.PageSizeKiB, free)
+	}
+	return start
+}
+
 func guardShare(opt Options) float64 {
 	if opt.PruneGuardShare <= 0 || opt.PruneGuardShare > 1 {
 		return 1
@@ -175,7 +195,7 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	if !exists {
 		acts := []Action{act(Create, "new in the source")}
 		if startsOnCreate(vm.RunStrategy) {
-			acts = append(acts, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)))
+			acts = append(acts, startOrWait(vm, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)), opt))
 		}
 		return acts
 	}
@@ -209,7 +229,7 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	case want && !active:
 		a := act(Start, fmt.Sprintf("runStrategy %s; domain is %s (%s)", vm.RunStrategy, dom.State, dom.Reason))
 		a.Drift = dom.Reason == "destroyed" && opt.Started[vm.DomainName]
-		acts = append(acts, a)
+		acts = append(acts, startOrWait(vm, a, opt))
 	case !want && active && vm.RunStrategy == kubevirtv1.RunStrategyHalted:
 		a := act(Stop, "runStrategy Halted; domain is running")
 		a.Disruptive = true

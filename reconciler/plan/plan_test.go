@@ -142,3 +142,27 @@ func TestDiff_driftOfPersistentDefinition(t *testing.T) {
 		t.Fatalf("changes (-want +got):\n%s", d)
 	}
 }
+
+func TestDiff_hugepagesWaitWhenShort(t *testing.T) {
+	big := vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")
+	big.Hugepages = &desired.Hugepages{PageSizeKiB: 2048, Pages: 512}
+	for _, tc := range []struct {
+		name string
+		free map[int64]int64
+		want []row
+	}{
+		{"enough free pages", map[int64]int64{2048: 512}, []row{{Create, "default_web", false}, {Start, "default_web", false}}},
+		{"too few free pages", map[int64]int64{2048: 100}, []row{{Create, "default_web", false}, {Wait, "default_web", false}}},
+		{"no pool of that size", map[int64]int64{1048576: 4}, []row{{Create, "default_web", false}, {Wait, "default_web", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Diff(state(big), nil, Options{FreeHugepages: tc.free})
+			if d := cmp.Diff(tc.want, rows(p)); d != "" {
+				t.Fatalf("actions (-want +got):\n%s", d)
+			}
+			if last := p.Actions[len(p.Actions)-1]; last.Kind == Wait && !strings.Contains(last.Reason, "huge pages of 2048 KiB") {
+				t.Fatalf("wait reason must name the shortfall: %q", last.Reason)
+			}
+		})
+	}
+}

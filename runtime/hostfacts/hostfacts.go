@@ -154,3 +154,39 @@ func memTotal(path string) (int64, error) {
 	}
 	return 0, fmt.Errorf("read memory size: no MemTotal in %s", path)
 }
+
+// FreeHugepages returns the free huge pages per page size in KiB, read from
+// <root>/sys/kernel/mm/hugepages/hugepages-<size>kB/free_hugepages. A host
+// without the directory has no pools: an empty map, no error.
+func FreeHugepages(root string) (map[int64]int64, error) {
+	dir := filepath.Join(root, "sys", "kernel", "mm", "hugepages")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[int64]int64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read huge page pools: %w", err)
+	}
+	out := map[int64]int64{}
+	for _, e := range entries {
+		size, ok := strings.CutPrefix(e.Name(), "hugepages-")
+		size, ok2 := strings.CutSuffix(size, "kB")
+		if !ok || !ok2 {
+			continue
+		}
+		kib, err := strconv.ParseInt(size, 10, 64)
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, e.Name(), "free_hugepages"))
+		if err != nil {
+			return nil, fmt.Errorf("read huge page pool %s: %w", e.Name(), err)
+		}
+		free, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("huge page pool %s: free_hugepages %q: %w", e.Name(), raw, err)
+		}
+		out[kib] = free
+	}
+	return out, nil
+}

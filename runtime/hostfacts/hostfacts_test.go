@@ -132,3 +132,20 @@ func TestGather_realRoot(t *testing.T) {
 		t.Errorf("KVM = %v, want %v", f.KVM, wantKVM)
 	}
 }
+
+func TestFreeHugepages(t *testing.T) {
+	root := tree(t, map[string]string{
+		"sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages":    "512\n",
+		"sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages": "2\n",
+	})
+	got, err := FreeHugepages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[2048] != 512 || got[1048576] != 2 || len(got) != 2 {
+		t.Fatalf("FreeHugepages = %v", got)
+	}
+	if got, err := FreeHugepages(t.TempDir()); err != nil || len(got) != 0 {
+		t.Fatalf("no pools: %v, %v", got, err)
+	}
+}
