@@ -22,6 +22,12 @@ type EventSource interface {
 	Events(ctx context.Context) (<-chan hv.Event, error)
 }
 
+// CPUComparer is the optional ability to check a guest CPU against the host
+// (libvirt's hypervisor CPU comparison); nil error means compatible.
+type CPUComparer interface {
+	CompareCPU(ctx context.Context, arch, virtType, cpuXML string) error
+}
+
 // Disks prepares the host files a domain's disks refer to.
 type Disks interface {
 	EnsureQcow2(ctx context.Context, path string, size int64) error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nodevirt/nodevirt/reconciler/desired"
@@ -30,6 +31,9 @@ type Config struct {
 	// FreeHugepages probes the host's free huge pages by size in KiB; nil
 	// skips the check.
 	FreeHugepages func() (map[int64]int64, error)
+	// Arch and DomainType are what guest CPUs are compared for ("x86_64",
+	// "kvm"); empty skips the CPU check.
+	Arch, DomainType string
 }
 
 // Reconciler observes, plans and applies.
@@ -41,6 +45,9 @@ type Reconciler struct {
 	log    *slog.Logger
 	fields *fieldMemo
 	starts *startBackoff
+	// cpuVerdicts caches CPU comparisons by <cpu> XML: the host CPU does not
+	// change while the agent runs.
+	cpuVerdicts sync.Map
 }
 
 // New wires a reconciler to its host.
@@ -85,6 +92,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 			return nil, fmt.Errorf("read free huge pages: %w", err)
 		}
 	}
+	opt.CPUIncompatible = r.checkCPUs(ctx, st.VMs)
 	for name := range st.Invalid {
 		rc, err := r.rec.get(name)
 		if err != nil {
@@ -115,6 +123,39 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	p := plan.Diff(st, doms, opt)
 	r.fields.forget(obs)
 	return &Planned{Plan: p, vms: vms, observed: obs}, nil
+}
+
+// checkCPUs returns, per domain, why the host cannot provide the VM's CPU.
+func (r *Reconciler) checkCPUs(ctx context.Context, vms []*desired.VM) map[string]string {
+	cmp, ok := r.hv.(CPUComparer)
+	if !ok || r.cfg.Arch == "" || r.cfg.DomainType == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, vm := range vms {
+		if vm.CPUCheck == "" {
+			continue
+		}
+		verdict, seen := r.cpuVerdicts.Load(vm.CPUCheck)
+		if !seen {
+			v := ""
+			err := cmp.CompareCPU(ctx, r.cfg.Arch, r.cfg.DomainType, vm.CPUCheck)
+			switch {
+			case errors.Is(err, errors.ErrUnsupported):
+				// The driver cannot tell; QEMU will, at start.
+			case errors.Is(err, context.Canceled):
+				continue
+			case err != nil:
+				v = err.Error()
+			}
+			r.cpuVerdicts.Store(vm.CPUCheck, v)
+			verdict = v
+		}
+		if s := verdict.(string); s != "" {
+			out[vm.DomainName] = s
+		}
+	}
+	return out
 }
 
 // Outcome is what happened to one action.

@@ -148,6 +148,8 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
 	}
 	e.rec = reconciler.New(reconciler.Config{
+		Arch:            e.facts.Arch,
+		DomainType:      e.domainType,
 		AllowPruneAll:   o.allowPruneAll,
 		PruneGuardShare: o.pruneGuardShare,
 		SelfHeal:        selfHeal,

@@ -56,6 +56,9 @@ type VM struct {
 	Revision string `json:"revision"`
 	// Hugepages the VM needs free on the host before it can start.
 	Hugepages *Hugepages `json:"hugepages,omitempty"`
+	// CPUCheck is the domain's <cpu> element when it names a model or gives
+	// feature policies: the host must be able to provide it (VM-9).
+	CPUCheck string `json:"cpuCheck,omitempty"`
 }
 
 // Hugepages is a VM's demand for huge pages of one size.
@@ -211,6 +214,12 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 	if err != nil {
 		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
 	}
+	cpuCheck := ""
+	if c := res.Domain.CPU; c != nil && (c.Mode == "custom" || (c.Model != nil && c.Model.Value != "") || len(c.Features) > 0) {
+		if cpuCheck, err = c.Marshal(); err != nil {
+			return nil, append(diags, o.Errorf(prefix+".domain.cpu", "rendering CPU: %v", err))
+		}
+	}
 	var huge *Hugepages
 	if size, pages, ok := domain.HugepagesNeeded(spec); ok {
 		huge = &Hugepages{PageSizeKiB: size, Pages: pages}
@@ -237,6 +246,7 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Artifacts:       res.Artifacts,
 		Revision:        revision,
 		Hugepages:       huge,
+		CPUCheck:        cpuCheck,
 	}, diags
 }
 

@@ -74,6 +74,8 @@ type Options struct {
 	// LastGood holds, for invalid manifests, the VM last applied from a good
 	// revision: it stays the desired state until the manifest is fixed.
 	LastGood map[string]*desired.VM
+	// CPUIncompatible maps a domain to why the host cannot provide its CPU.
+	CPUIncompatible map[string]string
 	// FreeHugepages maps a page size in KiB to the free pages of that size on
 	// the host; a VM that needs more waits instead of starting.
 	FreeHugepages map[int64]int64
@@ -160,6 +162,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 // startOrWait turns a start into a wait when the host lacks what the VM
 // needs to run: QEMU would fail to allocate its memory otherwise.
 func startOrWait(vm *desired.VM, start Action, opt Options) Action {
+	if why := opt.CPUIncompatible[vm.DomainName]; why != "" {
+		start.Kind, start.Reason = Wait, "unschedulable on this node: "+why
+		return start
+	}
 	h := vm.Hugepages
 	if h == nil || opt.FreeHugepages == nil {
 		return start

@@ -166,3 +166,14 @@ func TestDiff_hugepagesWaitWhenShort(t *testing.T) {
 		})
 	}
 }
+
+func TestDiff_incompatibleCPUWaits(t *testing.T) {
+	v := vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")
+	p := Diff(state(v), nil, Options{CPUIncompatible: map[string]string{"default_web": "Host CPU does not provide required features: avx512f"}})
+	if d := cmp.Diff([]row{{Create, "default_web", false}, {Wait, "default_web", false}}, rows(p)); d != "" {
+		t.Fatalf("actions (-want +got):\n%s", d)
+	}
+	if !strings.Contains(p.Actions[1].Reason, "avx512f") {
+		t.Fatalf("the reason must carry libvirt's answer: %q", p.Actions[1].Reason)
+	}
+}

@@ -469,3 +469,11 @@ func TestDriver_DomainType_testDriver(t *testing.T) {
 		t.Fatalf("DomainType = %q, %v; want kvm", got, err)
 	}
 }
+
+func TestDriver_CompareCPU_unsupportedOnTestDriver(t *testing.T) {
+	d := openTest(t)
+	err := d.CompareCPU(context.Background(), "x86_64", "kvm", `<cpu mode="host-model"/>`)
+	if !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("want errors.ErrUnsupported from the test driver, got %v", err)
+	}
+}

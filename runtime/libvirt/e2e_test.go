@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -225,4 +226,30 @@ func TestE2E_DomainType(t *testing.T) {
 	if want == "qemu" {
 		t.Log("WARNING: libvirt cannot use KVM here; domains run under TCG")
 	}
+}
+
+// CompareCPU names the missing features of an incompatible guest CPU and
+// accepts one the host has.
+func TestE2E_CompareCPU(t *testing.T) {
+	d := requireLibvirtd(t)
+	ctx := context.Background()
+	typ, err := d.DomainType(ctx, "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CompareCPU(ctx, "x86_64", typ, `<cpu mode="host-model"><feature policy="require" name="sse2"/></cpu>`); err != nil {
+		t.Fatalf("sse2 is on every x86_64 host: %v", err)
+	}
+	err = d.CompareCPU(ctx, "x86_64", typ, `<cpu mode="host-model"><feature policy="require" name="nodevirt-no-such-feature"/></cpu>`)
+	if err == nil {
+		t.Fatal("an unknown feature must not compare as compatible")
+	}
+	t.Logf("unknown feature: %v", err)
+	// A feature this nested host lacks (AVX-512 on the CI machine) must be
+	// reported as incompatible with the feature named.
+	err = d.CompareCPU(ctx, "x86_64", typ, `<cpu mode="custom" match="exact"><model>Skylake-Server</model></cpu>`)
+	if err != nil && !errors.Is(err, ErrCPUIncompatible) {
+		t.Fatalf("want ErrCPUIncompatible or nil, got %v", err)
+	}
+	t.Logf("Skylake-Server on this host: %v", err)
 }
