@@ -50,3 +50,43 @@ func TestAgent_incompatibleCPUIsRefused(t *testing.T) {
 	w.mustNodevirt("apply")
 	w.awaitState("web", "running", 10*time.Second)
 }
+
+// VM-8: with the CPU-manager pool on, a dedicated VM's vCPU is pinned to an
+// exclusive host CPU (this 2-CPU host: CPU 0 reserved, pool {1}); a second one
+// does not fit and waits with the reason.
+func TestAgent_dedicatedCPUs(t *testing.T) {
+	w := newWorld(t)
+	dedicated := func(name string) string {
+		return strings.Replace(vmYAML(w.ns, name, "64Mi", "Always"), "        cpu:\n", "        cpu:\n          cores: 1\n          dedicatedCpuPlacement: true\n", 1)
+	}
+	// --root is this test's host tree: it sees the real host's CPUs.
+	online, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(online)) != "0-1" {
+		t.Logf("this host's CPUs are %s; the assertions assume 0-1 and pin to CPU 1", online)
+	}
+	p := filepath.Join(w.hostRoot, "sys", "devices", "system", "cpu", "online")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("0-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.commit("one dedicated", map[string]string{"vms/a.yaml": dedicated("a")})
+	w.mustNodevirt("--cpu-manager", "--reserved-cpus", "0", "apply")
+	w.awaitState("a", "running", 10*time.Second)
+	pins := virsh(t, "vcpupin", w.dom("a"))
+	if !strings.Contains(strings.Join(strings.Fields(pins), " "), "0 1") {
+		t.Fatalf("vCPU 0 must be pinned to host CPU 1:\n%s", pins)
+	}
+	w.commit("two dedicated", map[string]string{"vms/b.yaml": dedicated("b")})
+	out, _, _ := w.nodevirt("--cpu-manager", "--reserved-cpus", "0", "apply")
+	if !strings.Contains(out, "needs 1 dedicated CPUs; the CPU-manager pool {1} has 0 free") {
+		t.Fatalf("the second VM must wait for a free CPU:\n%s", out)
+	}
+	if s := domState(w.dom("b")); s != "shut off" {
+		t.Fatalf("b must not run, it is %s", s)
+	}
+}

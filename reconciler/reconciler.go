@@ -31,6 +31,9 @@ type Config struct {
 	// FreeHugepages probes the host's free huge pages by size in KiB; nil
 	// skips the check.
 	FreeHugepages func() (map[int64]int64, error)
+	// CPUPool returns the host CPUs of the node's CPU-manager pool for
+	// dedicatedCpuPlacement; nil means the node has no pool.
+	CPUPool func() ([]uint, error)
 	// Arch and DomainType are what guest CPUs are compared for ("x86_64",
 	// "kvm"); empty skips the CPU check.
 	Arch, DomainType string
@@ -67,6 +70,13 @@ type Planned struct {
 	plan.Plan
 	vms      map[string]*desired.VM
 	observed map[string]hv.Domain
+	// allocs are dedicated-CPU allocations made by this plan, persisted when
+	// their domain is defined.
+	allocs map[string]desired.Pinning
+	// adopt are domains marked as ours that the source wants but the state
+	// lacks (the agent died between define and its state write): Apply
+	// records them so they are pruned, not orphaned, when they leave the source.
+	adopt []*desired.VM
 }
 
 // Plan observes the host and computes what to do for st.
@@ -79,10 +89,15 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	if err != nil {
 		return nil, err
 	}
+	inventory, err := r.rec.inventory()
+	if err != nil {
+		return nil, err
+	}
 	opt := plan.Options{
 		AllowPruneAll:   r.cfg.AllowPruneAll || st.AllowPruneAll,
 		PruneGuardShare: r.cfg.PruneGuardShare,
 		Started:         started,
+		Inventory:       inventory,
 		Missing:         map[string]bool{},
 		LastGood:        map[string]*desired.VM{},
 		Fields:          r.fields.compare,
@@ -92,7 +107,26 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 			return nil, fmt.Errorf("read free huge pages: %w", err)
 		}
 	}
-	opt.CPUIncompatible = r.checkCPUs(ctx, st.VMs)
+	pinned, allocs, unsched, err := r.pinCPUs(st.VMs)
+	if err != nil {
+		return nil, err
+	}
+	for name, why := range r.checkCPUs(ctx, st.VMs) {
+		unsched[name] = why
+	}
+	opt.Unschedulable = unsched
+	if len(pinned) > 0 {
+		// Plan against the pinned renderings; st itself stays as loaded.
+		cp := *st
+		cp.VMs = make([]*desired.VM, len(st.VMs))
+		for i, vm := range st.VMs {
+			if p := pinned[vm.DomainName]; p != nil {
+				vm = p
+			}
+			cp.VMs[i] = vm
+		}
+		st = &cp
+	}
 	for name := range st.Invalid {
 		rc, err := r.rec.get(name)
 		if err != nil {
@@ -120,9 +154,17 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	for _, d := range doms {
 		obs[d.Name] = d
 	}
+	var adopt []*desired.VM
+	for name, vm := range vms {
+		if d, ok := obs[name]; ok && !inventory[name] {
+			if o, mine := desired.OwnerOf(d.XML); mine && o.Namespace == vm.Namespace && o.Name == vm.Name {
+				adopt = append(adopt, vm)
+			}
+		}
+	}
 	p := plan.Diff(st, doms, opt)
 	r.fields.forget(obs)
-	return &Planned{Plan: p, vms: vms, observed: obs}, nil
+	return &Planned{Plan: p, vms: vms, observed: obs, allocs: allocs, adopt: adopt}, nil
 }
 
 // checkCPUs returns, per domain, why the host cannot provide the VM's CPU.
@@ -188,6 +230,15 @@ func (rp Report) Err() error {
 func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 	rep := Report{Revision: p.Revision}
 	_ = r.rec.setMeta(keyLastAttempted, p.Revision)
+	for _, vm := range p.adopt {
+		err := r.rec.put(vm.DomainName, &record{VM: vm})
+		if err == nil && p.observed[vm.DomainName].State.Active() {
+			err = r.rec.markStarted(vm.DomainName)
+		}
+		if err != nil {
+			r.log.Error("adopting domain into the inventory", "domain", vm.DomainName, "err", err)
+		}
+	}
 	failed := map[string]bool{}
 	// Dependency order: define and start before deletes so a rename (delete
 	// old + create new) never leaves the node without the service.
@@ -244,6 +295,9 @@ func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
 		}
 		if err := r.hv.Define(ctx, vm.XML); err != nil {
 			return fmt.Errorf("define %s: %w", vm.DomainName, err)
+		}
+		if err := r.rememberCPUs(vm, p.allocs); err != nil {
+			return err
 		}
 		return r.remember(vm, false)
 	case plan.Start:

@@ -345,3 +345,129 @@ func TestReconciler_startFailuresBackOff(t *testing.T) {
 		t.Fatalf("second failure backs off 40 s: %+v (tries %d)", o, hv.tries)
 	}
 }
+
+func dedicatedVM(name string, vcpus int) string {
+	return fmt.Sprintf(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: %s, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        cpu: {cores: %d, dedicatedCpuPlacement: true}
+        memory: {guest: 64Mi}
+        devices: {}
+`, name, vcpus)
+}
+
+// VM-8: exclusive CPUs from the pool, kept across agent restarts, never
+// shared, released with the VM.
+func TestReconciler_dedicatedCPUs(t *testing.T) {
+	h := newHost(t, reconciler.Config{})
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "cpus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := func() *reconciler.Reconciler {
+		return reconciler.New(reconciler.Config{SelfHeal: true, AllowPruneAll: true, DiskDir: filepath.Join(h.state, "disks"),
+			CPUPool: func() ([]uint, error) { return []uint{1, 2, 3}, nil }}, h.hv, d, db)
+	}
+	apply := func(rec *reconciler.Reconciler, st *desired.State) plan.Plan {
+		p, err := rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := rec.Apply(context.Background(), p); rep.Failed > 0 {
+			t.Fatalf("apply: %+v", rep.Outcomes)
+		}
+		return p.Plan
+	}
+	pins := func(name string) string {
+		x := h.domains()[name].XML
+		var out []string
+		for _, line := range strings.Split(x, "\n") {
+			if strings.Contains(line, "vcpupin") {
+				out = append(out, strings.TrimSpace(line))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+
+	both := h.render("r1", dedicatedVM("a", 2), dedicatedVM("b", 2))
+	p := apply(agent(), both)
+	if got := kinds(p); got != "create default_a, start default_a, create default_b, wait default_b" {
+		t.Fatalf("plan: %s", got)
+	}
+	if !strings.Contains(p.Actions[3].Reason, "needs 2 dedicated CPUs; the CPU-manager pool {1,2,3} has 1 free") {
+		t.Fatalf("wait reason: %q", p.Actions[3].Reason)
+	}
+	want := `<vcpupin vcpu='0' cpuset='1'/> <vcpupin vcpu='1' cpuset='2'/>`
+	if got := pins("default_a"); got != want {
+		t.Fatalf("pins of a: %s, want %s", got, want)
+	}
+	// A restarted agent keeps a's CPUs and sees nothing to change.
+	if p := apply(agent(), both); len(p.Actions) != 1 || p.Actions[0].Kind != plan.Wait {
+		t.Fatalf("after restart: %s", kinds(p))
+	}
+	if got := pins("default_a"); got != want {
+		t.Fatalf("pins of a after restart: %s", got)
+	}
+	// a goes. Its CPUs stay taken while the plan that deletes it runs
+	// (deletes come last), so b gets them on the next iteration.
+	r2 := h.render("r2", dedicatedVM("b", 2))
+	if p := apply(agent(), r2); kinds(p) != "wait default_b, delete default_a" {
+		t.Fatalf("plan: %s", kinds(p))
+	}
+	if p := apply(agent(), r2); kinds(p) != "update default_b, start default_b" {
+		t.Fatalf("plan: %s", kinds(p))
+	}
+	if got := pins("default_b"); got != want {
+		t.Fatalf("b must get the freed CPUs: %s", got)
+	}
+}
+
+// Prune follows this agent's inventory: after its state is lost, domains the
+// source still wants are adopted (and pruned later as usual), while marked
+// domains nothing here wants are orphans, reported and left alone.
+func TestReconciler_inventoryAdoptAndOrphan(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true})
+	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always"), vm("old", "64Mi", "Always")))
+
+	// A second agent with an empty state directory on the same host.
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "fresh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(h.state, "disks")}, h.hv, d, db)
+	apply := func(st *desired.State) plan.Plan {
+		p, err := fresh.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := fresh.Apply(context.Background(), p); rep.Failed > 0 {
+			t.Fatalf("apply: %+v", rep.Outcomes)
+		}
+		return p.Plan
+	}
+	if got := kinds(apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))); got != "orphan default_old" {
+		t.Fatalf("plan: %s", got)
+	}
+	if _, ok := h.domains()["default_old"]; !ok {
+		t.Fatal("an orphan must never be deleted")
+	}
+	// web and db were adopted: removing db from the source prunes it.
+	if got := kinds(apply(h.render("r2", vm("web", "64Mi", "Always")))); got != "orphan default_old, delete default_db" {
+		t.Fatalf("plan: %s", got)
+	}
+}

@@ -13,6 +13,8 @@ const (
 	// domain instead of decoding every record with its full domain XML.
 	bucketStarted = "started"
 	bucketMeta    = "meta"
+	// bucketCPUs holds dedicated-CPU allocations: domain → desired.Pinning.
+	bucketCPUs = "cpus"
 
 	keyLastApplied   = "lastAppliedRevision"
 	keyLastAttempted = "lastAttemptedRevision"
@@ -70,6 +72,9 @@ func (s records) delete(name string) error {
 	if err := s.kv.Delete(bucketStarted, name); err != nil {
 		return err
 	}
+	if err := s.kv.Delete(bucketCPUs, name); err != nil {
+		return err
+	}
 	return s.kv.Delete(bucketVMs, name)
 }
 
@@ -79,3 +84,13 @@ func (s records) meta(key string) (string, error) {
 }
 
 func (s records) setMeta(key, val string) error { return s.kv.Put(bucketMeta, key, []byte(val)) }
+
+// inventory lists the domains this agent has defined and not yet deleted.
+func (s records) inventory() (map[string]bool, error) {
+	out := map[string]bool{}
+	err := s.kv.ForEach(bucketVMs, func(k string, _ []byte) error {
+		out[k] = true
+		return nil
+	})
+	return out, err
+}

@@ -147,7 +147,12 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	if e.domainType != "kvm" {
 		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
 	}
+	var pool func() ([]uint, error)
+	if o.cpuManager {
+		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
+	}
 	e.rec = reconciler.New(reconciler.Config{
+		CPUPool:         pool,
 		Arch:            e.facts.Arch,
 		DomainType:      e.domainType,
 		AllowPruneAll:   o.allowPruneAll,

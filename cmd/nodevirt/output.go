@@ -57,7 +57,7 @@ func (c colour) kind(k plan.Kind) string {
 		code = "33"
 	case plan.Delete, plan.Stop, plan.Conflict:
 		code = "31"
-	case plan.Hold, plan.Wait, plan.Keep:
+	case plan.Hold, plan.Wait, plan.Keep, plan.Orphan:
 		code = "36"
 	}
 	if code == "" {
@@ -135,7 +135,7 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 	tw.Flush()
 	for _, a := range p.Actions {
 		switch a.Kind {
-		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired:
+		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired, plan.Orphan:
 			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Kind), a.Object, a.Reason)
 		}
 	}
@@ -149,7 +149,8 @@ type DriftEntry struct {
 	Domain string `json:"domain"`
 	// Status: drifted (changed on the host), pending (changed in the source,
 	// not applied yet), missing (not on the host), extra (owned, not in the
-	// source), invalid (manifest broken; last good state kept), conflict.
+	// source), invalid (manifest broken; last good state kept), conflict,
+	// orphan (marked as nodevirt's, not in this agent's inventory).
 	Status  string        `json:"status"`
 	Changes []plan.Change `json:"changes,omitempty"`
 	// RunState is the run-state difference, e.g. "want running, is shutoff (destroyed)".
@@ -215,6 +216,9 @@ func driftReport(st *desired.State, p *reconciler.Planned) DriftReport {
 			e.Heal = a.Reason
 		case plan.Conflict:
 			set("conflict")
+			e.Heal = a.Reason
+		case plan.Orphan:
+			set("orphan")
 			e.Heal = a.Reason
 		case plan.Wait:
 			set("waiting")

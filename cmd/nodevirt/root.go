@@ -33,6 +33,9 @@ type options struct {
 
 	allowPruneAll   bool
 	pruneGuardShare float64
+
+	cpuManager   bool
+	reservedCPUs string
 }
 
 func newRootCmd() *cobra.Command {
@@ -64,6 +67,8 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
+	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
+	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here (1 = only all of them)")
 
 	root.AddCommand(

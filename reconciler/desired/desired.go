@@ -1,9 +1,6 @@
 package desired
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -56,9 +53,27 @@ type VM struct {
 	Revision string `json:"revision"`
 	// Hugepages the VM needs free on the host before it can start.
 	Hugepages *Hugepages `json:"hugepages,omitempty"`
+	// Dedicated is set for dedicatedCpuPlacement: the reconciler allocates
+	// exclusive host CPUs from the node's pool and pins the domain (Pin).
+	Dedicated *Dedicated `json:"dedicated,omitempty"`
 	// CPUCheck is the domain's <cpu> element when it names a model or gives
 	// feature policies: the host must be able to provide it (VM-9).
 	CPUCheck string `json:"cpuCheck,omitempty"`
+}
+
+// Dedicated is a VM's demand for exclusive host CPUs (VM-8).
+type Dedicated struct {
+	VCPUs int `json:"vcpus"`
+	// EmulatorThread asks for one more exclusive CPU for QEMU's emulator thread.
+	EmulatorThread bool `json:"emulatorThread,omitempty"`
+}
+
+// Need is how many host CPUs the VM takes from the pool.
+func (d Dedicated) Need() int {
+	if d.EmulatorThread {
+		return d.VCPUs + 1
+	}
+	return d.VCPUs
 }
 
 // Hugepages is a VM's demand for huge pages of one size.
@@ -191,26 +206,8 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 	if diags.HasErrors() || res.Domain == nil {
 		return nil, diags
 	}
-	body, err := res.Domain.Marshal()
-	if err != nil {
-		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
-	}
-	arts, err := json.Marshal(res.Artifacts)
-	if err != nil {
-		return nil, append(diags, o.Errorf(prefix, "hashing artifacts: %v", err))
-	}
-	sum := sha256.New()
-	sum.Write([]byte(body))
-	sum.Write(arts)
-	hash := "sha256:" + hex.EncodeToString(sum.Sum(nil))[:32]
-
-	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision, SpecHash: hash}
-	meta, err := owner.Element()
-	if err != nil {
-		return nil, append(diags, o.Errorf(prefix, "rendering metadata: %v", err))
-	}
-	res.Domain.Metadata = meta
-	xml, err := res.Domain.Marshal()
+	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision}
+	xml, hash, err := seal(res.Domain, res.Artifacts, owner)
 	if err != nil {
 		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
 	}
@@ -219,6 +216,10 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		if cpuCheck, err = c.Marshal(); err != nil {
 			return nil, append(diags, o.Errorf(prefix+".domain.cpu", "rendering CPU: %v", err))
 		}
+	}
+	var dedicated *Dedicated
+	if c := spec.Domain.CPU; c != nil && c.DedicatedCPUPlacement {
+		dedicated = &Dedicated{VCPUs: int(res.Domain.VCPU.Value), EmulatorThread: c.IsolateEmulatorThread}
 	}
 	var huge *Hugepages
 	if size, pages, ok := domain.HugepagesNeeded(spec); ok {
@@ -247,6 +248,7 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Revision:        revision,
 		Hugepages:       huge,
 		CPUCheck:        cpuCheck,
+		Dedicated:       dedicated,
 	}, diags
 }
 

@@ -3,6 +3,7 @@ package desired
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,10 +90,7 @@ func build(t *testing.T, dir string) (*manifests.Set, *State) {
 
 // seedOutcome says what Build must make of one seed VM: a domain, or the
 // errors (path → message prefix) that keep it from being one.
-var seedOutcomes = map[string]map[string]string{
-	// CPU pinning is VM-8; until then the converter refuses it.
-	"default_dedicated": {"spec.template.spec.domain.cpu.dedicatedCpuPlacement": "unsupported: CPU pinning comes with VM-8"},
-}
+var seedOutcomes = map[string]map[string]string{}
 
 // TestBuild_seed renders every VM of the seed fixtures
 // (manifests/testdata/seed, one file per 8.14 section): each becomes a domain
@@ -360,5 +358,45 @@ func TestBuild_instancetypeAndPreference(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+// Pin adds one <vcpupin> per vCPU (and the emulator pin) and changes the hash.
+func TestPin(t *testing.T) {
+	_, st := build(t, filepath.Join("..", "..", "manifests", "testdata", "seed"))
+	vm := st.Lookup("default_dedicated")
+	if vm == nil || vm.Dedicated == nil {
+		t.Fatalf("seed VM default_dedicated must need dedicated CPUs: %+v", vm)
+	}
+	cpus := make([]uint, vm.Dedicated.VCPUs)
+	for i := range cpus {
+		cpus[i] = uint(10 + i)
+	}
+	emu := uint(9)
+	pinned, err := Pin(vm, Pinning{VCPUs: cpus, Emulator: &emu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pinned.SpecHash == vm.SpecHash {
+		t.Fatal("pins must change the spec hash")
+	}
+	if o, ok := OwnerOf(pinned.XML); !ok || o.SpecHash != pinned.SpecHash {
+		t.Fatalf("owner metadata must carry the new hash: %+v", o)
+	}
+	for i := range cpus {
+		want := fmt.Sprintf(`<vcpupin vcpu="%d" cpuset="%d"></vcpupin>`, i, 10+i)
+		if !strings.Contains(pinned.XML, want) {
+			t.Fatalf("missing %s in\n%s", want, pinned.XML)
+		}
+	}
+	if !strings.Contains(pinned.XML, `<emulatorpin cpuset="9">`) {
+		t.Fatalf("missing emulatorpin in\n%s", pinned.XML)
+	}
+	again, err := Pin(vm, Pinning{VCPUs: cpus, Emulator: &emu})
+	if err != nil || again.XML != pinned.XML {
+		t.Fatalf("Pin must be deterministic: %v", err)
+	}
+	if _, err := Pin(vm, Pinning{VCPUs: cpus[:1]}); vm.Dedicated.VCPUs > 1 && err == nil {
+		t.Fatal("a pinning of the wrong size must be refused")
 	}
 }

@@ -32,6 +32,10 @@ const (
 	// RestartRequired: the definition changed while the VM runs and the VM asked
 	// not to be restarted for it.
 	RestartRequired Kind = "restart-required"
+	// Orphan: a domain with nodevirt's ownership mark that is not in this
+	// agent's inventory (another agent's, or from a lost state directory);
+	// reported, never pruned.
+	Orphan Kind = "orphan"
 )
 
 // Action is one step of a plan for one object.
@@ -66,6 +70,10 @@ type Options struct {
 	// PruneGuardShare is the share of owned VMs (0 < s <= 1) whose deletion in
 	// one revision needs confirmation; 0 means 1, i.e. only deleting all of them.
 	PruneGuardShare float64
+	// Inventory holds the domains this agent has defined (its state records):
+	// only they are pruned, as Flux prunes only its own inventory. Nil means
+	// every owned domain counts as this agent's.
+	Inventory map[string]bool
 	// Started holds the domains nodevirt has started at least once (runStrategy
 	// Once and RerunOnFailure need that history).
 	Started map[string]bool
@@ -74,8 +82,9 @@ type Options struct {
 	// LastGood holds, for invalid manifests, the VM last applied from a good
 	// revision: it stays the desired state until the manifest is fixed.
 	LastGood map[string]*desired.VM
-	// CPUIncompatible maps a domain to why the host cannot provide its CPU.
-	CPUIncompatible map[string]string
+	// Unschedulable maps a domain to why this node cannot run it (its CPU
+	// model, no free dedicated CPUs); it is defined but waits instead of starting.
+	Unschedulable map[string]string
 	// FreeHugepages maps a page size in KiB to the free pages of that size on
 	// the host; a VM that needs more waits instead of starting.
 	FreeHugepages map[int64]int64
@@ -128,14 +137,27 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 
 	// Prune: owned domains nothing asks for any more.
 	var owned, deletes []hv.Domain
+	var orphans []hv.Domain
 	for _, dom := range observed {
 		if _, ok := owners[dom.Name]; !ok {
+			continue
+		}
+		if opt.Inventory != nil && !opt.Inventory[dom.Name] {
+			if !wanted[dom.Name] && d.Invalid[dom.Name] == "" {
+				orphans = append(orphans, dom)
+			}
 			continue
 		}
 		owned = append(owned, dom)
 		if !wanted[dom.Name] && d.Invalid[dom.Name] == "" {
 			deletes = append(deletes, dom)
 		}
+	}
+	sort.Slice(orphans, func(i, j int) bool { return orphans[i].Name < orphans[j].Name })
+	for _, dom := range orphans {
+		o := owners[dom.Name]
+		p.Actions = append(p.Actions, Action{Kind: Orphan, Object: o.Kind + " " + o.Namespace + "/" + o.Name, Domain: dom.Name,
+			Reason: "marked as nodevirt's but not in this agent's inventory (another agent's, or a lost state directory); left untouched"})
 	}
 	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
 	held := ""
@@ -162,7 +184,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 // startOrWait turns a start into a wait when the host lacks what the VM
 // needs to run: QEMU would fail to allocate its memory otherwise.
 func startOrWait(vm *desired.VM, start Action, opt Options) Action {
-	if why := opt.CPUIncompatible[vm.DomainName]; why != "" {
+	if why := opt.Unschedulable[vm.DomainName]; why != "" {
 		start.Kind, start.Reason = Wait, "unschedulable on this node: "+why
 		return start
 	}
@@ -284,7 +306,7 @@ func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
 func (p Plan) Empty() bool {
 	for _, a := range p.Actions {
 		switch a.Kind {
-		case Keep, Conflict, Hold, Wait, RestartRequired:
+		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan:
 			continue
 		}
 		return false

@@ -93,6 +93,10 @@ func TestDiff(t *testing.T) {
 		{"deleting half with a 50% guard is held", state(vm("web", always, h1)),
 			[]hv.Domain{observed("web", hv.Running, "booted", h1), observed("old", hv.Running, "booted", h1)}, Options{PruneGuardShare: 0.5},
 			[]row{{Hold, "default_old", false}}},
+		{"an owned domain outside this agent's inventory is an orphan, not pruned", state(vm("web", always, h1)),
+			[]hv.Domain{observed("web", hv.Running, "booted", h1), observed("theirs", hv.Running, "booted", h1)},
+			Options{Inventory: map[string]bool{"default_web": true}},
+			[]row{{Orphan, "default_theirs", false}}},
 		{"unowned domains are never pruned", state(vm("web", always, h1)),
 			[]hv.Domain{observed("web", hv.Running, "booted", h1), {Name: "handmade", State: hv.Running, XML: "<domain/>"}}, Options{}, nil},
 	} {
@@ -169,7 +173,7 @@ func TestDiff_hugepagesWaitWhenShort(t *testing.T) {
 
 func TestDiff_incompatibleCPUWaits(t *testing.T) {
 	v := vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")
-	p := Diff(state(v), nil, Options{CPUIncompatible: map[string]string{"default_web": "Host CPU does not provide required features: avx512f"}})
+	p := Diff(state(v), nil, Options{Unschedulable: map[string]string{"default_web": "Host CPU does not provide required features: avx512f"}})
 	if d := cmp.Diff([]row{{Create, "default_web", false}, {Wait, "default_web", false}}, rows(p)); d != "" {
 		t.Fatalf("actions (-want +got):\n%s", d)
 	}

@@ -35,10 +35,7 @@ var goldenCases = []struct {
 	{file: "corpus/vmi-secureboot.yaml"},
 	{file: "corpus/vmi-host-disk.yaml"},
 	{file: "corpus/vmi-windows.yaml"},
-	{file: "corpus/vmi-fedora-isolated.yaml", wantErrors: []string{
-		"spec.domain.cpu.dedicatedCpuPlacement",
-		"spec.domain.cpu.isolateEmulatorThread",
-	}},
+	{file: "corpus/vmi-fedora-isolated.yaml"},
 	{file: "corpus/vmi-gpu.yaml", wantErrors: []string{"spec.domain.devices.gpus"}},
 	{file: "corpus/vmi-usb.yaml", wantErrors: []string{"spec.domain.devices.hostDevices"}},
 	{file: "corpus/vmi-sriov.yaml", wantErrors: []string{"spec.domain.devices.interfaces[1].sriov"}},

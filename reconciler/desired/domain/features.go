@@ -24,7 +24,12 @@ func configureFeatures(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 		// state="on" is how libvirt writes it back.
 		fl.SMM = &libvirtxml.DomainFeatureSMM{State: "on"}
 	}
-	if fl == (libvirtxml.DomainFeatureList{}) {
+	// With dedicated CPUs KubeVirt tells the guest kernel its vCPUs never
+	// share a host CPU, so it can skip paravirtual spinlock yielding.
+	if c := in.Spec.Domain.CPU; c != nil && c.DedicatedCPUPlacement && ctx.Type == "kvm" {
+		fl.KVM = &libvirtxml.DomainFeatureKVM{HintDedicated: &libvirtxml.DomainFeatureState{State: "on"}}
+	}
+	if fl.ACPI == nil && fl.APIC == nil && fl.SMM == nil && fl.KVM == nil {
 		return
 	}
 	dom.Features = &fl

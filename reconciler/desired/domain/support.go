@@ -85,8 +85,8 @@ var fields = []Field{
 			}
 			return nil
 		}},
-	{Path: "domain.cpu.dedicatedCpuPlacement", Support: Refused, Note: "CPU pinning comes with VM-8"},
-	{Path: "domain.cpu.isolateEmulatorThread", Support: Refused, Note: "CPU pinning comes with VM-8"},
+	{Path: "domain.cpu.dedicatedCpuPlacement", Support: Mapped, Note: "<features><kvm><hint-dedicated state=on>; the agent allocates exclusive host CPUs from the node's CPU-manager pool (--cpu-manager, --reserved-cpus), persists them, and pins each vCPU (<cputune><vcpupin>)"},
+	{Path: "domain.cpu.isolateEmulatorThread", Support: Mapped, Note: "one more exclusive host CPU for QEMU's emulator thread (<cputune><emulatorpin>)"},
 	{Path: "domain.cpu.numa", Support: Refused, Note: "guest NUMA mapping needs CPU pinning and hugepages (VM-7, VM-8)"},
 	{Path: "domain.cpu.realtime", Support: Refused, Note: "realtime vCPUs need CPU pinning (VM-8)"},
 	{Path: "domain.memory.guest", Support: Mapped, Note: "<memory unit=KiB> and <currentMemory unit=KiB>, rounded down to KiB"},

@@ -111,7 +111,7 @@ func TestReportUnmapped(t *testing.T) {
 		},
 	}
 	d := &spec.Domain
-	d.CPU = &kubevirtv1.CPU{Sockets: 2, MaxSockets: 8, DedicatedCPUPlacement: true}
+	d.CPU = &kubevirtv1.CPU{Sockets: 2, MaxSockets: 8}
 	d.Memory = &kubevirtv1.Memory{Guest: qty("1Gi"), MaxGuest: qty("1Gi")}
 	d.Devices.AutoattachVSOCK = ptr(false)                     // false: nothing to ignore
 	d.Devices.TPM = &kubevirtv1.TPMDevice{Enabled: ptr(false)} // disabled: nothing to ignore
@@ -130,7 +130,6 @@ func TestReportUnmapped(t *testing.T) {
 	p := "spec.template.spec."
 	want := []diagLine{
 		{"warning", p + "domain.cpu.maxSockets", "ignored: not supported yet; no vCPU hotplug slots; the VM has sockets, not maxSockets"},
-		{"error", p + "domain.cpu.dedicatedCpuPlacement", "unsupported: CPU pinning comes with VM-8"},
 		{"warning", p + "domain.devices.sound", "ignored: not supported yet; no sound device"},
 		{"warning", p + "domain.devices.disks[0].blockSize", "ignored: not supported yet; the guest sees QEMU's default 512-byte sectors"},
 		{"warning", p + "domain.devices.interfaces[0].dhcpOptions", "ignored: not supported yet; QEMU's DHCP server sends no extra options"},

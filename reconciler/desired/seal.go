@@ -1,0 +1,82 @@
+package desired
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+)
+
+// seal hashes what the guest will see (the domain without metadata, plus the
+// host artifacts behind its disks), writes the ownership element with that
+// hash into the domain and returns the final XML. It is the last step of
+// every rendering, so the hash always matches the XML.
+func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, owner Owner) (xml, hash string, err error) {
+	dom.Metadata = nil
+	body, err := dom.Marshal()
+	if err != nil {
+		return "", "", err
+	}
+	arts, err := json.Marshal(artifacts)
+	if err != nil {
+		return "", "", fmt.Errorf("hashing artifacts: %w", err)
+	}
+	sum := sha256.New()
+	sum.Write([]byte(body))
+	sum.Write(arts)
+	owner.SpecHash = "sha256:" + hex.EncodeToString(sum.Sum(nil))[:32]
+	meta, err := owner.Element()
+	if err != nil {
+		return "", "", err
+	}
+	dom.Metadata = meta
+	xml, err = dom.Marshal()
+	return xml, owner.SpecHash, err
+}
+
+// Pinning is the set of exclusive host CPUs allocated to a VM: one per vCPU,
+// in vCPU order, and the emulator thread's when isolated.
+type Pinning struct {
+	VCPUs    []uint `json:"vcpus"`
+	Emulator *uint  `json:"emulator,omitempty"`
+}
+
+// Pin returns a copy of vm whose domain pins each vCPU to its allocated host
+// CPU (<cputune><vcpupin>), and the emulator thread when isolated
+// (<emulatorpin>). The hash covers the pins: a new allocation redefines.
+func Pin(vm *VM, p Pinning) (*VM, error) {
+	if vm.Dedicated == nil || len(p.VCPUs) != vm.Dedicated.VCPUs {
+		return nil, fmt.Errorf("%s: pinning of %d CPUs does not fit its %d dedicated vCPUs", vm.Object, len(p.VCPUs), vm.Dedicated.VCPUs)
+	}
+	dom := &libvirtxml.Domain{}
+	if err := dom.Unmarshal(vm.XML); err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
+	if dom.CPUTune == nil {
+		dom.CPUTune = &libvirtxml.DomainCPUTune{}
+	}
+	dom.CPUTune.VCPUPin = nil
+	for i, cpu := range p.VCPUs {
+		dom.CPUTune.VCPUPin = append(dom.CPUTune.VCPUPin, libvirtxml.DomainCPUTuneVCPUPin{VCPU: uint(i), CPUSet: strconv.FormatUint(uint64(cpu), 10)})
+	}
+	dom.CPUTune.EmulatorPin = nil
+	if p.Emulator != nil {
+		dom.CPUTune.EmulatorPin = &libvirtxml.DomainCPUTuneEmulatorPin{CPUSet: strconv.FormatUint(uint64(*p.Emulator), 10)}
+	}
+	owner, ok := OwnerOf(vm.XML)
+	if !ok {
+		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
+	}
+	xml, hash, err := seal(dom, vm.Artifacts, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
+	out := *vm
+	out.XML, out.SpecHash = xml, hash
+	return &out, nil
+}
