@@ -13,7 +13,12 @@ need_root() {
 
 PKGS=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       qemu-system-x86 qemu-utils ovmf libxml2-utils pkg-config git gcc
-      iproute2 procps util-linux)
+      iproute2 procps util-linux
+      # storage: reflink clone test (XFS), xz for imports, curl for the import benchmark
+      xfsprogs xz-utils curl
+      # e2e fidelity guests (e2e/guest_test.go): a kernel with the i6300esb
+      # module, a static busybox, a BIOS-bootable ISO and a FAT EFI disk
+      linux-image-amd64 busybox-static isolinux syslinux-common xorriso mtools)
 
 missing=()
 for p in "${PKGS[@]}"; do

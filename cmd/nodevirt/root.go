@@ -79,6 +79,7 @@ func newRootCmd() *cobra.Command {
 		newDriftCmd(o),
 		newRunCmd(o),
 		newDemoCmd(o),
+		newStorageCmd(o),
 	)
 	return root
 }

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cheggaaa/pb/v3"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/runtime/importer"
+	"github.com/nodevirt/nodevirt/runtime/loop"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/runtime/volumes"
+)
+
+// storageFlags are the storage commands' own flags.
+type storageFlags struct {
+	secretsDir   string
+	allowedRoots []string
+	selfHeal     bool
+}
+
+func newStorageCmd(o *options) *cobra.Command {
+	sf := &storageFlags{}
+	cmd := &cobra.Command{
+		Use:   "storage",
+		Short: "Local storage: storage classes, volumes, loop-backed block PVs, claims and DataVolume imports",
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&sf.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
+	f.StringArrayVar(&sf.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
+	cmd.AddCommand(newStorageDescribeCmd(o, sf), newStoragePlanCmd(o, sf), newStorageApplyCmd(o, sf))
+	return cmd
+}
+
+// storageEnv is one storage command's run.
+type storageEnv struct {
+	e  *env
+	db *statedb.DB
+	m  *storage.Manager
+	st *storage.State
+}
+
+func (s *storageEnv) Close() {
+	if s.m != nil {
+		s.m.Close()
+	}
+	if s.db != nil {
+		_ = s.db.Close()
+	}
+	s.e.Close()
+}
+
+func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEnv, error) {
+	e, err := o.openSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &storageEnv{e: e}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	_, set, _, err := e.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.st = storage.Build(set, storage.Options{Node: o.node})
+	if err := os.MkdirAll(o.stateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(o.stateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if s.db, err = statedb.Open(filepath.Join(o.stateDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if s.m, err = newStorageManager(o, sf, s.db); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// newStorageManager wires the runtime packages to the storage reconciler.
+func newStorageManager(o *options, sf *storageFlags, kv storage.KV) (*storage.Manager, error) {
+	log := o.logger()
+	return storage.NewManager(storage.Config{
+		Root:          o.root,
+		StateDir:      o.stateDir,
+		AllowedRoots:  sf.allowedRoots,
+		SelfHeal:      sf.selfHeal,
+		AllowPruneAll: o.allowPruneAll,
+		Log:           log,
+	}, importerAdapter{importer.New(importer.Config{Log: log})}, loopAdapter{loop.New()}, volumes.Files{},
+		importer.SecretsDir{Dir: sf.secretsDir}, kv)
+}
+
+// importerAdapter is runtime/importer behind storage.Importer.
+type importerAdapter struct{ im *importer.Importer }
+
+func (a importerAdapter) Import(ctx context.Context, r storage.ImportRequest, progress func(float64)) (storage.ImportResult, error) {
+	kind := map[string]importer.SourceKind{
+		storage.SourceHTTP: importer.HTTP, storage.SourceRegistry: importer.Registry, storage.SourceBlank: importer.Blank,
+		storage.SourcePVC: importer.Clone, storage.SourceUpload: importer.Upload,
+	}[r.Kind]
+	res, err := a.im.Import(ctx, importer.Request{
+		Source: importer.Source{Kind: kind, URL: r.URL, CA: r.CA, Username: r.Username, Password: r.Password,
+			Headers: r.Headers, Checksum: r.Checksum, Insecure: r.Insecure, Architecture: r.Architecture, Path: r.SourcePath},
+		Target:   importer.Target{Path: r.Target, Block: r.Block, Size: r.Size, Preallocate: r.Preallocate},
+		Scratch:  r.Scratch,
+		Limits:   importer.Limits{CPUMillis: r.Limits.CPUMillis, MemoryBytes: r.Limits.MemoryBytes},
+		Progress: progress,
+	})
+	return storage.ImportResult{Format: res.Format, Compression: res.Compression, VirtualSize: res.VirtualSize,
+		Transferred: res.Transferred, Scratch: res.Scratch, Preallocation: res.Preallocation, Clone: res.Clone, Limits: res.Limits}, err
+}
+
+// loopAdapter is runtime/loop behind storage.Loops.
+type loopAdapter struct{ l *loop.Loops }
+
+func (a loopAdapter) AttachAt(dev, backing string) error {
+	return a.l.AttachAt(dev, backing, loop.Options{})
+}
+func (a loopAdapter) Backing(dev string) (string, bool, error) { return a.l.Backing(dev) }
+func (a loopAdapter) Find(backing string) ([]string, error)    { return a.l.Find(backing) }
+func (a loopAdapter) Detach(dev string) error                  { return a.l.Detach(dev) }
+
+func newStorageDescribeCmd(o *options, sf *storageFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe",
+		Short: "Show storage classes with the seed's feature matrix, volumes, and claims with their phase and progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			s, err := o.openStorage(cmd.Context(), sf)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			p, err := s.m.Plan(cmd.Context(), s.st)
+			if err != nil {
+				return err
+			}
+			return printDescription(cmd.OutOrStdout(), o.output, s.m.Describe(s.st, p), p)
+		},
+	}
+}
+
+func newStoragePlanCmd(o *options, sf *storageFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan",
+		Short: "Show what storage apply would do (dry run)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			s, err := o.openStorage(cmd.Context(), sf)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			p, err := s.m.Plan(cmd.Context(), s.st)
+			if err != nil {
+				return err
+			}
+			if o.output != "table" {
+				return printData(cmd.OutOrStdout(), o.output, p)
+			}
+			printStoragePlan(cmd.OutOrStdout(), p)
+			return nil
+		},
+	}
+}
+
+func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Make this host's storage match the source once; --wait also waits for imports",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			s, err := o.openStorage(cmd.Context(), sf)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx := cmd.Context()
+			w := cmd.OutOrStdout()
+			var all storage.Report
+			var p *storage.Plan
+			// Rounds: a clone waits for its source's import, so apply again
+			// while the previous round did something.
+			for round := 0; round < 10; round++ {
+				if p, err = s.m.Plan(ctx, s.st); err != nil {
+					return err
+				}
+				rep := s.m.Apply(ctx, p, storage.All)
+				all.Outcomes = append(all.Outcomes, rep.Outcomes...)
+				all.Failed += rep.Failed
+				if !wait {
+					break
+				}
+				if err := waitImports(ctx, w, s.m, s.st); err != nil {
+					return err
+				}
+				if len(rep.Outcomes) == 0 {
+					break
+				}
+			}
+			if p, err = s.m.Plan(ctx, s.st); err != nil {
+				return err
+			}
+			d := s.m.Describe(s.st, p)
+			if o.output != "table" {
+				if err := printData(w, o.output, map[string]any{"report": all, "storage": d}); err != nil {
+					return err
+				}
+			} else {
+				printStorageReport(w, all)
+				if err := printDescription(w, "table", d, p); err != nil {
+					return err
+				}
+			}
+			failedImports := 0
+			for _, c := range d.Claims {
+				if c.Status.Phase == storage.PhaseFailed {
+					failedImports++
+				}
+			}
+			if all.Failed > 0 || (wait && failedImports > 0) || s.st.Diags.HasErrors() {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every import started has finished")
+	cmd.Flags().BoolVar(&sf.selfHeal, "self-heal", true, "re-attach detached loop devices and re-import missing disks")
+	return cmd
+}
+
+// waitImports waits for running imports, with progress bars on a terminal
+// and a line every few seconds elsewhere.
+func waitImports(ctx context.Context, w io.Writer, m *storage.Manager, st *storage.State) error {
+	done := make(chan error, 1)
+	go func() { done <- m.Wait(ctx) }()
+	tty := bool(colourFor(w))
+	bars := map[string]*pb.ProgressBar{}
+	var pool *pb.Pool
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastLine := time.Now()
+	keys := make([]string, 0, len(st.Claims))
+	for k := range st.Claims {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	stopBars := func() {
+		if pool != nil {
+			_ = pool.Stop()
+		}
+	}
+	for {
+		select {
+		case err := <-done:
+			for _, b := range bars {
+				b.SetCurrent(100)
+			}
+			stopBars()
+			return err
+		case <-tick.C:
+			for _, k := range keys {
+				ns, name, _ := strings.Cut(k, "/")
+				s, ok := m.Claim(ns, name)
+				if !ok || (s.Phase != storage.PhaseImportInProgress && s.Phase != storage.PhaseCloneInProgress) {
+					continue
+				}
+				if tty {
+					b := bars[k]
+					if b == nil {
+						b = pb.New(100).SetTemplateString(`{{string . "name"}} {{bar . }} {{percent . }}`).Set("name", k)
+						bars[k] = b
+						if pool == nil {
+							pool, _ = pb.StartPool(b)
+						} else {
+							pool.Add(b)
+						}
+					}
+					b.SetCurrent(int64(s.Progress))
+				} else if time.Since(lastLine) > 5*time.Second {
+					fmt.Fprintf(w, "%s: %s %.1f%%\n", k, s.Phase, s.Progress)
+					lastLine = time.Now()
+				}
+			}
+		}
+	}
+}
+
+func bytesText(n int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return resource.NewQuantity(n, resource.BinarySI).String()
+}
+
+func printStoragePlan(w io.Writer, p *storage.Plan) {
+	if p.PruneSuspended {
+		fmt.Fprintln(w, "Pruning is suspended: a file of this revision failed to parse.")
+	}
+	if len(p.Actions) == 0 {
+		fmt.Fprintln(w, "No changes. The host's storage matches the source.")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTION\tOBJECT\tTARGET\tREASON")
+		for _, a := range p.Actions {
+			flag := ""
+			if a.Drift {
+				flag = " [drift]"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Kind, a.Object, a.Target, a.Reason, flag)
+			for _, ch := range a.Changes {
+				fmt.Fprintf(tw, "\t  ~ %s\t\t\n", ch)
+			}
+		}
+		tw.Flush()
+	}
+	if len(p.Diags) > 0 {
+		fmt.Fprintf(w, "\n%d diagnostics:\n", len(p.Diags))
+		for _, d := range p.Diags {
+			fmt.Fprintf(w, "  %s\n", d.Error())
+		}
+	}
+}
+
+func printStorageReport(w io.Writer, rep storage.Report) {
+	if len(rep.Outcomes) == 0 {
+		fmt.Fprintln(w, "Nothing to do.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESULT\tACTION\tOBJECT\tTARGET\tDETAIL")
+	for _, o := range rep.Outcomes {
+		detail := o.Reason
+		if o.Error != "" {
+			detail = o.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Result, o.Kind, o.Object, o.Target, detail)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func printDescription(w io.Writer, format string, d storage.Description, p *storage.Plan) error {
+	if format != "table" {
+		return printData(w, format, d)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STORAGE CLASS\tPROVISIONER\tRECLAIM\tBINDING\tKIND (seed 8.18.1)\tLIVE MIGRATION\tHOST-ASSISTED CLONE\tSTORAGE-ASSISTED CLONE\tSNAPSHOT")
+	for _, c := range d.Classes {
+		name := c.Name
+		if c.Default {
+			name += " (default)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, c.Provisioner, c.ReclaimPolicy, c.BindingMode,
+			c.Features.Kind, c.Features.LiveMigration, c.Features.HostAssistedClone, c.Features.StorageAssistedClone, c.Features.Snapshot)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PERSISTENT VOLUME\tCAPACITY\tMODE\tCLASS\tRECLAIM\tPHASE\tCLAIM\tDEVICE\tPATH")
+	for _, v := range d.Volumes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, bytesText(v.Capacity), v.VolumeMode, dash(v.Class),
+			v.ReclaimPolicy, v.Phase, dash(v.Claim), dash(v.Device), v.Path)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLAIM\tKIND\tPHASE\tPROGRESS\tREADY\tCLASS\tCAPACITY\tDISK\tPATH\tMESSAGE")
+	for _, c := range d.Claims {
+		kind, _, _ := strings.Cut(c.Object, " ")
+		if c.Owner != "" {
+			kind += " (" + c.Owner + ")"
+		}
+		msg := c.Status.Message
+		if r := c.Result; r != nil && c.Status.Ready {
+			msg = strings.TrimSpace(strings.Join([]string{r.Format, r.Compression, r.Clone, r.Limits}, " "))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%v\t%s\t%s\t%s\t%s\t%s\n", c.Key, kind, c.Status.Phase, c.Status.Progress, c.Status.Ready,
+			dash(c.Class), bytesText(c.Capacity), bytesText(c.DiskSize), dash(c.Status.Path), msg)
+	}
+	tw.Flush()
+	if p != nil && len(p.Diags) > 0 {
+		fmt.Fprintf(w, "\n%d diagnostics:\n", len(p.Diags))
+		for _, dg := range p.Diags {
+			fmt.Fprintf(w, "  %s\n", dg.Error())
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,458 @@
+package storage
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Importer fills a volume (runtime/importer behind an adapter).
+type Importer interface {
+	Import(ctx context.Context, req ImportRequest, progress func(percent float64)) (ImportResult, error)
+}
+
+// ImportRequest is one import with credentials resolved.
+type ImportRequest struct {
+	// Kind is the source kind (SourceHTTP, …).
+	Kind     string
+	URL      string
+	Username string
+	Password string
+	// CA is PEM certificates to trust in addition to the system's.
+	CA           []byte
+	Headers      []string
+	Checksum     string
+	Insecure     bool
+	Architecture string
+	// SourcePath is a clone's source disk (file or device).
+	SourcePath string
+	// Target is the disk file or device; Size its virtual size (0 for a
+	// device: all of it).
+	Target      string
+	Block       bool
+	Size        int64
+	Preallocate bool
+	// Scratch is the scratch directory (scratchSpaceStorageClass).
+	Scratch string
+	Limits  Limits
+}
+
+// ImportResult is what an import reports.
+type ImportResult struct {
+	Format        string `json:"format,omitempty"`
+	Compression   string `json:"compression,omitempty"`
+	VirtualSize   int64  `json:"virtualSize,omitempty"`
+	Transferred   int64  `json:"transferred,omitempty"`
+	Scratch       string `json:"scratch,omitempty"`
+	Preallocation string `json:"preallocation,omitempty"`
+	Clone         string `json:"clone,omitempty"`
+	Limits        string `json:"limits,omitempty"`
+}
+
+// Loops manages loop devices (runtime/loop).
+type Loops interface {
+	// AttachAt attaches backing to dev without autoclear; idempotent.
+	AttachAt(dev, backing string) error
+	// Backing returns the file dev is attached to.
+	Backing(dev string) (file string, attached bool, err error)
+	// Find returns the devices backing is attached to.
+	Find(backing string) ([]string, error)
+	Detach(dev string) error
+}
+
+// Files is the host file system.
+type Files interface {
+	Exists(path string) bool
+	MkdirAll(path string) error
+	// RemoveAll removes a directory tree; Remove one file.
+	RemoveAll(path string) error
+	Remove(path string) error
+	// CreateSparse makes a sparse file of size bytes (never truncating an
+	// existing one).
+	CreateSparse(path string, size int64) error
+	// Size returns a file's size.
+	Size(path string) (int64, error)
+}
+
+// Secrets reads credentials and CA bundles kept outside git.
+type Secrets interface {
+	Read(namespace, name string) (map[string][]byte, error)
+}
+
+// KV is the state database.
+type KV interface {
+	Get(bucket, key string) ([]byte, error)
+	Put(bucket, key string, val []byte) error
+	Delete(bucket, key string) error
+	ForEach(bucket string, fn func(key string, val []byte) error) error
+}
+
+// Config is the operator's policy for storage on this node.
+type Config struct {
+	// Root prefixes host paths from manifests (HostPathProvisioner paths,
+	// PersistentVolume directories) so tests use a temporary directory.
+	Root string
+	// StateDir holds loop backing files (StateDir/blockpv) and fallback
+	// scratch space (StateDir/scratch).
+	StateDir string
+	// AllowedRoots are directories (under Root) where a PersistentVolume's
+	// local.path or hostPath.path may lie, besides the hostpath
+	// provisioner's paths and StateDir.
+	AllowedRoots []string
+	// SelfHeal re-attaches detached loop devices and re-imports missing
+	// disks; off, such drift is only reported.
+	SelfHeal      bool
+	AllowPruneAll bool
+	// InUse reports whether a running domain uses a path; data in use is
+	// never deleted. nil means nothing is.
+	InUse func(path string) bool
+	// OnChange is called (from a background goroutine) when an import
+	// ends, so the caller can reconcile the VMs waiting for it.
+	OnChange func()
+	// Backoff is the wait before retry n (1-based) of a failed import; nil
+	// means 10s doubling up to 5m.
+	Backoff func(n int) time.Duration
+	Now     func() time.Time
+	Log     *slog.Logger
+}
+
+func defaultBackoff(n int) time.Duration {
+	d := 10 * time.Second
+	for i := 1; i < n && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+// Manager plans and applies storage; it is safe for concurrent use.
+type Manager struct {
+	cfg     Config
+	imp     Importer
+	loops   Loops
+	files   Files
+	secrets Secrets
+	kv      KV
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	classRecs  map[string]*classRecord
+	volumeRecs map[string]*volumeRecord
+	claimRecs  map[string]*claimRecord
+	jobs       map[string]*job
+	// pending is the status of desired claims without a record, as of the
+	// last Plan.
+	pending map[string]ClaimStatus
+}
+
+type job struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	persist time.Time
+}
+
+// NewManager loads the persisted records and returns a Manager. Imports it
+// starts run until Close.
+func NewManager(cfg Config, imp Importer, loops Loops, files Files, secrets Secrets, kv KV) (*Manager, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = defaultBackoff
+	}
+	if cfg.Root == "" {
+		cfg.Root = "/"
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, imp: imp, loops: loops, files: files, secrets: secrets, kv: kv, log: log,
+		ctx: ctx, cancel: cancel, jobs: map[string]*job{}, pending: map[string]ClaimStatus{}}
+	if err := m.load(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("storage state: %w", err)
+	}
+	return m, nil
+}
+
+// Close stops running imports (their records stay in progress, so the next
+// Manager restarts them) and waits for them.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// Wait blocks until no import runs or ctx ends.
+func (m *Manager) Wait(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		var done chan struct{}
+		for _, j := range m.jobs {
+			done = j.done
+			break
+		}
+		m.mu.Unlock()
+		if done == nil {
+			return nil
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Running reports whether any import runs.
+func (m *Manager) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.jobs) > 0
+}
+
+// ClaimStatus is what the VM side needs of a claim.
+type ClaimStatus struct {
+	// Ready: the disk is complete; a VM may use it.
+	Ready bool `json:"ready"`
+	// Phase is CDI's DataVolume phase, or Pending/Bound for a plain claim.
+	Phase string `json:"phase"`
+	// Progress is the import's share done, in percent.
+	Progress float64 `json:"progress,omitempty"`
+	// Path is disk.img in the claim's directory (Filesystem) or the block
+	// device (Block): <disk type='file'> or <disk type='block'>.
+	Path  string `json:"path,omitempty"`
+	Block bool   `json:"block,omitempty"`
+	// Reason and Message say why a claim is not ready.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	Volume  string `json:"volume,omitempty"`
+}
+
+// Claim returns the status of claim namespace/name; ok is false when
+// nodevirt knows nothing of it yet.
+func (m *Manager) Claim(namespace, name string) (ClaimStatus, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := namespace + "/" + name
+	if r := m.claimRecs[key]; r != nil {
+		return statusOf(r), true
+	}
+	s, ok := m.pending[key]
+	return s, ok
+}
+
+func statusOf(r *claimRecord) ClaimStatus {
+	s := ClaimStatus{Phase: r.Phase, Progress: r.Progress, Path: r.Path, Block: r.Block, Reason: r.Reason, Message: r.Message, Volume: r.Volume}
+	s.Ready = r.Phase == PhaseSucceeded || r.Phase == PhaseBound
+	if s.Ready {
+		s.Progress = 100
+	}
+	return s
+}
+
+// host maps a manifest path onto the host root.
+func (m *Manager) host(p string) string {
+	return filepath.Join(m.cfg.Root, filepath.FromSlash(p))
+}
+
+// backing is the file behind a loop-backed PersistentVolume.
+func (m *Manager) backing(pv string) string {
+	return filepath.Join(m.cfg.StateDir, "blockpv", pv+".img")
+}
+
+// dynamicName is the PersistentVolume name the provisioner gives a claim:
+// pvc-<uid>, with a name-based uid since there is no API server.
+func dynamicName(key string) string {
+	h := sha1.Sum([]byte("nodevirt/pvc/" + key))
+	h[6] = (h[6] & 0x0f) | 0x50
+	h[8] = (h[8] & 0x3f) | 0x80
+	return fmt.Sprintf("pvc-%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// allowed says whether dir (a host path) may hold volumes.
+func (m *Manager) allowed(st *State, dir string) bool {
+	roots := []string{m.cfg.StateDir}
+	for _, r := range m.cfg.AllowedRoots {
+		roots = append(roots, m.host(r))
+	}
+	if hp := st.HostPath; hp != nil {
+		if hp.Path != "" {
+			roots = append(roots, m.host(hp.Path))
+		}
+		for _, p := range hp.Pools {
+			roots = append(roots, m.host(p))
+		}
+	}
+	dir = filepath.Clean(dir)
+	for _, r := range roots {
+		r = filepath.Clean(r)
+		if r == "" || r == "/" {
+			continue
+		}
+		if dir == r || strings.HasPrefix(dir, r+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve fills an import request's credentials from the repository or the
+// secrets directory.
+func (m *Manager) resolve(ns string, src *Source, req *ImportRequest) error {
+	if src.SecretRef != "" {
+		data := src.SecretData
+		if data == nil {
+			if m.secrets == nil {
+				return fmt.Errorf("secret %s/%s: no secrets directory configured", ns, src.SecretRef)
+			}
+			var err error
+			if data, err = m.secrets.Read(ns, src.SecretRef); err != nil {
+				return err
+			}
+		}
+		req.Username, req.Password = string(data["accessKeyId"]), string(data["secretKey"])
+		if req.Username == "" && req.Password == "" {
+			return fmt.Errorf("secret %s/%s has neither accessKeyId nor secretKey", ns, src.SecretRef)
+		}
+	}
+	if src.CertConfigMap != "" {
+		var pem []byte
+		if src.CAData != nil {
+			keys := make([]string, 0, len(src.CAData))
+			for k := range src.CAData {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				pem = append(pem, src.CAData[k]...)
+				pem = append(pem, '\n')
+			}
+		} else {
+			if m.secrets == nil {
+				return fmt.Errorf("config map %s/%s: no secrets directory configured", ns, src.CertConfigMap)
+			}
+			data, err := m.secrets.Read(ns, src.CertConfigMap)
+			if err != nil {
+				return fmt.Errorf("CA bundle: %w", err)
+			}
+			keys := make([]string, 0, len(data))
+			for k := range data {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				pem = append(pem, data[k]...)
+				pem = append(pem, '\n')
+			}
+		}
+		req.CA = pem
+	}
+	req.Headers = append(req.Headers, src.Headers...)
+	for _, name := range src.SecretHeaders {
+		if m.secrets == nil {
+			return fmt.Errorf("secret %s/%s: no secrets directory configured", ns, name)
+		}
+		data, err := m.secrets.Read(ns, name)
+		if err != nil {
+			return err
+		}
+		for _, v := range data {
+			req.Headers = append(req.Headers, strings.TrimSpace(string(v)))
+		}
+	}
+	return nil
+}
+
+// startImport runs an import in the background. Called with m.mu held.
+func (m *Manager) startImport(r *claimRecord, req ImportRequest, scratch string) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	j := &job{cancel: cancel, done: make(chan struct{})}
+	m.jobs[r.Key] = j
+	key := r.Key
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(j.done)
+		res, err := m.imp.Import(ctx, req, func(p float64) { m.progress(key, p) })
+		if scratch != "" {
+			_ = m.files.RemoveAll(scratch)
+		}
+		m.mu.Lock()
+		delete(m.jobs, key)
+		rec := m.claimRecs[key]
+		if rec == nil || m.ctx.Err() != nil {
+			// The claim was deleted meanwhile, or the agent is stopping:
+			// the record stays "in progress" and the next agent restarts it.
+			m.mu.Unlock()
+			return
+		}
+		now := m.cfg.Now()
+		rec.Finished = now
+		switch {
+		case err == nil:
+			rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseSucceeded, 100, "Completed", "Import Complete"
+			if req.Kind == SourcePVC {
+				rec.Message = "Clone Complete"
+			}
+			rec.Result = &res
+			rec.Attempts, rec.Retry = 0, time.Time{}
+			m.log.Info("import done", "claim", key, "format", res.Format, "took", now.Sub(rec.Started).Round(time.Millisecond))
+		case errors.Is(err, context.Canceled):
+			rec.Phase, rec.Reason, rec.Message = PhaseImportScheduled, "Cancelled", "the import was cancelled"
+		default:
+			rec.Attempts++
+			rec.Phase, rec.Reason, rec.Message = PhaseFailed, "Error", err.Error()
+			rec.Retry = now.Add(m.cfg.Backoff(rec.Attempts))
+			m.log.Error("import failed", "claim", key, "attempt", rec.Attempts, "retry", rec.Retry, "err", err)
+		}
+		if perr := m.putClaim(rec); perr != nil {
+			m.log.Error("persist claim", "claim", key, "err", perr)
+		}
+		m.mu.Unlock()
+		if m.cfg.OnChange != nil {
+			m.cfg.OnChange()
+		}
+	}()
+}
+
+// progress records an import's progress, persisting it at most every
+// second so a restarted agent reports where the import was.
+func (m *Manager) progress(key string, p float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, j := m.claimRecs[key], m.jobs[key]
+	if rec == nil || j == nil {
+		return
+	}
+	rec.Progress = p
+	if now := m.cfg.Now(); now.Sub(j.persist) >= time.Second {
+		j.persist = now
+		if err := m.putClaim(rec); err != nil {
+			m.log.Error("persist progress", "claim", key, "err", err)
+		}
+	}
+}
+
+// stop cancels a claim's import and waits for it. Called without m.mu.
+func (m *Manager) stop(key string) {
+	m.mu.Lock()
+	j := m.jobs[key]
+	m.mu.Unlock()
+	if j == nil {
+		return
+	}
+	j.cancel()
+	<-j.done
+}

@@ -1,0 +1,650 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+)
+
+// Action kinds of a storage plan.
+const (
+	// ActProvision makes a volume's backing: a hostpath directory, a
+	// PersistentVolume's directory or a loop device's backing file.
+	ActProvision = "provision"
+	// ActAttach attaches a loop device to its backing file.
+	ActAttach = "attach-loop"
+	// ActBind binds a claim to a volume.
+	ActBind = "bind"
+	// ActCreateDisk makes the blank disk.img of a plain claim, as KubeVirt
+	// does for a Filesystem PersistentVolumeClaim.
+	ActCreateDisk = "create-disk"
+	// ActImport starts (or restarts) a DataVolume's import in the background.
+	ActImport = "import"
+	// ActWait: nothing to do until something else happens (an import runs,
+	// a consumer, an upload, a retry time, a clone source).
+	ActWait = "wait"
+	// ActRelease keeps a deleted claim's data (reclaim policy Retain) and
+	// marks its volume Released.
+	ActRelease = "release"
+	// ActDeleteData removes a deleted claim's data (reclaim policy Delete).
+	ActDeleteData = "delete-data"
+	// ActDetach detaches the loop device of a PersistentVolume removed
+	// from the source.
+	ActDetach = "detach-loop"
+	// ActForget drops nodevirt's record of a removed volume; no data is touched.
+	ActForget = "forget"
+	// ActHold: a delete the prune guard or a failed parse stopped.
+	ActHold = "hold"
+	// ActKeep: an invalid manifest; the object keeps its last good state.
+	ActKeep = "keep"
+	// ActConflict: the host holds something nodevirt does not own where a
+	// volume should be; it is reported and left alone.
+	ActConflict = "conflict"
+)
+
+// Action is one step for one storage object.
+type Action struct {
+	Kind   string `json:"action"`
+	Object string `json:"object"`
+	// Target is the path or device the action works on.
+	Target  string        `json:"target,omitempty"`
+	Changes []plan.Change `json:"changes,omitempty"`
+	Reason  string        `json:"reason"`
+	// Drift marks actions that undo an out-of-band change (a detached
+	// loop device, a deleted disk); they run only with self-heal on.
+	Drift bool `json:"drift,omitempty"`
+
+	claim  string // claim key
+	volume string // volume name
+}
+
+// Plan is what Apply would do.
+type Plan struct {
+	Actions        []Action  `json:"actions"`
+	Diags          diag.List `json:"diagnostics,omitempty"`
+	PruneSuspended bool      `json:"pruneSuspended,omitempty"`
+	// Claims is every claim's status as planned (for reports).
+	Claims map[string]ClaimStatus `json:"claims,omitempty"`
+	InSync []string               `json:"inSync,omitempty"`
+
+	st *State
+	// binds are the bindings this plan makes: claim key -> volume plan.
+	binds map[string]*binding
+}
+
+// binding is where a claim's disk goes.
+type binding struct {
+	volume  string
+	dynamic bool
+	dir     string // Filesystem volume directory
+	device  string // Block device
+	backing string
+	class   string
+	reclaim string
+}
+
+func (b *binding) path() string {
+	if b.device != "" {
+		return b.device
+	}
+	return filepath.Join(b.dir, "disk.img")
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool {
+	for _, a := range p.Actions {
+		switch a.Kind {
+		case ActWait, ActHold, ActKeep, ActConflict:
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Drift returns the actions that undo out-of-band changes.
+func (p *Plan) Drift() []Action {
+	var out []Action
+	for _, a := range p.Actions {
+		if a.Drift || a.Kind == ActConflict {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// planner computes one plan.
+type planner struct {
+	m     *Manager
+	st    *State
+	p     *Plan
+	now   time.Time
+	taken map[string]string // volume -> claim bound in this plan
+	// classes are the effective classes: as recorded once used.
+	classes map[string]*Class
+}
+
+// Plan observes the host and computes what to do for st.
+func (m *Manager) Plan(ctx context.Context, st *State) (*Plan, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pl := &planner{m: m, st: st, now: m.cfg.Now(), taken: map[string]string{}, classes: map[string]*Class{},
+		p: &Plan{Diags: slices.Clone(st.Diags), PruneSuspended: st.PruneSuspended, Claims: map[string]ClaimStatus{}, st: st, binds: map[string]*binding{}}}
+	pl.classesPlan()
+	pl.volumesPlan()
+	pl.claimsPlan()
+	pl.removedClaims()
+	pl.removedVolumes()
+	m.pending = map[string]ClaimStatus{}
+	for k, s := range pl.p.Claims {
+		if m.claimRecs[k] == nil {
+			m.pending[k] = s
+		}
+	}
+	pl.p.Diags.Sort()
+	return pl.p, ctx.Err()
+}
+
+func (pl *planner) add(a Action) { pl.p.Actions = append(pl.p.Actions, a) }
+
+// classesPlan checks that classes used by volumes did not change.
+func (pl *planner) classesPlan() {
+	for _, name := range slices.Sorted(maps.Keys(pl.st.Classes)) {
+		c := pl.st.Classes[name]
+		eff := c
+		if rec := pl.m.classRecs[name]; rec != nil {
+			if changes := classChanges(rec.Spec, c.Immutable()); len(changes) > 0 {
+				d := diag.Diagnostic{Severity: diag.Error, File: c.file, Line: c.line, Object: c.Object, Path: changes[0].Path,
+					Message: fmt.Sprintf("%s (first used %s)", ErrClassImmutable, rec.Since.Format(time.RFC3339)), Err: ErrClassImmutable}
+				pl.p.Diags = append(pl.p.Diags, d)
+				pl.add(Action{Kind: ActKeep, Object: c.Object, Changes: changes,
+					Reason: "StorageClass parameters are immutable once volumes were provisioned from it; its volumes keep the class as first used"})
+				cp := *c
+				cp.Provisioner, cp.Parameters, cp.ReclaimPolicy, cp.BindingMode = rec.Spec.Provisioner, rec.Spec.Parameters, rec.Spec.ReclaimPolicy, rec.Spec.BindingMode
+				eff = &cp
+			}
+		}
+		pl.classes[name] = eff
+	}
+}
+
+func classChanges(was, now ClassSpec) []plan.Change {
+	var out []plan.Change
+	if was.Provisioner != now.Provisioner {
+		out = append(out, plan.Change{Path: "provisioner", From: was.Provisioner, To: now.Provisioner})
+	}
+	for _, k := range slices.Sorted(maps.Keys(merge(was.Parameters, now.Parameters))) {
+		if was.Parameters[k] != now.Parameters[k] {
+			out = append(out, plan.Change{Path: "parameters." + k, From: was.Parameters[k], To: now.Parameters[k]})
+		}
+	}
+	if was.ReclaimPolicy != now.ReclaimPolicy {
+		out = append(out, plan.Change{Path: "reclaimPolicy", From: was.ReclaimPolicy, To: now.ReclaimPolicy})
+	}
+	if was.BindingMode != now.BindingMode {
+		out = append(out, plan.Change{Path: "volumeBindingMode", From: was.BindingMode, To: now.BindingMode})
+	}
+	return out
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	maps.Copy(out, a)
+	maps.Copy(out, b)
+	return out
+}
+
+// volumesPlan makes static PersistentVolumes exist: directories, loop
+// backing files and attached loop devices.
+func (pl *planner) volumesPlan() {
+	for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
+		v := pl.st.Volumes[name]
+		rec := pl.m.volumeRecs[name]
+		if !v.Loop {
+			dir := pl.m.host(v.Path)
+			if !pl.m.allowed(pl.st, dir) {
+				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: dir, volume: name,
+					Reason: "path is outside the allowed roots (the hostpath provisioner's paths, the state directory, --allowed-root); nothing is created there"})
+				pl.p.Diags = append(pl.p.Diags, diag.Errorf(v.Object, "spec.local.path", "%s is outside the allowed storage roots", v.Path))
+				continue
+			}
+			if !pl.m.files.Exists(dir) {
+				pl.add(Action{Kind: ActProvision, Object: v.Object, Target: dir, volume: name, Reason: "create the volume's directory",
+					Drift: rec != nil})
+			}
+			continue
+		}
+		backing := pl.m.backing(name)
+		exists := pl.m.files.Exists(backing)
+		if !exists {
+			reason := fmt.Sprintf("create the %s backing file of the loop device", quantity(v.Capacity))
+			if rec != nil && rec.Backing != "" {
+				reason = "the loop device's backing file is missing; create an empty one"
+			}
+			pl.add(Action{Kind: ActProvision, Object: v.Object, Target: backing, volume: name, Reason: reason, Drift: rec != nil && rec.Backing != ""})
+		} else if size, err := pl.m.files.Size(backing); err == nil && size < v.Capacity {
+			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: backing, volume: name,
+				Changes: []plan.Change{{Path: "spec.capacity.storage", From: fmt.Sprint(size), To: fmt.Sprint(v.Capacity)}},
+				Reason:  "the backing file is smaller than the volume's capacity; growing a used volume is not supported"})
+		}
+		cur, attached, err := pl.m.loops.Backing(v.Path)
+		switch {
+		case err != nil:
+			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name, Reason: "cannot read the loop device: " + err.Error()})
+		case attached && cur != backing:
+			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name,
+				Changes: []plan.Change{{Path: "backing_file", From: cur, To: backing}},
+				Reason:  fmt.Sprintf("%s is attached to %s, not to this volume's file; nodevirt leaves it alone", v.Path, cur)})
+		case !attached:
+			if others, _ := pl.m.loops.Find(backing); len(others) > 0 {
+				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name,
+					Changes: []plan.Change{{Path: "device", From: strings.Join(others, ","), To: v.Path}},
+					Reason:  fmt.Sprintf("the backing file is attached to %s instead of %s", strings.Join(others, ", "), v.Path)})
+				continue
+			}
+			reason := "attach the loop device"
+			drift := rec != nil && rec.Attached
+			if drift {
+				reason = "the loop device is missing (host rebooted or detached out of band); attach it again"
+			}
+			pl.add(Action{Kind: ActAttach, Object: v.Object, Target: v.Path, volume: name, Reason: reason, Drift: drift})
+		}
+	}
+}
+
+// usable says whether a static volume can take a claim now.
+func (pl *planner) usable(name string) bool {
+	for _, a := range pl.p.Actions {
+		if a.volume == name && a.Kind == ActConflict {
+			return false
+		}
+	}
+	return true
+}
+
+// claimsPlan binds claims and imports DataVolumes.
+func (pl *planner) claimsPlan() {
+	// Records bound earlier keep their volumes.
+	for key, r := range pl.m.claimRecs {
+		if r.Volume != "" {
+			pl.taken[r.Volume] = key
+		}
+	}
+	keys := slices.Sorted(maps.Keys(pl.st.Claims))
+	// Clone sources first, so a clone sees its source's plan.
+	sort.SliceStable(keys, func(i, j int) bool {
+		ci, cj := pl.st.Claims[keys[i]], pl.st.Claims[keys[j]]
+		return !isClone(ci) && isClone(cj)
+	})
+	for _, key := range keys {
+		pl.claim(pl.st.Claims[key])
+	}
+	for key, c := range pl.st.Elsewhere {
+		if _, known := pl.m.claimRecs[key]; known {
+			pl.add(Action{Kind: ActKeep, Object: "claim " + key, claim: key, Reason: c + "; its data here is kept"})
+		}
+	}
+	for obj := range pl.st.Invalid {
+		for key, r := range pl.m.claimRecs {
+			if r.Object == obj || r.Owner == obj {
+				pl.add(Action{Kind: ActKeep, Object: r.Object, claim: key, Reason: "manifest is invalid; the claim keeps its last good state"})
+				pl.p.Claims[key] = statusOf(r)
+			}
+		}
+	}
+}
+
+func isClone(c *Claim) bool { return c.Source != nil && c.Source.Kind == SourcePVC }
+
+func (pl *planner) status(c *Claim, phase, reason, msg string) {
+	pl.p.Claims[c.Key()] = ClaimStatus{Phase: phase, Reason: reason, Message: msg}
+}
+
+func (pl *planner) claim(c *Claim) {
+	key := c.Key()
+	rec := pl.m.claimRecs[key]
+	var b *binding
+	if rec != nil && rec.Volume != "" {
+		b = pl.bound(rec)
+	}
+	if b == nil {
+		if !c.Immediate && len(c.Consumers) == 0 {
+			phase := PhasePending
+			if c.IsDataVolume() {
+				phase = PhaseWaitForFirstConsumer
+			}
+			msg := fmt.Sprintf("storage class %q binds at the first consumer; no VM on this node uses the claim yet", c.Class)
+			pl.add(Action{Kind: ActWait, Object: c.Object, claim: key, Reason: msg})
+			pl.status(c, phase, "WaitForFirstConsumer", msg)
+			return
+		}
+		var why string
+		b, why = pl.choose(c)
+		if b == nil {
+			pl.add(Action{Kind: ActWait, Object: c.Object, claim: key, Reason: why})
+			pl.status(c, PhasePending, "Pending", why)
+			return
+		}
+		pl.taken[b.volume] = key
+		if b.dynamic {
+			pl.add(Action{Kind: ActProvision, Object: c.Object, Target: b.dir, claim: key, volume: b.volume,
+				Reason: fmt.Sprintf("hostpath provisioner: volume %s for the claim", b.volume)})
+		}
+		pl.add(Action{Kind: ActBind, Object: c.Object, Target: b.path(), claim: key, volume: b.volume,
+			Reason: fmt.Sprintf("bind to PersistentVolume %s (%s)", b.volume, bindWhy(c))})
+		pl.p.binds[key] = b
+	} else {
+		pl.p.binds[key] = b
+	}
+	pl.data(c, rec, b)
+}
+
+func bindWhy(c *Claim) string {
+	if len(c.Consumers) > 0 {
+		return "used by " + strings.Join(c.Consumers, ", ")
+	}
+	return "volumeBindingMode Immediate"
+}
+
+// bound is the binding of a claim bound earlier.
+func (pl *planner) bound(rec *claimRecord) *binding {
+	v := pl.m.volumeRecs[rec.Volume]
+	if v == nil {
+		return nil
+	}
+	return &binding{volume: v.Name, dynamic: v.Dynamic, dir: v.Dir, device: v.Device, backing: v.Backing, class: v.Class, reclaim: v.ReclaimPolicy}
+}
+
+// choose finds a volume for a claim: the smallest matching static volume,
+// else a new hostpath volume when the class provisions them.
+func (pl *planner) choose(c *Claim) (*binding, string) {
+	var fits []*Volume
+	for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
+		v := pl.st.Volumes[name]
+		if pl.taken[name] != "" || !pl.usable(name) {
+			continue
+		}
+		if rec := pl.m.volumeRecs[name]; rec != nil && rec.Phase == VolumeReleased {
+			continue // reuse needs a new PersistentVolume (seed 8.18.19)
+		}
+		if matches(c, v) {
+			fits = append(fits, v)
+		}
+	}
+	sort.SliceStable(fits, func(i, j int) bool { return fits[i].Capacity < fits[j].Capacity })
+	if len(fits) > 0 {
+		v := fits[0]
+		b := &binding{volume: v.Name, class: v.Class, reclaim: v.ReclaimPolicy}
+		if v.Loop {
+			b.device, b.backing = v.Path, pl.m.backing(v.Name)
+		} else {
+			b.dir = pl.m.host(v.Path)
+		}
+		return b, ""
+	}
+	cls := pl.classes[c.Class]
+	if cls != nil && isHostPath(cls.Provisioner) && c.VolumeName == "" && len(c.Selector) == 0 {
+		hp := pl.st.HostPath
+		if hp == nil {
+			return nil, ErrNoHostPath.Error()
+		}
+		root := hp.Path
+		if pool := cls.Parameters["storagePool"]; pool != "" {
+			root = hp.Pools[pool]
+		}
+		name := dynamicName(c.Key())
+		dirName := name
+		if hp.UseNamingPrefix {
+			dirName = c.Name + "-" + name
+		}
+		return &binding{volume: name, dynamic: true, dir: filepath.Join(pl.m.host(root), dirName), class: cls.Name, reclaim: cls.ReclaimPolicy}, ""
+	}
+	what := []string{fmt.Sprintf("class %q", c.Class), "capacity ≥ " + quantity(c.Capacity), "volumeMode " + c.VolumeMode,
+		"accessModes " + strings.Join(c.AccessModes, ",")}
+	if len(c.Selector) > 0 {
+		what = append(what, "labels "+fmt.Sprint(c.Selector))
+	}
+	if c.VolumeName != "" {
+		what = append(what, "name "+c.VolumeName)
+	}
+	msg := "no PersistentVolume on this node matches: " + strings.Join(what, ", ")
+	if cls != nil && !isHostPath(cls.Provisioner) && cls.Provisioner != ProvisionerNone {
+		msg += fmt.Sprintf("; provisioner %q cannot provision on this host", cls.Provisioner)
+	}
+	return nil, msg
+}
+
+// matches is the PersistentVolume binder's test.
+func matches(c *Claim, v *Volume) bool {
+	if v.ClaimRef != "" && v.ClaimRef != c.Key() {
+		return false
+	}
+	if c.VolumeName != "" && c.VolumeName != v.Name {
+		return false
+	}
+	if v.Class != c.Class || v.VolumeMode != c.VolumeMode || v.Capacity < c.Capacity {
+		return false
+	}
+	for _, m := range c.AccessModes {
+		if !slices.Contains(v.AccessModes, m) {
+			return false
+		}
+	}
+	for k, want := range c.Selector {
+		if v.Labels[k] != want {
+			return false
+		}
+	}
+	return true
+}
+
+// data decides what a bound claim's data needs.
+func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
+	key := c.Key()
+	target := b.path()
+	block := b.device != ""
+	st := func(phase, reason, msg string, progress float64) {
+		pl.p.Claims[key] = ClaimStatus{Phase: phase, Reason: reason, Message: msg, Progress: progress, Path: target, Block: block, Volume: b.volume,
+			Ready: phase == PhaseSucceeded || phase == PhaseBound}
+	}
+	if !c.IsDataVolume() {
+		// A plain claim: a blank disk.img as KubeVirt makes one, unless the
+		// volume already holds a disk.
+		if !block && !pl.m.files.Exists(target) {
+			pl.add(Action{Kind: ActCreateDisk, Object: c.Object, Target: target, claim: key, volume: b.volume,
+				Reason: fmt.Sprintf("create a blank %s disk.img (filesystem overhead %.1f%%)", quantity(c.DiskSize), c.Overhead*100),
+				Drift:  rec != nil && rec.Phase == PhaseBound})
+			st(PhasePending, "Provisioning", "", 0)
+			return
+		}
+		st(PhaseBound, "Bound", "", 100)
+		return
+	}
+	running := pl.m.jobs[key] != nil
+	switch {
+	case running:
+		phase := rec.Phase
+		pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key,
+			Reason: fmt.Sprintf("%s %.1f%%", phase, rec.Progress)})
+		st(phase, rec.Reason, rec.Message, rec.Progress)
+		return
+	case rec != nil && rec.Phase == PhaseSucceeded && rec.Hash != c.Hash:
+		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, File: c.File, Line: c.Line, Object: c.Object, Path: "spec",
+			Message: ErrDVImmutable.Error(), Err: ErrDVImmutable})
+		pl.add(Action{Kind: ActKeep, Object: c.Object, Target: target, claim: key, Reason: ErrDVImmutable.Error()})
+		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
+		return
+	case rec != nil && rec.Phase == PhaseSucceeded:
+		if !block && !pl.m.files.Exists(target) {
+			pl.add(Action{Kind: ActImport, Object: c.Object, Target: target, claim: key, Drift: true,
+				Reason: "disk.img of a completed import is missing; import it again"})
+			st(PhaseImportScheduled, "Missing", "disk.img is missing", 0)
+			return
+		}
+		pl.p.InSync = append(pl.p.InSync, c.Object)
+		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
+		return
+	}
+	src := c.Source
+	if src == nil {
+		return
+	}
+	switch src.Kind {
+	case SourceUpload:
+		msg := "waiting for an upload (nodevirt image-upload, SPEC S-7)"
+		pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+		st(PhaseUploadReady, "UploadReady", msg, 0)
+		return
+	case SourcePVC:
+		srcStatus, ok := pl.p.Claims[src.CloneOf]
+		if !ok {
+			if r := pl.m.claimRecs[src.CloneOf]; r != nil {
+				srcStatus, ok = statusOf(r), true
+			}
+		}
+		if !ok || !srcStatus.Ready {
+			msg := fmt.Sprintf("clone source %s is not ready (%s)", src.CloneOf, srcStatus.Phase)
+			pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+			st(PhaseCloneScheduled, "CloneScheduled", msg, 0)
+			return
+		}
+	}
+	reason := "import " + describeSource(src)
+	phase := PhaseImportScheduled
+	if src.Kind == SourcePVC {
+		phase = PhaseCloneScheduled
+	}
+	if rec != nil {
+		switch {
+		case rec.Phase == PhaseFailed && rec.Hash == c.Hash && pl.now.Before(rec.Retry):
+			msg := fmt.Sprintf("Failed (attempt %d): %s; retry in %s", rec.Attempts, rec.Message, rec.Retry.Sub(pl.now).Round(time.Second))
+			pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+			st(PhaseFailed, rec.Reason, rec.Message, 0)
+			return
+		case rec.Phase == PhaseFailed && rec.Hash == c.Hash:
+			reason = fmt.Sprintf("retry %d after: %s", rec.Attempts, rec.Message)
+		case rec.Phase == PhaseFailed:
+			reason = "the source changed after a failed import; " + reason
+		case rec.Phase == PhaseImportInProgress || rec.Phase == PhaseCloneInProgress:
+			reason = fmt.Sprintf("restart the import interrupted at %.1f%% (the agent stopped); ", rec.Progress) + reason
+		}
+	}
+	pl.add(Action{Kind: ActImport, Object: c.Object, Target: target, claim: key, Reason: reason})
+	msg := ""
+	if rec != nil {
+		msg = rec.Message
+	}
+	st(phase, phase, msg, 0)
+}
+
+func describeSource(s *Source) string {
+	switch s.Kind {
+	case SourceHTTP, SourceRegistry:
+		return "from " + s.URL
+	case SourcePVC:
+		return "clone of " + s.CloneOf
+	}
+	return s.Kind
+}
+
+// removedClaims releases or deletes the data of claims no longer desired.
+func (pl *planner) removedClaims() {
+	var gone []string
+	withData := 0
+	for key, r := range pl.m.claimRecs {
+		if r.hasData() {
+			withData++
+		}
+		if pl.st.Claims[key] != nil || pl.st.Elsewhere[key] != "" || pl.st.Invalid[r.Object] != "" || (r.Owner != "" && pl.st.Invalid[r.Owner] != "") {
+			continue
+		}
+		gone = append(gone, key)
+	}
+	sort.Strings(gone)
+	removing := 0
+	for _, key := range gone {
+		if pl.m.claimRecs[key].hasData() {
+			removing++
+		}
+	}
+	held := ""
+	switch {
+	case len(gone) > 0 && pl.st.PruneSuspended:
+		held = "a file of this revision failed to parse, so the objects it held are unknown; nothing with data is removed"
+	case removing > 0 && removing == withData && !pl.st.AllowPruneAll && !pl.m.cfg.AllowPruneAll:
+		held = fmt.Sprintf("this revision would remove every claim with data on this node (%d); confirm with --allow-prune-all or the %s annotation", removing, annotationAllowPruneAll)
+	}
+	for _, key := range gone {
+		r := pl.m.claimRecs[key]
+		if held != "" {
+			pl.add(Action{Kind: ActHold, Object: r.Object, Target: r.Path, claim: key, Reason: held})
+			continue
+		}
+		why := "manifest removed from the source"
+		if r.Owner != "" {
+			why = "its VM " + r.Owner + " was removed (it owned the DataVolume through dataVolumeTemplates)"
+		}
+		v := pl.m.volumeRecs[r.Volume]
+		if pl.m.cfg.InUse != nil && r.Path != "" && pl.m.cfg.InUse(r.Path) {
+			pl.add(Action{Kind: ActHold, Object: r.Object, Target: r.Path, claim: key, Reason: why + "; but a running domain still uses its disk"})
+			continue
+		}
+		switch {
+		case v == nil:
+			pl.add(Action{Kind: ActForget, Object: r.Object, claim: key, Reason: why + "; it was never bound"})
+		case v.ReclaimPolicy == Retain:
+			pl.add(Action{Kind: ActRelease, Object: r.Object, Target: r.Path, claim: key, volume: v.Name,
+				Reason: why + fmt.Sprintf("; reclaim policy Retain: the data stays and PersistentVolume %s becomes Released (reuse needs a new PersistentVolume)", v.Name)})
+		default:
+			pl.add(Action{Kind: ActDeleteData, Object: r.Object, Target: dataOf(v), claim: key, volume: v.Name,
+				Reason: why + fmt.Sprintf("; reclaim policy Delete: the data of PersistentVolume %s is removed", v.Name)})
+		}
+	}
+}
+
+func dataOf(v *volumeRecord) string {
+	if v.Backing != "" {
+		return v.Backing
+	}
+	if v.Dynamic {
+		return v.Dir
+	}
+	return filepath.Join(v.Dir, "disk.img")
+}
+
+// removedVolumes handles static PersistentVolumes removed from the source.
+func (pl *planner) removedVolumes() {
+	for _, name := range slices.Sorted(maps.Keys(pl.m.volumeRecs)) {
+		v := pl.m.volumeRecs[name]
+		if v.Dynamic || pl.st.Volumes[name] != nil || pl.st.Invalid[v.Object] != "" {
+			continue
+		}
+		if v.Claim != "" && pl.st.Claims[v.Claim] != nil {
+			pl.add(Action{Kind: ActHold, Object: v.Object, volume: name,
+				Reason: fmt.Sprintf("bound to claim %s; the volume goes once the claim does (kubernetes.io/pv-protection)", v.Claim)})
+			continue
+		}
+		if pl.st.PruneSuspended {
+			pl.add(Action{Kind: ActHold, Object: v.Object, volume: name, Reason: "a file of this revision failed to parse; pruning is suspended"})
+			continue
+		}
+		switch {
+		case v.Device != "":
+			reason := "PersistentVolume removed from the source: detach its loop device and remove the empty backing file"
+			if v.Phase == VolumeReleased || v.Claim != "" {
+				reason = "PersistentVolume removed from the source: detach its loop device; the backing file keeps the retained data at " + v.Backing
+			}
+			pl.add(Action{Kind: ActDetach, Object: v.Object, Target: v.Device, volume: name, Reason: reason})
+		default:
+			pl.add(Action{Kind: ActForget, Object: v.Object, Target: v.Dir, volume: name, Reason: "PersistentVolume removed from the source; its directory is left as it is"})
+		}
+	}
+}

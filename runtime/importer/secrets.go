@@ -1,0 +1,53 @@
+package importer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrNoSecret means the secrets directory has no entry for a reference.
+var ErrNoSecret = errors.New("not found in the secrets directory")
+
+// SecretsDir reads credentials and CA bundles kept outside git, laid out as
+// Kubernetes mounts a Secret or ConfigMap: one file per key under
+// <Dir>/<namespace>/<name>/ (accessKeyId and secretKey for an endpoint
+// secret; any *.crt or *.pem for a CA bundle).
+type SecretsDir struct{ Dir string }
+
+// Read returns the keys of namespace/name.
+func (s SecretsDir) Read(namespace, name string) (map[string][]byte, error) {
+	for _, part := range []string{namespace, name} {
+		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, '/') {
+			return nil, fmt.Errorf("secret %s/%s: invalid name", namespace, name)
+		}
+	}
+	dir := filepath.Join(s.Dir, namespace, name)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("secret %s/%s: %w (%s)", namespace, name, ErrNoSecret, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		// Kubernetes' atomic writer keeps ..data and friends beside the keys.
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
+		}
+		out[e.Name()] = b
+	}
+	return out, nil
+}
