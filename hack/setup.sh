@@ -11,14 +11,17 @@ need_root() {
   fi
 }
 
-PKGS=(libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       qemu-system-x86 qemu-utils ovmf libxml2-utils pkg-config git gcc
       iproute2 procps util-linux
       # storage: reflink clone test (XFS), xz for imports, curl for the import benchmark
       xfsprogs xz-utils curl
-      # e2e fidelity guests (e2e/guest_test.go): a kernel with the i6300esb
-      # module, a static busybox, a BIOS-bootable ISO and a FAT EFI disk
-      linux-image-amd64 busybox-static isolinux syslinux-common xorriso mtools)
+      # e2e fidelity guests (e2e/guest_test.go): a static busybox, a
+      # BIOS-bootable ISO and a FAT EFI disk (the kernel is unpacked below)
+      busybox-static isolinux syslinux-common xorriso mtools
+      # host configuration e2e (e2e/host_test.go): a systemd booted by
+      # systemd-nspawn from a Debian tree debootstrap builds (cached in /var/tmp)
+      systemd-container debootstrap)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -35,6 +38,26 @@ fi
 # Only the package install needs the network; the daemon part is skipped when
 # the caller asks for the build dependencies alone (make build).
 [ "${1:-}" = "--packages-only" ] && exit 0
+
+# The e2e test guests boot Debian's kernel (it has the i6300esb watchdog
+# module). It is unpacked into a cache, not installed: installing it would
+# pull initramfs-tools and udev onto the host.
+GUEST_KERNEL_DIR=/var/cache/nodevirt/guest-kernel
+if ! ls "$GUEST_KERNEL_DIR"/boot/vmlinuz-* >/dev/null 2>&1; then
+  need_root
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+  if [ -z "$pkg" ]; then apt-get update -qq; pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1); fi
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  echo "setup: unpacking $pkg for the e2e test guests into $GUEST_KERNEL_DIR"
+  (cd "$tmp" && apt-get -o APT::Sandbox::User=root download -qq "$pkg" >/dev/null)
+  mkdir -p "$GUEST_KERNEL_DIR.tmp" && dpkg-deb -x "$tmp"/*.deb "$GUEST_KERNEL_DIR.tmp"
+  # modules.dep is made by depmod at install time, which unpacking skips.
+  release=$(basename "$(ls "$GUEST_KERNEL_DIR.tmp"/boot/vmlinuz-* | head -1)" | sed 's/^vmlinuz-//')
+  depmod -b "$GUEST_KERNEL_DIR.tmp" "$release"
+  rm -rf "$GUEST_KERNEL_DIR" && mv "$GUEST_KERNEL_DIR.tmp" "$GUEST_KERNEL_DIR"
+  rm -rf "$tmp"
+fi
+
 
 if ! getent group libvirt-qemu >/dev/null; then need_root; groupadd --system libvirt-qemu; fi
 if ! getent passwd libvirt-qemu >/dev/null; then
