@@ -79,6 +79,7 @@ func newRootCmd() *cobra.Command {
 		newDriftCmd(o),
 		newRunCmd(o),
 		newDemoCmd(o),
+		newNodeCmd(o), newHostCmd(o),
 		newStorageCmd(o),
 	)
 	return root
