@@ -30,6 +30,16 @@ func newDemoCmd(o *options) *cobra.Command {
 			if !cmd.Flags().Changed("libvirt") {
 				o.libvirtURI = "test:///default"
 			}
+			if !cmd.Flags().Changed("root") {
+				// The examples hold host configuration (MachineConfigs, Butane):
+				// the demo shows its plan against a scratch root, never /etc.
+				dir, err := os.MkdirTemp("", "nodevirt-demo-root-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				o.root = dir
+			}
 			if !cmd.Flags().Changed("state") {
 				dir, err := os.MkdirTemp("", "nodevirt-demo-")
 				if err != nil {
@@ -76,6 +86,17 @@ func runDemo(cmd *cobra.Command, o *options) error {
 		return err
 	}
 	if err := printPlan(w, "table", st, p.Plan); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	hp, err := e.hostRec.Plan(ctx, e.agent.HostConfig())
+	if err != nil {
+		return err
+	}
+	hp.Revision = st.Revision
+	fmt.Fprintf(w, "Host configuration against the scratch root %s (shown, not applied by the demo):\n", o.root)
+	if err := printHostPlan(w, "table", hp); err != nil {
 		return err
 	}
 

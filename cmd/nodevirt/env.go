@@ -12,6 +12,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
@@ -29,6 +30,8 @@ type env struct {
 	db    *statedb.DB
 	rec   *reconciler.Reconciler
 	agent *agent.Agent
+	// hostRec applies host configuration (files, units, kernel arguments).
+	hostRec *host.Reconciler
 	// domainType is what the connected hypervisor runs ("kvm" or "qemu").
 	domainType string
 	closer     []func() error
@@ -80,6 +83,15 @@ func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options 
 	}
 }
 
+// agentConfig completes ac with what the flags and host facts decide.
+func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Config) agent.Config {
+	ac.Desired = o.desiredOptions(f, domainType)
+	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}
+	ac.CPUVendor = cpuInfo(o.root).Vendor
+	ac.Log = o.logger()
+	return ac
+}
+
 // openSource opens only the source and host facts: enough for validate and render.
 func (o *options) openSource(ctx context.Context) (*env, error) {
 	e := &env{o: o}
@@ -102,11 +114,11 @@ func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desir
 	if err != nil {
 		return snap, nil, nil, err
 	}
-	set, err := manifests.Load(snap.Dir, manifests.Options{DefaultNamespace: e.o.namespace})
+	r, err := agent.Render(snap, e.o.agentConfig(e.facts, e.domainType, agent.Config{}))
 	if err != nil {
 		return snap, nil, nil, err
 	}
-	return snap, set, desired.Build(set, snap.Revision, e.o.desiredOptions(e.facts, e.domainType)), nil
+	return snap, r.Set, r.State, nil
 }
 
 // openAll opens the source, libvirt, the disk store and the state database.
@@ -162,10 +174,13 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		Log:             o.logger(),
 		FreeHugepages:   func() (map[int64]int64, error) { return hostfacts.FreeHugepages(o.root) },
 	}, e.hv, e.disks, e.db)
-	ac.Desired = o.desiredOptions(e.facts, e.domainType)
-	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}
-	ac.Log = o.logger()
-	e.agent = agent.New(ac, e.src, e.rec, e.hv)
+	hr, closeHost, err := o.newHostReconciler(ctx, selfHeal, o.allowReboot)
+	if err != nil {
+		return nil, err
+	}
+	e.closer = append(e.closer, func() error { closeHost(); return nil })
+	e.hostRec = hr
+	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr)
 	ok = true
 	return e, nil
 }

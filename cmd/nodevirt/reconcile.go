@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,27 +10,57 @@ import (
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
+
+// nodePlan is one revision planned for this node: host configuration first,
+// then the VMs (R-9).
+type nodePlan struct {
+	st   *desired.State
+	vms  *reconciler.Planned
+	host host.Plan
+}
 
 // planned opens everything, loads the source and plans: the common start of
 // plan, apply and drift. The caller closes the env.
-func (o *options) planned(ctx context.Context, selfHeal bool) (*env, *desired.State, *reconciler.Planned, error) {
+func (o *options) planned(ctx context.Context, selfHeal bool) (*env, nodePlan, error) {
 	if err := o.checkOutput(); err != nil {
-		return nil, nil, nil, err
+		return nil, nodePlan{}, err
 	}
 	e, err := o.openAll(ctx, selfHeal, agent.Config{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nodePlan{}, err
 	}
+	np, err := e.plan(ctx)
+	if err != nil {
+		e.Close()
+		return nil, nodePlan{}, err
+	}
+	return e, np, nil
+}
+
+func (e *env) plan(ctx context.Context) (nodePlan, error) {
 	st, err := e.agent.Load(ctx)
-	if err == nil {
-		var p *reconciler.Planned
-		if p, err = e.rec.Plan(ctx, st); err == nil {
-			return e, st, p, nil
-		}
+	if err != nil {
+		return nodePlan{}, err
 	}
-	e.Close()
-	return nil, nil, nil, err
+	hp, err := e.hostRec.Plan(ctx, e.agent.HostConfig())
+	if err != nil {
+		return nodePlan{}, fmt.Errorf("plan host configuration: %w", err)
+	}
+	hp.Revision = st.Revision
+	p, err := e.rec.Plan(ctx, st)
+	if err != nil {
+		return nodePlan{}, err
+	}
+	return nodePlan{st: st, vms: p, host: hp}, nil
+}
+
+// planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
+type planView struct {
+	plan.Plan
+	Host host.Plan `json:"host"`
 }
 
 func newPlanCmd(o *options) *cobra.Command {
@@ -38,12 +69,20 @@ func newPlanCmd(o *options) *cobra.Command {
 		Short: "Show what apply would do, per object, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, st, p, err := o.planned(cmd.Context(), true)
+			e, np, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			return printPlan(cmd.OutOrStdout(), o.output, st, p.Plan)
+			w := cmd.OutOrStdout()
+			if o.output != "table" {
+				return printData(w, o.output, planView{Plan: np.vms.Plan, Host: np.host})
+			}
+			if err := printHostPlan(w, "table", np.host); err != nil {
+				return err
+			}
+			fmt.Fprintln(w)
+			return printPlan(w, "table", np.st, np.vms.Plan)
 		},
 	}
 }
@@ -55,22 +94,32 @@ func newApplyCmd(o *options) *cobra.Command {
 		Short: "Make the host match the source once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, st, p, err := o.planned(cmd.Context(), selfHeal)
+			e, np, err := o.planned(cmd.Context(), selfHeal)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			rep := e.rec.Apply(cmd.Context(), p)
-			if err := printReport(cmd.OutOrStdout(), o.output, st, p.Plan, rep); err != nil {
+			// Host configuration first: VMs may need its devices and files.
+			hrep := e.hostRec.Apply(cmd.Context(), np.host)
+			rep := e.rec.Apply(cmd.Context(), np.vms)
+			w := cmd.OutOrStdout()
+			if o.output != "table" {
+				err = printData(w, o.output, map[string]any{"plan": np.vms.Plan, "apply": rep, "host": map[string]any{"plan": np.host, "apply": hrep}})
+			} else if err = printHostReport(w, "table", np.host, hrep); err == nil {
+				fmt.Fprintln(w)
+				err = printReport(w, "table", np.st, np.vms.Plan, rep)
+			}
+			if err != nil {
 				return err
 			}
-			if rep.Failed > 0 || st.Diags.HasErrors() {
+			if rep.Failed > 0 || hrep.Err() != nil || np.st.Diags.HasErrors() {
 				return exitCode(1)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes too (off: only apply source changes)")
+	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
 }
 
@@ -81,16 +130,26 @@ func newDriftCmd(o *options) *cobra.Command {
 		Short: "Compare the host with the source and list every difference, field by field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, st, p, err := o.planned(cmd.Context(), true)
+			e, np, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			rep := driftReport(st, p)
-			if err := printDrift(cmd.OutOrStdout(), o.output, rep); err != nil {
+			rep := driftReport(np.st, np.vms)
+			w := cmd.OutOrStdout()
+			if o.output != "table" {
+				err = printData(w, o.output, struct {
+					DriftReport
+					Host host.Plan `json:"host"`
+				}{rep, np.host})
+			} else if err = printHostDrift(w, "table", np.host); err == nil {
+				fmt.Fprintln(w)
+				err = printDrift(w, "table", rep)
+			}
+			if err != nil {
 				return err
 			}
-			if exitCodeOnDrift && rep.Drifted > 0 {
+			if exitCodeOnDrift && (rep.Drifted > 0 || len(np.host.Drift()) > 0) {
 				return exitCode(2)
 			}
 			return nil
@@ -122,5 +181,6 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes (per VM: annotation nodevirt.io/self-heal: \"false\")")
 	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "git poll interval")
 	cmd.Flags().DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "full drift check interval (and local directory rescan)")
+	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
 }

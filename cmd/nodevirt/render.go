@@ -13,6 +13,7 @@ func newRenderCmd(o *options) *cobra.Command {
 		Use:   "render",
 		Short: "Print what nodevirt would put on the host",
 	}
+	cmd.AddCommand(newRenderHostCmd(o))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "domain NAME",
 		Short: "Print the libvirt domain XML the agent would define for a VirtualMachine",

@@ -36,6 +36,9 @@ type options struct {
 
 	cpuManager   bool
 	reservedCPUs string
+
+	// allowReboot is set by apply and run: reboot for staged kernel arguments.
+	allowReboot bool
 }
 
 func newRootCmd() *cobra.Command {

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	"github.com/nodevirt/nodevirt/source"
 )
@@ -28,7 +30,9 @@ type Config struct {
 	EventDebounce time.Duration
 	Desired       desired.Options
 	Manifests     manifests.Options
-	Log           *slog.Logger
+	// CPUVendor picks the IOMMU kernel argument nodevirt generates (intel, amd).
+	CPUVendor string
+	Log       *slog.Logger
 }
 
 // Agent runs the loop.
@@ -39,8 +43,12 @@ type Agent struct {
 	hv  reconciler.Hypervisor
 	log *slog.Logger
 
-	last    source.Snapshot
-	desired *desired.State
+	// host applies host configuration before VMs; nil leaves the host alone.
+	host *host.Reconciler
+
+	last     source.Snapshot
+	desired  *desired.State
+	hostConf *nodeconfig.HostConfig
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
@@ -61,6 +69,32 @@ func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler
 	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log}
 }
 
+// WithHost makes every iteration apply host configuration first (R-9: host
+// configuration and devices before the VMs that need them).
+func (a *Agent) WithHost(h *host.Reconciler) *Agent { a.host = h; return a }
+
+// Rendered is one source revision turned into what this node should be.
+type Rendered struct {
+	Set   *manifests.Set
+	State *desired.State
+	Host  *nodeconfig.HostConfig
+}
+
+// Render decodes a snapshot's manifests and renders the VMs' desired state
+// and the host configuration of this node. Its diagnostics (Butane and
+// MachineConfig ones included) are all in State.Diags.
+func Render(snap source.Snapshot, cfg Config) (Rendered, error) {
+	set, err := manifests.Load(snap.Dir, cfg.Manifests)
+	if err != nil {
+		return Rendered{}, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
+	}
+	st := desired.Build(set, snap.Revision, cfg.Desired)
+	hc, diags := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, cfg.Desired.Node, cfg.CPUVendor))
+	st.Diags = append(st.Diags, diags...)
+	st.Diags.Sort()
+	return Rendered{Set: set, State: st, Host: hc}, nil
+}
+
 // Load fetches the source and renders the desired state. Decoding is skipped
 // when the revision and digest did not change since the last Load.
 func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
@@ -77,17 +111,19 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 	if a.desired != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
 		return a.desired, nil
 	}
-	set, err := manifests.Load(snap.Dir, a.cfg.Manifests)
+	r, err := Render(snap, a.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
+		return nil, err
 	}
-	st := desired.Build(set, snap.Revision, a.cfg.Desired)
-	for _, d := range st.Diags {
+	for _, d := range r.State.Diags {
 		a.log.Warn("manifest", "diagnostic", d.Error())
 	}
-	a.last, a.desired = snap, st
-	return st, nil
+	a.last, a.desired, a.hostConf = snap, r.State, r.Host
+	return r.State, nil
 }
+
+// HostConfig returns the host configuration rendered by the last Load.
+func (a *Agent) HostConfig() *nodeconfig.HostConfig { return a.hostConf }
 
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
@@ -104,6 +140,21 @@ func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
 }
 
 func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {
+	if a.host != nil && a.hostConf != nil {
+		// A host configuration that fails is reported, not fatal: VMs that do
+		// not depend on it still converge.
+		if hp, err := a.host.Plan(ctx, a.hostConf); err != nil {
+			a.log.Error("plan host configuration", "err", err)
+		} else {
+			hp.Revision = st.Revision
+			for _, act := range hp.Actions {
+				a.log.Info("host plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason, "drift", act.Drift)
+			}
+			if rep := a.host.Apply(ctx, hp); rep.Err() != nil {
+				a.log.Error("apply host configuration", "err", rep.Err())
+			}
+		}
+	}
 	p, err := a.rec.Plan(ctx, st)
 	if err != nil {
 		return reconciler.Report{}, err
