@@ -31,6 +31,9 @@ type Config struct {
 	// FreeHugepages probes the host's free huge pages by size in KiB; nil
 	// skips the check.
 	FreeHugepages func() (map[int64]int64, error)
+	// Claims says where the storage manager keeps a claim's disk; nil keeps
+	// the converter's default path under the volume directory.
+	Claims func(namespace, claim string) (desired.ClaimDisk, bool)
 	// CPUPool returns the host CPUs of the node's CPU-manager pool for
 	// dedicatedCpuPlacement; nil means the node has no pool.
 	CPUPool func() ([]uint, error)
@@ -115,13 +118,19 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		unsched[name] = why
 	}
 	opt.Unschedulable = unsched
-	if len(pinned) > 0 {
-		// Plan against the pinned renderings; st itself stays as loaded.
+	if len(pinned) > 0 || r.cfg.Claims != nil {
+		// Plan against renderings bound to this host (pinned CPUs, claim
+		// disks where storage keeps them); st itself stays as loaded.
 		cp := *st
 		cp.VMs = make([]*desired.VM, len(st.VMs))
 		for i, vm := range st.VMs {
 			if p := pinned[vm.DomainName]; p != nil {
 				vm = p
+			}
+			if r.cfg.Claims != nil {
+				if vm, err = desired.ResolveClaims(vm, r.cfg.Claims); err != nil {
+					return nil, err
+				}
 			}
 			cp.VMs[i] = vm
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests"
@@ -13,6 +14,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
@@ -32,6 +34,8 @@ type env struct {
 	agent *agent.Agent
 	// hostRec applies host configuration (files, units, kernel arguments).
 	hostRec *host.Reconciler
+	// storage provisions claims and imports DataVolumes.
+	storage *storage.Manager
 	// domainType is what the connected hypervisor runs ("kvm" or "qemu").
 	domainType string
 	closer     []func() error
@@ -164,6 +168,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
 	}
 	e.rec = reconciler.New(reconciler.Config{
+		Claims:          e.claimDisk,
 		CPUPool:         pool,
 		Arch:            e.facts.Arch,
 		DomainType:      e.domainType,
@@ -180,9 +185,45 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	}
 	e.closer = append(e.closer, func() error { closeHost(); return nil })
 	e.hostRec = hr
-	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr)
+	sm, err := newStorageManager(o, &storageFlags{selfHeal: selfHeal}, e.db)
+	if err != nil {
+		return nil, err
+	}
+	e.closer = append(e.closer, func() error { sm.Close(); return nil })
+	e.storage = sm
+	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr).WithStorage(sm)
+	// Wired after the agent exists: an import that ends asks for an
+	// iteration, so the VM waiting for it starts without waiting for a poll.
+	sm.SetHooks(e.agent.Kick, e.inUse)
 	ok = true
 	return e, nil
 }
 
 var errInvalid = errors.New("manifests are invalid")
+
+// claimDisk tells the VM side where storage keeps a claim's disk.
+func (e *env) claimDisk(namespace, claim string) (desired.ClaimDisk, bool) {
+	if e.storage == nil {
+		return desired.ClaimDisk{}, false
+	}
+	st, ok := e.storage.Claim(namespace, claim)
+	if !ok || st.Path == "" {
+		return desired.ClaimDisk{}, false
+	}
+	return desired.ClaimDisk{Path: st.Path, Block: st.Block}, true
+}
+
+// inUse reports whether a domain's definition refers to path: storage never
+// deletes data a domain uses.
+func (e *env) inUse(path string) bool {
+	doms, err := e.hv.Domains(context.Background())
+	if err != nil {
+		return true // unknown: keep the data
+	}
+	for _, d := range doms {
+		if strings.Contains(d.XML, "'"+path+"'") || strings.Contains(d.XML, "\""+path+"\"") {
+			return true
+		}
+	}
+	return false
+}

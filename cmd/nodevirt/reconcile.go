@@ -12,14 +12,16 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
 // nodePlan is one revision planned for this node: host configuration first,
 // then the VMs (R-9).
 type nodePlan struct {
-	st   *desired.State
-	vms  *reconciler.Planned
-	host host.Plan
+	st      *desired.State
+	vms     *reconciler.Planned
+	host    host.Plan
+	storage *storage.Plan
 }
 
 // planned opens everything, loads the source and plans: the common start of
@@ -50,17 +52,22 @@ func (e *env) plan(ctx context.Context) (nodePlan, error) {
 		return nodePlan{}, fmt.Errorf("plan host configuration: %w", err)
 	}
 	hp.Revision = st.Revision
+	sp, err := e.storage.Plan(ctx, e.agent.StorageState())
+	if err != nil {
+		return nodePlan{}, fmt.Errorf("plan storage: %w", err)
+	}
 	p, err := e.rec.Plan(ctx, st)
 	if err != nil {
 		return nodePlan{}, err
 	}
-	return nodePlan{st: st, vms: p, host: hp}, nil
+	return nodePlan{st: st, vms: p, host: hp, storage: sp}, nil
 }
 
 // planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
 type planView struct {
 	plan.Plan
-	Host host.Plan `json:"host"`
+	Host    host.Plan     `json:"host"`
+	Storage *storage.Plan `json:"storage"`
 }
 
 func newPlanCmd(o *options) *cobra.Command {
@@ -76,11 +83,13 @@ func newPlanCmd(o *options) *cobra.Command {
 			defer e.Close()
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				return printData(w, o.output, planView{Plan: np.vms.Plan, Host: np.host})
+				return printData(w, o.output, planView{Plan: np.vms.Plan, Host: np.host, Storage: np.storage})
 			}
 			if err := printHostPlan(w, "table", np.host); err != nil {
 				return err
 			}
+			fmt.Fprintln(w, "\nStorage plan")
+			printStoragePlan(w, np.storage)
 			fmt.Fprintln(w)
 			return printPlan(w, "table", np.st, np.vms.Plan)
 		},
@@ -99,20 +108,28 @@ func newApplyCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			// Host configuration first: VMs may need its devices and files.
-			hrep := e.hostRec.Apply(cmd.Context(), np.host)
-			rep := e.rec.Apply(cmd.Context(), np.vms)
+			// R-9: host configuration, then storage, then VMs; data is
+			// released and deleted only after the VMs using it are gone.
+			ctx := cmd.Context()
+			hrep := e.hostRec.Apply(ctx, np.host)
+			srep := e.storage.Apply(ctx, np.storage, storage.Setup)
+			rep := e.rec.Apply(ctx, np.vms)
+			steardown := e.storage.Apply(ctx, np.storage, storage.Teardown)
+			srep.Outcomes = append(srep.Outcomes, steardown.Outcomes...)
+			srep.Failed += steardown.Failed
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				err = printData(w, o.output, map[string]any{"plan": np.vms.Plan, "apply": rep, "host": map[string]any{"plan": np.host, "apply": hrep}})
+				err = printData(w, o.output, map[string]any{"plan": np.vms.Plan, "apply": rep,
+					"host": map[string]any{"plan": np.host, "apply": hrep}, "storage": map[string]any{"plan": np.storage, "apply": srep}})
 			} else if err = printHostReport(w, "table", np.host, hrep); err == nil {
-				fmt.Fprintln(w)
+				fmt.Fprintln(w, "\nStorage apply")
+				printStorageReport(w, srep)
 				err = printReport(w, "table", np.st, np.vms.Plan, rep)
 			}
 			if err != nil {
 				return err
 			}
-			if rep.Failed > 0 || hrep.Err() != nil || np.st.Diags.HasErrors() {
+			if rep.Failed > 0 || hrep.Err() != nil || srep.Failed > 0 || np.st.Diags.HasErrors() {
 				return exitCode(1)
 			}
 			return nil

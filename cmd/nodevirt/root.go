@@ -39,6 +39,9 @@ type options struct {
 
 	// allowReboot is set by apply and run: reboot for staged kernel arguments.
 	allowReboot bool
+
+	secretsDir   string
+	allowedRoots []string
 }
 
 func newRootCmd() *cobra.Command {
@@ -70,6 +73,8 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
+	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
+	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here (1 = only all of them)")

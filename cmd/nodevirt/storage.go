@@ -24,9 +24,7 @@ import (
 
 // storageFlags are the storage commands' own flags.
 type storageFlags struct {
-	secretsDir   string
-	allowedRoots []string
-	selfHeal     bool
+	selfHeal bool
 }
 
 func newStorageCmd(o *options) *cobra.Command {
@@ -35,9 +33,6 @@ func newStorageCmd(o *options) *cobra.Command {
 		Use:   "storage",
 		Short: "Local storage: storage classes, volumes, loop-backed block PVs, claims and DataVolume imports",
 	}
-	f := cmd.PersistentFlags()
-	f.StringVar(&sf.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
-	f.StringArrayVar(&sf.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
 	cmd.AddCommand(newStorageDescribeCmd(o, sf), newStoragePlanCmd(o, sf), newStorageApplyCmd(o, sf))
 	return cmd
 }
@@ -99,12 +94,12 @@ func newStorageManager(o *options, sf *storageFlags, kv storage.KV) (*storage.Ma
 	return storage.NewManager(storage.Config{
 		Root:          o.root,
 		StateDir:      o.stateDir,
-		AllowedRoots:  sf.allowedRoots,
+		AllowedRoots:  o.allowedRoots,
 		SelfHeal:      sf.selfHeal,
 		AllowPruneAll: o.allowPruneAll,
 		Log:           log,
 	}, importerAdapter{importer.New(importer.Config{Log: log})}, loopAdapter{loop.New()}, volumes.Files{},
-		importer.SecretsDir{Dir: sf.secretsDir}, kv)
+		importer.SecretsDir{Dir: o.secretsDir}, kv)
 }
 
 // importerAdapter is runtime/importer behind storage.Importer.

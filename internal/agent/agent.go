@@ -15,6 +15,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	"github.com/nodevirt/nodevirt/source"
 )
@@ -45,10 +46,16 @@ type Agent struct {
 
 	// host applies host configuration before VMs; nil leaves the host alone.
 	host *host.Reconciler
+	// storage provisions and imports volumes between host configuration and
+	// VMs; nil leaves storage alone.
+	storage *storage.Manager
+	// kick asks the loop for an iteration (an import finished).
+	kick chan struct{}
 
 	last     source.Snapshot
 	desired  *desired.State
 	hostConf *nodeconfig.HostConfig
+	storSt   *storage.State
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
@@ -66,18 +73,32 @@ func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log}
+	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: make(chan struct{}, 1)}
 }
 
 // WithHost makes every iteration apply host configuration first (R-9: host
 // configuration and devices before the VMs that need them).
 func (a *Agent) WithHost(h *host.Reconciler) *Agent { a.host = h; return a }
 
+// WithStorage makes every iteration plan storage after host configuration
+// and before VMs: claims bound and imported before the VMs using them.
+func (a *Agent) WithStorage(m *storage.Manager) *Agent { a.storage = m; return a }
+
+// Kick asks a running loop for an iteration soon (e.g. an import finished);
+// it never blocks.
+func (a *Agent) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Rendered is one source revision turned into what this node should be.
 type Rendered struct {
-	Set   *manifests.Set
-	State *desired.State
-	Host  *nodeconfig.HostConfig
+	Set     *manifests.Set
+	State   *desired.State
+	Host    *nodeconfig.HostConfig
+	Storage *storage.State
 }
 
 // Render decodes a snapshot's manifests and renders the VMs' desired state
@@ -91,8 +112,10 @@ func Render(snap source.Snapshot, cfg Config) (Rendered, error) {
 	st := desired.Build(set, snap.Revision, cfg.Desired)
 	hc, diags := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, cfg.Desired.Node, cfg.CPUVendor))
 	st.Diags = append(st.Diags, diags...)
+	ss := storage.Build(set, storage.Options{Node: cfg.Desired.Node})
+	st.Diags = append(st.Diags, ss.Diags...)
 	st.Diags.Sort()
-	return Rendered{Set: set, State: st, Host: hc}, nil
+	return Rendered{Set: set, State: st, Host: hc, Storage: ss}, nil
 }
 
 // Load fetches the source and renders the desired state. Decoding is skipped
@@ -118,9 +141,12 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 	for _, d := range r.State.Diags {
 		a.log.Warn("manifest", "diagnostic", d.Error())
 	}
-	a.last, a.desired, a.hostConf = snap, r.State, r.Host
+	a.last, a.desired, a.hostConf, a.storSt = snap, r.State, r.Host, r.Storage
 	return r.State, nil
 }
+
+// StorageState returns the storage desired state rendered by the last Load.
+func (a *Agent) StorageState() *storage.State { return a.storSt }
 
 // HostConfig returns the host configuration rendered by the last Load.
 func (a *Agent) HostConfig() *nodeconfig.HostConfig { return a.hostConf }
@@ -155,6 +181,20 @@ func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report
 			}
 		}
 	}
+	var sp *storage.Plan
+	if a.storage != nil && a.storSt != nil {
+		var err error
+		if sp, err = a.storage.Plan(ctx, a.storSt); err != nil {
+			a.log.Error("plan storage", "err", err)
+		} else {
+			for _, act := range sp.Actions {
+				a.log.Info("storage plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason)
+			}
+			if rep := a.storage.Apply(ctx, sp, storage.Setup); rep.Failed > 0 {
+				a.log.Error("apply storage", "failed", rep.Failed)
+			}
+		}
+	}
 	p, err := a.rec.Plan(ctx, st)
 	if err != nil {
 		return reconciler.Report{}, err
@@ -163,6 +203,12 @@ func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report
 		a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
 	}
 	rep := a.rec.Apply(ctx, p)
+	// Releases and deletes of data come after the VMs that used it are gone.
+	if sp != nil {
+		if srep := a.storage.Apply(ctx, sp, storage.Teardown); srep.Failed > 0 {
+			a.log.Error("storage teardown", "failed", srep.Failed)
+		}
+	}
 	return rep, rep.Err()
 }
 
@@ -231,6 +277,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-debounce:
 			debounce = nil
+			a.iterate(ctx, false)
+		case <-a.kick:
 			a.iterate(ctx, false)
 		case <-driftT.C:
 			a.iterate(ctx, false)

@@ -400,3 +400,55 @@ func TestPin(t *testing.T) {
 		t.Fatal("a pinning of the wrong size must be refused")
 	}
 }
+
+// ResolveClaims points claim disks at the storage manager's file or block
+// device and changes the hash; unknown claims keep their default path.
+func TestResolveClaims(t *testing.T) {
+	set := manifests.Parse("vm.yaml", []byte(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: db, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          disks: [{name: root, disk: {bus: virtio}}, {name: data, disk: {bus: virtio}}, {name: other, disk: {bus: virtio}}]
+      volumes:
+        - {name: root, dataVolume: {name: db-root}}
+        - {name: data, persistentVolumeClaim: {claimName: db-data}}
+        - {name: other, persistentVolumeClaim: {claimName: unknown}}
+`), manifests.Options{})
+	st := Build(set, "r1", testOptions)
+	vm := st.Lookup("default_db")
+	if vm == nil {
+		t.Fatalf("not rendered: %v", st.Diags)
+	}
+	got, err := ResolveClaims(vm, func(ns, claim string) (ClaimDisk, bool) {
+		switch ns + "/" + claim {
+		case "default/db-root":
+			return ClaimDisk{Path: "/var/hpvolumes/db-root/disk.img"}, true
+		case "default/db-data":
+			return ClaimDisk{Path: "/dev/loop7", Block: true}, true
+		}
+		return ClaimDisk{}, false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk">`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
+		if !strings.Contains(got.XML, want) {
+			t.Errorf("missing %s in\n%s", want, got.XML)
+		}
+	}
+	if got.SpecHash == vm.SpecHash {
+		t.Error("resolved claims must change the hash")
+	}
+	if o, _ := OwnerOf(got.XML); o.SpecHash != got.SpecHash {
+		t.Error("owner metadata must carry the new hash")
+	}
+	if got.Artifacts[1].Path != "/dev/loop7" {
+		t.Errorf("artifact path: %+v", got.Artifacts[1])
+	}
+}

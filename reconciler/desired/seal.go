@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"libvirt.org/go/libvirtxml"
 
@@ -77,6 +79,71 @@ func Pin(vm *VM, p Pinning) (*VM, error) {
 		return nil, fmt.Errorf("%s: %w", vm.Object, err)
 	}
 	out := *vm
+	out.XML, out.SpecHash = xml, hash
+	return &out, nil
+}
+
+// ClaimDisk is where the storage manager keeps a claim's disk.
+type ClaimDisk struct {
+	Path string
+	// Block: a block device (<disk type='block'>), else a raw disk.img file.
+	Block bool
+}
+
+// ResolveClaims returns a copy of vm whose claim disks point where the
+// storage manager keeps them: a Filesystem claim's disk.img, or a Block
+// claim's device as <disk type='block'>. Claims the lookup does not know keep
+// their default path (the VM waits for it). The hash covers the result.
+func ResolveClaims(vm *VM, lookup func(namespace, claim string) (ClaimDisk, bool)) (*VM, error) {
+	found := map[string]ClaimDisk{}
+	for _, a := range vm.Artifacts {
+		if a.Kind != domain.Claim || a.Claim == "" {
+			continue
+		}
+		if cd, ok := lookup(vm.Namespace, a.Claim); ok && (cd.Path != a.Path || cd.Block) {
+			found[a.Volume] = cd
+		}
+	}
+	if len(found) == 0 {
+		return vm, nil
+	}
+	dom := &libvirtxml.Domain{}
+	if err := dom.Unmarshal(vm.XML); err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
+	if dom.Devices != nil {
+		for i := range dom.Devices.Disks {
+			d := &dom.Devices.Disks[i]
+			if d.Alias == nil {
+				continue
+			}
+			// KubeVirt disks share their volume's name; the converter aliases them ua-<name>.
+			cd, ok := found[strings.TrimPrefix(d.Alias.Name, "ua-")]
+			if !ok {
+				continue
+			}
+			if cd.Block {
+				d.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: cd.Path}}
+			} else {
+				d.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: cd.Path}}
+			}
+		}
+	}
+	out := *vm
+	out.Artifacts = slices.Clone(vm.Artifacts)
+	for i, a := range out.Artifacts {
+		if cd, ok := found[a.Volume]; ok && a.Kind == domain.Claim {
+			out.Artifacts[i].Path = cd.Path
+		}
+	}
+	owner, ok := OwnerOf(vm.XML)
+	if !ok {
+		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
+	}
+	xml, hash, err := seal(dom, out.Artifacts, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
 	out.XML, out.SpecHash = xml, hash
 	return &out, nil
 }

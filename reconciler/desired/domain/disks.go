@@ -239,12 +239,12 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 	case v.PersistentVolumeClaim != nil:
 		p := claim(v.PersistentVolumeClaim.ClaimName)
 		return source{path: p, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
-			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p}}, true
+			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.PersistentVolumeClaim.ClaimName}}, true
 
 	case v.DataVolume != nil:
 		// CDI writes a DataVolume into the claim of the same name.
 		p := claim(v.DataVolume.Name)
-		return source{path: p, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p}}, true
+		return source{path: p, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.DataVolume.Name}}, true
 
 	case v.HostDisk != nil:
 		hd := v.HostDisk

@@ -62,7 +62,7 @@ func TestConfigureDisks(t *testing.T) {
 				Controllers: []libvirtxml.DomainController{{Type: "scsi", Model: "virtio-non-transitional"}},
 			},
 			artifacts: []Artifact{
-				{Kind: Claim, Volume: "a", Path: "/var/lib/nodevirt/volumes/lab/dv-a/disk.img"},
+				{Kind: Claim, Volume: "a", Path: "/var/lib/nodevirt/volumes/lab/dv-a/disk.img", Claim: "dv-a"},
 				// 1536Ki rounds down to 1Mi.
 				{Kind: EmptyDisk, Volume: "b", Path: vmDir + "b.qcow2", Size: 1 << 20},
 				{Kind: HostDisk, Volume: "c", Path: "/srv/c.img"},

@@ -102,6 +102,9 @@ type Artifact struct {
 	// IfNotPresent, Never); the runtime decides from it whether to pull again.
 	// Added by the converter.
 	PullPolicy string `json:"pullPolicy,omitempty"`
+	// Claim is the PersistentVolumeClaim or DataVolume name of a Claim
+	// artifact; the storage manager says where its disk is.
+	Claim string `json:"claim,omitempty"`
 }
 
 // Result is the converted domain plus what must exist on the host for it.
