@@ -64,7 +64,7 @@ func newHostTB(t testing.TB, cfg reconciler.Config) *host {
 	return &host{
 		t: t, hv: h, state: state,
 		rec: reconciler.New(cfg, h, d, db),
-		opt: desired.Options{Node: "node1", Context: domain.Context{Type: "kvm", Arch: "x86_64",
+		opt: desired.Options{Node: "node1", NodeLabels: map[string]string{"cpumanager": "true"}, Context: domain.Context{Type: "kvm", Arch: "x86_64",
 			DiskDir: filepath.Join(state, "disks"), VolumeDir: filepath.Join(state, "volumes")}},
 	}
 }

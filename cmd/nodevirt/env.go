@@ -76,8 +76,14 @@ func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options 
 			typ = "kvm"
 		}
 	}
+	var labels map[string]string
+	if o.cpuManager {
+		// KubeVirt schedules dedicatedCpuPlacement onto nodes labelled so.
+		labels = map[string]string{"cpumanager": "true"}
+	}
 	return desired.Options{
-		Node: o.node,
+		Node:       o.node,
+		NodeLabels: labels,
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      f.Arch,

@@ -98,12 +98,19 @@ type State struct {
 	AllowPruneAll bool
 	// Elsewhere counts VMs placed on other nodes (not this one).
 	Elsewhere int
+	// Unschedulable maps the domain names of VMs no node can run to
+	// "Kind ns/name: reason" (the scheduler's message). A VM already running
+	// here keeps running: placement rules apply at scheduling only.
+	Unschedulable map[string]string
 }
 
 // Options carry the node identity and host layout into the build.
 type Options struct {
-	Node    string
-	Context domain.Context
+	Node string
+	// NodeLabels are labels this node has beyond its Node manifest (e.g.
+	// cpumanager=true when its CPU-manager pool is on).
+	NodeLabels map[string]string
+	Context    domain.Context
 }
 
 // Build renders the desired state from a manifest set.
@@ -114,6 +121,8 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		PruneSuspended: set.Incomplete,
 	}
 	st.Diags = append(st.Diags, set.Diags...)
+	st.Unschedulable = map[string]string{}
+	placed := place(set, opt)
 	networks := newNetworkResolver(set)
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
@@ -154,7 +163,12 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
-		if host := spec.NodeSelector[LabelHostname]; host != "" && host != opt.Node {
+		key := o.Ref.Namespace + "/" + o.Ref.Name
+		if why, ok := placed.Unschedulable[key]; ok {
+			st.Unschedulable[name] = o.Ref.String() + ": " + why
+			continue
+		}
+		if node := placed.Node[key]; node != opt.Node {
 			st.Elsewhere++
 			continue
 		}

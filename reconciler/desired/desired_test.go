@@ -21,7 +21,8 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/**/*.golden.* from the current output")
 
 var testOptions = Options{
-	Node: "node-1",
+	Node:       "node-1",
+	NodeLabels: map[string]string{"cpumanager": "true"},
 	Context: domain.Context{
 		Type:      "kvm",
 		Arch:      "x86_64",
@@ -450,5 +451,52 @@ spec:
 	}
 	if got.Artifacts[1].Path != "/dev/loop7" {
 		t.Errorf("artifact path: %+v", got.Artifacts[1])
+	}
+}
+
+// VM-3 / F-1: with Node manifests, each agent renders only the VMs placed on
+// its node, and every agent computes the same placement.
+func TestBuild_placement(t *testing.T) {
+	doc := func(name, selector string) string {
+		return `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: ` + name + `, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      nodeSelector: {` + selector + `}
+      domain:
+        memory: {guest: 64Mi}
+        devices: {}
+`
+	}
+	src := strings.Join([]string{
+		"apiVersion: v1\nkind: Node\nmetadata: {name: node-1, labels: {zone: a}}\n",
+		"apiVersion: v1\nkind: Node\nmetadata: {name: node-2, labels: {zone: b}}\nspec:\n  taints: [{key: dedicated, value: db, effect: NoSchedule}]\n",
+		doc("in-a", "zone: a"),
+		doc("in-b", "zone: b"),
+		doc("nowhere", "zone: c"),
+	}, "---\n")
+	set := manifests.Parse("fleet.yaml", []byte(src), manifests.Options{})
+	for node, want := range map[string]string{"node-1": "default_in-a", "node-2": ""} {
+		opt := testOptions
+		opt.Node = node
+		st := Build(set, "r1", opt)
+		var got []string
+		for _, vm := range st.VMs {
+			got = append(got, vm.DomainName)
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s renders %v, want %q", node, got, want)
+		}
+		why := st.Unschedulable["default_nowhere"]
+		if !strings.Contains(why, "0/2 nodes are available") {
+			t.Errorf("%s: nowhere must be unschedulable with the scheduler's message, got %q", node, why)
+		}
+		// in-b selects node-2, whose NoSchedule taint it does not tolerate.
+		if !strings.Contains(st.Unschedulable["default_in-b"], "untolerated taint") {
+			t.Errorf("%s: in-b: %q", node, st.Unschedulable["default_in-b"])
+		}
 	}
 }

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -124,6 +125,23 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	sort.Slice(want, func(i, j int) bool { return want[i].DomainName < want[j].DomainName })
 
 	wanted := map[string]bool{}
+	var unsched []string
+	for name := range d.Unschedulable {
+		unsched = append(unsched, name)
+	}
+	sort.Strings(unsched)
+	for _, name := range unsched {
+		obj, why, _ := strings.Cut(d.Unschedulable[name], ": ")
+		if _, running := owners[name]; running {
+			// Placement rules apply at scheduling only (seed 8.14.2): a VM
+			// already here is not evicted because no node would take it now.
+			wanted[name] = true
+			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+				Reason: "no node can run it now (" + why + "); it stays here: placement rules apply at scheduling only"})
+			continue
+		}
+		p.Actions = append(p.Actions, Action{Kind: Wait, Object: obj, Domain: name, Reason: "unschedulable: " + why})
+	}
 	for _, vm := range want {
 		wanted[vm.DomainName] = true
 		dom, exists := byName[vm.DomainName]

@@ -181,3 +181,18 @@ func TestDiff_incompatibleCPUWaits(t *testing.T) {
 		t.Fatalf("the reason must carry libvirt's answer: %q", p.Actions[1].Reason)
 	}
 }
+
+func TestDiff_unschedulable(t *testing.T) {
+	st := state()
+	st.Unschedulable = map[string]string{
+		"default_web": "VirtualMachine default/web: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+		"default_new": "VirtualMachine default/new: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+	}
+	p := Diff(st, []hv.Domain{observed("web", hv.Running, "booted", "sha256:aa")}, Options{AllowPruneAll: true})
+	if d := cmp.Diff([]row{{Wait, "default_new", false}, {Keep, "default_web", false}}, rows(p)); d != "" {
+		t.Fatalf("actions (-want +got):\n%s", d)
+	}
+	if !strings.Contains(p.Actions[0].Reason, "unschedulable: 0/1 nodes are available") || p.Actions[0].Object != "VirtualMachine default/new" {
+		t.Fatalf("wait: %+v", p.Actions[0])
+	}
+}
