@@ -34,6 +34,9 @@ type Config struct {
 	// Claims says where the storage manager keeps a claim's disk; nil keeps
 	// the converter's default path under the volume directory.
 	Claims func(namespace, claim string) (desired.ClaimDisk, bool)
+	// Devices returns, per permitted resource name, the PCI addresses that
+	// can be given to VMs (permitted and bound to vfio-pci); nil: none.
+	Devices func() (map[string][]string, error)
 	// CPUPool returns the host CPUs of the node's CPU-manager pool for
 	// dedicatedCpuPlacement; nil means the node has no pool.
 	CPUPool func() ([]uint, error)
@@ -76,6 +79,8 @@ type Planned struct {
 	// allocs are dedicated-CPU allocations made by this plan, persisted when
 	// their domain is defined.
 	allocs map[string]desired.Pinning
+	// devAllocs are PCI device allocations made by this plan.
+	devAllocs map[string][]desired.AssignedDevice
 	// adopt are domains marked as ours that the source wants but the state
 	// lacks (the agent died between define and its state write): Apply
 	// records them so they are pruned, not orphaned, when they leave the source.
@@ -114,11 +119,18 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	if err != nil {
 		return nil, err
 	}
+	withDevs, devAllocs, devUnsched, err := r.assignDevices(st.VMs)
+	if err != nil {
+		return nil, err
+	}
+	for name, why := range devUnsched {
+		unsched[name] = why
+	}
 	for name, why := range r.checkCPUs(ctx, st.VMs) {
 		unsched[name] = why
 	}
 	opt.Unschedulable = unsched
-	if len(pinned) > 0 || r.cfg.Claims != nil {
+	if len(pinned) > 0 || len(withDevs) > 0 || r.cfg.Claims != nil {
 		// Plan against renderings bound to this host (pinned CPUs, claim
 		// disks where storage keeps them); st itself stays as loaded.
 		cp := *st
@@ -126,6 +138,11 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		for i, vm := range st.VMs {
 			if p := pinned[vm.DomainName]; p != nil {
 				vm = p
+			}
+			if a, ok := withDevs[vm.DomainName]; ok {
+				if vm, err = desired.AttachHostDevices(vm, a); err != nil {
+					return nil, err
+				}
 			}
 			if r.cfg.Claims != nil {
 				if vm, err = desired.ResolveClaims(vm, r.cfg.Claims); err != nil {
@@ -173,7 +190,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	}
 	p := plan.Diff(st, doms, opt)
 	r.fields.forget(obs)
-	return &Planned{Plan: p, vms: vms, observed: obs, allocs: allocs, adopt: adopt}, nil
+	return &Planned{Plan: p, vms: vms, observed: obs, allocs: allocs, devAllocs: devAllocs, adopt: adopt}, nil
 }
 
 // checkCPUs returns, per domain, why the host cannot provide the VM's CPU.
@@ -306,6 +323,9 @@ func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
 			return fmt.Errorf("define %s: %w", vm.DomainName, err)
 		}
 		if err := r.rememberCPUs(vm, p.allocs); err != nil {
+			return err
+		}
+		if err := r.rememberDevices(vm, p.devAllocs); err != nil {
 			return err
 		}
 		return r.remember(vm, false)

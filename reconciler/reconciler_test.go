@@ -471,3 +471,83 @@ func TestReconciler_inventoryAdoptAndOrphan(t *testing.T) {
 		t.Fatalf("plan: %s", got)
 	}
 }
+
+func gpuVM(name string) string {
+	return fmt.Sprintf(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: %s, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          gpus: [{name: gpu1, deviceName: nvidia.com/GA100}]
+`, name)
+}
+
+// VM-10: a free permitted device per request, persisted, never shared; a
+// resource that is not permitted, or has no free device, makes the VM wait.
+func TestReconciler_hostDevices(t *testing.T) {
+	h := newHost(t, reconciler.Config{})
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "dev.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	permitted := map[string][]string{"nvidia.com/GA100": {"0000:3b:00.0"}}
+	agent := func() *reconciler.Reconciler {
+		return reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(h.state, "disks"),
+			Devices: func() (map[string][]string, error) { return permitted, nil }}, h.hv, d, db)
+	}
+	apply := func(st *desired.State) plan.Plan {
+		rec := agent()
+		p, err := rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := rec.Apply(context.Background(), p); rep.Failed > 0 {
+			t.Fatalf("apply: %+v", rep.Outcomes)
+		}
+		return p.Plan
+	}
+	st := h.render("r1", gpuVM("a"), gpuVM("b"))
+	p := apply(st)
+	if got := kinds(p); got != "create default_a, start default_a, create default_b, wait default_b" {
+		t.Fatalf("plan: %s", got)
+	}
+	if !strings.Contains(p.Actions[3].Reason, "no free device of resource nvidia.com/GA100") {
+		t.Fatalf("wait reason: %q", p.Actions[3].Reason)
+	}
+	x := h.domains()["default_a"].XML
+	for _, want := range []string{"<hostdev mode='subsystem' type='pci' managed='no'>", "<address domain='0x0000' bus='0x3b' slot='0x00' function='0x0'/>", "ua-gpu-gpu1"} {
+		if !strings.Contains(x, want) {
+			t.Fatalf("missing %s in\n%s", want, x)
+		}
+	}
+	// A restarted agent keeps the allocation: nothing changes.
+	if p := apply(st); len(p.Actions) != 1 || p.Actions[0].Kind != plan.Wait {
+		t.Fatalf("after restart: %s", kinds(p))
+	}
+	// The resource leaves the permitted list: a new VM asking for it waits
+	// with the reason.
+	permitted = map[string][]string{}
+	p = apply(h.render("r2", gpuVM("a"), gpuVM("c")))
+	waited := false
+	for _, a := range p.Actions {
+		if a.Domain == "default_c" && a.Kind == plan.Wait {
+			waited = true
+			if !strings.Contains(a.Reason, "resource nvidia.com/GA100 is not permitted on this node") {
+				t.Fatalf("wait reason: %q", a.Reason)
+			}
+		}
+	}
+	if !waited {
+		t.Fatalf("c must wait: %s", kinds(p))
+	}
+}

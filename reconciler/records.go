@@ -75,6 +75,9 @@ func (s records) delete(name string) error {
 	if err := s.kv.Delete(bucketCPUs, name); err != nil {
 		return err
 	}
+	if err := s.kv.Delete(bucketDevices, name); err != nil {
+		return err
+	}
 	return s.kv.Delete(bucketVMs, name)
 }
 

@@ -17,7 +17,9 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
+	"github.com/nodevirt/nodevirt/runtime/hostfs"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
+	"github.com/nodevirt/nodevirt/runtime/pci"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 	"github.com/nodevirt/nodevirt/source"
 )
@@ -174,6 +176,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
 	}
 	e.rec = reconciler.New(reconciler.Config{
+		Devices:         e.permittedDevices,
 		Claims:          e.claimDisk,
 		CPUPool:         pool,
 		Arch:            e.facts.Arch,
@@ -232,4 +235,26 @@ func (e *env) inUse(path string) bool {
 		}
 	}
 	return false
+}
+
+// permittedDevices lists, per resource the HyperConverged permits, the PCI
+// devices under --root that VMs can be given (matching and bound to vfio-pci).
+func (e *env) permittedDevices() (map[string][]string, error) {
+	hc := e.agent.HostConfig()
+	if hc == nil || len(hc.PCI) == 0 {
+		return nil, nil
+	}
+	devs, err := pciDevices{pci.New(e.o.root, hostfs.Exec{Root: e.o.root})}.List()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, r := range host.Resources(hc, devs, host.Record{}) {
+		addrs := []string{}
+		for _, d := range r.Allocatable {
+			addrs = append(addrs, d.Address)
+		}
+		out[r.Name] = addrs
+	}
+	return out, nil
 }

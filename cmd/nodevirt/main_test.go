@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
 
 // run executes the CLI in-process and returns stdout, stderr and the exit code.
@@ -136,4 +138,82 @@ func write(t *testing.T, dir, name, content string) {
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// VM-10 through the CLI: the HyperConverged permits a GPU that the host's
+// sysfs (under --root) shows bound to vfio-pci; the VM asking for it gets it
+// as a <hostdev> with its address.
+func TestApply_gpuPassthrough(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	dev := filepath.Join(root, "sys/bus/pci/devices/0000:3b:00.0")
+	for name, content := range map[string]string{"vendor": "0x10de\n", "device": "0x20b5\n", "class": "0x030200\n", "driver_override": "(null)\n", "numa_node": "0\n"} {
+		write(t, dev, name, content)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "sys/bus/pci/drivers/vfio-pci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../drivers/vfio-pci", filepath.Join(dev, "driver")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, "hco.yaml", `apiVersion: hco.kubevirt.io/v1beta1
+kind: HyperConverged
+metadata: {name: kubevirt-hyperconverged, namespace: openshift-cnv}
+spec:
+  permittedHostDevices:
+    pciHostDevices:
+      - {pciDeviceSelector: "10DE:20B5", resourceName: nvidia.com/GA100}
+`)
+	write(t, src, "vm.yaml", `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: gpu, namespace: default}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          gpus: [{name: gpu1, deviceName: nvidia.com/GA100}]
+`)
+	// test:///default keeps its state only while a connection is open.
+	d, err := virt.Open(t.Context(), "test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"--state", t.TempDir(), "--root", root, "--log-level", "error", "--libvirt", "test:///default",
+		"--source", src, "-o", "json", "apply"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("apply: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), `"action": "create"`) || strings.Contains(out.String(), "not permitted") {
+		t.Fatalf("the VM must be created with its GPU:\n%s", out.String())
+	}
+	x := domainXML(t, d, "default_gpu")
+	for _, want := range []string{"managed='no'", "bus='0x3b'", "ua-gpu-gpu1"} {
+		if !strings.Contains(x, want) {
+			t.Fatalf("defined domain lacks %s:\n%s", want, x)
+		}
+	}
+}
+
+// domainXML reads a domain's definition from the in-process test driver,
+// whose state the connections of this test process share.
+func domainXML(t *testing.T, d *virt.Driver, name string) string {
+	t.Helper()
+	doms, err := d.Domains(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dom := range doms {
+		if dom.Name == name {
+			return dom.XML
+		}
+	}
+	t.Fatalf("no domain %s on the test driver", name)
+	return ""
 }

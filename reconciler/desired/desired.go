@@ -56,9 +56,19 @@ type VM struct {
 	// Dedicated is set for dedicatedCpuPlacement: the reconciler allocates
 	// exclusive host CPUs from the node's pool and pins the domain (Pin).
 	Dedicated *Dedicated `json:"dedicated,omitempty"`
+	// HostDevices are the PCI devices the VM asks for by resource name
+	// (VM-10); the reconciler allocates them and attaches <hostdev>s.
+	HostDevices []DeviceRequest `json:"hostDevices,omitempty"`
 	// CPUCheck is the domain's <cpu> element when it names a model or gives
 	// feature policies: the host must be able to provide it (VM-9).
 	CPUCheck string `json:"cpuCheck,omitempty"`
+}
+
+// DeviceRequest is one hostDevices or gpus entry of a VM.
+type DeviceRequest struct {
+	Name     string `json:"name"`
+	Resource string `json:"resource"`
+	GPU      bool   `json:"gpu,omitempty"`
 }
 
 // Dedicated is a VM's demand for exclusive host CPUs (VM-8).
@@ -263,6 +273,7 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Hugepages:       huge,
 		CPUCheck:        cpuCheck,
 		Dedicated:       dedicated,
+		HostDevices:     deviceRequests(spec),
 	}, diags
 }
 
@@ -288,4 +299,15 @@ func (s *State) Lookup(domainName string) *VM {
 // String is a one-line summary for logs.
 func (s *State) String() string {
 	return fmt.Sprintf("revision %s: %d VMs on this node, %d invalid, %d elsewhere", s.Revision, len(s.VMs), len(s.Invalid), s.Elsewhere)
+}
+
+func deviceRequests(spec *kubevirtv1.VirtualMachineInstanceSpec) []DeviceRequest {
+	var out []DeviceRequest
+	for _, g := range spec.Domain.Devices.GPUs {
+		out = append(out, DeviceRequest{Name: g.Name, Resource: g.DeviceName, GPU: true})
+	}
+	for _, h := range spec.Domain.Devices.HostDevices {
+		out = append(out, DeviceRequest{Name: h.Name, Resource: h.DeviceName})
+	}
+	return out
 }

@@ -147,3 +147,56 @@ func ResolveClaims(vm *VM, lookup func(namespace, claim string) (ClaimDisk, bool
 	out.XML, out.SpecHash = xml, hash
 	return &out, nil
 }
+
+// AssignedDevice is a host PCI device allocated to one request of a VM.
+type AssignedDevice struct {
+	Name     string `json:"name"`
+	Resource string `json:"resource"`
+	GPU      bool   `json:"gpu,omitempty"`
+	// Address is the PCI address, DDDD:BB:SS.F.
+	Address string `json:"address"`
+}
+
+// AttachHostDevices returns a copy of vm with one <hostdev> per assigned
+// device: managed='no' because nodevirt (or the host's vfio.conf) binds the
+// device to vfio-pci, as KubeVirt expects of permitted devices.
+func AttachHostDevices(vm *VM, devs []AssignedDevice) (*VM, error) {
+	if len(devs) == 0 {
+		return vm, nil
+	}
+	dom := &libvirtxml.Domain{}
+	if err := dom.Unmarshal(vm.XML); err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
+	if dom.Devices == nil {
+		dom.Devices = &libvirtxml.DomainDeviceList{}
+	}
+	for _, d := range devs {
+		var pciDomain, bus, slot, fn uint
+		if _, err := fmt.Sscanf(d.Address, "%x:%x:%x.%x", &pciDomain, &bus, &slot, &fn); err != nil {
+			return nil, fmt.Errorf("%s: device %s: PCI address %q: %w", vm.Object, d.Name, d.Address, err)
+		}
+		alias := "ua-hostdevice-" + d.Name
+		if d.GPU {
+			alias = "ua-gpu-" + d.Name
+		}
+		dom.Devices.Hostdevs = append(dom.Devices.Hostdevs, libvirtxml.DomainHostdev{
+			Managed: "no",
+			SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{Source: &libvirtxml.DomainHostdevSubsysPCISource{
+				Address: &libvirtxml.DomainAddressPCI{Domain: &pciDomain, Bus: &bus, Slot: &slot, Function: &fn},
+			}},
+			Alias: &libvirtxml.DomainAlias{Name: alias},
+		})
+	}
+	owner, ok := OwnerOf(vm.XML)
+	if !ok {
+		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
+	}
+	xml, hash, err := seal(dom, vm.Artifacts, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	}
+	out := *vm
+	out.XML, out.SpecHash = xml, hash
+	return &out, nil
+}

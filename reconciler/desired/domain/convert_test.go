@@ -36,8 +36,8 @@ var goldenCases = []struct {
 	{file: "corpus/vmi-host-disk.yaml"},
 	{file: "corpus/vmi-windows.yaml"},
 	{file: "corpus/vmi-fedora-isolated.yaml"},
-	{file: "corpus/vmi-gpu.yaml", wantErrors: []string{"spec.domain.devices.gpus"}},
-	{file: "corpus/vmi-usb.yaml", wantErrors: []string{"spec.domain.devices.hostDevices"}},
+	{file: "corpus/vmi-gpu.yaml"},
+	{file: "corpus/vmi-usb.yaml"},
 	{file: "corpus/vmi-sriov.yaml", wantErrors: []string{"spec.domain.devices.interfaces[1].sriov"}},
 	// Without the NetworkAttachmentDefinition ptp-conf (not in the corpus)
 	// the bridge interface has no host bridge to plug into.
