@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -153,20 +154,28 @@ func newDriftCmd(o *options) *cobra.Command {
 			}
 			defer e.Close()
 			rep := driftReport(np.st, np.vms)
+			var storageDrift []storage.Action
+			for _, a := range np.storage.Actions {
+				if a.Drift {
+					storageDrift = append(storageDrift, a)
+				}
+			}
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
 				err = printData(w, o.output, struct {
 					DriftReport
-					Host host.Plan `json:"host"`
-				}{rep, np.host})
+					Host    host.Plan        `json:"host"`
+					Storage []storage.Action `json:"storage"`
+				}{rep, np.host, storageDrift})
 			} else if err = printHostDrift(w, "table", np.host); err == nil {
 				fmt.Fprintln(w)
+				printStorageDrift(w, storageDrift)
 				err = printDrift(w, "table", rep)
 			}
 			if err != nil {
 				return err
 			}
-			if exitCodeOnDrift && (rep.Drifted > 0 || len(np.host.Drift()) > 0) {
+			if exitCodeOnDrift && (rep.Drifted > 0 || len(np.host.Drift()) > 0 || len(storageDrift) > 0) {
 				return exitCode(2)
 			}
 			return nil
@@ -200,4 +209,22 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd.Flags().DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "full drift check interval (and local directory rescan)")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
+}
+
+// printStorageDrift lists storage the host changed out of band (a detached
+// loop device, a missing disk).
+func printStorageDrift(w io.Writer, acts []storage.Action) {
+	if len(acts) == 0 {
+		fmt.Fprintln(w, "Storage: no drift.")
+		fmt.Fprintln(w)
+		return
+	}
+	fmt.Fprintln(w, "Storage drift")
+	for _, a := range acts {
+		fmt.Fprintf(w, "DRIFTED   %s  %s: %s\n", a.Object, a.Target, a.Reason)
+		for _, c := range a.Changes {
+			fmt.Fprintf(w, "          %s\n", c)
+		}
+	}
+	fmt.Fprintln(w)
 }
