@@ -165,8 +165,15 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		return nil, fmt.Errorf("connect to libvirt %s: %w", o.libvirtURI, err)
 	}
 	e.closer = append(e.closer, e.hv.Close)
-	if e.domainType, err = e.hv.DomainType(ctx, e.facts.Arch); err != nil {
-		return nil, err
+	switch o.domainType {
+	case "auto", "":
+		if e.domainType, err = e.hv.DomainType(ctx, e.facts.Arch); err != nil {
+			return nil, err
+		}
+	case "kvm", "qemu":
+		e.domainType = o.domainType
+	default:
+		return nil, fmt.Errorf("--domain-type %q: want auto, kvm or qemu", o.domainType)
 	}
 	if e.domainType != "kvm" {
 		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)

@@ -217,3 +217,27 @@ func domainXML(t *testing.T, d *virt.Driver, name string) string {
 	t.Fatalf("no domain %s on the test driver", name)
 	return ""
 }
+
+func TestDomainType_flag(t *testing.T) {
+	d, err := virt.Open(t.Context(), "test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	src := t.TempDir()
+	b, err := os.ReadFile("../../examples/vms/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, "web.yaml", string(b))
+	out, errOut, code := run(t, "--libvirt", "test:///default", "--domain-type", "qemu", "--source", src, "apply")
+	if code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	if x := domainXML(t, d, "default_web"); !strings.HasPrefix(x, "<domain type='qemu'") {
+		t.Fatalf("--domain-type qemu must define TCG domains:\n%s", x)
+	}
+	if _, errOut, code := run(t, "--libvirt", "test:///default", "--domain-type", "xen", "--source", "../../examples", "plan"); code == 0 || !strings.Contains(errOut, "want auto, kvm or qemu") {
+		t.Fatalf("a bad --domain-type must be refused: %d %s", code, errOut)
+	}
+}

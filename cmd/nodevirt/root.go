@@ -42,6 +42,8 @@ type options struct {
 
 	secretsDir   string
 	allowedRoots []string
+
+	domainType string
 }
 
 func newRootCmd() *cobra.Command {
@@ -73,6 +75,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
+	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when libvirt can run KVM domains, else qemu), kvm, or qemu (TCG emulation, for hosts whose /dev/kvm cannot run guest code)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
 	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
