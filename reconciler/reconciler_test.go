@@ -69,6 +69,29 @@ func newHostTB(t testing.TB, cfg reconciler.Config) *host {
 	}
 }
 
+// stateDB opens a state database of its own, closed when the test ends: a
+// second agent on the same node, or the same agent across restarts.
+func (h *host) stateDB() *statedb.DB {
+	h.t.Helper()
+	db, err := statedb.Open(filepath.Join(h.t.TempDir(), "state.db"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// agentWith builds a reconciler on h's node and disks with cfg and db.
+func (h *host) agentWith(cfg reconciler.Config, db *statedb.DB) *reconciler.Reconciler {
+	h.t.Helper()
+	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cfg.DiskDir = filepath.Join(h.state, "disks")
+	return reconciler.New(cfg, h.hv, d, db)
+}
+
 // render decodes YAML documents as one revision.
 func (h *host) render(rev string, docs ...string) *desired.State {
 	h.t.Helper()
@@ -365,18 +388,10 @@ spec:
 // shared, released with the VM.
 func TestReconciler_dedicatedCPUs(t *testing.T) {
 	h := newHost(t, reconciler.Config{})
-	db, err := statedb.Open(filepath.Join(t.TempDir(), "cpus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := h.stateDB()
 	agent := func() *reconciler.Reconciler {
-		return reconciler.New(reconciler.Config{SelfHeal: true, AllowPruneAll: true, DiskDir: filepath.Join(h.state, "disks"),
-			CPUPool: func() ([]uint, error) { return []uint{1, 2, 3}, nil }}, h.hv, d, db)
+		return h.agentWith(reconciler.Config{SelfHeal: true, AllowPruneAll: true,
+			CPUPool: func() ([]uint, error) { return []uint{1, 2, 3}, nil }}, db)
 	}
 	apply := func(rec *reconciler.Reconciler, st *desired.State) plan.Plan {
 		p, err := rec.Plan(context.Background(), st)
@@ -440,16 +455,8 @@ func TestReconciler_inventoryAdoptAndOrphan(t *testing.T) {
 	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always"), vm("old", "64Mi", "Always")))
 
 	// A second agent with an empty state directory on the same host.
-	db, err := statedb.Open(filepath.Join(t.TempDir(), "fresh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(h.state, "disks")}, h.hv, d, db)
+	db := h.stateDB()
+	fresh := h.agentWith(reconciler.Config{SelfHeal: true}, db)
 	apply := func(st *desired.State) plan.Plan {
 		p, err := fresh.Plan(context.Background(), st)
 		if err != nil {
@@ -491,19 +498,11 @@ spec:
 // resource that is not permitted, or has no free device, makes the VM wait.
 func TestReconciler_hostDevices(t *testing.T) {
 	h := newHost(t, reconciler.Config{})
-	db, err := statedb.Open(filepath.Join(t.TempDir(), "dev.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := h.stateDB()
 	permitted := map[string][]string{"nvidia.com/GA100": {"0000:3b:00.0"}}
 	agent := func() *reconciler.Reconciler {
-		return reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(h.state, "disks"),
-			Devices: func() (map[string][]string, error) { return permitted, nil }}, h.hv, d, db)
+		return h.agentWith(reconciler.Config{SelfHeal: true,
+			Devices: func() (map[string][]string, error) { return permitted, nil }}, db)
 	}
 	apply := func(st *desired.State) plan.Plan {
 		rec := agent()

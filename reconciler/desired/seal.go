@@ -55,31 +55,42 @@ func Pin(vm *VM, p Pinning) (*VM, error) {
 	if vm.Dedicated == nil || len(p.VCPUs) != vm.Dedicated.VCPUs {
 		return nil, fmt.Errorf("%s: pinning of %d CPUs does not fit its %d dedicated vCPUs", vm.Object, len(p.VCPUs), vm.Dedicated.VCPUs)
 	}
+	return rework(vm, vm.Artifacts, func(dom *libvirtxml.Domain) error {
+		if dom.CPUTune == nil {
+			dom.CPUTune = &libvirtxml.DomainCPUTune{}
+		}
+		dom.CPUTune.VCPUPin = nil
+		for i, cpu := range p.VCPUs {
+			dom.CPUTune.VCPUPin = append(dom.CPUTune.VCPUPin, libvirtxml.DomainCPUTuneVCPUPin{VCPU: uint(i), CPUSet: strconv.FormatUint(uint64(cpu), 10)})
+		}
+		dom.CPUTune.EmulatorPin = nil
+		if p.Emulator != nil {
+			dom.CPUTune.EmulatorPin = &libvirtxml.DomainCPUTuneEmulatorPin{CPUSet: strconv.FormatUint(uint64(*p.Emulator), 10)}
+		}
+		return nil
+	})
+}
+
+// rework returns a copy of vm whose domain edit changed, with artifacts, and
+// re-seals it: the hash and ownership element always match the final XML.
+func rework(vm *VM, artifacts []domain.Artifact, edit func(*libvirtxml.Domain) error) (*VM, error) {
 	dom := &libvirtxml.Domain{}
 	if err := dom.Unmarshal(vm.XML); err != nil {
 		return nil, fmt.Errorf("%s: %w", vm.Object, err)
 	}
-	if dom.CPUTune == nil {
-		dom.CPUTune = &libvirtxml.DomainCPUTune{}
-	}
-	dom.CPUTune.VCPUPin = nil
-	for i, cpu := range p.VCPUs {
-		dom.CPUTune.VCPUPin = append(dom.CPUTune.VCPUPin, libvirtxml.DomainCPUTuneVCPUPin{VCPU: uint(i), CPUSet: strconv.FormatUint(uint64(cpu), 10)})
-	}
-	dom.CPUTune.EmulatorPin = nil
-	if p.Emulator != nil {
-		dom.CPUTune.EmulatorPin = &libvirtxml.DomainCPUTuneEmulatorPin{CPUSet: strconv.FormatUint(uint64(*p.Emulator), 10)}
+	if err := edit(dom); err != nil {
+		return nil, fmt.Errorf("%s: %w", vm.Object, err)
 	}
 	owner, ok := OwnerOf(vm.XML)
 	if !ok {
 		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
 	}
-	xml, hash, err := seal(dom, vm.Artifacts, owner)
+	xml, hash, err := seal(dom, artifacts, owner)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", vm.Object, err)
 	}
 	out := *vm
-	out.XML, out.SpecHash = xml, hash
+	out.XML, out.SpecHash, out.Artifacts = xml, hash, artifacts
 	return &out, nil
 }
 
@@ -107,11 +118,16 @@ func ResolveClaims(vm *VM, lookup func(namespace, claim string) (ClaimDisk, bool
 	if len(found) == 0 {
 		return vm, nil
 	}
-	dom := &libvirtxml.Domain{}
-	if err := dom.Unmarshal(vm.XML); err != nil {
-		return nil, fmt.Errorf("%s: %w", vm.Object, err)
+	artifacts := slices.Clone(vm.Artifacts)
+	for i, a := range artifacts {
+		if cd, ok := found[a.Volume]; ok && a.Kind == domain.Claim {
+			artifacts[i].Path = cd.Path
+		}
 	}
-	if dom.Devices != nil {
+	return rework(vm, artifacts, func(dom *libvirtxml.Domain) error {
+		if dom.Devices == nil {
+			return nil
+		}
 		for i := range dom.Devices.Disks {
 			d := &dom.Devices.Disks[i]
 			if d.Alias == nil {
@@ -128,24 +144,8 @@ func ResolveClaims(vm *VM, lookup func(namespace, claim string) (ClaimDisk, bool
 				d.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: cd.Path}}
 			}
 		}
-	}
-	out := *vm
-	out.Artifacts = slices.Clone(vm.Artifacts)
-	for i, a := range out.Artifacts {
-		if cd, ok := found[a.Volume]; ok && a.Kind == domain.Claim {
-			out.Artifacts[i].Path = cd.Path
-		}
-	}
-	owner, ok := OwnerOf(vm.XML)
-	if !ok {
-		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
-	}
-	xml, hash, err := seal(dom, out.Artifacts, owner)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", vm.Object, err)
-	}
-	out.XML, out.SpecHash = xml, hash
-	return &out, nil
+		return nil
+	})
 }
 
 // AssignedDevice is a host PCI device allocated to one request of a VM.
@@ -164,39 +164,27 @@ func AttachHostDevices(vm *VM, devs []AssignedDevice) (*VM, error) {
 	if len(devs) == 0 {
 		return vm, nil
 	}
-	dom := &libvirtxml.Domain{}
-	if err := dom.Unmarshal(vm.XML); err != nil {
-		return nil, fmt.Errorf("%s: %w", vm.Object, err)
-	}
-	if dom.Devices == nil {
-		dom.Devices = &libvirtxml.DomainDeviceList{}
-	}
-	for _, d := range devs {
-		var pciDomain, bus, slot, fn uint
-		if _, err := fmt.Sscanf(d.Address, "%x:%x:%x.%x", &pciDomain, &bus, &slot, &fn); err != nil {
-			return nil, fmt.Errorf("%s: device %s: PCI address %q: %w", vm.Object, d.Name, d.Address, err)
+	return rework(vm, vm.Artifacts, func(dom *libvirtxml.Domain) error {
+		if dom.Devices == nil {
+			dom.Devices = &libvirtxml.DomainDeviceList{}
 		}
-		alias := "ua-hostdevice-" + d.Name
-		if d.GPU {
-			alias = "ua-gpu-" + d.Name
+		for _, d := range devs {
+			var pciDomain, bus, slot, fn uint
+			if _, err := fmt.Sscanf(d.Address, "%x:%x:%x.%x", &pciDomain, &bus, &slot, &fn); err != nil {
+				return fmt.Errorf("device %s: PCI address %q: %w", d.Name, d.Address, err)
+			}
+			alias := "ua-hostdevice-" + d.Name
+			if d.GPU {
+				alias = "ua-gpu-" + d.Name
+			}
+			dom.Devices.Hostdevs = append(dom.Devices.Hostdevs, libvirtxml.DomainHostdev{
+				Managed: "no",
+				SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{Source: &libvirtxml.DomainHostdevSubsysPCISource{
+					Address: &libvirtxml.DomainAddressPCI{Domain: &pciDomain, Bus: &bus, Slot: &slot, Function: &fn},
+				}},
+				Alias: &libvirtxml.DomainAlias{Name: alias},
+			})
 		}
-		dom.Devices.Hostdevs = append(dom.Devices.Hostdevs, libvirtxml.DomainHostdev{
-			Managed: "no",
-			SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{Source: &libvirtxml.DomainHostdevSubsysPCISource{
-				Address: &libvirtxml.DomainAddressPCI{Domain: &pciDomain, Bus: &bus, Slot: &slot, Function: &fn},
-			}},
-			Alias: &libvirtxml.DomainAlias{Name: alias},
-		})
-	}
-	owner, ok := OwnerOf(vm.XML)
-	if !ok {
-		return nil, fmt.Errorf("%s: rendered domain carries no owner", vm.Object)
-	}
-	xml, hash, err := seal(dom, vm.Artifacts, owner)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", vm.Object, err)
-	}
-	out := *vm
-	out.XML, out.SpecHash = xml, hash
-	return &out, nil
+		return nil
+	})
 }
