@@ -73,16 +73,6 @@ type preconditionError string
 
 func (p preconditionError) Error() string { return string(p) }
 
-// missingPrecondition is require's rule for preconditions found while
-// building: a failure under CI=true, a loud skip elsewhere.
-func missingPrecondition(t *testing.T, missing string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("e2e precondition missing in CI: %s", missing)
-	}
-	t.Skipf("e2e precondition missing (set-up not run here): %s", missing)
-}
-
 // guestInputs are the host files the guest is made of.
 type guestInputs struct {
 	kernel, release string
