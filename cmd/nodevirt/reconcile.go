@@ -48,20 +48,11 @@ func (e *env) plan(ctx context.Context) (nodePlan, error) {
 	if err != nil {
 		return nodePlan{}, err
 	}
-	hp, err := e.hostRec.Plan(ctx, e.agent.HostConfig())
-	if err != nil {
-		return nodePlan{}, fmt.Errorf("plan host configuration: %w", err)
-	}
-	hp.Revision = st.Revision
-	sp, err := e.storage.Plan(ctx, e.agent.StorageState())
-	if err != nil {
-		return nodePlan{}, fmt.Errorf("plan storage: %w", err)
-	}
-	p, err := e.rec.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, st)
 	if err != nil {
 		return nodePlan{}, err
 	}
-	return nodePlan{st: st, vms: p, host: hp, storage: sp}, nil
+	return nodePlan{st: st, vms: np.VMs, host: *np.Host, storage: np.Storage}, nil
 }
 
 // planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
@@ -104,33 +95,47 @@ func newApplyCmd(o *options) *cobra.Command {
 		Short: "Make the host match the source once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, np, err := o.planned(cmd.Context(), selfHeal)
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			e, err := o.openAll(ctx, selfHeal, agent.Config{})
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			// R-9: host configuration, then storage, then VMs; data is
-			// released and deleted only after the VMs using it are gone.
-			ctx := cmd.Context()
-			hrep := e.hostRec.Apply(ctx, np.host)
-			srep := e.storage.Apply(ctx, np.storage, storage.Setup)
-			rep := e.rec.Apply(ctx, np.vms)
-			steardown := e.storage.Apply(ctx, np.storage, storage.Teardown)
-			srep.Outcomes = append(srep.Outcomes, steardown.Outcomes...)
-			srep.Failed += steardown.Failed
+			st, err := e.agent.Load(ctx)
+			if err != nil {
+				return err
+			}
+			// R-9: host configuration, then storage, then VMs, each planned
+			// after the one before applied.
+			nr := e.agent.Apply(ctx, st)
 			w := cmd.OutOrStdout()
+			var vmPlan plan.Plan
+			if nr.Plan.VMs != nil {
+				vmPlan = nr.Plan.VMs.Plan
+			}
 			if o.output != "table" {
-				err = printData(w, o.output, map[string]any{"plan": np.vms.Plan, "apply": rep,
-					"host": map[string]any{"plan": np.host, "apply": hrep}, "storage": map[string]any{"plan": np.storage, "apply": srep}})
-			} else if err = printHostReport(w, "table", np.host, hrep); err == nil {
-				fmt.Fprintln(w, "\nStorage apply")
-				printStorageReport(w, srep)
-				err = printReport(w, "table", np.st, np.vms.Plan, rep)
+				err = printData(w, o.output, map[string]any{"plan": vmPlan, "apply": nr.VMs, "errors": nr.Errors,
+					"host": map[string]any{"plan": nr.Plan.Host, "apply": nr.Host}, "storage": map[string]any{"plan": nr.Plan.Storage, "apply": nr.Storage}})
+			} else {
+				for _, msg := range nr.Errors {
+					fmt.Fprintln(w, "error:", msg)
+				}
+				if nr.Plan.Host != nil {
+					err = printHostReport(w, "table", *nr.Plan.Host, nr.Host)
+				}
+				if err == nil {
+					fmt.Fprintln(w, "\nStorage apply")
+					printStorageReport(w, nr.Storage)
+					err = printReport(w, "table", st, vmPlan, nr.VMs)
+				}
 			}
 			if err != nil {
 				return err
 			}
-			if rep.Failed > 0 || hrep.Err() != nil || srep.Failed > 0 || np.st.Diags.HasErrors() {
+			if nr.Err() != nil || st.Diags.HasErrors() {
 				return exitCode(1)
 			}
 			return nil

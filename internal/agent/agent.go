@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -165,51 +166,120 @@ func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
 	return a.apply(ctx, st)
 }
 
-func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {
-	if a.host != nil && a.hostConf != nil {
-		// A host configuration that fails is reported, not fatal: VMs that do
-		// not depend on it still converge.
-		if hp, err := a.host.Plan(ctx, a.hostConf); err != nil {
-			a.log.Error("plan host configuration", "err", err)
-		} else {
-			hp.Revision = st.Revision
-			for _, act := range hp.Actions {
-				a.log.Info("host plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason, "drift", act.Drift)
-			}
-			if rep := a.host.Apply(ctx, hp); rep.Err() != nil {
-				a.log.Error("apply host configuration", "err", rep.Err())
-			}
-		}
+// NodePlan is one revision planned for this node, stage by stage:
+// host configuration, storage, VMs. A stage the agent does not run is nil.
+type NodePlan struct {
+	State   *desired.State
+	Host    *host.Plan
+	Storage *storage.Plan
+	VMs     *reconciler.Planned
+}
+
+// NodeReport is what one Apply did, stage by stage; Errors holds the
+// stages that could not be planned (reported, not fatal to later stages).
+type NodeReport struct {
+	Plan    NodePlan
+	Host    host.Report
+	Storage storage.Report
+	VMs     reconciler.Report
+	Errors  []string
+}
+
+// Err is non-nil when any stage failed.
+func (r NodeReport) Err() error {
+	var errs []error
+	for _, e := range r.Errors {
+		errs = append(errs, errors.New(e))
 	}
-	var sp *storage.Plan
-	if a.storage != nil && a.storSt != nil {
-		var err error
-		if sp, err = a.storage.Plan(ctx, a.storSt); err != nil {
-			a.log.Error("plan storage", "err", err)
-		} else {
-			for _, act := range sp.Actions {
-				a.log.Info("storage plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason)
-			}
-			if rep := a.storage.Apply(ctx, sp, storage.Setup); rep.Failed > 0 {
-				a.log.Error("apply storage", "failed", rep.Failed)
-			}
+	if err := r.Host.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("host configuration: %w", err))
+	}
+	if r.Storage.Failed > 0 {
+		errs = append(errs, fmt.Errorf("storage: %d actions failed", r.Storage.Failed))
+	}
+	if err := r.VMs.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("VMs: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Plan plans every stage for st without changing anything (a dry run: later
+// stages do not see what earlier ones would do).
+func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
+	np := NodePlan{State: st}
+	if a.host != nil && a.hostConf != nil {
+		hp, err := a.host.Plan(ctx, a.hostConf)
+		if err != nil {
+			return np, fmt.Errorf("plan host configuration: %w", err)
 		}
+		hp.Revision = st.Revision
+		np.Host = &hp
+	}
+	if a.storage != nil && a.storSt != nil {
+		sp, err := a.storage.Plan(ctx, a.storSt)
+		if err != nil {
+			return np, fmt.Errorf("plan storage: %w", err)
+		}
+		np.Storage = sp
 	}
 	p, err := a.rec.Plan(ctx, st)
 	if err != nil {
-		return reconciler.Report{}, err
+		return np, err
 	}
-	for _, act := range p.Actions {
-		a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
-	}
-	rep := a.rec.Apply(ctx, p)
-	// Releases and deletes of data come after the VMs that used it are gone.
-	if sp != nil {
-		if srep := a.storage.Apply(ctx, sp, storage.Teardown); srep.Failed > 0 {
-			a.log.Error("storage teardown", "failed", srep.Failed)
+	np.VMs = p
+	return np, nil
+}
+
+// Apply converges the node on st stage by stage, planning each stage after
+// the previous one applied (the VM plan sees the claims storage just bound).
+// A stage that fails is reported and does not stop later stages: VMs that do
+// not depend on it still converge.
+func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
+	rep := NodeReport{Plan: NodePlan{State: st}}
+	if a.host != nil && a.hostConf != nil {
+		if hp, err := a.host.Plan(ctx, a.hostConf); err != nil {
+			rep.Errors = append(rep.Errors, "plan host configuration: "+err.Error())
+		} else {
+			hp.Revision = st.Revision
+			rep.Plan.Host = &hp
+			for _, act := range hp.Actions {
+				a.log.Info("host plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason, "drift", act.Drift)
+			}
+			rep.Host = a.host.Apply(ctx, hp)
 		}
 	}
-	return rep, rep.Err()
+	if a.storage != nil && a.storSt != nil {
+		if sp, err := a.storage.Plan(ctx, a.storSt); err != nil {
+			rep.Errors = append(rep.Errors, "plan storage: "+err.Error())
+		} else {
+			rep.Plan.Storage = sp
+			for _, act := range sp.Actions {
+				a.log.Info("storage plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason)
+			}
+			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
+		}
+	}
+	if p, err := a.rec.Plan(ctx, st); err != nil {
+		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
+	} else {
+		rep.Plan.VMs = p
+		for _, act := range p.Actions {
+			a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
+		}
+		rep.VMs = a.rec.Apply(ctx, p)
+	}
+	// Releases and deletes of data come after the VMs that used them are gone.
+	if sp := rep.Plan.Storage; sp != nil {
+		td := a.storage.Apply(ctx, sp, storage.Teardown)
+		rep.Storage.Outcomes = append(rep.Storage.Outcomes, td.Outcomes...)
+		rep.Storage.Failed += td.Failed
+	}
+	return rep
+}
+
+func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {
+	rep := a.Apply(ctx, st)
+	return rep.VMs, rep.Err()
 }
 
 type watcher interface {
