@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/nodeconfig/cmdline"
 	"io"
 	"io/fs"
 	"path"
@@ -59,7 +60,7 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 	r := &rendered{g: g}
 	r.checkSpec(mc)
 	for i, k := range mc.KernelArguments {
-		for _, a := range SplitKernelArgs(k) {
+		for _, a := range cmdline.Split(k) {
 			r.kargs = append(r.kargs, KernelArg{Value: a, Source: g.source(g.spec(fmt.Sprintf("kernelArguments[%d]", i)))})
 		}
 	}
@@ -307,31 +308,4 @@ func (r *rendered) convertUnits(units []types.Unit) {
 			r.units = append(r.units, out)
 		}
 	}
-}
-
-// SplitKernelArgs splits a kernelArguments entry on white space, keeping
-// double-quoted values together (the Machine Config Daemon's rule), so
-// "a=1 b" is two arguments and `c="x y"` one.
-func SplitKernelArgs(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted := false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			cur.WriteRune(r)
-		case (r == ' ' || r == '\t' || r == '\n') && !quoted:
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
 }

@@ -521,13 +521,6 @@ func TestParseRelabel(t *testing.T) {
 	}
 }
 
-func TestSplitKernelArgs(t *testing.T) {
-	got := SplitKernelArgs(`a=1  b  c="x y" d`)
-	if diff := cmp.Diff([]string{"a=1", "b", `c="x y"`, "d"}, got); diff != "" {
-		t.Error(diff)
-	}
-}
-
 func TestParseCPUInfo(t *testing.T) {
 	c := ParseCPUInfo([]byte("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7763\nflags\t\t: fpu svm avx2\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n"))
 	if c.Vendor != "amd" || c.Model != "AMD EPYC 7763" || !cmp.Equal(c.Flags, []string{"fpu", "svm", "avx2"}) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/nodeconfig/cmdline"
 	"io/fs"
 	"strings"
 
@@ -52,7 +53,7 @@ func firstLinuxArgs(cfg []byte) ([]string, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(cfg))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
-		f := Split(sc.Text())
+		f := cmdline.Split(sc.Text())
 		if len(f) >= 2 && (f[0] == "linux" || f[0] == "linuxefi" || f[0] == "linux16") {
 			return f[2:], true
 		}
@@ -80,7 +81,7 @@ func ParseDropin(b []byte) []string {
 		}
 		v = strings.TrimSuffix(strings.TrimPrefix(v, `"`), `"`)
 		v = strings.TrimPrefix(v, "${GRUB_CMDLINE_LINUX_DEFAULT}")
-		return Split(unescapeShell(v))
+		return cmdline.Split(unescapeShell(v))
 	}
 	return nil
 }

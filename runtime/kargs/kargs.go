@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/nodeconfig/cmdline"
 	"io/fs"
 	"strings"
 
@@ -85,33 +86,7 @@ func (k *Kargs) Running() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/cmdline: %w", err)
 	}
-	return Split(string(b)), nil
-}
-
-// Split splits a command line on white space, keeping double-quoted values
-// together (`a="x y"` is one argument), as the Machine Config Daemon does.
-func Split(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted := false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			cur.WriteRune(r)
-		case (r == ' ' || r == '\t' || r == '\n') && !quoted:
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
+	return cmdline.Split(string(b)), nil
 }
 
 // merge returns base without drop, then want's missing arguments appended.
@@ -156,7 +131,7 @@ func (o *ostree) Staged(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Split(string(out)), nil
+	return cmdline.Split(string(out)), nil
 }
 
 func (o *ostree) Stage(ctx context.Context, want, drop []string) error {
@@ -186,7 +161,7 @@ func (g *grubby) Staged(ctx context.Context) ([]string, error) {
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "args="); ok {
-			return Split(strings.Trim(v, `"`)), nil
+			return cmdline.Split(strings.Trim(v, `"`)), nil
 		}
 	}
 	return nil, fmt.Errorf("grubby --info=DEFAULT printed no args= line")
@@ -226,7 +201,7 @@ func (s *systemdBoot) Staged(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		var out []string
-		for _, a := range Split(string(b)) {
+		for _, a := range cmdline.Split(string(b)) {
 			if !strings.HasPrefix(a, "BOOT_IMAGE=") && !strings.HasPrefix(a, "initrd=") {
 				out = append(out, a)
 			}
