@@ -55,6 +55,24 @@ func (e *env) loadHost(ctx context.Context) (*renderedHost, error) {
 	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: set, st: st, cfg: cfg}, nil
 }
 
+// sourceHost checks the output format, opens the source and renders this
+// node's host configuration: the start of render host and node describe.
+func (o *options) sourceHost(ctx context.Context) (*env, *renderedHost, error) {
+	if err := o.checkOutput(); err != nil {
+		return nil, nil, err
+	}
+	e, err := o.openSource(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rh, err := e.loadHost(ctx)
+	if err != nil {
+		e.Close()
+		return nil, nil, err
+	}
+	return e, rh, nil
+}
+
 // cpuInfo reads <root>/proc/cpuinfo; an unreadable one is an unknown CPU.
 func cpuInfo(root string) nodeconfig.CPUInfo {
 	b, err := hostfs.New(root).ReadFile("/proc/cpuinfo")
@@ -121,18 +139,11 @@ func newRenderHostCmd(o *options) *cobra.Command {
 		Short: "Print the files, units and kernel arguments the source's MachineConfigs and Butane files put on this node",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			e, err := o.openSource(cmd.Context())
+			e, rh, err := o.sourceHost(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			rh, err := e.loadHost(cmd.Context())
-			if err != nil {
-				return err
-			}
 			if err := printHostConfig(cmd.OutOrStdout(), o.output, rh); err != nil {
 				return err
 			}
@@ -571,18 +582,11 @@ func newNodeCmd(o *options) *cobra.Command {
 		Short: "Labels, capacity and allocatable like `oc describe node`, permitted PCI devices and the VMs holding them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			e, err := o.openSource(cmd.Context())
+			e, rh, err := o.sourceHost(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			rh, err := e.loadHost(cmd.Context())
-			if err != nil {
-				return err
-			}
 			nd, err := describeNode(cmd.Context(), o, e.facts, rh)
 			if err != nil {
 				return err

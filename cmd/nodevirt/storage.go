@@ -88,6 +88,24 @@ func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEn
 	return s, nil
 }
 
+// storagePlanned checks the output format, opens storage and plans it: the
+// start of storage describe and plan.
+func (o *options) storagePlanned(ctx context.Context, sf *storageFlags) (*storageEnv, *storage.Plan, error) {
+	if err := o.checkOutput(); err != nil {
+		return nil, nil, err
+	}
+	s, err := o.openStorage(ctx, sf)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := s.m.Plan(ctx, s.st)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, p, nil
+}
+
 // newStorageManager wires the runtime packages to the storage reconciler.
 func newStorageManager(o *options, sf *storageFlags, kv storage.KV) (*storage.Manager, error) {
 	log := o.logger()
@@ -138,18 +156,11 @@ func newStorageDescribeCmd(o *options, sf *storageFlags) *cobra.Command {
 		Short: "Show storage classes with the seed's feature matrix, volumes, and claims with their phase and progress",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			s, err := o.openStorage(cmd.Context(), sf)
+			s, p, err := o.storagePlanned(cmd.Context(), sf)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			p, err := s.m.Plan(cmd.Context(), s.st)
-			if err != nil {
-				return err
-			}
 			return printDescription(cmd.OutOrStdout(), o.output, s.m.Describe(s.st, p), p)
 		},
 	}
@@ -161,18 +172,11 @@ func newStoragePlanCmd(o *options, sf *storageFlags) *cobra.Command {
 		Short: "Show what storage apply would do (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			s, err := o.openStorage(cmd.Context(), sf)
+			s, p, err := o.storagePlanned(cmd.Context(), sf)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			p, err := s.m.Plan(cmd.Context(), s.st)
-			if err != nil {
-				return err
-			}
 			if o.output != "table" {
 				return printData(cmd.OutOrStdout(), o.output, p)
 			}
