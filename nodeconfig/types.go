@@ -1,6 +1,7 @@
 package nodeconfig
 
 import (
+	"fmt"
 	"io/fs"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
@@ -181,4 +182,20 @@ func (h *HostConfig) IsInvalid(object string) bool {
 		}
 	}
 	return false
+}
+
+// ModeString renders a file mode as chmod's four octal digits (0644, 4755),
+// the way MachineConfigs and Butane write them.
+func ModeString(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return fmt.Sprintf("%04o", n)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -301,26 +300,12 @@ func ownerString(f nodeconfig.File) string {
 	return u + ":" + g
 }
 
-func fileMode(m fs.FileMode) string {
-	n := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		n |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		n |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		n |= 0o1000
-	}
-	return fmt.Sprintf("%04o", n)
-}
-
 func viewHostConfig(rh *renderedHost) hostConfigView {
 	h := rh.cfg
 	v := hostConfigView{Revision: rh.revision, Node: h.Node, Configs: h.Configs, VFIO: h.VFIO, PCI: h.PCI, Labels: h.Labels,
 		HostPathDirs: h.HostPathDirs, Invalid: h.Invalid, Diags: h.Diags, Files: []fileView{}, Units: []unitView{}, KernelArgs: h.KernelArgValues()}
 	for _, f := range h.Files {
-		fv := fileView{Path: f.Path, Mode: fileMode(f.Mode), Owner: ownerString(f), Source: f.Source}
+		fv := fileView{Path: f.Path, Mode: nodeconfig.ModeString(f.Mode), Owner: ownerString(f), Source: f.Source}
 		if utf8.Valid(f.Contents) {
 			fv.Contents = string(f.Contents)
 		} else {

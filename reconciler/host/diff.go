@@ -3,7 +3,6 @@ package host
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"sort"
 	"strings"
 
@@ -96,7 +95,7 @@ func (d *differ) files() {
 		var changes []plan.Change
 		switch {
 		case !obs.Exists:
-			changes = append(changes, plan.Change{Path: "file", From: "", To: fmt.Sprintf("%d bytes, mode %s", len(e.data), modeString(e.mode))})
+			changes = append(changes, plan.Change{Path: "file", From: "", To: fmt.Sprintf("%d bytes, mode %s", len(e.data), nodeconfig.ModeString(e.mode))})
 		case obs.Link != "":
 			changes = append(changes, plan.Change{Path: "type", From: "symlink to " + obs.Link, To: "file"})
 		default:
@@ -104,7 +103,7 @@ func (d *differ) files() {
 				changes = append(changes, contentChange(obs.Data, e.data))
 			}
 			if obs.Mode != e.mode {
-				changes = append(changes, plan.Change{Path: "mode", From: modeString(obs.Mode), To: modeString(e.mode)})
+				changes = append(changes, plan.Change{Path: "mode", From: nodeconfig.ModeString(obs.Mode), To: nodeconfig.ModeString(e.mode)})
 			}
 			if ownerErr == "" && (obs.UID != uid || obs.GID != gid) {
 				changes = append(changes, plan.Change{Path: "owner", From: fmt.Sprintf("%d:%d", obs.UID, obs.GID), To: fmt.Sprintf("%d:%d", uid, gid)})
@@ -173,20 +172,6 @@ func quoteLine(s string, exists bool) string {
 
 func isText(b []byte) bool {
 	return bytes.IndexByte(b, 0) < 0 && len(b) < 1<<20
-}
-
-func modeString(m fs.FileMode) string {
-	n := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		n |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		n |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		n |= 0o1000
-	}
-	return fmt.Sprintf("%04o", n)
 }
 
 // stale handles paths nodevirt wrote that the source no longer has: the
