@@ -63,6 +63,10 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 		}
 	}
 
+	for _, err := range validateNames(o, ident.namespace != "") {
+		diags = append(diags, o.Errorf(err.path, "%w", err))
+	}
+
 	decodable := true
 	for _, p := range c.problems {
 		diags = append(diags, o.fromProblem(p))

@@ -21,6 +21,9 @@ var (
 	ErrMissingName       = errors.New("metadata.name is required")
 	ErrClusterNamespace  = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
 	ErrDuplicateObject   = errors.New("object is defined more than once")
+	// ErrInvalidName wraps Kubernetes' own message for a metadata.name or
+	// metadata.namespace its rules refuse.
+	ErrInvalidName = errors.New("invalid name")
 )
 
 // VirtualMachine rules (KubeVirt validateRunStrategy and friends).
