@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
@@ -380,8 +380,16 @@ func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {
 	}
 	// Disks go only with their owning domain, and only nodevirt's own
 	// per-VM directory: claims and host disks outlive the VM.
+	// The owner comes from the domain's metadata, which anyone with libvirt
+	// access can edit: a namespace or name that is not one clean path
+	// element (say "..") would point the recursive remove at other VMs'
+	// disks, so such a directory is refused, not removed.
 	if o, ok := desired.OwnerOf(dom.XML); ok && o.Namespace != "" && o.Name != "" {
-		if err := r.disks.RemoveAll(ctx, filepath.Join(r.cfg.DiskDir, o.Namespace, o.Name)); err != nil {
+		dir, err := pathelem.Join(r.cfg.DiskDir, o.Namespace, o.Name)
+		if err != nil {
+			return fmt.Errorf("remove disks of %s: owner %s/%s: %w; nothing removed", name, o.Namespace, o.Name, err)
+		}
+		if err := r.disks.RemoveAll(ctx, dir); err != nil {
 			return fmt.Errorf("remove disks of %s: %w", name, err)
 		}
 	}

@@ -550,3 +550,35 @@ func TestReconciler_hostDevices(t *testing.T) {
 		t.Fatalf("c must wait: %s", kinds(p))
 	}
 }
+
+// A domain whose owner metadata was edited to name ".." must not take the
+// whole namespace's disk directory with it when it is deleted: the
+// directory is refused, other VMs' disks stay.
+func TestReconciler_deleteRefusesOwnerThatIsNotAPathElement(t *testing.T) {
+	h := newHost(t, reconciler.Config{SelfHeal: true, AllowPruneAll: true})
+	h.apply(h.render("r1", vm("web", "64Mi", "Halted"), vm("db", "64Mi", "Halted")))
+	dbDisk := filepath.Join(h.state, "disks", "default", "db", "data.qcow2")
+	if _, err := os.Stat(dbDisk); err != nil {
+		t.Fatalf("db's disk was not made: %v", err)
+	}
+	// Someone with libvirt access rewrites web's owner to name "..".
+	xml := h.domains()["default_web"].XML
+	edited := strings.Replace(xml, `name="web"`, `name=".."`, 1)
+	if edited == xml {
+		t.Fatalf("owner element not found in:\n%s", xml)
+	}
+	if err := h.hv.Define(context.Background(), edited); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.rec.Plan(context.Background(), h.render("r2", vm("db", "64Mi", "Halted")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := h.rec.Apply(context.Background(), p)
+	if _, err := os.Stat(dbDisk); err != nil {
+		t.Fatalf("deleting the edited domain removed another VM's disk: %v (outcomes %+v)", err, rep.Outcomes)
+	}
+	if rep.Failed == 0 {
+		t.Fatalf("the refused removal must be reported: %+v", rep.Outcomes)
+	}
+}

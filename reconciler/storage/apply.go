@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 )
 
 // Outcome is what happened to one action.
@@ -282,7 +284,10 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	if c.Source.Kind == SourceBlank && req.Block {
 		req.Size = 0
 	}
-	scratch := m.scratchDir(p.st, c)
+	scratch, err := m.scratchDir(p.st, c)
+	if err != nil {
+		return fmt.Errorf("import %s: scratch space: %w", a.claim, err)
+	}
 	req.Scratch = scratch
 	r := m.claimRecs[a.claim]
 	if r == nil {
@@ -321,7 +326,7 @@ func (m *Manager) fail(key string, c *Claim, err error) {
 
 // scratchDir is where an import may put scratch space: a directory of the
 // scratch class when it is a hostpath class, else the state directory's.
-func (m *Manager) scratchDir(st *State, c *Claim) string {
+func (m *Manager) scratchDir(st *State, c *Claim) (string, error) {
 	name := c.Name + "-scratch-" + dynamicName(c.Key())
 	if cls := st.Classes[c.ScratchClass]; cls != nil && isHostPath(cls.Provisioner) && st.HostPath != nil {
 		root := st.HostPath.Path
@@ -329,10 +334,10 @@ func (m *Manager) scratchDir(st *State, c *Claim) string {
 			root = st.HostPath.Pools[pool]
 		}
 		if root != "" {
-			return filepath.Join(m.host(root), name)
+			return pathelem.Join(m.host(root), name)
 		}
 	}
-	return filepath.Join(m.cfg.StateDir, "scratch", name)
+	return pathelem.Join(filepath.Join(m.cfg.StateDir, "scratch"), name)
 }
 
 // deleteData removes a deleted claim's data (reclaim policy Delete).

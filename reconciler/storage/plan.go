@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
@@ -405,7 +406,12 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 		if hp.UseNamingPrefix {
 			dirName = c.Name + "-" + name
 		}
-		return &binding{volume: name, dynamic: true, dir: filepath.Join(pl.m.host(root), dirName), class: cls.Name, reclaim: cls.ReclaimPolicy}, ""
+		// The claim name becomes a directory name: one clean element only.
+		dir, err := pathelem.Join(pl.m.host(root), dirName)
+		if err != nil {
+			return nil, fmt.Sprintf("the claim's name cannot be a directory on the host: %v", err)
+		}
+		return &binding{volume: name, dynamic: true, dir: dir, class: cls.Name, reclaim: cls.ReclaimPolicy}, ""
 	}
 	what := []string{fmt.Sprintf("class %q", c.Class), "capacity ≥ " + quantity(c.Capacity), "volumeMode " + c.VolumeMode,
 		"accessModes " + strings.Join(c.AccessModes, ",")}

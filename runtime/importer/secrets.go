@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 )
 
 // ErrNoSecret means the secrets directory has no entry for a reference.
@@ -19,12 +21,10 @@ type SecretsDir struct{ Dir string }
 
 // Read returns the keys of namespace/name.
 func (s SecretsDir) Read(namespace, name string) (map[string][]byte, error) {
-	for _, part := range []string{namespace, name} {
-		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, '/') {
-			return nil, fmt.Errorf("secret %s/%s: invalid name", namespace, name)
-		}
+	dir, err := pathelem.Join(s.Dir, namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
 	}
-	dir := filepath.Join(s.Dir, namespace, name)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("secret %s/%s: %w (%s)", namespace, name, ErrNoSecret, dir)

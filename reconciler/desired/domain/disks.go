@@ -2,10 +2,11 @@ package domain
 
 import (
 	"fmt"
-	"path"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 )
 
 const mib = 1 << 20
@@ -188,18 +189,33 @@ type source struct {
 func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 	v := in.Spec.Volumes[vi]
 	rel := fmt.Sprintf("volumes[%d]", vi)
-	perVM := func(ext string) string {
-		return path.Join(ctx.DiskDir, in.Namespace, in.Name, v.Name+ext)
+	// Names become host path elements only through pathelem: a name that
+	// validation should have refused still cannot leave its directory.
+	perVM := func(ext string) (string, bool) {
+		p, err := pathelem.Join(ctx.DiskDir, in.Namespace, in.Name, v.Name+ext)
+		if err != nil {
+			out.invalid(rel+".name", "the VM's namespace, name or this volume's name cannot be a directory on the host: %v", err)
+			return "", false
+		}
+		return p, true
 	}
-	claim := func(name string) string {
-		return path.Join(ctx.VolumeDir, in.Namespace, name, "disk.img")
+	claim := func(at, name string) (string, bool) {
+		p, err := pathelem.Join(ctx.VolumeDir, in.Namespace, name, "disk.img")
+		if err != nil {
+			out.invalid(rel+"."+at, "the claim's namespace or name cannot be a directory on the host: %v", err)
+			return "", false
+		}
+		return p, true
 	}
 	switch {
 	case v.ContainerDisk != nil:
 		// A fresh qcow2 overlay whose backing file is the image's disk. The
 		// runtime records the backing format in the overlay, so libvirt
 		// finds the chain at start and no <backingStore> is written here.
-		p := perVM(".qcow2")
+		p, ok := perVM(".qcow2")
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "qcow2", artifact: &Artifact{
 			Kind: ContainerDisk, Volume: v.Name, Path: p,
 			Image: v.ContainerDisk.Image, ImagePath: v.ContainerDisk.Path,
@@ -213,7 +229,10 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 			out.invalid(rel+".emptyDisk.capacity", "capacity %s is less than 1Mi", v.EmptyDisk.Capacity.String())
 			return source{}, false
 		}
-		p := perVM(".qcow2")
+		p, ok := perVM(".qcow2")
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "qcow2", artifact: &Artifact{Kind: EmptyDisk, Volume: v.Name, Path: p, Size: size}}, true
 
 	case v.CloudInitNoCloud != nil:
@@ -221,7 +240,10 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		if !ok {
 			return source{}, false
 		}
-		p := perVM(".iso")
+		p, ok := perVM(".iso")
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "raw", artifact: &Artifact{
 			Kind: NoCloudISO, Volume: v.Name, Path: p, Label: "cidata", Files: files,
 		}}, true
@@ -231,19 +253,28 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		if !ok {
 			return source{}, false
 		}
-		p := perVM(".iso")
+		p, ok := perVM(".iso")
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "raw", artifact: &Artifact{
 			Kind: ConfigDriveISO, Volume: v.Name, Path: p, Label: "config-2", Files: files,
 		}}, true
 
 	case v.PersistentVolumeClaim != nil:
-		p := claim(v.PersistentVolumeClaim.ClaimName)
+		p, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
 			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.PersistentVolumeClaim.ClaimName}}, true
 
 	case v.DataVolume != nil:
 		// CDI writes a DataVolume into the claim of the same name.
-		p := claim(v.DataVolume.Name)
+		p, ok := claim("dataVolume.name", v.DataVolume.Name)
+		if !ok {
+			return source{}, false
+		}
 		return source{path: p, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.DataVolume.Name}}, true
 
 	case v.HostDisk != nil:

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	k8sv1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
 )
@@ -82,7 +83,7 @@ func TestConfigureDisks(t *testing.T) {
 					{Name: "shared", DiskDevice: onBus("virtio"), Shareable: ptr(true)},
 				}}},
 				Volumes: []kubevirtv1.Volume{
-					{Name: "iso", VolumeSource: kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{}}},
+					{Name: "iso", VolumeSource: kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{PersistentVolumeClaimVolumeSource: k8sv1.PersistentVolumeClaimVolumeSource{ClaimName: "iso"}}}},
 					{Name: "root", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/root.img"}}},
 					{Name: "fast", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/fast.img"}}},
 					{Name: "ro", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/ro.img"}}},
@@ -91,7 +92,7 @@ func TestConfigureDisks(t *testing.T) {
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
 				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
-					Source: file("/var/lib/nodevirt/volumes/lab/disk.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata", Tray: "open"},
+					Source: file("/var/lib/nodevirt/volumes/lab/iso/disk.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata", Tray: "open"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1}, Alias: userAlias("iso")},
 				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "writeback", ErrorPolicy: "enospace", Discard: "unmap"},
 					Source: file("/srv/root.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
@@ -105,7 +106,7 @@ func TestConfigureDisks(t *testing.T) {
 					Shareable: &libvirtxml.DomainDiskShareable{}, Alias: userAlias("shared")},
 			}},
 			artifacts: []Artifact{
-				{Kind: Claim, Volume: "iso", Path: "/var/lib/nodevirt/volumes/lab/disk.img"},
+				{Kind: Claim, Volume: "iso", Path: "/var/lib/nodevirt/volumes/lab/iso/disk.img", Claim: "iso"},
 				{Kind: HostDisk, Volume: "root", Path: "/srv/root.img"},
 				{Kind: HostDisk, Volume: "fast", Path: "/srv/fast.img"},
 				{Kind: HostDisk, Volume: "ro", Path: "/srv/ro.img"},
