@@ -131,7 +131,7 @@ func TestCorpus(t *testing.T) {
 func corpusOutcome(t *testing.T, conn *libvirt.Connect, validator, file string, o *manifests.Object,
 	st *desired.State, errs diag.List) (result, reason string) {
 	t.Helper()
-	if vm := st.Lookup(desired.DomainName(o.Ref.Namespace, o.Ref.Name)); vm != nil {
+	if vm := st.Lookup(domain.DomainName(o.Ref.Namespace, o.Ref.Name)); vm != nil {
 		if err := corpusDefineOnce(conn, validator, file, vm.XML); err != nil {
 			t.Errorf("%s: %v", file, err)
 			return "FAILED", err.Error()

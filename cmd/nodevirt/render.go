@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 )
 
 func newRenderCmd(o *options) *cobra.Command {
@@ -28,7 +28,7 @@ func newRenderCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			name := desired.DomainName(o.namespace, args[0])
+			name := domain.DomainName(o.namespace, args[0])
 			if vm := st.Lookup(name); vm != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), vm.XML)
 				return nil

@@ -1,8 +1,10 @@
 package desired
 
 import (
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -134,6 +136,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	st.Unschedulable = map[string]string{}
 	placed := place(set, opt)
 	networks := newNetworkResolver(set)
+	collided := domainCollisions(set, st)
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
 			st.AllowPruneAll = true
@@ -141,7 +144,10 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		if o.Ref.Kind != "VirtualMachine" && o.Ref.Kind != "VirtualMachineInstance" {
 			continue
 		}
-		name := DomainName(o.Ref.Namespace, o.Ref.Name)
+		name := domain.DomainName(o.Ref.Namespace, o.Ref.Name)
+		if collided[name] {
+			continue
+		}
 		// Decided by kind, not by the decoded value: an object whose fields
 		// failed to decode has no value, and must still keep its last good
 		// state instead of looking deleted.
@@ -284,8 +290,47 @@ func firmwareUUID(spec *kubevirtv1.VirtualMachineInstanceSpec) string {
 	return ""
 }
 
-// DomainName is KubeVirt's libvirt name for a VMI: namespace_name.
-func DomainName(namespace, name string) string { return namespace + "_" + name }
+// ErrDomainCollision marks objects that would be one libvirt domain.
+var ErrDomainCollision = errors.New("maps to the same libvirt domain as another object")
+
+// domainCollisions finds VMs and VMIs that map to one domain name: a VM and a
+// VMI of the same namespace and name, or names that only validation keeps
+// apart. Defining either would redefine the other's domain on every pass, so
+// neither is defined: each gets an error naming the other, and the domain
+// keeps its last good state (Invalid), as for any invalid object.
+func domainCollisions(set *manifests.Set, st *State) map[string]bool {
+	by := map[string][]*manifests.Object{}
+	var order []string
+	for _, o := range set.Objects {
+		if o.Ref.Kind != "VirtualMachine" && o.Ref.Kind != "VirtualMachineInstance" {
+			continue
+		}
+		name := domain.DomainName(o.Ref.Namespace, o.Ref.Name)
+		if by[name] == nil {
+			order = append(order, name)
+		}
+		by[name] = append(by[name], o)
+	}
+	out := map[string]bool{}
+	for _, name := range order {
+		objs := by[name]
+		if len(objs) < 2 {
+			continue
+		}
+		out[name] = true
+		refs := make([]string, len(objs))
+		for i, o := range objs {
+			refs[i] = fmt.Sprintf("%s (%s:%d)", o.Ref, o.File, o.Line)
+		}
+		st.Invalid[name] = strings.Join(refs, ", ")
+		for i, o := range objs {
+			others := append(append([]string{}, refs[:i]...), refs[i+1:]...)
+			st.Diags = append(st.Diags, o.Errorf("metadata.name", "%w %q: %s; rename one of them",
+				ErrDomainCollision, name, strings.Join(others, ", ")))
+		}
+	}
+	return out
+}
 
 // Lookup returns the VM rendered for a domain name, or nil.
 func (s *State) Lookup(domainName string) *VM {

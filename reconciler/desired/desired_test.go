@@ -112,7 +112,7 @@ func TestBuild_seed(t *testing.T) {
 			continue
 		}
 		vms++
-		name := DomainName(o.Ref.Namespace, o.Ref.Name)
+		name := domain.DomainName(o.Ref.Namespace, o.Ref.Name)
 		t.Run(name, func(t *testing.T) {
 			if want, failing := seedOutcomes[name]; failing {
 				got := map[string]string{}

@@ -38,7 +38,10 @@ func Convert(in Input, ctx Context) Result {
 }
 
 // DomainName is the libvirt name of a VM: KubeVirt's "<namespace>_<name>",
-// unambiguous because Kubernetes names cannot contain "_".
+// the only copy of that mapping. It is injective because validation keeps
+// "_" out of namespaces (DNS-1123 labels) and names (DNS-1123 subdomains);
+// desired.Build still refuses two objects that map to one name (a VM and a
+// VMI of the same name do).
 func DomainName(namespace, name string) string {
 	return namespace + "_" + name
 }
