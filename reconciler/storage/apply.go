@@ -122,7 +122,7 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		rec := m.volumeRec(v)
+		rec := m.volumeRec(v, "")
 		rec.Attached = true
 		return m.putVolume(rec)
 	case ActBind:
@@ -174,7 +174,9 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 }
 
 // volumeRec returns (creating) the record of a static volume. m.mu held.
-func (m *Manager) volumeRec(v *Volume) *volumeRecord {
+// dir is the volume's directory as the plan resolved it under the root
+// (unused for a loop volume).
+func (m *Manager) volumeRec(v *Volume, dir string) *volumeRecord {
 	rec := m.volumeRecs[v.Name]
 	if rec == nil {
 		rec = &volumeRecord{Name: v.Name, Phase: VolumeAvailable, Created: m.cfg.Now()}
@@ -184,7 +186,7 @@ func (m *Manager) volumeRec(v *Volume) *volumeRecord {
 	if v.Loop {
 		rec.Device, rec.Backing = v.Path, m.backing(v.Name)
 	} else {
-		rec.Dir = m.host(v.Path)
+		rec.Dir = dir
 	}
 	return rec
 }
@@ -219,7 +221,7 @@ func (m *Manager) provision(p *Plan, a Action) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.putVolume(m.volumeRec(v))
+	return m.putVolume(m.volumeRec(v, a.Target))
 }
 
 func (m *Manager) bind(p *Plan, a Action) error {
@@ -233,7 +235,7 @@ func (m *Manager) bind(p *Plan, a Action) error {
 		vrec = &volumeRecord{Name: b.volume, Dynamic: true, Class: c.Class, ReclaimPolicy: b.reclaim, VolumeMode: Filesystem,
 			Capacity: c.Capacity, AccessModes: c.AccessModes, Dir: b.dir, Created: now}
 	} else {
-		vrec = m.volumeRec(p.st.Volumes[b.volume])
+		vrec = m.volumeRec(p.st.Volumes[b.volume], b.dir)
 	}
 	vrec.Claim, vrec.Phase = a.claim, VolumeBound
 	if err := m.putVolume(vrec); err != nil {
@@ -334,7 +336,11 @@ func (m *Manager) scratchDir(st *State, c *Claim) (string, error) {
 			root = st.HostPath.Pools[pool]
 		}
 		if root != "" {
-			return pathelem.Join(m.host(root), name)
+			dir, err := m.host(root)
+			if err != nil {
+				return "", err
+			}
+			return pathelem.Join(dir, name)
 		}
 	}
 	return pathelem.Join(filepath.Join(m.cfg.StateDir, "scratch"), name)

@@ -102,7 +102,12 @@ func (m *Manager) Describe(st *State, p *Plan) Description {
 		}
 		v := st.Volumes[name]
 		vv := VolumeView{Name: v.Name, Object: v.Object, Capacity: v.Capacity, VolumeMode: v.VolumeMode, Class: v.Class,
-			ReclaimPolicy: v.ReclaimPolicy, Phase: PhasePending, Path: m.host(v.Path)}
+			ReclaimPolicy: v.ReclaimPolicy, Phase: PhasePending}
+		// Unresolvable, the path is shown as written; the plan says why.
+		var err error
+		if vv.Path, err = m.host(v.Path); err != nil {
+			vv.Path = v.Path
+		}
 		if v.Loop {
 			vv.Path, vv.Device = m.backing(v.Name), v.Path
 		}

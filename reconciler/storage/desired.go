@@ -16,6 +16,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
+	"github.com/nodevirt/nodevirt/internal/pathelem"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
@@ -125,10 +126,24 @@ func (b *builder) warnf(o *manifests.Object, p string, rule error, format string
 
 // usable reports whether an object decoded and passed the manifests
 // package's validation; an unusable one keeps its last good state.
+//
+// Names of storage objects become host path elements (claim and scratch
+// directories, loop backing files): one that is not a clean element is
+// unusable even if validation let it through.
 func (b *builder) usable(o *manifests.Object) bool {
 	if !o.Valid || o.Value == nil {
 		b.st.Invalid[o.Ref.String()] = o.Ref.String()
 		return false
+	}
+	for _, part := range []string{o.Ref.Namespace, o.Ref.Name} {
+		if part == "" {
+			continue // cluster-scoped: no namespace
+		}
+		if err := pathelem.Check(part); err != nil {
+			b.st.Invalid[o.Ref.String()] = o.Ref.String()
+			b.st.Diags = append(b.st.Diags, o.Errorf("metadata.name", "%w", err))
+			return false
+		}
 	}
 	return true
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // Importer fills a volume (runtime/importer behind an adapter).
@@ -271,9 +273,19 @@ func statusOf(r *claimRecord) ClaimStatus {
 	return s
 }
 
-// host maps a manifest path onto the host root.
-func (m *Manager) host(p string) string {
-	return filepath.Join(m.cfg.Root, filepath.FromSlash(p))
+// host maps a manifest path onto the host root with the same secure join as
+// host files: symlinks are resolved inside Root, so a symlinked directory
+// under Root cannot send volumes (and their removal) outside it.
+func (m *Manager) host(p string) (string, error) {
+	root := m.cfg.Root
+	if root == "" {
+		root = "/"
+	}
+	hp, err := securejoin.SecureJoin(root, filepath.FromSlash(p))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s under %s: %w", p, root, err)
+	}
+	return hp, nil
 }
 
 // backing is the file behind a loop-backed PersistentVolume.
@@ -293,15 +305,21 @@ func dynamicName(key string) string {
 // allowed says whether dir (a host path) may hold volumes.
 func (m *Manager) allowed(st *State, dir string) bool {
 	roots := []string{m.cfg.StateDir}
+	// A root that cannot be resolved allows nothing.
+	add := func(p string) {
+		if hp, err := m.host(p); err == nil {
+			roots = append(roots, hp)
+		}
+	}
 	for _, r := range m.cfg.AllowedRoots {
-		roots = append(roots, m.host(r))
+		add(r)
 	}
 	if hp := st.HostPath; hp != nil {
 		if hp.Path != "" {
-			roots = append(roots, m.host(hp.Path))
+			add(hp.Path)
 		}
 		for _, p := range hp.Pools {
-			roots = append(roots, m.host(p))
+			add(p)
 		}
 	}
 	dir = filepath.Clean(dir)

@@ -210,7 +210,12 @@ func (pl *planner) volumesPlan() {
 		v := pl.st.Volumes[name]
 		rec := pl.m.volumeRecs[name]
 		if !v.Loop {
-			dir := pl.m.host(v.Path)
+			dir, err := pl.m.host(v.Path)
+			if err != nil {
+				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name, Reason: err.Error() + "; nothing is created there"})
+				pl.p.Diags = append(pl.p.Diags, diag.Errorf(v.Object, "spec.local.path", "%v", err))
+				continue
+			}
 			if !pl.m.allowed(pl.st, dir) {
 				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: dir, volume: name,
 					Reason: "path is outside the allowed roots (the hostpath provisioner's paths, the state directory, --allowed-root); nothing is created there"})
@@ -387,7 +392,11 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 		if v.Loop {
 			b.device, b.backing = v.Path, pl.m.backing(v.Name)
 		} else {
-			b.dir = pl.m.host(v.Path)
+			dir, err := pl.m.host(v.Path)
+			if err != nil {
+				return nil, err.Error()
+			}
+			b.dir = dir
 		}
 		return b, ""
 	}
@@ -407,7 +416,11 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 			dirName = c.Name + "-" + name
 		}
 		// The claim name becomes a directory name: one clean element only.
-		dir, err := pathelem.Join(pl.m.host(root), dirName)
+		base, err := pl.m.host(root)
+		if err != nil {
+			return nil, err.Error()
+		}
+		dir, err := pathelem.Join(base, dirName)
 		if err != nil {
 			return nil, fmt.Sprintf("the claim's name cannot be a directory on the host: %v", err)
 		}
