@@ -91,6 +91,8 @@ func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options 
 			Arch:      f.Arch,
 			DiskDir:   filepath.Join(o.stateDir, "disks"),
 			VolumeDir: filepath.Join(o.stateDir, "volumes"),
+			Root:      o.root,
+			HostDirs:  o.allowedHostDirs,
 		},
 	}
 }
@@ -107,6 +109,11 @@ func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Con
 // openSource opens only the source and host facts: enough for validate and render.
 func (o *options) openSource(ctx context.Context) (*env, error) {
 	e := &env{o: o}
+	for _, d := range o.allowedHostDirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) == "/" {
+			return nil, fmt.Errorf("--allowed-host-dirs %q: want an absolute directory other than /", d)
+		}
+	}
 	so, err := o.sourceOptions()
 	if err != nil {
 		return nil, err

@@ -42,6 +42,8 @@ type options struct {
 
 	secretsDir   string
 	allowedRoots []string
+	// allowedHostDirs hold the host files VMs may use as disks and images.
+	allowedHostDirs []string
 
 	domainType string
 }
@@ -78,6 +80,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when libvirt can run KVM domains, else qemu), kvm, or qemu (TCG emulation, for hosts whose /dev/kvm cannot run guest code)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
 	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
+	f.StringSliceVar(&o.allowedHostDirs, "allowed-host-dirs", nil, "directories (host paths under --root) where hostDisk files and local containerDisk images (file://, absolute path, oci:) may lie; empty refuses them all (repeatable, comma-separated)")
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here (1 = only all of them)")

@@ -7,6 +7,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/nodevirt/nodevirt/internal/pathelem"
+	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
 const mib = 1 << 20
@@ -212,13 +213,18 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		// A fresh qcow2 overlay whose backing file is the image's disk. The
 		// runtime records the backing format in the overlay, so libvirt
 		// finds the chain at start and no <backingStore> is written here.
+		image, err := localImage(ctx, v.ContainerDisk.Image)
+		if err != nil {
+			out.add(diag.Error, ErrHostFileNotAllowed, rel+".containerDisk.image", "%v", err)
+			return source{}, false
+		}
 		p, ok := perVM(".qcow2")
 		if !ok {
 			return source{}, false
 		}
 		return source{path: p, format: "qcow2", artifact: &Artifact{
 			Kind: ContainerDisk, Volume: v.Name, Path: p,
-			Image: v.ContainerDisk.Image, ImagePath: v.ContainerDisk.Path,
+			Image: image, ImagePath: v.ContainerDisk.Path,
 			PullPolicy: string(v.ContainerDisk.ImagePullPolicy),
 		}}, true
 
@@ -279,8 +285,13 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 
 	case v.HostDisk != nil:
 		hd := v.HostDisk
-		return source{path: hd.Path, format: "raw", shared: isTrue(hd.Shared), artifact: &Artifact{
-			Kind: HostDisk, Volume: v.Name, Path: hd.Path,
+		p, err := hostFile(ctx, hd.Path)
+		if err != nil {
+			out.add(diag.Error, ErrHostFileNotAllowed, rel+".hostDisk.path", "%v", err)
+			return source{}, false
+		}
+		return source{path: p, format: "raw", shared: isTrue(hd.Shared), artifact: &Artifact{
+			Kind: HostDisk, Volume: v.Name, Path: p,
 			Create: hd.Type == kubevirtv1.HostDiskExistsOrCreate, Size: hd.Capacity.Value(),
 		}}, true
 	}

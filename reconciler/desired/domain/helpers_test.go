@@ -31,6 +31,9 @@ var testContext = Context{
 	Arch:      "x86_64",
 	DiskDir:   "/var/lib/nodevirt/disks",
 	VolumeDir: "/var/lib/nodevirt/volumes",
+	// The host files the tests' manifests name; hostfiles_test.go covers
+	// the refusals.
+	HostDirs: []string{"/srv", "/var/data"},
 }
 
 // assertGolden compares got with testdata/name, or rewrites the file under

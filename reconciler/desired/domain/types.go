@@ -53,6 +53,13 @@ type Context struct {
 	DiskDir string
 	// VolumeDir holds claims: VolumeDir/<namespace>/<claimName>/disk.img.
 	VolumeDir string
+	// Root is the host root (--root) under which HostDirs and the host
+	// files manifests name are resolved; "" is "/".
+	Root string
+	// HostDirs are the directories, as host paths under Root, where
+	// hostDisk files and local containerDisk images may lie
+	// (--allowed-host-dirs). Empty refuses every one of them.
+	HostDirs []string
 }
 
 // ArtifactKind names what the runtime must prepare on the host before the
