@@ -370,7 +370,7 @@ func TestFidelity_EFISecureBoot(t *testing.T) {
 		args = []string{"--self-heal=false"}
 	}
 	ev := watchEvents(t)
-	w.commit("secure boot VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "true", true, untrustedEFIDisk(t))})
+	w.commit("secure boot VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "true", true, w.hostImage(untrustedEFIDisk(t)))})
 	a := w.startAgent(args...)
 	dom := w.dom("efi")
 
@@ -419,7 +419,7 @@ func TestFidelity_EFIWithoutSecureBoot(t *testing.T) {
 	g := detectGuestVirt()
 	g.log(t)
 	ev := watchEvents(t)
-	w.commit("EFI VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "false", false, untrustedEFIDisk(t))})
+	w.commit("EFI VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "false", false, w.hostImage(untrustedEFIDisk(t)))})
 	a := w.startAgent(g.agentArgs()...)
 	dom := w.dom("efi")
 	w.awaitAgentFirstBoot(g, a, "efi", 30*time.Second)
@@ -537,8 +537,9 @@ func startsAfter(log string, offset int, ns, name string) []string {
 // 2(a) action poweroff with runStrategy Always: the watchdog powers the
 // guest off and the agent starts it again.
 func TestFidelity_WatchdogPoweroffAlwaysRestarts(t *testing.T) {
-	iso := watchdogGuestISO(t)
+	src := watchdogGuestISO(t)
 	w := newWorld(t)
+	iso := w.hostImage(src)
 	g := detectGuestVirt()
 	g.log(t)
 	ev := watchEvents(t)
@@ -584,8 +585,9 @@ func TestFidelity_WatchdogPoweroffAlwaysRestarts(t *testing.T) {
 // agent applies the Halted revision (its new memory size reaches the
 // definition) and leaves the VM off.
 func TestFidelity_WatchdogPoweroffThenHaltedStaysOff(t *testing.T) {
-	iso := watchdogGuestISO(t)
+	src := watchdogGuestISO(t)
 	w := newWorld(t)
+	iso := w.hostImage(src)
 	g := detectGuestVirt()
 	g.log(t)
 	ev := watchEvents(t)
@@ -633,8 +635,9 @@ func TestFidelity_WatchdogPoweroffThenHaltedStaysOff(t *testing.T) {
 
 // 2(c) action reset: the guest reboots inside the same running domain.
 func TestFidelity_WatchdogResetKeepsRunning(t *testing.T) {
-	iso := watchdogGuestISO(t)
+	src := watchdogGuestISO(t)
 	w := newWorld(t)
+	iso := w.hostImage(src)
 	g := detectGuestVirt()
 	g.log(t)
 	ev := watchEvents(t)
@@ -670,8 +673,9 @@ func TestFidelity_WatchdogResetKeepsRunning(t *testing.T) {
 // the ACPI power button, the guest powers itself off, and that is a guest
 // shutdown (KubeVirt: Succeeded), so the agent leaves the VM off.
 func TestFidelity_WatchdogShutdownRerunOnFailureStaysOff(t *testing.T) {
-	iso := watchdogGuestISO(t)
+	src := watchdogGuestISO(t)
 	w := newWorld(t)
+	iso := w.hostImage(src)
 	g := detectGuestVirt()
 	g.log(t)
 	ev := watchEvents(t)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -203,7 +204,7 @@ func (w *world) nodevirt(args ...string) (string, string, error) {
 func (w *world) nodevirtAt(source string, args ...string) (string, string, error) {
 	w.t.Helper()
 	full := append([]string{"--source", source, "--state", w.state, "--root", w.hostRoot,
-		"--libvirt", "qemu:///system", "--namespace", w.ns}, args...)
+		"--libvirt", "qemu:///system", "--namespace", w.ns, "--allowed-host-dirs", hostImageDir}, args...)
 	cmd := exec.Command(nodevirtBin, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -243,7 +244,33 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 func (w *world) startAgent(args ...string) *agent {
 	w.t.Helper()
 	return w.start(append([]string{"--source", "file://" + w.bare, "--state", w.state, "--root", w.hostRoot,
-		"--libvirt", "qemu:///system", "--namespace", w.ns, "run", "--interval", "1s"}, args...)...)
+		"--libvirt", "qemu:///system", "--namespace", w.ns, "--allowed-host-dirs", hostImageDir, "run", "--interval", "1s"}, args...)...)
+}
+
+// hostImageDir is the directory, under each world's host root, that the
+// CLI is allowed to take hostDisk files and local containerDisk images from.
+const hostImageDir = "/images"
+
+// hostImage puts the file src into the world's host root under
+// hostImageDir (a hard link when it can, else a copy) and returns its path
+// as manifests name it: host files are resolved under --root.
+func (w *world) hostImage(src string) string {
+	w.t.Helper()
+	dir := filepath.Join(w.hostRoot, hostImageDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.Link(src, dst); err != nil {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return path.Join(hostImageDir, filepath.Base(src))
 }
 
 // start runs the nodevirt binary with exactly these arguments until the test ends.

@@ -90,7 +90,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 	}
 	if err == nil && w.typeErrs == 0 && decodable {
 		o.Value = value
-		diags = append(diags, prepare(o)...)
+		diags = append(diags, prepare(o, opt)...)
 	}
 	s.Objects = append(s.Objects, o)
 	s.Diags = append(s.Diags, diags...)
@@ -201,7 +201,7 @@ func stringMap(v any) map[string]string {
 
 // prepare applies KubeVirt's defaults and runs the admission rules of the kinds
 // that have them.
-func prepare(o *Object) diag.List {
+func prepare(o *Object, opt Options) diag.List {
 	switch v := o.Value.(type) {
 	case *kubevirtv1.VirtualMachine:
 		if hasMatchers(v) {
@@ -225,7 +225,7 @@ func prepare(o *Object) diag.List {
 	case *HyperConverged:
 		return validateHyperConverged(o, v)
 	case *HostPathProvisioner:
-		return validateHostPathProvisioner(o, v)
+		return validateHostPathProvisioner(o, v, opt.StateDir)
 	}
 	return nil
 }

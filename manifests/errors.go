@@ -161,4 +161,7 @@ var (
 	ErrCertCAServer          = errors.New("spec.certConfig: ca.duration is smaller than server.duration")
 	// Seed 8.18.2: the backing directory must not be the file system root.
 	ErrHostPathRoot = errors.New("path must be an absolute directory other than /")
+	// The provisioner creates and removes directories in its path.
+	ErrHostPathSystem   = errors.New("path may not be a system directory or lie inside one")
+	ErrHostPathNotClean = errors.New("path must be clean (no \".\", \"..\", \"//\" or trailing \"/\")")
 )

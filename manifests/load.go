@@ -23,6 +23,10 @@ type Options struct {
 	// DefaultNamespace is given to namespaced objects without
 	// metadata.namespace; "" means "default".
 	DefaultNamespace string
+	// StateDir is nodevirt's state directory as a host path under --root
+	// ("" when it lies outside the root): the hostpath provisioner may not
+	// put volumes in it.
+	StateDir string
 }
 
 func (o Options) namespace() string {

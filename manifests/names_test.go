@@ -84,3 +84,42 @@ func TestNames_defaultNamespace(t *testing.T) {
 		t.Fatalf("diagnostics = %v", s.Diags)
 	}
 }
+
+// The hostpath provisioner creates and removes directories in its path: a
+// system directory (or one inside it, for the pseudo file systems and the
+// OS's own trees), nodevirt's state directory, or an unclean path is refused
+// at the field.
+func TestHostPathProvisioner_systemDirectories(t *testing.T) {
+	hpp := func(p string) string {
+		return fmt.Sprintf("apiVersion: hostpathprovisioner.kubevirt.io/v1beta1\nkind: HostPathProvisioner\nmetadata: {name: hpp}\nspec:\n  pathConfig: {path: %q}\n  storagePools: [{name: p, path: %q}]\n", p, p)
+	}
+	for _, tc := range []struct {
+		path string
+		rule error
+	}{
+		{"/etc", ErrHostPathSystem}, {"/etc/hp", ErrHostPathSystem}, {"/boot", ErrHostPathSystem},
+		{"/usr", ErrHostPathSystem}, {"/usr/local/hp", ErrHostPathSystem}, {"/proc/1", ErrHostPathSystem},
+		{"/sys", ErrHostPathSystem}, {"/dev/shm", ErrHostPathSystem}, {"/run", ErrHostPathSystem},
+		{"/root", ErrHostPathSystem}, {"/lib64", ErrHostPathSystem}, {"/var/lib/libvirt/images", ErrHostPathSystem},
+		{"/var/lib/nodevirt", ErrHostPathSystem}, {"/srv/state/disks", ErrHostPathSystem},
+		{"/var", ErrHostPathSystem}, {"/var/lib", ErrHostPathSystem}, {"/home", ErrHostPathSystem},
+		{"/", ErrHostPathRoot}, {"relative", ErrHostPathRoot},
+		{"/var/hp/../../etc", ErrHostPathNotClean}, {"/var/hp/", ErrHostPathNotClean}, {"//etc", ErrHostPathNotClean},
+	} {
+		s := Parse("hpp.yaml", []byte(hpp(tc.path)), Options{StateDir: "/srv/state"})
+		for _, at := range []string{"spec.pathConfig.path", "spec.storagePools[0].path"} {
+			var found bool
+			for _, d := range s.Diags.Errors() {
+				found = found || (d.Path == at && errors.Is(d, tc.rule))
+			}
+			if !found {
+				t.Errorf("%s at %s: want %v, got %v", tc.path, at, tc.rule, s.Diags)
+			}
+		}
+	}
+	for _, ok := range []string{"/var/hpvolumes", "/var/lib/hp", "/srv/hp", "/home/vms", "/mnt/data/hp"} {
+		if err := Parse("hpp.yaml", []byte(hpp(ok)), Options{StateDir: "/srv/state"}).Diags.Err(); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"path"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,12 +71,20 @@ func validateHyperConverged(o *Object, hc *HyperConverged) diag.List {
 }
 
 // validateHostPathProvisioner keeps volumes off the root file system's top
-// directory (seed 8.18.2).
-func validateHostPathProvisioner(o *Object, hpp *HostPathProvisioner) diag.List {
+// directory (seed 8.18.2) and out of system directories: the provisioner
+// creates and, with reclaim policy Delete, removes directories there.
+func validateHostPathProvisioner(o *Object, hpp *HostPathProvisioner, stateDir string) diag.List {
 	v := &validator{o: o}
 	check := func(at, dir string) {
-		if !path.IsAbs(dir) || path.Clean(dir) == "/" {
+		switch {
+		case !path.IsAbs(dir) || path.Clean(dir) == "/":
 			v.failf(at, ErrHostPathRoot, "got %q", dir)
+		case path.Clean(dir) != dir:
+			v.failf(at, ErrHostPathNotClean, "got %q, write %q", dir, path.Clean(dir))
+		default:
+			if sys := systemDir(dir, stateDir); sys != "" {
+				v.failf(at, ErrHostPathSystem, "%s is %s", dir, sys)
+			}
 		}
 	}
 	if pc := hpp.Spec.PathConfig; pc != nil {
@@ -85,4 +94,39 @@ func validateHostPathProvisioner(o *Object, hpp *HostPathProvisioner) diag.List 
 		check(joinIndex("spec.storagePools", i)+".path", sp.Path)
 	}
 	return v.diags
+}
+
+// systemDirs may not hold volumes, nor anything below them: pseudo file
+// systems, the OS itself, and other agents' state. Functions rather than
+// package variables, so nothing can change them at run time.
+func systemDirs() []string {
+	return []string{
+		"/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/usr", "/bin", "/sbin",
+		"/lib", "/lib32", "/lib64", "/libx32", "/root", "/efi",
+		"/var/run", "/var/lib/libvirt", "/var/lib/nodevirt", "/var/log", "/var/lib/dpkg", "/var/lib/rpm",
+	}
+}
+
+// parentDirs may hold a volume directory below them but are not one.
+func parentDirs() []string {
+	return []string{"/var", "/var/lib", "/home", "/opt", "/srv", "/mnt", "/media", "/tmp", "/var/tmp"}
+}
+
+// systemDir says which system directory dir is or lies in ("" for none).
+func systemDir(dir, stateDir string) string {
+	in := func(d, sys string) bool { return d == sys || strings.HasPrefix(d, sys+"/") }
+	for _, sys := range systemDirs() {
+		if in(dir, sys) {
+			return "a system directory (" + sys + ")"
+		}
+	}
+	if stateDir != "" && path.IsAbs(stateDir) && path.Clean(stateDir) != "/" && in(dir, path.Clean(stateDir)) {
+		return "nodevirt's state directory (" + path.Clean(stateDir) + ")"
+	}
+	for _, p := range parentDirs() {
+		if dir == p {
+			return "a system directory (" + p + "); use a directory below it"
+		}
+	}
+	return ""
 }

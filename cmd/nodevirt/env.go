@@ -100,10 +100,27 @@ func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options 
 // agentConfig completes ac with what the flags and host facts decide.
 func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Config) agent.Config {
 	ac.Desired = o.desiredOptions(f, domainType)
-	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace}
+	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace, StateDir: o.stateUnderRoot()}
 	ac.CPUVendor = cpuInfo(o.root).Vendor
 	ac.Log = o.logger()
 	return ac
+}
+
+// stateUnderRoot is the state directory as a host path under --root, or ""
+// when it lies outside the root (then no manifest path can reach it).
+func (o *options) stateUnderRoot() string {
+	root, state := o.root, o.stateDir
+	if root == "" {
+		root = "/"
+	}
+	if abs, err := filepath.Abs(state); err == nil {
+		state = abs
+	}
+	rel, err := filepath.Rel(filepath.Clean(root), state)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return ""
+	}
+	return filepath.Join("/", rel)
 }
 
 // openSource opens only the source and host facts: enough for validate and render.
