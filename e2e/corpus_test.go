@@ -72,6 +72,11 @@ func TestCorpus(t *testing.T) {
 		Arch:      arch,
 		DiskDir:   filepath.Join(state, "disks"),
 		VolumeDir: filepath.Join(state, "volumes"),
+		// vmi-host-disk.yaml's hostDisk lies here; the operator allows
+		// host files with --allowed-host-dirs. The root is a scratch
+		// directory: the corpus must not reach the real /var/data.
+		Root:     filepath.Join(state, "root"),
+		HostDirs: []string{"/var/data"},
 	}})
 
 	errorsOf := map[string]diag.List{}
