@@ -208,3 +208,57 @@ func TestStorageApply_stateLossKeepsDisks(t *testing.T) {
 		})
 	}
 }
+
+// state check finds the damage (exit 1, the file named); state rebuild
+// moves the file aside and restores the DataVolumes from their markers, so
+// the next apply imports nothing and the disks are untouched.
+func TestStateCheckAndRebuild(t *testing.T) {
+	w := newStateWorld(t)
+	before := w.written()
+	db := filepath.Join(w.state, "state.db")
+	st := func(args ...string) (string, string, int) {
+		return run(t, append([]string{"--state", w.state, "--root", w.root, "--libvirt", "test:///default"}, args...)...)
+	}
+	out, errOut, code := st("state", "check")
+	if code != 0 || !strings.Contains(out, "state.db: ok") || !strings.Contains(out, "storage.claims") || !strings.Contains(out, "backup "+db+".bak: ok") {
+		t.Fatalf("check of a good database: exit %d\n%s%s", code, out, errOut)
+	}
+	damagePages(t, db)
+	out, errOut, code = st("state", "check")
+	if code != 1 || !strings.Contains(out, "DAMAGED") || !strings.Contains(out, "nodevirt state rebuild --from-backup") {
+		t.Fatalf("check of a damaged database: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = st("-o", "json", "state", "check")
+	if code != 1 || !strings.Contains(out, `"ok": false`) || !strings.Contains(out, `"damage"`) {
+		t.Fatalf("check -o json: exit %d\n%s", code, out)
+	}
+	out, errOut, code = st("state", "rebuild")
+	if code != 0 || !strings.Contains(out, "restored claim default/statetest-blank") || !strings.Contains(out, "restored claim default/statetest-http") {
+		t.Fatalf("rebuild: exit %d\n%s%s", code, out, errOut)
+	}
+	moved, _ := filepath.Glob(db + ".damaged-*")
+	kept, _ := filepath.Glob(db + ".bak-*")
+	if len(moved) != 1 || len(kept) != 1 {
+		t.Fatalf("the damaged file and the old backup must be kept: %v %v", moved, kept)
+	}
+	out, errOut, code = w.apply()
+	if code != 0 || !strings.Contains(out, "Nothing to do") {
+		t.Fatalf("apply after rebuild: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("rebuild then apply:\n%s", out)
+	w.same(before)
+
+	// The backup path: truncate, restore, apply.
+	if err := os.Truncate(db, 3*4096); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = st("state", "rebuild", "--from-backup")
+	if code != 0 || !strings.Contains(out, "restored "+db+".bak") {
+		t.Fatalf("rebuild --from-backup: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = w.apply()
+	if code != 0 || !strings.Contains(out, "Nothing to do") {
+		t.Fatalf("apply after restore: exit %d\n%s%s", code, out, errOut)
+	}
+	w.same(before)
+}

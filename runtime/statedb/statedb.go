@@ -76,6 +76,20 @@ func Open(path string) (*DB, error) {
 	return db, nil
 }
 
+// Create makes a new, empty state database at path, which must not exist.
+// It is for rebuilding the state: unlike Open, it does not refuse because a
+// backup of a lost database exists.
+func Create(path string) (*DB, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("create state database %s: %w", path, os.ErrExist)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("create state database %s: %w", path, err)
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
 // Close backs up what changed since the last backup, then releases the file
 // and its lock.
 func (db *DB) Close() error {
