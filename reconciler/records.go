@@ -97,3 +97,40 @@ func (s records) inventory() (map[string]bool, error) {
 	})
 	return out, err
 }
+
+// Decoders check the records of the buckets this package owns, for
+// `nodevirt state check`.
+func Decoders() map[string]func(key string, val []byte) error {
+	isJSON := func(k string, v []byte) error {
+		if !json.Valid(v) {
+			return fmt.Errorf("state record %s is not JSON", k)
+		}
+		return nil
+	}
+	return map[string]func(string, []byte) error{
+		bucketVMs: func(k string, v []byte) error {
+			_, err := records{kv: oneRecord{k, v}}.get(k)
+			return err
+		},
+		bucketCPUs:    isJSON,
+		bucketDevices: isJSON,
+	}
+}
+
+// oneRecord is a KV holding one value, to decode it as records.get does.
+type oneRecord struct {
+	key string
+	val []byte
+}
+
+func (o oneRecord) Get(_, key string) ([]byte, error) {
+	if key == o.key {
+		return o.val, nil
+	}
+	return nil, nil
+}
+func (oneRecord) Put(string, string, []byte) error { return nil }
+func (oneRecord) Delete(string, string) error      { return nil }
+func (oneRecord) ForEach(string, func(string, []byte) error) error {
+	return nil
+}

@@ -231,6 +231,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	}
 	e.closer = append(e.closer, func() error { sm.Close(); return nil })
 	e.storage = sm
+	ac.Backup = e.db.Backup
 	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr).WithStorage(sm)
 	// Wired after the agent exists: an import that ends asks for an
 	// iteration, so the VM waiting for it starts without waiting for a poll.

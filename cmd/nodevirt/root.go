@@ -95,6 +95,7 @@ func newRootCmd() *cobra.Command {
 		newDemoCmd(o),
 		newNodeCmd(o), newHostCmd(o),
 		newStorageCmd(o),
+		newStateCmd(o),
 	)
 	return root
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// CPUVendor picks the IOMMU kernel argument nodevirt generates (intel, amd).
 	CPUVendor string
 	Log       *slog.Logger
+	// Backup copies the state database after an iteration that succeeded
+	// (the last good state); it must be cheap when nothing changed. nil
+	// keeps no backup.
+	Backup func() error
 }
 
 // Agent runs the loop.
@@ -375,6 +379,11 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	if err != nil {
 		a.log.Error("reconcile", "revision", rep.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
 		return
+	}
+	if a.cfg.Backup != nil {
+		if err := a.cfg.Backup(); err != nil {
+			a.log.Error("back up the state database", "err", err)
+		}
 	}
 	if done > 0 {
 		a.log.Info("reconciled", "revision", rep.Revision, "actions", done, "took", time.Since(start).Round(time.Millisecond))

@@ -58,7 +58,7 @@ func stageOf(kind string) Stage {
 func (m *Manager) Apply(ctx context.Context, p *Plan, stage Stage) Report {
 	var rep Report
 	failed := map[string]bool{}
-	order := []string{ActProvision, ActAttach, ActBind, ActCreateDisk, ActImport, ActWait, ActRelease, ActDeleteData, ActDetach, ActForget}
+	order := []string{ActProvision, ActAttach, ActBind, ActAdopt, ActCreateDisk, ActImport, ActWait, ActRelease, ActDeleteData, ActDetach, ActForget}
 	for _, kind := range order {
 		for _, a := range p.Actions {
 			if a.Kind != kind || (stage != All && stageOf(kind) != stage) {
@@ -129,10 +129,32 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 		return m.bind(p, a)
 	case ActImport:
 		return m.importClaim(p, a)
+	case ActAdopt:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		c, b := p.st.Claims[a.claim], p.binds[a.claim]
+		if c == nil || b == nil {
+			return fmt.Errorf("adopt %s: the claim is not bound", a.claim)
+		}
+		// Looked at again: the plan may be old.
+		v, mk, msg := m.inspect(c, m.claimRecs[a.claim], b)
+		if v != diskAdopt {
+			if msg == "" {
+				msg = fmt.Sprintf("%s no longer carries the marker of a completed import", b.diskFile())
+			}
+			return errors.New(msg)
+		}
+		return m.adopt(a.claim, mk)
 	case ActRelease:
 		m.stop(a.claim)
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if r := m.claimRecs[a.claim]; r != nil {
+			// The data stays, but it is no longer this claim's.
+			if err := m.dropMarker(a.claim, m.fileOf(r)); err != nil {
+				return err
+			}
+		}
 		if v := m.volumeRecs[a.volume]; v != nil {
 			v.Phase, v.ReleasedFrom, v.Claim = VolumeReleased, a.claim, ""
 			if err := m.putVolume(v); err != nil {
@@ -171,6 +193,17 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 		return m.deleteVolume(a.volume)
 	}
 	return nil
+}
+
+// fileOf is the disk file of a recorded claim ("" if unbound). m.mu held.
+func (m *Manager) fileOf(r *claimRecord) string {
+	if v := m.volumeRecs[r.Volume]; v != nil && v.Backing != "" {
+		return v.Backing
+	}
+	if r.Block {
+		return ""
+	}
+	return r.Path
 }
 
 // volumeRec returns (creating) the record of a static volume. m.mu held.
@@ -303,11 +336,22 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	if c.Source.Kind == SourcePVC {
 		r.Phase, r.Message = PhaseCloneInProgress, "Clone in progress"
 	}
+	// Before anything writes the disk: a file the state does not know is
+	// never imported over, and a stale marker never outlives the data.
+	switch v, mk, msg := m.inspect(c, r, b); v {
+	case diskAdopt:
+		return m.adopt(a.claim, mk)
+	case diskConflict:
+		return errors.New(msg)
+	}
+	if err := m.dropMarker(a.claim, b.diskFile()); err != nil {
+		return err
+	}
 	r.Started, r.Finished, r.Result = m.cfg.Now(), time.Time{}, nil
 	if err := m.putClaim(r); err != nil {
 		return err
 	}
-	m.startImport(r, req, scratch)
+	m.startImport(r, req, scratch, b.diskFile())
 	return nil
 }
 
@@ -351,6 +395,11 @@ func (m *Manager) deleteData(a Action) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := m.volumeRecs[a.volume]
+	if r := m.claimRecs[a.claim]; r != nil {
+		if err := m.dropMarker(a.claim, m.fileOf(r)); err != nil {
+			return err
+		}
+	}
 	if v != nil {
 		switch {
 		case v.Dynamic:

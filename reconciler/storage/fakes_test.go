@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -88,17 +89,49 @@ func (f *fakeImporter) last() ImportRequest {
 	return f.requests[len(f.requests)-1]
 }
 
-// fakeFiles is an in-memory file system: path -> size (-1 for directories).
+// fakeFiles is an in-memory file system: path -> size (-1 for directories),
+// with contents for the small files written with WriteFile.
 type fakeFiles struct {
-	mu    sync.Mutex
-	paths map[string]int64
-	log   []string
+	mu       sync.Mutex
+	paths    map[string]int64
+	contents map[string][]byte
+	// sparse are files made by CreateSparse and never written since.
+	sparse map[string]bool
+	log    []string
 }
 
-func newFakeFiles() *fakeFiles { return &fakeFiles{paths: map[string]int64{}} }
+func newFakeFiles() *fakeFiles {
+	return &fakeFiles{paths: map[string]int64{}, contents: map[string][]byte{}, sparse: map[string]bool{}}
+}
+
+func (f *fakeFiles) HasData(p string) (bool, error) {
+	s, err := f.Size(p)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return s > 0 && !f.sparse[p], err
+}
+
+func (f *fakeFiles) ReadFile(p string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.contents[p]
+	if !ok {
+		return nil, os.ErrNotExist
+	}
+	return slices.Clone(b), nil
+}
+
+func (f *fakeFiles) WriteFile(p string, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paths[p] = int64(len(data))
+	f.contents[p] = slices.Clone(data)
+	return nil
+}
 
 func (f *fakeFiles) put(p string, size int64) {
 	f.mu.Lock()
+	delete(f.sparse, p)
 	f.paths[p] = size
 	f.mu.Unlock()
 }
@@ -131,6 +164,7 @@ func (f *fakeFiles) RemoveAll(p string) error {
 	for q := range f.paths {
 		if q == p || strings.HasPrefix(q, p+"/") {
 			delete(f.paths, q)
+			delete(f.contents, q)
 		}
 	}
 	f.log = append(f.log, "rm -r "+p)
@@ -141,6 +175,7 @@ func (f *fakeFiles) Remove(p string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.paths, p)
+	delete(f.contents, p)
 	f.log = append(f.log, "rm "+p)
 	return nil
 }
@@ -150,6 +185,7 @@ func (f *fakeFiles) CreateSparse(p string, size int64) error {
 	defer f.mu.Unlock()
 	if _, ok := f.paths[p]; !ok {
 		f.paths[p] = size
+		f.sparse[p] = true
 	}
 	f.log = append(f.log, fmt.Sprintf("create %s %d", p, size))
 	return nil

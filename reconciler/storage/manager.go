@@ -81,6 +81,13 @@ type Files interface {
 	CreateSparse(path string, size int64) error
 	// Size returns a file's size.
 	Size(path string) (int64, error)
+	// HasData reports whether a file holds any data: false for an empty
+	// file or one that is all holes (a sparse file never written).
+	HasData(path string) (bool, error)
+	// ReadFile reads a small file (a marker); WriteFile replaces one
+	// atomically (temporary file, sync, rename), creating its directory.
+	ReadFile(path string) ([]byte, error)
+	WriteFile(path string, data []byte) error
 }
 
 // Secrets reads credentials and CA bundles kept outside git.
@@ -402,8 +409,9 @@ func (m *Manager) resolve(ns string, src *Source, req *ImportRequest) error {
 	return nil
 }
 
-// startImport runs an import in the background. Called with m.mu held.
-func (m *Manager) startImport(r *claimRecord, req ImportRequest, scratch string) {
+// startImport runs an import in the background; file is the disk file it
+// fills, marked once the import succeeded. Called with m.mu held.
+func (m *Manager) startImport(r *claimRecord, req ImportRequest, scratch, file string) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	j := &job{cancel: cancel, done: make(chan struct{})}
 	m.jobs[r.Key] = j
@@ -436,6 +444,11 @@ func (m *Manager) startImport(r *claimRecord, req ImportRequest, scratch string)
 			rec.Result = &res
 			rec.Attempts, rec.Retry = 0, time.Time{}
 			m.log.Info("import done", "claim", key, "format", res.Format, "took", now.Sub(rec.Started).Round(time.Millisecond))
+			if merr := m.writeMarker(rec, file, req.Checksum); merr != nil {
+				// The disk is complete and the record says so; only a
+				// lost state could not adopt it.
+				m.log.Error("write import marker", "claim", key, "file", file, "err", merr)
+			}
 		case errors.Is(err, context.Canceled):
 			rec.Phase, rec.Reason, rec.Message = PhaseImportScheduled, "Cancelled", "the import was cancelled"
 		default:

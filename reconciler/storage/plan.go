@@ -29,6 +29,10 @@ const (
 	ActCreateDisk = "create-disk"
 	// ActImport starts (or restarts) a DataVolume's import in the background.
 	ActImport = "import"
+	// ActAdopt records a DataVolume whose disk already holds its completed
+	// import (nodevirt's marker next to it says so) as succeeded, instead
+	// of importing it again: the state was lost or rebuilt.
+	ActAdopt = "adopt"
 	// ActWait: nothing to do until something else happens (an import runs,
 	// a consumer, an upload, a retry time, a clone source).
 	ActWait = "wait"
@@ -339,6 +343,15 @@ func (pl *planner) claim(c *Claim) {
 			pl.status(c, PhasePending, "Pending", why)
 			return
 		}
+		if c.IsDataVolume() {
+			if v, _, msg := pl.m.inspect(c, rec, b); v == diskConflict {
+				// Not even bound: a binding would make the file the
+				// claim's, to import over or delete with it.
+				pl.add(Action{Kind: ActConflict, Object: c.Object, Target: b.diskFile(), claim: key, Reason: msg})
+				pl.status(c, PhasePending, "DiskExists", msg)
+				return
+			}
+		}
 		pl.taken[b.volume] = key
 		if b.dynamic {
 			pl.add(Action{Kind: ActProvision, Object: c.Object, Target: b.dir, claim: key, volume: b.volume,
@@ -386,8 +399,8 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 		}
 	}
 	sort.SliceStable(fits, func(i, j int) bool { return fits[i].Capacity < fits[j].Capacity })
-	if len(fits) > 0 {
-		v := fits[0]
+	var first *binding
+	for _, v := range fits {
 		b := &binding{volume: v.Name, class: v.Class, reclaim: v.ReclaimPolicy}
 		if v.Loop {
 			b.device, b.backing = v.Path, pl.m.backing(v.Name)
@@ -398,7 +411,19 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 			}
 			b.dir = dir
 		}
-		return b, ""
+		// A volume holding a claim's marked disk belongs to that claim:
+		// after a lost state the claim finds its own volume again, and
+		// no other claim is bound onto its data.
+		mk, _ := pl.m.readMarker(b.diskFile())
+		switch {
+		case mk != nil && mk.Claim == c.Key():
+			return b, ""
+		case mk == nil && first == nil:
+			first = b
+		}
+	}
+	if first != nil {
+		return first, ""
 	}
 	cls := pl.classes[c.Class]
 	if cls != nil && isHostPath(cls.Provisioner) && c.VolumeName == "" && len(c.Selector) == 0 {
@@ -510,6 +535,18 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 		}
 		pl.p.InSync = append(pl.p.InSync, c.Object)
 		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
+		return
+	}
+	switch v, mk, msg := pl.m.inspect(c, rec, b); v {
+	case diskAdopt:
+		pl.add(Action{Kind: ActAdopt, Object: c.Object, Target: mk.File, claim: key, volume: b.volume,
+			Reason: fmt.Sprintf("%s carries nodevirt's marker of this DataVolume's completed import (finished %s); adopt it instead of importing again",
+				mk.File, mk.Finished.Format(time.RFC3339))})
+		st(PhaseSucceeded, "Completed", "adopted: the disk holds the completed import", 100)
+		return
+	case diskConflict:
+		pl.add(Action{Kind: ActConflict, Object: c.Object, Target: b.diskFile(), claim: key, volume: b.volume, Reason: msg})
+		st(PhasePending, "DiskExists", msg, 0)
 		return
 	}
 	src := c.Source

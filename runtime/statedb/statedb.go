@@ -11,6 +11,9 @@ package statedb
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,33 +31,180 @@ const lockTimeout = time.Second
 type DB struct {
 	bolt *bolt.DB
 	path string
+
+	// gen counts committed writes; saved is gen as of the last backup, so
+	// Backup costs nothing while nothing changed.
+	mu    sync.Mutex
+	gen   uint64
+	saved uint64
 }
 
-// Open opens (creating if needed) the state database at path.
+// Open opens (creating if needed) the state database at path. An existing
+// file is verified first (see ErrDamaged): damage is an error naming the
+// file and what to do, never a panic and never a fresh database in its
+// place. A verified file is copied to BackupPath(path).
 func Open(path string) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	fresh, err := preflight(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		if _, _, err := verify(path, nil); err != nil {
+			return nil, err
+		}
+	}
+	var b *bolt.DB
+	err = guard(path, func() error {
+		var err error
+		b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
+	db := &DB{bolt: b, path: path}
+	if !fresh {
+		db.gen = 1 // back up what was just verified
+		if err := db.Backup(); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// Create makes a new, empty state database at path, which must not exist.
+// It is for rebuilding the state: unlike Open, it does not refuse because a
+// backup of a lost database exists.
+func Create(path string) (*DB, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("create state database %s: %w", path, os.ErrExist)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("create state database %s: %w", path, err)
+	}
 	return &DB{bolt: b, path: path}, nil
 }
 
-// Close releases the file and its lock.
+// Close backs up what changed since the last backup, then releases the file
+// and its lock.
 func (db *DB) Close() error {
+	berr := db.Backup()
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("close state database %s: %w", db.path, err)
 	}
+	return berr
+}
+
+// Path is the database file.
+func (db *DB) Path() string { return db.path }
+
+// Backup copies the database consistently (one read transaction) to
+// BackupPath, through a temporary file and a rename so the backup is always
+// whole. It does nothing when nothing was written since the last backup,
+// and never replaces a backup holding records with a database holding none.
+func (db *DB) Backup() error {
+	db.mu.Lock()
+	gen := db.gen
+	if gen == db.saved {
+		db.mu.Unlock()
+		return nil
+	}
+	db.mu.Unlock()
+	dst := BackupPath(db.path)
+	err := db.view(func(tx *bolt.Tx) error {
+		keys := 0
+		if err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			// Reading every key proves the pages copied are sound.
+			return b.ForEach(func(_, _ []byte) error { keys++; return nil })
+		}); err != nil {
+			return err
+		}
+		if keys == 0 {
+			if st, err := os.Stat(dst); err == nil && st.Size() > 0 {
+				return nil
+			}
+		}
+		return writeAtomic(dst, func(f *os.File) error {
+			_, err := tx.WriteTo(f)
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("back up state database to %s: %w", dst, err)
+	}
+	db.mu.Lock()
+	if gen > db.saved {
+		db.saved = gen
+	}
+	db.mu.Unlock()
 	return nil
+}
+
+// writeAtomic writes path through a synced temporary file and a rename.
+func writeAtomic(path string, fill func(f *os.File) error) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = fill(f); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// view and update are bbolt's View and Update with damage found while
+// running (a page damaged after Open) returned as ErrDamaged, not a panic.
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	return guard(db.path, func() error { return db.bolt.View(fn) })
+}
+
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	err := guard(db.path, func() error { return db.bolt.Update(fn) })
+	if err == nil {
+		db.mu.Lock()
+		db.gen++
+		db.mu.Unlock()
+	}
+	return err
 }
 
 // Get returns a copy of the value under key, or nil and no error if the
 // bucket or key does not exist.
 func (db *DB) Get(bucket, key string) ([]byte, error) {
 	var val []byte
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var err error
 		val, err = (&Tx{tx: tx}).Get(bucket, key)
 		return err
@@ -64,14 +214,14 @@ func (db *DB) Get(bucket, key string) ([]byte, error) {
 
 // Put stores val under key, creating the bucket if needed.
 func (db *DB) Put(bucket, key string, val []byte) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		return (&Tx{tx: tx}).Put(bucket, key, val)
 	})
 }
 
 // Delete removes key; a missing bucket or key is not an error.
 func (db *DB) Delete(bucket, key string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		return (&Tx{tx: tx}).Delete(bucket, key)
 	})
 }
@@ -86,7 +236,7 @@ func (db *DB) ForEach(bucket string, fn func(key string, val []byte) error) erro
 		v []byte
 	}
 	var all []kv
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -114,7 +264,7 @@ func (db *DB) ForEach(bucket string, fn func(key string, val []byte) error) erro
 // together or, if fn returns an error, none do. It is bbolt's Update, not
 // bbolt's Batch, because the latter may run fn more than once.
 func (db *DB) Batch(fn func(tx *Tx) error) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		return fn(&Tx{tx: tx})
 	})
 }

@@ -11,8 +11,11 @@ package volumes
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Files works on the host's file system.
@@ -89,4 +92,89 @@ func (Files) Size(path string) (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
+}
+
+// HasData reports whether the file at path holds any data: an empty file,
+// or a sparse one that is all holes (never written), does not. A file
+// system that cannot tell holes from data says it has data.
+func (Files) HasData(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if !st.Mode().IsRegular() {
+		return true, nil
+	}
+	if st.Size() == 0 {
+		return false, nil
+	}
+	_, err = f.Seek(0, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return false, nil
+	}
+	return true, nil
+}
+
+// ReadFile reads a small file.
+func (Files) ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Markers are a few hundred bytes; a huge file there is not one.
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// WriteFile replaces path with data atomically: a synced temporary file
+// renamed into place, then the directory synced, so a crash leaves the old
+// file or the new one, never a part.
+func (Files) WriteFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
