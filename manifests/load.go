@@ -42,6 +42,10 @@ func (o Options) namespace() string {
 // Set is everything decoded from one directory (or one file).
 type Set struct {
 	Root string
+	// Tree is the source tree Root belongs to (Options.Root, or Root): where
+	// the readers of other files named by the source (Butane's) resolve
+	// symlinks. Empty for Parse.
+	Tree string
 	// Objects are in lexical file path order, documents in file order. Only
 	// documents whose identity is known are here.
 	Objects []*Object
@@ -93,7 +97,7 @@ func Load(dir string, opt Options) (*Set, error) {
 		return nil, fmt.Errorf("load manifests: %s is not inside the source tree %s", dir, root)
 	}
 	inTree := func(f string) string { return path.Join(filepath.ToSlash(prefix), f) }
-	s := &Set{Root: dir}
+	s := &Set{Root: dir, Tree: root}
 	var files []string
 	walkErr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

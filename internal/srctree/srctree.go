@@ -210,3 +210,22 @@ func ReadFile(root, rel string, limit int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// CheckDir checks that rel is a directory of the tree reached without a
+// symlink: a link to a directory is refused (ErrDirLink) as Open refuses
+// one, so a reader that walks rel (Butane's storage.trees) stays inside.
+func CheckDir(root, rel string) error {
+	real, fi, err := Resolve(root, rel)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", rel)
+	}
+	if real != path.Clean(rel) {
+		if link, target, ok := firstLink(root, rel); ok {
+			return &LinkError{Link: link, Target: target, Err: ErrDirLink}
+		}
+	}
+	return nil
+}
