@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -116,4 +117,24 @@ func (m *sizer) size(n *yaml.Node) (int, error) {
 	}
 	m.memo[n] = total
 	return total, nil
+}
+
+// maxQuoted is how much of a value a message quotes: a diagnostic names the
+// value, it does not echo a megabyte scalar.
+const maxQuoted = 80
+
+// quote is strconv.Quote of at most maxQuoted characters of s, "…" marking
+// the cut.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	n := 0
+	for i := range s {
+		if n == maxQuoted {
+			return strconv.Quote(s[:i]) + "…"
+		}
+		n++
+	}
+	return strconv.Quote(s)
 }

@@ -85,3 +85,18 @@ func TestCheckExpansion(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A huge scalar is named, not echoed, in a type error or unknown field.
+func TestParse_longValueNotEchoed(t *testing.T) {
+	long := strings.Repeat("y", 1<<20)
+	key := strings.Repeat("k", 1000) // YAML's longest plain key is 1024
+	s := Parse("long.yaml", []byte("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: v}\nspec:\n  runStrategy: Halted\n  "+key+": 1\n  template:\n    spec:\n      domain:\n        memory: {guest: 64Mi}\n        cpu: {cores: \""+long+"\"}\n"), Options{})
+	if len(s.Diags.Errors()) < 2 {
+		t.Fatalf("want the unknown field and the type error, got %d diagnostics", len(s.Diags))
+	}
+	for _, d := range s.Diags {
+		if len(d.Error()) > 400 {
+			t.Errorf("diagnostic of %d bytes echoes the value", len(d.Error()))
+		}
+	}
+}
