@@ -12,7 +12,7 @@ import (
 // source excerpt shows the host file (before, a YAML error quoted its line).
 func TestValidate_symlinkToHostFileNotEchoed(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "shadow")
-	write(t, filepath.Dir(secret), "shadow", "root: [SECRETHASH\n")
+	write(t, filepath.Dir(secret), "shadow", "root: SECRETHASH: x\n")
 	src := t.TempDir()
 	if err := os.Symlink(secret, filepath.Join(src, "vm.yaml")); err != nil {
 		t.Fatal(err)
