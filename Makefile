@@ -5,7 +5,7 @@ GOFLAGS   ?=
 TESTFLAGS ?= -count=1
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all deps setup build demo test unit e2e vet fmt bench clean
+.PHONY: all deps setup build demo test unit e2e vet fmt fuzz bench clean
 
 all: build
 
@@ -40,6 +40,14 @@ e2e: setup build
 test: setup build vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test $(TESTFLAGS) -tags e2e -timeout 15m ./...
+	$(MAKE) fuzz
+
+# A bounded run of the decode → validate → render fuzz target (pushed input
+# must never panic or blow up); FUZZTIME=10m for a longer hunt. Minimizing
+# is capped so a new interesting input cannot stall the run.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidateRender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/agent/
 
 bench: setup build
 	$(GO) test -run '^$$' -bench . -benchmem -tags e2e -timeout 30m ./...

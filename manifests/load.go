@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nodevirt/nodevirt/internal/srctree"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
@@ -27,6 +29,11 @@ type Options struct {
 	// ("" when it lies outside the root): the hostpath provisioner may not
 	// put volumes in it.
 	StateDir string
+	// Root is the source tree the directory belongs to (the repository root
+	// when the manifests live in a sub-directory): symlinks are followed only
+	// when they stay inside it (see internal/srctree). "" means the
+	// directory itself.
+	Root string
 }
 
 func (o Options) namespace() string {
@@ -39,6 +46,10 @@ func (o Options) namespace() string {
 // Set is everything decoded from one directory (or one file).
 type Set struct {
 	Root string
+	// Tree is the source tree Root belongs to (Options.Root, or Root): where
+	// the readers of other files named by the source (Butane's) resolve
+	// symlinks. Empty for Parse.
+	Tree string
 	// Objects are in lexical file path order, documents in file order. Only
 	// documents whose identity is known are here.
 	Objects []*Object
@@ -69,11 +80,28 @@ func (s *Set) OfKind(kind string) []*Object {
 // they hold tooling, not manifests. Other files (Butane *.bu, READMEs) are
 // ignored. The error is non-nil only when dir itself cannot be read; problems
 // below it are diagnostics.
+//
+// Symlinks follow the source tree's one rule: a link to a file inside
+// Options.Root is read like the file; a link that leaves the tree, and a
+// link to a directory (which may hold manifests nodevirt will not walk), is
+// refused with an error naming it, whatever its name, and makes the set
+// Incomplete, as a file that does not parse does. Butane files are left to
+// nodeconfig, which applies the same rule. Files over MaxFileBytes are
+// refused.
 func Load(dir string, opt Options) (*Set, error) {
 	if _, err := os.ReadDir(dir); err != nil {
 		return nil, fmt.Errorf("load manifests: %w", err)
 	}
-	s := &Set{Root: dir}
+	root := opt.Root
+	if root == "" {
+		root = dir
+	}
+	prefix, err := filepath.Rel(root, dir)
+	if err != nil || !filepath.IsLocal(prefix) {
+		return nil, fmt.Errorf("load manifests: %s is not inside the source tree %s", dir, root)
+	}
+	inTree := func(f string) string { return path.Join(filepath.ToSlash(prefix), f) }
+	s := &Set{Root: dir, Tree: root}
 	var files []string
 	walkErr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -89,7 +117,24 @@ func Load(dir string, opt Options) (*Set, error) {
 			}
 			return nil
 		}
-		if ext := filepath.Ext(p); !hidden && (ext == ".yaml" || ext == ".yml") {
+		ext := filepath.Ext(p)
+		manifest := !hidden && (ext == ".yaml" || ext == ".yml")
+		if d.Type()&fs.ModeSymlink != 0 && !hidden && ext != ".bu" && !manifest {
+			// Not a manifest by name, but it may lead to a directory of
+			// them or out of the tree: what it holds is unknown.
+			rel := relPath(dir, p)
+			_, fi, err := srctree.Resolve(root, inTree(rel))
+			switch {
+			case err != nil && !errors.Is(err, fs.ErrNotExist):
+				s.Incomplete = true
+				s.Diags = append(s.Diags, fileError(rel, fmt.Errorf("%w: %w", ErrRead, err)))
+			case err == nil && fi.IsDir():
+				s.Incomplete = true
+				s.Diags = append(s.Diags, fileError(rel, fmt.Errorf("%w: symlink %s %w", ErrRead, rel, srctree.ErrDirLink)))
+			}
+			return nil
+		}
+		if manifest {
 			files = append(files, relPath(dir, p))
 		}
 		return nil
@@ -99,7 +144,7 @@ func Load(dir string, opt Options) (*Set, error) {
 	}
 	sort.Strings(files)
 	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
+		data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
 		if err != nil {
 			s.Incomplete = true
 			s.Diags = append(s.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
@@ -136,8 +181,13 @@ var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (s *Set) parseFile(file string, data []byte, opt Options) {
 	s.Files++
+	if len(data) > MaxFileBytes {
+		s.Incomplete = true
+		s.Diags = append(s.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
+		return
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
+	for n := 1; ; n++ {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
@@ -155,6 +205,15 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 			}
 			s.Diags = append(s.Diags, d)
 			return
+		}
+		if err := checkDocument(&doc); err != nil {
+			// Its identity is unknown: converting it is what would take
+			// the memory.
+			s.Incomplete = true
+			d := fileError(file, fmt.Errorf("document %d: %w", n, err))
+			d.Line = doc.Line
+			s.Diags = append(s.Diags, d)
+			continue
 		}
 		s.parseDocument(file, &doc, opt)
 	}

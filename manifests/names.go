@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -61,11 +60,3 @@ func (e nameError) Error() string {
 }
 
 func (e nameError) Unwrap() error { return ErrInvalidName }
-
-// quote cuts a long name: the rule's message already gives the limit.
-func quote(s string) string {
-	if len(s) > 80 {
-		return strconv.Quote(s[:80]) + "…"
-	}
-	return strconv.Quote(s)
-}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -107,7 +106,7 @@ func (w *schemaWalker) unknown(k *yaml.Node, path string) {
 	if w.lenient {
 		p.err, p.warn = ErrIgnoredField, true
 	} else {
-		p.err = fmt.Errorf("%w %q", ErrUnknownField, k.Value)
+		p.err = fmt.Errorf("%w %s", ErrUnknownField, quote(k.Value))
 	}
 	w.problems = append(w.problems, p)
 }
@@ -286,7 +285,7 @@ func describeNode(n *yaml.Node) string {
 		case "!!bool":
 			return "boolean " + n.Value
 		}
-		return "string " + strconv.Quote(n.Value)
+		return "string " + quote(n.Value)
 	}
 	return "a YAML node"
 }

@@ -19,16 +19,25 @@ import (
 // HostConfig.Diags) cover every config of the source, including those for
 // other roles, so validation reports them on every node.
 func Render(set *manifests.Set, sourceDir string, node Node) (*HostConfig, diag.List) {
-	bus, diags := LoadButane(sourceDir)
+	bus, diags := LoadButaneIn(treeRoot(set, sourceDir), sourceDir)
 	h := RenderFrom(set, sourceDir, bus, node)
 	h.Diags = append(diags, h.Diags...)
 	h.Diags.Sort()
 	return h, h.Diags
 }
 
+// treeRoot is the source tree that symlinks must stay inside: the one the
+// manifests were loaded from, else sourceDir itself.
+func treeRoot(set *manifests.Set, sourceDir string) string {
+	if set != nil && set.Tree != "" {
+		return set.Tree
+	}
+	return sourceDir
+}
+
 // RenderFrom is Render with the Butane files already read. sourceDir is
 // where contents.local paths of a Butane file are resolved (relative to
-// the file's own directory).
+// the file's own directory), by the source tree's symlink rule.
 func RenderFrom(set *manifests.Set, sourceDir string, bus []ButaneFile, node Node) *HostConfig {
 	if len(node.Roles) == 0 {
 		node.Roles = []string{DefaultRole}
@@ -40,8 +49,9 @@ func RenderFrom(set *manifests.Set, sourceDir string, bus []ButaneFile, node Nod
 			all = append(all, renderMachineConfig(o))
 		}
 	}
+	root := treeRoot(set, sourceDir)
 	for _, bf := range bus {
-		all = append(all, renderButane(bf, sourceDir))
+		all = append(all, renderButane(bf, root, sourceDir))
 	}
 	dedupeNames(all)
 	sort.SliceStable(all, func(i, j int) bool {
@@ -121,18 +131,44 @@ func renderMachineConfig(o *manifests.Object) *rendered {
 	return r
 }
 
-func renderButane(bf ButaneFile, sourceDir string) *rendered {
+func renderButane(bf ButaneFile, root, sourceDir string) *rendered {
 	object := "Butane " + bf.File
+	c := Config{Object: object, File: bf.File, Name: strings.TrimSuffix(path.Base(bf.File), ".bu")}
+	refuse := func(diags diag.List) *rendered {
+		for i := range diags {
+			diags[i].Object = object
+		}
+		// As for a file that does not translate: the role is unknown, so
+		// the file counts for every node and what it applied is kept.
+		c.Invalid = true
+		return &rendered{cfg: c, g: &origin{object: object, file: bf.File, bu: indexYAML(nil)}, diags: diags}
+	}
+	// Butane and the position index expand aliases; bound them first.
+	if err := manifests.CheckExpansion(bf.Data); err != nil {
+		return refuse(diag.List{{Severity: diag.Error, File: bf.File, Message: err.Error(), Err: err}})
+	}
 	g := &origin{object: object, file: bf.File, bu: indexYAML(bf.Data)}
 	filesDir := ""
 	if sourceDir != "" {
 		filesDir = filepath.Join(sourceDir, filepath.FromSlash(path.Dir(bf.File)))
+		if prefix, err := filepath.Rel(root, sourceDir); err == nil && filepath.IsLocal(prefix) {
+			dir := path.Join(filepath.ToSlash(prefix), path.Dir(bf.File))
+			if refused := checkLocalFiles(bf.File, bf.Data, root, dir); len(refused) > 0 {
+				r := refuse(refused)
+				r.g = g
+				if role := g.bu.scalar["metadata.labels."+LabelMCRole]; role != "" {
+					r.cfg.Roles = []string{role}
+				}
+				return r
+			}
+		} else {
+			filesDir = "" // not inside its tree: local files are refused
+		}
 	}
 	res, diags := butane.Translate(bf.File, bf.Data, filesDir)
 	for i := range diags {
 		diags[i].Object = object
 	}
-	c := Config{Object: object, File: bf.File, Name: strings.TrimSuffix(path.Base(bf.File), ".bu")}
 	if res == nil {
 		// The role is unknown when translation fails unless the file spells
 		// it; without it the file counts for every node, so whatever it

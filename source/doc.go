@@ -12,12 +12,19 @@
 // watcher that fires once per settled change.
 //
 // The "manifest tree" that a Digest covers is the same for both kinds: every
-// regular file below the snapshot's directory, except
+// regular file and symlink below the snapshot's directory, except
 //   - anything inside a directory whose name starts with "." (.git, .github),
 //   - editor temporaries (*~, .*.swp, .*.swo, .*.swx, *.tmp, 4913, .#*, #*#),
-//   - symlinks and other non-regular files, so nothing outside the tree can
-//     be read through the snapshot,
+//   - sockets, devices and pipes,
 //   - paths matched by the repository root's .sourceignore (gitignore syntax).
+//
+// Symlinks follow one rule everywhere (internal/srctree): one whose target
+// stays inside the source tree (Snapshot.Root) and ends at a file is read as
+// that file; one that leaves the tree, or names a directory, is refused by
+// name by whatever would read it, and nothing behind it is read. The Digest
+// covers each link's text and the content it leads to, so retargeting a link
+// is a new revision. A Git checkout keeps committed symlinks as they are, so
+// a link to /etc/shadow is refused, not silently dropped.
 //
 // A Git source deletes those entries from the published directory, so what
 // the reconciler walks is exactly what the Digest covers; for a Dir source,

@@ -25,7 +25,8 @@ type Snapshot struct {
 	Dir string
 	// Digest is "sha256:<hex>" over the manifest tree below Dir (see the
 	// package doc): each file's slash-separated path relative to Dir and the
-	// SHA-256 of its content, in sorted path order.
+	// SHA-256 of its content, and each symlink's path, text and the SHA-256
+	// of the file it leads to inside the tree, in sorted path order.
 	Digest string
 
 	// root is the directory whose .sourceignore applies (the repository
@@ -33,8 +34,19 @@ type Snapshot struct {
 	root string
 }
 
+// Root is the directory of the whole source tree: the repository root (or
+// local directory) that Dir lies in. Readers resolve symlinks inside it
+// (internal/srctree); it is Dir when no Path is configured.
+func (s Snapshot) Root() string {
+	if s.root == "" {
+		return s.Dir
+	}
+	return s.root
+}
+
 // Files lists the manifest tree of the snapshot: the slash-separated paths,
-// relative to Dir and sorted, of exactly the files the Digest covers. For a
+// relative to Dir and sorted, of exactly the files and symlinks the Digest
+// covers. For a
 // Git snapshot the tree is immutable; for a Dir snapshot it is read again
 // from the live directory.
 func (s Snapshot) Files() ([]string, error) {
@@ -47,7 +59,7 @@ func (s Snapshot) Files() ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	err = walkTree(root, sub, func(rel, _ string) error {
+	err = walkTree(root, sub, func(rel, _ string, _ bool) error {
 		out = append(out, rel)
 		return nil
 	})

@@ -9,11 +9,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+
+	"github.com/nodevirt/nodevirt/internal/srctree"
 )
 
 // ignoreFile is read from the repository root only; nested ignore files are
@@ -74,17 +77,19 @@ func excluded(m gitignore.Matcher, comps []string, d fs.DirEntry) bool {
 	switch {
 	case d.IsDir():
 		return strings.HasPrefix(name, ".") || m.Match(comps, true)
-	case d.Type().IsRegular():
+	case d.Type().IsRegular(), d.Type()&fs.ModeSymlink != 0:
+		// Symlinks stay: the readers follow or refuse them by the one
+		// rule of internal/srctree, and the digest covers their text.
 		return isTempName(name) || m.Match(comps, false)
-	default: // symlinks, sockets, devices: could point outside the tree
+	default: // sockets, devices, pipes: never part of a tree
 		return true
 	}
 }
 
-// walkTree calls fn for every file of the manifest tree below root/sub, in
-// sorted order of rel (slash-separated, relative to root/sub); abs is the
-// file's path on disk.
-func walkTree(root, sub string, fn func(rel, abs string) error) error {
+// walkTree calls fn for every file and symlink of the manifest tree below
+// root/sub, in sorted order of rel (slash-separated, relative to root/sub);
+// abs is the entry's path on disk. Symlinks are reported, not followed.
+func walkTree(root, sub string, fn func(rel, abs string, link bool) error) error {
 	m, err := loadIgnore(root)
 	if err != nil {
 		return err
@@ -100,7 +105,10 @@ func walkTree(root, sub string, fn func(rel, abs string) error) error {
 	if sub != "" && sub != "." {
 		subComps = strings.Split(filepath.ToSlash(sub), "/")
 	}
-	type entry struct{ rel, abs string }
+	type entry struct {
+		rel, abs string
+		link     bool
+	}
 	var files []entry
 	err = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -124,8 +132,8 @@ func walkTree(root, sub string, fn func(rel, abs string) error) error {
 			}
 			return nil
 		}
-		if d.Type().IsRegular() {
-			files = append(files, entry{rel, p})
+		if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
+			files = append(files, entry{rel, p, !d.Type().IsRegular()})
 		}
 		return nil
 	})
@@ -136,7 +144,7 @@ func walkTree(root, sub string, fn func(rel, abs string) error) error {
 	// is defined over plain sorted paths.
 	sort.Slice(files, func(i, j int) bool { return files[i].rel < files[j].rel })
 	for _, f := range files {
-		if err := fn(f.rel, f.abs); err != nil {
+		if err := fn(f.rel, f.abs, f.link); err != nil {
 			return err
 		}
 	}
@@ -144,27 +152,57 @@ func walkTree(root, sub string, fn func(rel, abs string) error) error {
 }
 
 // digestTree returns "sha256:<hex>" over the manifest tree below root/sub.
-// Each file contributes "<rel>\x00<sha256 hex of content>\n": a path holds no
-// NUL and the content hash has a fixed length, so no two trees share an
-// input.
+// Each file contributes "<rel>\x00<sha256 hex of content>\n"; each symlink
+// "<rel>\x00@<link text>\x00<sha256 hex of the file it leads to>\n", the
+// hash empty when the link is refused (it leaves the tree, dangles, or names
+// a directory): so changing a link's target, or the content behind it, even
+// outside root/sub, changes the digest, and nothing outside the tree is read.
+// A path holds no NUL and a content hash is hex of fixed length, so no two
+// trees share an input.
 func digestTree(root, sub string) (string, error) {
 	h := sha256.New()
 	buf := make([]byte, 32*1024)
-	err := walkTree(root, sub, func(rel, abs string) error {
+	hashFile := func(f *os.File, name string) (string, error) {
+		fh := sha256.New()
+		// Hide *os.File's WriteTo, which would ignore buf and allocate a
+		// fresh 32 KiB buffer for every file.
+		if _, err := io.CopyBuffer(fh, struct{ io.Reader }{f}, buf); err != nil {
+			return "", fmt.Errorf("read %s: %w", name, err)
+		}
+		return hex.EncodeToString(fh.Sum(nil)), nil
+	}
+	err := walkTree(root, sub, func(rel, abs string, link bool) error {
+		io.WriteString(h, rel)
+		h.Write([]byte{0})
+		if link {
+			target, err := os.Readlink(abs)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte{'@'})
+			io.WriteString(h, target)
+			h.Write([]byte{0})
+			if f, err := srctree.Open(root, path.Join(filepath.ToSlash(sub), rel)); err == nil {
+				sum, err := hashFile(f, abs)
+				f.Close()
+				if err != nil {
+					return err
+				}
+				io.WriteString(h, sum)
+			}
+			h.Write([]byte{'\n'})
+			return nil
+		}
 		f, err := os.Open(abs)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		fh := sha256.New()
-		// Hide *os.File's WriteTo, which would ignore buf and allocate a
-		// fresh 32 KiB buffer for every file.
-		if _, err := io.CopyBuffer(fh, struct{ io.Reader }{f}, buf); err != nil {
-			return fmt.Errorf("read %s: %w", abs, err)
+		sum, err := hashFile(f, abs)
+		if err != nil {
+			return err
 		}
-		io.WriteString(h, rel)
-		h.Write([]byte{0})
-		io.WriteString(h, hex.EncodeToString(fh.Sum(nil)))
+		io.WriteString(h, sum)
 		h.Write([]byte{'\n'})
 		return nil
 	})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 
 	"github.com/spf13/cobra"
@@ -70,10 +69,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	if err != nil {
 		return err
 	}
-	diag.Fprint(w, st.Diags, func(file string) []byte {
-		b, _ := os.ReadFile(filepath.Join(snap.Dir, file))
-		return b
-	})
+	diag.Fprint(w, st.Diags, sourceText(snap.Root(), snap.Dir))
 	fmt.Fprintf(w, "%d objects in %d files; %d errors\n", len(set.Objects), set.Files, len(st.Diags.Errors()))
 
 	step(2, "nodevirt plan")

@@ -423,10 +423,7 @@ func printHostConfig(w io.Writer, format string, rh *renderedHost) error {
 	}
 	if len(h.Diags) > 0 {
 		fmt.Fprintf(w, "\n%d diagnostics:\n", len(h.Diags))
-		diag.Fprint(w, h.Diags, func(file string) []byte {
-			b, _ := os.ReadFile(filepath.Join(rh.dir, file))
-			return b
-		})
+		diag.Fprint(w, h.Diags, sourceText(rh.set.Tree, rh.dir))
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // run executes the CLI in-process and returns stdout, stderr and the exit code.
-func run(t *testing.T, args ...string) (string, string, int) {
+func run(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := newRootCmd()
 	var out, errOut bytes.Buffer

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -37,10 +35,7 @@ func newValidateCmd(o *options) *cobra.Command {
 					return err
 				}
 			} else {
-				diag.Fprint(cmd.ErrOrStderr(), diags, func(file string) []byte {
-					b, _ := os.ReadFile(filepath.Join(snap.Dir, file))
-					return b
-				})
+				diag.Fprint(cmd.ErrOrStderr(), diags, sourceText(snap.Root(), snap.Dir))
 			}
 			bad := diags.HasErrors() || (strict && len(diags) > 0)
 			if bad {

@@ -110,7 +110,9 @@ type Rendered struct {
 // and the host configuration of this node. Its diagnostics (Butane and
 // MachineConfig ones included) are all in State.Diags.
 func Render(snap source.Snapshot, cfg Config) (Rendered, error) {
-	set, err := manifests.Load(snap.Dir, cfg.Manifests)
+	mopt := cfg.Manifests
+	mopt.Root = snap.Root() // symlinks may lead anywhere inside the repository, never out
+	set, err := manifests.Load(snap.Dir, mopt)
 	if err != nil {
 		return Rendered{}, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
 	}

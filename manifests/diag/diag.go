@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Severity says whether a diagnostic blocks the object it names.
@@ -56,11 +57,31 @@ func (d Diagnostic) Error() string {
 		b.WriteString(": ")
 	}
 	if d.Path != "" {
-		b.WriteString(d.Path)
+		b.WriteString(shorten(d.Path, maxPathShown))
 		b.WriteString(": ")
 	}
 	b.WriteString(d.Message)
 	return b.String()
+}
+
+// maxPathShown bounds the field path Error prints: a key may be a thousand
+// characters long, and a report names the field rather than echoing it.
+const maxPathShown = 160
+
+// shorten keeps the start and end of s, at most n bytes in all, with "…"
+// in place of the middle.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	head, tail := s[:n/2], s[len(s)-n/2:]
+	for !utf8.ValidString(head) && head != "" {
+		head = head[:len(head)-1]
+	}
+	for !utf8.ValidString(tail) && tail != "" {
+		tail = tail[1:]
+	}
+	return head + "…" + tail
 }
 
 // Unwrap lets errors.Is match the rule's sentinel error.

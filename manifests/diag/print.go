@@ -9,46 +9,120 @@ import (
 	"unicode/utf8"
 )
 
+// excerptWidth is how many characters of a source line Fprint shows at most:
+// a minified or generated file can hold megabytes on one line, and the report
+// must not echo them.
+const excerptWidth = 120
+
 // Fprint writes each diagnostic's Error() line to w. When source returns the
 // file's content and the diagnostic has a line, the offending source line follows
 // with a caret under the column, so a reader sees the problem without opening
-// the file (the butane report layout). source may be nil. Write errors are
-// ignored, as with fmt.Fprintln: the report is best effort output for people.
+// the file (the butane report layout); a line longer than 120 characters is
+// cut to the part around the column, with "…" where text was left out. source
+// may be nil; it is called once per file. Write errors are ignored, as with
+// fmt.Fprintln: the report is best effort output for people.
 func Fprint(w io.Writer, l List, source func(file string) []byte) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
+	// Thousands of diagnostics usually share a few files: read and index
+	// each once, so the report stays linear in the number of diagnostics.
+	files := map[string]*lineIndex{}
 	for _, d := range l {
 		fmt.Fprintln(bw, d.Error())
 		if source == nil || d.File == "" || d.Line <= 0 {
 			continue
 		}
-		text, ok := sourceLine(source(d.File), d.Line)
+		idx, seen := files[d.File]
+		if !seen {
+			idx = newLineIndex(source(d.File))
+			files[d.File] = idx
+		}
+		raw, ok := idx.line(d.Line)
 		if !ok {
 			continue
 		}
+		text, col := excerpt(raw, d.Col)
 		gutter := fmt.Sprintf("%5d | ", d.Line)
 		fmt.Fprintf(bw, "%s%s\n", gutter, text)
-		if d.Col > 0 {
-			fmt.Fprintf(bw, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(text, d.Col))
+		if col > 0 {
+			fmt.Fprintf(bw, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(text, col))
 		}
 	}
 }
 
-// sourceLine returns the 1-based line n of src without its line ending.
-func sourceLine(src []byte, n int) (string, bool) {
+// lineIndex finds lines of one file without scanning it from the start for
+// every diagnostic.
+type lineIndex struct {
+	src    []byte
+	starts []int // byte offset of each line's start; nil until first use
+}
+
+func newLineIndex(src []byte) *lineIndex {
 	if src == nil {
-		return "", false
+		return nil
 	}
-	for i := 1; ; i++ {
-		line, rest, found := bytes.Cut(src, []byte("\n"))
-		if i == n {
-			return strings.TrimSuffix(string(line), "\r"), true
-		}
-		if !found {
-			return "", false
-		}
-		src = rest
+	return &lineIndex{src: src}
+}
+
+// line returns the 1-based line n without its line ending.
+func (x *lineIndex) line(n int) ([]byte, bool) {
+	if x == nil {
+		return nil, false
 	}
+	if x.starts == nil {
+		x.starts = []int{0}
+		for i, c := range x.src {
+			if c == '\n' {
+				x.starts = append(x.starts, i+1)
+			}
+		}
+	}
+	if n < 1 || n > len(x.starts) {
+		return nil, false
+	}
+	start, end := x.starts[n-1], len(x.src)
+	if n < len(x.starts) {
+		end = x.starts[n] - 1
+	}
+	return bytes.TrimSuffix(x.src[start:end], []byte("\r")), true
+}
+
+// excerpt cuts line to at most excerptWidth characters around col (1-based,
+// in characters; 0 for none) and returns the column within the excerpt. It
+// reads the line only as far as the excerpt reaches, so many diagnostics on
+// one huge line stay cheap.
+func excerpt(line []byte, col int) (string, int) {
+	if len(line) <= excerptWidth { // never more characters than bytes
+		return string(line), col
+	}
+	first := 0 // in characters; keep the column near the middle
+	if col > 0 {
+		first = max(0, col-1-excerptWidth/2)
+	}
+	var b strings.Builder
+	i, rest := 0, line
+	for ; i < first && len(rest) > 0; i++ {
+		_, size := utf8.DecodeRune(rest)
+		rest = rest[size:]
+	}
+	if len(rest) == 0 {
+		// The column is past the end of the line: show its start.
+		return excerpt(line, 0)
+	}
+	out := col
+	if first > 0 {
+		b.WriteString("…")
+		out = col - first + 1 // the marker takes one column
+	}
+	for j := 0; j < excerptWidth && len(rest) > 0; j++ {
+		_, size := utf8.DecodeRune(rest)
+		b.Write(rest[:size])
+		rest = rest[size:]
+	}
+	if len(rest) > 0 {
+		b.WriteString("…")
+	}
+	return b.String(), out
 }
 
 // caretPad returns the whitespace that puts a caret under column col (1-based,

@@ -39,3 +39,46 @@ func TestFprint_nilSource(t *testing.T) {
 		t.Errorf("Fprint = %q, want %q", got, want)
 	}
 }
+
+// A huge single-line file (minified JSON, a pasted blob) shows only the part
+// of the line around the error, not megabytes of it.
+func TestFprint_longLineCutAroundColumn(t *testing.T) {
+	line := strings.Repeat("a", 5<<20) + "BAD" + strings.Repeat("b", 5<<20)
+	col := 5<<20 + 1
+	var b strings.Builder
+	Fprint(&b, List{{Severity: Error, File: "big.yaml", Line: 1, Col: col, Message: "bad"}},
+		func(string) []byte { return []byte(line + "\n") })
+	out := b.String()
+	if len(out) > 600 {
+		t.Fatalf("report is %d bytes; the line must be cut around the column", len(out))
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) < 3 || !strings.Contains(lines[1], "…") || !strings.HasSuffix(lines[1], "…") || !strings.Contains(lines[1], "BAD") {
+		t.Fatalf("excerpt should hold the column between … markers:\n%s", out)
+	}
+	// The caret still points at the B of BAD.
+	caret := strings.IndexRune(lines[2], '^')
+	if got := []rune(lines[1])[len([]rune(lines[2][:caret]))]; got != 'B' {
+		t.Fatalf("caret under %q, want B:\n%s", got, out)
+	}
+}
+
+// The source of a file is read once however many diagnostics point into it,
+// so a report of thousands of errors is linear in their number.
+func TestFprint_readsEachFileOnce(t *testing.T) {
+	var src strings.Builder
+	var l List
+	for i := 1; i <= 1000; i++ {
+		src.WriteString("key: value\n")
+		l = append(l, Diagnostic{Severity: Error, File: "a.yaml", Line: i, Col: 1, Message: "m"})
+	}
+	reads := 0
+	var b strings.Builder
+	Fprint(&b, l, func(string) []byte { reads++; return []byte(src.String()) })
+	if reads != 1 {
+		t.Fatalf("source read %d times for one file, want 1", reads)
+	}
+	if got := strings.Count(b.String(), "key: value"); got != 1000 {
+		t.Fatalf("%d excerpts, want 1000", got)
+	}
+}
