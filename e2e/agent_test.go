@@ -268,7 +268,8 @@ func TestAgent_killDuringApply(t *testing.T) {
 	t.Logf("killed with %d domains defined", len(w.domains()))
 
 	w.startAgent()
-	await(t, "20 running domains", 120*time.Second, func() bool {
+	// Twenty QEMU starts on a loaded 2-CPU machine take minutes, not seconds.
+	await(t, "20 running domains", 300*time.Second, func() bool {
 		n := 0
 		for _, d := range w.domains() {
 			if domState(d) == "running" {
