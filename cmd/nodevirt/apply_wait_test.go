@@ -124,3 +124,36 @@ func TestApply_waitsForImports(t *testing.T) {
 		t.Fatalf("no progress on stderr:\n%s", errOut.String())
 	}
 }
+
+// A failed import makes apply exit non-zero with the reason; one still
+// running at --timeout is named in the error.
+func TestApply_importFailureAndTimeout(t *testing.T) {
+	d, err := virt.Open(t.Context(), "test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	defer gone.Close()
+	src := t.TempDir()
+	write(t, src, "classes.yaml", waitClasses)
+	write(t, src, "dv.yaml", strings.ReplaceAll(waitDV, "%URL%", gone.URL+"/missing.raw"))
+	out, errOut, code := run(t, "--libvirt", "test:///default", "--source", src, "apply")
+	if code == 0 || !strings.Contains(errOut, "import default/slowdisk failed") || !strings.Contains(errOut, "not found on the server") {
+		t.Fatalf("a failed import must fail apply with its reason (exit %d):\n%s\n%s", code, out, errOut)
+	}
+
+	slow := httptest.NewServer(slowImage(testRaw(4<<20), time.Second))
+	defer slow.Close()
+	src = t.TempDir()
+	write(t, src, "classes.yaml", waitClasses)
+	write(t, src, "dv.yaml", strings.ReplaceAll(waitDV, "%URL%", slow.URL+"/disk.raw"))
+	start := time.Now()
+	out, errOut, code = run(t, "--libvirt", "test:///default", "--source", src, "apply", "--timeout", "1500ms")
+	if code == 0 || !strings.Contains(errOut, "--timeout 1.5s") || !strings.Contains(errOut, "import default/slowdisk at") {
+		t.Fatalf("apply past --timeout must fail naming the running import (exit %d):\n%s\n%s", code, out, errOut)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("apply took %s with --timeout 1.5s", took)
+	}
+}
