@@ -57,7 +57,7 @@ func (o *options) sourceOptions() (source.Options, error) {
 		Commit:  o.commit,
 		Path:    o.path,
 		WorkDir: filepath.Join(o.stateDir, "source"),
-		Timeout: o.timeout,
+		Timeout: o.fetchTimeout,
 		Auth: source.Auth{
 			IdentityFile:   o.sshKeyFile,
 			KnownHostsFile: o.knownHostsFile,

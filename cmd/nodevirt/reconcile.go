@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -89,7 +90,11 @@ func newPlanCmd(o *options) *cobra.Command {
 }
 
 func newApplyCmd(o *options) *cobra.Command {
-	var selfHeal bool
+	var (
+		selfHeal bool
+		wait     bool
+		timeout  time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "apply",
 		Short: "Make the host match the source once",
@@ -111,6 +116,21 @@ func newApplyCmd(o *options) *cobra.Command {
 			// host configuration, then storage, then VMs, each planned
 			// after the one before applied.
 			nr := e.agent.Apply(ctx, st)
+			var waitErr error
+			if wait {
+				// Imports run in the background and stop when apply exits:
+				// finish them and start the VMs waiting for them.
+				wctx, cancel := context.WithTimeout(ctx, timeout)
+				prog := newImportProgress(cmd.ErrOrStderr())
+				var settled agent.NodeReport
+				settled, waitErr = e.agent.Settle(wctx, st, nr, prog.update)
+				prog.stop()
+				cancel()
+				nr = mergeSettled(nr, settled)
+				if errors.Is(waitErr, context.DeadlineExceeded) {
+					waitErr = fmt.Errorf("--timeout %s: %w", timeout, waitErr)
+				}
+			}
 			w := cmd.OutOrStdout()
 			var vmPlan plan.Plan
 			if nr.Plan.VMs != nil {
@@ -135,6 +155,9 @@ func newApplyCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if waitErr != nil {
+				return waitErr
+			}
 			if nr.Err() != nil || st.Diags.HasErrors() {
 				return exitCode(1)
 			}
@@ -142,6 +165,8 @@ func newApplyCmd(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes too (off: only apply source changes)")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the imports apply starts and the VMs that need them (off: stop the imports when apply exits; the next apply or run resumes them)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long apply waits for imports and the VMs that need them; on timeout it exits non-zero and the imports resume on the next apply or run")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
 }
@@ -232,4 +257,21 @@ func printStorageDrift(w io.Writer, acts []storage.Action) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// mergeSettled is apply's report after waiting: the first apply's storage
+// actions with those of the later ones, and the VMs as last applied (the
+// ones the imports held back started then).
+func mergeSettled(first, last agent.NodeReport) agent.NodeReport {
+	if last.Plan.State == nil {
+		return first
+	}
+	out := first
+	if last.Plan.VMs != nil {
+		out.Plan.VMs, out.VMs = last.Plan.VMs, last.VMs
+		if first.Plan.VMs != nil && len(last.VMs.Outcomes) == 0 {
+			out.Plan.VMs, out.VMs = first.Plan.VMs, first.VMs
+		}
+	}
+	return out
 }

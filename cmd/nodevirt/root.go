@@ -29,7 +29,8 @@ type options struct {
 	caFile         string
 	username       string
 	passwordFile   string
-	timeout        time.Duration
+	// fetchTimeout bounds one git fetch.
+	fetchTimeout time.Duration
 
 	allowPruneAll   bool
 	pruneGuardShare float64
@@ -75,7 +76,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.caFile, "ca-file", "", "git over https: CA bundle")
 	f.StringVar(&o.username, "username", "", "git over https: user name")
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
-	f.DurationVar(&o.timeout, "timeout", time.Minute, "git fetch timeout")
+	f.DurationVar(&o.fetchTimeout, "fetch-timeout", time.Minute, "git fetch timeout")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
 	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when libvirt can run KVM domains, else qemu), kvm, or qemu (TCG emulation, for hosts whose /dev/kvm cannot run guest code)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nodevirt/nodevirt/manifests"
@@ -394,3 +395,74 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 
 // Desired returns the last rendered desired state (nil before the first Load).
 func (a *Agent) Desired() *desired.State { return a.desired }
+
+// ProgressInterval is how often Settle reports progress.
+const ProgressInterval = 500 * time.Millisecond
+
+// Settle finishes what rep (an Apply of st) started: it waits for the
+// imports rep started and any still running, then applies st again so the
+// VMs waiting for them start, as Run does when an import ends, until no
+// import runs. progress, if set, sees every import waited for about every
+// ProgressInterval and once more when it ends. It returns the last Apply's
+// report (rep when nothing ran) and an error naming each import that
+// failed, or, when ctx ends first, each one still running: a cancelled
+// import stays in progress in the state and the next run resumes it.
+func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, progress func([]storage.ImportProgress)) (NodeReport, error) {
+	if a.storage == nil {
+		return rep, nil
+	}
+	keys := rep.Storage.Imports()
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k] = true
+	}
+	report := func() []storage.ImportProgress {
+		imps := a.storage.Imports(keys)
+		for _, p := range imps {
+			if !seen[p.Claim] {
+				seen[p.Claim] = true
+				keys = append(keys, p.Claim)
+			}
+		}
+		if progress != nil && len(imps) > 0 {
+			progress(imps)
+		}
+		return imps
+	}
+	tick := time.NewTicker(ProgressInterval)
+	defer tick.Stop()
+	for a.storage.Running() {
+		select {
+		case <-ctx.Done():
+			var running []string
+			for _, p := range report() {
+				if p.Running {
+					running = append(running, fmt.Sprintf("import %s at %.0f%%", p.Claim, p.Progress))
+				}
+			}
+			return rep, fmt.Errorf("gave up waiting: %s still running (it resumes on the next apply or run): %w", strings.Join(running, ", "), ctx.Err())
+		case <-tick.C:
+			report()
+		case <-a.kick:
+			// An import ended: start what waited for it, as Run does.
+			report()
+			rep = a.Apply(ctx, st)
+			for _, k := range rep.Storage.Imports() {
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	imps := report()
+	if len(keys) > 0 {
+		// The last import may have ended between the last Apply and now.
+		select {
+		case <-a.kick:
+		default:
+		}
+		rep = a.Apply(ctx, st)
+	}
+	return rep, storage.ImportsErr(imps)
+}

@@ -134,6 +134,9 @@ func (j *job) http(ctx context.Context) error {
 	if src.Username != "" || src.Password != "" {
 		req.SetBasicAuth(src.Username, src.Password)
 	}
+	if !j.req.Target.Block {
+		return j.download(ctx, client, req, h, want)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return httpError(src.URL, err)
@@ -153,15 +156,19 @@ func (j *job) http(ctx context.Context) error {
 		if resp.ContentLength > 0 && c.n != resp.ContentLength {
 			return fmt.Errorf("GET %s: got %d of %d bytes: %w", src.URL, c.n, resp.ContentLength, ErrUnreachable)
 		}
-		if h == nil {
-			return nil
-		}
-		if got := h.Sum(nil); string(got) != string(want) {
-			return fmt.Errorf("GET %s: %w: got %s, want %s", src.URL, ErrChecksum, hex.EncodeToString(got), src.Checksum)
-		}
-		return nil
+		return j.checkSum(h, want)
 	}
 	return j.stream(ctx, c, "", verify)
+}
+
+func (j *job) checkSum(h hash.Hash, want []byte) error {
+	if h == nil {
+		return nil
+	}
+	if got := h.Sum(nil); string(got) != string(want) {
+		return fmt.Errorf("GET %s: %w: got %s, want %s", j.req.Source.URL, ErrChecksum, hex.EncodeToString(got), j.req.Source.Checksum)
+	}
+	return nil
 }
 
 // upload stages the uploaded bytes in scratch space (the matrix asks for it

@@ -206,9 +206,12 @@ func (j *job) stream(ctx context.Context, r io.Reader, local string, verify func
 	}
 
 	// qcow2 and friends: qemu-img needs a file it can seek in.
-	j.prog.phase(0, 50)
-	if local == "" || comp != "" {
-		stage, err := j.stagePath(NeedsScratch(src.Kind, strings.HasPrefix(src.URL, "https://"), len(src.CA) > 0, format, comp), "image")
+	scratch := NeedsScratch(src.Kind, strings.HasPrefix(src.URL, "https://"), len(src.CA) > 0, format, comp)
+	if local == "" || comp != "" || (src.Kind == HTTP && scratch) {
+		// An HTTP download kept beside the target to resume from still goes
+		// through scratch space where the matrix asks for it.
+		j.prog.phase(0, 50)
+		stage, err := j.stagePath(scratch, "image")
 		if err != nil {
 			return err
 		}
