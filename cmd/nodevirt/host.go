@@ -196,7 +196,9 @@ func newHostCmd(o *options) *cobra.Command {
 			if err := printHostReport(cmd.OutOrStdout(), o.output, p, rep); err != nil {
 				return err
 			}
-			if rep.Failed > 0 || p.Diags.HasErrors() {
+			// A file that failed to parse is an error of the revision, even
+			// though the host stage only held its removals.
+			if rep.Failed > 0 || p.Diags.HasErrors() || p.PruneSuspended {
 				return exitCode(1)
 			}
 			return nil
