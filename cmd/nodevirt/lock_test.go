@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevirt/nodevirt/runtime/statedb"
 )
 
 // treeDigest maps every file and symlink under dir to a digest of its
@@ -152,5 +155,39 @@ func TestHostApply_besideRunningAgent(t *testing.T) {
 	}
 	if _, err := os.Stat(vfio); !os.IsNotExist(err) {
 		t.Errorf("host apply with the lock free did not prune (confirmed): %v\n%s", err, out)
+	}
+}
+
+// A read-only command beside a holder of the state directory clones a git
+// source into a scratch directory: the agent's <state>/source, which only
+// one process may use, is left alone.
+func TestReadOnly_gitSourceBesideAgent(t *testing.T) {
+	repo, state := t.TempDir(), t.TempDir()
+	write(t, repo, "host/90-sysctl.bu", "variant: fcos\nversion: 1.6.0\n")
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "one"}} {
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@nodevirt.invalid", "-c", "commit.gpgsign=false"}, args...)...)
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Skipf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	db, err := statedb.Open(filepath.Join(state, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out, errOut, code := run(t, "--state", state, "validate", "--source", "file://"+repo)
+	if code != 0 {
+		t.Fatalf("validate beside the agent: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(state, "source")); !os.IsNotExist(err) {
+		t.Errorf("validate wrote into the agent's source directory: %v", err)
+	}
+	db.Close()
+	if _, _, code := run(t, "--state", state, "validate", "--source", "file://"+repo); code != 0 {
+		t.Fatalf("validate: exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(state, "source")); err != nil {
+		t.Errorf("without an agent, validate keeps its checkout in <state>/source: %v", err)
 	}
 }
