@@ -127,11 +127,10 @@ func (o *options) openSourceWith(ctx context.Context, db *statedb.DB) (*env, err
 	}()
 	workDir := filepath.Join(o.stateDir, "source")
 	if db == nil {
+		// A lock that cannot be checked (a state directory this user may
+		// not read) counts as held: the scratch directory is always safe.
 		held, err := statedb.Held(filepath.Join(o.stateDir, "state.db"))
-		if err != nil {
-			return nil, err
-		}
-		if held {
+		if held || err != nil {
 			if workDir, err = os.MkdirTemp("", "nodevirt-source-"); err != nil {
 				return nil, fmt.Errorf("scratch directory for the source: %w", err)
 			}
