@@ -17,6 +17,10 @@ const (
 	LabelMCRole = "machineconfiguration.openshift.io/role"
 	// DefaultRole is every node's role when its Node manifest names none.
 	DefaultRole = "worker"
+	// AnnotationAllowPruneAll "true" on any object of the source confirms
+	// removing the host configuration the prune guard holds; it is the
+	// marker the VM and storage stages read too.
+	AnnotationAllowPruneAll = "nodevirt.io/allow-prune-all"
 )
 
 // Node is the node being rendered for.

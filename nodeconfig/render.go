@@ -21,6 +21,8 @@ import (
 func Render(set *manifests.Set, sourceDir string, node Node) (*HostConfig, diag.List) {
 	bus, diags := LoadButaneIn(treeRoot(set, sourceDir), sourceDir)
 	h := RenderFrom(set, sourceDir, bus, node)
+	// An unreadable Butane file may hold configs nodevirt applied.
+	h.PruneSuspended = h.PruneSuspended || diags.HasErrors()
 	h.Diags = append(diags, h.Diags...)
 	h.Diags.Sort()
 	return h, h.Diags
@@ -45,6 +47,10 @@ func RenderFrom(set *manifests.Set, sourceDir string, bus []ButaneFile, node Nod
 	h := &HostConfig{Node: node, Files: []File{}, Units: []Unit{}, KernelArgs: []KernelArg{}}
 	var all []*rendered
 	if set != nil {
+		h.PruneSuspended = set.Incomplete
+		for _, o := range set.Objects {
+			h.AllowPruneAll = h.AllowPruneAll || o.Annotations[AnnotationAllowPruneAll] == "true"
+		}
 		for _, o := range set.OfKind("MachineConfig") {
 			all = append(all, renderMachineConfig(o))
 		}
@@ -121,9 +127,15 @@ func renderMachineConfig(o *manifests.Object) *rendered {
 		})
 		c.Invalid = !o.Valid
 	}
-	if role := o.Labels[LabelMCRole]; role != "" {
+	switch role := o.Labels[LabelMCRole]; {
+	case role != "":
 		c.Roles = []string{role}
-	} else {
+	case c.Invalid || r.diags.HasErrors():
+		// As for a Butane file that fails: without a readable role the
+		// config counts for every node, so whatever it applied earlier is
+		// kept rather than removed.
+		c.Roles = nil
+	default:
 		r.diags = append(r.diags, g.diag(diag.Warning, "metadata.labels", ErrNoRole))
 		c.Roles = []string{}
 	}

@@ -135,8 +135,15 @@ type HostConfig struct {
 	Labels           []LabelCheck  `json:"selinuxLabels,omitempty"`
 	// Invalid holds the objects that apply to this node but failed to
 	// render: what nodevirt applied from them earlier is kept, not removed.
-	Invalid []string  `json:"invalid,omitempty"`
-	Diags   diag.List `json:"diagnostics,omitempty"`
+	Invalid []string `json:"invalid,omitempty"`
+	// PruneSuspended: a file of the source failed to parse or could not be
+	// read, so the configs it held are unknown; nothing nodevirt applied
+	// earlier is removed for this revision.
+	PruneSuspended bool `json:"pruneSuspended,omitempty"`
+	// AllowPruneAll: an object of the source carries
+	// AnnotationAllowPruneAll, confirming removals the prune guard holds.
+	AllowPruneAll bool      `json:"allowPruneAll,omitempty"`
+	Diags         diag.List `json:"diagnostics,omitempty"`
 }
 
 // HostPathDir is a HostPathProvisioner backing directory.

@@ -49,14 +49,15 @@ func (e *env) Close() {
 	}
 }
 
-func (o *options) sourceOptions() (source.Options, error) {
+// sourceOptions: workDir holds the git checkouts.
+func (o *options) sourceOptions(workDir string) (source.Options, error) {
 	so := source.Options{
 		URL:     o.source,
 		Branch:  o.branch,
 		Tag:     o.tag,
 		Commit:  o.commit,
 		Path:    o.path,
-		WorkDir: filepath.Join(o.stateDir, "source"),
+		WorkDir: workDir,
 		Timeout: o.fetchTimeout,
 		Auth: source.Auth{
 			IdentityFile:   o.sshKeyFile,
@@ -123,15 +124,44 @@ func (o *options) stateUnderRoot() string {
 	return filepath.Join("/", rel)
 }
 
-// openSource opens only the source and host facts: enough for validate and render.
+// openSource opens only the source and host facts, without the state
+// lock: enough for validate, render and the read-only host commands.
 func (o *options) openSource(ctx context.Context) (*env, error) {
-	e := &env{o: o}
+	return o.openSourceWith(ctx, nil)
+}
+
+// openSourceWith opens the source and host facts. db is the state database
+// the caller holds (from lockState; the caller closes it), or nil for a
+// read-only command. Git checkouts live in <state>/source, which only one
+// process may use: a read-only command beside an agent that holds the state
+// clones into a directory of its own instead, so it never removes the
+// agent's checkouts.
+func (o *options) openSourceWith(ctx context.Context, db *statedb.DB) (*env, error) {
 	for _, d := range o.allowedHostDirs {
 		if !filepath.IsAbs(d) || filepath.Clean(d) == "/" {
 			return nil, fmt.Errorf("--allowed-host-dirs %q: want an absolute directory other than /", d)
 		}
 	}
-	so, err := o.sourceOptions()
+	e := &env{o: o, db: db}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	workDir := filepath.Join(o.stateDir, "source")
+	if db == nil {
+		// A lock that cannot be checked (a state directory this user may
+		// not read) counts as held: the scratch directory is always safe.
+		held, err := statedb.Held(filepath.Join(o.stateDir, "state.db"))
+		if held || err != nil {
+			if workDir, err = os.MkdirTemp("", "nodevirt-source-"); err != nil {
+				return nil, fmt.Errorf("scratch directory for the source: %w", err)
+			}
+			e.closer = append(e.closer, func() error { return os.RemoveAll(workDir) })
+		}
+	}
+	so, err := o.sourceOptions(workDir)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +171,7 @@ func (o *options) openSource(ctx context.Context) (*env, error) {
 	if e.facts, err = hostfacts.Gather(o.root); err != nil {
 		return nil, fmt.Errorf("host facts: %w", err)
 	}
+	ok = true
 	return e, nil
 }
 
@@ -159,29 +190,23 @@ func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desir
 
 // openAll opens the source, libvirt, the disk store and the state database.
 func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (*env, error) {
-	e, err := o.openSource(ctx)
+	db, err := o.lockState()
 	if err != nil {
 		return nil, err
 	}
+	e, err := o.openSourceWith(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	// Closed last: the lock outlives everything that writes.
+	e.closer = append([]func() error{db.Close}, e.closer...)
 	ok := false
 	defer func() {
 		if !ok {
 			e.Close()
 		}
 	}()
-	// QEMU runs as its own user and must traverse the state directory to
-	// reach disks (libvirt chowns the files themselves); 0711 lets it pass
-	// through without listing anything.
-	if err := os.MkdirAll(o.stateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if err := os.Chmod(o.stateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if e.db, err = statedb.Open(filepath.Join(o.stateDir, "state.db")); err != nil {
-		return nil, err
-	}
-	e.closer = append(e.closer, e.db.Close)
 	if e.disks, err = disks.New(o.stateDir, filepath.Join(o.stateDir, "images")); err != nil {
 		return nil, err
 	}
@@ -241,6 +266,41 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 }
 
 var errInvalid = errors.New("manifests are invalid")
+
+// stateLockedError is statedb.ErrLocked said for the operator: which
+// directory, and what to do.
+type stateLockedError struct {
+	dir string
+	err error
+}
+
+func (e *stateLockedError) Error() string {
+	return fmt.Sprintf("another nodevirt holds the state directory %s: stop it or use another --state", e.dir)
+}
+
+func (e *stateLockedError) Unwrap() error { return e.err }
+
+// lockState opens the state database, creating the state directory. Its
+// exclusive lock is held until the database is closed: every command that
+// changes the host takes it before it fetches or plans anything, so none
+// runs beside an agent (or another such command) on the same state, and a
+// second one fails at once instead of undoing the first one's work.
+func (o *options) lockState() (*statedb.DB, error) {
+	// QEMU runs as its own user and must traverse the state directory to
+	// reach disks (libvirt chowns the files themselves); 0711 lets it pass
+	// through without listing anything.
+	if err := os.MkdirAll(o.stateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(o.stateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	db, err := statedb.Open(filepath.Join(o.stateDir, "state.db"))
+	if errors.Is(err, statedb.ErrLocked) {
+		return nil, &stateLockedError{dir: o.stateDir, err: err}
+	}
+	return db, err
+}
 
 // claimDisk tells the VM side where storage keeps a claim's disk.
 func (e *env) claimDisk(namespace, claim string) (desired.ClaimDisk, bool) {

@@ -28,6 +28,7 @@ import (
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 	"github.com/nodevirt/nodevirt/runtime/pci"
 	"github.com/nodevirt/nodevirt/runtime/selinux"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
 	"github.com/nodevirt/nodevirt/runtime/systemd"
 )
 
@@ -108,7 +109,7 @@ func (o *options) newHostReconciler(ctx context.Context, selfHeal, allowReboot b
 	if err != nil {
 		return nil, nil, err
 	}
-	return host.New(host.Config{SelfHeal: selfHeal, AllowReboot: allowReboot, Log: o.logger()}, deps), closeFn, nil
+	return host.New(host.Config{SelfHeal: selfHeal, AllowReboot: allowReboot, AllowPruneAll: o.allowPruneAll, PruneGuardShare: o.pruneGuardShare, Log: o.logger()}, deps), closeFn, nil
 }
 
 // pciDevices adapts runtime/pci to the reconciler's Devices.
@@ -167,7 +168,7 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Show what host apply would do, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, _, err := o.hostPlan(cmd.Context(), true, false)
+			_, p, _, err := o.hostPlan(cmd.Context(), nil, true, false)
 			if err != nil {
 				return err
 			}
@@ -179,7 +180,14 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Make the host configuration match the source once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, p, closeFn, err := o.hostPlan(cmd.Context(), selfHeal, allowReboot)
+			// Taken before the source is fetched and the host observed, and
+			// held until the apply ends.
+			db, err := o.lockState()
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			r, p, closeFn, err := o.hostPlan(cmd.Context(), db, selfHeal, allowReboot)
 			if err != nil {
 				return err
 			}
@@ -188,7 +196,9 @@ func newHostCmd(o *options) *cobra.Command {
 			if err := printHostReport(cmd.OutOrStdout(), o.output, p, rep); err != nil {
 				return err
 			}
-			if rep.Failed > 0 || p.Diags.HasErrors() {
+			// A file that failed to parse is an error of the revision, even
+			// though the host stage only held its removals.
+			if rep.Failed > 0 || p.Diags.HasErrors() || p.PruneSuspended {
 				return exitCode(1)
 			}
 			return nil
@@ -201,7 +211,7 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Compare the host configuration with the source, field by field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, _, err := o.hostPlan(cmd.Context(), true, false)
+			_, p, _, err := o.hostPlan(cmd.Context(), nil, true, false)
 			if err != nil {
 				return err
 			}
@@ -220,12 +230,14 @@ func newHostCmd(o *options) *cobra.Command {
 }
 
 // hostPlan renders the source's host configuration and plans it against
-// the host. The returned close releases the systemd connection.
-func (o *options) hostPlan(ctx context.Context, selfHeal, allowReboot bool) (*host.Reconciler, host.Plan, func(), error) {
+// the host. db is the state lock host apply holds (nil for plan and drift,
+// which read the host record without it and never stand in an agent's way);
+// it stays open. The returned close releases the systemd connection.
+func (o *options) hostPlan(ctx context.Context, db *statedb.DB, selfHeal, allowReboot bool) (*host.Reconciler, host.Plan, func(), error) {
 	if err := o.checkOutput(); err != nil {
 		return nil, host.Plan{}, nil, err
 	}
-	e, err := o.openSource(ctx)
+	e, err := o.openSourceWith(ctx, db)
 	if err != nil {
 		return nil, host.Plan{}, nil, err
 	}
@@ -433,6 +445,7 @@ func printHostPlan(w io.Writer, format string, p host.Plan) error {
 		return printData(w, format, p)
 	}
 	fmt.Fprintf(w, "Host plan for %s (systemd: %s; kernel arguments: %s)\n", orNone(p.Revision), p.Systemd, p.KernelArgsBackend)
+	printHostPruneHeld(w, p)
 	if len(p.Actions) == 0 {
 		fmt.Fprintf(w, "No changes. The host configuration matches the source (%d checked).\n", p.InSync)
 	} else {
@@ -446,6 +459,17 @@ func printHostPlan(w io.Writer, format string, p host.Plan) error {
 		}
 	}
 	return nil
+}
+
+// printHostPruneHeld says why removals of host configuration are held, in
+// the words of the VM plan.
+func printHostPruneHeld(w io.Writer, p host.Plan) {
+	switch {
+	case p.PruneSuspended:
+		fmt.Fprintln(w, "Pruning is suspended: a file of this revision failed to parse.")
+	case p.PruneHeld != "":
+		fmt.Fprintln(w, "Pruning is held by the prune guard: "+p.PruneHeld+".")
+	}
 }
 
 func printHostActions(w io.Writer, acts []host.Action) {
@@ -473,6 +497,7 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 		return printData(w, format, map[string]any{"plan": p, "apply": rep})
 	}
 	fmt.Fprintf(w, "Host apply of %s (systemd: %s; kernel arguments: %s)\n", orNone(p.Revision), p.Systemd, p.KernelArgsBackend)
+	printHostPruneHeld(w, p)
 	if len(rep.Outcomes) == 0 {
 		fmt.Fprintln(w, "Nothing to do.")
 	} else {
@@ -483,7 +508,7 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 			if detail == "" {
 				detail = o.Detail
 			}
-			if o.Result == "reported" {
+			if o.Result == "reported" || o.Result == "held" {
 				detail = o.Reason
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Kind, o.Target, o.Result, o.Took, detail)
@@ -527,6 +552,8 @@ func printHostDrift(w io.Writer, format string, p host.Plan) error {
 			status = "not-applicable"
 		case a.Kind == host.Keep:
 			status = "invalid"
+		case a.Kind == host.Hold:
+			status = "held"
 		case a.Kind == host.DeviceUnbound:
 			status = "unbound"
 		}
@@ -537,9 +564,11 @@ func printHostDrift(w io.Writer, format string, p host.Plan) error {
 		entries = append(entries, e)
 	}
 	if format != "table" {
-		return printData(w, format, map[string]any{"revision": p.Revision, "drifted": drifted, "inSync": p.InSync, "entries": entries})
+		return printData(w, format, map[string]any{"revision": p.Revision, "drifted": drifted, "inSync": p.InSync, "entries": entries,
+			"pruneSuspended": p.PruneSuspended, "pruneHeld": p.PruneHeld})
 	}
 	fmt.Fprintf(w, "Host drift report for %s\n", orNone(p.Revision))
+	printHostPruneHeld(w, p)
 	if len(entries) == 0 {
 		fmt.Fprintf(w, "No drift: %d files, units and checks match the source.\n", p.InSync)
 		return nil

@@ -84,7 +84,7 @@ func newRootCmd() *cobra.Command {
 	f.StringSliceVar(&o.allowedHostDirs, "allowed-host-dirs", nil, "directories (host paths under --root) where hostDisk files and local containerDisk images (file://, absolute path, oci:) may lie; empty refuses them all (repeatable, comma-separated)")
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
-	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here (1 = only all of them)")
+	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here, or removes that share of the host files and units it wrote (1 = only all of them)")
 
 	root.AddCommand(
 		newValidateCmd(o),

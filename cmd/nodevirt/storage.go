@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -49,18 +47,24 @@ func (s *storageEnv) Close() {
 	if s.m != nil {
 		s.m.Close()
 	}
-	if s.db != nil {
-		_ = s.db.Close()
-	}
 	s.e.Close()
 }
 
+// openStorage takes the state lock before it fetches anything: storage
+// apply changes the host, and describe and plan read the records an agent
+// is writing.
 func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEnv, error) {
-	e, err := o.openSource(ctx)
+	db, err := o.lockState()
 	if err != nil {
 		return nil, err
 	}
-	s := &storageEnv{e: e}
+	e, err := o.openSourceWith(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	e.closer = append([]func() error{db.Close}, e.closer...)
+	s := &storageEnv{e: e, db: db}
 	ok := false
 	defer func() {
 		if !ok {
@@ -72,15 +76,6 @@ func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEn
 		return nil, err
 	}
 	s.st = storage.Build(set, storage.Options{Node: o.node})
-	if err := os.MkdirAll(o.stateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if err := os.Chmod(o.stateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if s.db, err = statedb.Open(filepath.Join(o.stateDir, "state.db")); err != nil {
-		return nil, err
-	}
 	if s.m, err = newStorageManager(o, sf, s.db); err != nil {
 		return nil, err
 	}

@@ -77,6 +77,9 @@ func (r *Reconciler) Apply(ctx context.Context, p Plan) Report {
 		out := Outcome{Action: a}
 		if a.Kind.Informational() {
 			out.Result = "reported"
+			if a.Kind == Hold {
+				out.Result = "held"
+			}
 			if a.Kind == RebootRequired {
 				rep.RebootRequired = true
 				if a.reboot && p.observed.BootID != "" {
@@ -186,9 +189,10 @@ func (ap *applier) finish(ctx context.Context, rep Report, rolledBack bool) Repo
 		for _, res := range ap.p.desired.PCI {
 			ap.rec.Resources = appendNew(ap.rec.Resources, res.ResourceName)
 		}
-		// Forget units that left the source and hold nothing any more.
+		// Forget units that left the source and hold nothing any more;
+		// held ones stay recorded, so a confirmed revision still prunes them.
 		for name, u := range ap.rec.Units {
-			if ap.p.desired.Unit(name) == nil && !u.Masked && (u.Enabled == nil || !*u.Enabled) && !ap.p.desired.IsInvalid(u.Object) {
+			if ap.p.PruneHeld == "" && ap.p.desired.Unit(name) == nil && !u.Masked && (u.Enabled == nil || !*u.Enabled) && !ap.p.desired.IsInvalid(u.Object) {
 				delete(ap.rec.Units, name)
 			}
 		}

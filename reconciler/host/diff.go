@@ -17,11 +17,29 @@ var reloaders = []struct{ dir, unit, why string }{
 	{"/etc/sysctl.d/", "systemd-sysctl.service", "/etc/sysctl.d changed; apply the settings now"},
 }
 
+// Guard is the prune guard's policy, the VM stage's applied to the host
+// files and units nodevirt wrote.
+type Guard struct {
+	// AllowPruneAll confirms a revision whose removals reach the guard.
+	AllowPruneAll bool
+	// Share (0 < s <= 1) of the files and units nodevirt wrote whose removal
+	// in one revision needs confirmation; 0 means 1, i.e. only removing all
+	// of them.
+	Share float64
+}
+
+func (g Guard) share() float64 {
+	if g.Share <= 0 || g.Share > 1 {
+		return 1
+	}
+	return g.Share
+}
+
 // Diff computes the plan that brings the observed host to desired. It is
 // pure.
-func Diff(desired *nodeconfig.HostConfig, o Observed) Plan {
+func Diff(desired *nodeconfig.HostConfig, o Observed, g Guard) Plan {
 	d := differ{h: desired, o: o, rec: o.Record, changedUnits: map[string]bool{}, started: map[string]bool{}, wanted: map[string]bool{}}
-	d.p = Plan{Systemd: "live", KernelArgsBackend: o.Kargs.Backend, Diags: desired.Diags, desired: desired, observed: o}
+	d.p = Plan{Systemd: "live", KernelArgsBackend: o.Kargs.Backend, Diags: desired.Diags, PruneSuspended: desired.PruneSuspended, desired: desired, observed: o}
 	if !o.UnitsLive {
 		d.p.Systemd = o.UnitsOffline
 		if d.p.Systemd == "" {
@@ -29,6 +47,8 @@ func Diff(desired *nodeconfig.HostConfig, o Observed) Plan {
 		}
 	}
 	d.files()
+	d.held = d.pruneHold(g)
+	d.p.PruneHeld = d.held
 	d.stale()
 	d.units()
 	d.kargs()
@@ -46,7 +66,7 @@ func Diff(desired *nodeconfig.HostConfig, o Observed) Plan {
 // the reboot notice comes last.
 func order(k Kind) int {
 	for i, x := range []Kind{WriteFile, WriteUnit, UnmaskUnit, MaskUnit, DisableUnit, EnableUnit, RemoveFile, RestoreFile, StageKargs,
-		UnbindDevice, BindDevice, StopUnit, StartUnit, RestartUnit, Keep, NotApplicable, DeviceUnbound, RebootRequired} {
+		UnbindDevice, BindDevice, StopUnit, StartUnit, RestartUnit, Keep, Hold, NotApplicable, DeviceUnbound, RebootRequired} {
 		if x == k {
 			return i
 		}
@@ -66,9 +86,62 @@ type differ struct {
 	// started are units this plan starts or restarts.
 	started map[string]bool
 	wanted  map[string]bool // paths the desired config manages
+	// held says why removals of what left the source are held ("" when
+	// they run).
+	held string
 }
 
 func (d *differ) add(a Action) { d.p.Actions = append(d.p.Actions, a) }
+
+// pruneHold decides, before any removal is planned, whether this revision
+// may take away what nodevirt applied from configs that left the source:
+// not when a file failed to parse (those configs may be in it), and not
+// past the prune guard without confirmation. The guard counts the files
+// nodevirt wrote and the units it enabled or masked without writing them.
+func (d *differ) pruneHold(g Guard) string {
+	if d.h.PruneSuspended {
+		return "a file of this revision failed to parse, so the configs it held are unknown; pruning is suspended"
+	}
+	owned, removing := 0, 0
+	unitFiles := map[string]bool{}
+	for p, rec := range d.rec.Files {
+		owned++
+		if rec.Kind == "unit" {
+			unitFiles[rec.Unit] = true
+		}
+		if !d.wanted[p] && !d.h.IsInvalid(rec.Object) {
+			removing++
+		}
+	}
+	for name, rec := range d.rec.Units {
+		if unitFiles[name] {
+			continue
+		}
+		owned++
+		if d.h.Unit(name) == nil && !d.h.IsInvalid(rec.Object) {
+			removing++
+		}
+	}
+	if removing == 0 || g.AllowPruneAll || d.h.AllowPruneAll || float64(removing) < g.share()*float64(owned) {
+		return ""
+	}
+	return fmt.Sprintf("this revision would remove %d of the %d host files and units nodevirt wrote on this node (guard: %.0f%%); confirm with --allow-prune-all or the %s annotation",
+		removing, owned, 100*g.share(), nodeconfig.AnnotationAllowPruneAll)
+}
+
+// prune adds the removal of something applied from a config that left the
+// source, or, when this revision's removals are held, a hold in its place.
+// It reports whether the removal is planned.
+func (d *differ) prune(a Action) bool {
+	if d.held == "" {
+		d.add(a)
+		return true
+	}
+	a.Reason = "held, not " + string(a.Kind) + ": " + d.held
+	a.Kind, a.Disruptive, a.Drift = Hold, false, false
+	d.add(a)
+	return false
+}
 
 func (d *differ) owner(e *entry) (int, int, string) {
 	uid, gid := 0, 0
@@ -199,11 +272,13 @@ func (d *differ) stale() {
 			}
 			a.Changes = []plan.Change{{Path: "file", From: fmt.Sprintf("%d bytes", len(obs.Data)), To: ""}}
 		}
+		if !d.prune(a) {
+			continue
+		}
 		if rec.Kind != "file" {
 			d.changedUnits[rec.Unit] = true
 		}
 		d.changedPaths = append(d.changedPaths, p)
-		d.add(a)
 	}
 }
 
@@ -313,15 +388,15 @@ func (d *differ) units() {
 		}
 		st := d.o.Units[name]
 		if rec.Masked && st.FileState == "masked" {
-			d.add(Action{Kind: UnmaskUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt masked it, so it is unmasked",
+			d.prune(Action{Kind: UnmaskUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt masked it, so it is unmasked",
 				Changes: []plan.Change{{Path: "state", From: "masked", To: "unmasked"}}})
 		}
 		if rec.Enabled != nil && *rec.Enabled && enabledState(st.FileState) && st.FileState != "static" {
-			d.add(Action{Kind: DisableUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt enabled it, so it is disabled",
+			d.prune(Action{Kind: DisableUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt enabled it, so it is disabled",
 				Changes: []plan.Change{{Path: "enabled", From: st.FileState, To: "disabled"}}})
 		}
 		if d.o.UnitsLive && st.Props["ActiveState"] == "active" && rec.Ran != "" {
-			d.add(Action{Kind: StopUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; stop it",
+			d.prune(Action{Kind: StopUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; stop it",
 				Disruptive: st.Props["SubState"] == "running"})
 		}
 	}
@@ -342,12 +417,24 @@ func (d *differ) kargs() {
 	for _, k := range d.h.KernelArgsAbsent {
 		absent = append(absent, k.Value)
 	}
-	var drop []string
+	// The record does not say which config a kernel argument came from: while
+	// any config here is invalid, or removals are held, the ones nodevirt
+	// staged stay staged (and recorded).
+	keepWhy := d.held
+	if keepWhy == "" && len(d.h.Invalid) > 0 {
+		keepWhy = "a config that applies here is invalid, and it may be the one that set them; they stay until it is fixed"
+	}
+	var drop, kept []string
 	for _, k := range d.rec.Kargs {
-		if !contains(want, k) {
+		switch {
+		case contains(want, k):
+		case keepWhy != "":
+			kept = append(kept, k)
+		default:
 			drop = append(drop, k)
 		}
 	}
+	want = append(want, kept...)
 	drop = append(drop, absent...)
 	if len(want) == 0 && len(drop) == 0 {
 		return
@@ -355,6 +442,16 @@ func (d *differ) kargs() {
 	obj := "kernel arguments"
 	if len(d.h.KernelArgs) > 0 {
 		obj = d.h.KernelArgs[0].Source.Object
+	}
+	if len(kept) > 0 {
+		a := Action{Kind: Keep, Object: "kernel arguments", Target: "kernel arguments", Reason: "left the source, but kept: " + keepWhy}
+		if d.held != "" {
+			a.Kind, a.Reason = Hold, "held, not dropped: "+d.held
+		}
+		for _, k := range kept {
+			a.Changes = append(a.Changes, plan.Change{Path: "kernelArguments[" + k + "]", From: "staged", To: "kept"})
+		}
+		d.add(a)
 	}
 	ks := d.o.Kargs
 	if ks.Backend == "none" {
@@ -473,7 +570,7 @@ func (d *differ) devices() {
 		if !present {
 			continue
 		}
-		d.add(Action{Kind: UnbindDevice, Object: rec.Object, Target: addr, Disruptive: true,
+		d.prune(Action{Kind: UnbindDevice, Object: rec.Object, Target: addr, Disruptive: true,
 			Changes: []plan.Change{{Path: "driver", From: "vfio-pci", To: rec.Previous}},
 			Reason:  "no longer permitted (or run-time binding turned off); give it back to its driver"})
 	}

@@ -187,9 +187,11 @@ func TestDiff_devices(t *testing.T) {
 
 // A config removed from the source: files nodevirt created are removed,
 // files it replaced get their original back, its units are disabled, its
-// kernel arguments dropped.
+// kernel arguments dropped. Removing everything is confirmed, as the
+// prune guard asks.
 func TestApply_removedConfigRestoresOriginals(t *testing.T) {
 	w := newWorld(t)
+	w.r = New(Config{SelfHeal: true, AllowPruneAll: true}, w.deps())
 	w.write("/etc/modprobe.d/vfio.conf", "# the distribution's own\n", 0o640)
 	if _, rep := w.apply(seed()); rep.Failed != 0 {
 		t.Fatalf("apply: %+v", rep)

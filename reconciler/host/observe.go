@@ -32,7 +32,11 @@ type Config struct {
 	SelfHeal bool
 	// AllowReboot lets Apply reboot the host when a reboot is required.
 	AllowReboot bool
-	Log         *slog.Logger
+	// AllowPruneAll confirms removals the prune guard would hold.
+	AllowPruneAll bool
+	// PruneGuardShare: see Guard.
+	PruneGuardShare float64
+	Log             *slog.Logger
 }
 
 // Reconciler observes, plans and applies host configuration.
@@ -57,7 +61,7 @@ func (r *Reconciler) Plan(ctx context.Context, desired *nodeconfig.HostConfig) (
 	if err != nil {
 		return Plan{}, err
 	}
-	return Diff(desired, obs), nil
+	return Diff(desired, obs, Guard{AllowPruneAll: r.cfg.AllowPruneAll, Share: r.cfg.PruneGuardShare}), nil
 }
 
 // Observe reads the host state that desired and the record refer to.

@@ -31,6 +31,9 @@ const (
 	RebootRequired Kind = "reboot-required"
 	// Keep: a config is invalid; what nodevirt applied from it stays.
 	Keep Kind = "keep"
+	// Hold: a removal of something nodevirt applied, stopped because a file
+	// of the revision failed to parse or by the prune guard.
+	Hold Kind = "hold"
 	// NotApplicable: an SELinux label check on a host without SELinux.
 	NotApplicable Kind = "not-applicable"
 	// DeviceUnbound: a permitted device nothing binds to vfio-pci.
@@ -40,7 +43,7 @@ const (
 // Informational reports whether the action changes nothing by itself.
 func (k Kind) Informational() bool {
 	switch k {
-	case Keep, NotApplicable, DeviceUnbound, RebootRequired:
+	case Keep, Hold, NotApplicable, DeviceUnbound, RebootRequired:
 		return true
 	}
 	return false
@@ -89,8 +92,14 @@ type Plan struct {
 	Systemd string `json:"systemd"`
 	// KernelArgsBackend is the boot-loader back-end (ostree, systemd-boot,
 	// grubby, grub, none).
-	KernelArgsBackend string    `json:"kernelArgumentBackend"`
-	Diags             diag.List `json:"diagnostics,omitempty"`
+	KernelArgsBackend string `json:"kernelArgumentBackend"`
+	// PruneSuspended: a file of the revision failed to parse, so nothing
+	// nodevirt applied is removed.
+	PruneSuspended bool `json:"pruneSuspended,omitempty"`
+	// PruneHeld says why this revision's removals are held (a failed parse
+	// or the prune guard); "" when they run.
+	PruneHeld string    `json:"pruneHeld,omitempty"`
+	Diags     diag.List `json:"diagnostics,omitempty"`
 
 	desired  *nodeconfig.HostConfig
 	observed Observed
