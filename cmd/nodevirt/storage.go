@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/cheggaaa/pb/v3"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/importer"
 	"github.com/nodevirt/nodevirt/runtime/loop"
@@ -212,7 +211,7 @@ func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
 				if !wait {
 					break
 				}
-				if err := waitImports(ctx, w, s.m, s.st); err != nil {
+				if err := waitImports(ctx, cmd.ErrOrStderr(), s.m, rep); err != nil {
 					return err
 				}
 				if len(rep.Outcomes) == 0 {
@@ -250,59 +249,23 @@ func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
 	return cmd
 }
 
-// waitImports waits for running imports, with progress bars on a terminal
-// and a line every few seconds elsewhere.
-func waitImports(ctx context.Context, w io.Writer, m *storage.Manager, st *storage.State) error {
+// waitImports waits for the running imports, showing them on w as apply
+// does (a bar per import on a terminal, percent lines elsewhere).
+func waitImports(ctx context.Context, w io.Writer, m *storage.Manager, rep storage.Report) error {
+	p := newImportProgress(w)
+	defer p.stop()
+	keys := rep.Imports()
 	done := make(chan error, 1)
 	go func() { done <- m.Wait(ctx) }()
-	tty := bool(colourFor(w))
-	bars := map[string]*pb.ProgressBar{}
-	var pool *pb.Pool
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(agent.ProgressInterval)
 	defer tick.Stop()
-	lastLine := time.Now()
-	keys := make([]string, 0, len(st.Claims))
-	for k := range st.Claims {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	stopBars := func() {
-		if pool != nil {
-			_ = pool.Stop()
-		}
-	}
 	for {
 		select {
 		case err := <-done:
-			for _, b := range bars {
-				b.SetCurrent(100)
-			}
-			stopBars()
+			p.update(m.Imports(keys))
 			return err
 		case <-tick.C:
-			for _, k := range keys {
-				ns, name, _ := strings.Cut(k, "/")
-				s, ok := m.Claim(ns, name)
-				if !ok || (s.Phase != storage.PhaseImportInProgress && s.Phase != storage.PhaseCloneInProgress) {
-					continue
-				}
-				if tty {
-					b := bars[k]
-					if b == nil {
-						b = pb.New(100).SetTemplateString(`{{string . "name"}} {{bar . }} {{percent . }}`).Set("name", k)
-						bars[k] = b
-						if pool == nil {
-							pool, _ = pb.StartPool(b)
-						} else {
-							pool.Add(b)
-						}
-					}
-					b.SetCurrent(int64(s.Progress))
-				} else if time.Since(lastLine) > 5*time.Second {
-					fmt.Fprintf(w, "%s: %s %.1f%%\n", k, s.Phase, s.Progress)
-					lastLine = time.Now()
-				}
-			}
+			p.update(m.Imports(keys))
 		}
 	}
 }
