@@ -240,6 +240,10 @@ type Report struct {
 	Revision string    `json:"revision"`
 	Outcomes []Outcome `json:"outcomes"`
 	Failed   int       `json:"failed"`
+	// Unavailable counts the failed actions that failed because the
+	// hypervisor could not be reached: observing and planning again once it
+	// answers finishes them.
+	Unavailable int `json:"-"`
 }
 
 // Err is non-nil when any action failed.
@@ -286,8 +290,14 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 				start := time.Now()
 				err := r.do(ctx, a, p)
 				out.Took = time.Since(start).Round(time.Millisecond).String()
-				if a.Kind == plan.Start || a.Kind == plan.Restart {
+				lost := errors.Is(err, hv.ErrUnavailable)
+				if (a.Kind == plan.Start || a.Kind == plan.Restart) && !lost {
+					// A start cut off by a lost hypervisor says nothing about
+					// the VM: it is not held back when libvirtd returns.
 					r.starts.record(a.Domain, err, r.cfg.Now())
+				}
+				if lost {
+					rep.Unavailable++
 				}
 				if err != nil {
 					failed[a.Domain] = true
@@ -306,6 +316,25 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 		_ = r.rec.setMeta(keyLastApplied, p.Revision)
 	}
 	return rep
+}
+
+// AwaitHypervisor returns once the hypervisor answers a listing of domains
+// (the driver reconnects on the way), polling every interval, or with the
+// last error when ctx ends first.
+func (r *Reconciler) AwaitHypervisor(ctx context.Context, interval time.Duration) error {
+	for {
+		_, err := r.hv.Domains(ctx)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the hypervisor: %w (last: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 }
 
 func (r *Reconciler) selfHeal(vm *desired.VM) bool {

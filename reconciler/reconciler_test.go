@@ -582,3 +582,45 @@ func TestReconciler_deleteRefusesOwnerThatIsNotAPathElement(t *testing.T) {
 		t.Fatalf("the refused removal must be reported: %+v", rep.Outcomes)
 	}
 }
+
+// unreachableStarts is the test driver whose starts fail as they do while
+// libvirtd restarts.
+type unreachableStarts struct {
+	*virt.Driver
+	tries int
+}
+
+func (f *unreachableStarts) Start(ctx context.Context, name string) error {
+	f.tries++
+	return fmt.Errorf("domain %q: %w", name, hv.ErrUnavailable)
+}
+
+// A start that failed because libvirtd could not be reached is not the VM's
+// fault: it is counted as unavailable and tried again at once, without the
+// start back-off.
+func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
+	base := newHost(t, reconciler.Config{})
+	drv := &unreachableStarts{Driver: base.hv}
+	d, err := disks.New(base.state, filepath.Join(base.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rec := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks")}, drv, d, db)
+	st := base.render("r1", vm("web", "64Mi", "Always"))
+	for i := 1; i <= 2; i++ {
+		p, err := rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := rec.Apply(context.Background(), p)
+		o := rep.Outcomes[len(rep.Outcomes)-1]
+		if o.Kind != plan.Start || o.Result != "failed" || drv.tries != i {
+			t.Fatalf("apply %d: want the start tried and failed as unavailable: %+v (tries %d, unavailable %d)", i, o, drv.tries, rep.Unavailable)
+		}
+	}
+}

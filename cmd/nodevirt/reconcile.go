@@ -115,12 +115,25 @@ func newApplyCmd(o *options) *cobra.Command {
 			}
 			// host configuration, then storage, then VMs, each planned
 			// after the one before applied.
-			nr := e.agent.Apply(ctx, st)
-			var waitErr error
+			var (
+				nr      agent.NodeReport
+				waitErr error
+			)
+			waitUntil := time.Now().Add(timeout)
 			if wait {
+				// A libvirtd restart during the apply is waited out, within
+				// --timeout, and the apply finished.
+				nr, waitErr = e.agent.ApplyThroughOutage(ctx, st, waitUntil)
+				if errors.Is(waitErr, context.DeadlineExceeded) {
+					waitErr = fmt.Errorf("--timeout %s: %w", timeout, waitErr)
+				}
+			} else {
+				nr = e.agent.Apply(ctx, st)
+			}
+			if wait && waitErr == nil {
 				// Imports run in the background and stop when apply exits:
 				// finish them and start the VMs waiting for them.
-				wctx, cancel := context.WithTimeout(ctx, timeout)
+				wctx, cancel := context.WithDeadline(ctx, waitUntil)
 				prog := newImportProgress(cmd.ErrOrStderr())
 				var settled agent.NodeReport
 				settled, waitErr = e.agent.Settle(wctx, st, nr, prog.update)
@@ -166,7 +179,7 @@ func newApplyCmd(o *options) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes too (off: only apply source changes)")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the imports apply starts and the VMs that need them (off: stop the imports when apply exits; the next apply or run resumes them)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long apply waits for imports and the VMs that need them; on timeout it exits non-zero and the imports resume on the next apply or run")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long apply waits, from its start, for imports, the VMs that need them and a restarting libvirtd; on timeout it exits non-zero and the imports resume on the next apply or run")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
 }

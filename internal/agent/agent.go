@@ -190,6 +190,9 @@ type NodeReport struct {
 	Storage storage.Report
 	VMs     reconciler.Report
 	Errors  []string
+	// Unavailable: the VM stage failed, wholly or in part, because the
+	// hypervisor could not be reached (libvirtd stopped or restarting).
+	Unavailable bool `json:"-"`
 }
 
 // Err is non-nil when any stage failed.
@@ -268,12 +271,14 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 	}
 	if p, err := a.rec.Plan(ctx, st); err != nil {
 		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
+		rep.Unavailable = errors.Is(err, hv.ErrUnavailable)
 	} else {
 		rep.Plan.VMs = p
 		for _, act := range p.Actions {
 			a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
 		}
 		rep.VMs = a.rec.Apply(ctx, p)
+		rep.Unavailable = rep.VMs.Unavailable > 0
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
 	if sp := rep.Plan.Storage; sp != nil {
@@ -282,6 +287,31 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 		rep.Storage.Failed += td.Failed
 	}
 	return rep
+}
+
+// hypervisorPoll is how often ApplyThroughOutage asks whether libvirtd
+// answers again.
+const hypervisorPoll = 500 * time.Millisecond
+
+// ApplyThroughOutage is Apply for a one-shot run: when the hypervisor was
+// lost during the apply (libvirtd restarting), it waits until libvirtd
+// answers again and applies anew, observing first, so what the lost calls
+// did or did not do is seen before anything is repeated: nothing is defined
+// or started twice. It stops waiting at waitUntil (the applies themselves
+// run under ctx alone) and then returns the last report with the reason.
+func (a *Agent) ApplyThroughOutage(ctx context.Context, st *desired.State, waitUntil time.Time) (NodeReport, error) {
+	rep := a.Apply(ctx, st)
+	for rep.Unavailable {
+		a.log.Warn("the hypervisor went away during apply; waiting for it to answer and applying again")
+		wctx, cancel := context.WithDeadline(ctx, waitUntil)
+		err := a.rec.AwaitHypervisor(wctx, hypervisorPoll)
+		cancel()
+		if err != nil {
+			return rep, err
+		}
+		rep = a.Apply(ctx, st)
+	}
+	return rep, nil
 }
 
 func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {

@@ -4,6 +4,16 @@
 // driver (and cgo).
 package hv
 
+import "errors"
+
+// ErrUnavailable matches (errors.Is) an error a driver returns because it
+// could not reach the hypervisor or lost the connection during the call
+// (libvirtd stopped or restarting), not because the operation itself was
+// refused. Such a call may or may not have taken effect: callers observe
+// again and re-plan rather than retry blindly, and the VM is not to blame
+// (no start back-off).
+var ErrUnavailable = errors.New("hypervisor unavailable")
+
 // State is a domain's run state as libvirt reports it.
 type State string
 

@@ -401,6 +401,29 @@ func (e *opError) Error() string {
 
 func (e *opError) Unwrap() error { return e.err }
 
+// Is makes a lost or unreachable libvirtd match hv.ErrUnavailable.
+func (e *opError) Is(target error) bool {
+	return target == hv.ErrUnavailable && connectionLost(e.err)
+}
+
+// connectionLost tells an error of the client's link to libvirtd (daemon
+// not listening, socket closed or reset mid-call) from an operation libvirtd
+// refused. Only errors raised by the RPC layer or the remote driver count: a
+// system error from QEMU (a disk it cannot open) is the VM's, not the link's.
+func connectionLost(err error) bool {
+	var lv libvirt.Error
+	if !errors.As(err, &lv) {
+		return false
+	}
+	switch lv.Code {
+	case libvirt.ERR_NO_CONNECT, libvirt.ERR_INVALID_CONN:
+		return true
+	case libvirt.ERR_SYSTEM_ERROR, libvirt.ERR_INTERNAL_ERROR, libvirt.ERR_RPC:
+		return lv.Domain == libvirt.FROM_RPC || lv.Domain == libvirt.FROM_REMOTE
+	}
+	return false
+}
+
 func wrapErr(op, target string, err error) error {
 	return &opError{op: op, target: target, err: err}
 }
