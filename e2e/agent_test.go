@@ -81,7 +81,15 @@ func TestAgent_memoryChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(w.mustNodevirt("plan", "-o", "json")), &p); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Actions) != 2 || p.Actions[0].Action != "update" || p.Actions[1].Action != "restart" {
+	// Domains other tests left on the shared libvirtd are reported as
+	// orphans; they are not this VM's business.
+	var acts []string
+	for _, a := range p.Actions {
+		if a.Action != "orphan" {
+			acts = append(acts, a.Action)
+		}
+	}
+	if strings.Join(acts, " ") != "update restart" {
 		t.Fatalf("plan -o json: want update then restart, got %+v", p.Actions)
 	}
 
@@ -93,9 +101,7 @@ func TestAgent_memoryChange(t *testing.T) {
 	if got := virsh(t, "dumpxml", w.dom("web")); !strings.Contains(got, "<memory unit='KiB'>131072</memory>") {
 		t.Fatalf("live domain not restarted with the new memory:\n%s", got)
 	}
-	if out := w.mustNodevirt("plan"); !strings.Contains(out, "No changes") {
-		t.Fatalf("after apply the plan must be empty:\n%s", out)
-	}
+	w.planInSync(1) // after apply the plan has nothing left for this VM
 }
 
 // (c) A domain destroyed out of band is reported as drift and healed.
