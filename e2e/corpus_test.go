@@ -5,6 +5,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/internal/corpus"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,7 @@ var corpusRejected = map[string]struct {
 // table it logs is the README's corpus table.
 func TestCorpus(t *testing.T) {
 	require(t, Root, Libvirtd)
-	dir := filepath.Join("..", "..", "shared", "corpus", "kubevirt-examples")
+	dir := corpus.KubeVirtExamples(t)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatalf("the corpus is part of the project's shared tree and must be there: %v", err)

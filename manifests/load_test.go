@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"errors"
+	"github.com/nodevirt/nodevirt/internal/corpus"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 )
-
-// corpusDir holds KubeVirt's upstream examples (see its README.md).
-var corpusDir = filepath.Join("..", "..", "shared", "corpus", "kubevirt-examples")
 
 // corpusRejected lists the upstream examples KubeVirt itself rejects, with
 // the rule. vm-windows-clarge-windows.yaml inherits memory.guest: 128Mi from
@@ -32,7 +30,7 @@ var corpusNeedsCompanions = map[string]bool{
 // Every upstream example must load without a single diagnostic, except the
 // ones KubeVirt rejects too (corpusRejected), which fail with that rule only.
 func TestLoad_corpus(t *testing.T) {
-	entries, err := os.ReadDir(corpusDir)
+	entries, err := os.ReadDir(corpus.KubeVirtExamples(t))
 	if err != nil {
 		t.Fatalf("corpus missing (it is part of the project's shared tree): %v", err)
 	}
@@ -47,7 +45,7 @@ func TestLoad_corpus(t *testing.T) {
 	}
 	for _, name := range yamlFiles {
 		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(corpusDir, name))
+			data, err := os.ReadFile(filepath.Join(corpus.KubeVirtExamples(t), name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +72,7 @@ func TestLoad_corpus(t *testing.T) {
 		})
 	}
 
-	s, err := Load(corpusDir, Options{})
+	s, err := Load(corpus.KubeVirtExamples(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/nodevirt/nodevirt/internal/corpus"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -324,9 +325,9 @@ func TestBuild_networksOnlyForBridge(t *testing.T) {
 // itself rejects (manifests.TestExpand_conflictIsKubeVirtsError), renders
 // with what clarge and windows provide.
 func TestBuild_instancetypeAndPreference(t *testing.T) {
-	corpus := filepath.Join("..", "..", "..", "shared", "corpus", "kubevirt-examples")
+	dir := corpus.KubeVirtExamples(t)
 	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(corpus, name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatalf("corpus missing (it is part of the project's shared tree): %v", err)
 		}
