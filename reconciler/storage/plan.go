@@ -555,7 +555,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 	}
 	switch src.Kind {
 	case SourceUpload:
-		msg := "waiting for an upload (nodevirt image-upload, SPEC S-7)"
+		msg := "waiting for an upload (nodevirt image-upload)"
 		pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
 		st(PhaseUploadReady, "UploadReady", msg, 0)
 		return
