@@ -5,7 +5,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"github.com/nodevirt/nodevirt/internal/corpus"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +47,7 @@ var corpusRejected = map[string]struct {
 // table it logs is the README's corpus table.
 func TestCorpus(t *testing.T) {
 	require(t, Root, Libvirtd)
-	dir := corpus.KubeVirtExamples(t)
+	dir := testenv.KubeVirtExamples(t)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatalf("the corpus is part of the project's shared tree and must be there: %v", err)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"os/exec"
 	"path"
@@ -79,16 +80,11 @@ func require(t testing.TB, needs ...need) {
 	}
 }
 
-// missingPrecondition is the one rule for an e2e precondition that is not
-// met: under CI=true a failure (`make test` installs and starts everything,
-// so a skip there would hide a broken set-up); elsewhere a skip that says
-// what is missing.
+// missingPrecondition is testenv's one rule for an unmet precondition
+// (fail in CI, skip with the reason elsewhere).
 func missingPrecondition(t testing.TB, missing string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("e2e precondition missing in CI: %s", missing)
-	}
-	t.Skipf("e2e precondition missing (set-up not run here): %s", missing)
+	testenv.Missing(t, "e2e: "+missing)
 }
 
 var kvmOnce sync.Once

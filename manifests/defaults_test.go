@@ -1,7 +1,7 @@
 package manifests
 
 import (
-	"github.com/nodevirt/nodevirt/internal/corpus"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +16,7 @@ import (
 // vm-cirros-sata has `devices: {}`: KubeVirt derives sata disks from the
 // volumes; nodevirt also adds the masquerade pod network.
 func TestLoad_defaultsCirrosSata(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(corpus.KubeVirtExamples(t), "vm-cirros-sata.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.KubeVirtExamples(t), "vm-cirros-sata.yaml"))
 	if err != nil {
 		t.Fatalf("corpus missing: %v", err)
 	}
@@ -52,7 +52,7 @@ func TestLoad_defaultsCirrosSata(t *testing.T) {
 }
 
 func TestLoad_instancetypeNotDefaulted(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(corpus.KubeVirtExamples(t), "vm-windows-clarge-windows.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.KubeVirtExamples(t), "vm-windows-clarge-windows.yaml"))
 	if err != nil {
 		t.Fatalf("corpus missing: %v", err)
 	}

@@ -2,7 +2,7 @@ package manifests
 
 import (
 	"errors"
-	"github.com/nodevirt/nodevirt/internal/corpus"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +38,7 @@ func vmSpec(t *testing.T, s *Set, name string) (*Object, *kubevirtv1.VirtualMach
 
 func corpusFile(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpus.KubeVirtExamples(t), name))
+	b, err := os.ReadFile(filepath.Join(testenv.KubeVirtExamples(t), name))
 	if err != nil {
 		t.Fatalf("corpus missing (it is part of the project's shared tree): %v", err)
 	}

@@ -2,7 +2,7 @@ package manifests
 
 import (
 	"errors"
-	"github.com/nodevirt/nodevirt/internal/corpus"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +30,7 @@ var corpusNeedsCompanions = map[string]bool{
 // Every upstream example must load without a single diagnostic, except the
 // ones KubeVirt rejects too (corpusRejected), which fail with that rule only.
 func TestLoad_corpus(t *testing.T) {
-	entries, err := os.ReadDir(corpus.KubeVirtExamples(t))
+	entries, err := os.ReadDir(testenv.KubeVirtExamples(t))
 	if err != nil {
 		t.Fatalf("corpus missing (it is part of the project's shared tree): %v", err)
 	}
@@ -45,7 +45,7 @@ func TestLoad_corpus(t *testing.T) {
 	}
 	for _, name := range yamlFiles {
 		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(corpus.KubeVirtExamples(t), name))
+			data, err := os.ReadFile(filepath.Join(testenv.KubeVirtExamples(t), name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +72,7 @@ func TestLoad_corpus(t *testing.T) {
 		})
 	}
 
-	s, err := Load(corpus.KubeVirtExamples(t), Options{})
+	s, err := Load(testenv.KubeVirtExamples(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +15,7 @@ func requireGit(tb testing.TB) {
 	tb.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		msg := "these tests need the git CLI on PATH to build real repositories; `make test` runs where it is installed"
-		if os.Getenv("CI") == "true" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
+		testenv.Missing(tb, msg)
 	}
 }
 

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/nodevirt/nodevirt/internal/corpus"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,7 +325,7 @@ func TestBuild_networksOnlyForBridge(t *testing.T) {
 // itself rejects (manifests.TestExpand_conflictIsKubeVirtsError), renders
 // with what clarge and windows provide.
 func TestBuild_instancetypeAndPreference(t *testing.T) {
-	dir := corpus.KubeVirtExamples(t)
+	dir := testenv.KubeVirtExamples(t)
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"io"
 	"log"
 	"net/http"
@@ -28,20 +29,14 @@ import (
 func requireQemuImg(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img is not installed; `make test` installs qemu-utils")
-		}
-		t.Skip("qemu-img is not installed")
+		testenv.Missing(t, "qemu-img is not installed; `make test` installs qemu-utils")
 	}
 }
 
 func requireRoot(t testing.TB, why string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s needs root", why)
-		}
-		t.Skipf("%s needs root", why)
+		testenv.Missing(t, why+" needs root")
 	}
 }
 

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"errors"
+	"github.com/nodevirt/nodevirt/internal/testenv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -26,10 +27,7 @@ func requireLoops(t *testing.T) {
 	if missing == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(missing)
-	}
-	t.Skip(missing)
+	testenv.Missing(t, missing)
 }
 
 func backingFile(t *testing.T, size int64) string {
