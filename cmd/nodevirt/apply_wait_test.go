@@ -14,11 +14,14 @@ import (
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
 
-const waitClasses = `apiVersion: hostpathprovisioner.kubevirt.io/v1beta1
+// hostpathStorage is a hostpath provisioner at dir (a host path under
+// --root) and the default StorageClass that uses it.
+func hostpathStorage(dir string) string {
+	return `apiVersion: hostpathprovisioner.kubevirt.io/v1beta1
 kind: HostPathProvisioner
 metadata: {name: hostpath-provisioner}
 spec:
-  pathConfig: {path: /var/hpvolumes}
+  pathConfig: {path: ` + dir + `}
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -29,6 +32,7 @@ provisioner: kubevirt.io/hostpath-provisioner
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 `
+}
 
 const waitDV = `apiVersion: cdi.kubevirt.io/v1beta1
 kind: DataVolume
@@ -95,7 +99,7 @@ func TestApply_waitsForImports(t *testing.T) {
 	}
 	defer d.Close()
 	root, src := t.TempDir(), t.TempDir()
-	write(t, src, "classes.yaml", waitClasses)
+	write(t, src, "classes.yaml", hostpathStorage("/var/hpvolumes"))
 	write(t, src, "dv.yaml", strings.ReplaceAll(waitDV, "%URL%", srv.URL+"/disk.raw"))
 	cmd := newRootCmd()
 	var out, errOut bytes.Buffer
@@ -136,7 +140,7 @@ func TestApply_importFailureAndTimeout(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	defer gone.Close()
 	src := t.TempDir()
-	write(t, src, "classes.yaml", waitClasses)
+	write(t, src, "classes.yaml", hostpathStorage("/var/hpvolumes"))
 	write(t, src, "dv.yaml", strings.ReplaceAll(waitDV, "%URL%", gone.URL+"/missing.raw"))
 	out, errOut, code := run(t, "--libvirt", "test:///default", "--source", src, "apply")
 	if code == 0 || !strings.Contains(errOut, "import default/slowdisk failed") || !strings.Contains(errOut, "not found on the server") {
@@ -146,7 +150,7 @@ func TestApply_importFailureAndTimeout(t *testing.T) {
 	slow := httptest.NewServer(slowImage(testRaw(4<<20), time.Second))
 	defer slow.Close()
 	src = t.TempDir()
-	write(t, src, "classes.yaml", waitClasses)
+	write(t, src, "classes.yaml", hostpathStorage("/var/hpvolumes"))
 	write(t, src, "dv.yaml", strings.ReplaceAll(waitDV, "%URL%", slow.URL+"/disk.raw"))
 	start := time.Now()
 	out, errOut, code = run(t, "--libvirt", "test:///default", "--source", src, "apply", "--timeout", "1500ms")

@@ -36,21 +36,7 @@ func newStateWorld(t *testing.T) *stateWorld {
 		http.ServeContent(rw, req, "disk.img", time.Time{}, bytes.NewReader(w.image))
 	}))
 	t.Cleanup(srv.Close)
-	manifests := `apiVersion: hostpathprovisioner.kubevirt.io/v1beta1
-kind: HostPathProvisioner
-metadata: {name: hostpath-provisioner}
-spec:
-  pathConfig: {path: /hp}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: hostpath
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubevirt.io/hostpath-provisioner
-reclaimPolicy: Delete
-volumeBindingMode: Immediate
----
+	manifests := hostpathStorage("/hp") + `---
 apiVersion: cdi.kubevirt.io/v1beta1
 kind: DataVolume
 metadata: {name: statetest-blank}
