@@ -11,8 +11,8 @@ package statedb
 import (
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -129,7 +129,7 @@ func (db *DB) Backup() error {
 				return nil
 			}
 		}
-		return writeAtomic(dst, func(f *os.File) error {
+		return atomicfile.Write(dst, 0o600, func(f *os.File) error {
 			_, err := tx.WriteTo(f)
 			return err
 		})
@@ -143,45 +143,6 @@ func (db *DB) Backup() error {
 	}
 	db.mu.Unlock()
 	return nil
-}
-
-// writeAtomic writes path through a synced temporary file and a rename.
-func writeAtomic(path string, fill func(f *os.File) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = fill(f); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o600)
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // view and update are bbolt's View and Update with damage found while

@@ -11,6 +11,7 @@ package volumes
 import (
 	"errors"
 	"fmt"
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -63,7 +64,7 @@ func (Files) CreateSparse(path string, size int64) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	if err := replace(path, func(f *os.File) error { return f.Truncate(size) }); err != nil {
+	if err := atomicfile.Write(path, 0o644, func(f *os.File) error { return f.Truncate(size) }); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return nil
@@ -126,53 +127,12 @@ func (Files) WriteFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	err := replace(path, func(f *os.File) error {
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		return f.Sync()
+	err := atomicfile.Write(path, 0o644, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
 	})
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// replace fills a temporary file beside path with fill and renames it over
-// path (mode 0644); the temporary file never outlives a failure.
-func replace(path string, fill func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
