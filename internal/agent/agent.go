@@ -441,18 +441,21 @@ func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, p
 	if a.storage == nil {
 		return rep, nil
 	}
-	keys := rep.Storage.Imports()
+	var keys []string
 	seen := map[string]bool{}
-	for _, k := range keys {
-		seen[k] = true
+	track := func(ks ...string) {
+		for _, k := range ks {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
 	}
+	track(rep.Storage.Imports()...)
 	report := func() []storage.ImportProgress {
 		imps := a.storage.Imports(keys)
 		for _, p := range imps {
-			if !seen[p.Claim] {
-				seen[p.Claim] = true
-				keys = append(keys, p.Claim)
-			}
+			track(p.Claim)
 		}
 		if progress != nil && len(imps) > 0 {
 			progress(imps)
@@ -477,12 +480,7 @@ func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, p
 			// An import ended: start what waited for it, as Run does.
 			report()
 			rep = a.Apply(ctx, st)
-			for _, k := range rep.Storage.Imports() {
-				if !seen[k] {
-					seen[k] = true
-					keys = append(keys, k)
-				}
-			}
+			track(rep.Storage.Imports()...)
 		}
 	}
 	imps := report()
