@@ -1,7 +1,9 @@
 // Package agent is nodevirt's main job: fetch the source, decode and render
 // the desired state, plan and apply, and loop on git polls, local file
-// changes and libvirt lifecycle events. It wires the source to the reconciler
-// so that the reconciler never imports git.
+// changes and libvirt lifecycle events. Open (open.go) opens and wires the
+// runtime pieces every command uses, so the reconcilers never import a
+// driver or git, and the state lock and the in-use hold apply to every
+// command alike.
 package agent
 
 import (
