@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
 // The demo runs the agent's main job in one process against libvirt's
@@ -31,12 +34,16 @@ func newDemoCmd(o *options) *cobra.Command {
 			}
 			if !cmd.Flags().Changed("root") {
 				// The examples hold host configuration (MachineConfigs, Butane):
-				// the demo shows its plan against a scratch root, never /etc.
+				// the demo applies it to a scratch root, never /etc. GRUB's
+				// defaults file lets kernel arguments go to a drop-in there.
 				dir, err := os.MkdirTemp("", "nodevirt-demo-root-")
 				if err != nil {
 					return err
 				}
 				defer os.RemoveAll(dir)
+				if err := writeScratchGrub(dir); err != nil {
+					return err
+				}
 				o.root = dir
 			}
 			if !cmd.Flags().Changed("state") {
@@ -50,6 +57,16 @@ func newDemoCmd(o *options) *cobra.Command {
 			return runDemo(cmd, o)
 		},
 	}
+}
+
+// writeScratchGrub gives a scratch root the GRUB defaults file of a Debian
+// host.
+func writeScratchGrub(root string) error {
+	p := filepath.Join(root, "etc", "default", "grub")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"), 0o644)
 }
 
 func runDemo(cmd *cobra.Command, o *options) error {
@@ -77,32 +94,18 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	if err != nil {
 		return err
 	}
-	p, err := e.rec.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, st)
 	if err != nil {
 		return err
 	}
-	if err := printPlan(w, "table", st, p.Plan); err != nil {
+	fmt.Fprintf(w, "Host configuration goes under %s (a scratch directory unless --root is given).\n", o.root)
+	if err := printNodePlan(w, np); err != nil {
 		return err
 	}
 
-	fmt.Fprintln(w)
-	hp, err := e.hostRec.Plan(ctx, e.agent.HostConfig())
-	if err != nil {
+	step(3, "nodevirt apply (host configuration, storage, VMs, then the teardown of storage they no longer use)")
+	if err := demoApply(ctx, w, e, st); err != nil {
 		return err
-	}
-	hp.Revision = st.Revision
-	fmt.Fprintf(w, "Host configuration against the scratch root %s (shown, not applied by the demo):\n", o.root)
-	if err := printHostPlan(w, "table", hp); err != nil {
-		return err
-	}
-
-	step(3, "nodevirt apply")
-	rep := e.rec.Apply(ctx, p)
-	if err := printReport(w, "table", st, p.Plan, rep); err != nil {
-		return err
-	}
-	if rep.Failed > 0 {
-		return fmt.Errorf("apply failed: %w", rep.Err())
 	}
 
 	step(4, "out-of-band changes (what `virsh destroy` and `virsh edit` would do)")
@@ -138,12 +141,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(6, "self-heal (what `nodevirt run` does on the libvirt event)")
-	p, err = e.rec.Plan(ctx, st)
-	if err != nil {
-		return err
-	}
-	rep = e.rec.Apply(ctx, p)
-	if err := printReport(w, "table", st, p.Plan, rep); err != nil {
+	if err := demoApply(ctx, w, e, st); err != nil {
 		return err
 	}
 
@@ -151,14 +149,63 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	return drift(ctx, w, e)
 }
 
+// printNodePlan prints every stage's plan in the order apply runs them.
+func printNodePlan(w io.Writer, np agent.NodePlan) error {
+	if np.Host != nil {
+		if err := printHostPlan(w, "table", *np.Host); err != nil {
+			return err
+		}
+	}
+	if np.Storage != nil {
+		fmt.Fprintln(w, "\nStorage plan")
+		printStoragePlan(w, np.Storage)
+	}
+	fmt.Fprintln(w)
+	if np.VMs == nil {
+		return nil
+	}
+	return printPlan(w, "table", np.State, np.VMs.Plan)
+}
+
+// demoApply is one agent iteration: every stage, in the agent's order.
+func demoApply(ctx context.Context, w io.Writer, e *env, st *desired.State) error {
+	nr := e.agent.Apply(ctx, st)
+	for _, msg := range nr.Errors {
+		fmt.Fprintln(w, "error:", msg)
+	}
+	if nr.Plan.Host != nil {
+		if err := printHostReport(w, "table", *nr.Plan.Host, nr.Host); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "\nStorage apply")
+	printStorageReport(w, nr.Storage)
+	var vmPlan plan.Plan
+	if nr.Plan.VMs != nil {
+		vmPlan = nr.Plan.VMs.Plan
+	}
+	if err := printReport(w, "table", st, vmPlan, nr.VMs); err != nil {
+		return err
+	}
+	// The demo is about the VMs: a host configuration or storage failure
+	// (a root without a boot loader for kernel arguments) is shown, not fatal.
+	if nr.VMs.Failed > 0 || nr.Plan.VMs == nil {
+		return fmt.Errorf("apply failed: %w", nr.Err())
+	}
+	if err := nr.Err(); err != nil {
+		fmt.Fprintf(w, "\nnot everything applied: %v\n", err)
+	}
+	return nil
+}
+
 func drift(ctx context.Context, w io.Writer, e *env) error {
 	st, err := e.agent.Load(ctx)
 	if err != nil {
 		return err
 	}
-	p, err := e.rec.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, st)
 	if err != nil {
 		return err
 	}
-	return printDrift(w, "table", driftReport(st, p))
+	return printDrift(w, "table", driftReport(st, np.VMs))
 }

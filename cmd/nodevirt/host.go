@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/xml"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,22 +11,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/resource"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/internal/nodedesc"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
-	"github.com/nodevirt/nodevirt/runtime/hostfacts"
-	"github.com/nodevirt/nodevirt/runtime/hostfs"
-	"github.com/nodevirt/nodevirt/runtime/kargs"
-	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
-	"github.com/nodevirt/nodevirt/runtime/pci"
-	"github.com/nodevirt/nodevirt/runtime/selinux"
-	"github.com/nodevirt/nodevirt/runtime/statedb"
-	"github.com/nodevirt/nodevirt/runtime/systemd"
 )
 
 // Host configuration commands: `render host` (newRenderHostCmd, to hang under
@@ -47,12 +36,11 @@ type renderedHost struct {
 
 // loadHost fetches the source and renders this node's host configuration.
 func (e *env) loadHost(ctx context.Context) (*renderedHost, error) {
-	snap, set, st, err := e.load(ctx)
+	snap, r, err := e.rt.Fetch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cfg, _ := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, e.o.node, cpuInfo(e.o.root).Vendor))
-	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: set, st: st, cfg: cfg}, nil
+	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: r.Set, st: r.State, cfg: r.Host}, nil
 }
 
 // sourceHost checks the output format, opens the source and renders this
@@ -72,66 +60,6 @@ func (o *options) sourceHost(ctx context.Context) (*env, *renderedHost, error) {
 	}
 	return e, rh, nil
 }
-
-// cpuInfo reads <root>/proc/cpuinfo; an unreadable one is an unknown CPU.
-func cpuInfo(root string) nodeconfig.CPUInfo {
-	b, err := hostfs.New(root).ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return nodeconfig.CPUInfo{}
-	}
-	return nodeconfig.ParseCPUInfo(b)
-}
-
-// hostDeps wires the runtime drivers of --root into the host reconciler;
-// the record and backups live in <state>/host. close releases the systemd
-// connection.
-func (o *options) hostDeps(ctx context.Context) (host.Deps, func(), error) {
-	stateDir := filepath.Join(o.stateDir, "host")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return host.Deps{}, nil, fmt.Errorf("host state directory: %w", err)
-	}
-	run := hostfs.Exec{Root: o.root}
-	units := systemd.Open(ctx, o.root)
-	return host.Deps{
-		Files:   hostfs.New(o.root),
-		State:   hostfs.New(stateDir),
-		Units:   units,
-		Kargs:   kargs.Detect(o.root, run),
-		Devices: pciDevices{pci.New(o.root, run)},
-		SELinux: selinux.New(o.root),
-	}, units.Close, nil
-}
-
-// newHostReconciler is what plan, apply, drift and run use for host
-// configuration.
-func (o *options) newHostReconciler(ctx context.Context, selfHeal, allowReboot bool) (*host.Reconciler, func(), error) {
-	deps, closeFn, err := o.hostDeps(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return host.New(host.Config{SelfHeal: selfHeal, AllowReboot: allowReboot, AllowPruneAll: o.allowPruneAll, PruneGuardShare: o.pruneGuardShare, Log: o.logger()}, deps), closeFn, nil
-}
-
-// pciDevices adapts runtime/pci to the reconciler's Devices.
-type pciDevices struct{ s *pci.Sysfs }
-
-func (p pciDevices) List() ([]host.Device, error) {
-	devs, err := p.s.List()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]host.Device, len(devs))
-	for i, d := range devs {
-		out[i] = host.Device{Address: d.Address, Vendor: d.Vendor, Device: d.Device, Class: d.Class, Driver: d.Driver, IOMMUGroup: d.IOMMUGroup, NUMANode: d.NUMANode}
-	}
-	return out, nil
-}
-
-func (p pciDevices) Bind(ctx context.Context, addr, driver string) error {
-	return p.s.Bind(ctx, addr, driver)
-}
-
-func (p pciDevices) Release(ctx context.Context, addr string) error { return p.s.Release(ctx, addr) }
 
 func newRenderHostCmd(o *options) *cobra.Command {
 	return &cobra.Command{
@@ -168,10 +96,11 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Show what host apply would do, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, _, err := o.hostPlan(cmd.Context(), nil, true, false)
+			e, p, err := o.hostPlan(cmd.Context(), false, true, false)
 			if err != nil {
 				return err
 			}
+			defer e.Close()
 			return printHostPlan(cmd.OutOrStdout(), o.output, p)
 		},
 	}
@@ -180,19 +109,14 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Make the host configuration match the source once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Taken before the source is fetched and the host observed, and
-			// held until the apply ends.
-			db, err := o.lockState()
+			// The state lock is taken before the source is fetched and the
+			// host observed, and held until the apply ends.
+			e, p, err := o.hostPlan(cmd.Context(), true, selfHeal, allowReboot)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			r, p, closeFn, err := o.hostPlan(cmd.Context(), db, selfHeal, allowReboot)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			rep := r.Apply(cmd.Context(), p)
+			defer e.Close()
+			rep := e.hostRec.Apply(cmd.Context(), p)
 			if err := printHostReport(cmd.OutOrStdout(), o.output, p, rep); err != nil {
 				return err
 			}
@@ -211,10 +135,11 @@ func newHostCmd(o *options) *cobra.Command {
 		Short: "Compare the host configuration with the source, field by field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, _, err := o.hostPlan(cmd.Context(), nil, true, false)
+			e, p, err := o.hostPlan(cmd.Context(), false, true, false)
 			if err != nil {
 				return err
 			}
+			defer e.Close()
 			if err := printHostDrift(cmd.OutOrStdout(), o.output, p); err != nil {
 				return err
 			}
@@ -229,34 +154,35 @@ func newHostCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-// hostPlan renders the source's host configuration and plans it against
-// the host. db is the state lock host apply holds (nil for plan and drift,
-// which read the host record without it and never stand in an agent's way);
-// it stays open. The returned close releases the systemd connection.
-func (o *options) hostPlan(ctx context.Context, db *statedb.DB, selfHeal, allowReboot bool) (*host.Reconciler, host.Plan, func(), error) {
+// hostPlan opens the host stage, renders the source's host configuration
+// and plans it against the host. lock takes the state lock (host apply);
+// plan and drift read the host record without it and never stand in an
+// agent's way. The caller closes the env.
+func (o *options) hostPlan(ctx context.Context, lock, selfHeal, allowReboot bool) (*env, host.Plan, error) {
 	if err := o.checkOutput(); err != nil {
-		return nil, host.Plan{}, nil, err
+		return nil, host.Plan{}, err
 	}
-	e, err := o.openSourceWith(ctx, db)
+	oc, err := o.openConfig(selfHeal, agent.Stages{Host: true}, lock)
 	if err != nil {
-		return nil, host.Plan{}, nil, err
+		return nil, host.Plan{}, err
 	}
-	defer e.Close()
+	oc.AllowReboot = allowReboot
+	e, err := o.open(ctx, oc)
+	if err != nil {
+		return nil, host.Plan{}, err
+	}
 	rh, err := e.loadHost(ctx)
 	if err != nil {
-		return nil, host.Plan{}, nil, err
+		e.Close()
+		return nil, host.Plan{}, err
 	}
-	r, closeFn, err := o.newHostReconciler(ctx, selfHeal, allowReboot)
+	p, err := e.hostRec.Plan(ctx, rh.cfg)
 	if err != nil {
-		return nil, host.Plan{}, nil, err
-	}
-	p, err := r.Plan(ctx, rh.cfg)
-	if err != nil {
-		closeFn()
-		return nil, host.Plan{}, nil, err
+		e.Close()
+		return nil, host.Plan{}, err
 	}
 	p.Revision = rh.revision
-	return r, p, closeFn, nil
+	return e, p, nil
 }
 
 // hostConfigView is render host's output: contents as text.
@@ -593,12 +519,29 @@ func newNodeCmd(o *options) *cobra.Command {
 		Short: "Labels, capacity and allocatable like `oc describe node`, permitted PCI devices and the VMs holding them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, rh, err := o.sourceHost(cmd.Context())
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			oc, err := o.openConfig(true, agent.Stages{}, false)
+			if err != nil {
+				return err
+			}
+			oc.Hypervisor = true // which domains hold the devices
+			e, err := o.open(cmd.Context(), oc)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			nd, err := describeNode(cmd.Context(), o, e.facts, rh)
+			rh, err := e.loadHost(cmd.Context())
+			if err != nil {
+				return err
+			}
+			in := nodedesc.Input{Root: o.root, StateDir: o.stateDir, CPUManager: o.cpuManager, Facts: e.facts,
+				Host: rh.cfg, State: rh.st, Set: rh.set, PCI: agent.PCIDevices(o.root, nil), DomainsErr: e.rt.HypervisorErr}
+			if e.hv != nil {
+				in.Domains = e.hv
+			}
+			nd, err := nodedesc.Describe(cmd.Context(), in)
 			if err != nil {
 				return err
 			}
@@ -608,231 +551,7 @@ func newNodeCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-// NodeDescription is `node describe`'s output.
-type NodeDescription struct {
-	Name        string            `json:"name"`
-	Roles       []string          `json:"roles"`
-	Labels      map[string]string `json:"labels"`
-	CPU         CPUDescription    `json:"cpu"`
-	Capacity    map[string]string `json:"capacity"`
-	Allocatable map[string]string `json:"allocatable"`
-	Devices     []NodeDevice      `json:"pciDevices,omitempty"`
-	// Notes say what could not be read (libvirt, record).
-	Notes []string `json:"notes,omitempty"`
-}
-
-// CPUDescription is the host CPU.
-type CPUDescription struct {
-	Vendor   string   `json:"vendor"`
-	Model    string   `json:"model"`
-	Features []string `json:"features,omitempty"`
-}
-
-// NodeDevice is a PCI device that a permitted selector matches.
-type NodeDevice struct {
-	Address     string   `json:"address"`
-	ID          string   `json:"id"`
-	Class       string   `json:"class,omitempty"`
-	Driver      string   `json:"driver,omitempty"`
-	IOMMUGroup  string   `json:"iommuGroup,omitempty"`
-	Resource    string   `json:"resource"`
-	Allocatable bool     `json:"allocatable"`
-	HeldBy      []string `json:"heldBy,omitempty"`
-	RequestedBy []string `json:"requestedBy,omitempty"`
-}
-
-// kubevirtDeviceCount is what KubeVirt's kvm, tun and vhost-net device
-// plugins advertise (the seed's `oc describe node` shows 110).
-const kubevirtDeviceCount = 110
-
-func describeNode(ctx context.Context, o *options, facts hostfacts.Facts, rh *renderedHost) (NodeDescription, error) {
-	h := rh.cfg
-	cpu := cpuInfo(o.root)
-	nd := NodeDescription{Name: h.Node.Name, Roles: h.Node.Roles, Labels: map[string]string{}, Capacity: map[string]string{}, Allocatable: map[string]string{}}
-	for k, v := range h.Node.Labels {
-		nd.Labels[k] = v
-	}
-	nd.Labels["kubernetes.io/hostname"] = h.Node.Name
-	nd.Labels["kubernetes.io/arch"] = facts.Arch
-	for _, r := range h.Node.Roles {
-		if _, ok := nd.Labels[nodeconfig.LabelRolePrefix+r]; !ok {
-			nd.Labels[nodeconfig.LabelRolePrefix+r] = ""
-		}
-	}
-	if o.cpuManager {
-		nd.Labels["cpumanager"] = "true"
-	} else if _, ok := nd.Labels["cpumanager"]; !ok {
-		nd.Labels["cpumanager"] = "false"
-	}
-	if vendor := map[string]string{"intel": "Intel", "amd": "AMD"}[cpu.Vendor]; vendor != "" {
-		nd.Labels["cpu-vendor.node.kubevirt.io/"+vendor] = "true"
-	}
-	nd.CPU = CPUDescription{Vendor: cpu.VendorID, Model: cpu.Model, Features: cpu.Flags}
-	if facts.KVM {
-		nd.Labels["kubevirt.io/schedulable"] = "true"
-	}
-
-	fsys := hostfs.New(o.root)
-	q := func(n int64, f resource.Format) string { return resource.NewQuantity(n, f).String() }
-	nd.Capacity["cpu"] = strconv.Itoa(facts.CPUs)
-	nd.Capacity["memory"] = q(facts.MemoryBytes, resource.BinarySI)
-	var huge int64
-	for _, hp := range []struct{ name, dir string }{{"hugepages-2Mi", "hugepages-2048kB"}, {"hugepages-1Gi", "hugepages-1048576kB"}} {
-		n := int64(0)
-		if b, err := fsys.ReadFile("/sys/kernel/mm/hugepages/" + hp.dir + "/nr_hugepages"); err == nil {
-			n, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		}
-		size := int64(2 << 20)
-		if hp.name == "hugepages-1Gi" {
-			size = 1 << 30
-		}
-		huge += n * size
-		nd.Capacity[hp.name] = q(n*size, resource.BinarySI)
-	}
-	devCount := func(p string) string {
-		if _, err := fsys.Lstat(p); err == nil {
-			return strconv.Itoa(kubevirtDeviceCount)
-		}
-		return "0"
-	}
-	nd.Capacity["devices.kubevirt.io/kvm"] = "0"
-	if facts.KVM {
-		nd.Capacity["devices.kubevirt.io/kvm"] = strconv.Itoa(kubevirtDeviceCount)
-	}
-	nd.Capacity["devices.kubevirt.io/tun"] = devCount("/dev/net/tun")
-	nd.Capacity["devices.kubevirt.io/vhost-net"] = devCount("/dev/vhost-net")
-
-	// Permitted PCI resources: devices bound to vfio-pci count (KubeVirt's
-	// rule); an external provider's devices count whatever their driver;
-	// resources removed from the permitted list stay with 0, as in the seed.
-	devs, err := pciDevices{pci.New(o.root, nil)}.List()
-	if err != nil {
-		return nd, err
-	}
-	rec, err := host.LoadRecord(hostfs.New(filepath.Join(o.stateDir, "host")))
-	if err != nil {
-		nd.Notes = append(nd.Notes, "host state record: "+err.Error())
-	}
-	held, heldNote := heldDevices(ctx, o)
-	if heldNote != "" {
-		nd.Notes = append(nd.Notes, heldNote)
-	}
-	requested := requestedDevices(rh)
-	for _, r := range host.Resources(h, devs, rec) {
-		nd.Capacity[r.Name] = strconv.Itoa(len(r.Allocatable))
-		for _, d := range r.Devices {
-			ok := r.External || d.Driver == "vfio-pci"
-			nd.Devices = append(nd.Devices, NodeDevice{Address: d.Address, ID: d.ID(), Class: d.Class, Driver: d.Driver, IOMMUGroup: d.IOMMUGroup,
-				Resource: r.Name, Allocatable: ok, HeldBy: held[d.Address], RequestedBy: requested[r.Name]})
-		}
-	}
-	sort.Slice(nd.Devices, func(i, j int) bool { return nd.Devices[i].Address < nd.Devices[j].Address })
-	for k, v := range nd.Capacity {
-		nd.Allocatable[k] = v
-	}
-	// The kubelet takes pre-allocated huge pages out of allocatable memory.
-	nd.Allocatable["memory"] = q(facts.MemoryBytes-huge, resource.BinarySI)
-	return nd, nil
-}
-
-// heldDevices maps PCI addresses to the domains (and their VMs) that have
-// them as <hostdev>, from libvirt's definitions.
-func heldDevices(ctx context.Context, o *options) (map[string][]string, string) {
-	out := map[string][]string{}
-	hv, err := virt.Open(ctx, o.libvirtURI)
-	if err != nil {
-		return out, fmt.Sprintf("libvirt %s unreachable, devices held by VMs unknown: %v", o.libvirtURI, err)
-	}
-	defer hv.Close()
-	doms, err := hv.Domains(ctx)
-	if err != nil {
-		return out, fmt.Sprintf("libvirt %s: %v", o.libvirtURI, err)
-	}
-	for _, d := range doms {
-		name := d.Name
-		if ow, ok := desired.OwnerOf(d.XML); ok {
-			name = fmt.Sprintf("%s %s/%s (domain %s, %s)", ow.Kind, ow.Namespace, ow.Name, d.Name, d.State)
-		} else {
-			name = fmt.Sprintf("domain %s (%s)", d.Name, d.State)
-		}
-		for _, addr := range hostdevAddresses(d.XML) {
-			out[addr] = append(out[addr], name)
-		}
-	}
-	return out, ""
-}
-
-// hostdevAddresses returns the PCI addresses of a domain's <hostdev>s.
-func hostdevAddresses(domainXML string) []string {
-	var dom struct {
-		Hostdevs []struct {
-			Type   string `xml:"type,attr"`
-			Source struct {
-				Address struct {
-					Domain   string `xml:"domain,attr"`
-					Bus      string `xml:"bus,attr"`
-					Slot     string `xml:"slot,attr"`
-					Function string `xml:"function,attr"`
-				} `xml:"address"`
-			} `xml:"source"`
-		} `xml:"devices>hostdev"`
-	}
-	if xml.Unmarshal([]byte(domainXML), &dom) != nil {
-		return nil
-	}
-	var out []string
-	for _, h := range dom.Hostdevs {
-		if h.Type != "pci" {
-			continue
-		}
-		a := h.Source.Address
-		num := func(s string) int64 {
-			n, _ := strconv.ParseInt(strings.TrimPrefix(s, "0x"), 16, 64)
-			return n
-		}
-		out = append(out, fmt.Sprintf("%04x:%02x:%02x.%x", num(a.Domain), num(a.Bus), num(a.Slot), num(a.Function)))
-	}
-	return out
-}
-
-// requestedDevices maps resource names to the VMs placed on this node that
-// ask for them (hostDevices and gpus deviceName).
-func requestedDevices(rh *renderedHost) map[string][]string {
-	out := map[string][]string{}
-	here := map[string]bool{}
-	for _, vm := range rh.st.VMs {
-		here[vm.Object] = true
-	}
-	for _, obj := range rh.st.Invalid {
-		here[obj] = true
-	}
-	for _, o := range rh.set.Objects {
-		if !here[o.Ref.String()] {
-			continue
-		}
-		var devs *kubevirtv1.Devices
-		switch v := o.Value.(type) {
-		case *kubevirtv1.VirtualMachine:
-			if v.Spec.Template != nil {
-				devs = &v.Spec.Template.Spec.Domain.Devices
-			}
-		case *kubevirtv1.VirtualMachineInstance:
-			devs = &v.Spec.Domain.Devices
-		}
-		if devs == nil {
-			continue
-		}
-		for _, d := range devs.HostDevices {
-			out[d.DeviceName] = append(out[d.DeviceName], o.Ref.String())
-		}
-		for _, g := range devs.GPUs {
-			out[g.DeviceName] = append(out[g.DeviceName], o.Ref.String())
-		}
-	}
-	return out
-}
-
-func printNode(w io.Writer, format string, nd NodeDescription) error {
+func printNode(w io.Writer, format string, nd nodedesc.Description) error {
 	if format != "table" {
 		return printData(w, format, nd)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevirt/nodevirt/internal/nodedesc"
 )
 
 // render host: the files (path, mode, content), units and kernel arguments
@@ -111,7 +113,7 @@ func TestNodeDescribe(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	var nd NodeDescription
+	var nd nodedesc.Description
 	if err := json.Unmarshal([]byte(out), &nd); err != nil {
 		t.Fatal(err)
 	}

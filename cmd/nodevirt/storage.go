@@ -13,10 +13,6 @@ import (
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
-	"github.com/nodevirt/nodevirt/runtime/importer"
-	"github.com/nodevirt/nodevirt/runtime/loop"
-	"github.com/nodevirt/nodevirt/runtime/statedb"
-	"github.com/nodevirt/nodevirt/runtime/volumes"
 )
 
 // storageFlags are the storage commands' own flags.
@@ -37,49 +33,31 @@ func newStorageCmd(o *options) *cobra.Command {
 // storageEnv is one storage command's run.
 type storageEnv struct {
 	e  *env
-	db *statedb.DB
 	m  *storage.Manager
 	st *storage.State
 }
 
-func (s *storageEnv) Close() {
-	if s.m != nil {
-		s.m.Close()
-	}
-	s.e.Close()
-}
+func (s *storageEnv) Close() { s.e.Close() }
 
-// openStorage takes the state lock before it fetches anything: storage
-// apply changes the host, and describe and plan read the records an agent
-// is writing.
+// openStorage opens the storage stage through the agent's wiring, so the
+// in-use hold applies (no disk a domain uses is deleted). It takes the
+// state lock before it fetches anything: storage apply changes the host,
+// and describe and plan read the records an agent is writing.
 func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEnv, error) {
-	db, err := o.lockState()
+	oc, err := o.openConfig(sf.selfHeal, agent.Stages{Storage: true}, true)
 	if err != nil {
 		return nil, err
 	}
-	e, err := o.openSourceWith(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	e.closer = append([]func() error{db.Close}, e.closer...)
-	s := &storageEnv{e: e, db: db}
-	ok := false
-	defer func() {
-		if !ok {
-			s.Close()
-		}
-	}()
-	_, set, _, err := e.load(ctx)
+	e, err := o.open(ctx, oc)
 	if err != nil {
 		return nil, err
 	}
-	s.st = storage.Build(set, storage.Options{Node: o.node})
-	if s.m, err = newStorageManager(o, sf, s.db); err != nil {
+	_, r, err := e.rt.Fetch(ctx)
+	if err != nil {
+		e.Close()
 		return nil, err
 	}
-	ok = true
-	return s, nil
+	return &storageEnv{e: e, m: e.storage, st: r.Storage}, nil
 }
 
 // storagePlanned checks the output format, opens storage and plans it: the
@@ -99,50 +77,6 @@ func (o *options) storagePlanned(ctx context.Context, sf *storageFlags) (*storag
 	}
 	return s, p, nil
 }
-
-// newStorageManager wires the runtime packages to the storage reconciler.
-func newStorageManager(o *options, sf *storageFlags, kv storage.KV) (*storage.Manager, error) {
-	log := o.logger()
-	return storage.NewManager(storage.Config{
-		Root:          o.root,
-		StateDir:      o.stateDir,
-		AllowedRoots:  o.allowedRoots,
-		SelfHeal:      sf.selfHeal,
-		AllowPruneAll: o.allowPruneAll,
-		Log:           log,
-	}, importerAdapter{importer.New(importer.Config{Log: log})}, loopAdapter{loop.New()}, volumes.Files{},
-		importer.SecretsDir{Dir: o.secretsDir}, kv)
-}
-
-// importerAdapter is runtime/importer behind storage.Importer.
-type importerAdapter struct{ im *importer.Importer }
-
-func (a importerAdapter) Import(ctx context.Context, r storage.ImportRequest, progress func(float64)) (storage.ImportResult, error) {
-	kind := map[string]importer.SourceKind{
-		storage.SourceHTTP: importer.HTTP, storage.SourceRegistry: importer.Registry, storage.SourceBlank: importer.Blank,
-		storage.SourcePVC: importer.Clone, storage.SourceUpload: importer.Upload,
-	}[r.Kind]
-	res, err := a.im.Import(ctx, importer.Request{
-		Source: importer.Source{Kind: kind, URL: r.URL, CA: r.CA, Username: r.Username, Password: r.Password,
-			Headers: r.Headers, Checksum: r.Checksum, Insecure: r.Insecure, Architecture: r.Architecture, Path: r.SourcePath},
-		Target:   importer.Target{Path: r.Target, Block: r.Block, Size: r.Size, Preallocate: r.Preallocate},
-		Scratch:  r.Scratch,
-		Limits:   importer.Limits{CPUMillis: r.Limits.CPUMillis, MemoryBytes: r.Limits.MemoryBytes},
-		Progress: progress,
-	})
-	return storage.ImportResult{Format: res.Format, Compression: res.Compression, VirtualSize: res.VirtualSize,
-		Transferred: res.Transferred, Scratch: res.Scratch, Preallocation: res.Preallocation, Clone: res.Clone, Limits: res.Limits}, err
-}
-
-// loopAdapter is runtime/loop behind storage.Loops.
-type loopAdapter struct{ l *loop.Loops }
-
-func (a loopAdapter) AttachAt(dev, backing string) error {
-	return a.l.AttachAt(dev, backing, loop.Options{})
-}
-func (a loopAdapter) Backing(dev string) (string, bool, error) { return a.l.Backing(dev) }
-func (a loopAdapter) Find(backing string) ([]string, error)    { return a.l.Find(backing) }
-func (a loopAdapter) Detach(dev string) error                  { return a.l.Detach(dev) }
 
 func newStorageDescribeCmd(o *options, sf *storageFlags) *cobra.Command {
 	return &cobra.Command{

@@ -1,7 +1,9 @@
 // Package agent is nodevirt's main job: fetch the source, decode and render
 // the desired state, plan and apply, and loop on git polls, local file
-// changes and libvirt lifecycle events. It wires the source to the reconciler
-// so that the reconciler never imports git.
+// changes and libvirt lifecycle events. Open (open.go) opens and wires the
+// runtime pieces every command uses, so the reconcilers never import a
+// driver or git, and the state lock and the in-use hold apply to every
+// command alike.
 package agent
 
 import (
@@ -58,14 +60,22 @@ type Agent struct {
 	// kick asks the loop for an iteration (an import finished).
 	kick chan struct{}
 
-	last     source.Snapshot
-	desired  *desired.State
-	hostConf *nodeconfig.HostConfig
+	last    source.Snapshot
+	desired *desired.State
+	// hostConf is shared with the VM stage's device allocation (Open).
+	hostConf *hostConfigs
 	storSt   *storage.State
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
 func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor) *Agent {
+	return newAgent(cfg, src, rec, h, make(chan struct{}, 1), &hostConfigs{})
+}
+
+// newAgent is New with the kick channel and host configuration cell that
+// Open hands to the pieces it built before the agent. rec nil: the agent
+// runs no VM stage.
+func newAgent(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor, kick chan struct{}, hc *hostConfigs) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
 	}
@@ -79,7 +89,7 @@ func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: make(chan struct{}, 1)}
+	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: kick, hostConf: hc}
 }
 
 // WithHost makes every iteration apply host configuration first (R-9: host
@@ -149,7 +159,8 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 	for _, d := range r.State.Diags {
 		a.log.Warn("manifest", "diagnostic", d.Error())
 	}
-	a.last, a.desired, a.hostConf, a.storSt = snap, r.State, r.Host, r.Storage
+	a.last, a.desired, a.storSt = snap, r.State, r.Storage
+	a.hostConf.set(r.Host)
 	return r.State, nil
 }
 
@@ -157,7 +168,7 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 func (a *Agent) StorageState() *storage.State { return a.storSt }
 
 // HostConfig returns the host configuration rendered by the last Load.
-func (a *Agent) HostConfig() *nodeconfig.HostConfig { return a.hostConf }
+func (a *Agent) HostConfig() *nodeconfig.HostConfig { return a.hostConf.get() }
 
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
@@ -217,8 +228,8 @@ func (r NodeReport) Err() error {
 // stages do not see what earlier ones would do).
 func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
 	np := NodePlan{State: st}
-	if a.host != nil && a.hostConf != nil {
-		hp, err := a.host.Plan(ctx, a.hostConf)
+	if hc := a.HostConfig(); a.host != nil && hc != nil {
+		hp, err := a.host.Plan(ctx, hc)
 		if err != nil {
 			return np, fmt.Errorf("plan host configuration: %w", err)
 		}
@@ -231,6 +242,9 @@ func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
 			return np, fmt.Errorf("plan storage: %w", err)
 		}
 		np.Storage = sp
+	}
+	if a.rec == nil {
+		return np, nil
 	}
 	p, err := a.rec.Plan(ctx, st)
 	if err != nil {
@@ -246,8 +260,8 @@ func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
 // not depend on it still converge.
 func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 	rep := NodeReport{Plan: NodePlan{State: st}}
-	if a.host != nil && a.hostConf != nil {
-		if hp, err := a.host.Plan(ctx, a.hostConf); err != nil {
+	if hc := a.HostConfig(); a.host != nil && hc != nil {
+		if hp, err := a.host.Plan(ctx, hc); err != nil {
 			rep.Errors = append(rep.Errors, "plan host configuration: "+err.Error())
 		} else {
 			hp.Revision = st.Revision
@@ -269,16 +283,8 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
 		}
 	}
-	if p, err := a.rec.Plan(ctx, st); err != nil {
-		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
-		rep.Unavailable = errors.Is(err, hv.ErrUnavailable)
-	} else {
-		rep.Plan.VMs = p
-		for _, act := range p.Actions {
-			a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
-		}
-		rep.VMs = a.rec.Apply(ctx, p)
-		rep.Unavailable = rep.VMs.Unavailable > 0
+	if a.rec != nil {
+		a.applyVMs(ctx, st, &rep)
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
 	if sp := rep.Plan.Storage; sp != nil {
@@ -287,6 +293,22 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 		rep.Storage.Failed += td.Failed
 	}
 	return rep
+}
+
+// applyVMs plans and applies the VM stage into rep.
+func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport) {
+	p, err := a.rec.Plan(ctx, st)
+	if err != nil {
+		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
+		rep.Unavailable = errors.Is(err, hv.ErrUnavailable)
+		return
+	}
+	rep.Plan.VMs = p
+	for _, act := range p.Actions {
+		a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
+	}
+	rep.VMs = a.rec.Apply(ctx, p)
+	rep.Unavailable = rep.VMs.Unavailable > 0
 }
 
 // hypervisorPoll is how often ApplyThroughOutage asks whether libvirtd

@@ -196,15 +196,6 @@ func NewManager(cfg Config, imp Importer, loops Loops, files Files, secrets Secr
 	return m, nil
 }
 
-// SetHooks sets Config.OnChange and Config.InUse after construction, for
-// callers whose hooks need objects built after the manager. Call it before
-// the first Apply.
-func (m *Manager) SetHooks(onChange func(), inUse func(path string) bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cfg.OnChange, m.cfg.InUse = onChange, inUse
-}
-
 // Close stops running imports (their records stay in progress, so the next
 // Manager restarts them) and waits for them.
 func (m *Manager) Close() {

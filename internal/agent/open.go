@@ -1,0 +1,513 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nodevirt/nodevirt/internal/nodedesc"
+	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/nodeconfig"
+	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/runtime/disks"
+	"github.com/nodevirt/nodevirt/runtime/hostfacts"
+	"github.com/nodevirt/nodevirt/runtime/hostfs"
+	"github.com/nodevirt/nodevirt/runtime/importer"
+	"github.com/nodevirt/nodevirt/runtime/kargs"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
+	"github.com/nodevirt/nodevirt/runtime/loop"
+	"github.com/nodevirt/nodevirt/runtime/selinux"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/runtime/systemd"
+	"github.com/nodevirt/nodevirt/runtime/volumes"
+	"github.com/nodevirt/nodevirt/source"
+)
+
+// Stages say which of the node's stages a run opens, in the order an
+// iteration applies them: host configuration, storage, VMs.
+type Stages struct {
+	Host, Storage, VMs bool
+}
+
+// AllStages is what the agent, plan, apply, drift and the demo open.
+var AllStages = Stages{Host: true, Storage: true, VMs: true}
+
+// OpenConfig is everything Open needs to open a node's runtime: where
+// things are, which policy applies and which stages to open. It is plain
+// data; cmd/nodevirt fills it from its flags.
+type OpenConfig struct {
+	// Source is where the manifests come from. Open picks its WorkDir:
+	// <StateDir>/source, or a scratch directory for a read-only run beside
+	// a process that holds the state.
+	Source   source.Options
+	StateDir string
+	// Root is the host root under which host paths are read and written.
+	Root       string
+	LibvirtURI string
+	// DomainType is auto, kvm or qemu.
+	DomainType string
+	Node       string
+	// Namespace is given to objects that name none.
+	Namespace string
+	// CPUManager enables the node's CPU-manager pool (all host CPUs but
+	// ReservedCPUs, a kernel CPU list).
+	CPUManager   bool
+	ReservedCPUs string
+	// AllowedHostDirs hold the host files VMs may use as disks and images;
+	// AllowedRoots are where PersistentVolume paths may lie.
+	AllowedHostDirs []string
+	AllowedRoots    []string
+	SecretsDir      string
+
+	SelfHeal        bool
+	AllowReboot     bool
+	AllowPruneAll   bool
+	PruneGuardShare float64
+
+	// Interval, DriftInterval and EventDebounce are the loop's (see Config).
+	Interval, DriftInterval, EventDebounce time.Duration
+	Log                                    *slog.Logger
+
+	// Lock takes the state database's exclusive lock before anything is
+	// fetched or observed, held until Close: every run that changes the
+	// host, and every one that opens storage or VMs, takes it.
+	Lock   bool
+	Stages Stages
+	// Hypervisor connects to libvirt even when no stage needs it (node
+	// describe); a failure then is kept in Runtime.HypervisorErr.
+	Hypervisor bool
+}
+
+// Runtime is one run's opened node: the agent and the pieces it was built
+// from. A stage that was not opened is nil. Close releases them in reverse
+// order, the state lock last.
+type Runtime struct {
+	Agent  *Agent
+	Source source.Source
+	Facts  hostfacts.Facts
+	// DB is the state database, open (and locked) when OpenConfig.Lock.
+	DB *statedb.DB
+	// HV is the libvirt connection; HypervisorErr says why it is nil when
+	// it was asked for without a stage that needs it.
+	HV            *virt.Driver
+	HypervisorErr error
+	Disks         *disks.Store
+	VMs           *reconciler.Reconciler
+	Host          *host.Reconciler
+	Storage       *storage.Manager
+	// DomainType is the domain type VMs are defined with (kvm or qemu);
+	// empty when no hypervisor was opened.
+	DomainType string
+
+	cfg    OpenConfig
+	closer []func() error
+}
+
+// Close releases everything Open opened, in reverse order: the state lock
+// outlives everything that writes.
+func (r *Runtime) Close() {
+	for i := len(r.closer) - 1; i >= 0; i-- {
+		_ = r.closer[i]()
+	}
+	r.closer = nil
+}
+
+func (r *Runtime) onClose(f func() error) { r.closer = append(r.closer, f) }
+
+// Fetch fetches the source and renders this revision for the node.
+func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, Rendered, error) {
+	snap, err := r.Source.Fetch(ctx)
+	if err != nil {
+		return snap, Rendered{}, err
+	}
+	rd, err := Render(snap, r.Agent.cfg)
+	return snap, rd, err
+}
+
+// StateLockedError is the state lock refused (statedb.ErrLocked), said for
+// the operator: which directory, and what to do.
+type StateLockedError struct {
+	Dir string
+	Err error
+}
+
+func (e *StateLockedError) Error() string {
+	return fmt.Sprintf("another nodevirt holds the state directory %s: stop it or use another --state", e.Dir)
+}
+
+func (e *StateLockedError) Unwrap() error { return e.Err }
+
+// Open opens the pieces cfg asks for in dependency order: the state lock,
+// the source and host facts, libvirt and the disk store, then the host
+// reconciler, the storage manager (which asks libvirt whether a domain uses
+// a disk before it deletes one, and tells the agent when an import ends),
+// the VM reconciler (which reads the claims' disks from storage) and the
+// agent over them.
+func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Runtime{cfg: cfg}
+	ok := false
+	defer func() {
+		if !ok {
+			rt.Close()
+		}
+	}()
+	if cfg.Lock {
+		db, err := lockState(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		rt.DB = db
+		rt.onClose(db.Close)
+	}
+	if err := rt.openSource(); err != nil {
+		return nil, err
+	}
+	var err error
+	if rt.Facts, err = hostfacts.Gather(cfg.Root); err != nil {
+		return nil, fmt.Errorf("host facts: %w", err)
+	}
+	if err := rt.openHypervisor(ctx); err != nil {
+		return nil, err
+	}
+	kick := make(chan struct{}, 1)
+	hc := &hostConfigs{}
+	if cfg.Stages.Host {
+		if err := rt.openHost(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Stages.Storage {
+		if err := rt.openStorage(kick); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Stages.VMs {
+		if rt.Disks, err = disks.New(cfg.StateDir, filepath.Join(cfg.StateDir, "images")); err != nil {
+			return nil, err
+		}
+		rt.VMs = rt.newReconciler(hc)
+	}
+	ac := rt.agentConfig()
+	if rt.DB != nil {
+		ac.Backup = rt.DB.Backup
+	}
+	var h reconciler.Hypervisor
+	if rt.VMs != nil {
+		h = rt.HV
+	}
+	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick, hc)
+	rt.Agent.host, rt.Agent.storage = rt.Host, rt.Storage
+	ok = true
+	return rt, nil
+}
+
+// lockState opens the state database, creating the state directory. Its
+// exclusive lock is held until the database is closed, so no command that
+// changes the host runs beside an agent (or another such command) on the
+// same state, and a second one fails at once instead of undoing the first
+// one's work.
+func lockState(dir string) (*statedb.DB, error) {
+	// QEMU runs as its own user and must traverse the state directory to
+	// reach disks (libvirt chowns the files themselves); 0711 lets it pass
+	// through without listing anything.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	db, err := statedb.Open(filepath.Join(dir, "state.db"))
+	if errors.Is(err, statedb.ErrLocked) {
+		return nil, &StateLockedError{Dir: dir, Err: err}
+	}
+	return db, err
+}
+
+// openSource opens the source. Git checkouts live in <state>/source, which
+// only one process may use: a run without the lock beside a process that
+// holds it clones into a directory of its own instead, so it never removes
+// the other's checkouts.
+func (rt *Runtime) openSource() error {
+	so := rt.cfg.Source
+	so.WorkDir = filepath.Join(rt.cfg.StateDir, "source")
+	if rt.DB == nil {
+		// A lock that cannot be checked (a state directory this user may
+		// not read) counts as held: the scratch directory is always safe.
+		held, err := statedb.Held(filepath.Join(rt.cfg.StateDir, "state.db"))
+		if held || err != nil {
+			dir, err := os.MkdirTemp("", "nodevirt-source-")
+			if err != nil {
+				return fmt.Errorf("scratch directory for the source: %w", err)
+			}
+			so.WorkDir = dir
+			rt.onClose(func() error { return os.RemoveAll(dir) })
+		}
+	}
+	src, err := source.Open(so)
+	if err != nil {
+		return fmt.Errorf("open source: %w", err)
+	}
+	rt.Source = src
+	return nil
+}
+
+// openHypervisor connects to libvirt: the VM stage needs it, storage asks
+// it which disks domains use, node describe which devices they hold.
+func (rt *Runtime) openHypervisor(ctx context.Context) error {
+	st := rt.cfg.Stages
+	if !st.VMs && !st.Storage && !rt.cfg.Hypervisor {
+		return nil
+	}
+	d, err := virt.Open(ctx, rt.cfg.LibvirtURI)
+	if err != nil {
+		err = fmt.Errorf("connect to libvirt %s: %w", rt.cfg.LibvirtURI, err)
+		if st.VMs {
+			return err
+		}
+		rt.HypervisorErr = err
+		return nil
+	}
+	rt.HV = d
+	rt.onClose(d.Close)
+	if !st.VMs {
+		return nil
+	}
+	if rt.DomainType, err = domainType(ctx, d, rt.Facts, rt.cfg.DomainType); err != nil {
+		return err
+	}
+	if rt.DomainType != "kvm" {
+		rt.cfg.Log.Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", rt.cfg.LibvirtURI)
+	}
+	return nil
+}
+
+// domainType is the libvirt domain type VMs are defined with: want (kvm,
+// qemu) or, for auto, what the hypervisor can run.
+func domainType(ctx context.Context, d *virt.Driver, f hostfacts.Facts, want string) (string, error) {
+	switch want {
+	case "auto", "":
+		return d.DomainType(ctx, f.Arch)
+	case "kvm", "qemu":
+		return want, nil
+	}
+	return "", fmt.Errorf("--domain-type %q: want auto, kvm or qemu", want)
+}
+
+// openHost wires the runtime drivers of Root into the host reconciler; the
+// record and backups live in <state>/host.
+func (rt *Runtime) openHost(ctx context.Context) error {
+	c := rt.cfg
+	stateDir := filepath.Join(c.StateDir, "host")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("host state directory: %w", err)
+	}
+	run := hostfs.Exec{Root: c.Root}
+	units := systemd.Open(ctx, c.Root)
+	rt.onClose(func() error { units.Close(); return nil })
+	rt.Host = host.New(host.Config{SelfHeal: c.SelfHeal, AllowReboot: c.AllowReboot, AllowPruneAll: c.AllowPruneAll,
+		PruneGuardShare: c.PruneGuardShare, Log: c.Log}, host.Deps{
+		Files:   hostfs.New(c.Root),
+		State:   hostfs.New(stateDir),
+		Units:   units,
+		Kargs:   kargs.Detect(c.Root, run),
+		Devices: PCIDevices(c.Root, run),
+		SELinux: selinux.New(c.Root),
+	})
+	return nil
+}
+
+// openStorage wires the runtime packages to the storage manager. Its
+// records live in the state database, so storage opens only with the lock.
+// A disk is in use when a domain's definition names it (libvirt is asked
+// each time); when libvirt cannot be reached every disk counts as in use,
+// so storage deletes none. An import that ends kicks the agent, so the VM
+// waiting for it starts without waiting for a poll.
+func (rt *Runtime) openStorage(kick chan struct{}) error {
+	c := rt.cfg
+	if rt.DB == nil {
+		return errors.New("storage needs the state lock")
+	}
+	inUse := func(string) bool { return true }
+	if rt.HV != nil {
+		inUse = func(path string) bool {
+			used, err := rt.HV.InUse(context.Background(), path)
+			if err != nil {
+				c.Log.Warn("cannot tell whether a domain uses a disk; keeping it", "path", path, "err", err)
+				return true
+			}
+			return used
+		}
+	} else {
+		c.Log.Warn("libvirt is unreachable: storage deletes no disk, since it cannot tell which ones domains use", "err", rt.HypervisorErr)
+	}
+	m, err := storage.NewManager(storage.Config{
+		Root:          c.Root,
+		StateDir:      c.StateDir,
+		AllowedRoots:  c.AllowedRoots,
+		SelfHeal:      c.SelfHeal,
+		AllowPruneAll: c.AllowPruneAll,
+		InUse:         inUse,
+		OnChange: func() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		},
+		Log: c.Log,
+	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
+		importer.SecretsDir{Dir: c.SecretsDir}, rt.DB)
+	if err != nil {
+		return err
+	}
+	rt.Storage = m
+	rt.onClose(func() error { m.Close(); return nil })
+	return nil
+}
+
+// newReconciler builds the VM stage over libvirt, the disk store, the state
+// database and the storage manager built before it.
+func (rt *Runtime) newReconciler(hc *hostConfigs) *reconciler.Reconciler {
+	c := rt.cfg
+	var pool func() ([]uint, error)
+	if c.CPUManager {
+		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(c.Root, c.ReservedCPUs) }
+	}
+	return reconciler.New(reconciler.Config{
+		Devices:         func() (map[string][]string, error) { return permittedDevices(c.Root, hc.get()) },
+		Claims:          rt.claimDisk,
+		CPUPool:         pool,
+		Arch:            rt.Facts.Arch,
+		DomainType:      rt.DomainType,
+		AllowPruneAll:   c.AllowPruneAll,
+		PruneGuardShare: c.PruneGuardShare,
+		SelfHeal:        c.SelfHeal,
+		DiskDir:         filepath.Join(c.StateDir, "disks"),
+		Log:             c.Log,
+		FreeHugepages:   func() (map[int64]int64, error) { return hostfacts.FreeHugepages(c.Root) },
+	}, rt.HV, rt.Disks, rt.DB)
+}
+
+// claimDisk tells the VM side where storage keeps a claim's disk.
+func (rt *Runtime) claimDisk(namespace, claim string) (desired.ClaimDisk, bool) {
+	if rt.Storage == nil {
+		return desired.ClaimDisk{}, false
+	}
+	st, ok := rt.Storage.Claim(namespace, claim)
+	if !ok || st.Path == "" {
+		return desired.ClaimDisk{}, false
+	}
+	return desired.ClaimDisk{Path: st.Path, Block: st.Block}, true
+}
+
+// permittedDevices lists, per resource the HyperConverged permits, the PCI
+// devices under root that VMs can be given (matching and bound to vfio-pci).
+func permittedDevices(root string, hc *nodeconfig.HostConfig) (map[string][]string, error) {
+	if hc == nil || len(hc.PCI) == 0 {
+		return nil, nil
+	}
+	devs, err := PCIDevices(root, hostfs.Exec{Root: root}).List()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, r := range host.Resources(hc, devs, host.Record{}) {
+		addrs := []string{}
+		for _, d := range r.Allocatable {
+			addrs = append(addrs, d.Address)
+		}
+		out[r.Name] = addrs
+	}
+	return out, nil
+}
+
+// hostConfigs is the host configuration the agent rendered last, read by
+// the VM stage's device allocation: the agent writes it, the reconciler
+// built before the agent reads it.
+type hostConfigs struct {
+	mu sync.Mutex
+	hc *nodeconfig.HostConfig
+}
+
+func (h *hostConfigs) get() *nodeconfig.HostConfig {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hc
+}
+
+func (h *hostConfigs) set(hc *nodeconfig.HostConfig) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hc = hc
+}
+
+// agentConfig is the loop's policy and the converter's layout of the host.
+func (rt *Runtime) agentConfig() Config {
+	c := rt.cfg
+	return Config{
+		Interval:      c.Interval,
+		DriftInterval: c.DriftInterval,
+		EventDebounce: c.EventDebounce,
+		Desired:       rt.desiredOptions(),
+		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
+		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,
+		Log:           c.Log,
+	}
+}
+
+// desiredOptions lays out the host for the converter. The domain type is
+// the hypervisor's answer when connected, else the host root's /dev/kvm.
+func (rt *Runtime) desiredOptions() desired.Options {
+	c, typ := rt.cfg, rt.DomainType
+	if typ == "" {
+		typ = "qemu"
+		if rt.Facts.KVM {
+			typ = "kvm"
+		}
+	}
+	var labels map[string]string
+	if c.CPUManager {
+		// KubeVirt schedules dedicatedCpuPlacement onto nodes labelled so.
+		labels = map[string]string{"cpumanager": "true"}
+	}
+	return desired.Options{
+		Node:       c.Node,
+		NodeLabels: labels,
+		Context: domain.Context{
+			Type:      typ,
+			Arch:      rt.Facts.Arch,
+			DiskDir:   filepath.Join(c.StateDir, "disks"),
+			VolumeDir: filepath.Join(c.StateDir, "volumes"),
+			Root:      c.Root,
+			HostDirs:  c.AllowedHostDirs,
+		},
+	}
+}
+
+// stateUnderRoot is the state directory as a host path under root, or ""
+// when it lies outside the root (then no manifest path can reach it).
+func stateUnderRoot(root, state string) string {
+	if root == "" {
+		root = "/"
+	}
+	if abs, err := filepath.Abs(state); err == nil {
+		state = abs
+	}
+	rel, err := filepath.Rel(filepath.Clean(root), state)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return ""
+	}
+	return filepath.Join("/", rel)
+}

@@ -1,0 +1,192 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/source"
+)
+
+const storageManifests = `apiVersion: hostpathprovisioner.kubevirt.io/v1beta1
+kind: HostPathProvisioner
+metadata: {name: hostpath-provisioner}
+spec:
+  pathConfig: {path: /var/hpvolumes}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: hostpath
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubevirt.io/hostpath-provisioner
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+`
+
+const blankDV = `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: data, namespace: default}
+spec:
+  source: {blank: {}}
+  pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}
+`
+
+// testNode writes a libvirt test-driver node file holding domains; each
+// connection to it parses it anew.
+func testNode(t *testing.T, path string, domains ...string) string {
+	t.Helper()
+	node := `<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads></cpu><memory>4194304</memory>` +
+		strings.Join(domains, "") + `</node>`
+	if err := os.WriteFile(path, []byte(node), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "test://" + path
+}
+
+func openConfig(dir, src, uri string, stages agent.Stages) agent.OpenConfig {
+	return agent.OpenConfig{
+		Source:          source.Options{URL: src},
+		StateDir:        filepath.Join(dir, "state"),
+		Root:            filepath.Join(dir, "root"),
+		LibvirtURI:      uri,
+		DomainType:      "auto",
+		Node:            "n1",
+		Namespace:       "default",
+		SelfHeal:        true,
+		AllowPruneAll:   true, // only the in-use hold may keep a removed claim's data
+		PruneGuardShare: 1,
+		Lock:            true,
+		Stages:          stages,
+	}
+}
+
+// The state lock is taken by Open and released by Close, last.
+func TestOpen_lockHeldUntilClose(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "web.yaml"), []byte(vm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := openConfig(dir, src, testNode(t, filepath.Join(dir, "node.xml")), agent.AllStages)
+	ctx := context.Background()
+	rt, err := agent.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.VMs == nil || rt.Host == nil || rt.Storage == nil || rt.HV == nil || rt.DomainType == "" {
+		t.Fatalf("every stage opened: %+v", rt)
+	}
+	st, err := rt.Agent.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := rt.Agent.Apply(ctx, st); rep.VMs.Failed > 0 || rep.Plan.VMs == nil {
+		t.Fatalf("apply: %+v", rep)
+	}
+	var locked *agent.StateLockedError
+	if _, err := agent.Open(ctx, cfg); !errors.As(err, &locked) || !errors.Is(err, statedb.ErrLocked) {
+		t.Fatalf("second Open beside the first: %v, want the state directory held", err)
+	}
+	rt.Close()
+	if held, err := statedb.Held(filepath.Join(cfg.StateDir, "state.db")); err != nil || held {
+		t.Fatalf("after Close: held=%v err=%v", held, err)
+	}
+	rt, err = agent.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	rt.Close()
+}
+
+// Storage opened on its own (storage apply) asks libvirt whether a domain
+// uses a disk before it deletes it: a removed claim whose disk a domain
+// uses is held, and deleted once no domain does.
+func TestOpen_storageAloneHoldsADiskInUse(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("classes.yaml", storageManifests)
+	write("dv.yaml", blankDV)
+	node := filepath.Join(dir, "node.xml")
+	uri := testNode(t, node)
+	ctx := context.Background()
+	only := agent.Stages{Storage: true}
+
+	rt, err := agent.Open(ctx, openConfig(dir, src, uri, only))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.VMs != nil || rt.Host != nil {
+		t.Fatalf("only storage was asked for: %+v", rt)
+	}
+	st, err := rt.Agent.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := rt.Agent.Apply(ctx, st); len(rep.Errors) > 0 || rep.Storage.Failed > 0 {
+		t.Fatalf("apply: %+v", rep)
+	}
+	if err := rt.Storage.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claim, ok := rt.Storage.Claim("default", "data")
+	rt.Close()
+	if !ok || claim.Path == "" {
+		t.Fatalf("claim default/data: %+v %v", claim, ok)
+	}
+
+	plan := func() []storage.Action {
+		t.Helper()
+		rt, err := agent.Open(ctx, openConfig(dir, src, uri, only))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rt.Close()
+		st, err := rt.Agent.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		np, err := rt.Agent.Plan(ctx, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return np.Storage.Actions
+	}
+	kind := func(acts []storage.Action) (string, string) {
+		for _, a := range acts {
+			if a.Object == "DataVolume default/data" {
+				return a.Kind, a.Reason
+			}
+		}
+		return "", ""
+	}
+
+	write("dv.yaml", "")
+	testNode(t, node, fmt.Sprintf(`<domain type='test'><name>app</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>`+
+		`<devices><disk type='file' device='disk'><source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`, claim.Path))
+	if k, why := kind(plan()); k != storage.ActHold || !strings.Contains(why, "domain still uses its disk") {
+		t.Fatalf("removed claim whose disk a domain uses: %s (%s), want a hold", k, why)
+	}
+	testNode(t, node)
+	if k, why := kind(plan()); k != storage.ActDeleteData {
+		t.Fatalf("removed claim no domain uses: %s (%s), want delete-data", k, why)
+	}
+}
