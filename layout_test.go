@@ -62,10 +62,13 @@ func TestLayout_onePackageDoc(t *testing.T) {
 // import a driver; drivers never import a stage. A package missing here
 // fails the test, so a new one has to say where it belongs.
 var layers = map[string][]string{
-	"":                     {}, // the module's own tests (layout, support matrix)
-	"cmd/nodevirt":         {"*"},
-	"e2e":                  {"*"},
-	"internal/agent":       {"internal", "manifests", "nodeconfig", "reconciler", "runtime", "source"},
+	"":               {}, // the module's own tests (layout, support matrix)
+	"cmd/nodevirt":   {"*"},
+	"e2e":            {"*"},
+	"internal/agent": {"internal", "manifests", "nodeconfig", "reconciler", "runtime", "source"},
+	// The node description reads the host (sysfs, libvirt) beside the rendered
+	// configuration: wiring, like the agent.
+	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
 	"internal/pathelem":    {},
 	"internal/srctree":     {},
 	"internal/testenv":     {},
