@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 )
 
 // The demo runs the agent's main job in one process against libvirt's
@@ -81,9 +82,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	if err != nil {
 		return err
 	}
-	if err := printPlan(w, "table", st, p.Plan); err != nil {
-		return err
-	}
+	printPlan(w, st, p.Plan)
 
 	fmt.Fprintln(w)
 	hp, err := e.hostRec.Plan(ctx, e.agent.HostConfig())
@@ -92,9 +91,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 	hp.Revision = st.Revision
 	fmt.Fprintf(w, "Host configuration against the scratch root %s (shown, not applied by the demo):\n", o.root)
-	if err := printHostPlan(w, "table", hp); err != nil {
-		return err
-	}
+	printHostPlan(w, hp)
 
 	step(3, "nodevirt apply")
 	rep := e.rec.Apply(ctx, p)
@@ -133,7 +130,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(5, "nodevirt drift")
-	if err := drift(ctx, w, e); err != nil {
+	if err := showDrift(ctx, w, e); err != nil {
 		return err
 	}
 
@@ -148,10 +145,10 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(7, "nodevirt drift")
-	return drift(ctx, w, e)
+	return showDrift(ctx, w, e)
 }
 
-func drift(ctx context.Context, w io.Writer, e *env) error {
+func showDrift(ctx context.Context, w io.Writer, e *env) error {
 	st, err := e.agent.Load(ctx)
 	if err != nil {
 		return err
@@ -160,5 +157,6 @@ func drift(ctx context.Context, w io.Writer, e *env) error {
 	if err != nil {
 		return err
 	}
-	return printDrift(w, "table", driftReport(st, p))
+	printDrift(w, drift.VMs(p.Plan))
+	return nil
 }
