@@ -51,14 +51,3 @@ func Host(p host.Plan) HostReport {
 	}
 	return rep
 }
-
-// Differences counts the entries that are differences.
-func (r HostReport) Differences() int {
-	n := 0
-	for _, e := range r.Entries {
-		if HostDiffers(e.Action) {
-			n++
-		}
-	}
-	return n
-}
