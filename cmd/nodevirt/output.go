@@ -69,7 +69,8 @@ func printObject(w io.Writer, format, kind, node string, at time.Time, v any) er
 	return writeData(w, format, b)
 }
 
-// printObject is printObject for the command's node, now.
+// printObject prints v as a report of kind about --node, made now, in
+// the -o format.
 func (o *options) printObject(w io.Writer, kind string, v any) error {
 	return printObject(w, o.output, kind, o.node, time.Now(), v)
 }
