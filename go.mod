@@ -9,10 +9,12 @@ require (
 	github.com/fluxcd/pkg/git v0.52.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/go-git/go-git/v5 v5.19.1
+	github.com/go-json-experiment/json v1.27.2
 	github.com/google/go-cmp v0.7.0
 	github.com/google/go-containerregistry v0.20.6
 	github.com/k8snetworkplumbingwg/network-attachment-definition-client v1.7.5
 	github.com/kdomanski/iso9660 v0.4.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/spf13/cobra v1.10.1
 	github.com/ulikunitz/xz v0.5.15
 	go.etcd.io/bbolt v1.4.2

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,8 +115,9 @@ func TestAgent_destroyedOutOfBandIsHealed(t *testing.T) {
 
 	virsh(t, "destroy", w.dom("web"))
 	out, _, err := w.nodevirt("drift", "--exit-code")
-	if err == nil || !strings.Contains(out, "DRIFTED") || !strings.Contains(out, "destroyed") {
-		t.Fatalf("drift must report the destroyed domain and exit non-zero (err=%v):\n%s", err, out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "DRIFTED") || !strings.Contains(out, "destroyed") {
+		t.Fatalf("drift must report the destroyed domain and exit 2 (err=%v):\n%s", err, out)
 	}
 
 	a := w.startAgent()

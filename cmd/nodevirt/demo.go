@@ -13,6 +13,7 @@ import (
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
@@ -136,7 +137,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(5, "nodevirt drift")
-	if err := drift(ctx, w, e); err != nil {
+	if err := showDrift(ctx, w, e); err != nil {
 		return err
 	}
 
@@ -146,15 +147,13 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(7, "nodevirt drift")
-	return drift(ctx, w, e)
+	return showDrift(ctx, w, e)
 }
 
 // printNodePlan prints every stage's plan in the order apply runs them.
 func printNodePlan(w io.Writer, np agent.NodePlan) error {
 	if np.Host != nil {
-		if err := printHostPlan(w, "table", *np.Host); err != nil {
-			return err
-		}
+		printHostPlan(w, *np.Host)
 	}
 	if np.Storage != nil {
 		fmt.Fprintln(w, "\nStorage plan")
@@ -164,7 +163,8 @@ func printNodePlan(w io.Writer, np agent.NodePlan) error {
 	if np.VMs == nil {
 		return nil
 	}
-	return printPlan(w, "table", np.State, np.VMs.Plan)
+	printPlan(w, np.State, np.VMs.Plan)
+	return nil
 }
 
 // demoApply is one agent iteration: every stage, in the agent's order.
@@ -198,7 +198,7 @@ func demoApply(ctx context.Context, w io.Writer, e *env, st *desired.State) erro
 	return nil
 }
 
-func drift(ctx context.Context, w io.Writer, e *env) error {
+func showDrift(ctx context.Context, w io.Writer, e *env) error {
 	st, err := e.agent.Load(ctx)
 	if err != nil {
 		return err
@@ -207,5 +207,6 @@ func drift(ctx context.Context, w io.Writer, e *env) error {
 	if err != nil {
 		return err
 	}
-	return printDrift(w, "table", driftReport(st, np.VMs))
+	printDrift(w, drift.VMs(np.VMs.Plan))
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 )
 
@@ -90,7 +91,7 @@ func newHostCmd(o *options) *cobra.Command {
 	}
 	render := newRenderHostCmd(o)
 	render.Use = "render"
-	var selfHeal, allowReboot, exitOnDrift bool
+	var selfHeal, allowReboot, exitOnDiff bool
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what host apply would do, with field-level changes (dry run)",
@@ -101,9 +102,19 @@ func newHostCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			return printHostPlan(cmd.OutOrStdout(), o.output, p)
+			w := cmd.OutOrStdout()
+			if o.output != "table" {
+				err = o.printObject(w, kindHostPlan, p)
+			} else {
+				printHostPlan(w, p)
+			}
+			if err != nil || !exitOnDiff {
+				return err
+			}
+			return detailedExit(cmd.ErrOrStderr(), drift.Plans{Host: &p})
 		},
 	}
+	plan.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
 	apply := &cobra.Command{
 		Use:   "apply",
 		Short: "Make the host configuration match the source once",
@@ -130,7 +141,7 @@ func newHostCmd(o *options) *cobra.Command {
 	}
 	apply.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes too (off: only apply source changes)")
 	apply.Flags().BoolVar(&allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
-	drift := &cobra.Command{
+	driftCmd := &cobra.Command{
 		Use:   "drift",
 		Short: "Compare the host configuration with the source, field by field",
 		Args:  cobra.NoArgs,
@@ -140,17 +151,21 @@ func newHostCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			if err := printHostDrift(cmd.OutOrStdout(), o.output, p); err != nil {
+			rep := drift.Host(p)
+			w := cmd.OutOrStdout()
+			if o.output != "table" {
+				err = o.printObject(w, kindHostDriftReport, rep)
+			} else {
+				printHostDrift(w, p, rep)
+			}
+			if err != nil || !exitOnDiff {
 				return err
 			}
-			if exitOnDrift && len(p.Drift()) > 0 {
-				return exitCode(2)
-			}
-			return nil
+			return detailedExit(cmd.ErrOrStderr(), drift.Plans{Host: &p})
 		},
 	}
-	drift.Flags().BoolVar(&exitOnDrift, "exit-code", false, "exit 2 when anything drifted")
-	cmd.AddCommand(render, plan, apply, drift)
+	driftCmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
+	cmd.AddCommand(render, plan, apply, driftCmd)
 	return cmd
 }
 
@@ -366,10 +381,8 @@ func printHostConfig(w io.Writer, format string, rh *renderedHost) error {
 	return nil
 }
 
-func printHostPlan(w io.Writer, format string, p host.Plan) error {
-	if format != "table" {
-		return printData(w, format, p)
-	}
+// printHostPlan prints the host plan as a table.
+func printHostPlan(w io.Writer, p host.Plan) {
 	fmt.Fprintf(w, "Host plan for %s (systemd: %s; kernel arguments: %s)\n", orNone(p.Revision), p.Systemd, p.KernelArgsBackend)
 	printHostPruneHeld(w, p)
 	if len(p.Actions) == 0 {
@@ -384,7 +397,6 @@ func printHostPlan(w io.Writer, format string, p host.Plan) error {
 			fmt.Fprintf(w, "  %s\n", d.Error())
 		}
 	}
-	return nil
 }
 
 // printHostPruneHeld says why removals of host configuration are held, in
@@ -453,61 +465,22 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 	return nil
 }
 
-// HostDriftEntry is one difference between the host and the source.
-type HostDriftEntry struct {
-	Target string    `json:"target"`
-	Object string    `json:"object,omitempty"`
-	Status string    `json:"status"`
-	Reason string    `json:"reason"`
-	Action host.Kind `json:"action"`
-	Fields []string  `json:"changes,omitempty"`
-}
-
-func printHostDrift(w io.Writer, format string, p host.Plan) error {
-	var entries []HostDriftEntry
-	drifted := 0
-	for _, a := range p.Actions {
-		status := "pending"
-		switch {
-		case a.Drift:
-			status = "drifted"
-			drifted++
-		case a.Kind == host.RebootRequired:
-			status = "reboot-required"
-		case a.Kind == host.NotApplicable:
-			status = "not-applicable"
-		case a.Kind == host.Keep:
-			status = "invalid"
-		case a.Kind == host.Hold:
-			status = "held"
-		case a.Kind == host.DeviceUnbound:
-			status = "unbound"
-		}
-		e := HostDriftEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Kind}
-		for _, c := range a.Changes {
-			e.Fields = append(e.Fields, c.String())
-		}
-		entries = append(entries, e)
-	}
-	if format != "table" {
-		return printData(w, format, map[string]any{"revision": p.Revision, "drifted": drifted, "inSync": p.InSync, "entries": entries,
-			"pruneSuspended": p.PruneSuspended, "pruneHeld": p.PruneHeld})
-	}
-	fmt.Fprintf(w, "Host drift report for %s\n", orNone(p.Revision))
+// printHostDrift prints the host drift report of plan p as a table.
+func printHostDrift(w io.Writer, p host.Plan, rep drift.HostReport) {
+	fmt.Fprintf(w, "Host drift report for %s\n", orNone(rep.Revision))
 	printHostPruneHeld(w, p)
-	if len(entries) == 0 {
-		fmt.Fprintf(w, "No drift: %d files, units and checks match the source.\n", p.InSync)
-		return nil
+	if len(rep.Entries) == 0 {
+		fmt.Fprintf(w, "No drift: %d files, units and checks match the source.\n", rep.InSync)
+		return
 	}
-	for _, e := range entries {
+	for _, e := range rep.Entries {
 		fmt.Fprintf(w, "%-15s %s  %s (%s)\n", strings.ToUpper(e.Status), e.Target, orNone(e.Object), e.Action)
 		for _, f := range e.Fields {
 			fmt.Fprintf(w, "                %s\n", f)
 		}
 		fmt.Fprintf(w, "                %s\n", e.Reason)
 	}
-	fmt.Fprintf(w, "%d drifted, %d in sync\n", drifted, p.InSync)
-	return nil
+	fmt.Fprintf(w, "%d drifted, %d in sync\n", rep.Drifted, rep.InSync)
 }
 
 // --- node describe ---
@@ -545,16 +518,18 @@ func newNodeCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printNode(cmd.OutOrStdout(), o.output, nd)
+			if o.output != "table" {
+				return o.printObject(cmd.OutOrStdout(), kindNodeDescription, nd)
+			}
+			printNode(cmd.OutOrStdout(), nd)
+			return nil
 		},
 	})
 	return cmd
 }
 
-func printNode(w io.Writer, format string, nd nodedesc.Description) error {
-	if format != "table" {
-		return printData(w, format, nd)
-	}
+// printNode prints the node description as `oc describe node` does.
+func printNode(w io.Writer, nd nodedesc.Description) {
 	fmt.Fprintf(w, "Name:               %s\n", nd.Name)
 	fmt.Fprintf(w, "Roles:              %s\n", strings.Join(nd.Roles, ","))
 	keys := make([]string, 0, len(nd.Labels))
@@ -601,5 +576,4 @@ func printNode(w io.Writer, format string, nd nodedesc.Description) error {
 	for _, n := range nd.Notes {
 		fmt.Fprintf(w, "Note: %s\n", n)
 	}
-	return nil
 }

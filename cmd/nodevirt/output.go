@@ -1,43 +1,126 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
-func printData(w io.Writer, format string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+// apiVersion is the version of every machine-readable output's kind.
+const apiVersion = "nodevirt.io/v1alpha1"
+
+// Kinds of machine-readable output; docs/schema has one schema for each.
+const (
+	kindPlan               = "Plan"
+	kindDriftReport        = "DriftReport"
+	kindValidationReport   = "ValidationReport"
+	kindNodeDescription    = "NodeDescription"
+	kindStorageDescription = "StorageDescription"
+	kindHostPlan           = "HostPlan"
+	kindHostDriftReport    = "HostDriftReport"
+	kindStoragePlan        = "StoragePlan"
+)
+
+// envelope is what every -o json|yaml report starts with: the kind of the
+// report, for which node and when. The report's own fields follow at the
+// top level, so readers of the fields keep working.
+type envelope struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   metadata       `json:"metadata"`
+	Report     jsontext.Value `json:",embed"`
+}
+
+type metadata struct {
+	Node string `json:"node"`
+	// Timestamp is when the report was made, RFC 3339 in UTC.
+	Timestamp string `json:"timestamp"`
+}
+
+// printObject prints v as a report of kind for node in format (json or
+// yaml) with the envelope. A field of v named like one of the envelope's
+// is an error, not a silent overwrite.
+func printObject(w io.Writer, format, kind, node string, at time.Time, v any) error {
+	body, err := marshal(v)
 	if err != nil {
 		return err
 	}
+	if jsontext.Value(body).Kind() != '{' {
+		return fmt.Errorf("%s report: not a JSON object", kind)
+	}
+	b, err := jsonv2.Marshal(envelope{APIVersion: apiVersion, Kind: kind,
+		Metadata: metadata{Node: node, Timestamp: at.UTC().Format(time.RFC3339)}, Report: body})
+	if err != nil {
+		return fmt.Errorf("%s report: %w", kind, err)
+	}
+	return writeData(w, format, b)
+}
+
+// printObject prints v as a report of kind about --node, made now, in
+// the -o format.
+func (o *options) printObject(w io.Writer, kind string, v any) error {
+	return printObject(w, o.output, kind, o.node, time.Now(), v)
+}
+
+// printData prints v in format (json or yaml), without the envelope.
+func printData(w io.Writer, format string, v any) error {
+	b, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeData(w, format, b)
+}
+
+// marshal is encoding/json's encoding of v, except that empty lists and
+// maps are [] and {}, not null: readers need not tell "none" from "unset".
+func marshal(v any) ([]byte, error) {
+	return jsonv2.Marshal(v, jsonv1.DefaultOptionsV1(), jsonv2.FormatNilSliceAsNull(false), jsonv2.FormatNilMapAsNull(false))
+}
+
+func writeData(w io.Writer, format string, b []byte) error {
 	if format == "yaml" {
-		if b, err = yaml.JSONToYAML(b); err != nil {
+		b, err := yaml.JSONToYAML(b)
+		if err != nil {
 			return err
 		}
 		_, err = w.Write(b)
 		return err
 	}
-	_, err = fmt.Fprintln(w, string(b))
+	v := jsontext.Value(b)
+	if err := v.Indent(jsontext.WithIndent("  ")); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, string(v))
 	return err
 }
 
-// colour is on only for terminals, so logs and pipes stay plain.
+// colour is on only for terminals, so logs and pipes stay plain; NO_COLOR
+// turns it off and CLICOLOR_FORCE on (the conventions of no-color.org and
+// bixense.com/clicolors).
 type colour bool
 
 func colourFor(w io.Writer) colour {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	if f := os.Getenv("CLICOLOR_FORCE"); f != "" && f != "0" {
+		return true
+	}
 	f, ok := w.(*os.File)
-	if !ok || os.Getenv("NO_COLOR") != "" {
+	if !ok {
 		return false
 	}
 	st, err := f.Stat()
@@ -66,14 +149,49 @@ func (c colour) kind(k plan.Kind) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
+// table lays out rows with text/tabwriter on their visible text and only
+// then colours each row's leading action: tabwriter counts the bytes of an
+// escape code as width, which pushed coloured rows out of line.
+type table struct {
+	w    io.Writer
+	c    colour
+	rows []string
+	// kinds[i] is the action row i starts with, "" for none.
+	kinds []plan.Kind
+}
+
+func newTable(w io.Writer, c colour) *table { return &table{w: w, c: c} }
+
+// row adds a line (cells separated by tabs) that starts with the text of k.
+func (t *table) row(k plan.Kind, format string, args ...any) {
+	t.rows = append(t.rows, fmt.Sprintf(format, args...))
+	t.kinds = append(t.kinds, k)
+}
+
+func (t *table) flush() {
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, r)
+	}
+	tw.Flush()
+	lines := strings.SplitAfter(buf.String(), "\n")
+	for i, l := range lines {
+		if i < len(t.kinds) && t.kinds[i] != "" {
+			if rest, ok := strings.CutPrefix(l, string(t.kinds[i])); ok {
+				l = t.c.kind(t.kinds[i]) + rest
+			}
+		}
+		io.WriteString(t.w, l)
+	}
+}
+
 func summary(st *desired.State) string {
 	return fmt.Sprintf("revision %s: %d VMs for this node, %d invalid, %d placed elsewhere", st.Revision, len(st.VMs), len(st.Invalid), st.Elsewhere)
 }
 
-func printPlan(w io.Writer, format string, st *desired.State, p plan.Plan) error {
-	if format != "table" {
-		return printData(w, format, p)
-	}
+// printPlan prints the VM plan as a table.
+func printPlan(w io.Writer, st *desired.State, p plan.Plan) {
 	c := colourFor(w)
 	fmt.Fprintf(w, "Plan for %s\n", summary(st))
 	if p.PruneSuspended {
@@ -82,8 +200,8 @@ func printPlan(w io.Writer, format string, st *desired.State, p plan.Plan) error
 	if len(p.Actions) == 0 {
 		fmt.Fprintln(w, "No changes. The host matches the source.")
 	} else {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ACTION\tOBJECT\tDOMAIN\tREASON")
+		t := newTable(w, c)
+		t.row("", "ACTION\tOBJECT\tDOMAIN\tREASON")
 		for _, a := range p.Actions {
 			flags := ""
 			if a.Drift {
@@ -92,18 +210,17 @@ func printPlan(w io.Writer, format string, st *desired.State, p plan.Plan) error
 			if a.Disruptive {
 				flags += " [disruptive]"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", c.kind(a.Kind), a.Object, a.Domain, a.Reason, flags)
+			t.row(a.Kind, "%s\t%s\t%s\t%s%s", a.Kind, a.Object, a.Domain, a.Reason, flags)
 			for _, ch := range a.Changes {
-				fmt.Fprintf(tw, "\t  ~ %s\t\t\n", ch)
+				t.row("", "\t  ~ %s\t\t", ch)
 			}
 		}
-		tw.Flush()
+		t.flush()
 	}
 	if len(p.InSync) > 0 {
 		fmt.Fprintf(w, "In sync: %s\n", strings.Join(p.InSync, ", "))
 	}
 	printDiags(w, p)
-	return nil
 }
 
 func printDiags(w io.Writer, p plan.Plan) {
@@ -125,14 +242,14 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 	if len(rep.Outcomes) == 0 {
 		fmt.Fprintln(w, "Nothing to do.")
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	t := newTable(w, c)
 	if len(rep.Outcomes) > 0 {
-		fmt.Fprintln(tw, "ACTION\tOBJECT\tRESULT\tTOOK\tDETAIL")
+		t.row("", "ACTION\tOBJECT\tRESULT\tTOOK\tDETAIL")
 	}
 	for _, o := range rep.Outcomes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.kind(o.Kind), o.Object, o.Result, o.Took, o.Error)
+		t.row(o.Kind, "%s\t%s\t%s\t%s\t%s", o.Kind, o.Object, o.Result, o.Took, o.Error)
 	}
-	tw.Flush()
+	t.flush()
 	for _, a := range p.Actions {
 		switch a.Kind {
 		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired, plan.Orphan:
@@ -143,107 +260,12 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 	return nil
 }
 
-// DriftEntry is one object's difference between source and host.
-type DriftEntry struct {
-	Object string `json:"object"`
-	Domain string `json:"domain"`
-	// Status: drifted (changed on the host), pending (changed in the source,
-	// not applied yet), missing (not on the host), extra (owned, not in the
-	// source), invalid (manifest broken; last good state kept), conflict,
-	// orphan (marked as nodevirt's, not in this agent's inventory).
-	Status  string        `json:"status"`
-	Changes []plan.Change `json:"changes,omitempty"`
-	// RunState is the run-state difference, e.g. "want running, is shutoff (destroyed)".
-	RunState string `json:"runState,omitempty"`
-	Heal     string `json:"heal,omitempty"`
-}
-
-// DriftReport is the output of `nodevirt drift`.
-type DriftReport struct {
-	Revision string       `json:"revision"`
-	InSync   []string     `json:"inSync"`
-	Entries  []DriftEntry `json:"entries"`
-	Drifted  int          `json:"drifted"`
-}
-
-func driftReport(st *desired.State, p *reconciler.Planned) DriftReport {
-	rep := DriftReport{Revision: st.Revision, InSync: p.InSync}
-	byDomain := map[string]*DriftEntry{}
-	var order []string
-	entry := func(a plan.Action) *DriftEntry {
-		e, ok := byDomain[a.Domain]
-		if !ok {
-			e = &DriftEntry{Object: a.Object, Domain: a.Domain}
-			byDomain[a.Domain] = e
-			order = append(order, a.Domain)
-		}
-		return e
-	}
-	for _, a := range p.Actions {
-		e := entry(a)
-		set := func(s string) {
-			if e.Status == "" || s == "drifted" {
-				e.Status = s
-			}
-		}
-		switch a.Kind {
-		case plan.Create:
-			set("missing")
-		case plan.Update:
-			if a.Drift {
-				set("drifted")
-			} else {
-				set("pending")
-			}
-			e.Changes = append(e.Changes, a.Changes...)
-		case plan.Start:
-			e.RunState = "want running, is stopped: " + a.Reason
-			if a.Drift {
-				set("drifted")
-			} else if e.Status == "" {
-				set("drifted")
-			}
-		case plan.Stop:
-			e.RunState = "want stopped, is running"
-			set("drifted")
-		case plan.Restart, plan.RestartRequired:
-			e.RunState = "running an older definition: " + a.Reason
-		case plan.Delete, plan.Hold:
-			set("extra")
-			e.Heal = a.Reason
-		case plan.Keep:
-			set("invalid")
-			e.Heal = a.Reason
-		case plan.Conflict:
-			set("conflict")
-			e.Heal = a.Reason
-		case plan.Orphan:
-			set("orphan")
-			e.Heal = a.Reason
-		case plan.Wait:
-			set("waiting")
-			e.Heal = a.Reason
-		}
-	}
-	sort.Strings(order)
-	for _, d := range order {
-		e := byDomain[d]
-		if e.Status == "drifted" {
-			rep.Drifted++
-		}
-		rep.Entries = append(rep.Entries, *e)
-	}
-	return rep
-}
-
-func printDrift(w io.Writer, format string, rep DriftReport) error {
-	if format != "table" {
-		return printData(w, format, rep)
-	}
+// printDrift prints the VM part of a drift report as a table.
+func printDrift(w io.Writer, rep drift.Report) {
 	fmt.Fprintf(w, "Drift report for revision %s\n", rep.Revision)
 	if len(rep.Entries) == 0 {
 		fmt.Fprintf(w, "No drift: %d domains match the source.\n", len(rep.InSync))
-		return nil
+		return
 	}
 	for _, e := range rep.Entries {
 		fmt.Fprintf(w, "%-9s %s (%s)\n", strings.ToUpper(e.Status), e.Object, e.Domain)
@@ -260,7 +282,6 @@ func printDrift(w io.Writer, format string, rep DriftReport) error {
 	if len(rep.InSync) > 0 {
 		fmt.Fprintf(w, "In sync: %s\n", strings.Join(rep.InSync, ", "))
 	}
-	return nil
 }
 
 func orNone(s string) string {

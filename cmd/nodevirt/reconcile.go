@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
@@ -63,8 +65,31 @@ type planView struct {
 	Storage *storage.Plan `json:"storage"`
 }
 
+func (np nodePlan) plans() drift.Plans {
+	return drift.Plans{VMs: &np.vms.Plan, Host: &np.host, Storage: np.storage}
+}
+
+// exitCodeUsage is the help of every plan and drift command's --exit-code.
+const exitCodeUsage = "exit 2 when the host differs from the source in any way (changes, waits, held or kept objects, conflicts, restarts or reboots pending), 0 when it matches, 1 on errors (for audits and scripts)"
+
+// detailedExit is the status of a plan or drift command run with
+// --exit-code, as Terraform's -detailed-exitcode: 1 when the plan cannot be
+// computed (a file of the revision failed to parse, so the objects it holds
+// are unknown), 2 for any difference, nil (0) for none.
+func detailedExit(errw io.Writer, ps drift.Plans) error {
+	if ps.Incomplete() {
+		fmt.Fprintln(errw, "error: a file of this revision failed to parse, so what differs is unknown (see the diagnostics)")
+		return exitCode(1)
+	}
+	if ps.Differences() > 0 {
+		return exitCode(2)
+	}
+	return nil
+}
+
 func newPlanCmd(o *options) *cobra.Command {
-	return &cobra.Command{
+	var exitOnDiff bool
+	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what apply would do, per object, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
@@ -76,17 +101,22 @@ func newPlanCmd(o *options) *cobra.Command {
 			defer e.Close()
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				return printData(w, o.output, planView{Plan: np.vms.Plan, Host: np.host, Storage: np.storage})
+				err = o.printObject(w, kindPlan, planView{Plan: np.vms.Plan, Host: np.host, Storage: np.storage})
+			} else {
+				printHostPlan(w, np.host)
+				fmt.Fprintln(w, "\nStorage plan")
+				printStoragePlan(w, np.storage)
+				fmt.Fprintln(w)
+				printPlan(w, np.st, np.vms.Plan)
 			}
-			if err := printHostPlan(w, "table", np.host); err != nil {
+			if err != nil || !exitOnDiff {
 				return err
 			}
-			fmt.Fprintln(w, "\nStorage plan")
-			printStoragePlan(w, np.storage)
-			fmt.Fprintln(w)
-			return printPlan(w, "table", np.st, np.vms.Plan)
+			return detailedExit(cmd.ErrOrStderr(), np.plans())
 		},
 	}
+	cmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
+	return cmd
 }
 
 func newApplyCmd(o *options) *cobra.Command {
@@ -184,8 +214,16 @@ func newApplyCmd(o *options) *cobra.Command {
 	return cmd
 }
 
+// nodeDrift is `drift -o json|yaml`: the VMs' report with the host's and
+// the storage's beside it.
+type nodeDrift struct {
+	drift.Report
+	Host    drift.HostReport     `json:"host"`
+	Storage []drift.StorageEntry `json:"storage"`
+}
+
 func newDriftCmd(o *options) *cobra.Command {
-	var exitCodeOnDrift bool
+	var exitOnDiff bool
 	cmd := &cobra.Command{
 		Use:   "drift",
 		Short: "Compare the host with the source and list every difference, field by field",
@@ -196,35 +234,23 @@ func newDriftCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			rep := driftReport(np.st, np.vms)
-			var storageDrift []storage.Action
-			for _, a := range np.storage.Actions {
-				if a.Drift {
-					storageDrift = append(storageDrift, a)
-				}
-			}
+			rep := nodeDrift{Report: drift.VMs(np.vms.Plan), Host: drift.Host(np.host), Storage: drift.Storage(np.storage)}
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				err = printData(w, o.output, struct {
-					DriftReport
-					Host    host.Plan        `json:"host"`
-					Storage []storage.Action `json:"storage"`
-				}{rep, np.host, storageDrift})
-			} else if err = printHostDrift(w, "table", np.host); err == nil {
+				err = o.printObject(w, kindDriftReport, rep)
+			} else {
+				printHostDrift(w, np.host, rep.Host)
 				fmt.Fprintln(w)
-				printStorageDrift(w, storageDrift)
-				err = printDrift(w, "table", rep)
+				printStorageDrift(w, rep.Storage)
+				printDrift(w, rep.Report)
 			}
-			if err != nil {
+			if err != nil || !exitOnDiff {
 				return err
 			}
-			if exitCodeOnDrift && (rep.Drifted > 0 || len(np.host.Drift()) > 0 || len(storageDrift) > 0) {
-				return exitCode(2)
-			}
-			return nil
+			return detailedExit(cmd.ErrOrStderr(), np.plans())
 		},
 	}
-	cmd.Flags().BoolVar(&exitCodeOnDrift, "exit-code", false, "exit 2 when anything drifted (for audits and scripts)")
+	cmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
 	return cmd
 }
 
@@ -254,18 +280,18 @@ func newRunCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-// printStorageDrift lists storage the host changed out of band (a detached
-// loop device, a missing disk).
-func printStorageDrift(w io.Writer, acts []storage.Action) {
-	if len(acts) == 0 {
+// printStorageDrift lists how the host's storage differs from the source: out
+// of band (a detached loop device, a missing disk) or not applied yet.
+func printStorageDrift(w io.Writer, entries []drift.StorageEntry) {
+	if len(entries) == 0 {
 		fmt.Fprintln(w, "Storage: no drift.")
 		fmt.Fprintln(w)
 		return
 	}
 	fmt.Fprintln(w, "Storage drift")
-	for _, a := range acts {
-		fmt.Fprintf(w, "DRIFTED   %s  %s: %s\n", a.Object, a.Target, a.Reason)
-		for _, c := range a.Changes {
+	for _, e := range entries {
+		fmt.Fprintf(w, "%-9s %s  %s: %s\n", strings.ToUpper(e.Status), e.Object, e.Target, e.Reason)
+		for _, c := range e.Changes {
 			fmt.Fprintf(w, "          %s\n", c)
 		}
 	}

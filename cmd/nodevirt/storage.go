@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
@@ -89,13 +90,19 @@ func newStorageDescribeCmd(o *options, sf *storageFlags) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			return printDescription(cmd.OutOrStdout(), o.output, s.m.Describe(s.st, p), p)
+			d := s.m.Describe(s.st, p)
+			if o.output != "table" {
+				return o.printObject(cmd.OutOrStdout(), kindStorageDescription, d)
+			}
+			printDescription(cmd.OutOrStdout(), d, p)
+			return nil
 		},
 	}
 }
 
 func newStoragePlanCmd(o *options, sf *storageFlags) *cobra.Command {
-	return &cobra.Command{
+	var exitOnDiff bool
+	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what storage apply would do (dry run)",
 		Args:  cobra.NoArgs,
@@ -106,12 +113,18 @@ func newStoragePlanCmd(o *options, sf *storageFlags) *cobra.Command {
 			}
 			defer s.Close()
 			if o.output != "table" {
-				return printData(cmd.OutOrStdout(), o.output, p)
+				err = o.printObject(cmd.OutOrStdout(), kindStoragePlan, p)
+			} else {
+				printStoragePlan(cmd.OutOrStdout(), p)
 			}
-			printStoragePlan(cmd.OutOrStdout(), p)
-			return nil
+			if err != nil || !exitOnDiff {
+				return err
+			}
+			return detailedExit(cmd.ErrOrStderr(), drift.Plans{Storage: p})
 		},
 	}
+	cmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
+	return cmd
 }
 
 func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
@@ -162,9 +175,7 @@ func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
 				}
 			} else {
 				printStorageReport(w, all)
-				if err := printDescription(w, "table", d, p); err != nil {
-					return err
-				}
+				printDescription(w, d, p)
 			}
 			failedImports := 0
 			for _, c := range d.Claims {
@@ -258,10 +269,8 @@ func printStorageReport(w io.Writer, rep storage.Report) {
 	fmt.Fprintln(w)
 }
 
-func printDescription(w io.Writer, format string, d storage.Description, p *storage.Plan) error {
-	if format != "table" {
-		return printData(w, format, d)
-	}
+// printDescription prints the storage description as tables.
+func printDescription(w io.Writer, d storage.Description, p *storage.Plan) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STORAGE CLASS\tPROVISIONER\tRECLAIM\tBINDING\tKIND (seed 8.18.1)\tLIVE MIGRATION\tHOST-ASSISTED CLONE\tSTORAGE-ASSISTED CLONE\tSNAPSHOT")
 	for _, c := range d.Classes {
@@ -303,7 +312,6 @@ func printDescription(w io.Writer, format string, d storage.Description, p *stor
 			fmt.Fprintf(w, "  %s\n", dg.Error())
 		}
 	}
-	return nil
 }
 
 func dash(s string) string {

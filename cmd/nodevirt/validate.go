@@ -8,6 +8,15 @@ import (
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
+// validationReport is `validate -o json|yaml`.
+type validationReport struct {
+	Revision string `json:"revision"`
+	// Objects and Files count what the source holds.
+	Objects     int       `json:"objects"`
+	Files       int       `json:"files"`
+	Diagnostics diag.List `json:"diagnostics"`
+}
+
 func newValidateCmd(o *options) *cobra.Command {
 	var strict bool
 	cmd := &cobra.Command{
@@ -29,8 +38,8 @@ func newValidateCmd(o *options) *cobra.Command {
 			}
 			diags := st.Diags
 			if o.output != "table" {
-				if err := printData(cmd.OutOrStdout(), o.output, map[string]any{
-					"revision": st.Revision, "objects": len(set.Objects), "diagnostics": diags,
+				if err := o.printObject(cmd.OutOrStdout(), kindValidationReport, validationReport{
+					Revision: st.Revision, Objects: len(set.Objects), Files: set.Files, Diagnostics: diags,
 				}); err != nil {
 					return err
 				}

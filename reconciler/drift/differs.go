@@ -1,0 +1,82 @@
+package drift
+
+import (
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+)
+
+// The rule, as Terraform's -detailed-exitcode reads a plan: a step is a
+// difference when the host is not (or not yet) what the source asks for,
+// whether or not apply can change that now. Waiting, held, kept-invalid,
+// conflicting and restart- or reboot-required steps count: the host does not
+// run the source. Only checks that cannot apply to this host are not
+// differences. Unknown kinds count, so a new kind is never silently in sync.
+
+// VMDiffers reports whether a step of the VM plan is a difference. Every
+// kind is: the VM plan lists only domains that are not in sync (a missing or
+// changed domain, one to start or stop, an extra or orphaned one, a conflict,
+// a wait, a prune the guard holds, an invalid manifest's kept state, a
+// restart the VM refused).
+func VMDiffers(plan.Kind) bool { return true }
+
+// HostDiffers reports whether a step of the host plan is a difference.
+func HostDiffers(k host.Kind) bool {
+	switch k {
+	case host.NotApplicable:
+		// An SELinux label check on a host without SELinux: nothing to do
+		// here, ever.
+		return false
+	case host.DeviceUnbound:
+		// A permitted device nothing asks to bind: the source permits it,
+		// it does not ask for anything.
+		return false
+	}
+	return true
+}
+
+// StorageDiffers reports whether a step of the storage plan is a difference.
+// Every kind is, waits included: a claim waiting for its import, upload or
+// clone source is not yet what the source asks for.
+func StorageDiffers(kind string) bool { return true }
+
+// Plans is one node's plans, any of them nil when not computed.
+type Plans struct {
+	VMs     *plan.Plan
+	Host    *host.Plan
+	Storage *storage.Plan
+}
+
+// Differences counts the steps of the plans that are differences.
+func (p Plans) Differences() int {
+	n := 0
+	if p.VMs != nil {
+		for _, a := range p.VMs.Actions {
+			if VMDiffers(a.Kind) {
+				n++
+			}
+		}
+	}
+	if p.Host != nil {
+		for _, a := range p.Host.Actions {
+			if HostDiffers(a.Kind) {
+				n++
+			}
+		}
+	}
+	if p.Storage != nil {
+		for _, a := range p.Storage.Actions {
+			if StorageDiffers(a.Kind) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Incomplete reports whether a file of the revision failed to parse: the
+// objects it holds are unknown, so the plans cannot say what differs.
+func (p Plans) Incomplete() bool {
+	return (p.VMs != nil && p.VMs.PruneSuspended) || (p.Host != nil && p.Host.PruneSuspended) ||
+		(p.Storage != nil && p.Storage.PruneSuspended)
+}

@@ -1,0 +1,78 @@
+package drift
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+)
+
+// One status per domain, the out-of-band change winning; a start after a
+// create is part of the missing VM.
+func TestVMs_statusPerDomain(t *testing.T) {
+	a := func(k plan.Kind, dom string, drift bool) plan.Action {
+		return plan.Action{Kind: k, Object: "VirtualMachine default/" + dom, Domain: "default_" + dom, Reason: string(k), Drift: drift}
+	}
+	rep := VMs(plan.Plan{Revision: "r1", InSync: []string{"default_ok"}, Actions: []plan.Action{
+		a(plan.Create, "new", false), a(plan.Start, "new", false),
+		a(plan.Update, "edited", false), a(plan.Start, "edited", true),
+		a(plan.Update, "changed", false), a(plan.RestartRequired, "changed", false),
+		a(plan.RestartRequired, "refused", false),
+		a(plan.Delete, "gone", false), a(plan.Hold, "guarded", false), a(plan.Keep, "broken", false),
+		a(plan.Conflict, "taken", false), a(plan.Orphan, "foreign", false), a(plan.Wait, "waits", false),
+		a(plan.Stop, "halted", false),
+	}})
+	got := map[string]string{}
+	for _, e := range rep.Entries {
+		got[e.Domain] = e.Status
+	}
+	want := map[string]string{
+		"default_new": Missing, "default_edited": Drifted, "default_changed": Pending, "default_refused": RestartRequired,
+		"default_gone": Extra, "default_guarded": Extra, "default_broken": Invalid, "default_taken": Conflict,
+		"default_foreign": Orphan, "default_waits": Waiting, "default_halted": Drifted,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+	if rep.Drifted != 2 || rep.Revision != "r1" || len(rep.InSync) != 1 {
+		t.Errorf("report = %+v", rep)
+	}
+}
+
+// Every step is a difference but the host checks that cannot change
+// anything; the plans count them all.
+func TestPlans_differences(t *testing.T) {
+	hp := host.Plan{Actions: []host.Action{
+		{Kind: host.NotApplicable, Target: "/var/hpvolumes"},
+		{Kind: host.DeviceUnbound, Target: "0000:02:01.0"},
+	}}
+	ps := Plans{VMs: &plan.Plan{}, Host: &hp, Storage: &storage.Plan{}}
+	if n := ps.Differences(); n != 0 {
+		t.Fatalf("checks that change nothing are no difference: %d", n)
+	}
+	hp.Actions = append(hp.Actions, host.Action{Kind: host.RebootRequired, Target: "kernel arguments"})
+	ps.VMs.Actions = []plan.Action{{Kind: plan.Wait}}
+	ps.Storage.Actions = []storage.Action{{Kind: storage.ActWait}, {Kind: storage.ActHold}}
+	if n := ps.Differences(); n != 4 {
+		t.Errorf("differences = %d, want 4 (reboot, VM wait, storage wait and hold)", n)
+	}
+	if got := Host(hp).Entries; len(got) != 3 || got[0].Status != NotApplicable || got[1].Status != Unbound || got[2].Status != RebootRequired {
+		t.Errorf("host entries = %+v", got)
+	}
+	if ps.Incomplete() {
+		t.Error("no parse failed")
+	}
+	ps.Storage.PruneSuspended = true
+	if !ps.Incomplete() {
+		t.Error("a file that failed to parse leaves the plans incomplete")
+	}
+	if got := Storage(ps.Storage); len(got) != 2 || got[0].Status != Waiting || got[1].Status != Held {
+		t.Errorf("storage entries = %+v", got)
+	}
+	if got := Storage(nil); got == nil || len(got) != 0 {
+		t.Errorf("no storage plan is no entry, and an empty list: %#v", got)
+	}
+}
