@@ -1,0 +1,151 @@
+package storage
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodevirt/nodevirt/manifests"
+)
+
+// volumes reads the PersistentVolumes whose node affinity selects this node.
+func (b *builder) volumes() {
+	for _, o := range b.set.OfKind("PersistentVolume") {
+		if !b.usable(o) {
+			continue
+		}
+		pv := o.Value.(*corev1.PersistentVolume)
+		v := &Volume{Name: o.Ref.Name, Object: o.Ref.String(), Class: pv.Spec.StorageClassName,
+			ReclaimPolicy: Retain, VolumeMode: Filesystem, Labels: o.Labels}
+		if q, ok := pv.Spec.Capacity[corev1.ResourceStorage]; !ok || q.Sign() <= 0 {
+			b.errorf(o, "spec.capacity.storage", ErrCapacityRequired, "")
+		} else {
+			v.Capacity = q.Value()
+		}
+		v.AccessModes = b.accessModes(o, "spec.accessModes", pv.Spec.AccessModes, true)
+		if pv.Spec.VolumeMode != nil {
+			v.VolumeMode = string(*pv.Spec.VolumeMode)
+		}
+		if v.VolumeMode != Filesystem && v.VolumeMode != Block {
+			b.errorf(o, "spec.volumeMode", ErrVolumeMode, "got %q", v.VolumeMode)
+		}
+		if rp := pv.Spec.PersistentVolumeReclaimPolicy; rp != "" {
+			v.ReclaimPolicy = string(rp)
+		}
+		if v.ReclaimPolicy != Delete && v.ReclaimPolicy != Retain {
+			b.errorf(o, "spec.persistentVolumeReclaimPolicy", ErrReclaimPolicy, "got %q", v.ReclaimPolicy)
+		}
+		src := pv.Spec.PersistentVolumeSource
+		sp := ""
+		switch {
+		case src.Local != nil && src.HostPath == nil:
+			v.Path, sp = src.Local.Path, "spec.local.path"
+			if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+				b.errorf(o, "spec.nodeAffinity", ErrLocalNodeAffinity, "")
+			}
+		case src.HostPath != nil && src.Local == nil:
+			v.Path, sp = src.HostPath.Path, "spec.hostPath.path"
+		default:
+			b.errorf(o, "spec", ErrVolumeSource, "")
+		}
+		if sp != "" && !path.IsAbs(v.Path) {
+			b.errorf(o, sp, ErrPathAbsolute, "got %q", v.Path)
+		}
+		if v.VolumeMode == Block && sp != "" {
+			if dir, base := path.Split(path.Clean(v.Path)); dir != "/dev/" || !loopName(base) {
+				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
+			} else {
+				v.Loop = true
+			}
+		}
+		if cr := pv.Spec.ClaimRef; cr != nil && cr.Name != "" {
+			ns := cr.Namespace
+			if ns == "" {
+				ns = "default"
+			}
+			v.ClaimRef = ns + "/" + cr.Name
+		}
+		if b.bad[v.Object] {
+			b.st.Invalid[v.Object] = v.Object
+			continue
+		}
+		if !b.selects(pv.Spec.NodeAffinity) {
+			continue
+		}
+		b.st.Volumes[v.Name] = v
+	}
+}
+
+func loopName(base string) bool {
+	n, ok := strings.CutPrefix(base, "loop")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.Atoi(n)
+	return err == nil
+}
+
+// selects evaluates a PV's required node affinity against this node's labels.
+func (b *builder) selects(na *corev1.VolumeNodeAffinity) bool {
+	if na == nil || na.Required == nil || len(na.Required.NodeSelectorTerms) == 0 {
+		return true
+	}
+	for _, term := range na.Required.NodeSelectorTerms {
+		if b.termMatches(term) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *builder) termMatches(term corev1.NodeSelectorTerm) bool {
+	for _, e := range term.MatchExpressions {
+		v, has := b.labels[e.Key]
+		switch e.Operator {
+		case corev1.NodeSelectorOpIn:
+			if !has || !slices.Contains(e.Values, v) {
+				return false
+			}
+		case corev1.NodeSelectorOpNotIn:
+			if has && slices.Contains(e.Values, v) {
+				return false
+			}
+		case corev1.NodeSelectorOpExists:
+			if !has {
+				return false
+			}
+		case corev1.NodeSelectorOpDoesNotExist:
+			if has {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	for _, f := range term.MatchFields {
+		if f.Key == "metadata.name" && f.Operator == corev1.NodeSelectorOpIn && !slices.Contains(f.Values, b.opt.Node) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) accessModes(o *manifests.Object, p string, modes []corev1.PersistentVolumeAccessMode, required bool) []string {
+	if len(modes) == 0 && required {
+		b.errorf(o, p, ErrAccessModes, "")
+	}
+	var out []string
+	for i, m := range modes {
+		switch m {
+		case corev1.ReadWriteOnce, corev1.ReadOnlyMany, corev1.ReadWriteMany, corev1.ReadWriteOncePod:
+			out = append(out, string(m))
+		default:
+			b.errorf(o, fmt.Sprintf("%s[%d]", p, i), ErrAccessMode, "got %q", m)
+		}
+	}
+	return out
+}
