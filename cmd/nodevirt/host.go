@@ -22,6 +22,7 @@ import (
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	"github.com/nodevirt/nodevirt/runtime/hostfs"
 	"github.com/nodevirt/nodevirt/runtime/kargs"
@@ -483,7 +484,7 @@ func printHostActions(w io.Writer, acts []host.Action) {
 		if a.Disruptive {
 			flags += " [disruptive]"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Kind, a.Target, orNone(a.Object), a.Reason, flags)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Action, a.Target, orNone(a.Object), a.Reason, flags)
 		for _, c := range a.Changes {
 			// In the last column, which sets no width.
 			fmt.Fprintf(tw, "\t\t\t~ %s\n", c)
@@ -511,7 +512,7 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 			if o.Result == "reported" || o.Result == "held" {
 				detail = o.Reason
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Kind, o.Target, o.Result, o.Took, detail)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Action, o.Target, o.Result, o.Took, detail)
 		}
 		tw.Flush()
 	}
@@ -529,12 +530,12 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 
 // HostDriftEntry is one difference between the host and the source.
 type HostDriftEntry struct {
-	Target string    `json:"target"`
-	Object string    `json:"object,omitempty"`
-	Status string    `json:"status"`
-	Reason string    `json:"reason"`
-	Action host.Kind `json:"action"`
-	Fields []string  `json:"changes,omitempty"`
+	Target string      `json:"target"`
+	Object string      `json:"object,omitempty"`
+	Status string      `json:"status"`
+	Reason string      `json:"reason"`
+	Action plan.Action `json:"action"`
+	Fields []string    `json:"changes,omitempty"`
 }
 
 func printHostDrift(w io.Writer, format string, p host.Plan) error {
@@ -546,18 +547,18 @@ func printHostDrift(w io.Writer, format string, p host.Plan) error {
 		case a.Drift:
 			status = "drifted"
 			drifted++
-		case a.Kind == host.RebootRequired:
+		case a.Action == host.RebootRequired:
 			status = "reboot-required"
-		case a.Kind == host.NotApplicable:
+		case a.Action == host.NotApplicable:
 			status = "not-applicable"
-		case a.Kind == host.Keep:
+		case a.Action == host.Keep:
 			status = "invalid"
-		case a.Kind == host.Hold:
+		case a.Action == host.Hold:
 			status = "held"
-		case a.Kind == host.DeviceUnbound:
+		case a.Action == host.DeviceUnbound:
 			status = "unbound"
 		}
-		e := HostDriftEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Kind}
+		e := HostDriftEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Action}
 		for _, c := range a.Changes {
 			e.Fields = append(e.Fields, c.String())
 		}

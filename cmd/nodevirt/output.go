@@ -44,7 +44,7 @@ func colourFor(w io.Writer) colour {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func (c colour) kind(k plan.Kind) string {
+func (c colour) kind(k plan.Action) string {
 	s := string(k)
 	if !c {
 		return s
@@ -92,7 +92,7 @@ func printPlan(w io.Writer, format string, st *desired.State, p plan.Plan) error
 			if a.Disruptive {
 				flags += " [disruptive]"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", c.kind(a.Kind), a.Object, a.Domain, a.Reason, flags)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", c.kind(a.Action), a.Object, a.Target, a.Reason, flags)
 			for _, ch := range a.Changes {
 				fmt.Fprintf(tw, "\t  ~ %s\t\t\n", ch)
 			}
@@ -130,13 +130,13 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 		fmt.Fprintln(tw, "ACTION\tOBJECT\tRESULT\tTOOK\tDETAIL")
 	}
 	for _, o := range rep.Outcomes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.kind(o.Kind), o.Object, o.Result, o.Took, o.Error)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.kind(o.Action), o.Object, o.Result, o.Took, o.Error)
 	}
 	tw.Flush()
 	for _, a := range p.Actions {
-		switch a.Kind {
+		switch a.Action {
 		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired, plan.Orphan:
-			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Kind), a.Object, a.Reason)
+			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Action), a.Object, a.Reason)
 		}
 	}
 	printDiags(w, p)
@@ -170,12 +170,12 @@ func driftReport(st *desired.State, p *reconciler.Planned) DriftReport {
 	rep := DriftReport{Revision: st.Revision, InSync: p.InSync}
 	byDomain := map[string]*DriftEntry{}
 	var order []string
-	entry := func(a plan.Action) *DriftEntry {
-		e, ok := byDomain[a.Domain]
+	entry := func(a plan.Step) *DriftEntry {
+		e, ok := byDomain[a.Target]
 		if !ok {
-			e = &DriftEntry{Object: a.Object, Domain: a.Domain}
-			byDomain[a.Domain] = e
-			order = append(order, a.Domain)
+			e = &DriftEntry{Object: a.Object, Domain: a.Target}
+			byDomain[a.Target] = e
+			order = append(order, a.Target)
 		}
 		return e
 	}
@@ -186,7 +186,7 @@ func driftReport(st *desired.State, p *reconciler.Planned) DriftReport {
 				e.Status = s
 			}
 		}
-		switch a.Kind {
+		switch a.Action {
 		case plan.Create:
 			set("missing")
 		case plan.Update:

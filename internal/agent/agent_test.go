@@ -100,7 +100,7 @@ func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
 	if a.Desired() == nil || len(a.Desired().VMs) != 1 {
 		t.Fatalf("offline restart must load the last good revision, got %v", a.Desired())
 	}
-	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Kind != "start" || rep.Outcomes[0].Result != "done" {
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != "start" || rep.Outcomes[0].Result != "done" {
 		t.Fatalf("want the destroyed VM started again, got %+v", rep.Outcomes)
 	}
 }

@@ -128,7 +128,7 @@ func TestDiff_drift(t *testing.T) {
 	rep := off.Apply(context.Background(), p)
 	for _, o := range rep.Outcomes {
 		if o.Drift && o.Result != "skipped" {
-			t.Errorf("self-heal off: %s %s %s", o.Kind, o.Target, o.Result)
+			t.Errorf("self-heal off: %s %s %s", o.Action, o.Target, o.Result)
 		}
 	}
 	if got, _ := w.read("/etc/modprobe.d/vfio.conf"); !strings.Contains(got, "dead:beef") {
@@ -173,8 +173,8 @@ func TestDiff_devices(t *testing.T) {
 	p := w.plan(h)
 	var got []string
 	for _, a := range p.Actions {
-		if a.Kind == RebootRequired || a.Kind == DeviceUnbound {
-			got = append(got, string(a.Kind)+" "+a.Target+": "+a.Reason)
+		if a.Action == RebootRequired || a.Action == DeviceUnbound {
+			got = append(got, string(a.Action)+" "+a.Target+": "+a.Reason)
 		}
 	}
 	if len(got) != 3 ||
@@ -300,7 +300,7 @@ func TestApply_unitResult(t *testing.T) {
 		t.Fatalf("report: %v", results(rep))
 	}
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && !strings.Contains(o.Error, "Result=exit-code") {
+		if o.Action == StartUnit && !strings.Contains(o.Error, "Result=exit-code") {
 			t.Errorf("error = %q", o.Error)
 		}
 	}
@@ -312,7 +312,7 @@ func TestApply_unitResult(t *testing.T) {
 	w.units.result["hostpath-provisioner.service"] = map[string]string{"Job": "done", "ActiveState": "inactive", "SubState": "dead", "Result": "success", "ConditionResult": "false"}
 	_, rep = w.apply(seed())
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && (o.Result != "not-applicable" || !strings.Contains(o.Detail, "ConditionSecurity=selinux")) {
+		if o.Action == StartUnit && (o.Result != "not-applicable" || !strings.Contains(o.Detail, "ConditionSecurity=selinux")) {
 			t.Errorf("start: %s %s", o.Result, o.Detail)
 		}
 	}
@@ -328,11 +328,11 @@ func TestApply_offlineUnits(t *testing.T) {
 		t.Errorf("plan systemd = %q", p.Systemd)
 	}
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && o.Result != "at-boot" {
+		if o.Action == StartUnit && o.Result != "at-boot" {
 			t.Errorf("start offline: %s", o.Result)
 		}
-		if o.Kind == RestartUnit {
-			t.Errorf("offline: no %s %s", o.Kind, o.Target)
+		if o.Action == RestartUnit {
+			t.Errorf("offline: no %s %s", o.Action, o.Target)
 		}
 	}
 	if p := w.plan(seed()); strings.Contains(strings.Join(kinds(p.Actions), ","), "start-unit") {
@@ -355,7 +355,7 @@ func TestDiff_invalidConfigKeepsItsFiles(t *testing.T) {
 	h.Invalid = []string{"Butane 100-worker-vfiopci.bu"}
 	p := w.plan(h)
 	for _, a := range p.Actions {
-		if a.Kind == RemoveFile || a.Kind == RestoreFile {
+		if a.Action == RemoveFile || a.Action == RestoreFile {
 			t.Errorf("invalid config's file removed: %s", a.Target)
 		}
 	}

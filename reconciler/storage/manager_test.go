@@ -644,8 +644,8 @@ spec:
 	p := r.plan(st)
 	rep := r.m.Apply(t.Context(), p, Setup)
 	for _, o := range rep.Outcomes {
-		if stageOf(o.Kind) != Setup {
-			t.Errorf("Setup ran %s", o.Kind)
+		if phaseOf(o.Action) != Setup {
+			t.Errorf("Setup ran %s", o.Action)
 		}
 	}
 	if !r.files.Exists(dir) {
@@ -653,7 +653,7 @@ spec:
 	}
 	_ = r.m.Wait(t.Context())
 	rep = r.m.Apply(t.Context(), p, Teardown)
-	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Kind != ActDeleteData || r.files.Exists(dir) {
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != ActDeleteData || r.files.Exists(dir) {
 		t.Fatalf("Teardown: %+v", rep.Outcomes)
 	}
 }
