@@ -2,12 +2,15 @@ package reconciler_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/reconciler"
@@ -622,5 +625,66 @@ func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
 		if o.Action != plan.Start || o.Result != "failed" || drv.tries != i {
 			t.Fatalf("apply %d: want the start tried and failed as unavailable: %+v (tries %d, unavailable %d)", i, o, drv.tries, rep.Unavailable)
 		}
+	}
+}
+
+// jsonCopy writes v as JSON and reads it back.
+func jsonCopy[T any](t *testing.T, v T) T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("read back %s: %v", b, err)
+	}
+	return out
+}
+
+// outcomes renders a report without its timings, which differ run to run.
+func outcomes(rep reconciler.Report) []string {
+	var out []string
+	for _, o := range rep.Outcomes {
+		out = append(out, fmt.Sprintf("%s %s %s %s %s %s %v", o.Stage, o.Action, o.Object, o.Target, o.Result, o.Error, o.Changes))
+	}
+	return out
+}
+
+// A plan is plain data: read back from its JSON it applies as the original
+// does (define, start, restart, delete with the disks), on twin nodes.
+func TestReconciler_planSurvivesJSON(t *testing.T) {
+	r1 := []string{vm("web", "64Mi", "Always"), vm("old", "64Mi", "Always")}
+	r2 := []string{vm("web", "128Mi", "Always"), vm("db", "64Mi", "Always")}
+	var got [2][]string
+	for i, viaJSON := range []bool{false, true} {
+		h := newHost(t, reconciler.Config{SelfHeal: true})
+		h.apply(h.render("r1", r1...))
+		st := h.render("r2", r2...)
+		p, err := h.rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if viaJSON {
+			p = jsonCopy(t, p)
+		}
+		rep := h.rec.Apply(context.Background(), p)
+		if rep.Failed > 0 || len(rep.Outcomes) == 0 {
+			t.Fatalf("json %v: %+v", viaJSON, rep.Outcomes)
+		}
+		got[i] = outcomes(rep)
+		doms := h.domains()
+		if _, gone := doms["default_old"]; gone || doms["default_db"].State != hv.Running || !strings.Contains(doms["default_web"].XML, "131072") {
+			t.Fatalf("json %v: domains after apply: %v", viaJSON, doms)
+		}
+		if _, err := os.Stat(filepath.Join(h.state, "disks/default/old")); !os.IsNotExist(err) {
+			t.Fatalf("json %v: the deleted VM's disks stay: %v", viaJSON, err)
+		}
+		if next, _ := h.apply(st); !next.Empty() {
+			t.Fatalf("json %v: after apply the plan is %s", viaJSON, kinds(next))
+		}
+	}
+	if d := cmp.Diff(got[0], got[1]); d != "" {
+		t.Fatalf("applying the plan read back from JSON differs (-original +read back):\n%s", d)
 	}
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -399,5 +400,54 @@ func TestResources(t *testing.T) {
 	want := map[string][2]int{"nvidia.com/TU104GL_Tesla_T4": {2, 1}, "intel.com/qat": {1, 1}, "nvidia.com/GV100GL_Tesla_V100": {0, 0}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// A host plan is plain data: read back from its JSON (files to write, units,
+// kernel arguments, how to judge a start, the reboot to remember) it applies
+// as the original does, on twin hosts.
+func TestApply_planSurvivesJSON(t *testing.T) {
+	type result struct {
+		Outcomes, Units, Kargs []string
+		Record                 Record
+		VFIO                   string
+	}
+	var got [2]result
+	for i, viaJSON := range []bool{false, true} {
+		w := newWorld(t)
+		// systemd skips the SELinux-guarded unit: the plan says that means
+		// not applicable.
+		w.units.result["hostpath-provisioner.service"] = map[string]string{"Job": "done", "ActiveState": "inactive", "SubState": "dead", "Result": "success", "ConditionResult": "false"}
+		p := w.plan(seed())
+		if viaJSON {
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back Plan
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := json.Marshal(back); string(again) != string(b) {
+				t.Fatalf("the plan read back writes differently:\n%s\n%s", b, again)
+			}
+			p = back
+		}
+		rep := w.r.Apply(context.Background(), p)
+		if rep.Failed != 0 || !rep.RebootRequired {
+			t.Fatalf("json %v: %v", viaJSON, results(rep))
+		}
+		rec, err := LoadRecord(w.deps().State)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vfio, _ := w.read("/etc/modprobe.d/vfio.conf")
+		got[i] = result{results(rep), w.units.calls, w.kargs.staged, rec, vfio}
+		if next := w.plan(seed()); !next.Empty() {
+			t.Fatalf("json %v: after apply the plan is %v", viaJSON, kinds(next.Actions))
+		}
+	}
+	if d := cmp.Diff(got[0], got[1]); d != "" {
+		t.Fatalf("applying the plan read back from JSON differs (-original +read back):\n%s", d)
 	}
 }
