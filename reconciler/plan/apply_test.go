@@ -130,6 +130,9 @@ func TestDuration_text(t *testing.T) {
 	if !strings.Contains(b.raw, `"took":"1.235s"`) || b.back.Took.String() != "1.235s" || b.back.Result != Done || b.back.Stage != StageVM {
 		t.Fatalf("json %s, read back %+v", b.raw, b.back)
 	}
+	if s := Duration(0).String(); s != "" {
+		t.Fatalf("a step that did not run took %q", s)
+	}
 }
 
 type roundTrip struct {

@@ -74,16 +74,26 @@ const (
 )
 
 // Duration is how long a step took; it reads and writes as Go's duration
-// text rounded to the millisecond ("12ms"), as the reports always showed.
+// text rounded to the millisecond ("12ms"), as the reports always showed,
+// and as "" for a step that did not run (tables leave the column blank).
 type Duration time.Duration
 
-func (d Duration) String() string { return time.Duration(d).Round(time.Millisecond).String() }
+func (d Duration) String() string {
+	if d == 0 {
+		return ""
+	}
+	return time.Duration(d).Round(time.Millisecond).String()
+}
 
 // MarshalText writes the rounded duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // UnmarshalText reads a duration as MarshalText writes it.
 func (d *Duration) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = 0
+		return nil
+	}
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
 		return fmt.Errorf("took: %w", err)
