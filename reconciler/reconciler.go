@@ -71,20 +71,24 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, starts: &startBackoff{}}
 }
 
-// Planned is a plan together with the VMs it refers to, ready for Apply.
+// Planned is the VM stage's plan together with everything Apply needs: plain
+// data, so a plan written as JSON and read back applies the same.
 type Planned struct {
 	plan.Plan
-	vms      map[string]*desired.VM
-	observed map[string]hv.Domain
-	// allocs are dedicated-CPU allocations made by this plan, persisted when
-	// their domain is defined.
-	allocs map[string]desired.Pinning
-	// devAllocs are PCI device allocations made by this plan.
-	devAllocs map[string][]desired.AssignedDevice
-	// adopt are domains marked as ours that the source wants but the state
+	// VMs are the desired VMs the steps refer to, by domain name.
+	VMs map[string]*desired.VM `json:"vms"`
+	// Observed are the domains as seen when planning, by name (a delete
+	// reads its owner from them).
+	Observed map[string]hv.Domain `json:"observed"`
+	// CPUAllocs are dedicated-CPU allocations made by this plan, persisted
+	// when their domain is defined.
+	CPUAllocs map[string]desired.Pinning `json:"cpuAllocations,omitempty"`
+	// DeviceAllocs are PCI device allocations made by this plan.
+	DeviceAllocs map[string][]desired.AssignedDevice `json:"deviceAllocations,omitempty"`
+	// Adopt are domains marked as ours that the source wants but the state
 	// lacks (the agent died between define and its state write): Apply
 	// records them so they are pruned, not orphaned, when they leave the source.
-	adopt []*desired.VM
+	Adopt []*desired.VM `json:"adopt,omitempty"`
 }
 
 // Plan observes the host and computes what to do for st.
@@ -190,7 +194,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	}
 	p := plan.Diff(st, doms, opt)
 	r.fields.forget(obs)
-	return &Planned{Plan: p, vms: vms, observed: obs, allocs: allocs, devAllocs: devAllocs, adopt: adopt}, nil
+	return &Planned{Plan: p, VMs: vms, Observed: obs, CPUAllocs: allocs, DeviceAllocs: devAllocs, Adopt: adopt}, nil
 }
 
 // checkCPUs returns, per domain, why the host cannot provide the VM's CPU.
@@ -226,20 +230,10 @@ func (r *Reconciler) checkCPUs(ctx context.Context, vms []*desired.VM) map[strin
 	return out
 }
 
-// Outcome is what happened to one action.
-type Outcome struct {
-	plan.Action
-	// Result is "done", "skipped" or "failed".
-	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
-	Took   string `json:"took,omitempty"`
-}
-
-// Report is the result of one Apply.
+// Report is the result of one Apply of the VM stage.
 type Report struct {
-	Revision string    `json:"revision"`
-	Outcomes []Outcome `json:"outcomes"`
-	Failed   int       `json:"failed"`
+	Revision string `json:"revision"`
+	plan.Report
 	// Unavailable counts the failed actions that failed because the
 	// hypervisor could not be reached: observing and planning again once it
 	// answers finishes them.
@@ -254,68 +248,55 @@ func (rp Report) Err() error {
 	return fmt.Errorf("%d of %d actions failed", rp.Failed, len(rp.Outcomes))
 }
 
+// vmOrder is the dependency order: define and start before deletes so a
+// rename (delete old + create new) never leaves the node without the service.
+var vmOrder = []plan.Action{plan.Create, plan.Update, plan.Start, plan.Restart, plan.Stop, plan.Delete}
+
 // Apply executes a plan. Every action runs even when an earlier one for
 // another object failed; an object's later actions are skipped after its own
 // failure (no start of a VM whose define failed).
 func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
-	rep := Report{Revision: p.Revision}
 	_ = r.rec.setMeta(keyLastAttempted, p.Revision)
-	for _, vm := range p.adopt {
+	for _, vm := range p.Adopt {
 		err := r.rec.put(vm.DomainName, &record{VM: vm})
-		if err == nil && p.observed[vm.DomainName].State.Active() {
+		if err == nil && p.Observed[vm.DomainName].State.Active() {
 			err = r.rec.markStarted(vm.DomainName)
 		}
 		if err != nil {
 			r.log.Error("adopting domain into the inventory", "domain", vm.DomainName, "err", err)
 		}
 	}
-	failed := map[string]bool{}
-	// Dependency order: define and start before deletes so a rename (delete
-	// old + create new) never leaves the node without the service.
-	order := []plan.Kind{plan.Create, plan.Update, plan.Start, plan.Restart, plan.Stop, plan.Delete}
-	for _, kind := range order {
-		for _, a := range p.Actions {
-			if a.Kind != kind {
-				continue
+	unavailable := 0
+	starts := func(a plan.Step) bool { return a.Action == plan.Start || a.Action == plan.Restart }
+	rep := plan.Apply(ctx, p.Actions, plan.Runner[plan.Step]{
+		Order:    vmOrder,
+		Object:   func(a plan.Step) string { return a.Target },
+		SelfHeal: func(a plan.Step) bool { return r.selfHeal(p.VMs[a.Target]) },
+		Wait: func(a plan.Step) string {
+			if starts(a) && r.starts.waiting(a.Target, r.cfg.Now()) {
+				return r.starts.reason(a.Target, r.cfg.Now())
 			}
-			out := Outcome{Action: a}
-			switch {
-			case failed[a.Domain]:
-				out.Result, out.Error = "skipped", "an earlier action for this object failed"
-			case a.Drift && !r.selfHeal(p.vms[a.Domain]):
-				out.Result, out.Error = "skipped", "self-heal is off; drift reported only"
-			case (a.Kind == plan.Start || a.Kind == plan.Restart) && r.starts.waiting(a.Domain, r.cfg.Now()):
-				out.Result, out.Error = "skipped", r.starts.reason(a.Domain, r.cfg.Now())
-			default:
-				start := time.Now()
-				err := r.do(ctx, a, p)
-				out.Took = time.Since(start).Round(time.Millisecond).String()
-				lost := errors.Is(err, hv.ErrUnavailable)
-				if (a.Kind == plan.Start || a.Kind == plan.Restart) && !lost {
-					// A start cut off by a lost hypervisor says nothing about
-					// the VM: it is not held back when libvirtd returns.
-					r.starts.record(a.Domain, err, r.cfg.Now())
-				}
-				if lost {
-					rep.Unavailable++
-				}
-				if err != nil {
-					failed[a.Domain] = true
-					out.Result, out.Error = "failed", err.Error()
-					rep.Failed++
-					r.log.Error("action failed", "action", a.Kind, "object", a.Object, "err", err)
-				} else {
-					out.Result = "done"
-					r.log.Info("applied", "action", a.Kind, "object", a.Object, "took", out.Took)
-				}
+			return ""
+		},
+		Do: func(ctx context.Context, a plan.Step) (plan.Result, string, error) {
+			err := r.do(ctx, a, p)
+			lost := errors.Is(err, hv.ErrUnavailable)
+			if starts(a) && !lost {
+				// A start cut off by a lost hypervisor says nothing about
+				// the VM: it is not held back when libvirtd returns.
+				r.starts.record(a.Target, err, r.cfg.Now())
 			}
-			rep.Outcomes = append(rep.Outcomes, out)
-		}
-	}
+			if lost {
+				unavailable++
+			}
+			return "", "", err
+		},
+		Log: r.log,
+	})
 	if rep.Failed == 0 {
 		_ = r.rec.setMeta(keyLastApplied, p.Revision)
 	}
-	return rep
+	return Report{Revision: p.Revision, Report: rep, Unavailable: unavailable}
 }
 
 // AwaitHypervisor returns once the hypervisor answers a listing of domains
@@ -341,9 +322,9 @@ func (r *Reconciler) selfHeal(vm *desired.VM) bool {
 	return r.cfg.SelfHeal && (vm == nil || vm.SelfHeal)
 }
 
-func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
-	vm := p.vms[a.Domain]
-	switch a.Kind {
+func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
+	vm := p.VMs[a.Target]
+	switch a.Action {
 	case plan.Create, plan.Update:
 		if err := r.prepare(ctx, vm); err != nil {
 			return err
@@ -351,33 +332,33 @@ func (r *Reconciler) do(ctx context.Context, a plan.Action, p *Planned) error {
 		if err := r.hv.Define(ctx, vm.XML); err != nil {
 			return fmt.Errorf("define %s: %w", vm.DomainName, err)
 		}
-		if err := r.rememberCPUs(vm, p.allocs); err != nil {
+		if err := r.rememberCPUs(vm, p.CPUAllocs); err != nil {
 			return err
 		}
-		if err := r.rememberDevices(vm, p.devAllocs); err != nil {
+		if err := r.rememberDevices(vm, p.DeviceAllocs); err != nil {
 			return err
 		}
 		return r.remember(vm, false)
 	case plan.Start:
-		if err := r.hv.Start(ctx, a.Domain); err != nil {
-			return fmt.Errorf("start %s: %w", a.Domain, err)
+		if err := r.hv.Start(ctx, a.Target); err != nil {
+			return fmt.Errorf("start %s: %w", a.Target, err)
 		}
 		return r.remember(vm, true)
 	case plan.Restart:
-		if err := r.hv.Shutdown(ctx, a.Domain, vm.GracePeriod); err != nil {
-			return fmt.Errorf("restart %s: %w", a.Domain, err)
+		if err := r.hv.Shutdown(ctx, a.Target, vm.GracePeriod); err != nil {
+			return fmt.Errorf("restart %s: %w", a.Target, err)
 		}
-		if err := r.hv.Start(ctx, a.Domain); err != nil {
-			return fmt.Errorf("restart %s: %w", a.Domain, err)
+		if err := r.hv.Start(ctx, a.Target); err != nil {
+			return fmt.Errorf("restart %s: %w", a.Target, err)
 		}
 		return r.remember(vm, true)
 	case plan.Stop:
-		if err := r.hv.Shutdown(ctx, a.Domain, vm.GracePeriod); err != nil {
-			return fmt.Errorf("stop %s: %w", a.Domain, err)
+		if err := r.hv.Shutdown(ctx, a.Target, vm.GracePeriod); err != nil {
+			return fmt.Errorf("stop %s: %w", a.Target, err)
 		}
 		return nil
 	case plan.Delete:
-		return r.delete(ctx, p.observed[a.Domain])
+		return r.delete(ctx, p.Observed[a.Target])
 	}
 	return nil
 }

@@ -2,12 +2,15 @@ package reconciler_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/reconciler"
@@ -128,7 +131,7 @@ func (h *host) domains() map[string]hv.Domain {
 func kinds(p plan.Plan) string {
 	var s []string
 	for _, a := range p.Actions {
-		s = append(s, string(a.Kind)+" "+a.Domain)
+		s = append(s, string(a.Action)+" "+a.Target)
 	}
 	return strings.Join(s, ", ")
 }
@@ -207,12 +210,12 @@ func TestReconciler_driftIsHealedUnlessSelfHealOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, rep := h.apply(st)
-		if len(p.Actions) != 1 || p.Actions[0].Kind != plan.Start || !p.Actions[0].Drift {
+		if len(p.Actions) != 1 || p.Actions[0].Action != plan.Start || !p.Actions[0].Drift {
 			t.Fatalf("self-heal %v: want one drift start, got %s", heal, kinds(p))
 		}
-		wantState, wantResult := hv.Running, "done"
+		wantState, wantResult := hv.Running, plan.Done
 		if !heal {
-			wantState, wantResult = hv.Shutoff, "skipped"
+			wantState, wantResult = hv.Shutoff, plan.Skipped
 		}
 		if got := h.domains()["default_web"].State; got != wantState {
 			t.Fatalf("self-heal %v: state %s, want %s", heal, got, wantState)
@@ -345,7 +348,7 @@ func TestReconciler_startFailuresBackOff(t *testing.T) {
 	defer db.Close()
 	rec := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks"), Now: func() time.Time { return now }}, hv, d, db)
 	st := base.render("r1", vm("web", "64Mi", "Always"))
-	apply := func() reconciler.Outcome {
+	apply := func() plan.Outcome {
 		p, err := rec.Plan(context.Background(), st)
 		if err != nil {
 			t.Fatal(err)
@@ -353,7 +356,7 @@ func TestReconciler_startFailuresBackOff(t *testing.T) {
 		rep := rec.Apply(context.Background(), p)
 		return rep.Outcomes[len(rep.Outcomes)-1]
 	}
-	if o := apply(); o.Kind != plan.Start || o.Result != "failed" {
+	if o := apply(); o.Action != plan.Start || o.Result != "failed" {
 		t.Fatalf("first start: %+v", o)
 	}
 	if o := apply(); o.Result != "skipped" || !strings.Contains(o.Error, "start failed 1 times") || hv.tries != 1 {
@@ -427,7 +430,7 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 		t.Fatalf("pins of a: %s, want %s", got, want)
 	}
 	// A restarted agent keeps a's CPUs and sees nothing to change.
-	if p := apply(agent(), both); len(p.Actions) != 1 || p.Actions[0].Kind != plan.Wait {
+	if p := apply(agent(), both); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	if got := pins("default_a"); got != want {
@@ -530,7 +533,7 @@ func TestReconciler_hostDevices(t *testing.T) {
 		}
 	}
 	// A restarted agent keeps the allocation: nothing changes.
-	if p := apply(st); len(p.Actions) != 1 || p.Actions[0].Kind != plan.Wait {
+	if p := apply(st); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	// The resource leaves the permitted list: a new VM asking for it waits
@@ -539,7 +542,7 @@ func TestReconciler_hostDevices(t *testing.T) {
 	p = apply(h.render("r2", gpuVM("a"), gpuVM("c")))
 	waited := false
 	for _, a := range p.Actions {
-		if a.Domain == "default_c" && a.Kind == plan.Wait {
+		if a.Target == "default_c" && a.Action == plan.Wait {
 			waited = true
 			if !strings.Contains(a.Reason, "resource nvidia.com/GA100 is not permitted on this node") {
 				t.Fatalf("wait reason: %q", a.Reason)
@@ -619,8 +622,69 @@ func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
 		}
 		rep := rec.Apply(context.Background(), p)
 		o := rep.Outcomes[len(rep.Outcomes)-1]
-		if o.Kind != plan.Start || o.Result != "failed" || drv.tries != i {
+		if o.Action != plan.Start || o.Result != "failed" || drv.tries != i {
 			t.Fatalf("apply %d: want the start tried and failed as unavailable: %+v (tries %d, unavailable %d)", i, o, drv.tries, rep.Unavailable)
 		}
+	}
+}
+
+// jsonCopy writes v as JSON and reads it back.
+func jsonCopy[T any](t *testing.T, v T) T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("read back %s: %v", b, err)
+	}
+	return out
+}
+
+// outcomes renders a report without its timings, which differ run to run.
+func outcomes(rep reconciler.Report) []string {
+	var out []string
+	for _, o := range rep.Outcomes {
+		out = append(out, fmt.Sprintf("%s %s %s %s %s %s %v", o.Stage, o.Action, o.Object, o.Target, o.Result, o.Error, o.Changes))
+	}
+	return out
+}
+
+// A plan is plain data: read back from its JSON it applies as the original
+// does (define, start, restart, delete with the disks), on twin nodes.
+func TestReconciler_planSurvivesJSON(t *testing.T) {
+	r1 := []string{vm("web", "64Mi", "Always"), vm("old", "64Mi", "Always")}
+	r2 := []string{vm("web", "128Mi", "Always"), vm("db", "64Mi", "Always")}
+	var got [2][]string
+	for i, viaJSON := range []bool{false, true} {
+		h := newHost(t, reconciler.Config{SelfHeal: true})
+		h.apply(h.render("r1", r1...))
+		st := h.render("r2", r2...)
+		p, err := h.rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if viaJSON {
+			p = jsonCopy(t, p)
+		}
+		rep := h.rec.Apply(context.Background(), p)
+		if rep.Failed > 0 || len(rep.Outcomes) == 0 {
+			t.Fatalf("json %v: %+v", viaJSON, rep.Outcomes)
+		}
+		got[i] = outcomes(rep)
+		doms := h.domains()
+		if _, gone := doms["default_old"]; gone || doms["default_db"].State != hv.Running || !strings.Contains(doms["default_web"].XML, "131072") {
+			t.Fatalf("json %v: domains after apply: %v", viaJSON, doms)
+		}
+		if _, err := os.Stat(filepath.Join(h.state, "disks/default/old")); !os.IsNotExist(err) {
+			t.Fatalf("json %v: the deleted VM's disks stay: %v", viaJSON, err)
+		}
+		if next, _ := h.apply(st); !next.Empty() {
+			t.Fatalf("json %v: after apply the plan is %s", viaJSON, kinds(next))
+		}
+	}
+	if d := cmp.Diff(got[0], got[1]); d != "" {
+		t.Fatalf("applying the plan read back from JSON differs (-original +read back):\n%s", d)
 	}
 }

@@ -421,7 +421,7 @@ func printHostActions(w io.Writer, acts []host.Action) {
 		if a.Disruptive {
 			flags += " [disruptive]"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Kind, a.Target, orNone(a.Object), a.Reason, flags)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Action, a.Target, orNone(a.Object), a.Reason, flags)
 		for _, c := range a.Changes {
 			// In the last column, which sets no width.
 			fmt.Fprintf(tw, "\t\t\t~ %s\n", c)
@@ -449,7 +449,7 @@ func printHostReport(w io.Writer, format string, p host.Plan, rep host.Report) e
 			if o.Result == "reported" || o.Result == "held" {
 				detail = o.Reason
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Kind, o.Target, o.Result, o.Took, detail)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Action, o.Target, o.Result, o.Took, detail)
 		}
 		tw.Flush()
 	}

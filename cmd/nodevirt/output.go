@@ -127,7 +127,7 @@ func colourFor(w io.Writer) colour {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func (c colour) kind(k plan.Kind) string {
+func (c colour) kind(k plan.Action) string {
 	s := string(k)
 	if !c {
 		return s
@@ -157,13 +157,13 @@ type table struct {
 	c    colour
 	rows []string
 	// kinds[i] is the action row i starts with, "" for none.
-	kinds []plan.Kind
+	kinds []plan.Action
 }
 
 func newTable(w io.Writer, c colour) *table { return &table{w: w, c: c} }
 
 // row adds a line (cells separated by tabs) that starts with the text of k.
-func (t *table) row(k plan.Kind, format string, args ...any) {
+func (t *table) row(k plan.Action, format string, args ...any) {
 	t.rows = append(t.rows, fmt.Sprintf(format, args...))
 	t.kinds = append(t.kinds, k)
 }
@@ -210,7 +210,7 @@ func printPlan(w io.Writer, st *desired.State, p plan.Plan) {
 			if a.Disruptive {
 				flags += " [disruptive]"
 			}
-			t.row(a.Kind, "%s\t%s\t%s\t%s%s", a.Kind, a.Object, a.Domain, a.Reason, flags)
+			t.row(a.Action, "%s\t%s\t%s\t%s%s", a.Action, a.Object, a.Target, a.Reason, flags)
 			for _, ch := range a.Changes {
 				t.row("", "\t  ~ %s\t\t", ch)
 			}
@@ -247,13 +247,13 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 		t.row("", "ACTION\tOBJECT\tRESULT\tTOOK\tDETAIL")
 	}
 	for _, o := range rep.Outcomes {
-		t.row(o.Kind, "%s\t%s\t%s\t%s\t%s", o.Kind, o.Object, o.Result, o.Took, o.Error)
+		t.row(o.Action, "%s\t%s\t%s\t%s\t%s", o.Action, o.Object, o.Result, o.Took, o.Error)
 	}
 	t.flush()
 	for _, a := range p.Actions {
-		switch a.Kind {
+		switch a.Action {
 		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired, plan.Orphan:
-			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Kind), a.Object, a.Reason)
+			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Action), a.Object, a.Reason)
 		}
 	}
 	printDiags(w, p)

@@ -153,8 +153,7 @@ func newStorageApplyCmd(o *options, sf *storageFlags) *cobra.Command {
 					return err
 				}
 				rep := s.m.Apply(ctx, p, storage.All)
-				all.Outcomes = append(all.Outcomes, rep.Outcomes...)
-				all.Failed += rep.Failed
+				all.Append(rep)
 				if !wait {
 					break
 				}
@@ -236,7 +235,7 @@ func printStoragePlan(w io.Writer, p *storage.Plan) {
 			if a.Drift {
 				flag = " [drift]"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Kind, a.Object, a.Target, a.Reason, flag)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Action, a.Object, a.Target, a.Reason, flag)
 			for _, ch := range a.Changes {
 				fmt.Fprintf(tw, "\t  ~ %s\t\t\n", ch)
 			}
@@ -263,7 +262,7 @@ func printStorageReport(w io.Writer, rep storage.Report) {
 		if o.Error != "" {
 			detail = o.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Result, o.Kind, o.Object, o.Target, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Result, o.Action, o.Object, o.Target, detail)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -19,6 +19,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	"github.com/nodevirt/nodevirt/source"
@@ -193,6 +194,28 @@ type NodePlan struct {
 	VMs     *reconciler.Planned
 }
 
+// Steps returns the steps of every stage planned, in stage (apply) order.
+func (p NodePlan) Steps() []plan.Step {
+	out := []plan.Step{}
+	if p.Host != nil {
+		out = appendSteps(out, p.Host.Actions)
+	}
+	if p.Storage != nil {
+		out = appendSteps(out, p.Storage.Actions)
+	}
+	if p.VMs != nil {
+		out = append(out, p.VMs.Actions...)
+	}
+	return out
+}
+
+func appendSteps[S plan.Stepper](out []plan.Step, steps []S) []plan.Step {
+	for _, s := range steps {
+		out = append(out, s.PlanStep())
+	}
+	return out
+}
+
 // NodeReport is what one Apply did, stage by stage; Errors holds the
 // stages that could not be planned (reported, not fatal to later stages).
 type NodeReport struct {
@@ -222,6 +245,15 @@ func (r NodeReport) Err() error {
 		errs = append(errs, fmt.Errorf("VMs: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// Results returns the outcomes of every stage, in stage order (storage's
+// teardown after its setup).
+func (r NodeReport) Results() []plan.Outcome {
+	out := make([]plan.Outcome, 0, len(r.Host.Outcomes)+len(r.Storage.Outcomes)+len(r.VMs.Outcomes))
+	out = append(out, r.Host.Outcomes...)
+	out = append(out, r.Storage.Outcomes...)
+	return append(out, r.VMs.Outcomes...)
 }
 
 // Plan plans every stage for st without changing anything (a dry run: later
@@ -266,9 +298,7 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 		} else {
 			hp.Revision = st.Revision
 			rep.Plan.Host = &hp
-			for _, act := range hp.Actions {
-				a.log.Info("host plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason, "drift", act.Drift)
-			}
+			logPlan(a.log, hp.Actions)
 			rep.Host = a.host.Apply(ctx, hp)
 		}
 	}
@@ -277,9 +307,7 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 			rep.Errors = append(rep.Errors, "plan storage: "+err.Error())
 		} else {
 			rep.Plan.Storage = sp
-			for _, act := range sp.Actions {
-				a.log.Info("storage plan", "action", act.Kind, "object", act.Object, "target", act.Target, "reason", act.Reason)
-			}
+			logPlan(a.log, sp.Actions)
 			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
 		}
 	}
@@ -288,9 +316,7 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
 	if sp := rep.Plan.Storage; sp != nil {
-		td := a.storage.Apply(ctx, sp, storage.Teardown)
-		rep.Storage.Outcomes = append(rep.Storage.Outcomes, td.Outcomes...)
-		rep.Storage.Failed += td.Failed
+		rep.Storage.Append(a.storage.Apply(ctx, sp, storage.Teardown))
 	}
 	return rep
 }
@@ -304,11 +330,17 @@ func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport
 		return
 	}
 	rep.Plan.VMs = p
-	for _, act := range p.Actions {
-		a.log.Info("plan", "action", act.Kind, "object", act.Object, "reason", act.Reason, "drift", act.Drift)
-	}
+	logPlan(a.log, p.Actions)
 	rep.VMs = a.rec.Apply(ctx, p)
 	rep.Unavailable = rep.VMs.Unavailable > 0
+}
+
+// logPlan logs every step of a stage's plan, one line each.
+func logPlan[S plan.Stepper](log *slog.Logger, steps []S) {
+	for _, st := range steps {
+		s := st.PlanStep()
+		log.Info("plan", "action", s.Action, "object", s.Object, "reason", s.Reason, "stage", s.Stage, "target", s.Target, "drift", s.Drift)
+	}
 }
 
 // hypervisorPoll is how often ApplyThroughOutage asks whether libvirtd
@@ -425,12 +457,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	} else {
 		rep, err = a.apply(ctx, a.desired)
 	}
-	done := 0
-	for _, o := range rep.Outcomes {
-		if o.Result == "done" {
-			done++
-		}
-	}
+	done := rep.Count(plan.Done)
 	if err != nil {
 		a.log.Error("reconcile", "revision", rep.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
 		return

@@ -5,12 +5,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
@@ -100,7 +104,41 @@ func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
 	if a.Desired() == nil || len(a.Desired().VMs) != 1 {
 		t.Fatalf("offline restart must load the last good revision, got %v", a.Desired())
 	}
-	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Kind != "start" || rep.Outcomes[0].Result != "done" {
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != "start" || rep.Outcomes[0].Result != "done" {
 		t.Fatalf("want the destroyed VM started again, got %+v", rep.Outcomes)
+	}
+}
+
+// The node-level views list every stage's steps and results in apply
+// order (host, storage, VMs), an empty plan as an empty list.
+func TestNodePlan_stepsInStageOrder(t *testing.T) {
+	if s := (agent.NodePlan{}).Steps(); s == nil || len(s) != 0 {
+		t.Fatalf("empty plan: %#v", s)
+	}
+	step := func(st plan.Stage, a plan.Action) plan.Step {
+		return plan.Step{Stage: st, Action: a, Object: string(st)}
+	}
+	np := agent.NodePlan{
+		VMs:     &reconciler.Planned{Plan: plan.Plan{Actions: []plan.Step{step(plan.StageVM, plan.Create)}}},
+		Storage: &storage.Plan{Actions: []storage.Action{{Step: step(plan.StageStorage, storage.ActBind), Claim: "default/disk"}}},
+		Host:    &host.Plan{Actions: []host.Action{{Step: step(plan.StageHost, host.WriteFile)}, {Step: step(plan.StageHost, host.StartUnit)}}},
+	}
+	var got []string
+	for _, s := range np.Steps() {
+		got = append(got, string(s.Stage)+" "+string(s.Action))
+	}
+	if want := "host write-file, host start-unit, storage bind, vm create"; strings.Join(got, ", ") != want {
+		t.Fatalf("steps: %s, want %s", strings.Join(got, ", "), want)
+	}
+	var rep agent.NodeReport
+	rep.VMs.Add(plan.Outcome{Step: step(plan.StageVM, plan.Start), Result: plan.Done})
+	rep.Storage.Add(plan.Outcome{Step: step(plan.StageStorage, storage.ActImport), Result: plan.Failed})
+	rep.Host.Add(plan.Outcome{Step: step(plan.StageHost, host.EnableUnit), Result: plan.Done})
+	got = got[:0]
+	for _, o := range rep.Results() {
+		got = append(got, string(o.Stage)+" "+string(o.Result))
+	}
+	if want := "host done, storage failed, vm done"; strings.Join(got, ", ") != want || rep.Err() == nil {
+		t.Fatalf("results: %s, want %s (err %v)", strings.Join(got, ", "), want, rep.Err())
 	}
 }

@@ -173,7 +173,7 @@ func TestOpen_storageAloneHoldsADiskInUse(t *testing.T) {
 	kind := func(acts []storage.Action) (string, string) {
 		for _, a := range acts {
 			if a.Object == "DataVolume default/data" {
-				return a.Kind, a.Reason
+				return string(a.Action), a.Reason
 			}
 		}
 		return "", ""
@@ -182,11 +182,11 @@ func TestOpen_storageAloneHoldsADiskInUse(t *testing.T) {
 	write("dv.yaml", "")
 	testNode(t, node, fmt.Sprintf(`<domain type='test'><name>app</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>`+
 		`<devices><disk type='file' device='disk'><source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>`, claim.Path))
-	if k, why := kind(plan()); k != storage.ActHold || !strings.Contains(why, "domain still uses its disk") {
+	if k, why := kind(plan()); k != string(storage.ActHold) || !strings.Contains(why, "domain still uses its disk") {
 		t.Fatalf("removed claim whose disk a domain uses: %s (%s), want a hold", k, why)
 	}
 	testNode(t, node)
-	if k, why := kind(plan()); k != storage.ActDeleteData {
+	if k, why := kind(plan()); k != string(storage.ActDeleteData) {
 		t.Fatalf("removed claim no domain uses: %s (%s), want delete-data", k, why)
 	}
 }

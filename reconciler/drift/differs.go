@@ -13,16 +13,14 @@ import (
 // run the source. Only checks that cannot apply to this host are not
 // differences. Unknown kinds count, so a new kind is never silently in sync.
 
-// VMDiffers reports whether a step of the VM plan is a difference. Every
-// kind is: the VM plan lists only domains that are not in sync (a missing or
-// changed domain, one to start or stop, an extra or orphaned one, a conflict,
-// a wait, a prune the guard holds, an invalid manifest's kept state, a
-// restart the VM refused).
-func VMDiffers(plan.Kind) bool { return true }
-
-// HostDiffers reports whether a step of the host plan is a difference.
-func HostDiffers(k host.Kind) bool {
-	switch k {
+// Differs reports whether a step of any stage's plan is a difference.
+// Every VM step is one: the VM plan lists only domains that are not in sync
+// (a missing or changed domain, one to start or stop, an extra or orphaned
+// one, a conflict, a wait, a prune the guard holds, an invalid manifest's
+// kept state, a restart the VM refused). Every storage step is one, waits
+// included: a claim waiting for its import is not yet what the source asks.
+func Differs(s plan.Step) bool {
+	switch s.Action {
 	case host.NotApplicable:
 		// An SELinux label check on a host without SELinux: nothing to do
 		// here, ever.
@@ -34,11 +32,6 @@ func HostDiffers(k host.Kind) bool {
 	}
 	return true
 }
-
-// StorageDiffers reports whether a step of the storage plan is a difference.
-// Every kind is, waits included: a claim waiting for its import, upload or
-// clone source is not yet what the source asks for.
-func StorageDiffers(kind string) bool { return true }
 
 // Plans is one node's plans, any of them nil when not computed.
 type Plans struct {
@@ -52,21 +45,21 @@ func (p Plans) Differences() int {
 	n := 0
 	if p.VMs != nil {
 		for _, a := range p.VMs.Actions {
-			if VMDiffers(a.Kind) {
+			if Differs(a.PlanStep()) {
 				n++
 			}
 		}
 	}
 	if p.Host != nil {
 		for _, a := range p.Host.Actions {
-			if HostDiffers(a.Kind) {
+			if Differs(a.PlanStep()) {
 				n++
 			}
 		}
 	}
 	if p.Storage != nil {
 		for _, a := range p.Storage.Actions {
-			if StorageDiffers(a.Kind) {
+			if Differs(a.PlanStep()) {
 				n++
 			}
 		}

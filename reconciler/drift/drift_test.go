@@ -13,10 +13,10 @@ import (
 // One status per domain, the out-of-band change winning; a start after a
 // create is part of the missing VM.
 func TestVMs_statusPerDomain(t *testing.T) {
-	a := func(k plan.Kind, dom string, drift bool) plan.Action {
-		return plan.Action{Kind: k, Object: "VirtualMachine default/" + dom, Domain: "default_" + dom, Reason: string(k), Drift: drift}
+	a := func(k plan.Action, dom string, drift bool) plan.Step {
+		return plan.Step{Stage: plan.StageVM, Action: k, Object: "VirtualMachine default/" + dom, Target: "default_" + dom, Reason: string(k), Drift: drift}
 	}
-	rep := VMs(plan.Plan{Revision: "r1", InSync: []string{"default_ok"}, Actions: []plan.Action{
+	rep := VMs(plan.Plan{Revision: "r1", InSync: []string{"default_ok"}, Actions: []plan.Step{
 		a(plan.Create, "new", false), a(plan.Start, "new", false),
 		a(plan.Update, "edited", false), a(plan.Start, "edited", true),
 		a(plan.Update, "changed", false), a(plan.RestartRequired, "changed", false),
@@ -46,16 +46,16 @@ func TestVMs_statusPerDomain(t *testing.T) {
 // anything; the plans count them all.
 func TestPlans_differences(t *testing.T) {
 	hp := host.Plan{Actions: []host.Action{
-		{Kind: host.NotApplicable, Target: "/var/hpvolumes"},
-		{Kind: host.DeviceUnbound, Target: "0000:02:01.0"},
+		{Step: plan.Step{Stage: plan.StageHost, Action: host.NotApplicable, Target: "/var/hpvolumes"}},
+		{Step: plan.Step{Stage: plan.StageHost, Action: host.DeviceUnbound, Target: "0000:02:01.0"}},
 	}}
 	ps := Plans{VMs: &plan.Plan{}, Host: &hp, Storage: &storage.Plan{}}
 	if n := ps.Differences(); n != 0 {
 		t.Fatalf("checks that change nothing are no difference: %d", n)
 	}
-	hp.Actions = append(hp.Actions, host.Action{Kind: host.RebootRequired, Target: "kernel arguments"})
-	ps.VMs.Actions = []plan.Action{{Kind: plan.Wait}}
-	ps.Storage.Actions = []storage.Action{{Kind: storage.ActWait}, {Kind: storage.ActHold}}
+	hp.Actions = append(hp.Actions, host.Action{Step: plan.Step{Stage: plan.StageHost, Action: host.RebootRequired, Target: "kernel arguments"}})
+	ps.VMs.Actions = []plan.Step{{Stage: plan.StageVM, Action: plan.Wait}}
+	ps.Storage.Actions = []storage.Action{{Step: plan.Step{Stage: plan.StageStorage, Action: storage.ActWait}}, {Step: plan.Step{Stage: plan.StageStorage, Action: storage.ActHold}}}
 	if n := ps.Differences(); n != 4 {
 		t.Errorf("differences = %d, want 4 (reboot, VM wait, storage wait and hold)", n)
 	}

@@ -1,15 +1,18 @@
 package drift
 
-import "github.com/nodevirt/nodevirt/reconciler/host"
+import (
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+)
 
 // HostEntry is one difference between the host configuration and the source.
 type HostEntry struct {
-	Target string    `json:"target"`
-	Object string    `json:"object,omitempty"`
-	Status string    `json:"status"`
-	Reason string    `json:"reason"`
-	Action host.Kind `json:"action"`
-	Fields []string  `json:"changes,omitempty"`
+	Target string      `json:"target"`
+	Object string      `json:"object,omitempty"`
+	Status string      `json:"status"`
+	Reason string      `json:"reason"`
+	Action plan.Action `json:"action"`
+	Fields []string    `json:"changes,omitempty"`
 }
 
 // HostReport is `nodevirt host drift`, and the host part of `nodevirt drift`.
@@ -32,18 +35,18 @@ func Host(p host.Plan) HostReport {
 		case a.Drift:
 			status = Drifted
 			rep.Drifted++
-		case a.Kind == host.RebootRequired:
+		case a.Action == host.RebootRequired:
 			status = RebootRequired
-		case a.Kind == host.NotApplicable:
+		case a.Action == host.NotApplicable:
 			status = NotApplicable
-		case a.Kind == host.Keep:
+		case a.Action == host.Keep:
 			status = Invalid
-		case a.Kind == host.Hold:
+		case a.Action == host.Hold:
 			status = Held
-		case a.Kind == host.DeviceUnbound:
+		case a.Action == host.DeviceUnbound:
 			status = Unbound
 		}
-		e := HostEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Kind}
+		e := HostEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Action}
 		for _, c := range a.Changes {
 			e.Fields = append(e.Fields, c.String())
 		}

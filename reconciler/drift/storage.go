@@ -10,7 +10,7 @@ type StorageEntry struct {
 	Object  string        `json:"object"`
 	Target  string        `json:"target,omitempty"`
 	Status  string        `json:"status"`
-	Action  string        `json:"action"`
+	Action  plan.Action   `json:"action"`
 	Reason  string        `json:"reason"`
 	Changes []plan.Change `json:"changes,omitempty"`
 }
@@ -23,23 +23,23 @@ func Storage(p *storage.Plan) []StorageEntry {
 		return out
 	}
 	for _, a := range p.Actions {
-		if !StorageDiffers(a.Kind) {
+		if !Differs(a.Step) {
 			continue
 		}
 		status := Pending
 		switch {
 		case a.Drift:
 			status = Drifted
-		case a.Kind == storage.ActWait:
+		case a.Action == storage.ActWait:
 			status = Waiting
-		case a.Kind == storage.ActHold:
+		case a.Action == storage.ActHold:
 			status = Held
-		case a.Kind == storage.ActKeep:
+		case a.Action == storage.ActKeep:
 			status = Invalid
-		case a.Kind == storage.ActConflict:
+		case a.Action == storage.ActConflict:
 			status = Conflict
 		}
-		out = append(out, StorageEntry{Object: a.Object, Target: a.Target, Status: status, Action: a.Kind, Reason: a.Reason, Changes: a.Changes})
+		out = append(out, StorageEntry{Object: a.Object, Target: a.Target, Status: status, Action: a.Action, Reason: a.Reason, Changes: a.Changes})
 	}
 	return out
 }

@@ -64,17 +64,17 @@ func VMs(p plan.Plan) Report {
 	rep := Report{Revision: p.Revision, InSync: p.InSync}
 	byDomain := map[string]*Entry{}
 	var order []string
-	entry := func(a plan.Action) *Entry {
-		e, ok := byDomain[a.Domain]
+	entry := func(a plan.Step) *Entry {
+		e, ok := byDomain[a.Target]
 		if !ok {
-			e = &Entry{Object: a.Object, Domain: a.Domain}
-			byDomain[a.Domain] = e
-			order = append(order, a.Domain)
+			e = &Entry{Object: a.Object, Domain: a.Target}
+			byDomain[a.Target] = e
+			order = append(order, a.Target)
 		}
 		return e
 	}
 	for _, a := range p.Actions {
-		if !VMDiffers(a.Kind) {
+		if !Differs(a) {
 			continue
 		}
 		e := entry(a)
@@ -83,7 +83,7 @@ func VMs(p plan.Plan) Report {
 				e.Status = s
 			}
 		}
-		switch a.Kind {
+		switch a.Action {
 		case plan.Create:
 			set(Missing)
 		case plan.Update:

@@ -39,7 +39,7 @@ func (g Guard) share() float64 {
 // pure.
 func Diff(desired *nodeconfig.HostConfig, o Observed, g Guard) Plan {
 	d := differ{h: desired, o: o, rec: o.Record, changedUnits: map[string]bool{}, started: map[string]bool{}, wanted: map[string]bool{}}
-	d.p = Plan{Systemd: "live", KernelArgsBackend: o.Kargs.Backend, Diags: desired.Diags, PruneSuspended: desired.PruneSuspended, desired: desired, observed: o}
+	d.p = Plan{Systemd: "live", KernelArgsBackend: o.Kargs.Backend, Diags: desired.Diags, PruneSuspended: desired.PruneSuspended, Desired: desired, Observed: o}
 	if !o.UnitsLive {
 		d.p.Systemd = o.UnitsOffline
 		if d.p.Systemd == "" {
@@ -57,15 +57,15 @@ func Diff(desired *nodeconfig.HostConfig, o Observed, g Guard) Plan {
 	d.reloads()
 	d.reboot()
 	d.keep()
-	sort.SliceStable(d.p.Actions, func(i, j int) bool { return order(d.p.Actions[i].Kind) < order(d.p.Actions[j].Kind) })
+	sort.SliceStable(d.p.Actions, func(i, j int) bool { return order(d.p.Actions[i].Action) < order(d.p.Actions[j].Action) })
 	return d.p
 }
 
 // order is the Machine Config Daemon's: files and units, then stale data,
 // then kernel arguments; nodevirt's own steps (devices, starts) follow, and
 // the reboot notice comes last.
-func order(k Kind) int {
-	for i, x := range []Kind{WriteFile, WriteUnit, UnmaskUnit, MaskUnit, DisableUnit, EnableUnit, RemoveFile, RestoreFile, StageKargs,
+func order(k plan.Action) int {
+	for i, x := range []plan.Action{WriteFile, WriteUnit, UnmaskUnit, MaskUnit, DisableUnit, EnableUnit, RemoveFile, RestoreFile, StageKargs,
 		UnbindDevice, BindDevice, StopUnit, StartUnit, RestartUnit, Keep, Hold, NotApplicable, DeviceUnbound, RebootRequired} {
 		if x == k {
 			return i
@@ -91,7 +91,10 @@ type differ struct {
 	held string
 }
 
-func (d *differ) add(a Action) { d.p.Actions = append(d.p.Actions, a) }
+func (d *differ) add(a Action) {
+	a.Stage = plan.StageHost
+	d.p.Actions = append(d.p.Actions, a)
+}
 
 // pruneHold decides, before any removal is planned, whether this revision
 // may take away what nodevirt applied from configs that left the source:
@@ -137,8 +140,8 @@ func (d *differ) prune(a Action) bool {
 		d.add(a)
 		return true
 	}
-	a.Reason = "held, not " + string(a.Kind) + ": " + d.held
-	a.Kind, a.Disruptive, a.Drift = Hold, false, false
+	a.Reason = "held, not " + string(a.Action) + ": " + d.held
+	a.Action, a.Disruptive, a.Drift = Hold, false, false
 	d.add(a)
 	return false
 }
@@ -187,9 +190,9 @@ func (d *differ) files() {
 			continue
 		}
 		rec, recorded := d.rec.Files[e.path]
-		a := Action{Kind: WriteFile, Object: e.source.Object, Target: e.path, Changes: changes, entry: e}
+		a := Action{Step: plan.Step{Action: WriteFile, Object: e.source.Object, Target: e.path, Changes: changes}, Write: e.write()}
 		if e.kind != "file" {
-			a.Kind, a.unit = WriteUnit, e.unit
+			a.Action, a.Unit = WriteUnit, e.unit
 			d.changedUnits[e.unit] = true
 		}
 		same := recorded && rec.SHA256 == hashBytes(e.data) && rec.Mode == e.mode && (ownerErr != "" || (rec.UID == uid && rec.GID == gid))
@@ -259,10 +262,10 @@ func (d *differ) stale() {
 		if d.h.IsInvalid(rec.Object) {
 			continue
 		}
-		a := Action{Kind: RemoveFile, Object: rec.Object, Target: p, unit: rec.Unit}
+		a := Action{Step: plan.Step{Action: RemoveFile, Object: rec.Object, Target: p}, Unit: rec.Unit}
 		obs := d.o.Files[p]
 		if rec.Original {
-			a.Kind = RestoreFile
+			a.Action = RestoreFile
 			a.Reason = "left the source; the original file is restored"
 			a.Changes = []plan.Change{{Path: "file", From: "nodevirt's", To: "original"}}
 		} else {
@@ -297,8 +300,8 @@ func (d *differ) units() {
 		desired[u.Name] = true
 		st := d.o.Units[u.Name]
 		rec, recorded := d.rec.Units[u.Name]
-		act := func(k Kind, reason string) Action {
-			return Action{Kind: k, Object: u.Source.Object, Target: u.Name, unit: u.Name, Reason: reason}
+		act := func(k plan.Action, reason string) Action {
+			return Action{Step: plan.Step{Action: k, Object: u.Source.Object, Target: u.Name, Reason: reason}, Unit: u.Name}
 		}
 		inSync := true
 		if u.Mask != nil && *u.Mask {
@@ -359,14 +362,14 @@ func (d *differ) units() {
 				k, reason := StartUnit, "new or changed in the source; start it now rather than at the next boot"
 				a := act(k, reason)
 				if d.o.UnitsLive && st.Props["ActiveState"] == "active" {
-					a.Kind, a.Reason = RestartUnit, "changed in the source; restart it so the change takes effect now"
+					a.Action, a.Reason = RestartUnit, "changed in the source; restart it so the change takes effect now"
 					a.Disruptive = st.Props["SubState"] == "running"
 				}
 				if !d.o.UnitsLive {
 					a.Reason = "systemd is not running under the root: the unit takes effect at boot"
 				}
 				if guarded(u) {
-					a.judge = judgeSELinux
+					a.Judge = JudgeSELinux
 				}
 				d.started[u.Name] = true
 				d.add(a)
@@ -388,16 +391,13 @@ func (d *differ) units() {
 		}
 		st := d.o.Units[name]
 		if rec.Masked && st.FileState == "masked" {
-			d.prune(Action{Kind: UnmaskUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt masked it, so it is unmasked",
-				Changes: []plan.Change{{Path: "state", From: "masked", To: "unmasked"}}})
+			d.prune(Action{Step: plan.Step{Action: UnmaskUnit, Object: rec.Object, Target: name, Reason: "left the source; nodevirt masked it, so it is unmasked", Changes: []plan.Change{{Path: "state", From: "masked", To: "unmasked"}}}, Unit: name})
 		}
 		if rec.Enabled != nil && *rec.Enabled && enabledState(st.FileState) && st.FileState != "static" {
-			d.prune(Action{Kind: DisableUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; nodevirt enabled it, so it is disabled",
-				Changes: []plan.Change{{Path: "enabled", From: st.FileState, To: "disabled"}}})
+			d.prune(Action{Step: plan.Step{Action: DisableUnit, Object: rec.Object, Target: name, Reason: "left the source; nodevirt enabled it, so it is disabled", Changes: []plan.Change{{Path: "enabled", From: st.FileState, To: "disabled"}}}, Unit: name})
 		}
 		if d.o.UnitsLive && st.Props["ActiveState"] == "active" && rec.Ran != "" {
-			d.prune(Action{Kind: StopUnit, Object: rec.Object, Target: name, unit: name, Reason: "left the source; stop it",
-				Disruptive: st.Props["SubState"] == "running"})
+			d.prune(Action{Step: plan.Step{Action: StopUnit, Object: rec.Object, Target: name, Reason: "left the source; stop it", Disruptive: st.Props["SubState"] == "running"}, Unit: name})
 		}
 	}
 }
@@ -444,9 +444,9 @@ func (d *differ) kargs() {
 		obj = d.h.KernelArgs[0].Source.Object
 	}
 	if len(kept) > 0 {
-		a := Action{Kind: Keep, Object: "kernel arguments", Target: "kernel arguments", Reason: "left the source, but kept: " + keepWhy}
+		a := Action{Step: plan.Step{Action: Keep, Object: "kernel arguments", Target: "kernel arguments", Reason: "left the source, but kept: " + keepWhy}}
 		if d.held != "" {
-			a.Kind, a.Reason = Hold, "held, not dropped: "+d.held
+			a.Action, a.Reason = Hold, "held, not dropped: "+d.held
 		}
 		for _, k := range kept {
 			a.Changes = append(a.Changes, plan.Change{Path: "kernelArguments[" + k + "]", From: "staged", To: "kept"})
@@ -475,8 +475,7 @@ func (d *differ) kargs() {
 		changes = []plan.Change{{Path: "kernelArguments", From: "unknown: " + ks.StagedErr, To: strings.Join(want, " ")}}
 	}
 	if len(changes) > 0 {
-		a := Action{Kind: StageKargs, Object: obj, Target: "kernel arguments (" + ks.Backend + ")", Changes: changes, want: want, drop: drop,
-			Reason: "stage for the next boot through " + ks.Backend}
+		a := Action{Step: plan.Step{Action: StageKargs, Object: obj, Target: "kernel arguments (" + ks.Backend + ")", Changes: changes, Reason: "stage for the next boot through " + ks.Backend}, KargsWant: want, KargsDrop: drop}
 		if drift {
 			a.Drift, a.Reason = true, "missing from the staged boot configuration; stage them again through "+ks.Backend
 		}
@@ -499,8 +498,7 @@ func (d *differ) kargs() {
 		}
 	}
 	if len(notRunning) > 0 {
-		d.add(Action{Kind: RebootRequired, Object: obj, Target: "kernel arguments",
-			Reason: "the host runs without the staged kernel arguments: " + strings.Join(notRunning, ", ")})
+		d.add(Action{Step: plan.Step{Action: RebootRequired, Object: obj, Target: "kernel arguments", Reason: "the host runs without the staged kernel arguments: " + strings.Join(notRunning, ", ")}})
 	}
 }
 
@@ -536,22 +534,18 @@ func (d *differ) devices() {
 			change := []plan.Change{{Path: "driver", From: dev.Driver, To: "vfio-pci"}}
 			switch {
 			case d.h.VFIO.Bind:
-				a := Action{Kind: BindDevice, Object: r.Source.Object, Target: dev.Address, Changes: change, device: dev.ID(),
-					Reason:     fmt.Sprintf("permitted as %s (%s); bind it to vfio-pci through driver_override%s", r.ResourceName, dev.ID(), iommu),
-					Disruptive: dev.Driver != ""}
+				a := Action{Step: plan.Step{Action: BindDevice, Object: r.Source.Object, Target: dev.Address, Changes: change, Reason: fmt.Sprintf("permitted as %s (%s); bind it to vfio-pci through driver_override%s", r.ResourceName, dev.ID(), iommu), Disruptive: dev.Driver != ""}, Device: dev.ID()}
 				if bound && rec.ID == dev.ID() {
 					a.Drift = true
 					a.Reason = fmt.Sprintf("rebound to %s on the host; nodevirt bound it to vfio-pci for %s", current, r.ResourceName)
 				}
 				d.add(a)
 			case ids[dev.ID()]:
-				d.add(Action{Kind: RebootRequired, Object: r.Source.Object, Target: dev.Address, Changes: change, reboot: false,
-					Reason: fmt.Sprintf("%s (%s) is bound to %s; vfio-pci claims it at boot (options vfio-pci ids=) — reboot, or opt in to run-time binding with %s%s",
-						dev.Address, dev.ID(), current, nodeconfig.AnnotationVFIOBind, iommu)})
+				d.add(Action{Step: plan.Step{Action: RebootRequired, Object: r.Source.Object, Target: dev.Address, Changes: change, Reason: fmt.Sprintf("%s (%s) is bound to %s; vfio-pci claims it at boot (options vfio-pci ids=) — reboot, or opt in to run-time binding with %s%s",
+					dev.Address, dev.ID(), current, nodeconfig.AnnotationVFIOBind, iommu)}, UntilBoot: false})
 			default:
-				d.add(Action{Kind: DeviceUnbound, Object: r.Source.Object, Target: dev.Address, Changes: change,
-					Reason: fmt.Sprintf("permitted as %s but bound to %s, and nothing binds %s to vfio-pci: add it to %s, or annotate the HyperConverged with %s and %s",
-						r.ResourceName, current, dev.ID(), nodeconfig.VFIOConfPath, nodeconfig.AnnotationVFIOGenerate, nodeconfig.AnnotationVFIOBind)})
+				d.add(Action{Step: plan.Step{Action: DeviceUnbound, Object: r.Source.Object, Target: dev.Address, Changes: change, Reason: fmt.Sprintf("permitted as %s but bound to %s, and nothing binds %s to vfio-pci: add it to %s, or annotate the HyperConverged with %s and %s",
+					r.ResourceName, current, dev.ID(), nodeconfig.VFIOConfPath, nodeconfig.AnnotationVFIOGenerate, nodeconfig.AnnotationVFIOBind)}})
 			}
 		}
 	}
@@ -570,9 +564,7 @@ func (d *differ) devices() {
 		if !present {
 			continue
 		}
-		d.prune(Action{Kind: UnbindDevice, Object: rec.Object, Target: addr, Disruptive: true,
-			Changes: []plan.Change{{Path: "driver", From: "vfio-pci", To: rec.Previous}},
-			Reason:  "no longer permitted (or run-time binding turned off); give it back to its driver"})
+		d.prune(Action{Step: plan.Step{Action: UnbindDevice, Object: rec.Object, Target: addr, Disruptive: true, Changes: []plan.Change{{Path: "driver", From: "vfio-pci", To: rec.Previous}}, Reason: "no longer permitted (or run-time binding turned off); give it back to its driver"}})
 	}
 }
 
@@ -581,8 +573,7 @@ func (d *differ) labels() {
 	mode := d.o.SELinux.Mode
 	for _, l := range d.h.Labels {
 		if mode == "" || mode == "disabled" {
-			d.add(Action{Kind: NotApplicable, Object: l.Source.Object, Target: l.Path,
-				Reason: fmt.Sprintf("SELinux is not enabled on this host: the %s label check is not applicable", l.Type)})
+			d.add(Action{Step: plan.Step{Action: NotApplicable, Object: l.Source.Object, Target: l.Path, Reason: fmt.Sprintf("SELinux is not enabled on this host: the %s label check is not applicable", l.Type)}})
 			continue
 		}
 		label, ok := d.o.SELinux.Labels[l.Path]
@@ -598,9 +589,7 @@ func (d *differ) labels() {
 		if !ok {
 			from = "(missing)"
 		}
-		a := Action{Kind: RestartUnit, Object: l.Source.Object, Target: l.Unit, unit: l.Unit, judge: judgeSELinux,
-			Changes: []plan.Change{{Path: "security.selinux[" + l.Path + "]", From: from, To: "type " + l.Type}},
-			Reason:  fmt.Sprintf("%s is labelled %s, not %s; run %s again", l.Path, orDash(typ), l.Type, l.Unit)}
+		a := Action{Step: plan.Step{Action: RestartUnit, Object: l.Source.Object, Target: l.Unit, Changes: []plan.Change{{Path: "security.selinux[" + l.Path + "]", From: from, To: "type " + l.Type}}, Reason: fmt.Sprintf("%s is labelled %s, not %s; run %s again", l.Path, orDash(typ), l.Type, l.Unit)}, Unit: l.Unit, Judge: JudgeSELinux}
 		if rec, ok := d.rec.Units[l.Unit]; ok && rec.Ran != "" {
 			a.Drift = true
 		}
@@ -643,7 +632,7 @@ func (d *differ) reloads() {
 					}
 				}
 				d.started[r.unit] = true
-				d.add(Action{Kind: RestartUnit, Object: obj, Target: r.unit, unit: r.unit, Reason: r.why})
+				d.add(Action{Step: plan.Step{Action: RestartUnit, Object: obj, Target: r.unit, Reason: r.why}, Unit: r.unit})
 				break
 			}
 		}
@@ -666,11 +655,11 @@ func (d *differ) reboot() {
 		}
 	}
 	if len(reasons) > 0 {
-		d.add(Action{Kind: RebootRequired, Object: obj, Target: "/etc/modprobe.d", reboot: true, Reason: strings.Join(reasons, "; ")})
+		d.add(Action{Step: plan.Step{Action: RebootRequired, Object: obj, Target: "/etc/modprobe.d", Reason: strings.Join(reasons, "; ")}, UntilBoot: true})
 		return
 	}
 	if r := d.rec.Reboot; r != nil && r.BootID != "" && r.BootID == d.o.BootID {
-		d.add(Action{Kind: RebootRequired, Target: "/etc/modprobe.d", Reason: strings.Join(r.Reasons, "; ") + " (changed during this boot)"})
+		d.add(Action{Step: plan.Step{Action: RebootRequired, Target: "/etc/modprobe.d", Reason: strings.Join(r.Reasons, "; ") + " (changed during this boot)"}})
 	}
 }
 
@@ -687,6 +676,6 @@ func (d *differ) keep() {
 		if n > 0 {
 			reason = fmt.Sprintf("the config is invalid; the %d files and units nodevirt applied from it stay as they are until it is fixed", n)
 		}
-		d.add(Action{Kind: Keep, Object: obj, Target: obj, Reason: reason})
+		d.add(Action{Step: plan.Step{Action: Keep, Object: obj, Target: obj, Reason: reason}})
 	}
 }

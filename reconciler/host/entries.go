@@ -73,3 +73,8 @@ func guarded(u *nodeconfig.Unit) bool {
 	}
 	return u.Contents != nil && strings.Contains(*u.Contents, "ConditionSecurity=selinux")
 }
+
+// write is what a write step of the entry puts on the host.
+func (e *entry) write() *FileWrite {
+	return &FileWrite{Path: e.path, Kind: e.kind, Unit: e.unit, Data: e.data, Mode: e.mode, UID: e.uid, GID: e.gid, Object: e.source.Object}
+}

@@ -86,7 +86,7 @@ func (w *world) apply(h *nodeconfig.HostConfig) (Plan, Report) {
 func kinds(acts []Action) []string {
 	var out []string
 	for _, a := range acts {
-		s := string(a.Kind) + " " + a.Target
+		s := string(a.Action) + " " + a.Target
 		if a.Drift {
 			s += " [drift]"
 		}
@@ -98,7 +98,7 @@ func kinds(acts []Action) []string {
 func results(rep Report) []string {
 	var out []string
 	for _, o := range rep.Outcomes {
-		out = append(out, string(o.Kind)+" "+o.Target+" "+o.Result)
+		out = append(out, string(o.Action)+" "+o.Target+" "+string(o.Result))
 	}
 	return out
 }

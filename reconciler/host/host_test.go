@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -128,7 +129,7 @@ func TestDiff_drift(t *testing.T) {
 	rep := off.Apply(context.Background(), p)
 	for _, o := range rep.Outcomes {
 		if o.Drift && o.Result != "skipped" {
-			t.Errorf("self-heal off: %s %s %s", o.Kind, o.Target, o.Result)
+			t.Errorf("self-heal off: %s %s %s", o.Action, o.Target, o.Result)
 		}
 	}
 	if got, _ := w.read("/etc/modprobe.d/vfio.conf"); !strings.Contains(got, "dead:beef") {
@@ -173,8 +174,8 @@ func TestDiff_devices(t *testing.T) {
 	p := w.plan(h)
 	var got []string
 	for _, a := range p.Actions {
-		if a.Kind == RebootRequired || a.Kind == DeviceUnbound {
-			got = append(got, string(a.Kind)+" "+a.Target+": "+a.Reason)
+		if a.Action == RebootRequired || a.Action == DeviceUnbound {
+			got = append(got, string(a.Action)+" "+a.Target+": "+a.Reason)
 		}
 	}
 	if len(got) != 3 ||
@@ -300,7 +301,7 @@ func TestApply_unitResult(t *testing.T) {
 		t.Fatalf("report: %v", results(rep))
 	}
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && !strings.Contains(o.Error, "Result=exit-code") {
+		if o.Action == StartUnit && !strings.Contains(o.Error, "Result=exit-code") {
 			t.Errorf("error = %q", o.Error)
 		}
 	}
@@ -312,7 +313,7 @@ func TestApply_unitResult(t *testing.T) {
 	w.units.result["hostpath-provisioner.service"] = map[string]string{"Job": "done", "ActiveState": "inactive", "SubState": "dead", "Result": "success", "ConditionResult": "false"}
 	_, rep = w.apply(seed())
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && (o.Result != "not-applicable" || !strings.Contains(o.Detail, "ConditionSecurity=selinux")) {
+		if o.Action == StartUnit && (o.Result != "not-applicable" || !strings.Contains(o.Detail, "ConditionSecurity=selinux")) {
 			t.Errorf("start: %s %s", o.Result, o.Detail)
 		}
 	}
@@ -328,11 +329,11 @@ func TestApply_offlineUnits(t *testing.T) {
 		t.Errorf("plan systemd = %q", p.Systemd)
 	}
 	for _, o := range rep.Outcomes {
-		if o.Kind == StartUnit && o.Result != "at-boot" {
+		if o.Action == StartUnit && o.Result != "at-boot" {
 			t.Errorf("start offline: %s", o.Result)
 		}
-		if o.Kind == RestartUnit {
-			t.Errorf("offline: no %s %s", o.Kind, o.Target)
+		if o.Action == RestartUnit {
+			t.Errorf("offline: no %s %s", o.Action, o.Target)
 		}
 	}
 	if p := w.plan(seed()); strings.Contains(strings.Join(kinds(p.Actions), ","), "start-unit") {
@@ -355,7 +356,7 @@ func TestDiff_invalidConfigKeepsItsFiles(t *testing.T) {
 	h.Invalid = []string{"Butane 100-worker-vfiopci.bu"}
 	p := w.plan(h)
 	for _, a := range p.Actions {
-		if a.Kind == RemoveFile || a.Kind == RestoreFile {
+		if a.Action == RemoveFile || a.Action == RestoreFile {
 			t.Errorf("invalid config's file removed: %s", a.Target)
 		}
 	}
@@ -399,5 +400,54 @@ func TestResources(t *testing.T) {
 	want := map[string][2]int{"nvidia.com/TU104GL_Tesla_T4": {2, 1}, "intel.com/qat": {1, 1}, "nvidia.com/GV100GL_Tesla_V100": {0, 0}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// A host plan is plain data: read back from its JSON (files to write, units,
+// kernel arguments, how to judge a start, the reboot to remember) it applies
+// as the original does, on twin hosts.
+func TestApply_planSurvivesJSON(t *testing.T) {
+	type result struct {
+		Outcomes, Units, Kargs []string
+		Record                 Record
+		VFIO                   string
+	}
+	var got [2]result
+	for i, viaJSON := range []bool{false, true} {
+		w := newWorld(t)
+		// systemd skips the SELinux-guarded unit: the plan says that means
+		// not applicable.
+		w.units.result["hostpath-provisioner.service"] = map[string]string{"Job": "done", "ActiveState": "inactive", "SubState": "dead", "Result": "success", "ConditionResult": "false"}
+		p := w.plan(seed())
+		if viaJSON {
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back Plan
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := json.Marshal(back); string(again) != string(b) {
+				t.Fatalf("the plan read back writes differently:\n%s\n%s", b, again)
+			}
+			p = back
+		}
+		rep := w.r.Apply(context.Background(), p)
+		if rep.Failed != 0 || !rep.RebootRequired {
+			t.Fatalf("json %v: %v", viaJSON, results(rep))
+		}
+		rec, err := LoadRecord(w.deps().State)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vfio, _ := w.read("/etc/modprobe.d/vfio.conf")
+		got[i] = result{results(rep), w.units.calls, w.kargs.staged, rec, vfio}
+		if next := w.plan(seed()); !next.Empty() {
+			t.Fatalf("json %v: after apply the plan is %v", viaJSON, kinds(next.Actions))
+		}
+	}
+	if d := cmp.Diff(got[0], got[1]); d != "" {
+		t.Fatalf("applying the plan read back from JSON differs (-original +read back):\n%s", d)
 	}
 }

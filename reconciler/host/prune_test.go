@@ -122,9 +122,9 @@ func appliedWorld(t *testing.T, cfg Config) *world {
 func removals(p Plan) []string {
 	var out []string
 	for _, a := range p.Actions {
-		switch a.Kind {
+		switch a.Action {
 		case RemoveFile, RestoreFile, DisableUnit, UnmaskUnit, StopUnit, UnbindDevice:
-			out = append(out, string(a.Kind)+" "+a.Target)
+			out = append(out, string(a.Action)+" "+a.Target)
 		}
 	}
 	return out
@@ -134,7 +134,7 @@ func removals(p Plan) []string {
 func held(p Plan) map[string]string {
 	out := map[string]string{}
 	for _, a := range p.Actions {
-		if a.Kind == Hold {
+		if a.Action == Hold {
 			out[a.Target] = a.Reason
 		}
 	}

@@ -8,40 +8,38 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
-// Kind is what an action does.
-type Kind string
-
+// The host stage's actions.
 const (
-	WriteFile    Kind = "write-file"
-	WriteUnit    Kind = "write-unit" // a unit file or a drop-in
-	RemoveFile   Kind = "remove-file"
-	RestoreFile  Kind = "restore-file"
-	MaskUnit     Kind = "mask-unit"
-	UnmaskUnit   Kind = "unmask-unit"
-	EnableUnit   Kind = "enable-unit"
-	DisableUnit  Kind = "disable-unit"
-	StageKargs   Kind = "stage-kargs"
-	BindDevice   Kind = "bind-device"
-	UnbindDevice Kind = "unbind-device"
-	StopUnit     Kind = "stop-unit"
-	StartUnit    Kind = "start-unit"
-	RestartUnit  Kind = "restart-unit"
+	WriteFile    plan.Action = "write-file"
+	WriteUnit    plan.Action = "write-unit" // a unit file or a drop-in
+	RemoveFile   plan.Action = "remove-file"
+	RestoreFile  plan.Action = "restore-file"
+	MaskUnit     plan.Action = "mask-unit"
+	UnmaskUnit   plan.Action = "unmask-unit"
+	EnableUnit   plan.Action = "enable-unit"
+	DisableUnit  plan.Action = "disable-unit"
+	StageKargs   plan.Action = "stage-kargs"
+	BindDevice   plan.Action = "bind-device"
+	UnbindDevice plan.Action = "unbind-device"
+	StopUnit     plan.Action = "stop-unit"
+	StartUnit    plan.Action = "start-unit"
+	RestartUnit  plan.Action = "restart-unit"
 	// RebootRequired: staged kernel arguments or boot-time module options
 	// differ from what the host runs with. nodevirt reboots only when allowed.
-	RebootRequired Kind = "reboot-required"
+	RebootRequired plan.Action = "reboot-required"
 	// Keep: a config is invalid; what nodevirt applied from it stays.
-	Keep Kind = "keep"
+	Keep plan.Action = "keep"
 	// Hold: a removal of something nodevirt applied, stopped because a file
 	// of the revision failed to parse or by the prune guard.
-	Hold Kind = "hold"
+	Hold plan.Action = "hold"
 	// NotApplicable: an SELinux label check on a host without SELinux.
-	NotApplicable Kind = "not-applicable"
+	NotApplicable plan.Action = "not-applicable"
 	// DeviceUnbound: a permitted device nothing binds to vfio-pci.
-	DeviceUnbound Kind = "device-unbound"
+	DeviceUnbound plan.Action = "device-unbound"
 )
 
-// Informational reports whether the action changes nothing by itself.
-func (k Kind) Informational() bool {
+// Informational reports whether a host action changes nothing by itself.
+func Informational(k plan.Action) bool {
 	switch k {
 	case Keep, Hold, NotApplicable, DeviceUnbound, RebootRequired:
 		return true
@@ -49,37 +47,55 @@ func (k Kind) Informational() bool {
 	return false
 }
 
-// Action is one step of a host plan.
+// Action is one step of a host plan: the shared step (its object is the
+// config it comes from, e.g. "MachineConfig
+// 50-set-selinux-for-hostpath-provisioner" or "Butane host/vfio.bu"; its
+// target a path, unit name, "kernel arguments" or a PCI address) and what
+// apply needs to do it.
 type Action struct {
-	Kind Kind `json:"action"`
-	// Object is the config the action comes from, e.g. "MachineConfig
-	// 50-set-selinux-for-hostpath-provisioner" or "Butane host/vfio.bu".
-	Object string `json:"object"`
-	// Target is a path, unit name, "kernel arguments" or a PCI address.
-	Target  string        `json:"target"`
-	Changes []plan.Change `json:"changes,omitempty"`
-	Reason  string        `json:"reason"`
-	// Disruptive actions interrupt something running (a service restart, a
-	// device taken from its driver).
-	Disruptive bool `json:"disruptive,omitempty"`
-	// Drift marks actions that undo an out-of-band change; they run only
-	// with self-heal on.
-	Drift bool `json:"drift,omitempty"`
-
-	entry      *entry   // write: what to write
-	unit       string   // unit actions
-	want, drop []string // stage-kargs
-	device     string   // bind-device: the device id
-	judge      judge    // start/restart: how to read the result
-	reboot     bool     // reboot-required that lasts until the next boot
+	plan.Step
+	// Write is what a write-file or write-unit step puts on the host.
+	Write *FileWrite `json:"write,omitempty"`
+	// Unit is the unit of a unit step (and of a removed unit file).
+	Unit string `json:"unit,omitempty"`
+	// KargsWant and KargsDrop are a stage-kargs step's arguments: every one
+	// nodevirt wants, and those it takes away.
+	KargsWant []string `json:"kargsWant,omitempty"`
+	KargsDrop []string `json:"kargsDrop,omitempty"`
+	// Device is a bind-device step's "vendor:device" id.
+	Device string `json:"device,omitempty"`
+	// Judge says how a start's result is read.
+	Judge Judge `json:"judge,omitempty"`
+	// UntilBoot marks a reboot-required step that lasts until the next boot
+	// (it is recorded, so later plans keep saying so).
+	UntilBoot bool `json:"untilBoot,omitempty"`
 }
 
-// judge says how a start's result is read.
-type judge int
+// FileWrite is one path a write step puts on the host: a file, a unit file
+// or a drop-in, as the config gives it.
+type FileWrite struct {
+	Path string `json:"path"`
+	// Kind is file, unit or dropin.
+	Kind string `json:"kind"`
+	// Unit is the unit a unit file or drop-in belongs to.
+	Unit string      `json:"unit,omitempty"`
+	Data []byte      `json:"data"`
+	Mode fs.FileMode `json:"mode"`
+	// UID and GID are the config's numeric owner; nil keeps the observed one.
+	UID *int `json:"uid,omitempty"`
+	GID *int `json:"gid,omitempty"`
+	// Object is the config the file comes from.
+	Object string `json:"object"`
+}
+
+// Judge says how a start's result is read.
+type Judge string
 
 const (
-	judgeResult  judge = iota
-	judgeSELinux       // a SELinux-guarded unit: skipped means not applicable
+	// JudgeResult reads the unit's result as it is.
+	JudgeResult Judge = ""
+	// JudgeSELinux: a SELinux-guarded unit; skipped means not applicable.
+	JudgeSELinux Judge = "selinux"
 )
 
 // Plan is what Apply would do to the host.
@@ -101,14 +117,16 @@ type Plan struct {
 	PruneHeld string    `json:"pruneHeld,omitempty"`
 	Diags     diag.List `json:"diagnostics,omitempty"`
 
-	desired  *nodeconfig.HostConfig
-	observed Observed
+	// Desired and Observed are what the plan was computed from; apply
+	// records against them and restores what it observed on a rollback.
+	Desired  *nodeconfig.HostConfig `json:"desired"`
+	Observed Observed               `json:"observed"`
 }
 
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool {
 	for _, a := range p.Actions {
-		if !a.Kind.Informational() {
+		if !Informational(a.Action) {
 			return false
 		}
 	}
@@ -130,7 +148,7 @@ func (p Plan) Drift() []Action {
 // take full effect.
 func (p Plan) RebootRequired() bool {
 	for _, a := range p.Actions {
-		if a.Kind == RebootRequired {
+		if a.Action == RebootRequired {
 			return true
 		}
 	}

@@ -12,51 +12,36 @@ import (
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
 
-// Kind is what an action does.
-type Kind string
-
+// The VM stage's actions.
 const (
-	Create  Kind = "create"
-	Update  Kind = "update"
-	Start   Kind = "start"
-	Stop    Kind = "stop"
-	Restart Kind = "restart"
-	Delete  Kind = "delete"
+	Create  Action = "create"
+	Update  Action = "update"
+	Start   Action = "start"
+	Stop    Action = "stop"
+	Restart Action = "restart"
+	Delete  Action = "delete"
 	// Wait: the VM cannot be defined yet (a claim it uses does not exist).
-	Wait Kind = "wait"
+	Wait Action = "wait"
 	// Hold: a delete the prune guard stopped; it needs confirmation.
-	Hold Kind = "hold"
+	Hold Action = "hold"
 	// Keep: an invalid manifest; the VM keeps its last good state.
-	Keep Kind = "keep"
+	Keep Action = "keep"
 	// Conflict: a domain with the VM's name exists and nodevirt does not own it.
-	Conflict Kind = "conflict"
+	Conflict Action = "conflict"
 	// RestartRequired: the definition changed while the VM runs and the VM asked
 	// not to be restarted for it.
-	RestartRequired Kind = "restart-required"
+	RestartRequired Action = "restart-required"
 	// Orphan: a domain with nodevirt's ownership mark that is not in this
 	// agent's inventory (another agent's, or from a lost state directory);
 	// reported, never pruned.
-	Orphan Kind = "orphan"
+	Orphan Action = "orphan"
 )
 
-// Action is one step of a plan for one object.
-type Action struct {
-	Kind    Kind     `json:"action"`
-	Object  string   `json:"object"`
-	Domain  string   `json:"domain"`
-	Changes []Change `json:"changes,omitempty"`
-	Reason  string   `json:"reason"`
-	// Disruptive actions interrupt a running guest.
-	Disruptive bool `json:"disruptive,omitempty"`
-	// Drift marks actions that undo an out-of-band change; they run only
-	// with self-heal on.
-	Drift bool `json:"drift,omitempty"`
-}
-
-// Plan is what the reconciler would do for one revision.
+// Plan is what the VM stage would do for one revision; the target of its
+// steps is the domain.
 type Plan struct {
 	Revision string    `json:"revision"`
-	Actions  []Action  `json:"actions"`
+	Actions  []Step    `json:"actions"`
 	Diags    diag.List `json:"diagnostics,omitempty"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
@@ -115,10 +100,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	for name, obj := range d.Invalid {
 		if vm := opt.LastGood[name]; vm != nil {
 			want = append(want, vm)
-			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: fmt.Sprintf("manifest is invalid; keeping the state last applied from %s", vm.Revision)})
 		} else {
-			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: "manifest is invalid and was never applied; nothing to do until it is fixed"})
 		}
 	}
@@ -136,11 +121,11 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 			// Placement rules apply at scheduling only (seed 8.14.2): a VM
 			// already here is not evicted because no node would take it now.
 			wanted[name] = true
-			p.Actions = append(p.Actions, Action{Kind: Keep, Object: obj, Domain: name,
+			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: "no node can run it now (" + why + "); it stays here: placement rules apply at scheduling only"})
 			continue
 		}
-		p.Actions = append(p.Actions, Action{Kind: Wait, Object: obj, Domain: name, Reason: "unschedulable: " + why})
+		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Wait, Object: obj, Target: name, Reason: "unschedulable: " + why})
 	}
 	for _, vm := range want {
 		wanted[vm.DomainName] = true
@@ -174,7 +159,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	sort.Slice(orphans, func(i, j int) bool { return orphans[i].Name < orphans[j].Name })
 	for _, dom := range orphans {
 		o := owners[dom.Name]
-		p.Actions = append(p.Actions, Action{Kind: Orphan, Object: o.Kind + " " + o.Namespace + "/" + o.Name, Domain: dom.Name,
+		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Orphan, Object: o.Kind + " " + o.Namespace + "/" + o.Name, Target: dom.Name,
 			Reason: "marked as nodevirt's but not in this agent's inventory (another agent's, or a lost state directory); left untouched"})
 	}
 	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
@@ -190,10 +175,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 		o := owners[dom.Name]
 		obj := o.Kind + " " + o.Namespace + "/" + o.Name
 		if held != "" {
-			p.Actions = append(p.Actions, Action{Kind: Hold, Object: obj, Domain: dom.Name, Reason: held})
+			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Hold, Object: obj, Target: dom.Name, Reason: held})
 			continue
 		}
-		p.Actions = append(p.Actions, Action{Kind: Delete, Object: obj, Domain: dom.Name,
+		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Delete, Object: obj, Target: dom.Name,
 			Reason: "manifest removed from the source; the domain and its disks are deleted", Disruptive: dom.State.Active()})
 	}
 	return p
@@ -201,9 +186,9 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 
 // startOrWait turns a start into a wait when the host lacks what the VM
 // needs to run: QEMU would fail to allocate its memory otherwise.
-func startOrWait(vm *desired.VM, start Action, opt Options) Action {
+func startOrWait(vm *desired.VM, start Step, opt Options) Step {
 	if why := opt.Unschedulable[vm.DomainName]; why != "" {
-		start.Kind, start.Reason = Wait, "unschedulable on this node: "+why
+		start.Action, start.Reason = Wait, "unschedulable on this node: "+why
 		return start
 	}
 	h := vm.Hugepages
@@ -213,9 +198,9 @@ func startOrWait(vm *desired.VM, start Action, opt Options) Action {
 	free, ok := opt.FreeHugepages[h.PageSizeKiB]
 	switch {
 	case !ok:
-		start.Kind, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has no pool of that size", h.Pages, h.PageSizeKiB)
+		start.Action, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has no pool of that size", h.Pages, h.PageSizeKiB)
 	case free < h.Pages:
-		start.Kind, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has %d free", h.Pages, h.PageSizeKiB, free)
+		start.Action, start.Reason = Wait, fmt.Sprintf("needs %d huge pages of %d KiB; the node has %d free", h.Pages, h.PageSizeKiB, free)
 	}
 	return start
 }
@@ -227,29 +212,29 @@ func guardShare(opt Options) float64 {
 	return opt.PruneGuardShare
 }
 
-func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []Action {
-	act := func(k Kind, reason string) Action {
-		return Action{Kind: k, Object: vm.Object, Domain: vm.DomainName, Reason: reason}
+func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []Step {
+	act := func(k Action, reason string) Step {
+		return Step{Stage: StageVM, Action: k, Object: vm.Object, Target: vm.DomainName, Reason: reason}
 	}
 	for _, a := range vm.Artifacts {
 		if a.Kind == "claim" && opt.Missing[a.Path] {
 			if !exists {
-				return []Action{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
+				return []Step{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
 			}
 		}
 	}
 	if !exists {
-		acts := []Action{act(Create, "new in the source")}
+		acts := []Step{act(Create, "new in the source")}
 		if startsOnCreate(vm.RunStrategy) {
 			acts = append(acts, startOrWait(vm, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)), opt))
 		}
 		return acts
 	}
 	if !owned {
-		return []Action{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
+		return []Step{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
 	}
 
-	var acts []Action
+	var acts []Step
 	changes, err := opt.Fields(vm.XML, dom.XML)
 	if err != nil {
 		changes = []Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
@@ -323,7 +308,7 @@ func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool {
 	for _, a := range p.Actions {
-		switch a.Kind {
+		switch a.Action {
 		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan:
 			continue
 		}
@@ -333,8 +318,8 @@ func (p Plan) Empty() bool {
 }
 
 // Drift returns the actions that undo out-of-band changes.
-func (p Plan) Drift() []Action {
-	var out []Action
+func (p Plan) Drift() []Step {
+	var out []Step
 	for _, a := range p.Actions {
 		if a.Drift {
 			out = append(out, a)

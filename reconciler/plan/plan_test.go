@@ -33,7 +33,7 @@ func state(vms ...*desired.VM) *desired.State {
 }
 
 type row struct {
-	Kind  Kind
+	Kind  Action
 	Dom   string
 	Drift bool
 }
@@ -41,7 +41,7 @@ type row struct {
 func rows(p Plan) []row {
 	var out []row
 	for _, a := range p.Actions {
-		out = append(out, row{a.Kind, a.Domain, a.Drift})
+		out = append(out, row{a.Action, a.Target, a.Drift})
 	}
 	return out
 }
@@ -139,7 +139,7 @@ func TestDiff_driftOfPersistentDefinition(t *testing.T) {
 	obs := observed("web", hv.Running, "booted", "sha256:aa")
 	obs.XML = strings.Replace(obs.XML, "<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>2</vcpu>", 1)
 	p := Diff(state(vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")), []hv.Domain{obs}, Options{})
-	if len(p.Actions) != 1 || p.Actions[0].Kind != Update || !p.Actions[0].Drift {
+	if len(p.Actions) != 1 || p.Actions[0].Action != Update || !p.Actions[0].Drift {
 		t.Fatalf("want one drift update, got %+v", p.Actions)
 	}
 	if d := cmp.Diff([]Change{{Path: "vcpu", From: "2", To: "1"}}, p.Actions[0].Changes); d != "" {
@@ -164,7 +164,7 @@ func TestDiff_hugepagesWaitWhenShort(t *testing.T) {
 			if d := cmp.Diff(tc.want, rows(p)); d != "" {
 				t.Fatalf("actions (-want +got):\n%s", d)
 			}
-			if last := p.Actions[len(p.Actions)-1]; last.Kind == Wait && !strings.Contains(last.Reason, "huge pages of 2048 KiB") {
+			if last := p.Actions[len(p.Actions)-1]; last.Action == Wait && !strings.Contains(last.Reason, "huge pages of 2048 KiB") {
 				t.Fatalf("wait reason must name the shortfall: %q", last.Reason)
 			}
 		})

@@ -8,22 +8,22 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+
 	"github.com/nodevirt/nodevirt/internal/pathelem"
 )
 
-// Outcome is what happened to one action.
-type Outcome struct {
-	Action
-	// Result is "done", "skipped" or "failed".
-	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
-	Took   string `json:"took,omitempty"`
-}
-
 // Report is the result of one Apply.
 type Report struct {
-	Outcomes []Outcome `json:"outcomes"`
-	Failed   int       `json:"failed"`
+	plan.Report
+	// Started are the claims whose imports this apply started.
+	Started []string `json:"importsStarted,omitempty"`
+}
+
+// Append adds the outcomes of a later apply (the teardown after the setup).
+func (r *Report) Append(o Report) {
+	r.Report.Append(o.Report)
+	r.Started = append(r.Started, o.Started...)
 }
 
 // Err is non-nil when any action failed.
@@ -34,18 +34,18 @@ func (r Report) Err() error {
 	return fmt.Errorf("%d of %d storage actions failed", r.Failed, len(r.Outcomes))
 }
 
-// Stage splits a plan around the VMs: Setup (provision, attach, bind,
+// Phase splits a plan around the VMs: Setup (provision, attach, bind,
 // import) runs before VMs are defined and started; Teardown (release,
 // delete data, detach) after VMs that were removed are gone.
-type Stage int
+type Phase int
 
 const (
-	All Stage = iota
+	All Phase = iota
 	Setup
 	Teardown
 )
 
-func stageOf(kind string) Stage {
+func phaseOf(kind plan.Action) Phase {
 	switch kind {
 	case ActRelease, ActDeleteData, ActDetach, ActForget:
 		return Teardown
@@ -53,54 +53,49 @@ func stageOf(kind string) Stage {
 	return Setup
 }
 
-// Apply executes the actions of stage. Imports start in the background.
+// storageOrder is the dependency order of a storage plan.
+var storageOrder = []plan.Action{ActProvision, ActAttach, ActBind, ActAdopt, ActCreateDisk, ActImport, ActWait, ActRelease, ActDeleteData, ActDetach, ActForget}
+
+// Apply executes the actions of phase. Imports start in the background.
 // An object's later actions are skipped after its own failure.
-func (m *Manager) Apply(ctx context.Context, p *Plan, stage Stage) Report {
-	var rep Report
-	failed := map[string]bool{}
-	order := []string{ActProvision, ActAttach, ActBind, ActAdopt, ActCreateDisk, ActImport, ActWait, ActRelease, ActDeleteData, ActDetach, ActForget}
-	for _, kind := range order {
-		for _, a := range p.Actions {
-			if a.Kind != kind || (stage != All && stageOf(kind) != stage) {
-				continue
+func (m *Manager) Apply(ctx context.Context, p *Plan, phase Phase) Report {
+	order := storageOrder
+	if phase != All {
+		order = nil
+		for _, k := range storageOrder {
+			if phaseOf(k) == phase {
+				order = append(order, k)
 			}
-			if a.Kind == ActWait {
-				m.mu.Lock()
-				m.noteWait(p, a)
-				m.mu.Unlock()
-				continue
-			}
-			out := Outcome{Action: a}
-			switch {
-			case failed[a.Object]:
-				out.Result, out.Error = "skipped", "an earlier action for this object failed"
-			case a.Drift && !m.cfg.SelfHeal:
-				out.Result, out.Error = "skipped", "self-heal is off; drift reported only"
-			default:
-				start := time.Now()
-				err := m.do(ctx, p, a)
-				out.Took = time.Since(start).Round(time.Millisecond).String()
-				if err != nil {
-					failed[a.Object] = true
-					out.Result, out.Error = "failed", err.Error()
-					rep.Failed++
-					m.log.Error("storage action failed", "action", a.Kind, "object", a.Object, "err", err)
-				} else {
-					out.Result = "done"
-					m.log.Info("storage applied", "action", a.Kind, "object", a.Object, "target", a.Target)
-				}
-			}
-			rep.Outcomes = append(rep.Outcomes, out)
 		}
 	}
-	return rep
+	var started []string
+	rep := plan.Apply(ctx, p.Actions, plan.Runner[Action]{
+		Order:         order,
+		SelfHeal:      func(Action) bool { return m.cfg.SelfHeal },
+		Informational: func(a Action) bool { return a.Action == ActWait },
+		Note: func(a Action) plan.Result {
+			m.mu.Lock()
+			m.noteWait(p, a)
+			m.mu.Unlock()
+			return "" // a wait is the claim's status, not an outcome
+		},
+		Do: func(ctx context.Context, a Action) (plan.Result, string, error) {
+			err := m.do(ctx, p, a)
+			if err == nil && a.Action == ActImport && a.Claim != "" {
+				started = append(started, a.Claim)
+			}
+			return "", "", err
+		},
+		Log: m.log,
+	})
+	return Report{Report: rep, Started: started}
 }
 
 // noteWait records why a bound claim waits (an upload, a clone source).
 func (m *Manager) noteWait(p *Plan, a Action) {
-	r := m.claimRecs[a.claim]
-	s, ok := p.Claims[a.claim]
-	if r == nil || !ok || m.jobs[a.claim] != nil || r.Phase == PhaseSucceeded || r.Phase == PhaseFailed {
+	r := m.claimRecs[a.Claim]
+	s, ok := p.Claims[a.Claim]
+	if r == nil || !ok || m.jobs[a.Claim] != nil || r.Phase == PhaseSucceeded || r.Phase == PhaseFailed {
 		return
 	}
 	if r.Phase != s.Phase || r.Message != s.Message {
@@ -110,13 +105,13 @@ func (m *Manager) noteWait(p *Plan, a Action) {
 }
 
 func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
-	switch a.Kind {
+	switch a.Action {
 	case ActProvision:
 		return m.provision(p, a)
 	case ActCreateDisk:
 		return m.createDisk(p, a)
 	case ActAttach:
-		v := p.st.Volumes[a.volume]
+		v := p.State.Volumes[a.Volume]
 		if err := m.loops.AttachAt(v.Path, m.backing(v.Name)); err != nil {
 			return err
 		}
@@ -132,43 +127,43 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 	case ActAdopt:
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		c, b := p.st.Claims[a.claim], p.binds[a.claim]
+		c, b := p.State.Claims[a.Claim], p.Binds[a.Claim]
 		if c == nil || b == nil {
-			return fmt.Errorf("adopt %s: the claim is not bound", a.claim)
+			return fmt.Errorf("adopt %s: the claim is not bound", a.Claim)
 		}
 		// Looked at again: the plan may be old.
-		v, mk, msg := m.inspect(c, m.claimRecs[a.claim], b)
+		v, mk, msg := m.inspect(c, m.claimRecs[a.Claim], b)
 		if v != diskAdopt {
 			if msg == "" {
 				msg = fmt.Sprintf("%s no longer carries the marker of a completed import", b.diskFile())
 			}
 			return errors.New(msg)
 		}
-		return m.adopt(a.claim, mk)
+		return m.adopt(a.Claim, mk)
 	case ActRelease:
-		m.stop(a.claim)
+		m.stop(a.Claim)
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if r := m.claimRecs[a.claim]; r != nil {
+		if r := m.claimRecs[a.Claim]; r != nil {
 			// The data stays, but it is no longer this claim's.
-			if err := m.dropMarker(a.claim, m.fileOf(r)); err != nil {
+			if err := m.dropMarker(a.Claim, m.fileOf(r)); err != nil {
 				return err
 			}
 		}
-		if v := m.volumeRecs[a.volume]; v != nil {
-			v.Phase, v.ReleasedFrom, v.Claim = VolumeReleased, a.claim, ""
+		if v := m.volumeRecs[a.Volume]; v != nil {
+			v.Phase, v.ReleasedFrom, v.Claim = VolumeReleased, a.Claim, ""
 			if err := m.putVolume(v); err != nil {
 				return err
 			}
 		}
-		return m.deleteClaim(a.claim)
+		return m.deleteClaim(a.Claim)
 	case ActDeleteData:
-		m.stop(a.claim)
+		m.stop(a.Claim)
 		return m.deleteData(a)
 	case ActDetach:
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		v := m.volumeRecs[a.volume]
+		v := m.volumeRecs[a.Volume]
 		if v == nil {
 			return nil
 		}
@@ -187,10 +182,10 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 	case ActForget:
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if a.claim != "" {
-			return m.deleteClaim(a.claim)
+		if a.Claim != "" {
+			return m.deleteClaim(a.Claim)
 		}
-		return m.deleteVolume(a.volume)
+		return m.deleteVolume(a.Volume)
 	}
 	return nil
 }
@@ -226,13 +221,13 @@ func (m *Manager) volumeRec(v *Volume, dir string) *volumeRecord {
 
 // createDisk makes the blank disk.img of a plain claim.
 func (m *Manager) createDisk(p *Plan, a Action) error {
-	c := p.st.Claims[a.claim]
+	c := p.State.Claims[a.Claim]
 	if err := m.files.CreateSparse(a.Target, c.DiskSize); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r := m.claimRecs[a.claim]; r != nil {
+	if r := m.claimRecs[a.Claim]; r != nil {
 		r.Phase, r.Reason, r.Message, r.Progress = PhaseBound, "Bound", "", 100
 		return m.putClaim(r)
 	}
@@ -240,11 +235,11 @@ func (m *Manager) createDisk(p *Plan, a Action) error {
 }
 
 func (m *Manager) provision(p *Plan, a Action) error {
-	if a.claim != "" {
+	if a.Claim != "" {
 		// A hostpath provisioner directory; bind records it.
 		return m.files.MkdirAll(a.Target)
 	}
-	v := p.st.Volumes[a.volume]
+	v := p.State.Volumes[a.Volume]
 	if v.Loop {
 		if err := m.files.CreateSparse(a.Target, v.Capacity); err != nil {
 			return err
@@ -258,24 +253,24 @@ func (m *Manager) provision(p *Plan, a Action) error {
 }
 
 func (m *Manager) bind(p *Plan, a Action) error {
-	c := p.st.Claims[a.claim]
-	b := p.binds[a.claim]
+	c := p.State.Claims[a.Claim]
+	b := p.Binds[a.Claim]
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.cfg.Now()
 	var vrec *volumeRecord
-	if b.dynamic {
-		vrec = &volumeRecord{Name: b.volume, Dynamic: true, Class: c.Class, ReclaimPolicy: b.reclaim, VolumeMode: Filesystem,
-			Capacity: c.Capacity, AccessModes: c.AccessModes, Dir: b.dir, Created: now}
+	if b.Dynamic {
+		vrec = &volumeRecord{Name: b.Volume, Dynamic: true, Class: c.Class, ReclaimPolicy: b.Reclaim, VolumeMode: Filesystem,
+			Capacity: c.Capacity, AccessModes: c.AccessModes, Dir: b.Dir, Created: now}
 	} else {
-		vrec = m.volumeRec(p.st.Volumes[b.volume], b.dir)
+		vrec = m.volumeRec(p.State.Volumes[b.Volume], b.Dir)
 	}
-	vrec.Claim, vrec.Phase = a.claim, VolumeBound
+	vrec.Claim, vrec.Phase = a.Claim, VolumeBound
 	if err := m.putVolume(vrec); err != nil {
 		return err
 	}
 	// The class is used from now on: its parameters are fixed.
-	if cls := p.st.Classes[c.Class]; cls != nil && m.classRecs[cls.Name] == nil {
+	if cls := p.State.Classes[c.Class]; cls != nil && m.classRecs[cls.Name] == nil {
 		if err := m.putClass(&classRecord{Name: cls.Name, Object: cls.Object, Spec: cls.Immutable(), Since: now}); err != nil {
 			return err
 		}
@@ -284,27 +279,27 @@ func (m *Manager) bind(p *Plan, a Action) error {
 	if c.IsDataVolume() {
 		phase = PhaseImportScheduled
 	}
-	r := &claimRecord{Key: a.claim, Object: c.Object, Owner: c.Owner, Hash: c.Hash, Volume: b.volume, Path: b.path(),
-		Block: b.device != "", Phase: phase, Claim: c}
-	if old := m.claimRecs[a.claim]; old != nil {
+	r := &claimRecord{Key: a.Claim, Object: c.Object, Owner: c.Owner, Hash: c.Hash, Volume: b.Volume, Path: b.path(),
+		Block: b.Device != "", Phase: phase, Claim: c}
+	if old := m.claimRecs[a.Claim]; old != nil {
 		r.Attempts, r.Restarts = old.Attempts, old.Restarts
 	}
 	return m.putClaim(r)
 }
 
 func (m *Manager) importClaim(p *Plan, a Action) error {
-	c := p.st.Claims[a.claim]
-	b := p.binds[a.claim]
+	c := p.State.Claims[a.Claim]
+	b := p.Binds[a.Claim]
 	if c == nil || b == nil || c.Source == nil {
-		return fmt.Errorf("import %s: the claim is not bound", a.claim)
+		return fmt.Errorf("import %s: the claim is not bound", a.Claim)
 	}
 	req := ImportRequest{Kind: c.Source.Kind, URL: c.Source.URL, Checksum: c.Source.Checksum, Insecure: c.Source.Insecure,
-		Architecture: c.Source.Architecture, Target: b.path(), Block: b.device != "", Preallocate: c.Preallocate, Limits: c.Limits}
+		Architecture: c.Source.Architecture, Target: b.path(), Block: b.Device != "", Preallocate: c.Preallocate, Limits: c.Limits}
 	if !req.Block {
 		req.Size = c.DiskSize
 	}
 	if err := m.resolve(c.Namespace, c.Source, &req); err != nil {
-		m.fail(a.claim, c, err)
+		m.fail(a.Claim, c, err)
 		return err
 	}
 	m.mu.Lock()
@@ -319,14 +314,14 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	if c.Source.Kind == SourceBlank && req.Block {
 		req.Size = 0
 	}
-	scratch, err := m.scratchDir(p.st, c)
+	scratch, err := m.scratchDir(p.State, c)
 	if err != nil {
-		return fmt.Errorf("import %s: scratch space: %w", a.claim, err)
+		return fmt.Errorf("import %s: scratch space: %w", a.Claim, err)
 	}
 	req.Scratch = scratch
-	r := m.claimRecs[a.claim]
+	r := m.claimRecs[a.Claim]
 	if r == nil {
-		return fmt.Errorf("import %s: no binding recorded", a.claim)
+		return fmt.Errorf("import %s: no binding recorded", a.Claim)
 	}
 	if r.Phase == PhaseImportInProgress || r.Phase == PhaseCloneInProgress {
 		r.Restarts++
@@ -340,11 +335,11 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	// never imported over, and a stale marker never outlives the data.
 	switch v, mk, msg := m.inspect(c, r, b); v {
 	case diskAdopt:
-		return m.adopt(a.claim, mk)
+		return m.adopt(a.Claim, mk)
 	case diskConflict:
 		return errors.New(msg)
 	}
-	if err := m.dropMarker(a.claim, b.diskFile()); err != nil {
+	if err := m.dropMarker(a.Claim, b.diskFile()); err != nil {
 		return err
 	}
 	r.Started, r.Finished, r.Result = m.cfg.Now(), time.Time{}, nil
@@ -394,9 +389,9 @@ func (m *Manager) scratchDir(st *State, c *Claim) (string, error) {
 func (m *Manager) deleteData(a Action) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := m.volumeRecs[a.volume]
-	if r := m.claimRecs[a.claim]; r != nil {
-		if err := m.dropMarker(a.claim, m.fileOf(r)); err != nil {
+	v := m.volumeRecs[a.Volume]
+	if r := m.claimRecs[a.Claim]; r != nil {
+		if err := m.dropMarker(a.Claim, m.fileOf(r)); err != nil {
 			return err
 		}
 	}
@@ -431,5 +426,5 @@ func (m *Manager) deleteData(a Action) error {
 			}
 		}
 	}
-	return m.deleteClaim(a.claim)
+	return m.deleteClaim(a.Claim)
 }

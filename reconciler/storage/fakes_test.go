@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
 // fakeImporter records requests; each import waits for a verdict on its
@@ -372,7 +373,7 @@ func (r *rig) apply(st *State) (*Plan, Report) {
 func actions(p *Plan) []string {
 	var out []string
 	for _, a := range p.Actions {
-		s := a.Kind + " " + a.Object
+		s := string(a.Action) + " " + a.Object
 		if a.Target != "" {
 			s += " " + a.Target
 		}
@@ -384,9 +385,9 @@ func actions(p *Plan) []string {
 	return out
 }
 
-func hasAction(p *Plan, kind, object string) *Action {
+func hasAction(p *Plan, kind plan.Action, object string) *Action {
 	for i, a := range p.Actions {
-		if a.Kind == kind && a.Object == object {
+		if a.Action == kind && a.Object == object {
 			return &p.Actions[i]
 		}
 	}

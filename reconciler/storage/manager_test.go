@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -644,8 +645,8 @@ spec:
 	p := r.plan(st)
 	rep := r.m.Apply(t.Context(), p, Setup)
 	for _, o := range rep.Outcomes {
-		if stageOf(o.Kind) != Setup {
-			t.Errorf("Setup ran %s", o.Kind)
+		if phaseOf(o.Action) != Setup {
+			t.Errorf("Setup ran %s", o.Action)
 		}
 	}
 	if !r.files.Exists(dir) {
@@ -653,7 +654,85 @@ spec:
 	}
 	_ = r.m.Wait(t.Context())
 	rep = r.m.Apply(t.Context(), p, Teardown)
-	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Kind != ActDeleteData || r.files.Exists(dir) {
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != ActDeleteData || r.files.Exists(dir) {
 		t.Fatalf("Teardown: %+v", rep.Outcomes)
 	}
+}
+
+// A storage plan is plain data: read back from its JSON (the state, the
+// bindings, each step's claim and volume) it applies as the original does,
+// setup and teardown, on twin hosts.
+func TestManager_planSurvivesJSON(t *testing.T) {
+	pvc := `---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+`
+	first := hostpathBase + fmt.Sprintf(loopPV, "Delete") + blockDV + dvHTTP + pvc + vm("web", "dv:fedora", "pvc:data") + vm("db", "dv:blockdv")
+	second := hostpathBase + fmt.Sprintf(loopPV, "Delete") + blockDV + vm("db", "dv:blockdv")
+	type result struct {
+		Outcomes, Next []string
+		Claims         []ClaimStatus
+		Files          []string
+		Loops          map[string]string
+	}
+	var got [2]result
+	for i, viaJSON := range []bool{false, true} {
+		r := newRig(t)
+		var res result
+		for _, yaml := range []string{first, second} {
+			p := r.plan(r.state(yaml))
+			if viaJSON {
+				p = jsonCopy(t, p)
+			}
+			for _, phase := range []Phase{Setup, Teardown} {
+				rep := r.m.Apply(t.Context(), p, phase)
+				if rep.Err() != nil {
+					t.Fatalf("json %v: %+v", viaJSON, rep.Outcomes)
+				}
+				for _, o := range rep.Outcomes {
+					res.Outcomes = append(res.Outcomes, fmt.Sprintf("%s %s %s %s %s %s", o.Stage, o.Action, o.Object, o.Target, o.Result, o.Error))
+				}
+				if err := r.m.Wait(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res.Next = append(res.Next, actions(r.plan(r.state(yaml)))...)
+		}
+		for _, key := range []string{"fedora", "data", "blockdv"} {
+			s, _ := r.m.Claim("default", key)
+			res.Claims = append(res.Claims, s)
+		}
+		for _, f := range []string{"/var/hpvolumes/" + dynamicName("default/fedora"), "/var/hpvolumes/" + dynamicName("default/data"), "/var/lib/nodevirt/blockpv/local-block-pv10.img"} {
+			res.Files = append(res.Files, fmt.Sprint(f, " ", r.files.Exists(f)))
+		}
+		res.Loops = map[string]string{}
+		if b, ok, _ := r.loops.Backing("/dev/loop10"); ok {
+			res.Loops["/dev/loop10"] = b
+		}
+		got[i] = res
+	}
+	if !strings.Contains(strings.Join(got[0].Outcomes, "\n"), "storage delete-data DataVolume default/fedora") || len(got[0].Loops) != 1 {
+		t.Fatalf("the original plans did not provision and delete: %q %v", got[0].Outcomes, got[0].Loops)
+	}
+	if d := cmp.Diff(got[0], got[1]); d != "" {
+		t.Fatalf("applying the plans read back from JSON differs (-original +read back):\n%s", d)
+	}
+}
+
+// jsonCopy writes v as JSON and reads it back.
+func jsonCopy[T any](t *testing.T, v T) T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("read back %s: %v", b, err)
+	}
+	return out
 }

@@ -66,9 +66,9 @@ func IndexPath(stateDir, key string) string {
 func IndexDir(stateDir string) string { return filepath.Join(stateDir, "markers") }
 
 // diskFile is the file holding a binding's data.
-func (b *binding) diskFile() string {
-	if b.device != "" {
-		return b.backing
+func (b *Binding) diskFile() string {
+	if b.Device != "" {
+		return b.Backing
 	}
 	return b.path()
 }
@@ -144,7 +144,7 @@ const (
 // inspect decides whether claim c (record rec, nil if none) may import
 // into file, the disk file of binding b. The message of a conflict names the
 // file and what to do. Called with m.mu held.
-func (m *Manager) inspect(c *Claim, rec *claimRecord, b *binding) (diskVerdict, *marker, string) {
+func (m *Manager) inspect(c *Claim, rec *claimRecord, b *Binding) (diskVerdict, *marker, string) {
 	file := b.diskFile()
 	if !m.files.Exists(file) {
 		return diskFree, nil, ""
@@ -176,7 +176,7 @@ func (m *Manager) inspect(c *Claim, rec *claimRecord, b *binding) (diskVerdict, 
 	}
 	// A loop device's backing file nodevirt provisioned holds no claim's
 	// data until a claim is bound to it.
-	if vr := m.volumeRecs[b.volume]; vr != nil && vr.Backing == file && vr.Phase != VolumeReleased && (vr.Claim == "" || vr.Claim == c.Key()) {
+	if vr := m.volumeRecs[b.Volume]; vr != nil && vr.Backing == file && vr.Phase != VolumeReleased && (vr.Claim == "" || vr.Claim == c.Key()) {
 		return diskOurs, nil, ""
 	}
 	has, err := m.files.HasData(file)

@@ -19,59 +19,53 @@ import (
 const (
 	// ActProvision makes a volume's backing: a hostpath directory, a
 	// PersistentVolume's directory or a loop device's backing file.
-	ActProvision = "provision"
+	ActProvision plan.Action = "provision"
 	// ActAttach attaches a loop device to its backing file.
-	ActAttach = "attach-loop"
+	ActAttach plan.Action = "attach-loop"
 	// ActBind binds a claim to a volume.
-	ActBind = "bind"
+	ActBind plan.Action = "bind"
 	// ActCreateDisk makes the blank disk.img of a plain claim, as KubeVirt
 	// does for a Filesystem PersistentVolumeClaim.
-	ActCreateDisk = "create-disk"
+	ActCreateDisk plan.Action = "create-disk"
 	// ActImport starts (or restarts) a DataVolume's import in the background.
-	ActImport = "import"
+	ActImport plan.Action = "import"
 	// ActAdopt records a DataVolume whose disk already holds its completed
 	// import (nodevirt's marker next to it says so) as succeeded, instead
 	// of importing it again: the state was lost or rebuilt.
-	ActAdopt = "adopt"
+	ActAdopt plan.Action = "adopt"
 	// ActWait: nothing to do until something else happens (an import runs,
 	// a consumer, an upload, a retry time, a clone source).
-	ActWait = "wait"
+	ActWait plan.Action = "wait"
 	// ActRelease keeps a deleted claim's data (reclaim policy Retain) and
 	// marks its volume Released.
-	ActRelease = "release"
+	ActRelease plan.Action = "release"
 	// ActDeleteData removes a deleted claim's data (reclaim policy Delete).
-	ActDeleteData = "delete-data"
+	ActDeleteData plan.Action = "delete-data"
 	// ActDetach detaches the loop device of a PersistentVolume removed
 	// from the source.
-	ActDetach = "detach-loop"
+	ActDetach plan.Action = "detach-loop"
 	// ActForget drops nodevirt's record of a removed volume; no data is touched.
-	ActForget = "forget"
+	ActForget plan.Action = "forget"
 	// ActHold: a delete the prune guard or a failed parse stopped.
-	ActHold = "hold"
+	ActHold plan.Action = "hold"
 	// ActKeep: an invalid manifest; the object keeps its last good state.
-	ActKeep = "keep"
+	ActKeep plan.Action = "keep"
 	// ActConflict: the host holds something nodevirt does not own where a
 	// volume should be; it is reported and left alone.
-	ActConflict = "conflict"
+	ActConflict plan.Action = "conflict"
 )
 
-// Action is one step for one storage object.
+// Action is one step of a storage plan: the shared step (its target is the
+// path or device it works on) and the claim and volume apply works on.
 type Action struct {
-	Kind   string `json:"action"`
-	Object string `json:"object"`
-	// Target is the path or device the action works on.
-	Target  string        `json:"target,omitempty"`
-	Changes []plan.Change `json:"changes,omitempty"`
-	Reason  string        `json:"reason"`
-	// Drift marks actions that undo an out-of-band change (a detached
-	// loop device, a deleted disk); they run only with self-heal on.
-	Drift bool `json:"drift,omitempty"`
-
-	claim  string // claim key
-	volume string // volume name
+	plan.Step
+	// Claim is the claim's key, "namespace/name"; Volume the volume's name.
+	Claim  string `json:"claim,omitempty"`
+	Volume string `json:"volume,omitempty"`
 }
 
-// Plan is what Apply would do.
+// Plan is what Apply would do; plain data, so a plan written as JSON and
+// read back applies the same.
 type Plan struct {
 	Actions        []Action  `json:"actions"`
 	Diags          diag.List `json:"diagnostics,omitempty"`
@@ -80,33 +74,38 @@ type Plan struct {
 	Claims map[string]ClaimStatus `json:"claims,omitempty"`
 	InSync []string               `json:"inSync,omitempty"`
 
-	st *State
-	// binds are the bindings this plan makes: claim key -> volume plan.
-	binds map[string]*binding
+	// State is the desired storage the plan was computed for. Secrets the
+	// repository held are not written out with it: a plan read back from
+	// JSON finds them in the agent's secrets directory at import time.
+	State *State `json:"state"`
+	// Binds are the bindings this plan makes, by claim key.
+	Binds map[string]*Binding `json:"binds,omitempty"`
 }
 
-// binding is where a claim's disk goes.
-type binding struct {
-	volume  string
-	dynamic bool
-	dir     string // Filesystem volume directory
-	device  string // Block device
-	backing string
-	class   string
-	reclaim string
+// Binding is where a claim's disk goes.
+type Binding struct {
+	Volume  string `json:"volume"`
+	Dynamic bool   `json:"dynamic,omitempty"`
+	// Dir is a Filesystem volume's directory, Device a Block volume's
+	// device and Backing the file behind a loop device.
+	Dir     string `json:"dir,omitempty"`
+	Device  string `json:"device,omitempty"`
+	Backing string `json:"backing,omitempty"`
+	Class   string `json:"class,omitempty"`
+	Reclaim string `json:"reclaimPolicy,omitempty"`
 }
 
-func (b *binding) path() string {
-	if b.device != "" {
-		return b.device
+func (b *Binding) path() string {
+	if b.Device != "" {
+		return b.Device
 	}
-	return filepath.Join(b.dir, "disk.img")
+	return filepath.Join(b.Dir, "disk.img")
 }
 
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool {
 	for _, a := range p.Actions {
-		switch a.Kind {
+		switch a.Action {
 		case ActWait, ActHold, ActKeep, ActConflict:
 			continue
 		}
@@ -119,7 +118,7 @@ func (p *Plan) Empty() bool {
 func (p *Plan) Drift() []Action {
 	var out []Action
 	for _, a := range p.Actions {
-		if a.Drift || a.Kind == ActConflict {
+		if a.Drift || a.Action == ActConflict {
 			out = append(out, a)
 		}
 	}
@@ -142,7 +141,7 @@ func (m *Manager) Plan(ctx context.Context, st *State) (*Plan, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pl := &planner{m: m, st: st, now: m.cfg.Now(), taken: map[string]string{}, classes: map[string]*Class{},
-		p: &Plan{Diags: slices.Clone(st.Diags), PruneSuspended: st.PruneSuspended, Claims: map[string]ClaimStatus{}, st: st, binds: map[string]*binding{}}}
+		p: &Plan{Diags: slices.Clone(st.Diags), PruneSuspended: st.PruneSuspended, Claims: map[string]ClaimStatus{}, State: st, Binds: map[string]*Binding{}}}
 	pl.classesPlan()
 	pl.volumesPlan()
 	pl.claimsPlan()
@@ -158,7 +157,10 @@ func (m *Manager) Plan(ctx context.Context, st *State) (*Plan, error) {
 	return pl.p, ctx.Err()
 }
 
-func (pl *planner) add(a Action) { pl.p.Actions = append(pl.p.Actions, a) }
+func (pl *planner) add(a Action) {
+	a.Stage = plan.StageStorage
+	pl.p.Actions = append(pl.p.Actions, a)
+}
 
 // classesPlan checks that classes used by volumes did not change.
 func (pl *planner) classesPlan() {
@@ -170,8 +172,7 @@ func (pl *planner) classesPlan() {
 				d := diag.Diagnostic{Severity: diag.Error, File: c.file, Line: c.line, Object: c.Object, Path: changes[0].Path,
 					Message: fmt.Sprintf("%s (first used %s)", ErrClassImmutable, rec.Since.Format(time.RFC3339)), Err: ErrClassImmutable}
 				pl.p.Diags = append(pl.p.Diags, d)
-				pl.add(Action{Kind: ActKeep, Object: c.Object, Changes: changes,
-					Reason: "StorageClass parameters are immutable once volumes were provisioned from it; its volumes keep the class as first used"})
+				pl.add(Action{Step: plan.Step{Action: ActKeep, Object: c.Object, Changes: changes, Reason: "StorageClass parameters are immutable once volumes were provisioned from it; its volumes keep the class as first used"}})
 				cp := *c
 				cp.Provisioner, cp.Parameters, cp.ReclaimPolicy, cp.BindingMode = rec.Spec.Provisioner, rec.Spec.Parameters, rec.Spec.ReclaimPolicy, rec.Spec.BindingMode
 				eff = &cp
@@ -216,19 +217,17 @@ func (pl *planner) volumesPlan() {
 		if !v.Loop {
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
-				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name, Reason: err.Error() + "; nothing is created there"})
+				pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Reason: err.Error() + "; nothing is created there"}, Volume: name})
 				pl.p.Diags = append(pl.p.Diags, diag.Errorf(v.Object, "spec.local.path", "%v", err))
 				continue
 			}
 			if !pl.m.allowed(pl.st, dir) {
-				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: dir, volume: name,
-					Reason: "path is outside the allowed roots (the hostpath provisioner's paths, the state directory, --allowed-root); nothing is created there"})
+				pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: dir, Reason: "path is outside the allowed roots (the hostpath provisioner's paths, the state directory, --allowed-root); nothing is created there"}, Volume: name})
 				pl.p.Diags = append(pl.p.Diags, diag.Errorf(v.Object, "spec.local.path", "%s is outside the allowed storage roots", v.Path))
 				continue
 			}
 			if !pl.m.files.Exists(dir) {
-				pl.add(Action{Kind: ActProvision, Object: v.Object, Target: dir, volume: name, Reason: "create the volume's directory",
-					Drift: rec != nil})
+				pl.add(Action{Step: plan.Step{Action: ActProvision, Object: v.Object, Target: dir, Reason: "create the volume's directory", Drift: rec != nil}, Volume: name})
 			}
 			continue
 		}
@@ -239,25 +238,19 @@ func (pl *planner) volumesPlan() {
 			if rec != nil && rec.Backing != "" {
 				reason = "the loop device's backing file is missing; create an empty one"
 			}
-			pl.add(Action{Kind: ActProvision, Object: v.Object, Target: backing, volume: name, Reason: reason, Drift: rec != nil && rec.Backing != ""})
+			pl.add(Action{Step: plan.Step{Action: ActProvision, Object: v.Object, Target: backing, Reason: reason, Drift: rec != nil && rec.Backing != ""}, Volume: name})
 		} else if size, err := pl.m.files.Size(backing); err == nil && size < v.Capacity {
-			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: backing, volume: name,
-				Changes: []plan.Change{{Path: "spec.capacity.storage", From: fmt.Sprint(size), To: fmt.Sprint(v.Capacity)}},
-				Reason:  "the backing file is smaller than the volume's capacity; growing a used volume is not supported"})
+			pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: backing, Changes: []plan.Change{{Path: "spec.capacity.storage", From: fmt.Sprint(size), To: fmt.Sprint(v.Capacity)}}, Reason: "the backing file is smaller than the volume's capacity; growing a used volume is not supported"}, Volume: name})
 		}
 		cur, attached, err := pl.m.loops.Backing(v.Path)
 		switch {
 		case err != nil:
-			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name, Reason: "cannot read the loop device: " + err.Error()})
+			pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Reason: "cannot read the loop device: " + err.Error()}, Volume: name})
 		case attached && cur != backing:
-			pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name,
-				Changes: []plan.Change{{Path: "backing_file", From: cur, To: backing}},
-				Reason:  fmt.Sprintf("%s is attached to %s, not to this volume's file; nodevirt leaves it alone", v.Path, cur)})
+			pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Changes: []plan.Change{{Path: "backing_file", From: cur, To: backing}}, Reason: fmt.Sprintf("%s is attached to %s, not to this volume's file; nodevirt leaves it alone", v.Path, cur)}, Volume: name})
 		case !attached:
 			if others, _ := pl.m.loops.Find(backing); len(others) > 0 {
-				pl.add(Action{Kind: ActConflict, Object: v.Object, Target: v.Path, volume: name,
-					Changes: []plan.Change{{Path: "device", From: strings.Join(others, ","), To: v.Path}},
-					Reason:  fmt.Sprintf("the backing file is attached to %s instead of %s", strings.Join(others, ", "), v.Path)})
+				pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Changes: []plan.Change{{Path: "device", From: strings.Join(others, ","), To: v.Path}}, Reason: fmt.Sprintf("the backing file is attached to %s instead of %s", strings.Join(others, ", "), v.Path)}, Volume: name})
 				continue
 			}
 			reason := "attach the loop device"
@@ -265,7 +258,7 @@ func (pl *planner) volumesPlan() {
 			if drift {
 				reason = "the loop device is missing (host rebooted or detached out of band); attach it again"
 			}
-			pl.add(Action{Kind: ActAttach, Object: v.Object, Target: v.Path, volume: name, Reason: reason, Drift: drift})
+			pl.add(Action{Step: plan.Step{Action: ActAttach, Object: v.Object, Target: v.Path, Reason: reason, Drift: drift}, Volume: name})
 		}
 	}
 }
@@ -273,7 +266,7 @@ func (pl *planner) volumesPlan() {
 // usable says whether a static volume can take a claim now.
 func (pl *planner) usable(name string) bool {
 	for _, a := range pl.p.Actions {
-		if a.volume == name && a.Kind == ActConflict {
+		if a.Volume == name && a.Action == ActConflict {
 			return false
 		}
 	}
@@ -299,13 +292,13 @@ func (pl *planner) claimsPlan() {
 	}
 	for key, c := range pl.st.Elsewhere {
 		if _, known := pl.m.claimRecs[key]; known {
-			pl.add(Action{Kind: ActKeep, Object: "claim " + key, claim: key, Reason: c + "; its data here is kept"})
+			pl.add(Action{Step: plan.Step{Action: ActKeep, Object: "claim " + key, Reason: c + "; its data here is kept"}, Claim: key})
 		}
 	}
 	for obj := range pl.st.Invalid {
 		for key, r := range pl.m.claimRecs {
 			if r.Object == obj || r.Owner == obj {
-				pl.add(Action{Kind: ActKeep, Object: r.Object, claim: key, Reason: "manifest is invalid; the claim keeps its last good state"})
+				pl.add(Action{Step: plan.Step{Action: ActKeep, Object: r.Object, Reason: "manifest is invalid; the claim keeps its last good state"}, Claim: key})
 				pl.p.Claims[key] = statusOf(r)
 			}
 		}
@@ -321,7 +314,7 @@ func (pl *planner) status(c *Claim, phase, reason, msg string) {
 func (pl *planner) claim(c *Claim) {
 	key := c.Key()
 	rec := pl.m.claimRecs[key]
-	var b *binding
+	var b *Binding
 	if rec != nil && rec.Volume != "" {
 		b = pl.bound(rec)
 	}
@@ -332,14 +325,14 @@ func (pl *planner) claim(c *Claim) {
 				phase = PhaseWaitForFirstConsumer
 			}
 			msg := fmt.Sprintf("storage class %q binds at the first consumer; no VM on this node uses the claim yet", c.Class)
-			pl.add(Action{Kind: ActWait, Object: c.Object, claim: key, Reason: msg})
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Reason: msg}, Claim: key})
 			pl.status(c, phase, "WaitForFirstConsumer", msg)
 			return
 		}
 		var why string
 		b, why = pl.choose(c)
 		if b == nil {
-			pl.add(Action{Kind: ActWait, Object: c.Object, claim: key, Reason: why})
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Reason: why}, Claim: key})
 			pl.status(c, PhasePending, "Pending", why)
 			return
 		}
@@ -347,21 +340,19 @@ func (pl *planner) claim(c *Claim) {
 			if v, _, msg := pl.m.inspect(c, rec, b); v == diskConflict {
 				// Not even bound: a binding would make the file the
 				// claim's, to import over or delete with it.
-				pl.add(Action{Kind: ActConflict, Object: c.Object, Target: b.diskFile(), claim: key, Reason: msg})
+				pl.add(Action{Step: plan.Step{Action: ActConflict, Object: c.Object, Target: b.diskFile(), Reason: msg}, Claim: key})
 				pl.status(c, PhasePending, "DiskExists", msg)
 				return
 			}
 		}
-		pl.taken[b.volume] = key
-		if b.dynamic {
-			pl.add(Action{Kind: ActProvision, Object: c.Object, Target: b.dir, claim: key, volume: b.volume,
-				Reason: fmt.Sprintf("hostpath provisioner: volume %s for the claim", b.volume)})
+		pl.taken[b.Volume] = key
+		if b.Dynamic {
+			pl.add(Action{Step: plan.Step{Action: ActProvision, Object: c.Object, Target: b.Dir, Reason: fmt.Sprintf("hostpath provisioner: volume %s for the claim", b.Volume)}, Claim: key, Volume: b.Volume})
 		}
-		pl.add(Action{Kind: ActBind, Object: c.Object, Target: b.path(), claim: key, volume: b.volume,
-			Reason: fmt.Sprintf("bind to PersistentVolume %s (%s)", b.volume, bindWhy(c))})
-		pl.p.binds[key] = b
+		pl.add(Action{Step: plan.Step{Action: ActBind, Object: c.Object, Target: b.path(), Reason: fmt.Sprintf("bind to PersistentVolume %s (%s)", b.Volume, bindWhy(c))}, Claim: key, Volume: b.Volume})
+		pl.p.Binds[key] = b
 	} else {
-		pl.p.binds[key] = b
+		pl.p.Binds[key] = b
 	}
 	pl.data(c, rec, b)
 }
@@ -374,17 +365,17 @@ func bindWhy(c *Claim) string {
 }
 
 // bound is the binding of a claim bound earlier.
-func (pl *planner) bound(rec *claimRecord) *binding {
+func (pl *planner) bound(rec *claimRecord) *Binding {
 	v := pl.m.volumeRecs[rec.Volume]
 	if v == nil {
 		return nil
 	}
-	return &binding{volume: v.Name, dynamic: v.Dynamic, dir: v.Dir, device: v.Device, backing: v.Backing, class: v.Class, reclaim: v.ReclaimPolicy}
+	return &Binding{Volume: v.Name, Dynamic: v.Dynamic, Dir: v.Dir, Device: v.Device, Backing: v.Backing, Class: v.Class, Reclaim: v.ReclaimPolicy}
 }
 
 // choose finds a volume for a claim: the smallest matching static volume,
 // else a new hostpath volume when the class provisions them.
-func (pl *planner) choose(c *Claim) (*binding, string) {
+func (pl *planner) choose(c *Claim) (*Binding, string) {
 	var fits []*Volume
 	for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
 		v := pl.st.Volumes[name]
@@ -399,17 +390,17 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 		}
 	}
 	sort.SliceStable(fits, func(i, j int) bool { return fits[i].Capacity < fits[j].Capacity })
-	var first *binding
+	var first *Binding
 	for _, v := range fits {
-		b := &binding{volume: v.Name, class: v.Class, reclaim: v.ReclaimPolicy}
+		b := &Binding{Volume: v.Name, Class: v.Class, Reclaim: v.ReclaimPolicy}
 		if v.Loop {
-			b.device, b.backing = v.Path, pl.m.backing(v.Name)
+			b.Device, b.Backing = v.Path, pl.m.backing(v.Name)
 		} else {
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
 				return nil, err.Error()
 			}
-			b.dir = dir
+			b.Dir = dir
 		}
 		// A volume holding a claim's marked disk belongs to that claim:
 		// after a lost state the claim finds its own volume again, and
@@ -449,7 +440,7 @@ func (pl *planner) choose(c *Claim) (*binding, string) {
 		if err != nil {
 			return nil, fmt.Sprintf("the claim's name cannot be a directory on the host: %v", err)
 		}
-		return &binding{volume: name, dynamic: true, dir: dir, class: cls.Name, reclaim: cls.ReclaimPolicy}, ""
+		return &Binding{Volume: name, Dynamic: true, Dir: dir, Class: cls.Name, Reclaim: cls.ReclaimPolicy}, ""
 	}
 	what := []string{fmt.Sprintf("class %q", c.Class), "capacity ≥ " + quantity(c.Capacity), "volumeMode " + c.VolumeMode,
 		"accessModes " + strings.Join(c.AccessModes, ",")}
@@ -491,21 +482,19 @@ func matches(c *Claim, v *Volume) bool {
 }
 
 // data decides what a bound claim's data needs.
-func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
+func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 	key := c.Key()
 	target := b.path()
-	block := b.device != ""
+	block := b.Device != ""
 	st := func(phase, reason, msg string, progress float64) {
-		pl.p.Claims[key] = ClaimStatus{Phase: phase, Reason: reason, Message: msg, Progress: progress, Path: target, Block: block, Volume: b.volume,
+		pl.p.Claims[key] = ClaimStatus{Phase: phase, Reason: reason, Message: msg, Progress: progress, Path: target, Block: block, Volume: b.Volume,
 			Ready: phase == PhaseSucceeded || phase == PhaseBound}
 	}
 	if !c.IsDataVolume() {
 		// A plain claim: a blank disk.img as KubeVirt makes one, unless the
 		// volume already holds a disk.
 		if !block && !pl.m.files.Exists(target) {
-			pl.add(Action{Kind: ActCreateDisk, Object: c.Object, Target: target, claim: key, volume: b.volume,
-				Reason: fmt.Sprintf("create a blank %s disk.img (filesystem overhead %.1f%%)", quantity(c.DiskSize), c.Overhead*100),
-				Drift:  rec != nil && rec.Phase == PhaseBound})
+			pl.add(Action{Step: plan.Step{Action: ActCreateDisk, Object: c.Object, Target: target, Reason: fmt.Sprintf("create a blank %s disk.img (filesystem overhead %.1f%%)", quantity(c.DiskSize), c.Overhead*100), Drift: rec != nil && rec.Phase == PhaseBound}, Claim: key, Volume: b.Volume})
 			st(PhasePending, "Provisioning", "", 0)
 			return
 		}
@@ -516,20 +505,18 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 	switch {
 	case running:
 		phase := rec.Phase
-		pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key,
-			Reason: fmt.Sprintf("%s %.1f%%", phase, rec.Progress)})
+		pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: fmt.Sprintf("%s %.1f%%", phase, rec.Progress)}, Claim: key})
 		st(phase, rec.Reason, rec.Message, rec.Progress)
 		return
 	case rec != nil && rec.Phase == PhaseSucceeded && rec.Hash != c.Hash:
 		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, File: c.File, Line: c.Line, Object: c.Object, Path: "spec",
 			Message: ErrDVImmutable.Error(), Err: ErrDVImmutable})
-		pl.add(Action{Kind: ActKeep, Object: c.Object, Target: target, claim: key, Reason: ErrDVImmutable.Error()})
+		pl.add(Action{Step: plan.Step{Action: ActKeep, Object: c.Object, Target: target, Reason: ErrDVImmutable.Error()}, Claim: key})
 		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
 		return
 	case rec != nil && rec.Phase == PhaseSucceeded:
 		if !block && !pl.m.files.Exists(target) {
-			pl.add(Action{Kind: ActImport, Object: c.Object, Target: target, claim: key, Drift: true,
-				Reason: "disk.img of a completed import is missing; import it again"})
+			pl.add(Action{Step: plan.Step{Action: ActImport, Object: c.Object, Target: target, Drift: true, Reason: "disk.img of a completed import is missing; import it again"}, Claim: key})
 			st(PhaseImportScheduled, "Missing", "disk.img is missing", 0)
 			return
 		}
@@ -539,13 +526,12 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 	}
 	switch v, mk, msg := pl.m.inspect(c, rec, b); v {
 	case diskAdopt:
-		pl.add(Action{Kind: ActAdopt, Object: c.Object, Target: mk.File, claim: key, volume: b.volume,
-			Reason: fmt.Sprintf("%s carries nodevirt's marker of this DataVolume's completed import (finished %s); adopt it instead of importing again",
-				mk.File, mk.Finished.Format(time.RFC3339))})
+		pl.add(Action{Step: plan.Step{Action: ActAdopt, Object: c.Object, Target: mk.File, Reason: fmt.Sprintf("%s carries nodevirt's marker of this DataVolume's completed import (finished %s); adopt it instead of importing again",
+			mk.File, mk.Finished.Format(time.RFC3339))}, Claim: key, Volume: b.Volume})
 		st(PhaseSucceeded, "Completed", "adopted: the disk holds the completed import", 100)
 		return
 	case diskConflict:
-		pl.add(Action{Kind: ActConflict, Object: c.Object, Target: b.diskFile(), claim: key, volume: b.volume, Reason: msg})
+		pl.add(Action{Step: plan.Step{Action: ActConflict, Object: c.Object, Target: b.diskFile(), Reason: msg}, Claim: key, Volume: b.Volume})
 		st(PhasePending, "DiskExists", msg, 0)
 		return
 	}
@@ -556,7 +542,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 	switch src.Kind {
 	case SourceUpload:
 		msg := "waiting for an upload (nodevirt image-upload)"
-		pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+		pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
 		st(PhaseUploadReady, "UploadReady", msg, 0)
 		return
 	case SourcePVC:
@@ -568,7 +554,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 		}
 		if !ok || !srcStatus.Ready {
 			msg := fmt.Sprintf("clone source %s is not ready (%s)", src.CloneOf, srcStatus.Phase)
-			pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
 			st(PhaseCloneScheduled, "CloneScheduled", msg, 0)
 			return
 		}
@@ -582,7 +568,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 		switch {
 		case rec.Phase == PhaseFailed && rec.Hash == c.Hash && pl.now.Before(rec.Retry):
 			msg := fmt.Sprintf("Failed (attempt %d): %s; retry in %s", rec.Attempts, rec.Message, rec.Retry.Sub(pl.now).Round(time.Second))
-			pl.add(Action{Kind: ActWait, Object: c.Object, Target: target, claim: key, Reason: msg})
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
 			st(PhaseFailed, rec.Reason, rec.Message, 0)
 			return
 		case rec.Phase == PhaseFailed && rec.Hash == c.Hash:
@@ -593,7 +579,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *binding) {
 			reason = fmt.Sprintf("restart the import interrupted at %.1f%% (the agent stopped); ", rec.Progress) + reason
 		}
 	}
-	pl.add(Action{Kind: ActImport, Object: c.Object, Target: target, claim: key, Reason: reason})
+	pl.add(Action{Step: plan.Step{Action: ActImport, Object: c.Object, Target: target, Reason: reason}, Claim: key})
 	msg := ""
 	if rec != nil {
 		msg = rec.Message
@@ -641,7 +627,7 @@ func (pl *planner) removedClaims() {
 	for _, key := range gone {
 		r := pl.m.claimRecs[key]
 		if held != "" {
-			pl.add(Action{Kind: ActHold, Object: r.Object, Target: r.Path, claim: key, Reason: held})
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: r.Object, Target: r.Path, Reason: held}, Claim: key})
 			continue
 		}
 		why := "manifest removed from the source"
@@ -650,18 +636,16 @@ func (pl *planner) removedClaims() {
 		}
 		v := pl.m.volumeRecs[r.Volume]
 		if pl.m.cfg.InUse != nil && r.Path != "" && pl.m.cfg.InUse(r.Path) {
-			pl.add(Action{Kind: ActHold, Object: r.Object, Target: r.Path, claim: key, Reason: why + "; but a running domain still uses its disk"})
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: r.Object, Target: r.Path, Reason: why + "; but a running domain still uses its disk"}, Claim: key})
 			continue
 		}
 		switch {
 		case v == nil:
-			pl.add(Action{Kind: ActForget, Object: r.Object, claim: key, Reason: why + "; it was never bound"})
+			pl.add(Action{Step: plan.Step{Action: ActForget, Object: r.Object, Reason: why + "; it was never bound"}, Claim: key})
 		case v.ReclaimPolicy == Retain:
-			pl.add(Action{Kind: ActRelease, Object: r.Object, Target: r.Path, claim: key, volume: v.Name,
-				Reason: why + fmt.Sprintf("; reclaim policy Retain: the data stays and PersistentVolume %s becomes Released (reuse needs a new PersistentVolume)", v.Name)})
+			pl.add(Action{Step: plan.Step{Action: ActRelease, Object: r.Object, Target: r.Path, Reason: why + fmt.Sprintf("; reclaim policy Retain: the data stays and PersistentVolume %s becomes Released (reuse needs a new PersistentVolume)", v.Name)}, Claim: key, Volume: v.Name})
 		default:
-			pl.add(Action{Kind: ActDeleteData, Object: r.Object, Target: dataOf(v), claim: key, volume: v.Name,
-				Reason: why + fmt.Sprintf("; reclaim policy Delete: the data of PersistentVolume %s is removed", v.Name)})
+			pl.add(Action{Step: plan.Step{Action: ActDeleteData, Object: r.Object, Target: dataOf(v), Reason: why + fmt.Sprintf("; reclaim policy Delete: the data of PersistentVolume %s is removed", v.Name)}, Claim: key, Volume: v.Name})
 		}
 	}
 }
@@ -684,12 +668,11 @@ func (pl *planner) removedVolumes() {
 			continue
 		}
 		if v.Claim != "" && pl.st.Claims[v.Claim] != nil {
-			pl.add(Action{Kind: ActHold, Object: v.Object, volume: name,
-				Reason: fmt.Sprintf("bound to claim %s; the volume goes once the claim does (kubernetes.io/pv-protection)", v.Claim)})
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Reason: fmt.Sprintf("bound to claim %s; the volume goes once the claim does (kubernetes.io/pv-protection)", v.Claim)}, Volume: name})
 			continue
 		}
 		if pl.st.PruneSuspended {
-			pl.add(Action{Kind: ActHold, Object: v.Object, volume: name, Reason: "a file of this revision failed to parse; pruning is suspended"})
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Reason: "a file of this revision failed to parse; pruning is suspended"}, Volume: name})
 			continue
 		}
 		switch {
@@ -698,9 +681,9 @@ func (pl *planner) removedVolumes() {
 			if v.Phase == VolumeReleased || v.Claim != "" {
 				reason = "PersistentVolume removed from the source: detach its loop device; the backing file keeps the retained data at " + v.Backing
 			}
-			pl.add(Action{Kind: ActDetach, Object: v.Object, Target: v.Device, volume: name, Reason: reason})
+			pl.add(Action{Step: plan.Step{Action: ActDetach, Object: v.Object, Target: v.Device, Reason: reason}, Volume: name})
 		default:
-			pl.add(Action{Kind: ActForget, Object: v.Object, Target: v.Dir, volume: name, Reason: "PersistentVolume removed from the source; its directory is left as it is"})
+			pl.add(Action{Step: plan.Step{Action: ActForget, Object: v.Object, Target: v.Dir, Reason: "PersistentVolume removed from the source; its directory is left as it is"}, Volume: name})
 		}
 	}
 }

@@ -46,7 +46,7 @@ spec:
 	}
 	for _, a := range p.Actions {
 		if a.Target != "" && !strings.HasPrefix(a.Target, root+string(filepath.Separator)) {
-			t.Errorf("%s %s targets %s, outside the root %s", a.Kind, a.Object, a.Target, root)
+			t.Errorf("%s %s targets %s, outside the root %s", a.Action, a.Object, a.Target, root)
 		}
 	}
 	rep := m.Apply(context.Background(), p, All)

@@ -22,12 +22,7 @@ type ImportProgress struct {
 
 // Imports returns the claim keys of the imports rep started, sorted.
 func (r Report) Imports() []string {
-	var keys []string
-	for _, o := range r.Outcomes {
-		if o.Kind == ActImport && o.Result == "done" && o.claim != "" {
-			keys = append(keys, o.claim)
-		}
-	}
+	keys := append([]string(nil), r.Started...)
 	sort.Strings(keys)
 	return keys
 }
