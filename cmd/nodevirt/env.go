@@ -10,6 +10,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
@@ -40,7 +41,9 @@ type env struct {
 	storage *storage.Manager
 	// domainType is what the connected hypervisor runs ("kvm" or "qemu").
 	domainType string
-	closer     []func() error
+	// res reads what the node can give VMs when rendering (zero: nothing).
+	res    agent.Resources
+	closer []func() error
 }
 
 func (e *env) Close() {
@@ -70,15 +73,28 @@ func (o *options) sourceOptions(workDir string) (source.Options, error) {
 	return so, nil
 }
 
-// desiredOptions lays out the host for the converter. typ is the domain
-// type: the hypervisor's answer when connected, else the host root's /dev/kvm.
-func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options {
-	if typ == "" {
-		typ = "qemu"
-		if f.KVM {
-			typ = "kvm"
+// domainTypeFor is the one choice of libvirt domain type, for apply and
+// render alike: --domain-type kvm or qemu as given; auto asks the connected
+// hypervisor (probe), or, without one, the host root's /dev/kvm.
+func (o *options) domainTypeFor(ctx context.Context, f hostfacts.Facts, probe func(ctx context.Context, arch string) (string, error)) (string, error) {
+	switch o.domainType {
+	case "auto", "":
+		if probe != nil {
+			return probe(ctx, f.Arch)
 		}
+		if f.KVM {
+			return "kvm", nil
+		}
+		return "qemu", nil
+	case "kvm", "qemu":
+		return o.domainType, nil
 	}
+	return "", fmt.Errorf("--domain-type %q: want auto, kvm or qemu", o.domainType)
+}
+
+// desiredOptions lays out the host for the converter; typ is the domain
+// type (domainTypeFor).
+func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options {
 	var labels map[string]string
 	if o.cpuManager {
 		// KubeVirt schedules dedicatedCpuPlacement onto nodes labelled so.
@@ -105,6 +121,18 @@ func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Con
 	ac.CPUVendor = cpuInfo(o.root).Vendor
 	ac.Log = o.logger()
 	return ac
+}
+
+// nodeResources reads the CPU-manager pool (--cpu-manager) and the
+// permitted host devices under --root; allocations and claims come from
+// the state (agent.Resources).
+func (o *options) nodeResources() agent.Resources {
+	var r agent.Resources
+	if o.cpuManager {
+		r.CPUPool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
+	}
+	r.Devices = o.permittedDevices
+	return r
 }
 
 // stateUnderRoot is the state directory as a host path under --root, or ""
@@ -171,21 +199,21 @@ func (o *options) openSourceWith(ctx context.Context, db *statedb.DB) (*env, err
 	if e.facts, err = hostfacts.Gather(o.root); err != nil {
 		return nil, fmt.Errorf("host facts: %w", err)
 	}
+	if e.domainType, err = o.domainTypeFor(ctx, e.facts, nil); err != nil {
+		return nil, err
+	}
 	ok = true
 	return e, nil
 }
 
-// load fetches the source and renders the desired state once.
-func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desired.State, error) {
+// load fetches the source and renders the node once.
+func (e *env) load(ctx context.Context) (source.Snapshot, *agent.Node, error) {
 	snap, err := e.src.Fetch(ctx)
 	if err != nil {
-		return snap, nil, nil, err
+		return snap, nil, err
 	}
-	r, err := agent.Render(snap, e.o.agentConfig(e.facts, e.domainType, agent.Config{}))
-	if err != nil {
-		return snap, nil, nil, err
-	}
-	return snap, r.Set, r.State, nil
+	n, err := agent.Render(ctx, snap, e.o.agentConfig(e.facts, e.domainType, agent.Config{Resources: e.res}))
+	return snap, n, err
 }
 
 // openAll opens the source, libvirt, the disk store and the state database.
@@ -214,27 +242,13 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		return nil, fmt.Errorf("connect to libvirt %s: %w", o.libvirtURI, err)
 	}
 	e.closer = append(e.closer, e.hv.Close)
-	switch o.domainType {
-	case "auto", "":
-		if e.domainType, err = e.hv.DomainType(ctx, e.facts.Arch); err != nil {
-			return nil, err
-		}
-	case "kvm", "qemu":
-		e.domainType = o.domainType
-	default:
-		return nil, fmt.Errorf("--domain-type %q: want auto, kvm or qemu", o.domainType)
+	if e.domainType, err = o.domainTypeFor(ctx, e.facts, e.hv.DomainType); err != nil {
+		return nil, err
 	}
 	if e.domainType != "kvm" {
 		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
 	}
-	var pool func() ([]uint, error)
-	if o.cpuManager {
-		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
-	}
 	e.rec = reconciler.New(reconciler.Config{
-		Devices:         e.permittedDevices,
-		Claims:          e.claimDisk,
-		CPUPool:         pool,
 		Arch:            e.facts.Arch,
 		DomainType:      e.domainType,
 		AllowPruneAll:   o.allowPruneAll,
@@ -257,6 +271,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	e.closer = append(e.closer, func() error { sm.Close(); return nil })
 	e.storage = sm
 	ac.Backup = e.db.Backup
+	ac.Resources = o.nodeResources()
 	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr).WithStorage(sm)
 	// Wired after the agent exists: an import that ends asks for an
 	// iteration, so the VM waiting for it starts without waiting for a poll.
@@ -302,18 +317,6 @@ func (o *options) lockState() (*statedb.DB, error) {
 	return db, err
 }
 
-// claimDisk tells the VM side where storage keeps a claim's disk.
-func (e *env) claimDisk(namespace, claim string) (desired.ClaimDisk, bool) {
-	if e.storage == nil {
-		return desired.ClaimDisk{}, false
-	}
-	st, ok := e.storage.Claim(namespace, claim)
-	if !ok || st.Path == "" {
-		return desired.ClaimDisk{}, false
-	}
-	return desired.ClaimDisk{Path: st.Path, Block: st.Block}, true
-}
-
 // inUse reports whether a domain's definition refers to path: storage never
 // deletes data a domain uses.
 func (e *env) inUse(path string) bool {
@@ -331,12 +334,11 @@ func (e *env) inUse(path string) bool {
 
 // permittedDevices lists, per resource the HyperConverged permits, the PCI
 // devices under --root that VMs can be given (matching and bound to vfio-pci).
-func (e *env) permittedDevices() (map[string][]string, error) {
-	hc := e.agent.HostConfig()
+func (o *options) permittedDevices(hc *nodeconfig.HostConfig) (map[string][]string, error) {
 	if hc == nil || len(hc.PCI) == 0 {
 		return nil, nil
 	}
-	devs, err := pciDevices{pci.New(e.o.root, hostfs.Exec{Root: e.o.root})}.List()
+	devs, err := pciDevices{pci.New(o.root, hostfs.Exec{Root: o.root})}.List()
 	if err != nil {
 		return nil, err
 	}

@@ -47,12 +47,11 @@ type renderedHost struct {
 
 // loadHost fetches the source and renders this node's host configuration.
 func (e *env) loadHost(ctx context.Context) (*renderedHost, error) {
-	snap, set, st, err := e.load(ctx)
+	snap, node, err := e.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cfg, _ := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, e.o.node, cpuInfo(e.o.root).Vendor))
-	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: set, st: st, cfg: cfg}, nil
+	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: node.Set, st: node.VMs, cfg: node.Host}, nil
 }
 
 // sourceHost checks the output format, opens the source and renders this

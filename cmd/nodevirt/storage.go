@@ -70,11 +70,11 @@ func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEn
 			s.Close()
 		}
 	}()
-	_, set, _, err := e.load(ctx)
+	_, node, err := e.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.st = storage.Build(set, storage.Options{Node: o.node})
+	s.st = node.Storage
 	if s.m, err = newStorageManager(o, sf, s.db); err != nil {
 		return nil, err
 	}
