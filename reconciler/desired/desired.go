@@ -199,7 +199,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		key := o.Ref.Namespace + "/" + o.Ref.Name
 		if why, ok := placed.Unschedulable[key]; ok {
 			if hint := notHere(spec, self); hint != "" {
-				why += "; on node " + opt.Node + ": " + hint
+				why = strings.TrimSuffix(why, ".") + ". On node " + opt.Node + ": " + hint
 			}
 			st.Unschedulable[name] = o.Ref.String() + ": " + why
 			continue

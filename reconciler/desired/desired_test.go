@@ -556,8 +556,8 @@ spec:
 	opt.NodeLabels = nil
 	st := Build(set, "r1", opt)
 	for name, want := range map[string][2]string{
-		"default_pinned":  {"VirtualMachine default/pinned: ", "; on node node-1: " + ReasonNoCPUPool},
-		"default_gpu-box": {"VirtualMachineInstance default/gpu-box: ", "; on node node-1: nodeSelector gpu=true, but the node has no label gpu"},
+		"default_pinned":  {"VirtualMachine default/pinned: ", ". On node node-1: " + ReasonNoCPUPool},
+		"default_gpu-box": {"VirtualMachineInstance default/gpu-box: ", ". On node node-1: nodeSelector gpu=true, but the node has no label gpu"},
 	} {
 		if got := st.Unschedulable[name]; !strings.HasPrefix(got, want[0]) || !strings.HasSuffix(got, want[1]) {
 			t.Errorf("%s: %q\nwant %q…%q", name, got, want[0], want[1])
