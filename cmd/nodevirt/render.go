@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 )
 
@@ -36,6 +38,9 @@ func newRenderCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
+			if err := e.probeDomainType(cmd.Context(), cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			if err := e.readOnlyResources(cmd.ErrOrStderr()); err != nil {
 				return err
 			}
@@ -80,6 +85,23 @@ func printDomain(out, errOut io.Writer, st *desired.State, namespace, name, node
 		return fmt.Errorf("%s is not rendered on node %q: %s", obj, node, why)
 	}
 	return fmt.Errorf("no VirtualMachine %s/%s (nor VirtualMachineInstance) in the source", namespace, name)
+}
+
+// probeDomainType makes --domain-type auto the choice apply makes: it asks
+// libvirt, as apply does. When libvirt does not answer, the choice falls
+// back to /dev/kvm under --root, said once on errOut.
+func (e *env) probeDomainType(ctx context.Context, errOut io.Writer) error {
+	if e.o.domainType != "auto" && e.o.domainType != "" {
+		return nil
+	}
+	h, err := virt.Open(ctx, e.o.libvirtURI)
+	if err != nil {
+		fmt.Fprintf(errOut, "note: libvirt %s does not answer (%v): --domain-type auto is decided from /dev/kvm (%s)\n", e.o.libvirtURI, err, e.domainType)
+		return nil
+	}
+	defer h.Close()
+	e.domainType, err = e.o.domainTypeFor(ctx, e.facts, h.DomainType)
+	return err
 }
 
 // readOnlyResources lets a read-only render bind VMs as apply would: the

@@ -11,18 +11,22 @@ import (
 )
 
 // render domain renders the domain type apply would define: --domain-type
-// as given, auto from the host (/dev/kvm under --root without libvirt).
+// as given; auto asks libvirt as apply does, and falls back to /dev/kvm
+// under --root (saying so) when libvirt does not answer.
 func TestRenderDomain_domainType(t *testing.T) {
 	kvmRoot := t.TempDir()
 	writeFile(t, filepath.Join(kvmRoot, "dev", "kvm"), "")
+	gone := "test://" + filepath.Join(t.TempDir(), "missing.xml")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--domain-type", "qemu", "--root", kvmRoot}, `<domain type="qemu">`},
-		{[]string{"--domain-type", "kvm", "--root", t.TempDir()}, `<domain type="kvm">`},
-		{[]string{"--domain-type", "auto", "--root", kvmRoot}, `<domain type="kvm">`},
-		{[]string{"--domain-type", "auto", "--root", t.TempDir()}, `<domain type="qemu">`},
+		{[]string{"--domain-type", "qemu", "--root", kvmRoot, "--libvirt", "test:///default"}, `<domain type="qemu">`},
+		{[]string{"--domain-type", "kvm", "--root", t.TempDir(), "--libvirt", gone}, `<domain type="kvm">`},
+		// The test driver answers kvm, as DomainType does for apply.
+		{[]string{"--domain-type", "auto", "--root", t.TempDir(), "--libvirt", "test:///default"}, `<domain type="kvm">`},
+		{[]string{"--domain-type", "auto", "--root", kvmRoot, "--libvirt", gone}, `<domain type="kvm">`},
+		{[]string{"--domain-type", "auto", "--root", t.TempDir(), "--libvirt", gone}, `<domain type="qemu">`},
 	} {
 		out, errOut, code := run(t, append([]string{"render", "domain", "--source", "../../examples", "web"}, c.args...)...)
 		if code != 0 || !strings.Contains(out, c.want) {
@@ -72,7 +76,7 @@ func TestRenderDomain_dedicatedCPUs(t *testing.T) {
 	state := t.TempDir()
 	render := func() (string, string, int) {
 		return run(t, "render", "domain", "pinned", "--source", src, "--root", root, "--state", state, "--node", "n1",
-			"--cpu-manager", "--reserved-cpus", "0")
+			"--cpu-manager", "--reserved-cpus", "0", "--domain-type", "qemu")
 	}
 	pins := func(out string) string {
 		var got []string
@@ -105,7 +109,7 @@ func TestRenderDomain_dedicatedCPUs(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code = render()
-	if want := `<vcpupin vcpu="0" cpuset="5"></vcpupin> <vcpupin vcpu="1" cpuset="4"></vcpupin>`; code != 0 || pins(out) != want || errOut != "" {
+	if want := `<vcpupin vcpu="0" cpuset="5"></vcpupin> <vcpupin vcpu="1" cpuset="4"></vcpupin>`; code != 0 || pins(out) != want || strings.Contains(errOut, "holds the state directory") {
 		t.Fatalf("persisted: exit %d, pins %q, want %q; stderr %q", code, pins(out), want, errOut)
 	}
 }
@@ -125,7 +129,7 @@ func TestRenderDomain_reasons(t *testing.T) {
 		{[]string{"gpu-box"}, "VirtualMachineInstance default/gpu-box cannot be placed: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. On node n1: nodeSelector gpu=true, but the node has no label gpu"},
 		{[]string{"pinned", "--cpu-manager", "--reserved-cpus", "0"}, `VirtualMachine default/pinned cannot start on node "n1": needs 2 dedicated CPUs; the CPU-manager pool {1} has 1 free`},
 	} {
-		out, errOut, code := run(t, append([]string{"render", "domain", "--source", src, "--root", root, "--node", "n1"}, c.args...)...)
+		out, errOut, code := run(t, append([]string{"render", "domain", "--source", src, "--root", root, "--node", "n1", "--domain-type", "qemu"}, c.args...)...)
 		if code == 0 || !strings.Contains(errOut, c.want) || out != "" {
 			t.Errorf("%v: exit %d, stdout %d bytes, stderr %q\nwant %q", c.args, code, len(out), errOut, c.want)
 		}
