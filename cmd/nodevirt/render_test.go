@@ -134,6 +134,21 @@ func TestRenderDomain_reasons(t *testing.T) {
 			t.Errorf("%v: exit %d, stdout %d bytes, stderr %q\nwant %q", c.args, code, len(out), errOut, c.want)
 		}
 	}
+	// Placed on another node of the fleet.
+	fleet := t.TempDir()
+	writeFile(t, filepath.Join(fleet, "all.yaml"), `apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {kubernetes.io/hostname: n2, gpu: "true"}}
+---
+`+pinnedVM)
+	_, errOut, code := run(t, "render", "domain", "gpu-box", "--source", fleet, "--root", root, "--node", "n1", "--domain-type", "qemu")
+	if want := `VirtualMachineInstance default/gpu-box is not rendered on node "n1": placed on node n2 (on node n1: nodeSelector gpu=true, but the node has no label gpu)`; code == 0 || !strings.Contains(errOut, want) {
+		t.Errorf("elsewhere: exit %d, stderr %q\nwant %q", code, errOut, want)
+	}
 }
 
 func writeFile(t *testing.T, path, content string) {
