@@ -228,8 +228,13 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		want[i] = c.demand
 	}
 	allocs := allocate(opt.Resources, want)
+	var none allocation // what a VM asking for no node resources gets
 	for _, c := range todo {
-		vm, diags := render(c, allocs[c.demand.name], revision, opt)
+		alloc := allocs[c.demand.name]
+		if alloc == nil {
+			alloc = &none
+		}
+		vm, diags := render(c, alloc, revision, opt)
 		st.Diags = append(st.Diags, diags...)
 		if vm == nil {
 			st.Invalid[c.demand.name] = c.o.Ref.String()

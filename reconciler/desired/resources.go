@@ -52,7 +52,9 @@ type allocation struct {
 
 // allocate gives every VM its exclusive CPUs and host devices, in domain
 // name order so the result does not depend on the order of the manifests.
+// VMs that ask for neither have no entry.
 func allocate(res Resources, want []demand) map[string]*allocation {
+	want = slices.DeleteFunc(want, func(d demand) bool { return d.dedicated == nil && len(d.devices) == 0 })
 	slices.SortFunc(want, func(a, b demand) int { return strings.Compare(a.name, b.name) })
 	out := make(map[string]*allocation, len(want))
 	for _, d := range want {
