@@ -72,6 +72,8 @@ spec:
       volumes:
         - {name: root, dataVolume: {name: claimed-root}}
 `), shows: "/var/hpvolumes/"},
+		// The fidelity tests' watchdog VM: a cdrom containerDisk and an i6300esb.
+		"watched": {yaml: watchdogVMYAML(ns, "watched", "Halted", "64Mi", "poweroff", image), shows: `<watchdog model="i6300esb" action="poweroff">`},
 		// Dedicated CPUs from the CPU-manager pool (--cpu-manager).
 		"pinned": {yaml: strings.Replace(vmYAML(ns, "pinned", "64Mi", "Halted"), "        cpu:\n",
 			"        cpu:\n          cores: 1\n          dedicatedCpuPlacement: true\n", 1), shows: `<vcpupin vcpu="0" cpuset="1">`},
