@@ -31,15 +31,6 @@ type Config struct {
 	// FreeHugepages probes the host's free huge pages by size in KiB; nil
 	// skips the check.
 	FreeHugepages func() (map[int64]int64, error)
-	// Claims says where the storage manager keeps a claim's disk; nil keeps
-	// the converter's default path under the volume directory.
-	Claims func(namespace, claim string) (desired.ClaimDisk, bool)
-	// Devices returns, per permitted resource name, the PCI addresses that
-	// can be given to VMs (permitted and bound to vfio-pci); nil: none.
-	Devices func() (map[string][]string, error)
-	// CPUPool returns the host CPUs of the node's CPU-manager pool for
-	// dedicatedCpuPlacement; nil means the node has no pool.
-	CPUPool func() ([]uint, error)
 	// Arch and DomainType are what guest CPUs are compared for ("x86_64",
 	// "kvm"); empty skips the CPU check.
 	Arch, DomainType string
@@ -75,16 +66,12 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 // data, so a plan written as JSON and read back applies the same.
 type Planned struct {
 	plan.Plan
-	// VMs are the desired VMs the steps refer to, by domain name.
+	// VMs are the desired VMs the steps refer to, by domain name, bound to
+	// this node's resources (CPU pins and devices persist at define).
 	VMs map[string]*desired.VM `json:"vms"`
 	// Observed are the domains as seen when planning, by name (a delete
 	// reads its owner from them).
 	Observed map[string]hv.Domain `json:"observed"`
-	// CPUAllocs are dedicated-CPU allocations made by this plan, persisted
-	// when their domain is defined.
-	CPUAllocs map[string]desired.Pinning `json:"cpuAllocations,omitempty"`
-	// DeviceAllocs are PCI device allocations made by this plan.
-	DeviceAllocs map[string][]desired.AssignedDevice `json:"deviceAllocations,omitempty"`
 	// Adopt are domains marked as ours that the source wants but the state
 	// lacks (the agent died between define and its state write): Apply
 	// records them so they are pruned, not orphaned, when they leave the source.
@@ -119,44 +106,18 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 			return nil, fmt.Errorf("read free huge pages: %w", err)
 		}
 	}
-	pinned, allocs, unsched, err := r.pinCPUs(st.VMs)
-	if err != nil {
-		return nil, err
-	}
-	withDevs, devAllocs, devUnsched, err := r.assignDevices(st.VMs)
-	if err != nil {
-		return nil, err
-	}
-	for name, why := range devUnsched {
-		unsched[name] = why
+	// Node resources (CPU pins, host devices, claim disks) are bound in
+	// st already, before conversion; what could not be bound says why here.
+	unsched := map[string]string{}
+	for _, vm := range st.VMs {
+		if vm.Unschedulable != "" {
+			unsched[vm.DomainName] = vm.Unschedulable
+		}
 	}
 	for name, why := range r.checkCPUs(ctx, st.VMs) {
 		unsched[name] = why
 	}
 	opt.Unschedulable = unsched
-	if len(pinned) > 0 || len(withDevs) > 0 || r.cfg.Claims != nil {
-		// Plan against renderings bound to this host (pinned CPUs, claim
-		// disks where storage keeps them); st itself stays as loaded.
-		cp := *st
-		cp.VMs = make([]*desired.VM, len(st.VMs))
-		for i, vm := range st.VMs {
-			if p := pinned[vm.DomainName]; p != nil {
-				vm = p
-			}
-			if a, ok := withDevs[vm.DomainName]; ok {
-				if vm, err = desired.AttachHostDevices(vm, a); err != nil {
-					return nil, err
-				}
-			}
-			if r.cfg.Claims != nil {
-				if vm, err = desired.ResolveClaims(vm, r.cfg.Claims); err != nil {
-					return nil, err
-				}
-			}
-			cp.VMs[i] = vm
-		}
-		st = &cp
-	}
 	for name := range st.Invalid {
 		rc, err := r.rec.get(name)
 		if err != nil {
@@ -194,7 +155,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	}
 	p := plan.Diff(st, doms, opt)
 	r.fields.forget(obs)
-	return &Planned{Plan: p, VMs: vms, Observed: obs, CPUAllocs: allocs, DeviceAllocs: devAllocs, Adopt: adopt}, nil
+	return &Planned{Plan: p, VMs: vms, Observed: obs, Adopt: adopt}, nil
 }
 
 // checkCPUs returns, per domain, why the host cannot provide the VM's CPU.
@@ -332,10 +293,10 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 		if err := r.hv.Define(ctx, vm.XML); err != nil {
 			return fmt.Errorf("define %s: %w", vm.DomainName, err)
 		}
-		if err := r.rememberCPUs(vm, p.CPUAllocs); err != nil {
+		if err := r.rememberCPUs(vm); err != nil {
 			return err
 		}
-		if err := r.rememberDevices(vm, p.DeviceAllocs); err != nil {
+		if err := r.rememberDevices(vm); err != nil {
 			return err
 		}
 		return r.remember(vm, false)

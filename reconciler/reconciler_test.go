@@ -102,6 +102,20 @@ func (h *host) render(rev string, docs ...string) *desired.State {
 	return desired.Build(set, rev, h.opt)
 }
 
+// renderBound renders like render, with the node resources res plus the
+// allocations persisted in db: what the agent binds before conversion.
+func (h *host) renderBound(db *statedb.DB, res desired.Resources, rev string, docs ...string) *desired.State {
+	h.t.Helper()
+	var err error
+	if res.CPUs, res.HostDevices, err = reconciler.Allocations(db); err != nil {
+		h.t.Fatal(err)
+	}
+	opt := h.opt
+	opt.Resources = res
+	set := manifests.Parse("vms.yaml", []byte(strings.Join(docs, "\n---\n")), manifests.Options{})
+	return desired.Build(set, rev, opt)
+}
+
 func (h *host) apply(st *desired.State) (plan.Plan, reconciler.Report) {
 	h.t.Helper()
 	p, err := h.rec.Plan(context.Background(), st)
@@ -393,8 +407,10 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 	h := newHost(t, reconciler.Config{})
 	db := h.stateDB()
 	agent := func() *reconciler.Reconciler {
-		return h.agentWith(reconciler.Config{SelfHeal: true, AllowPruneAll: true,
-			CPUPool: func() ([]uint, error) { return []uint{1, 2, 3}, nil }}, db)
+		return h.agentWith(reconciler.Config{SelfHeal: true, AllowPruneAll: true}, db)
+	}
+	render := func(rev string, docs ...string) *desired.State {
+		return h.renderBound(db, desired.Resources{CPUPool: []uint{1, 2, 3}}, rev, docs...)
 	}
 	apply := func(rec *reconciler.Reconciler, st *desired.State) plan.Plan {
 		p, err := rec.Plan(context.Background(), st)
@@ -417,8 +433,8 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 
-	both := h.render("r1", dedicatedVM("a", 2), dedicatedVM("b", 2))
-	p := apply(agent(), both)
+	both := func() *desired.State { return render("r1", dedicatedVM("a", 2), dedicatedVM("b", 2)) }
+	p := apply(agent(), both())
 	if got := kinds(p); got != "create default_a, start default_a, create default_b, wait default_b" {
 		t.Fatalf("plan: %s", got)
 	}
@@ -430,7 +446,7 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 		t.Fatalf("pins of a: %s, want %s", got, want)
 	}
 	// A restarted agent keeps a's CPUs and sees nothing to change.
-	if p := apply(agent(), both); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
+	if p := apply(agent(), both()); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	if got := pins("default_a"); got != want {
@@ -438,11 +454,10 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 	}
 	// a goes. Its CPUs stay taken while the plan that deletes it runs
 	// (deletes come last), so b gets them on the next iteration.
-	r2 := h.render("r2", dedicatedVM("b", 2))
-	if p := apply(agent(), r2); kinds(p) != "wait default_b, delete default_a" {
+	if p := apply(agent(), render("r2", dedicatedVM("b", 2))); kinds(p) != "wait default_b, delete default_a" {
 		t.Fatalf("plan: %s", kinds(p))
 	}
-	if p := apply(agent(), r2); kinds(p) != "update default_b, start default_b" {
+	if p := apply(agent(), render("r2", dedicatedVM("b", 2))); kinds(p) != "update default_b, start default_b" {
 		t.Fatalf("plan: %s", kinds(p))
 	}
 	if got := pins("default_b"); got != want {
@@ -504,8 +519,10 @@ func TestReconciler_hostDevices(t *testing.T) {
 	db := h.stateDB()
 	permitted := map[string][]string{"nvidia.com/GA100": {"0000:3b:00.0"}}
 	agent := func() *reconciler.Reconciler {
-		return h.agentWith(reconciler.Config{SelfHeal: true,
-			Devices: func() (map[string][]string, error) { return permitted, nil }}, db)
+		return h.agentWith(reconciler.Config{SelfHeal: true}, db)
+	}
+	render := func(rev string, docs ...string) *desired.State {
+		return h.renderBound(db, desired.Resources{Devices: permitted}, rev, docs...)
 	}
 	apply := func(st *desired.State) plan.Plan {
 		rec := agent()
@@ -518,8 +535,7 @@ func TestReconciler_hostDevices(t *testing.T) {
 		}
 		return p.Plan
 	}
-	st := h.render("r1", gpuVM("a"), gpuVM("b"))
-	p := apply(st)
+	p := apply(render("r1", gpuVM("a"), gpuVM("b")))
 	if got := kinds(p); got != "create default_a, start default_a, create default_b, wait default_b" {
 		t.Fatalf("plan: %s", got)
 	}
@@ -533,13 +549,13 @@ func TestReconciler_hostDevices(t *testing.T) {
 		}
 	}
 	// A restarted agent keeps the allocation: nothing changes.
-	if p := apply(st); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
+	if p := apply(render("r1", gpuVM("a"), gpuVM("b"))); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	// The resource leaves the permitted list: a new VM asking for it waits
 	// with the reason.
 	permitted = map[string][]string{}
-	p = apply(h.render("r2", gpuVM("a"), gpuVM("c")))
+	p = apply(render("r2", gpuVM("a"), gpuVM("c")))
 	waited := false
 	for _, a := range p.Actions {
 		if a.Target == "default_c" && a.Action == plan.Wait {

@@ -83,10 +83,11 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	fmt.Fprintf(w, "nodevirt demo: source %s, libvirt %s, state %s\n", e.src, o.libvirtURI, o.stateDir)
 
 	step(1, "nodevirt validate")
-	snap, set, st, err := e.load(ctx)
+	snap, node, err := e.load(ctx)
 	if err != nil {
 		return err
 	}
+	set, st := node.Set, node.VMs
 	diag.Fprint(w, st.Diags, sourceText(snap.Root(), snap.Dir))
 	fmt.Fprintf(w, "%d objects in %d files; %d errors\n", len(set.Objects), set.Files, len(st.Diags.Errors()))
 

@@ -7,9 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
-	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/reconciler"
-	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
@@ -105,13 +103,9 @@ func (o *options) openSource(ctx context.Context) (*env, error) {
 	return o.open(ctx, oc)
 }
 
-// load fetches the source and renders the desired state once.
-func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desired.State, error) {
-	snap, r, err := e.rt.Fetch(ctx)
-	if err != nil {
-		return snap, nil, nil, err
-	}
-	return snap, r.Set, r.State, nil
+// load fetches the source and renders the node once.
+func (e *env) load(ctx context.Context) (source.Snapshot, *agent.Node, error) {
+	return e.rt.Fetch(ctx)
 }
 
 // openAll opens every stage under the state lock; ac carries the loop's

@@ -37,11 +37,11 @@ type renderedHost struct {
 
 // loadHost fetches the source and renders this node's host configuration.
 func (e *env) loadHost(ctx context.Context) (*renderedHost, error) {
-	snap, r, err := e.rt.Fetch(ctx)
+	snap, node, err := e.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: r.Set, st: r.State, cfg: r.Host}, nil
+	return &renderedHost{revision: snap.Revision, dir: snap.Dir, set: node.Set, st: node.VMs, cfg: node.Host}, nil
 }
 
 // sourceHost checks the output format, opens the source and renders this

@@ -53,12 +53,12 @@ func (o *options) openStorage(ctx context.Context, sf *storageFlags) (*storageEn
 	if err != nil {
 		return nil, err
 	}
-	_, r, err := e.rt.Fetch(ctx)
+	_, node, err := e.load(ctx)
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
-	return &storageEnv{e: e, m: e.storage, st: r.Storage}, nil
+	return &storageEnv{e: e, m: e.storage, st: node.Storage}, nil
 }
 
 // storagePlanned checks the output format, opens storage and plans it: the

@@ -32,10 +32,11 @@ func newValidateCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			snap, set, st, err := e.load(cmd.Context())
+			snap, node, err := e.load(cmd.Context())
 			if err != nil {
 				return err
 			}
+			set, st := node.Set, node.VMs
 			diags := st.Diags
 			if o.output != "table" {
 				if err := o.printObject(cmd.OutOrStdout(), kindValidationReport, validationReport{

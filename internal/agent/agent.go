@@ -11,13 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
@@ -43,6 +46,73 @@ type Config struct {
 	// (the last good state); it must be cheap when nothing changed. nil
 	// keeps no backup.
 	Backup func() error
+	// Resources reads what the node can give VMs, bound to them before
+	// they are converted.
+	Resources Resources
+}
+
+// Resources reads what this node can give its VMs. Render binds every VM to
+// them before conversion: CPU pins, host devices and claim disks are in the
+// domain from the start, and nothing edits it afterwards.
+type Resources struct {
+	// CPUPool returns the node's CPU-manager pool; nil: the node has none.
+	CPUPool func() ([]uint, error)
+	// Devices lists, per resource the host configuration permits, the PCI
+	// addresses VMs can be given (permitted and bound to vfio-pci); nil: none.
+	Devices func(*nodeconfig.HostConfig) (map[string][]string, error)
+	// Allocations reads the CPU and device allocations persisted in the
+	// state; nil allocates as a fresh state would. The agent reads its
+	// reconciler's when unset.
+	Allocations func() (map[string]domain.Pinning, map[string][]domain.AssignedDevice, error)
+	// Storage plans the storage state and so says where each claim's disk
+	// is (its persisted binding, or where the plan puts it); nil keeps the
+	// default path. The agent uses its storage manager when unset.
+	Storage ClaimPlanner
+}
+
+// ClaimPlanner plans storage without changing anything.
+type ClaimPlanner interface {
+	Plan(ctx context.Context, st *storage.State) (*storage.Plan, error)
+}
+
+// read gathers the node's resources for the host configuration and storage
+// state of one revision.
+func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *storage.State) (desired.Resources, error) {
+	var out desired.Resources
+	var err error
+	if r.CPUPool != nil {
+		if out.CPUPool, err = r.CPUPool(); err != nil {
+			return out, fmt.Errorf("CPU-manager pool: %w", err)
+		}
+		if out.CPUPool == nil {
+			out.CPUPool = []uint{}
+		}
+	}
+	if r.Devices != nil && hc != nil {
+		if out.Devices, err = r.Devices(hc); err != nil {
+			return out, fmt.Errorf("permitted host devices: %w", err)
+		}
+	}
+	if r.Allocations != nil {
+		if out.CPUs, out.HostDevices, err = r.Allocations(); err != nil {
+			return out, err
+		}
+	}
+	if r.Storage != nil && ss != nil {
+		sp, err := r.Storage.Plan(ctx, ss)
+		if err != nil {
+			return out, fmt.Errorf("plan storage for claim disks: %w", err)
+		}
+		for key, c := range sp.Claims {
+			if c.Path != "" {
+				if out.Claims == nil {
+					out.Claims = map[string]domain.ClaimDisk{}
+				}
+				out.Claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block}
+			}
+		}
+	}
+	return out, nil
 }
 
 // Agent runs the loop.
@@ -61,22 +131,19 @@ type Agent struct {
 	// kick asks the loop for an iteration (an import finished).
 	kick chan struct{}
 
-	last    source.Snapshot
-	desired *desired.State
-	// hostConf is shared with the VM stage's device allocation (Open).
-	hostConf *hostConfigs
-	storSt   *storage.State
+	last source.Snapshot
+	// node is the last rendering (nil before the first Load).
+	node *Node
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
 func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor) *Agent {
-	return newAgent(cfg, src, rec, h, make(chan struct{}, 1), &hostConfigs{})
+	return newAgent(cfg, src, rec, h, make(chan struct{}, 1))
 }
 
-// newAgent is New with the kick channel and host configuration cell that
-// Open hands to the pieces it built before the agent. rec nil: the agent
-// runs no VM stage.
-func newAgent(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor, kick chan struct{}, hc *hostConfigs) *Agent {
+// newAgent is New with the kick channel Open hands to the storage manager
+// it built before the agent. rec nil: the agent runs no VM stage.
+func newAgent(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor, kick chan struct{}) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
 	}
@@ -90,7 +157,7 @@ func newAgent(cfg Config, src source.Source, rec *reconciler.Reconciler, h recon
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: kick, hostConf: hc}
+	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: kick}
 }
 
 // WithHost makes every iteration apply host configuration first (R-9: host
@@ -110,77 +177,147 @@ func (a *Agent) Kick() {
 	}
 }
 
-// Rendered is one source revision turned into what this node should be.
-type Rendered struct {
-	Set     *manifests.Set
-	State   *desired.State
-	Host    *nodeconfig.HostConfig
-	Storage *storage.State
+// Node is one source revision turned into what this node should be: its
+// VMs (bound to the node's resources), storage and host configuration,
+// rendered once and handed to plan and apply. All diagnostics (Butane,
+// MachineConfig and storage ones included) are in VMs.Diags.
+type Node struct {
+	Revision string
+	Set      *manifests.Set
+	VMs      *desired.State
+	Host     *nodeconfig.HostConfig
+	Storage  *storage.State
+	// Resources are what the VMs were bound to.
+	Resources desired.Resources
+	// diags are the host and storage diagnostics, kept for re-binding.
+	diags diag.List
+	dir   string
 }
 
-// Render decodes a snapshot's manifests and renders the VMs' desired state
-// and the host configuration of this node. Its diagnostics (Butane and
-// MachineConfig ones included) are all in State.Diags.
-func Render(snap source.Snapshot, cfg Config) (Rendered, error) {
+// Render decodes a snapshot's manifests and renders this node: host
+// configuration and storage first, then the VMs, bound to the node's
+// resources as read through cfg.Resources.
+func Render(ctx context.Context, snap source.Snapshot, cfg Config) (*Node, error) {
 	mopt := cfg.Manifests
 	mopt.Root = snap.Root() // symlinks may lead anywhere inside the repository, never out
 	set, err := manifests.Load(snap.Dir, mopt)
 	if err != nil {
-		return Rendered{}, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
+		return nil, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
 	}
-	st := desired.Build(set, snap.Revision, cfg.Desired)
+	n := &Node{Revision: snap.Revision, Set: set, dir: snap.Dir}
 	hc, diags := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, cfg.Desired.Node, cfg.CPUVendor))
-	st.Diags = append(st.Diags, diags...)
 	ss := storage.Build(set, storage.Options{Node: cfg.Desired.Node})
-	st.Diags = append(st.Diags, ss.Diags...)
-	st.Diags.Sort()
-	return Rendered{Set: set, State: st, Host: hc, Storage: ss}, nil
+	n.Host, n.Storage, n.diags = hc, ss, append(diags, ss.Diags...)
+	res, err := cfg.Resources.read(ctx, hc, ss)
+	if err != nil {
+		return nil, fmt.Errorf("node resources for %s: %w", snap.Revision, err)
+	}
+	n.bind(res, cfg.Desired)
+	return n, nil
 }
 
-// Load fetches the source and renders the desired state. Decoding is skipped
-// when the revision and digest did not change since the last Load.
+// bind renders the VMs for res.
+func (n *Node) bind(res desired.Resources, opt desired.Options) {
+	opt.Resources = res
+	st := desired.Build(n.Set, n.Revision, opt)
+	st.Diags = append(st.Diags, n.diags...)
+	st.Diags.Sort()
+	n.VMs, n.Resources = st, res
+}
+
+// rebind renders the VMs again when the node's resources changed since
+// they were bound (an allocation persisted or released, a device bound to
+// vfio-pci by the host stage, a claim bound): same revision, new bindings.
+func (a *Agent) rebind(ctx context.Context) (*desired.State, error) {
+	res, err := a.resources().read(ctx, a.node.Host, a.node.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if !reflect.DeepEqual(res, a.node.Resources) {
+		a.node.bind(res, a.cfg.Desired)
+	}
+	return a.node.VMs, nil
+}
+
+// resources are cfg.Resources completed with the agent's own state.
+func (a *Agent) resources() Resources {
+	r := a.cfg.Resources
+	if r.Allocations == nil && a.rec != nil {
+		r.Allocations = a.rec.Allocations
+	}
+	if r.Storage == nil && a.storage != nil {
+		r.Storage = a.storage
+	}
+	return r
+}
+
+// Load fetches the source and renders this node. Decoding is skipped when
+// the revision and digest did not change since the last Load; the VMs are
+// bound again only when the node's resources changed.
 func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 	snap, err := a.src.Fetch(ctx)
 	if err != nil {
 		// A source that cannot be reached still hands back the last good
 		// snapshot it has on disk: an edge host restarted while offline keeps
 		// converging on it instead of doing nothing.
-		if snap.Dir == "" || a.desired != nil {
+		if snap.Dir == "" || a.node != nil {
 			return nil, err
 		}
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
-	if a.desired != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
-		return a.desired, nil
+	if a.node != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
+		return a.rebind(ctx)
 	}
-	r, err := Render(snap, a.cfg)
+	cfg := a.cfg
+	cfg.Resources = a.resources()
+	n, err := Render(ctx, snap, cfg)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range r.State.Diags {
+	for _, d := range n.VMs.Diags {
 		a.log.Warn("manifest", "diagnostic", d.Error())
 	}
-	a.last, a.desired, a.storSt = snap, r.State, r.Storage
-	a.hostConf.set(r.Host)
-	return r.State, nil
+	for _, vm := range n.VMs.VMs {
+		if vm.Unschedulable != "" {
+			a.log.Warn("VM cannot start on this node", "object", vm.Object, "reason", vm.Unschedulable)
+		}
+	}
+	for _, why := range n.VMs.Unschedulable {
+		a.log.Warn("VM cannot be placed", "reason", why)
+	}
+	a.last, a.node = snap, n
+	return n.VMs, nil
 }
 
+// Node returns the node rendered by the last Load (nil before it).
+func (a *Agent) Node() *Node { return a.node }
+
 // StorageState returns the storage desired state rendered by the last Load.
-func (a *Agent) StorageState() *storage.State { return a.storSt }
+func (a *Agent) StorageState() *storage.State {
+	if a.node == nil {
+		return nil
+	}
+	return a.node.Storage
+}
 
 // HostConfig returns the host configuration rendered by the last Load.
-func (a *Agent) HostConfig() *nodeconfig.HostConfig { return a.hostConf.get() }
+func (a *Agent) HostConfig() *nodeconfig.HostConfig {
+	if a.node == nil {
+		return nil
+	}
+	return a.node.Host
+}
 
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
 	st, err := a.Load(ctx)
 	if err != nil {
-		if a.desired == nil {
+		if a.node == nil {
 			return reconciler.Report{}, err
 		}
 		// Keep converging on the last good revision while the source is down.
-		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.desired.Revision)
-		st = a.desired
+		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.node.Revision)
+		st = a.node.VMs
 	}
 	return a.apply(ctx, st)
 }
@@ -268,8 +405,8 @@ func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
 		hp.Revision = st.Revision
 		np.Host = &hp
 	}
-	if a.storage != nil && a.storSt != nil {
-		sp, err := a.storage.Plan(ctx, a.storSt)
+	if a.storage != nil && a.StorageState() != nil {
+		sp, err := a.storage.Plan(ctx, a.StorageState())
 		if err != nil {
 			return np, fmt.Errorf("plan storage: %w", err)
 		}
@@ -302,13 +439,24 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 			rep.Host = a.host.Apply(ctx, hp)
 		}
 	}
-	if a.storage != nil && a.storSt != nil {
-		if sp, err := a.storage.Plan(ctx, a.storSt); err != nil {
+	if a.storage != nil && a.StorageState() != nil {
+		if sp, err := a.storage.Plan(ctx, a.StorageState()); err != nil {
 			rep.Errors = append(rep.Errors, "plan storage: "+err.Error())
 		} else {
 			rep.Plan.Storage = sp
 			logPlan(a.log, sp.Actions)
 			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
+		}
+	}
+	if a.node != nil && st != nil && st.Revision == a.node.Revision {
+		// The host stage may have bound a device to vfio-pci and storage a
+		// claim: VMs rendered by Load are bound again when that changed
+		// what the node can give them.
+		if fresh, err := a.rebind(ctx); err != nil {
+			rep.Errors = append(rep.Errors, "bind VMs to the node's resources: "+err.Error())
+		} else {
+			st = fresh
+			rep.Plan.State = st
 		}
 	}
 	if a.rec != nil {
@@ -452,10 +600,12 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	start := time.Now()
 	var rep reconciler.Report
 	var err error
-	if fetch || a.desired == nil {
+	if fetch || a.node == nil {
 		rep, err = a.Once(ctx)
+	} else if st, berr := a.rebind(ctx); berr != nil {
+		err = berr
 	} else {
-		rep, err = a.apply(ctx, a.desired)
+		rep, err = a.apply(ctx, st)
 	}
 	done := rep.Count(plan.Done)
 	if err != nil {
@@ -473,7 +623,12 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 }
 
 // Desired returns the last rendered desired state (nil before the first Load).
-func (a *Agent) Desired() *desired.State { return a.desired }
+func (a *Agent) Desired() *desired.State {
+	if a.node == nil {
+		return nil
+	}
+	return a.node.VMs
+}
 
 // ProgressInterval is how often Settle reports progress.
 const ProgressInterval = 500 * time.Millisecond

@@ -2,9 +2,11 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,5 +142,99 @@ func TestNodePlan_stepsInStageOrder(t *testing.T) {
 	}
 	if want := "host done, storage failed, vm done"; strings.Join(got, ", ") != want || rep.Err() == nil {
 		t.Fatalf("results: %s, want %s (err %v)", strings.Join(got, ", "), want, rep.Err())
+	}
+}
+
+// VMs are bound to the node's resources before conversion, and bound again
+// within one revision when those change: the agent pins a dedicated VM from
+// the pool, persists the pins at define, keeps them on the next iteration,
+// and moves them when the pool no longer holds them.
+func TestAgent_bindsResourcesBeforeConversion(t *testing.T) {
+	dir := t.TempDir()
+	repo, state := filepath.Join(dir, "repo"), filepath.Join(dir, "state")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dedicated := `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: pinned, namespace: default}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        cpu: {cores: 1, dedicatedCpuPlacement: true}
+        memory: {guest: 64Mi}
+        devices: {}
+`
+	if err := os.WriteFile(filepath.Join(repo, "vm.yaml"), []byte(dedicated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h, err := virt.Open(ctx, "test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d, err := disks.New(state, filepath.Join(state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := statedb.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pool := []uint{1, 2}
+	cfg := agent.Config{
+		Desired: desired.Options{Node: "n1", NodeLabels: map[string]string{"cpumanager": "true"}, Context: domain.Context{Type: "kvm", Arch: "x86_64",
+			DiskDir: filepath.Join(state, "disks"), VolumeDir: filepath.Join(state, "volumes")}},
+		Resources: agent.Resources{CPUPool: func() ([]uint, error) { return pool, nil }},
+	}
+	src, err := source.Open(source.Options{URL: repo, WorkDir: filepath.Join(state, "source")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := agent.New(cfg, src, reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
+	pinnedTo := func() []uint {
+		t.Helper()
+		cpus, _, err := reconciler.Allocations(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := h.Domains(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dom := range x {
+			if dom.Name == "default_pinned" {
+				if want := `<vcpupin vcpu='0' cpuset='` + fmt.Sprint(cpus["default_pinned"].VCPUs[0]) + `'/>`; !strings.Contains(dom.XML, want) {
+					t.Fatalf("defined domain lacks %s:\n%s", want, dom.XML)
+				}
+			}
+		}
+		return cpus["default_pinned"].VCPUs
+	}
+	if _, err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinnedTo(); !slices.Equal(got, []uint{1}) {
+		t.Fatalf("pinned to %v, want [1]", got)
+	}
+	// CPU 1 leaves the pool: the persisted pin no longer fits.
+	pool = []uint{2, 3}
+	rep, err := a.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != "update" {
+		t.Fatalf("want the domain redefined with the new pin, got %+v", rep.Outcomes)
+	}
+	if got := pinnedTo(); !slices.Equal(got, []uint{2}) {
+		t.Fatalf("pinned to %v, want [2]", got)
+	}
+	// Nothing changed: the pin is kept, nothing to do.
+	if rep, err := a.Once(ctx); err != nil || len(rep.Outcomes) != 0 {
+		t.Fatalf("third run: %+v, %v", rep.Outcomes, err)
 	}
 }

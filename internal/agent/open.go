@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
@@ -86,6 +86,12 @@ type OpenConfig struct {
 	// Hypervisor connects to libvirt even when no stage needs it (node
 	// describe); a failure then is kept in Runtime.HypervisorErr.
 	Hypervisor bool
+	// RenderAsApply makes a run without the lock render VMs as apply
+	// would define them (render domain): the domain type libvirt picks,
+	// and CPU pins, host devices and claim disks read from the state
+	// database opened read-only, or allocated as for a fresh state while
+	// another process holds it (said once in the log).
+	RenderAsApply bool
 }
 
 // Runtime is one run's opened node: the agent and the pieces it was built
@@ -105,9 +111,12 @@ type Runtime struct {
 	VMs           *reconciler.Reconciler
 	Host          *host.Reconciler
 	Storage       *storage.Manager
-	// DomainType is the domain type VMs are defined with (kvm or qemu);
-	// empty when no hypervisor was opened.
+	// DomainType is the domain type VMs are defined with (kvm or qemu).
 	DomainType string
+	// Notes are what a read-only run should tell its user about how it
+	// rendered (libvirt not answering, allocations not readable); the
+	// command prints them.
+	Notes []string
 
 	cfg    OpenConfig
 	closer []func() error
@@ -125,13 +134,13 @@ func (r *Runtime) Close() {
 func (r *Runtime) onClose(f func() error) { r.closer = append(r.closer, f) }
 
 // Fetch fetches the source and renders this revision for the node.
-func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, Rendered, error) {
+func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, *Node, error) {
 	snap, err := r.Source.Fetch(ctx)
 	if err != nil {
-		return snap, Rendered{}, err
+		return snap, nil, err
 	}
-	rd, err := Render(snap, r.Agent.cfg)
-	return snap, rd, err
+	n, err := Render(ctx, snap, r.Agent.cfg)
+	return snap, n, err
 }
 
 // StateLockedError is the state lock refused (statedb.ErrLocked), said for
@@ -183,7 +192,6 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		return nil, err
 	}
 	kick := make(chan struct{}, 1)
-	hc := &hostConfigs{}
 	if cfg.Stages.Host {
 		if err := rt.openHost(ctx); err != nil {
 			return nil, err
@@ -198,9 +206,14 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		if rt.Disks, err = disks.New(cfg.StateDir, filepath.Join(cfg.StateDir, "images")); err != nil {
 			return nil, err
 		}
-		rt.VMs = rt.newReconciler(hc)
+		rt.VMs = rt.newReconciler()
 	}
 	ac := rt.agentConfig()
+	if cfg.RenderAsApply {
+		if ac.Resources, err = rt.readOnlyResources(ac.Resources); err != nil {
+			return nil, err
+		}
+	}
 	if rt.DB != nil {
 		ac.Backup = rt.DB.Backup
 	}
@@ -208,7 +221,7 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	if rt.VMs != nil {
 		h = rt.HV
 	}
-	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick, hc)
+	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick)
 	rt.Agent.host, rt.Agent.storage = rt.Host, rt.Storage
 	ok = true
 	return rt, nil
@@ -265,45 +278,105 @@ func (rt *Runtime) openSource() error {
 }
 
 // openHypervisor connects to libvirt: the VM stage needs it, storage asks
-// it which disks domains use, node describe which devices they hold.
+// it which disks domains use, node describe which devices they hold, and a
+// render as apply would asks it for the domain type. It then decides the
+// domain type, which every run renders with.
 func (rt *Runtime) openHypervisor(ctx context.Context) error {
-	st := rt.cfg.Stages
-	if !st.VMs && !st.Storage && !rt.cfg.Hypervisor {
-		return nil
-	}
-	d, err := virt.Open(ctx, rt.cfg.LibvirtURI)
-	if err != nil {
-		err = fmt.Errorf("connect to libvirt %s: %w", rt.cfg.LibvirtURI, err)
-		if st.VMs {
-			return err
+	st, c := rt.cfg.Stages, rt.cfg
+	if st.VMs || st.Storage || c.Hypervisor || c.RenderAsApply {
+		d, err := virt.Open(ctx, c.LibvirtURI)
+		switch {
+		case err == nil:
+			rt.HV = d
+			rt.onClose(d.Close)
+		case st.VMs:
+			return fmt.Errorf("connect to libvirt %s: %w", c.LibvirtURI, err)
+		default:
+			rt.HypervisorErr = fmt.Errorf("connect to libvirt %s: %w", c.LibvirtURI, err)
 		}
-		rt.HypervisorErr = err
-		return nil
 	}
-	rt.HV = d
-	rt.onClose(d.Close)
-	if !st.VMs {
-		return nil
+	var probe func(context.Context, string) (string, error)
+	if rt.HV != nil && (st.VMs || c.RenderAsApply) {
+		probe = rt.HV.DomainType
+	} else if c.RenderAsApply && (c.DomainType == "auto" || c.DomainType == "") {
+		rt.Notes = append(rt.Notes, fmt.Sprintf("%v: --domain-type auto is decided from the host alone", rt.HypervisorErr))
 	}
-	if rt.DomainType, err = domainType(ctx, d, rt.Facts, rt.cfg.DomainType); err != nil {
+	var err error
+	if rt.DomainType, err = domainType(ctx, c.DomainType, rt.Facts, probe); err != nil {
 		return err
 	}
-	if rt.DomainType != "kvm" {
-		rt.cfg.Log.Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", rt.cfg.LibvirtURI)
+	if st.VMs && rt.DomainType != "kvm" {
+		c.Log.Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", c.LibvirtURI)
 	}
 	return nil
 }
 
-// domainType is the libvirt domain type VMs are defined with: want (kvm,
-// qemu) or, for auto, what the hypervisor can run.
-func domainType(ctx context.Context, d *virt.Driver, f hostfacts.Facts, want string) (string, error) {
+// domainType is the one choice of libvirt domain type, for apply and
+// render alike: want when forced (kvm, qemu); for auto what libvirt can run
+// (probe), or without libvirt what the host's /dev/kvm allows.
+func domainType(ctx context.Context, want string, f hostfacts.Facts, probe func(context.Context, string) (string, error)) (string, error) {
 	switch want {
 	case "auto", "":
-		return d.DomainType(ctx, f.Arch)
+		if probe != nil {
+			return probe(ctx, f.Arch)
+		}
+		if f.KVM {
+			return "kvm", nil
+		}
+		return "qemu", nil
 	case "kvm", "qemu":
 		return want, nil
 	}
 	return "", fmt.Errorf("--domain-type %q: want auto, kvm or qemu", want)
+}
+
+// readOnlyResources completes res so that a run without the lock binds VMs
+// as apply would: the allocations and claim bindings persisted in the state
+// database, opened read-only. While another process holds the database it
+// cannot be read: resources are then allocated as for a fresh state.
+func (rt *Runtime) readOnlyResources(res Resources) (Resources, error) {
+	c := rt.cfg
+	path := filepath.Join(c.StateDir, "state.db")
+	var kv *statedb.DB
+	held, err := statedb.Held(path)
+	if err == nil && !held {
+		kv, err = statedb.OpenReadOnly(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil // no state yet: a fresh plan
+		}
+		if errors.Is(err, statedb.ErrLocked) {
+			held, err = true, nil
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	if held {
+		rt.Notes = append(rt.Notes, fmt.Sprintf("a running nodevirt holds the state directory %s: CPU pins, host devices and claim disks are allocated as for a fresh state, not read from it", c.StateDir))
+	}
+	if kv == nil {
+		// The storage manager plans against records: an empty database in
+		// a scratch directory has none, as a fresh state.
+		dir, err := os.MkdirTemp("", "nodevirt-render-")
+		if err != nil {
+			return res, fmt.Errorf("scratch state for render: %w", err)
+		}
+		rt.onClose(func() error { return os.RemoveAll(dir) })
+		if kv, err = statedb.Create(filepath.Join(dir, "state.db")); err != nil {
+			return res, err
+		}
+	}
+	rt.onClose(kv.Close)
+	res.Allocations = func() (map[string]domain.Pinning, map[string][]domain.AssignedDevice, error) {
+		return reconciler.Allocations(kv)
+	}
+	m, err := rt.newStorageManager(kv, func(string) bool { return true }, nil)
+	if err != nil {
+		return res, err
+	}
+	rt.onClose(func() error { m.Close(); return nil })
+	res.Storage = m
+	return res, nil
 }
 
 // openHost wires the runtime drivers of Root into the host reconciler; the
@@ -353,22 +426,12 @@ func (rt *Runtime) openStorage(kick chan struct{}) error {
 	} else {
 		c.Log.Warn("libvirt is unreachable: storage deletes no disk, since it cannot tell which ones domains use", "err", rt.HypervisorErr)
 	}
-	m, err := storage.NewManager(storage.Config{
-		Root:          c.Root,
-		StateDir:      c.StateDir,
-		AllowedRoots:  c.AllowedRoots,
-		SelfHeal:      c.SelfHeal,
-		AllowPruneAll: c.AllowPruneAll,
-		InUse:         inUse,
-		OnChange: func() {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		},
-		Log: c.Log,
-	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
-		importer.SecretsDir{Dir: c.SecretsDir}, rt.DB)
+	m, err := rt.newStorageManager(rt.DB, inUse, func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -377,18 +440,28 @@ func (rt *Runtime) openStorage(kick chan struct{}) error {
 	return nil
 }
 
+// newStorageManager builds a storage manager over the runtime packages and
+// the records in kv.
+func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onChange func()) (*storage.Manager, error) {
+	c := rt.cfg
+	return storage.NewManager(storage.Config{
+		Root:          c.Root,
+		StateDir:      c.StateDir,
+		AllowedRoots:  c.AllowedRoots,
+		SelfHeal:      c.SelfHeal,
+		AllowPruneAll: c.AllowPruneAll,
+		InUse:         inUse,
+		OnChange:      onChange,
+		Log:           c.Log,
+	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
+		importer.SecretsDir{Dir: c.SecretsDir}, kv)
+}
+
 // newReconciler builds the VM stage over libvirt, the disk store, the state
 // database and the storage manager built before it.
-func (rt *Runtime) newReconciler(hc *hostConfigs) *reconciler.Reconciler {
+func (rt *Runtime) newReconciler() *reconciler.Reconciler {
 	c := rt.cfg
-	var pool func() ([]uint, error)
-	if c.CPUManager {
-		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(c.Root, c.ReservedCPUs) }
-	}
 	return reconciler.New(reconciler.Config{
-		Devices:         func() (map[string][]string, error) { return permittedDevices(c.Root, hc.get()) },
-		Claims:          rt.claimDisk,
-		CPUPool:         pool,
 		Arch:            rt.Facts.Arch,
 		DomainType:      rt.DomainType,
 		AllowPruneAll:   c.AllowPruneAll,
@@ -398,18 +471,6 @@ func (rt *Runtime) newReconciler(hc *hostConfigs) *reconciler.Reconciler {
 		Log:             c.Log,
 		FreeHugepages:   func() (map[int64]int64, error) { return hostfacts.FreeHugepages(c.Root) },
 	}, rt.HV, rt.Disks, rt.DB)
-}
-
-// claimDisk tells the VM side where storage keeps a claim's disk.
-func (rt *Runtime) claimDisk(namespace, claim string) (desired.ClaimDisk, bool) {
-	if rt.Storage == nil {
-		return desired.ClaimDisk{}, false
-	}
-	st, ok := rt.Storage.Claim(namespace, claim)
-	if !ok || st.Path == "" {
-		return desired.ClaimDisk{}, false
-	}
-	return desired.ClaimDisk{Path: st.Path, Block: st.Block}, true
 }
 
 // permittedDevices lists, per resource the HyperConverged permits, the PCI
@@ -433,30 +494,19 @@ func permittedDevices(root string, hc *nodeconfig.HostConfig) (map[string][]stri
 	return out, nil
 }
 
-// hostConfigs is the host configuration the agent rendered last, read by
-// the VM stage's device allocation: the agent writes it, the reconciler
-// built before the agent reads it.
-type hostConfigs struct {
-	mu sync.Mutex
-	hc *nodeconfig.HostConfig
-}
-
-func (h *hostConfigs) get() *nodeconfig.HostConfig {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.hc
-}
-
-func (h *hostConfigs) set(hc *nodeconfig.HostConfig) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.hc = hc
-}
-
-// agentConfig is the loop's policy and the converter's layout of the host.
+// agentConfig is the loop's policy, the converter's layout of the host and
+// what the node can give VMs: its CPU-manager pool and the PCI devices the
+// host configuration permits (allocations and claim bindings are the
+// agent's reconciler's and storage manager's).
 func (rt *Runtime) agentConfig() Config {
 	c := rt.cfg
+	var res Resources
+	if c.CPUManager {
+		res.CPUPool = func() ([]uint, error) { return hostfacts.CPUManagerPool(c.Root, c.ReservedCPUs) }
+	}
+	res.Devices = func(hc *nodeconfig.HostConfig) (map[string][]string, error) { return permittedDevices(c.Root, hc) }
 	return Config{
+		Resources:     res,
 		Interval:      c.Interval,
 		DriftInterval: c.DriftInterval,
 		EventDebounce: c.EventDebounce,
@@ -467,16 +517,10 @@ func (rt *Runtime) agentConfig() Config {
 	}
 }
 
-// desiredOptions lays out the host for the converter. The domain type is
-// the hypervisor's answer when connected, else the host root's /dev/kvm.
+// desiredOptions lays out the host for the converter, with the domain type
+// openHypervisor decided.
 func (rt *Runtime) desiredOptions() desired.Options {
 	c, typ := rt.cfg, rt.DomainType
-	if typ == "" {
-		typ = "qemu"
-		if rt.Facts.KVM {
-			typ = "kvm"
-		}
-	}
 	var labels map[string]string
 	if c.CPUManager {
 		// KubeVirt schedules dedicatedCpuPlacement onto nodes labelled so.

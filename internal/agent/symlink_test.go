@@ -55,7 +55,7 @@ func TestRender_gitSymlinkOutOfTreeRefused(t *testing.T) {
 	if fi, err := os.Lstat(filepath.Join(snap.Dir, "shadow.yaml")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Fatalf("checkout must keep the committed link: %v", err)
 	}
-	r, err := agent.Render(snap, agent.Config{})
+	r, err := agent.Render(context.Background(), snap, agent.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestRender_gitSymlinkOutOfTreeRefused(t *testing.T) {
 		t.Error("Incomplete = false; a refused link must suspend pruning")
 	}
 	refused := map[string]bool{}
-	for _, d := range r.State.Diags {
+	for _, d := range r.VMs.Diags {
 		if strings.Contains(d.Error(), "root:") {
 			t.Errorf("diagnostic echoes /etc/shadow: %s", d.Error())
 		}
@@ -72,7 +72,7 @@ func TestRender_gitSymlinkOutOfTreeRefused(t *testing.T) {
 		}
 	}
 	if !refused["shadow.yaml"] || !refused["up.yaml"] {
-		t.Errorf("want shadow.yaml and up.yaml refused by name, got %v", r.State.Diags)
+		t.Errorf("want shadow.yaml and up.yaml refused by name, got %v", r.VMs.Diags)
 	}
 	if len(r.Set.Objects) != 1 || r.Set.Objects[0].File != "web.yaml" {
 		t.Errorf("the in-tree link web.yaml must be read: objects %v", r.Set.Objects)

@@ -55,12 +55,20 @@ type VM struct {
 	Revision string `json:"revision"`
 	// Hugepages the VM needs free on the host before it can start.
 	Hugepages *Hugepages `json:"hugepages,omitempty"`
-	// Dedicated is set for dedicatedCpuPlacement: the reconciler allocates
-	// exclusive host CPUs from the node's pool and pins the domain (Pin).
+	// Dedicated is set for dedicatedCpuPlacement: Build allocates exclusive
+	// host CPUs from the node's pool before conversion (Pins).
 	Dedicated *Dedicated `json:"dedicated,omitempty"`
 	// HostDevices are the PCI devices the VM asks for by resource name
-	// (VM-10); the reconciler allocates them and attaches <hostdev>s.
+	// (VM-10); Build allocates them before conversion (Devices).
 	HostDevices []DeviceRequest `json:"hostDevices,omitempty"`
+	// Pins and Devices are the node resources the domain was rendered
+	// with; the reconciler persists them when it defines the domain.
+	Pins    *domain.Pinning         `json:"pins,omitempty"`
+	Devices []domain.AssignedDevice `json:"devices,omitempty"`
+	// Unschedulable says why the VM cannot start on this node although it
+	// is placed here (no CPU-manager pool, no free CPUs or devices): it is
+	// defined without the missing resource and waits.
+	Unschedulable string `json:"unschedulable,omitempty"`
 	// CPUCheck is the domain's <cpu> element when it names a model or gives
 	// feature policies: the host must be able to provide it (VM-9).
 	CPUCheck string `json:"cpuCheck,omitempty"`
@@ -111,9 +119,13 @@ type State struct {
 	// Elsewhere counts VMs placed on other nodes (not this one).
 	Elsewhere int
 	// Unschedulable maps the domain names of VMs no node can run to
-	// "Kind ns/name: reason" (the scheduler's message). A VM already running
-	// here keeps running: placement rules apply at scheduling only.
+	// "Kind ns/name: reason" (the scheduler's message, and what this node
+	// lacks). A VM already running here keeps running: placement rules
+	// apply at scheduling only.
 	Unschedulable map[string]string
+	// OtherNode maps the domain names of VMs placed on another node to
+	// "Kind ns/name: placed on node N".
+	OtherNode map[string]string
 }
 
 // Options carry the node identity and host layout into the build.
@@ -123,6 +135,9 @@ type Options struct {
 	// cpumanager=true when its CPU-manager pool is on).
 	NodeLabels map[string]string
 	Context    domain.Context
+	// Resources are what the node can give VMs (pool, devices, claims and
+	// the allocations persisted in the state).
+	Resources Resources
 }
 
 // Build renders the desired state from a manifest set.
@@ -134,9 +149,11 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	}
 	st.Diags = append(st.Diags, set.Diags...)
 	st.Unschedulable = map[string]string{}
-	placed := place(set, opt)
+	st.OtherNode = map[string]string{}
+	placed, self := place(set, opt)
 	networks := newNetworkResolver(set)
 	collided := domainCollisions(set, st)
+	var todo []candidate
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
 			st.AllowPruneAll = true
@@ -181,11 +198,18 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
 		if why, ok := placed.Unschedulable[key]; ok {
+			if hint := notHere(spec, self); hint != "" {
+				why = strings.TrimSuffix(why, ".") + ". On node " + opt.Node + ": " + hint
+			}
 			st.Unschedulable[name] = o.Ref.String() + ": " + why
 			continue
 		}
 		if node := placed.Node[key]; node != opt.Node {
 			st.Elsewhere++
+			st.OtherNode[name] = o.Ref.String() + ": placed on node " + node
+			if hint := notHere(spec, self); hint != "" {
+				st.OtherNode[name] += " (on node " + opt.Node + ": " + hint + ")"
+			}
 			continue
 		}
 		nets, diags := networks.resolve(o, spec, prefix)
@@ -194,10 +218,26 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
-		vm, diags := render(o, spec, prefix, rs, meta, nets, revision, opt)
+		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, rs: rs, meta: meta, nets: nets, demand: demandOf(name, spec)})
+	}
+	// Node resources are decided before conversion, for all VMs at once,
+	// so the converter writes them into the domain and nothing edits the
+	// domain afterwards.
+	want := make([]demand, len(todo))
+	for i, c := range todo {
+		want[i] = c.demand
+	}
+	allocs := allocate(opt.Resources, want)
+	var none allocation // what a VM asking for no node resources gets
+	for _, c := range todo {
+		alloc := allocs[c.demand.name]
+		if alloc == nil {
+			alloc = &none
+		}
+		vm, diags := render(c, alloc, revision, opt)
 		st.Diags = append(st.Diags, diags...)
 		if vm == nil {
-			st.Invalid[name] = o.Ref.String()
+			st.Invalid[c.demand.name] = c.o.Ref.String()
 			continue
 		}
 		st.VMs = append(st.VMs, vm)
@@ -208,9 +248,29 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	return st
 }
 
-func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string,
-	rs kubevirtv1.VirtualMachineRunStrategy, ann map[string]string, nets map[string]domain.NetworkAttachment,
-	revision string, opt Options) (*VM, diag.List) {
+// candidate is a VM placed on this node, waiting for its resources and conversion.
+type candidate struct {
+	o      *manifests.Object
+	spec   *kubevirtv1.VirtualMachineInstanceSpec
+	prefix string
+	rs     kubevirtv1.VirtualMachineRunStrategy
+	meta   map[string]string
+	nets   map[string]domain.NetworkAttachment
+	demand demand
+}
+
+// demandOf is what a VM asks of the node, read from its spec before
+// conversion; the vCPU count is the converter's own.
+func demandOf(name string, spec *kubevirtv1.VirtualMachineInstanceSpec) demand {
+	d := demand{name: name, devices: deviceRequests(spec)}
+	if c := spec.Domain.CPU; c != nil && c.DedicatedCPUPlacement {
+		d.dedicated = &Dedicated{VCPUs: domain.VCPUs(spec), EmulatorThread: c.IsolateEmulatorThread}
+	}
+	return d
+}
+
+func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, diag.List) {
+	o, spec, prefix, rs, ann := c.o, c.spec, c.prefix, c.rs, c.meta
 	uuid := string(firmwareUUID(spec))
 	if uuid == "" {
 		uuid = StableUUID(o.Ref.Namespace, o.Ref.Name)
@@ -222,7 +282,12 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Spec:       spec,
 		Object:     o.Ref.String(),
 		PathPrefix: prefix,
-		Networks:   nets,
+		Networks:   c.nets,
+		Resources: domain.Resources{
+			Pins:        alloc.pins,
+			HostDevices: alloc.devices,
+			Claims:      opt.Resources.claimsFor(o.Ref.Namespace, spec),
+		},
 	}, opt.Context)
 	// Conversion diagnostics carry the user's path; give them file and line.
 	diags := make(diag.List, 0, len(res.Diags))
@@ -246,10 +311,6 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		if cpuCheck, err = c.Marshal(); err != nil {
 			return nil, append(diags, o.Errorf(prefix+".domain.cpu", "rendering CPU: %v", err))
 		}
-	}
-	var dedicated *Dedicated
-	if c := spec.Domain.CPU; c != nil && c.DedicatedCPUPlacement {
-		dedicated = &Dedicated{VCPUs: int(res.Domain.VCPU.Value), EmulatorThread: c.IsolateEmulatorThread}
 	}
 	var huge *Hugepages
 	if size, pages, ok := domain.HugepagesNeeded(spec); ok {
@@ -278,8 +339,11 @@ func render(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, pr
 		Revision:        revision,
 		Hugepages:       huge,
 		CPUCheck:        cpuCheck,
-		Dedicated:       dedicated,
-		HostDevices:     deviceRequests(spec),
+		Dedicated:       c.demand.dedicated,
+		HostDevices:     c.demand.devices,
+		Pins:            alloc.pins,
+		Devices:         alloc.devices,
+		Unschedulable:   alloc.why,
 	}, diags
 }
 

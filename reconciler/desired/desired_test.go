@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -363,49 +364,129 @@ func TestBuild_instancetypeAndPreference(t *testing.T) {
 	}
 }
 
-// Pin adds one <vcpupin> per vCPU (and the emulator pin) and changes the hash.
-func TestPin(t *testing.T) {
-	_, st := build(t, filepath.Join("..", "..", "manifests", "testdata", "seed"))
-	vm := st.Lookup("default_dedicated")
-	if vm == nil || vm.Dedicated == nil {
-		t.Fatalf("seed VM default_dedicated must need dedicated CPUs: %+v", vm)
-	}
-	cpus := make([]uint, vm.Dedicated.VCPUs)
-	for i := range cpus {
-		cpus[i] = uint(10 + i)
-	}
-	emu := uint(9)
-	pinned, err := Pin(vm, Pinning{VCPUs: cpus, Emulator: &emu})
+// Dedicated CPUs are allocated from the pool before conversion: the
+// converter writes one <vcpupin> per vCPU (and the emulator pin), the hash
+// covers them, a persisted allocation that still fits is kept, and without a
+// pool the VM is rendered unpinned and says why it waits.
+func TestBuild_dedicatedCPUPins(t *testing.T) {
+	set, err := manifests.Load(filepath.Join("..", "..", "manifests", "testdata", "seed"), manifests.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pinned.SpecHash == vm.SpecHash {
-		t.Fatal("pins must change the spec hash")
+	withPool := func(held map[string]domain.Pinning, pool ...uint) *VM {
+		t.Helper()
+		opt := testOptions
+		opt.Resources = Resources{CPUPool: pool, CPUs: held}
+		vm := Build(set, "r1", opt).Lookup("default_dedicated")
+		if vm == nil || vm.Dedicated == nil {
+			t.Fatalf("seed VM default_dedicated must need dedicated CPUs: %+v", vm)
+		}
+		return vm
 	}
-	if o, ok := OwnerOf(pinned.XML); !ok || o.SpecHash != pinned.SpecHash {
-		t.Fatalf("owner metadata must carry the new hash: %+v", o)
+	vm := withPool(nil, 8, 9, 10, 11, 12, 13, 14, 15)
+	if vm.Pins == nil || len(vm.Pins.VCPUs) != vm.Dedicated.VCPUs || vm.Unschedulable != "" {
+		t.Fatalf("pins %+v for %+v (unschedulable %q)", vm.Pins, vm.Dedicated, vm.Unschedulable)
 	}
-	for i := range cpus {
-		want := fmt.Sprintf(`<vcpupin vcpu="%d" cpuset="%d"></vcpupin>`, i, 10+i)
-		if !strings.Contains(pinned.XML, want) {
-			t.Fatalf("missing %s in\n%s", want, pinned.XML)
+	for i := range vm.Dedicated.VCPUs {
+		want := fmt.Sprintf(`<vcpupin vcpu="%d" cpuset="%d"></vcpupin>`, i, 8+i)
+		if !strings.Contains(vm.XML, want) {
+			t.Fatalf("missing %s in\n%s", want, vm.XML)
 		}
 	}
-	if !strings.Contains(pinned.XML, `<emulatorpin cpuset="9">`) {
-		t.Fatalf("missing emulatorpin in\n%s", pinned.XML)
+	if vm.Dedicated.EmulatorThread {
+		if want := fmt.Sprintf(`<emulatorpin cpuset="%d">`, 8+vm.Dedicated.VCPUs); !strings.Contains(vm.XML, want) {
+			t.Fatalf("missing %s in\n%s", want, vm.XML)
+		}
 	}
-	again, err := Pin(vm, Pinning{VCPUs: cpus, Emulator: &emu})
-	if err != nil || again.XML != pinned.XML {
-		t.Fatalf("Pin must be deterministic: %v", err)
+	if o, ok := OwnerOf(vm.XML); !ok || o.SpecHash != vm.SpecHash {
+		t.Fatalf("owner metadata must carry the hash: %+v", o)
 	}
-	if _, err := Pin(vm, Pinning{VCPUs: cpus[:1]}); vm.Dedicated.VCPUs > 1 && err == nil {
-		t.Fatal("a pinning of the wrong size must be refused")
+	// Another pool gives other CPUs and another hash.
+	other := withPool(nil, 20, 21, 22, 23, 24, 25, 26, 27)
+	if other.SpecHash == vm.SpecHash {
+		t.Fatal("pins must change the spec hash")
+	}
+	// A persisted allocation that still fits is kept, even where the
+	// first free CPUs differ.
+	kept := withPool(map[string]domain.Pinning{"default_dedicated": *other.Pins}, 8, 9, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24, 25, 26, 27)
+	if kept.XML != other.XML {
+		t.Fatalf("persisted pins not kept: %+v, want %+v", kept.Pins, other.Pins)
+	}
+	// Another domain's allocation is never given away.
+	held := map[string]domain.Pinning{"default_other": {VCPUs: []uint{8, 9}}}
+	if p := withPool(held, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17).Pins; p == nil || slices.Contains(p.CPUs(), 8) || slices.Contains(p.CPUs(), 9) {
+		t.Fatalf("took another domain's CPUs: %+v", p)
+	}
+	// Too small a pool: unpinned, waiting, saying so.
+	small := withPool(nil, 8)
+	if small.Pins != nil || strings.Contains(small.XML, "vcpupin") || !strings.Contains(small.Unschedulable, "CPU-manager pool {8} has 1 free") {
+		t.Fatalf("pins %+v, unschedulable %q", small.Pins, small.Unschedulable)
+	}
+	none := withPool(nil)
+	if none.Unschedulable != ReasonNoCPUPool {
+		t.Fatalf("without a pool: %q", none.Unschedulable)
 	}
 }
 
-// ResolveClaims points claim disks at the storage manager's file or block
-// device and changes the hash; unknown claims keep their default path.
-func TestResolveClaims(t *testing.T) {
+// Host devices are allocated from the permitted ones before conversion and
+// written as <hostdev>; persisted allocations are kept; a resource that is not
+// permitted leaves the VM waiting with the reason.
+func TestBuild_hostDevices(t *testing.T) {
+	set := manifests.Parse("vm.yaml", []byte(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: gpu, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          gpus: [{name: g1, deviceName: nvidia.com/T4}]
+          hostDevices: [{name: nic, deviceName: intel.com/x710}]
+`), manifests.Options{})
+	build := func(res Resources) *VM {
+		t.Helper()
+		opt := testOptions
+		opt.Resources = res
+		st := Build(set, "r1", opt)
+		vm := st.Lookup("default_gpu")
+		if vm == nil {
+			t.Fatalf("not rendered: %v", st.Diags)
+		}
+		return vm
+	}
+	devs := map[string][]string{"nvidia.com/T4": {"0000:3b:00.0", "0000:3c:00.0"}, "intel.com/x710": {"0000:5e:00.1"}}
+	vm := build(Resources{Devices: devs})
+	for _, want := range []string{
+		`<hostdev mode="subsystem" type="pci" managed="no">`,
+		`<address domain="0x0000" bus="0x3b" slot="0x00" function="0x0"></address>`,
+		`<alias name="ua-gpu-g1"></alias>`,
+		`<address domain="0x0000" bus="0x5e" slot="0x00" function="0x1"></address>`,
+		`<alias name="ua-hostdevice-nic"></alias>`,
+	} {
+		if !strings.Contains(vm.XML, want) {
+			t.Errorf("missing %s in\n%s", want, vm.XML)
+		}
+	}
+	if len(vm.Devices) != 2 || vm.Unschedulable != "" {
+		t.Fatalf("devices %+v, unschedulable %q", vm.Devices, vm.Unschedulable)
+	}
+	held := []domain.AssignedDevice{{Name: "g1", Resource: "nvidia.com/T4", GPU: true, Address: "0000:3c:00.0"}, vm.Devices[1]}
+	kept := build(Resources{Devices: devs, HostDevices: map[string][]domain.AssignedDevice{"default_gpu": held}})
+	if !strings.Contains(kept.XML, `bus="0x3c"`) || kept.SpecHash == vm.SpecHash {
+		t.Fatalf("persisted device not kept, or hash unchanged:\n%s", kept.XML)
+	}
+	denied := build(Resources{Devices: map[string][]string{"nvidia.com/T4": {"0000:3b:00.0"}}})
+	if strings.Contains(denied.XML, "<hostdev") || !strings.Contains(denied.Unschedulable, "resource intel.com/x710 is not permitted") {
+		t.Fatalf("unschedulable %q\n%s", denied.Unschedulable, denied.XML)
+	}
+}
+
+// Claim disks point where storage keeps them (a Filesystem claim's disk.img,
+// a Block claim's device as <disk type='block'>), decided before conversion;
+// unknown claims keep their default path; the hash covers the result.
+func TestBuild_claimDisks(t *testing.T) {
 	set := manifests.Parse("vm.yaml", []byte(`apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata: {name: db, namespace: default}
@@ -422,36 +503,65 @@ spec:
         - {name: data, persistentVolumeClaim: {claimName: db-data}}
         - {name: other, persistentVolumeClaim: {claimName: unknown}}
 `), manifests.Options{})
-	st := Build(set, "r1", testOptions)
-	vm := st.Lookup("default_db")
-	if vm == nil {
-		t.Fatalf("not rendered: %v", st.Diags)
+	plain := Build(set, "r1", testOptions).Lookup("default_db")
+	opt := testOptions
+	opt.Resources.Claims = map[string]domain.ClaimDisk{
+		"default/db-root": {Path: "/var/hpvolumes/db-root/disk.img"},
+		"default/db-data": {Path: "/dev/loop7", Block: true},
+		"other/unknown":   {Path: "/elsewhere/disk.img"},
 	}
-	got, err := ResolveClaims(vm, func(ns, claim string) (ClaimDisk, bool) {
-		switch ns + "/" + claim {
-		case "default/db-root":
-			return ClaimDisk{Path: "/var/hpvolumes/db-root/disk.img"}, true
-		case "default/db-data":
-			return ClaimDisk{Path: "/dev/loop7", Block: true}, true
-		}
-		return ClaimDisk{}, false
-	})
-	if err != nil {
-		t.Fatal(err)
+	st := Build(set, "r1", opt)
+	got := st.Lookup("default_db")
+	if got == nil || plain == nil {
+		t.Fatalf("not rendered: %v", st.Diags)
 	}
 	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk">`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
 		if !strings.Contains(got.XML, want) {
 			t.Errorf("missing %s in\n%s", want, got.XML)
 		}
 	}
-	if got.SpecHash == vm.SpecHash {
-		t.Error("resolved claims must change the hash")
+	if got.SpecHash == plain.SpecHash {
+		t.Error("claim disks must change the hash")
 	}
 	if o, _ := OwnerOf(got.XML); o.SpecHash != got.SpecHash {
-		t.Error("owner metadata must carry the new hash")
+		t.Error("owner metadata must carry the hash")
 	}
 	if got.Artifacts[1].Path != "/dev/loop7" {
 		t.Errorf("artifact path: %+v", got.Artifacts[1])
+	}
+}
+
+// A VM this node cannot take says which label or flag it lacks.
+func TestBuild_unschedulableReasons(t *testing.T) {
+	set := manifests.Parse("vm.yaml", []byte(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: pinned, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        cpu: {cores: 2, dedicatedCpuPlacement: true}
+        memory: {guest: 64Mi}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: gpu-box, namespace: default}
+spec:
+  nodeSelector: {gpu: "true"}
+  domain:
+    memory: {guest: 64Mi}
+`), manifests.Options{})
+	opt := testOptions
+	opt.NodeLabels = nil
+	st := Build(set, "r1", opt)
+	for name, want := range map[string][2]string{
+		"default_pinned":  {"VirtualMachine default/pinned: ", ". On node node-1: " + ReasonNoCPUPool},
+		"default_gpu-box": {"VirtualMachineInstance default/gpu-box: ", ". On node node-1: nodeSelector gpu=true, but the node has no label gpu"},
+	} {
+		if got := st.Unschedulable[name]; !strings.HasPrefix(got, want[0]) || !strings.HasSuffix(got, want[1]) {
+			t.Errorf("%s: %q\nwant %q…%q", name, got, want[0], want[1])
+		}
 	}
 }
 

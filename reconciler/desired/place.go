@@ -1,6 +1,10 @@
 package desired
 
 import (
+	"fmt"
+	"sort"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -10,9 +14,11 @@ import (
 
 // place runs the fleet-wide placement every agent computes alike (F-1): the
 // Node manifests of the repository, plus this node when none describes it
-// (a single host needs no Node manifest).
-func place(set *manifests.Set, opt Options) placement.Result {
+// (a single host needs no Node manifest). It also returns this node as
+// placement saw it.
+func place(set *manifests.Set, opt Options) (placement.Result, placement.Node) {
 	var nodes []placement.Node
+	var me placement.Node
 	self := false
 	for _, o := range set.OfKind("Node") {
 		n, ok := o.Value.(*corev1.Node)
@@ -23,11 +29,13 @@ func place(set *manifests.Set, opt Options) placement.Result {
 		if pn.Name == opt.Node {
 			self = true
 			pn.Labels = merge(pn.Labels, opt.NodeLabels)
+			me = pn
 		}
 		nodes = append(nodes, pn)
 	}
 	if !self {
-		nodes = append(nodes, placement.Node{Name: opt.Node, Labels: merge(map[string]string{LabelHostname: opt.Node}, opt.NodeLabels)})
+		me = placement.Node{Name: opt.Node, Labels: merge(map[string]string{LabelHostname: opt.Node}, opt.NodeLabels)}
+		nodes = append(nodes, me)
 	}
 	var vms []placement.VM
 	for _, o := range set.Objects {
@@ -57,7 +65,34 @@ func place(set *manifests.Set, opt Options) placement.Result {
 			namespaces = append(namespaces, placement.Namespace{Name: ns.Name, Labels: ns.Labels})
 		}
 	}
-	return placement.Place(nodes, vms, namespaces...)
+	return placement.Place(nodes, vms, namespaces...), me
+}
+
+// notHere names what this node lacks for spec among the labels the VM's
+// node selector asks for (spec.nodeSelector, and cpumanager=true that
+// dedicated CPUs add), so "didn't match Pod's node affinity/selector" says
+// which label; "" when the node selector matches.
+func notHere(spec *kubevirtv1.VirtualMachineInstanceSpec, self placement.Node) string {
+	sel := placement.NodeSelector(spec)
+	keys := make([]string, 0, len(sel))
+	for k := range sel {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var why []string
+	for _, k := range keys {
+		have, ok := self.Labels[k]
+		switch {
+		case ok && have == sel[k]:
+		case k == placement.LabelCPUManager:
+			why = append(why, ReasonNoCPUPool)
+		case ok:
+			why = append(why, fmt.Sprintf("nodeSelector %s=%s, but the node has %s=%s", k, sel[k], k, have))
+		default:
+			why = append(why, fmt.Sprintf("nodeSelector %s=%s, but the node has no label %s", k, sel[k], k))
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 func merge(a, b map[string]string) map[string]string {

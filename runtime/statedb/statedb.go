@@ -76,6 +76,27 @@ func Open(path string) (*DB, error) {
 	return db, nil
 }
 
+// OpenReadOnly opens an existing state database for reading, beside no
+// writer: bbolt takes a shared lock, so it fails with ErrLocked while an
+// agent holds the file, and an agent starting meanwhile waits for it.
+// Nothing is verified, backed up or created; writes fail. It is for
+// read-only commands (render), which keep it open only while they read.
+func OpenReadOnly(path string) (*DB, error) {
+	var b *bolt.DB
+	err := guard(path, func() error {
+		var err error
+		b, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+		return err
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open state database %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s read-only: %w", path, err)
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
 // Create makes a new, empty state database at path, which must not exist.
 // It is for rebuilding the state: unlike Open, it does not refuse because a
 // backup of a lost database exists.

@@ -3,6 +3,7 @@ package statedb
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -203,3 +204,36 @@ var _ interface {
 	Delete(bucket, key string) error
 	ForEach(bucket string, fn func(key string, val []byte) error) error
 } = (*DB)(nil)
+
+// OpenReadOnly reads what an agent wrote, writes nothing, and cannot open
+// the file while a writer holds it.
+func TestOpenReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if _, err := OpenReadOnly(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Put("cpus", "default_vm", []byte(`{"vcpus":[1]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(path); !errors.Is(err, ErrLocked) {
+		t.Fatalf("beside a writer: %v, want ErrLocked", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if v, err := ro.Get("cpus", "default_vm"); err != nil || string(v) != `{"vcpus":[1]}` {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	if err := ro.Put("cpus", "other", []byte("{}")); err == nil {
+		t.Fatal("a read-only database must refuse writes")
+	}
+}

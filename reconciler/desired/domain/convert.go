@@ -76,6 +76,8 @@ func configurators() []configurator {
 		configureDisks,
 		configureInterfaces,
 		configureDevices,
+		// 4. Node resources bound before conversion: host PCI devices.
+		configureHostDevices,
 	}
 }
 

@@ -10,18 +10,17 @@ func configureCPU(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 	// A zero count means 1, as KubeVirt's GetCPUTopology reads it; the model
 	// falls back to KubeVirt's default, host-model. manifests.Default
 	// normally fills both.
-	sockets, cores, threads := 1, 1, 1
+	sockets, cores, threads := topology(in.Spec)
 	model := kubevirtv1.DefaultCPUModel
 	var features []kubevirtv1.CPUFeature
 	if c := in.Spec.Domain.CPU; c != nil {
-		sockets, cores, threads = orOne(c.Sockets), orOne(c.Cores), orOne(c.Threads)
 		if c.Model != "" {
 			model = c.Model
 		}
 		features = c.Features
 	}
 
-	dom.VCPU = &libvirtxml.DomainVCPU{Placement: "static", Value: uint(sockets * cores * threads)}
+	dom.VCPU = &libvirtxml.DomainVCPU{Placement: "static", Value: uint(VCPUs(in.Spec))}
 	cpu := &libvirtxml.DomainCPU{
 		Topology: &libvirtxml.DomainCPUTopology{Sockets: sockets, Cores: cores, Threads: threads},
 	}
@@ -53,6 +52,20 @@ func configureCPU(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 		cpu.Features = append(cpu.Features, libvirtxml.DomainCPUFeature{Name: "mpx", Policy: "disable"})
 	}
 	dom.CPU = cpu
+}
+
+// VCPUs is the guest's vCPU count (sockets × cores × threads): what
+// <vcpu> says, and how many host CPUs a dedicatedCpuPlacement VM pins.
+func VCPUs(spec *kubevirtv1.VirtualMachineInstanceSpec) int {
+	s, c, t := topology(spec)
+	return s * c * t
+}
+
+func topology(spec *kubevirtv1.VirtualMachineInstanceSpec) (sockets, cores, threads int) {
+	if c := spec.Domain.CPU; c != nil {
+		return orOne(c.Sockets), orOne(c.Cores), orOne(c.Threads)
+	}
+	return 1, 1, 1
 }
 
 func orOne(n uint32) int {

@@ -41,3 +41,31 @@ func TestConfigureCPUTune(t *testing.T) {
 		})
 	}
 }
+
+// Pins bound before conversion become <vcpupin> per vCPU and <emulatorpin>,
+// beside a CPU limit; a pinning that does not fit the topology is refused.
+func TestConfigureCPUTune_pins(t *testing.T) {
+	var s kubevirtv1.VirtualMachineInstanceSpec
+	s.Domain.CPU = &kubevirtv1.CPU{Sockets: 1, Cores: 2, Threads: 1, DedicatedCPUPlacement: true, IsolateEmulatorThread: true}
+	s.Domain.Resources.Limits = k8sv1.ResourceList{k8sv1.ResourceCPU: *qty("2")}
+	in := testInput(s)
+	emu := uint(7)
+	in.Resources.Pins = &Pinning{VCPUs: []uint{4, 6}, Emulator: &emu}
+	dom, out := run(configureCPUTune, in)
+	want := &libvirtxml.Domain{CPUTune: &libvirtxml.DomainCPUTune{
+		GlobalPeriod: &libvirtxml.DomainCPUTunePeriod{Value: 100000},
+		GlobalQuota:  &libvirtxml.DomainCPUTuneQuota{Value: 200000},
+		VCPUPin:      []libvirtxml.DomainCPUTuneVCPUPin{{VCPU: 0, CPUSet: "4"}, {VCPU: 1, CPUSet: "6"}},
+		EmulatorPin:  &libvirtxml.DomainCPUTuneEmulatorPin{CPUSet: "7"},
+	}}
+	if diff := cmp.Diff(want, dom); diff != "" || len(out.diags) > 0 {
+		t.Errorf("domain (-want +got):\n%s\n%v", diff, diagLines(out))
+	}
+	if VCPUs(&s) != 2 {
+		t.Errorf("VCPUs = %d, want 2", VCPUs(&s))
+	}
+	in.Resources.Pins = &Pinning{VCPUs: []uint{4}}
+	if _, out := run(configureCPUTune, in); len(out.diags) != 1 || out.diags[0].Path != "spec.template.spec.domain.cpu.dedicatedCpuPlacement" {
+		t.Errorf("a pinning of the wrong size must be refused: %v", diagLines(out))
+	}
+}

@@ -46,7 +46,11 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 		if !ok {
 			continue
 		}
-		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
+		if src.block {
+			disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
+		} else {
+			disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
+		}
 		disk.Driver.Type = src.format
 		if src.readOnly {
 			disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
@@ -179,6 +183,7 @@ func deviceSuffix(n int) string {
 // source is what a volume contributes to its disk.
 type source struct {
 	path     string
+	block    bool   // path is a block device: <disk type='block'>
 	format   string // driver type: raw or qcow2
 	readOnly bool
 	shared   bool
@@ -200,13 +205,18 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		}
 		return p, true
 	}
-	claim := func(at, name string) (string, bool) {
+	// A claim's disk is where storage keeps it (bound before conversion),
+	// else the default place under VolumeDir, which the VM waits for.
+	claim := func(at, name string) (string, bool, bool) {
+		if cd, ok := in.Resources.Claims[name]; ok && cd.Path != "" {
+			return cd.Path, cd.Block, true
+		}
 		p, err := pathelem.Join(ctx.VolumeDir, in.Namespace, name, "disk.img")
 		if err != nil {
 			out.invalid(rel+"."+at, "the claim's namespace or name cannot be a directory on the host: %v", err)
-			return "", false
+			return "", false, false
 		}
-		return p, true
+		return p, false, true
 	}
 	switch {
 	case v.ContainerDisk != nil:
@@ -268,20 +278,20 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		}}, true
 
 	case v.PersistentVolumeClaim != nil:
-		p, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)
+		p, block, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
+		return source{path: p, block: block, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
 			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.PersistentVolumeClaim.ClaimName}}, true
 
 	case v.DataVolume != nil:
 		// CDI writes a DataVolume into the claim of the same name.
-		p, ok := claim("dataVolume.name", v.DataVolume.Name)
+		p, block, ok := claim("dataVolume.name", v.DataVolume.Name)
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.DataVolume.Name}}, true
+		return source{path: p, block: block, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.DataVolume.Name}}, true
 
 	case v.HostDisk != nil:
 		hd := v.HostDisk

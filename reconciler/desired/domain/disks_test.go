@@ -256,3 +256,46 @@ func TestDeviceSuffix(t *testing.T) {
 		}
 	}
 }
+
+// Claim disks bound before conversion are where storage keeps them: a
+// Filesystem claim's disk.img as a file, a Block claim's device as
+// <disk type='block'>; the artifact follows. Unbound claims keep the default.
+func TestConfigureDisks_boundClaims(t *testing.T) {
+	onBus := func(bus kubevirtv1.DiskBus) kubevirtv1.DiskDevice {
+		return kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: bus}}
+	}
+	file := func(p string) *libvirtxml.DomainDiskSource {
+		return &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: p}}
+	}
+	spec := kubevirtv1.VirtualMachineInstanceSpec{
+		Domain: kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{Disks: []kubevirtv1.Disk{
+			{Name: "root", DiskDevice: onBus("virtio")}, {Name: "data", DiskDevice: onBus("virtio")}, {Name: "other", DiskDevice: onBus("virtio")},
+		}}},
+		Volumes: []kubevirtv1.Volume{
+			{Name: "root", VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: "db-root"}}},
+			{Name: "data", VolumeSource: kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{PersistentVolumeClaimVolumeSource: k8sv1.PersistentVolumeClaimVolumeSource{ClaimName: "db-data"}}}},
+			{Name: "other", VolumeSource: kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{PersistentVolumeClaimVolumeSource: k8sv1.PersistentVolumeClaimVolumeSource{ClaimName: "unbound"}}}},
+		},
+	}
+	in := testInput(spec)
+	in.Resources.Claims = map[string]ClaimDisk{"db-root": {Path: "/var/hpvolumes/pvc-1/disk.img"}, "db-data": {Path: "/dev/loop7", Block: true}}
+	dom, out := run(configureDisks, in)
+	if len(out.diags) > 0 {
+		t.Fatalf("diagnostics: %v", diagLines(out))
+	}
+	var got []*libvirtxml.DomainDiskSource
+	for _, d := range dom.Devices.Disks {
+		got = append(got, d.Source)
+	}
+	want := []*libvirtxml.DomainDiskSource{
+		file("/var/hpvolumes/pvc-1/disk.img"),
+		{Block: &libvirtxml.DomainDiskSourceBlock{Dev: "/dev/loop7"}},
+		file("/var/lib/nodevirt/volumes/lab/unbound/disk.img"),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sources (-want +got):\n%s", diff)
+	}
+	if out.artifacts[1].Path != "/dev/loop7" || out.artifacts[0].Path != "/var/hpvolumes/pvc-1/disk.img" {
+		t.Errorf("artifacts: %+v", out.artifacts)
+	}
+}

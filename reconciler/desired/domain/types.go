@@ -26,6 +26,57 @@ type Input struct {
 	// resolved by the caller, keyed by spec.networks[].name. A multus network
 	// whose interface uses the bridge binding must have an entry.
 	Networks map[string]NetworkAttachment
+	// Resources are the node resources bound to this VM before conversion:
+	// the converter only writes them into the domain, it never allocates.
+	Resources Resources
+}
+
+// Resources are what the node gives one VM: decided (allocated, or read from
+// the state) before conversion, so the domain is complete when converted and
+// the hash covers them.
+type Resources struct {
+	// Pins are the exclusive host CPUs of a dedicatedCpuPlacement VM; nil
+	// leaves the vCPUs floating (no pool, or none free: the VM waits).
+	Pins *Pinning
+	// HostDevices are the PCI devices allocated to spec.domain.devices
+	// gpus and hostDevices, in request order.
+	HostDevices []AssignedDevice
+	// Claims maps a claim (or DataVolume) name of the VM's namespace to
+	// where storage keeps its disk; a claim it lacks keeps the default
+	// VolumeDir/<namespace>/<claim>/disk.img.
+	Claims map[string]ClaimDisk
+}
+
+// Pinning is the set of exclusive host CPUs allocated to a VM: one per vCPU,
+// in vCPU order, and the emulator thread's when isolated.
+type Pinning struct {
+	VCPUs    []uint `json:"vcpus"`
+	Emulator *uint  `json:"emulator,omitempty"`
+}
+
+// CPUs are all host CPUs of the pinning, the emulator's last.
+func (p Pinning) CPUs() []uint {
+	out := append([]uint(nil), p.VCPUs...)
+	if p.Emulator != nil {
+		out = append(out, *p.Emulator)
+	}
+	return out
+}
+
+// AssignedDevice is a host PCI device allocated to one request of a VM.
+type AssignedDevice struct {
+	Name     string `json:"name"`
+	Resource string `json:"resource"`
+	GPU      bool   `json:"gpu,omitempty"`
+	// Address is the PCI address, DDDD:BB:SS.F.
+	Address string `json:"address"`
+}
+
+// ClaimDisk is where the storage manager keeps a claim's disk.
+type ClaimDisk struct {
+	Path string `json:"path"`
+	// Block: a block device (<disk type='block'>), else a raw disk.img file.
+	Block bool `json:"block,omitempty"`
 }
 
 // NetworkAttachment is what nodevirt takes from a NetworkAttachmentDefinition
