@@ -485,8 +485,9 @@ func printHostActions(w io.Writer, acts []host.Action) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Kind, a.Target, orNone(a.Object), a.Reason, flags)
 		for _, c := range a.Changes {
-			// In the last column, which sets no width.
-			fmt.Fprintf(tw, "\t\t\t~ %s\n", c)
+			// In the last column, which sets no width; a content diff's
+			// lines under its summary.
+			fmt.Fprintf(tw, "\t\t\t~ %s\n", strings.ReplaceAll(c.String(), "\n", "\n\t\t\t    "))
 		}
 	}
 	tw.Flush()
@@ -576,7 +577,8 @@ func printHostDrift(w io.Writer, format string, p host.Plan) error {
 	for _, e := range entries {
 		fmt.Fprintf(w, "%-15s %s  %s (%s)\n", strings.ToUpper(e.Status), e.Target, orNone(e.Object), e.Action)
 		for _, f := range e.Fields {
-			fmt.Fprintf(w, "                %s\n", f)
+			// A content diff's lines indented under its summary.
+			fmt.Fprintf(w, "                %s\n", strings.ReplaceAll(f, "\n", "\n                  "))
 		}
 		fmt.Fprintf(w, "                %s\n", e.Reason)
 	}
