@@ -71,13 +71,18 @@ func (o *options) sourceOptions(workDir string) (source.Options, error) {
 }
 
 // desiredOptions lays out the host for the converter. typ is the domain
-// type: the hypervisor's answer when connected, else the host root's /dev/kvm.
-func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options {
+// type openAll chose with the hypervisor; "" without one (render, validate):
+// then the host facts decide, by the same rule.
+func (o *options) desiredOptions(f hostfacts.Facts, typ string) (desired.Options, error) {
 	if typ == "" {
-		typ = "qemu"
-		if f.KVM {
-			typ = "kvm"
+		dt, err := hostfacts.ChooseDomainType(o.domainType, f, nil)
+		if err != nil {
+			return desired.Options{}, err
 		}
+		if w := dt.Warning(); w != "" {
+			o.logger().Warn(w)
+		}
+		typ = dt.Type
 	}
 	var labels map[string]string
 	if o.cpuManager {
@@ -95,16 +100,19 @@ func (o *options) desiredOptions(f hostfacts.Facts, typ string) desired.Options 
 			Root:      o.root,
 			HostDirs:  o.allowedHostDirs,
 		},
-	}
+	}, nil
 }
 
 // agentConfig completes ac with what the flags and host facts decide.
-func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Config) agent.Config {
-	ac.Desired = o.desiredOptions(f, domainType)
+func (o *options) agentConfig(f hostfacts.Facts, domainType string, ac agent.Config) (agent.Config, error) {
+	var err error
+	if ac.Desired, err = o.desiredOptions(f, domainType); err != nil {
+		return ac, err
+	}
 	ac.Manifests = manifests.Options{DefaultNamespace: o.namespace, StateDir: o.stateUnderRoot()}
 	ac.CPUVendor = cpuInfo(o.root).Vendor
 	ac.Log = o.logger()
-	return ac
+	return ac, nil
 }
 
 // stateUnderRoot is the state directory as a host path under --root, or ""
@@ -181,7 +189,11 @@ func (e *env) load(ctx context.Context) (source.Snapshot, *manifests.Set, *desir
 	if err != nil {
 		return snap, nil, nil, err
 	}
-	r, err := agent.Render(snap, e.o.agentConfig(e.facts, e.domainType, agent.Config{}))
+	ac, err := e.o.agentConfig(e.facts, e.domainType, agent.Config{})
+	if err != nil {
+		return snap, nil, nil, err
+	}
+	r, err := agent.Render(snap, ac)
 	if err != nil {
 		return snap, nil, nil, err
 	}
@@ -214,19 +226,14 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		return nil, fmt.Errorf("connect to libvirt %s: %w", o.libvirtURI, err)
 	}
 	e.closer = append(e.closer, e.hv.Close)
-	switch o.domainType {
-	case "auto", "":
-		if e.domainType, err = e.hv.DomainType(ctx, e.facts.Arch); err != nil {
-			return nil, err
-		}
-	case "kvm", "qemu":
-		e.domainType = o.domainType
-	default:
-		return nil, fmt.Errorf("--domain-type %q: want auto, kvm or qemu", o.domainType)
+	dt, err := hostfacts.ChooseDomainType(o.domainType, e.facts, func() (string, error) { return e.hv.DomainType(ctx, e.facts.Arch) })
+	if err != nil {
+		return nil, err
 	}
-	if e.domainType != "kvm" {
-		e.o.logger().Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", o.libvirtURI)
+	if w := dt.Warning(); w != "" {
+		e.o.logger().Warn(w, "libvirt", o.libvirtURI)
 	}
+	e.domainType = dt.Type
 	var pool func() ([]uint, error)
 	if o.cpuManager {
 		pool = func() ([]uint, error) { return hostfacts.CPUManagerPool(o.root, o.reservedCPUs) }
@@ -257,7 +264,10 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	e.closer = append(e.closer, func() error { sm.Close(); return nil })
 	e.storage = sm
 	ac.Backup = e.db.Backup
-	e.agent = agent.New(o.agentConfig(e.facts, e.domainType, ac), e.src, e.rec, e.hv).WithHost(hr).WithStorage(sm)
+	if ac, err = o.agentConfig(e.facts, e.domainType, ac); err != nil {
+		return nil, err
+	}
+	e.agent = agent.New(ac, e.src, e.rec, e.hv).WithHost(hr).WithStorage(sm)
 	// Wired after the agent exists: an import that ends asks for an
 	// iteration, so the VM waiting for it starts without waiting for a poll.
 	sm.SetHooks(e.agent.Kick, e.inUse)
