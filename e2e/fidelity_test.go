@@ -67,6 +67,25 @@ func detectGuestVirt() guestVirt {
 	return virtMode
 }
 
+// guestVirt gives the world's host root this host's /proc/cpuinfo, as a
+// real root has (the agent reads the CPU's virtualization flags under
+// --root to choose the domain type), and says how guests run here.
+func (w *world) guestVirt() guestVirt {
+	w.t.Helper()
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	dir := filepath.Join(w.hostRoot, "proc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpuinfo"), b, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return detectGuestVirt()
+}
+
 // agentDomainType is the domain type `--domain-type auto` gives on this
 // host, by the agent's own decision and probe.
 func agentDomainType() (hostfacts.DomainType, error) {
@@ -333,7 +352,7 @@ func requireOVMF(t *testing.T) {
 func TestFidelity_EFISecureBoot(t *testing.T) {
 	w := newWorld(t)
 	requireOVMF(t)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	smm := true
 	if _, err := os.Stat("/dev/kvm"); err == nil && !g.tcg {
 		var err error
@@ -390,7 +409,7 @@ func TestFidelity_EFISecureBoot(t *testing.T) {
 func TestFidelity_EFIWithoutSecureBoot(t *testing.T) {
 	w := newWorld(t)
 	requireOVMF(t)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("EFI VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "false", false, w.hostImage(untrustedEFIDisk(t)))})
@@ -514,7 +533,7 @@ func TestFidelity_WatchdogPoweroffAlwaysRestarts(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "poweroff", iso)})
@@ -562,7 +581,7 @@ func TestFidelity_WatchdogPoweroffThenHaltedStaysOff(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "poweroff", iso)})
@@ -612,7 +631,7 @@ func TestFidelity_WatchdogResetKeepsRunning(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "reset", iso)})
@@ -650,7 +669,7 @@ func TestFidelity_WatchdogShutdownRerunOnFailureStaysOff(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "RerunOnFailure", "256Mi", "shutdown", iso)})
