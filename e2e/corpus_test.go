@@ -69,7 +69,7 @@ func TestCorpus(t *testing.T) {
 	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "s390x": "s390x"}[runtime.GOARCH]
 	state := t.TempDir()
 	st := desired.Build(set, "corpus", desired.Options{Context: domain.Context{
-		Type:      corpusDomainType(conn, arch),
+		Type:      corpusDomainType(t),
 		Arch:      arch,
 		DiskDir:   filepath.Join(state, "disks"),
 		VolumeDir: filepath.Join(state, "volumes"),
@@ -209,11 +209,12 @@ func corpusDefineOnce(conn *libvirt.Connect, validator, file, xml string) error 
 	return nil
 }
 
-// corpusDomainType is "kvm" when libvirt reports KVM usable for the arch, else
-// "qemu" (TCG), as the agent probes it.
-func corpusDomainType(conn *libvirt.Connect, arch string) string {
-	if _, err := conn.GetDomainCapabilities("", arch, "", "kvm", 0); err == nil {
-		return "kvm"
+// corpusDomainType is the domain type the agent picks here with
+// --domain-type auto.
+func corpusDomainType(t *testing.T) string {
+	dt, err := agentDomainType()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return "qemu"
+	return dt.Type
 }

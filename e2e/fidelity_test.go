@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nodevirt/nodevirt/runtime/hostfacts"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
 
 // Issue 3, "VM fidelity": EFI with and without Secure Boot, and the i6300esb
@@ -25,8 +29,8 @@ import (
 
 // guestVirt is how the guests of these tests get a CPU on this host.
 type guestVirt struct {
-	// tcg: KVM is there but cannot run guest code (see detectGuestVirt);
-	// the tests redefine the agent's domains with type='qemu'.
+	// tcg: nodevirt's auto domain type here is TCG (type='qemu'), as on a
+	// host whose KVM cannot run guest code.
 	tcg bool
 	why string
 }
@@ -36,60 +40,73 @@ var (
 	virtMode guestVirt
 )
 
-// detectGuestVirt tells whether /dev/kvm is hardware virtualization. Some
+// detectGuestVirt asks nodevirt's own rule (hostfacts.ChooseDomainType,
+// with libvirt as the probe) which domain type the agent defines here. Some
 // hosts offer a /dev/kvm without VT-x/AMD-V (this CI machine: kvm_pvm, a
-// software KVM, and no vmx/svm flag in /proc/cpuinfo). libvirt reports KVM
-// domain capabilities there, so nodevirt defines type='kvm' domains, and
-// SeaBIOS idling runs, but real guest code does not: OVMF and isolinux stop
-// with "KVM internal error. Suberror: 1 … emulation failure" (the domain is
-// left paused), and a Linux kernel hangs in its decompressor.
+// software KVM, and no vmx/svm flag in /proc/cpuinfo): libvirt reports KVM
+// domain capabilities there, but real guest code does not run (OVMF and
+// isolinux stop with "KVM internal error. Suberror: 1 … emulation
+// failure"), so the agent defines TCG domains.
 func detectGuestVirt() guestVirt {
 	virtOnce.Do(func() {
-		if _, err := os.Stat("/dev/kvm"); err != nil {
-			// nodevirt itself renders type='qemu' then: nothing to switch.
-			virtMode = guestVirt{why: "no /dev/kvm: nodevirt defines TCG domains itself"}
-			return
-		}
-		cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
-		flags := ""
-		for _, l := range strings.Split(string(cpuinfo), "\n") {
-			if strings.HasPrefix(l, "flags") {
-				flags = " " + l + " "
-				break
-			}
-		}
-		if strings.Contains(flags, " vmx ") || strings.Contains(flags, " svm ") {
+		dt, err := agentDomainType()
+		switch {
+		case err != nil:
+			virtMode = guestVirt{tcg: true, why: err.Error()}
+		case dt.Type == hostfacts.DomainKVM:
 			virtMode = guestVirt{why: "hardware KVM"}
-			return
+		default:
+			why := dt.Fallback
+			if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+				why += " (kvm_pvm, a software KVM, is loaded)"
+			}
+			virtMode = guestVirt{tcg: true, why: why}
+			fmt.Fprintf(os.Stderr, "\n*** HOST LIMITATION: %s: nodevirt defines TCG domains (type='qemu') here; guests run slowly. ***\n\n", why)
 		}
-		why := "/dev/kvm exists but the CPU has no vmx/svm flag"
-		if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-			why += " (kvm_pvm, a software KVM, is loaded)"
-		}
-		virtMode = guestVirt{tcg: true, why: why}
-		fmt.Fprintf(os.Stderr, "\n*** HOST LIMITATION: %s: guest firmware and kernels cannot run under this KVM "+
-			"(\"KVM internal error … emulation failure\"). The fidelity tests let the agent define and start its "+
-			"domains as usual, then redefine them with type='qemu' (TCG) and run the agent with --self-heal=false "+
-			"so it keeps that one difference; every other part of the definition is the agent's. ***\n\n", why)
 	})
 	return virtMode
 }
 
-// agentArgs are the extra `run` flags for this mode.
-func (g guestVirt) agentArgs() []string {
-	if g.tcg {
-		// The type='qemu' redefinition is drift; self-heal would undo it.
-		// Starts after a crash or a guest shutdown are not drift and still
-		// happen (plan: only a start after "destroyed" counts as drift).
-		return []string{"--self-heal=false"}
+// guestVirt gives the world's host root this host's /proc/cpuinfo, as a
+// real root has (the agent reads the CPU's virtualization flags under
+// --root to choose the domain type), and says how guests run here.
+func (w *world) guestVirt() guestVirt {
+	w.t.Helper()
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		w.t.Fatal(err)
 	}
-	return nil
+	dir := filepath.Join(w.hostRoot, "proc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpuinfo"), b, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return detectGuestVirt()
+}
+
+// agentDomainType is the domain type `--domain-type auto` gives on this
+// host, by the agent's own decision and probe.
+func agentDomainType() (hostfacts.DomainType, error) {
+	f, err := hostfacts.Gather("/")
+	if err != nil {
+		return hostfacts.DomainType{}, fmt.Errorf("host facts: %w", err)
+	}
+	return hostfacts.ChooseDomainType("auto", f, func() (string, error) {
+		d, err := virt.Open(context.Background(), "qemu:///system")
+		if err != nil {
+			return "", err
+		}
+		defer d.Close()
+		return d.DomainType(context.Background(), f.Arch)
+	})
 }
 
 func (g guestVirt) log(t *testing.T) {
 	t.Helper()
 	if g.tcg {
-		t.Logf("HOST LIMITATION: %s; guests run under TCG (domain type='qemu' set by the test), the agent with --self-heal=false", g.why)
+		t.Logf("HOST LIMITATION: %s; guests run under TCG (domain type='qemu', chosen by the agent)", g.why)
 	} else {
 		t.Logf("guest virtualization: %s", g.why)
 	}
@@ -131,31 +148,12 @@ func (w *world) moveToTCG(dom string) {
 	})
 }
 
-// awaitAgentFirstBoot waits for the agent's first start of the VM and, on a host
-// whose KVM cannot run guests, then moves the domain to TCG. It returns the
-// running domain's id.
-func (w *world) awaitAgentFirstBoot(g guestVirt, a *agent, name string, timeout time.Duration) string {
+// awaitAgentFirstBoot waits for the agent's first start of the VM and
+// returns the running domain's id.
+func (w *world) awaitAgentFirstBoot(name string, timeout time.Duration) string {
 	w.t.Helper()
-	dom := w.dom(name)
-	if g.tcg {
-		// Let the agent's start finish first (done, with a guest hung or
-		// paused by an emulation failure, or failed): destroying a domain
-		// libvirt is still starting makes a confusing agent log.
-		object := `object="VirtualMachine ` + w.ns + "/" + name + `"`
-		await(w.t, "the agent's first start of "+dom, timeout, func() bool {
-			for _, l := range strings.Split(a.logs(), "\n") {
-				if strings.Contains(l, "action=start") && strings.Contains(l, object) &&
-					(strings.Contains(l, "msg=applied") || strings.Contains(l, `msg="action failed"`)) {
-					return true
-				}
-			}
-			return false
-		})
-		w.moveToTCG(dom)
-	} else {
-		w.awaitState(name, "running", timeout)
-	}
-	return liveDomID(dom)
+	w.awaitState(name, "running", timeout)
+	return liveDomID(w.dom(name))
 }
 
 // ---------------------------------------------------------------- manifests
@@ -354,17 +352,16 @@ func requireOVMF(t *testing.T) {
 func TestFidelity_EFISecureBoot(t *testing.T) {
 	w := newWorld(t)
 	requireOVMF(t)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	smm := true
-	if _, err := os.Stat("/dev/kvm"); err == nil {
+	if _, err := os.Stat("/dev/kvm"); err == nil && !g.tcg {
 		var err error
 		if smm, err = kvmHasSMM(); err != nil {
 			t.Fatalf("KVM_CHECK_EXTENSION(KVM_CAP_X86_SMM): %v", err)
 		}
 	}
-	tcg := g.tcg || !smm
 	g.log(t)
-	args := g.agentArgs()
+	var args []string
 	if !smm {
 		t.Logf("HOST LIMITATION: this host's KVM has no SMM (KVM_CAP_X86_SMM is 0): QEMU refuses smm=on under KVM, so a Secure Boot VM cannot start under KVM here; the firmware is proven under TCG")
 		args = []string{"--self-heal=false"}
@@ -374,22 +371,18 @@ func TestFidelity_EFISecureBoot(t *testing.T) {
 	a := w.startAgent(args...)
 	dom := w.dom("efi")
 
-	if tcg {
-		if !smm {
-			// The agent's own start under KVM fails, and says why.
-			await(t, "the agent's start of "+dom+" to fail for lack of SMM", 30*time.Second, func() bool {
-				return strings.Contains(a.logs(), "System Management Mode not supported by this hypervisor")
-			})
-			// libvirt chose the Secure Boot firmware before QEMU refused.
-			cmd := lastQEMUStart(libvirtQEMULog(dom))
-			if !strings.Contains(cmd, "smm=on") || !strings.Contains(cmd, "property=secure,value=on") {
-				t.Fatalf("QEMU command line lacks smm=on or the secure pflash:\n%s", lastChars(cmd, 4000))
-			}
-			t.Logf("under KVM the agent's start fails as expected here: %q", "System Management Mode not supported by this hypervisor")
-			w.moveToTCG(dom)
-		} else {
-			w.awaitAgentFirstBoot(g, a, "efi", 30*time.Second)
+	if !smm {
+		// The agent's own start under KVM fails, and says why.
+		await(t, "the agent's start of "+dom+" to fail for lack of SMM", 30*time.Second, func() bool {
+			return strings.Contains(a.logs(), "System Management Mode not supported by this hypervisor")
+		})
+		// libvirt chose the Secure Boot firmware before QEMU refused.
+		cmd := lastQEMUStart(libvirtQEMULog(dom))
+		if !strings.Contains(cmd, "smm=on") || !strings.Contains(cmd, "property=secure,value=on") {
+			t.Fatalf("QEMU command line lacks smm=on or the secure pflash:\n%s", lastChars(cmd, 4000))
 		}
+		t.Logf("under KVM the agent's start fails as expected here: %q", "System Management Mode not supported by this hypervisor")
+		w.moveToTCG(dom)
 	} else {
 		w.awaitState("efi", "running", 30*time.Second)
 	}
@@ -416,13 +409,13 @@ func TestFidelity_EFISecureBoot(t *testing.T) {
 func TestFidelity_EFIWithoutSecureBoot(t *testing.T) {
 	w := newWorld(t)
 	requireOVMF(t)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("EFI VM", map[string]string{"vms/efi.yaml": efiVMYAML(w.ns, "efi", "false", false, w.hostImage(untrustedEFIDisk(t)))})
-	a := w.startAgent(g.agentArgs()...)
+	w.startAgent()
 	dom := w.dom("efi")
-	w.awaitAgentFirstBoot(g, a, "efi", 30*time.Second)
+	w.awaitAgentFirstBoot("efi", 30*time.Second)
 
 	fw := firmwareOf(t, dom)
 	t.Logf("libvirt picked loader %s (secure=%q) and NVRAM template %s → %s",
@@ -540,14 +533,14 @@ func TestFidelity_WatchdogPoweroffAlwaysRestarts(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "poweroff", iso)})
 	begin := time.Now()
-	a := w.startAgent(g.agentArgs()...)
+	a := w.startAgent()
 	dom := w.dom("wd")
-	id1 := w.awaitAgentFirstBoot(g, a, "wd", 30*time.Second)
+	id1 := w.awaitAgentFirstBoot("wd", 30*time.Second)
 	con := attachConsole(t, dom)
 	took := con.await(t, "nodevirt-guest: watchdog armed", 1, 45*time.Second)
 	t.Logf("guest booted and armed the watchdog %s after the console attached", took.Round(100*time.Millisecond))
@@ -588,13 +581,13 @@ func TestFidelity_WatchdogPoweroffThenHaltedStaysOff(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "poweroff", iso)})
-	a := w.startAgent(g.agentArgs()...)
+	a := w.startAgent()
 	dom := w.dom("wd")
-	w.awaitAgentFirstBoot(g, a, "wd", 30*time.Second)
+	w.awaitAgentFirstBoot("wd", 30*time.Second)
 	con := attachConsole(t, dom)
 	con.await(t, "nodevirt-guest: watchdog armed", 1, 45*time.Second)
 	a.stop()
@@ -616,7 +609,7 @@ func TestFidelity_WatchdogPoweroffThenHaltedStaysOff(t *testing.T) {
 		t.Fatalf("with runStrategy Halted the plan must update the definition and not start the VM; plan: %+v", acts)
 	}
 
-	a2 := w.startAgent(g.agentArgs()...)
+	a2 := w.startAgent()
 	await(t, "the agent to apply the Halted revision", 20*time.Second, func() bool {
 		return strings.Contains(a2.logs(), hash) &&
 			strings.Contains(virsh(t, "dumpxml", "--inactive", dom), "<memory unit='KiB'>327680</memory>")
@@ -638,13 +631,13 @@ func TestFidelity_WatchdogResetKeepsRunning(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "Always", "256Mi", "reset", iso)})
-	a := w.startAgent(g.agentArgs()...)
+	a := w.startAgent()
 	dom := w.dom("wd")
-	id := w.awaitAgentFirstBoot(g, a, "wd", 30*time.Second)
+	id := w.awaitAgentFirstBoot("wd", 30*time.Second)
 	stops := ev.count(dom, "Stopped")
 	logAt := len(a.logs())
 	con := attachConsole(t, dom)
@@ -676,13 +669,13 @@ func TestFidelity_WatchdogShutdownRerunOnFailureStaysOff(t *testing.T) {
 	src := watchdogGuestISO(t)
 	w := newWorld(t)
 	iso := w.hostImage(src)
-	g := detectGuestVirt()
+	g := w.guestVirt()
 	g.log(t)
 	ev := watchEvents(t)
 	w.commit("watchdog VM", map[string]string{"vms/wd.yaml": watchdogVMYAML(w.ns, "wd", "RerunOnFailure", "256Mi", "shutdown", iso)})
-	a := w.startAgent(g.agentArgs()...)
+	a := w.startAgent()
 	dom := w.dom("wd")
-	w.awaitAgentFirstBoot(g, a, "wd", 30*time.Second)
+	w.awaitAgentFirstBoot("wd", 30*time.Second)
 	logAt := len(a.logs())
 	con := attachConsole(t, dom)
 	con.await(t, "nodevirt-guest: watchdog armed", 1, 45*time.Second)

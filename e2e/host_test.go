@@ -509,7 +509,7 @@ func TestHost_nspawn(t *testing.T) {
 	out, code := c.nodevirt(state, repo.bare, "drift", "--exit-code")
 	for _, want := range []string{
 		"DRIFTED         /etc/modprobe.d/vfio.conf",
-		`contents line 1: "options vfio-pci ids=10de:1eb8,10de:1db6" -> "options vfio-pci ids=10de:1eb8"`,
+		"\n                  -options vfio-pci ids=10de:1eb8,10de:1db6\n                  +options vfio-pci ids=10de:1eb8\n",
 		"mode: 0600 -> 0644",
 		"DRIFTED         hostpath-provisioner.service",
 		"enabled: disabled -> enabled",

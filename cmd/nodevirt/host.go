@@ -423,8 +423,9 @@ func printHostActions(w io.Writer, acts []host.Action) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", a.Action, a.Target, orNone(a.Object), a.Reason, flags)
 		for _, c := range a.Changes {
-			// In the last column, which sets no width.
-			fmt.Fprintf(tw, "\t\t\t~ %s\n", c)
+			// In the last column, which sets no width; a content diff's
+			// lines under its summary.
+			fmt.Fprintf(tw, "\t\t\t~ %s\n", strings.ReplaceAll(c.String(), "\n", "\n\t\t\t    "))
 		}
 	}
 	tw.Flush()
@@ -476,7 +477,8 @@ func printHostDrift(w io.Writer, p host.Plan, rep drift.HostReport) {
 	for _, e := range rep.Entries {
 		fmt.Fprintf(w, "%-15s %s  %s (%s)\n", strings.ToUpper(e.Status), e.Target, orNone(e.Object), e.Action)
 		for _, f := range e.Fields {
-			fmt.Fprintf(w, "                %s\n", f)
+			// A content diff's lines indented under its summary.
+			fmt.Fprintf(w, "                %s\n", strings.ReplaceAll(f, "\n", "\n                  "))
 		}
 		fmt.Fprintf(w, "                %s\n", e.Reason)
 	}

@@ -183,7 +183,8 @@ func TestHostApplyDrift(t *testing.T) {
 	write(t, root, "etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1eb8,10de:1db6\n")
 	out, _, code = run(t, append([]string{"host", "drift", "--exit-code"}, args...)...)
 	if code != 2 || !strings.Contains(out, `DRIFTED         /etc/modprobe.d/vfio.conf`) ||
-		!strings.Contains(out, `contents line 1: "options vfio-pci ids=10de:1eb8,10de:1db6" -> "options vfio-pci ids=10de:1eb8"`) {
+		!strings.Contains(out, "\n                contents: 41 bytes sha256:") ||
+		!strings.Contains(out, "\n                  @@ -1 +1 @@\n                  -options vfio-pci ids=10de:1eb8,10de:1db6\n                  +options vfio-pci ids=10de:1eb8\n") {
 		t.Errorf("drift: exit %d\n%s", code, out)
 	}
 	if _, _, code := run(t, append([]string{"host", "apply", "--self-heal=false"}, args...)...); code != 0 {

@@ -241,3 +241,38 @@ func TestDomainType_flag(t *testing.T) {
 		t.Fatalf("a bad --domain-type must be refused: %d %s", code, errOut)
 	}
 }
+
+// auto picks TCG on a host whose /dev/kvm is no hardware virtualization
+// (no vmx/svm flag in cpuinfo), for render and apply alike; KVM with vmx.
+func TestDomainType_autoWithoutVMX(t *testing.T) {
+	d, err := virt.Open(t.Context(), "test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	src := t.TempDir()
+	b, err := os.ReadFile("../../examples/vms/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, "web.yaml", string(b))
+	host := func(flags string) string {
+		root := t.TempDir()
+		write(t, root, "dev/kvm", "")
+		write(t, root, "proc/cpuinfo", "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: "+flags+"\n")
+		return root
+	}
+	for flags, want := range map[string]string{"fpu hypervisor": `<domain type="qemu"`, "fpu vmx": `<domain type="kvm"`} {
+		out, errOut, code := run(t, "--root", host(flags), "--source", src, "render", "domain", "web")
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("render with flags %q: exit %d, want %s:\n%s%s", flags, code, want, out, errOut)
+		}
+	}
+	out, errOut, code := run(t, "--root", host("fpu hypervisor"), "--libvirt", "test:///default", "--source", src, "apply")
+	if code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	if x := domainXML(t, d, "default_web"); !strings.HasPrefix(x, "<domain type='qemu'") {
+		t.Fatalf("auto without vmx/svm must define TCG domains:\n%s", x)
+	}
+}

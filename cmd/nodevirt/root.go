@@ -78,7 +78,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.fetchTimeout, "fetch-timeout", time.Minute, "git fetch timeout")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
-	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when libvirt can run KVM domains, else qemu), kvm, or qemu (TCG emulation, for hosts whose /dev/kvm cannot run guest code)")
+	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when the CPU has vmx/svm and libvirt can run KVM domains, else qemu with a warning), kvm, or qemu (TCG emulation)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
 	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
 	f.StringSliceVar(&o.allowedHostDirs, "allowed-host-dirs", nil, "directories (host paths under --root) where hostDisk files and local containerDisk images (file://, absolute path, oci:) may lie; empty refuses them all (repeatable, comma-separated)")

@@ -295,39 +295,27 @@ func (rt *Runtime) openHypervisor(ctx context.Context) error {
 			rt.HypervisorErr = fmt.Errorf("connect to libvirt %s: %w", c.LibvirtURI, err)
 		}
 	}
-	var probe func(context.Context, string) (string, error)
+	var probe func() (string, error)
 	if rt.HV != nil && (st.VMs || c.RenderAsApply) {
-		probe = rt.HV.DomainType
+		probe = func() (string, error) { return rt.HV.DomainType(ctx, rt.Facts.Arch) }
 	} else if c.RenderAsApply && (c.DomainType == "auto" || c.DomainType == "") {
 		rt.Notes = append(rt.Notes, fmt.Sprintf("%v: --domain-type auto is decided from the host alone", rt.HypervisorErr))
 	}
-	var err error
-	if rt.DomainType, err = domainType(ctx, c.DomainType, rt.Facts, probe); err != nil {
+	dt, err := hostfacts.ChooseDomainType(c.DomainType, rt.Facts, probe)
+	if err != nil {
 		return err
 	}
-	if st.VMs && rt.DomainType != "kvm" {
-		c.Log.Warn("libvirt cannot run KVM domains here: VMs run under TCG emulation (slow)", "libvirt", c.LibvirtURI)
+	rt.DomainType = dt.Type
+	if w := dt.Warning(); w != "" {
+		// Once per run: apply-like runs log it, render tells its user.
+		switch {
+		case st.VMs:
+			c.Log.Warn(w, "libvirt", c.LibvirtURI)
+		case c.RenderAsApply:
+			rt.Notes = append(rt.Notes, w)
+		}
 	}
 	return nil
-}
-
-// domainType is the one choice of libvirt domain type, for apply and
-// render alike: want when forced (kvm, qemu); for auto what libvirt can run
-// (probe), or without libvirt what the host's /dev/kvm allows.
-func domainType(ctx context.Context, want string, f hostfacts.Facts, probe func(context.Context, string) (string, error)) (string, error) {
-	switch want {
-	case "auto", "":
-		if probe != nil {
-			return probe(ctx, f.Arch)
-		}
-		if f.KVM {
-			return "kvm", nil
-		}
-		return "qemu", nil
-	case "kvm", "qemu":
-		return want, nil
-	}
-	return "", fmt.Errorf("--domain-type %q: want auto, kvm or qemu", want)
 }
 
 // readOnlyResources completes res so that a run without the lock binds VMs

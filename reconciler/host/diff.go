@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
@@ -176,7 +179,7 @@ func (d *differ) files() {
 			changes = append(changes, plan.Change{Path: "type", From: "symlink to " + obs.Link, To: "file"})
 		default:
 			if !bytes.Equal(obs.Data, e.data) {
-				changes = append(changes, contentChange(obs.Data, e.data))
+				changes = append(changes, contentChange(e.path, obs.Data, e.data))
 			}
 			if obs.Mode != e.mode {
 				changes = append(changes, plan.Change{Path: "mode", From: nodeconfig.ModeString(obs.Mode), To: nodeconfig.ModeString(e.mode)})
@@ -215,39 +218,64 @@ func (d *differ) files() {
 	}
 }
 
-// contentChange summarises a content difference: the first line that
-// differs, for text; sizes and hashes otherwise.
-func contentChange(from, to []byte) plan.Change {
-	if isText(from) && isText(to) {
-		fl, tl := strings.Split(string(from), "\n"), strings.Split(string(to), "\n")
-		for i := 0; i < len(fl) || i < len(tl); i++ {
-			var f, t string
-			if i < len(fl) {
-				f = fl[i]
-			}
-			if i < len(tl) {
-				t = tl[i]
-			}
-			if f != t || (i >= len(fl)) != (i >= len(tl)) {
-				return plan.Change{Path: fmt.Sprintf("contents line %d", i+1), From: quoteLine(f, i < len(fl)), To: quoteLine(t, i < len(tl))}
-			}
-		}
+// Bounds of the unified diff a content change carries. Matching costs
+// about the product of the two line counts (a 1000-line file with every
+// other line changed takes some 80ms), so longer files are only summarised;
+// a diff longer than maxDiffLines is cut, saying how much more.
+const (
+	maxDiffInputLines = 1000
+	maxDiffLines      = 40
+)
+
+// contentChange summarises a content difference of the file at path as
+// sizes and hashes (host in From, source in To); for text, To goes on with a
+// unified diff from the host's contents to the source's.
+func contentChange(path string, from, to []byte) plan.Change {
+	c := plan.Change{Path: "contents", From: sizeHash(from), To: sizeHash(to)}
+	if !isText(from) || !isText(to) {
+		return c
 	}
-	return plan.Change{Path: "contents", From: fmt.Sprintf("%d bytes sha256:%.12s", len(from), hashBytes(from)), To: fmt.Sprintf("%d bytes sha256:%.12s", len(to), hashBytes(to))}
+	a, b := diffLines(from), diffLines(to)
+	if len(a) > maxDiffInputLines || len(b) > maxDiffInputLines {
+		c.To += fmt.Sprintf("\n(%d and %d lines: too long to show a diff)", len(a), len(b))
+		return c
+	}
+	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A:        a,
+		B:        b,
+		FromFile: path + " (host)",
+		ToFile:   path + " (source)",
+		Context:  3,
+	})
+	if err != nil || text == "" {
+		return c
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if more := len(lines) - maxDiffLines; more > 0 {
+		lines = append(lines[:maxDiffLines], fmt.Sprintf("... %d more diff lines", more))
+	}
+	c.To += "\n" + strings.Join(lines, "\n")
+	return c
 }
 
-func quoteLine(s string, exists bool) string {
-	if !exists {
-		return ""
+// diffLines splits b into lines that keep their newline; a last line
+// without one carries diff's marker, so a missing final newline shows.
+func diffLines(b []byte) []string {
+	lines := strings.SplitAfter(string(b), "\n")
+	if last := len(lines) - 1; lines[last] == "" {
+		lines = lines[:last]
+	} else {
+		lines[last] += "\n\\ No newline at end of file\n"
 	}
-	if len(s) > 120 {
-		s = s[:117] + "..."
-	}
-	return fmt.Sprintf("%q", s)
+	return lines
+}
+
+func sizeHash(b []byte) string {
+	return fmt.Sprintf("%d bytes sha256:%.12s", len(b), hashBytes(b))
 }
 
 func isText(b []byte) bool {
-	return bytes.IndexByte(b, 0) < 0 && len(b) < 1<<20
+	return bytes.IndexByte(b, 0) < 0 && utf8.Valid(b)
 }
 
 // stale handles paths nodevirt wrote that the source no longer has: the

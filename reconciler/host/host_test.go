@@ -112,7 +112,9 @@ func TestDiff_drift(t *testing.T) {
 	}
 	for target, want := range map[string][]plan.Change{
 		"/etc/modprobe.d/vfio.conf": {
-			{Path: "contents line 1", From: `"options vfio-pci ids=10de:1eb8,dead:beef"`, To: `"options vfio-pci ids=10de:1eb8"`},
+			{Path: "contents", From: "41 bytes sha256:8e13634f9ca0", To: "31 bytes sha256:328c85080e75\n" +
+				"--- /etc/modprobe.d/vfio.conf (host)\n+++ /etc/modprobe.d/vfio.conf (source)\n@@ -1 +1 @@\n" +
+				"-options vfio-pci ids=10de:1eb8,dead:beef\n+options vfio-pci ids=10de:1eb8"},
 			{Path: "mode", From: "0600", To: "0644"},
 		},
 		"hostpath-provisioner.service": {{Path: "security.selinux[/var/hpvolumes]", From: "system_u:object_r:var_t:s0", To: "type container_file_t"}},

@@ -109,20 +109,9 @@ func tolerated(tols []corev1.Toleration, t *corev1.Taint) bool {
 }
 
 func nodeAffinityFits(v *vm, n *node) bool {
-	for k, want := range v.nodeSelector {
-		if got, ok := n.labels[k]; !ok || got != want {
-			return false
-		}
-	}
-	if !v.hasRequired {
-		return true
-	}
-	for _, t := range v.required {
-		if t.matches(n) {
-			return true
-		}
-	}
-	return false
+	// Parse errors refused the VM at compile time already.
+	ok, _ := v.nodeAffinity.Match(n.obj)
+	return ok
 }
 
 // podAffinityFits: n must carry every term's topology key, and each term's

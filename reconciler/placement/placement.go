@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
@@ -217,8 +218,10 @@ func Place(nodes []Node, vms []VM, namespaces ...Namespace) Result {
 
 // node is a Node with its effective labels and the VMs placed on it.
 type node struct {
-	name          string
-	labels        labels.Set
+	name   string
+	labels labels.Set
+	// obj carries name and labels for the node-affinity matcher.
+	obj           *corev1.Node
 	taints        []corev1.Taint
 	unschedulable bool
 	vms           int
@@ -252,7 +255,8 @@ func newPlacer(nodes []Node, namespaces []Namespace) *placer {
 			l = labels.Set{}
 		}
 		l[LabelHostname] = n.Name
-		nd := &node{name: n.Name, labels: l, taints: n.Taints, unschedulable: n.Unschedulable}
+		nd := &node{name: n.Name, labels: l, taints: n.Taints, unschedulable: n.Unschedulable,
+			obj: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: l}}}
 		p.nodes = append(p.nodes, nd)
 		p.byName[n.Name] = nd
 	}

@@ -26,10 +26,8 @@ func (p *placer) score(v *vm, feasible []*node) []int64 {
 				taint[i]++
 			}
 		}
-		for _, t := range v.preferred {
-			if t.matches(n) {
-				nodeAff[i] += t.weight
-			}
+		if v.preferred != nil {
+			nodeAff[i] = v.preferred.Score(n.obj)
 		}
 		for key, byValue := range topo {
 			if val, ok := n.labels[key]; ok {

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -8,7 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
 
 // vm is a VM with its placement rules parsed once.
@@ -17,12 +20,11 @@ type vm struct {
 	labels            labels.Set
 	nsLabels          labels.Set
 
-	nodeSelector map[string]string
-	// required is nil without required node affinity; a present but empty
-	// (or all-empty-terms) requirement matches no node, as in Kubernetes.
-	required    []nodeTerm
-	hasRequired bool
-	preferred   []nodeTerm
+	// nodeAffinity is the pod's nodeSelector AND its required node
+	// affinity, matched as kube-scheduler's NodeAffinity filter does.
+	nodeAffinity nodeaffinity.RequiredNodeAffinity
+	// preferred scores nodes by preferred node affinity; nil without it.
+	preferred   *nodeaffinity.PreferredSchedulingTerms
 	tolerations []corev1.Toleration
 
 	affinity, antiAffinity         []podTerm // required
@@ -30,32 +32,6 @@ type vm struct {
 
 	// err is the first invalid rule; the VM is then unschedulable with it.
 	err error
-}
-
-// nodeTerm is one NodeSelectorTerm: all its requirements must hold.
-type nodeTerm struct {
-	labels labels.Selector
-	fields []fieldReq
-	weight int64
-}
-
-// fieldReq is a matchFields requirement; only metadata.name exists for nodes.
-type fieldReq struct {
-	key, value string
-	in         bool
-}
-
-func (t nodeTerm) matches(n *node) bool {
-	for _, f := range t.fields {
-		v := ""
-		if f.key == "metadata.name" {
-			v = n.name
-		}
-		if (v == f.value) != f.in {
-			return false
-		}
-	}
-	return t.labels.Matches(n.labels)
 }
 
 // podTerm is a PodAffinityTerm: which VMs it selects and over which
@@ -88,36 +64,20 @@ func (p *placer) compile(in VM) *vm {
 	if spec == nil {
 		return v
 	}
-	v.nodeSelector = NodeSelector(spec)
 	v.tolerations = spec.Tolerations
 	a := spec.Affinity
+	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: NodeSelector(spec)}}
+	if a != nil {
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: a.NodeAffinity}
+	}
+	v.nodeAffinity = nodeaffinity.GetRequiredNodeAffinity(pod)
 	if a == nil {
 		return v
 	}
 	root := field.NewPath("affinity")
 	var errs []error
 	if na := a.NodeAffinity; na != nil {
-		path := root.Child("nodeAffinity")
-		if r := na.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
-			v.hasRequired = true
-			tp := path.Child("requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
-			for i, term := range r.NodeSelectorTerms {
-				t, ok, err := compileNodeTerm(term, tp.Index(i))
-				errs = append(errs, err)
-				if ok {
-					v.required = append(v.required, t)
-				}
-			}
-		}
-		pp := path.Child("preferredDuringSchedulingIgnoredDuringExecution")
-		for i, pref := range na.PreferredDuringSchedulingIgnoredDuringExecution {
-			t, ok, err := compileNodeTerm(pref.Preference, pp.Index(i).Child("preference"))
-			errs = append(errs, err, checkWeight(pref.Weight, pp.Index(i)))
-			if ok && pref.Weight != 0 {
-				t.weight = int64(pref.Weight)
-				v.preferred = append(v.preferred, t)
-			}
-		}
+		errs = append(errs, v.nodeAffinityRules(na, root.Child("nodeAffinity")))
 	}
 	if pa := a.PodAffinity; pa != nil {
 		path := root.Child("podAffinity")
@@ -138,48 +98,77 @@ func (p *placer) compile(in VM) *vm {
 	return v
 }
 
-// compileNodeTerm parses a NodeSelectorTerm. A term without requirements
-// selects nothing and is dropped (ok=false), as kube-scheduler does.
-func compileNodeTerm(term corev1.NodeSelectorTerm, path *field.Path) (nodeTerm, bool, error) {
-	if len(term.MatchExpressions) == 0 && len(term.MatchFields) == 0 {
-		return nodeTerm{}, false, nil
-	}
-	sel := labels.NewSelector()
-	for i, e := range term.MatchExpressions {
-		ep := path.Child("matchExpressions").Index(i)
-		op, ok := map[corev1.NodeSelectorOperator]selection.Operator{
-			corev1.NodeSelectorOpIn:           selection.In,
-			corev1.NodeSelectorOpNotIn:        selection.NotIn,
-			corev1.NodeSelectorOpExists:       selection.Exists,
-			corev1.NodeSelectorOpDoesNotExist: selection.DoesNotExist,
-			corev1.NodeSelectorOpGt:           selection.GreaterThan,
-			corev1.NodeSelectorOpLt:           selection.LessThan,
-		}[e.Operator]
-		if !ok {
-			return nodeTerm{}, false, field.NotSupported(ep.Child("operator"), e.Operator,
-				[]string{"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
+// nodeAffinityRules checks na strictly (the scheduler's filter reports a bad
+// term only when no other term matches; a bad rule here refuses the VM) and
+// keeps its preferred terms for scoring.
+func (v *vm) nodeAffinityRules(na *corev1.NodeAffinity, path *field.Path) error {
+	if r := na.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
+		rp := path.Child("requiredDuringSchedulingIgnoredDuringExecution")
+		for i, t := range r.NodeSelectorTerms {
+			if err := checkMatchFields(t, rp.Child("nodeSelectorTerms").Index(i)); err != nil {
+				return err
+			}
 		}
-		r, err := labels.NewRequirement(e.Key, op, e.Values, field.WithPath(ep))
-		if err != nil {
-			return nodeTerm{}, false, err
+		if _, err := nodeaffinity.NewNodeSelector(r, field.WithPath(rp)); err != nil {
+			return firstError(err)
 		}
-		sel = sel.Add(*r)
 	}
-	t := nodeTerm{labels: sel}
-	for i, f := range term.MatchFields {
-		fp := path.Child("matchFields").Index(i)
+	pp := path.Child("preferredDuringSchedulingIgnoredDuringExecution")
+	prefs := na.PreferredDuringSchedulingIgnoredDuringExecution
+	for i, pref := range prefs {
+		if err := checkWeight(pref.Weight, pp.Index(i)); err != nil {
+			return err
+		}
+		if err := checkMatchFields(pref.Preference, pp.Index(i).Child("preference")); err != nil {
+			return err
+		}
+		if pref.Weight == 0 {
+			continue // ignored, as the scheduler does
+		}
+		// Parsed one by one: the library's paths for preferred terms leave
+		// out the "preference" level a user needs to find the field.
+		one := &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{pref.Preference}}
+		if _, err := nodeaffinity.NewNodeSelector(one); err != nil {
+			return reroot(err, pp.Index(i).Child("preference"))
+		}
+	}
+	var err error
+	v.preferred, err = nodeaffinity.NewPreferredSchedulingTerms(prefs, field.WithPath(pp))
+	return err
+}
+
+// checkMatchFields refuses matchFields keys other than metadata.name, as API
+// validation does: the matcher alone would just never match them.
+func checkMatchFields(t corev1.NodeSelectorTerm, path *field.Path) error {
+	for i, f := range t.MatchFields {
 		if f.Key != "metadata.name" {
-			return nodeTerm{}, false, field.NotSupported(fp.Child("key"), f.Key, []string{"metadata.name"})
+			return field.NotSupported(path.Child("matchFields").Index(i).Child("key"), f.Key, []string{"metadata.name"})
 		}
-		if f.Operator != corev1.NodeSelectorOpIn && f.Operator != corev1.NodeSelectorOpNotIn {
-			return nodeTerm{}, false, field.NotSupported(fp.Child("operator"), f.Operator, []string{"In", "NotIn"})
-		}
-		if len(f.Values) != 1 {
-			return nodeTerm{}, false, field.Invalid(fp.Child("values"), f.Values, "must have one element")
-		}
-		t.fields = append(t.fields, fieldReq{key: f.Key, value: f.Values[0], in: f.Operator == corev1.NodeSelectorOpIn})
 	}
-	return t, true, nil
+	return nil
+}
+
+// reroot moves the first parse error of a one-term selector (its field
+// "nodeSelectorTerms[0]...") under path.
+func reroot(err error, path *field.Path) error {
+	err = firstError(err)
+	var fe *field.Error
+	if !errors.As(err, &fe) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	c := *fe
+	c.Field = path.String() + strings.TrimPrefix(fe.Field, "nodeSelectorTerms[0]")
+	return &c
+}
+
+// firstError is the first of the library's aggregated parse errors: a VM
+// reports one reason.
+func firstError(err error) error {
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) && len(agg.Errors()) > 0 {
+		return agg.Errors()[0]
+	}
+	return err
 }
 
 func (v *vm) podTerms(terms []corev1.PodAffinityTerm, path *field.Path, errs *[]error) []podTerm {

@@ -37,6 +37,10 @@ type Facts struct {
 	CPUs int
 	// MemoryBytes is MemTotal from <root>/proc/meminfo.
 	MemoryBytes int64
+	// CPUFlags are the first processor's "flags" in <root>/proc/cpuinfo (x86
+	// feature names such as vmx or svm); nil when the file has no such line
+	// (other architectures, or a test root without one).
+	CPUFlags []string
 }
 
 // archNames maps GOARCH to the names libvirt and QEMU use.
@@ -89,7 +93,7 @@ func Gather(root string) (Facts, error) {
 	// A test root often holds only the config files a test writes: facts
 	// whose files are absent there stay unknown (zero) instead of failing.
 	cpuinfo := filepath.Join(root, "proc", "cpuinfo")
-	if f.CPUs, err = countCPUs(cpuinfo); err != nil {
+	if f.CPUs, f.CPUFlags, err = readCPUInfo(cpuinfo); err != nil {
 		switch {
 		case real:
 			f.CPUs = runtime.NumCPU()
@@ -110,24 +114,33 @@ func missing(path string) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// countCPUs counts "processor : N" entries, one per online CPU.
-func countCPUs(path string) (int, error) {
+// readCPUInfo counts "processor : N" entries, one per online CPU, and
+// returns the first entry's flags.
+func readCPUInfo(path string) (int, []string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("count CPUs: %w", err)
+		return 0, nil, fmt.Errorf("count CPUs: %w", err)
 	}
 	n := 0
+	var flags []string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		key, _, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(key) == "processor" {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		switch key = strings.TrimSpace(key); {
+		case !ok:
+		case key == "processor":
 			n++
+		case key == "flags" && flags == nil:
+			flags = strings.Fields(val)
 		}
 	}
-	if n == 0 {
-		return 0, fmt.Errorf("count CPUs: no processor entries in %s", path)
+	if err := sc.Err(); err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return n, nil
+	if n == 0 {
+		return 0, nil, fmt.Errorf("count CPUs: no processor entries in %s", path)
+	}
+	return n, flags, nil
 }
 
 // memTotal parses the "MemTotal: <n> kB" line.

@@ -22,6 +22,7 @@ model name	: AMD EPYC
 processor	: 1
 vendor_id	: AuthenticAMD
 model name	: AMD EPYC
+flags		: fpu sse2 svm
 
 processor	: 2
 vendor_id	: AuthenticAMD
@@ -63,11 +64,11 @@ func TestGather_fakeTree(t *testing.T) {
 				"proc/cpuinfo":  cpuinfo,
 				"etc/unrelated": "x",
 			},
-			want: Facts{Hostname: "node-a", KVM: true, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024},
+			want: Facts{Hostname: "node-a", KVM: true, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024, CPUFlags: []string{"fpu", "sse2", "svm"}},
 		},
 		"no kvm, no hostname": {
 			files: map[string]string{"proc/meminfo": meminfo, "proc/cpuinfo": cpuinfo},
-			want:  Facts{KVM: false, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024},
+			want:  Facts{KVM: false, Arch: hostArch(), CPUs: 3, MemoryBytes: 16318036 * 1024, CPUFlags: []string{"fpu", "sse2", "svm"}},
 		},
 	}
 	for name, tc := range cases {
