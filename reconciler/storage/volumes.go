@@ -3,11 +3,12 @@ package storage
 import (
 	"fmt"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 
 	"github.com/nodevirt/nodevirt/manifests"
 )
@@ -89,49 +90,16 @@ func loopName(base string) bool {
 	return err == nil
 }
 
-// selects evaluates a PV's required node affinity against this node's labels.
+// selects evaluates a PV's required node affinity against this node (its
+// name and labels) as the scheduler does; a selector the library refuses
+// selects nothing.
 func (b *builder) selects(na *corev1.VolumeNodeAffinity) bool {
 	if na == nil || na.Required == nil || len(na.Required.NodeSelectorTerms) == 0 {
 		return true
 	}
-	for _, term := range na.Required.NodeSelectorTerms {
-		if b.termMatches(term) {
-			return true
-		}
-	}
-	return false
-}
-
-func (b *builder) termMatches(term corev1.NodeSelectorTerm) bool {
-	for _, e := range term.MatchExpressions {
-		v, has := b.labels[e.Key]
-		switch e.Operator {
-		case corev1.NodeSelectorOpIn:
-			if !has || !slices.Contains(e.Values, v) {
-				return false
-			}
-		case corev1.NodeSelectorOpNotIn:
-			if has && slices.Contains(e.Values, v) {
-				return false
-			}
-		case corev1.NodeSelectorOpExists:
-			if !has {
-				return false
-			}
-		case corev1.NodeSelectorOpDoesNotExist:
-			if has {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	for _, f := range term.MatchFields {
-		if f.Key == "metadata.name" && f.Operator == corev1.NodeSelectorOpIn && !slices.Contains(f.Values, b.opt.Node) {
-			return false
-		}
-	}
-	return true
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: b.opt.Node, Labels: b.labels}}
+	ok, err := corev1helpers.MatchNodeSelectorTerms(node, na.Required)
+	return err == nil && ok
 }
 
 func (b *builder) accessModes(o *manifests.Object, p string, modes []corev1.PersistentVolumeAccessMode, required bool) []string {
