@@ -83,7 +83,7 @@ func TestAgent_dedicatedCPUs(t *testing.T) {
 	}
 	w.commit("two dedicated", map[string]string{"vms/b.yaml": dedicated("b")})
 	out, _, _ := w.nodevirt("--cpu-manager", "--reserved-cpus", "0", "apply")
-	if !strings.Contains(out, "needs 1 dedicated CPUs; the CPU-manager pool {1} has 0 free") {
+	if !strings.Contains(out, "needs 1 dedicated CPUs; the CPU-manager pool 1 has 0 free") {
 		t.Fatalf("the second VM must wait for a free CPU:\n%s", out)
 	}
 	if s := domState(w.dom("b")); s != "shut off" {

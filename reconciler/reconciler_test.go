@@ -438,7 +438,7 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 	if got := kinds(p); got != "create default_a, start default_a, create default_b, wait default_b" {
 		t.Fatalf("plan: %s", got)
 	}
-	if !strings.Contains(p.Actions[3].Reason, "needs 2 dedicated CPUs; the CPU-manager pool {1,2,3} has 1 free") {
+	if !strings.Contains(p.Actions[3].Reason, "needs 2 dedicated CPUs; the CPU-manager pool 1-3 has 1 free") {
 		t.Fatalf("wait reason: %q", p.Actions[3].Reason)
 	}
 	want := `<vcpupin vcpu='0' cpuset='1'/> <vcpupin vcpu='1' cpuset='2'/>`

@@ -419,7 +419,7 @@ func TestBuild_dedicatedCPUPins(t *testing.T) {
 	}
 	// Too small a pool: unpinned, waiting, saying so.
 	small := withPool(nil, 8)
-	if small.Pins != nil || strings.Contains(small.XML, "vcpupin") || !strings.Contains(small.Unschedulable, "CPU-manager pool {8} has 1 free") {
+	if small.Pins != nil || strings.Contains(small.XML, "vcpupin") || !strings.Contains(small.Unschedulable, "CPU-manager pool 8 has 1 free") {
 		t.Fatalf("pins %+v, unschedulable %q", small.Pins, small.Unschedulable)
 	}
 	none := withPool(nil)

@@ -1,6 +1,8 @@
 package desired
 
 import (
+	"k8s.io/utils/cpuset"
+
 	"fmt"
 	"slices"
 	"strings"
@@ -143,12 +145,13 @@ func fits(p domain.Pinning, d Dedicated, pool []uint) bool {
 	return true
 }
 
+// formatCPUs writes a CPU list as the kernel and --reserved-cpus do ("1-3,8").
 func formatCPUs(cpus []uint) string {
-	s := make([]string, len(cpus))
+	ints := make([]int, len(cpus))
 	for i, c := range cpus {
-		s[i] = fmt.Sprint(c)
+		ints[i] = int(c)
 	}
-	return "{" + strings.Join(s, ",") + "}"
+	return cpuset.New(ints...).String()
 }
 
 // assignDevices gives each VM's hostDevices/gpus requests a free device of
