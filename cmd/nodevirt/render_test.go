@@ -127,7 +127,7 @@ func TestRenderDomain_reasons(t *testing.T) {
 	}{
 		{[]string{"pinned"}, "VirtualMachine default/pinned cannot be placed: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. On node n1: " + desired.ReasonNoCPUPool},
 		{[]string{"gpu-box"}, "VirtualMachineInstance default/gpu-box cannot be placed: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. On node n1: nodeSelector gpu=true, but the node has no label gpu"},
-		{[]string{"pinned", "--cpu-manager", "--reserved-cpus", "0"}, `VirtualMachine default/pinned cannot start on node "n1": needs 2 dedicated CPUs; the CPU-manager pool {1} has 1 free`},
+		{[]string{"pinned", "--cpu-manager", "--reserved-cpus", "0"}, `VirtualMachine default/pinned cannot start on node "n1": needs 2 dedicated CPUs; the CPU-manager pool 1 has 1 free`},
 	} {
 		out, errOut, code := run(t, append([]string{"render", "domain", "--source", src, "--root", root, "--node", "n1", "--domain-type", "qemu"}, c.args...)...)
 		if code == 0 || !strings.Contains(errOut, c.want) || out != "" {
