@@ -12,7 +12,6 @@ import (
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests/diag"
-	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
@@ -92,11 +91,11 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	fmt.Fprintf(w, "%d objects in %d files; %d errors\n", len(set.Objects), set.Files, len(st.Diags.Errors()))
 
 	step(2, "nodevirt plan")
-	st, err = e.agent.Load(ctx)
+	n, err := e.agent.Load(ctx)
 	if err != nil {
 		return err
 	}
-	np, err := e.agent.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -106,11 +105,12 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(3, "nodevirt apply (host configuration, storage, VMs, then the teardown of storage they no longer use)")
-	if err := demoApply(ctx, w, e, st); err != nil {
+	if err := demoApply(ctx, w, e, n); err != nil {
 		return err
 	}
 
 	step(4, "out-of-band changes (what `virsh destroy` and `virsh edit` would do)")
+	st = n.VMs
 	if len(st.VMs) == 0 {
 		return fmt.Errorf("the demo needs at least one VM in %s", o.source)
 	}
@@ -143,7 +143,7 @@ func runDemo(cmd *cobra.Command, o *options) error {
 	}
 
 	step(6, "self-heal (what `nodevirt run` does on the libvirt event)")
-	if err := demoApply(ctx, w, e, st); err != nil {
+	if err := demoApply(ctx, w, e, n); err != nil {
 		return err
 	}
 
@@ -169,8 +169,9 @@ func printNodePlan(w io.Writer, np agent.NodePlan) error {
 }
 
 // demoApply is one agent iteration: every stage, in the agent's order.
-func demoApply(ctx context.Context, w io.Writer, e *env, st *desired.State) error {
-	nr := e.agent.Apply(ctx, st)
+func demoApply(ctx context.Context, w io.Writer, e *env, n *agent.Node) error {
+	nr := e.agent.Apply(ctx, n)
+	st := nr.Plan.State
 	for _, msg := range nr.Errors {
 		fmt.Fprintln(w, "error:", msg)
 	}
@@ -200,11 +201,11 @@ func demoApply(ctx context.Context, w io.Writer, e *env, st *desired.State) erro
 }
 
 func showDrift(ctx context.Context, w io.Writer, e *env) error {
-	st, err := e.agent.Load(ctx)
+	n, err := e.agent.Load(ctx)
 	if err != nil {
 		return err
 	}
-	np, err := e.agent.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, n)
 	if err != nil {
 		return err
 	}

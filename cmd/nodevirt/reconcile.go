@@ -47,15 +47,15 @@ func (o *options) planned(ctx context.Context, selfHeal bool) (*env, nodePlan, e
 }
 
 func (e *env) plan(ctx context.Context) (nodePlan, error) {
-	st, err := e.agent.Load(ctx)
+	n, err := e.agent.Load(ctx)
 	if err != nil {
 		return nodePlan{}, err
 	}
-	np, err := e.agent.Plan(ctx, st)
+	np, err := e.agent.Plan(ctx, n)
 	if err != nil {
 		return nodePlan{}, err
 	}
-	return nodePlan{st: st, vms: np.VMs, host: *np.Host, storage: np.Storage}, nil
+	return nodePlan{st: n.VMs, vms: np.VMs, host: *np.Host, storage: np.Storage}, nil
 }
 
 // planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
@@ -139,7 +139,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			st, err := e.agent.Load(ctx)
+			n, err := e.agent.Load(ctx)
 			if err != nil {
 				return err
 			}
@@ -153,12 +153,12 @@ func newApplyCmd(o *options) *cobra.Command {
 			if wait {
 				// A libvirtd restart during the apply is waited out, within
 				// --timeout, and the apply finished.
-				nr, waitErr = e.agent.ApplyThroughOutage(ctx, st, waitUntil)
+				nr, waitErr = e.agent.ApplyThroughOutage(ctx, n, waitUntil)
 				if errors.Is(waitErr, context.DeadlineExceeded) {
 					waitErr = fmt.Errorf("--timeout %s: %w", timeout, waitErr)
 				}
 			} else {
-				nr = e.agent.Apply(ctx, st)
+				nr = e.agent.Apply(ctx, n)
 			}
 			if wait && waitErr == nil {
 				// Imports run in the background and stop when apply exits:
@@ -166,7 +166,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				wctx, cancel := context.WithDeadline(ctx, waitUntil)
 				prog := newImportProgress(cmd.ErrOrStderr())
 				var settled agent.NodeReport
-				settled, waitErr = e.agent.Settle(wctx, st, nr, prog.update)
+				settled, waitErr = e.agent.Settle(wctx, n, nr, prog.update)
 				prog.stop()
 				cancel()
 				nr = mergeSettled(nr, settled)
@@ -192,7 +192,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				if err == nil {
 					fmt.Fprintln(w, "\nStorage apply")
 					printStorageReport(w, nr.Storage)
-					err = printReport(w, "table", st, vmPlan, nr.VMs)
+					err = printReport(w, "table", n.VMs, vmPlan, nr.VMs)
 				}
 			}
 			if err != nil {
@@ -201,7 +201,7 @@ func newApplyCmd(o *options) *cobra.Command {
 			if waitErr != nil {
 				return waitErr
 			}
-			if nr.Err() != nil || st.Diags.HasErrors() {
+			if nr.Err() != nil || n.VMs.Diags.HasErrors() {
 				return exitCode(1)
 			}
 			return nil

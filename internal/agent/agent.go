@@ -228,15 +228,15 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 // rebind renders the VMs again when the node's resources changed since
 // they were bound (an allocation persisted or released, a device bound to
 // vfio-pci by the host stage, a claim bound): same revision, new bindings.
-func (a *Agent) rebind(ctx context.Context) (*desired.State, error) {
-	res, err := a.resources().read(ctx, a.node.Host, a.node.Storage)
+func (a *Agent) rebind(ctx context.Context, n *Node) error {
+	res, err := a.resources().read(ctx, n.Host, n.Storage)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if !reflect.DeepEqual(res, a.node.Resources) {
-		a.node.bind(res, a.cfg.Desired)
+	if !reflect.DeepEqual(res, n.Resources) {
+		n.bind(res, a.cfg.Desired)
 	}
-	return a.node.VMs, nil
+	return nil
 }
 
 // resources are cfg.Resources completed with the agent's own state.
@@ -254,7 +254,7 @@ func (a *Agent) resources() Resources {
 // Load fetches the source and renders this node. Decoding is skipped when
 // the revision and digest did not change since the last Load; the VMs are
 // bound again only when the node's resources changed.
-func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
+func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	snap, err := a.src.Fetch(ctx)
 	if err != nil {
 		// A source that cannot be reached still hands back the last good
@@ -266,7 +266,7 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
 	if a.node != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
-		return a.rebind(ctx)
+		return a.node, a.rebind(ctx, a.node)
 	}
 	cfg := a.cfg
 	cfg.Resources = a.resources()
@@ -286,40 +286,24 @@ func (a *Agent) Load(ctx context.Context) (*desired.State, error) {
 		a.log.Warn("VM cannot be placed", "reason", why)
 	}
 	a.last, a.node = snap, n
-	return n.VMs, nil
+	return n, nil
 }
 
 // Node returns the node rendered by the last Load (nil before it).
 func (a *Agent) Node() *Node { return a.node }
 
-// StorageState returns the storage desired state rendered by the last Load.
-func (a *Agent) StorageState() *storage.State {
-	if a.node == nil {
-		return nil
-	}
-	return a.node.Storage
-}
-
-// HostConfig returns the host configuration rendered by the last Load.
-func (a *Agent) HostConfig() *nodeconfig.HostConfig {
-	if a.node == nil {
-		return nil
-	}
-	return a.node.Host
-}
-
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
-	st, err := a.Load(ctx)
+	n, err := a.Load(ctx)
 	if err != nil {
 		if a.node == nil {
 			return reconciler.Report{}, err
 		}
 		// Keep converging on the last good revision while the source is down.
 		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.node.Revision)
-		st = a.node.VMs
+		n = a.node
 	}
-	return a.apply(ctx, st)
+	return a.apply(ctx, n)
 }
 
 // NodePlan is one revision planned for this node, stage by stage:
@@ -393,20 +377,21 @@ func (r NodeReport) Results() []plan.Outcome {
 	return append(out, r.VMs.Outcomes...)
 }
 
-// Plan plans every stage for st without changing anything (a dry run: later
+// Plan plans every stage of n without changing anything (a dry run: later
 // stages do not see what earlier ones would do).
-func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
+func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
+	st := n.VMs
 	np := NodePlan{State: st}
-	if hc := a.HostConfig(); a.host != nil && hc != nil {
-		hp, err := a.host.Plan(ctx, hc)
+	if a.host != nil && n.Host != nil {
+		hp, err := a.host.Plan(ctx, n.Host)
 		if err != nil {
 			return np, fmt.Errorf("plan host configuration: %w", err)
 		}
 		hp.Revision = st.Revision
 		np.Host = &hp
 	}
-	if a.storage != nil && a.StorageState() != nil {
-		sp, err := a.storage.Plan(ctx, a.StorageState())
+	if a.storage != nil && n.Storage != nil {
+		sp, err := a.storage.Plan(ctx, n.Storage)
 		if err != nil {
 			return np, fmt.Errorf("plan storage: %w", err)
 		}
@@ -423,14 +408,15 @@ func (a *Agent) Plan(ctx context.Context, st *desired.State) (NodePlan, error) {
 	return np, nil
 }
 
-// Apply converges the node on st stage by stage, planning each stage after
+// Apply converges the node on n stage by stage, planning each stage after
 // the previous one applied (the VM plan sees the claims storage just bound).
 // A stage that fails is reported and does not stop later stages: VMs that do
 // not depend on it still converge.
-func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
+func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
+	st := n.VMs
 	rep := NodeReport{Plan: NodePlan{State: st}}
-	if hc := a.HostConfig(); a.host != nil && hc != nil {
-		if hp, err := a.host.Plan(ctx, hc); err != nil {
+	if a.host != nil && n.Host != nil {
+		if hp, err := a.host.Plan(ctx, n.Host); err != nil {
 			rep.Errors = append(rep.Errors, "plan host configuration: "+err.Error())
 		} else {
 			hp.Revision = st.Revision
@@ -439,8 +425,8 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 			rep.Host = a.host.Apply(ctx, hp)
 		}
 	}
-	if a.storage != nil && a.StorageState() != nil {
-		if sp, err := a.storage.Plan(ctx, a.StorageState()); err != nil {
+	if a.storage != nil && n.Storage != nil {
+		if sp, err := a.storage.Plan(ctx, n.Storage); err != nil {
 			rep.Errors = append(rep.Errors, "plan storage: "+err.Error())
 		} else {
 			rep.Plan.Storage = sp
@@ -448,16 +434,14 @@ func (a *Agent) Apply(ctx context.Context, st *desired.State) NodeReport {
 			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
 		}
 	}
-	if a.node != nil && st != nil && st.Revision == a.node.Revision {
-		// The host stage may have bound a device to vfio-pci and storage a
-		// claim: VMs rendered by Load are bound again when that changed
-		// what the node can give them.
-		if fresh, err := a.rebind(ctx); err != nil {
-			rep.Errors = append(rep.Errors, "bind VMs to the node's resources: "+err.Error())
-		} else {
-			st = fresh
-			rep.Plan.State = st
-		}
+	// The host stage may have bound a device to vfio-pci and storage a
+	// claim: the VMs are bound again when that changed what the node can
+	// give them.
+	if err := a.rebind(ctx, n); err != nil {
+		rep.Errors = append(rep.Errors, "bind VMs to the node's resources: "+err.Error())
+	} else {
+		st = n.VMs
+		rep.Plan.State = st
 	}
 	if a.rec != nil {
 		a.applyVMs(ctx, st, &rep)
@@ -501,8 +485,8 @@ const hypervisorPoll = 500 * time.Millisecond
 // did or did not do is seen before anything is repeated: nothing is defined
 // or started twice. It stops waiting at waitUntil (the applies themselves
 // run under ctx alone) and then returns the last report with the reason.
-func (a *Agent) ApplyThroughOutage(ctx context.Context, st *desired.State, waitUntil time.Time) (NodeReport, error) {
-	rep := a.Apply(ctx, st)
+func (a *Agent) ApplyThroughOutage(ctx context.Context, n *Node, waitUntil time.Time) (NodeReport, error) {
+	rep := a.Apply(ctx, n)
 	for rep.Unavailable {
 		a.log.Warn("the hypervisor went away during apply; waiting for it to answer and applying again")
 		wctx, cancel := context.WithDeadline(ctx, waitUntil)
@@ -511,13 +495,13 @@ func (a *Agent) ApplyThroughOutage(ctx context.Context, st *desired.State, waitU
 		if err != nil {
 			return rep, err
 		}
-		rep = a.Apply(ctx, st)
+		rep = a.Apply(ctx, n)
 	}
 	return rep, nil
 }
 
-func (a *Agent) apply(ctx context.Context, st *desired.State) (reconciler.Report, error) {
-	rep := a.Apply(ctx, st)
+func (a *Agent) apply(ctx context.Context, n *Node) (reconciler.Report, error) {
+	rep := a.Apply(ctx, n)
 	return rep.VMs, rep.Err()
 }
 
@@ -602,10 +586,9 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	var err error
 	if fetch || a.node == nil {
 		rep, err = a.Once(ctx)
-	} else if st, berr := a.rebind(ctx); berr != nil {
-		err = berr
 	} else {
-		rep, err = a.apply(ctx, st)
+		// Apply binds the VMs again when the node's resources changed.
+		rep, err = a.apply(ctx, a.node)
 	}
 	done := rep.Count(plan.Done)
 	if err != nil {
@@ -622,26 +605,18 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	}
 }
 
-// Desired returns the last rendered desired state (nil before the first Load).
-func (a *Agent) Desired() *desired.State {
-	if a.node == nil {
-		return nil
-	}
-	return a.node.VMs
-}
-
 // ProgressInterval is how often Settle reports progress.
 const ProgressInterval = 500 * time.Millisecond
 
-// Settle finishes what rep (an Apply of st) started: it waits for the
-// imports rep started and any still running, then applies st again so the
+// Settle finishes what rep (an Apply of n) started: it waits for the
+// imports rep started and any still running, then applies n again so the
 // VMs waiting for them start, as Run does when an import ends, until no
 // import runs. progress, if set, sees every import waited for about every
 // ProgressInterval and once more when it ends. It returns the last Apply's
 // report (rep when nothing ran) and an error naming each import that
 // failed, or, when ctx ends first, each one still running: a cancelled
 // import stays in progress in the state and the next run resumes it.
-func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, progress func([]storage.ImportProgress)) (NodeReport, error) {
+func (a *Agent) Settle(ctx context.Context, n *Node, rep NodeReport, progress func([]storage.ImportProgress)) (NodeReport, error) {
 	if a.storage == nil {
 		return rep, nil
 	}
@@ -683,7 +658,7 @@ func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, p
 		case <-a.kick:
 			// An import ended: start what waited for it, as Run does.
 			report()
-			rep = a.Apply(ctx, st)
+			rep = a.Apply(ctx, n)
 			track(rep.Storage.Imports()...)
 		}
 	}
@@ -694,7 +669,7 @@ func (a *Agent) Settle(ctx context.Context, st *desired.State, rep NodeReport, p
 		case <-a.kick:
 		default:
 		}
-		rep = a.Apply(ctx, st)
+		rep = a.Apply(ctx, n)
 	}
 	return rep, storage.ImportsErr(imps)
 }

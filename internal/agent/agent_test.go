@@ -103,8 +103,8 @@ func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
 	if err != nil {
 		t.Fatalf("offline restart: %v", err)
 	}
-	if a.Desired() == nil || len(a.Desired().VMs) != 1 {
-		t.Fatalf("offline restart must load the last good revision, got %v", a.Desired())
+	if a.Node() == nil || len(a.Node().VMs.VMs) != 1 {
+		t.Fatalf("offline restart must load the last good revision, got %v", a.Node())
 	}
 	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Action != "start" || rep.Outcomes[0].Result != "done" {
 		t.Fatalf("want the destroyed VM started again, got %+v", rep.Outcomes)
