@@ -78,7 +78,9 @@ var layers = map[string][]string{
 	"nodeconfig":           {"nodeconfig", "manifests", "internal/srctree"},
 	"reconciler/placement": {},
 	"reconciler/desired":   {"reconciler/desired", "reconciler/placement", "manifests", "internal/pathelem"},
-	"reconciler/plan":      {"reconciler/plan", "reconciler/desired", "manifests/diag", "runtime/hv"},
+	// The one plan vocabulary (steps, results, the apply loop) every
+	// stage shares: it knows no stage.
+	"reconciler/plan": {},
 	// The stages: plan and apply over interfaces they declare; runtime/hv
 	// is the hypervisor's vocabulary (domains, events, errors), not a driver.
 	"reconciler":      {"reconciler", "manifests", "nodeconfig", "internal/pathelem", "runtime/hv"},

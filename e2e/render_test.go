@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodevirt/nodevirt/reconciler/vm"
+
 	"github.com/nodevirt/nodevirt/reconciler/desired"
-	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 )
 
@@ -112,7 +113,7 @@ func TestRender_equalsDefine(t *testing.T) {
 	compare := func(t *testing.T, name, rendered string) {
 		t.Helper()
 		dumped := virsh(t, "dumpxml", "--inactive", w.dom(name))
-		changes, err := plan.Fields(rendered, dumped)
+		changes, err := vm.Fields(rendered, dumped)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,12 +8,13 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/nodevirt/nodevirt/reconciler/vm"
+
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
-	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
 // The demo runs the agent's main job in one process against libvirt's
@@ -182,7 +183,7 @@ func demoApply(ctx context.Context, w io.Writer, e *env, n *agent.Node) error {
 	}
 	fmt.Fprintln(w, "\nStorage apply")
 	printStorageReport(w, nr.Storage)
-	var vmPlan plan.Plan
+	var vmPlan vm.Plan
 	if nr.Plan.VMs != nil {
 		vmPlan = nr.Plan.VMs.Plan
 	}

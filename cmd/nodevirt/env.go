@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 	"github.com/nodevirt/nodevirt/source"
@@ -23,7 +23,7 @@ type env struct {
 	src   source.Source
 	facts hostfacts.Facts
 	hv    *virt.Driver
-	rec   *reconciler.Reconciler
+	rec   *vm.Reconciler
 	agent *agent.Agent
 	// hostRec applies host configuration (files, units, kernel arguments).
 	hostRec *host.Reconciler

@@ -13,10 +13,10 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // apiVersion is the version of every machine-readable output's kind.
@@ -134,13 +134,13 @@ func (c colour) kind(k plan.Action) string {
 	}
 	code := ""
 	switch k {
-	case plan.Create, plan.Start:
+	case vm.Create, vm.Start:
 		code = "32"
-	case plan.Update, plan.Restart, plan.RestartRequired:
+	case vm.Update, vm.Restart, vm.RestartRequired:
 		code = "33"
-	case plan.Delete, plan.Stop, plan.Conflict:
+	case vm.Delete, vm.Stop, vm.Conflict:
 		code = "31"
-	case plan.Hold, plan.Wait, plan.Keep, plan.Orphan:
+	case vm.Hold, vm.Wait, vm.Keep, vm.Orphan:
 		code = "36"
 	}
 	if code == "" {
@@ -191,7 +191,7 @@ func summary(st *desired.State) string {
 }
 
 // printPlan prints the VM plan as a table.
-func printPlan(w io.Writer, st *desired.State, p plan.Plan) {
+func printPlan(w io.Writer, st *desired.State, p vm.Plan) {
 	c := colourFor(w)
 	fmt.Fprintf(w, "Plan for %s\n", summary(st))
 	if p.PruneSuspended {
@@ -223,7 +223,7 @@ func printPlan(w io.Writer, st *desired.State, p plan.Plan) {
 	printDiags(w, p)
 }
 
-func printDiags(w io.Writer, p plan.Plan) {
+func printDiags(w io.Writer, p vm.Plan) {
 	if len(p.Diags) == 0 {
 		return
 	}
@@ -233,7 +233,7 @@ func printDiags(w io.Writer, p plan.Plan) {
 	}
 }
 
-func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep reconciler.Report) error {
+func printReport(w io.Writer, format string, st *desired.State, p vm.Plan, rep vm.Report) error {
 	if format != "table" {
 		return printData(w, format, map[string]any{"plan": p, "apply": rep})
 	}
@@ -252,7 +252,7 @@ func printReport(w io.Writer, format string, st *desired.State, p plan.Plan, rep
 	t.flush()
 	for _, a := range p.Actions {
 		switch a.Action {
-		case plan.Hold, plan.Keep, plan.Conflict, plan.Wait, plan.RestartRequired, plan.Orphan:
+		case vm.Hold, vm.Keep, vm.Conflict, vm.Wait, vm.RestartRequired, vm.Orphan:
 			fmt.Fprintf(w, "%s %s: %s\n", c.kind(a.Action), a.Object, a.Reason)
 		}
 	}

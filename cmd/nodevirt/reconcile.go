@@ -11,19 +11,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
-	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // nodePlan is one revision planned for this node: host configuration first,
 // then the VMs (R-9).
 type nodePlan struct {
 	st      *desired.State
-	vms     *reconciler.Planned
+	vms     *vm.Planned
 	host    host.Plan
 	storage *storage.Plan
 }
@@ -60,7 +59,7 @@ func (e *env) plan(ctx context.Context) (nodePlan, error) {
 
 // planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
 type planView struct {
-	plan.Plan
+	vm.Plan
 	Host    host.Plan     `json:"host"`
 	Storage *storage.Plan `json:"storage"`
 }
@@ -175,7 +174,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				}
 			}
 			w := cmd.OutOrStdout()
-			var vmPlan plan.Plan
+			var vmPlan vm.Plan
 			if nr.Plan.VMs != nil {
 				vmPlan = nr.Plan.VMs.Plan
 			}

@@ -18,12 +18,12 @@ import (
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/nodeconfig"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	"github.com/nodevirt/nodevirt/source"
 )
@@ -119,8 +119,8 @@ func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *stor
 type Agent struct {
 	cfg Config
 	src source.Source
-	rec *reconciler.Reconciler
-	hv  reconciler.Hypervisor
+	rec *vm.Reconciler
+	hv  vm.Hypervisor
 	log *slog.Logger
 
 	// host applies host configuration before VMs; nil leaves the host alone.
@@ -137,13 +137,13 @@ type Agent struct {
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
-func New(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor) *Agent {
+func New(cfg Config, src source.Source, rec *vm.Reconciler, h vm.Hypervisor) *Agent {
 	return newAgent(cfg, src, rec, h, make(chan struct{}, 1))
 }
 
 // newAgent is New with the kick channel Open hands to the storage manager
 // it built before the agent. rec nil: the agent runs no VM stage.
-func newAgent(cfg Config, src source.Source, rec *reconciler.Reconciler, h reconciler.Hypervisor, kick chan struct{}) *Agent {
+func newAgent(cfg Config, src source.Source, rec *vm.Reconciler, h vm.Hypervisor, kick chan struct{}) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
 	}
@@ -293,11 +293,11 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 func (a *Agent) Node() *Node { return a.node }
 
 // Once loads, plans and applies one time.
-func (a *Agent) Once(ctx context.Context) (reconciler.Report, error) {
+func (a *Agent) Once(ctx context.Context) (vm.Report, error) {
 	n, err := a.Load(ctx)
 	if err != nil {
 		if a.node == nil {
-			return reconciler.Report{}, err
+			return vm.Report{}, err
 		}
 		// Keep converging on the last good revision while the source is down.
 		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.node.Revision)
@@ -312,7 +312,7 @@ type NodePlan struct {
 	State   *desired.State
 	Host    *host.Plan
 	Storage *storage.Plan
-	VMs     *reconciler.Planned
+	VMs     *vm.Planned
 }
 
 // Steps returns the steps of every stage planned, in stage (apply) order.
@@ -343,7 +343,7 @@ type NodeReport struct {
 	Plan    NodePlan
 	Host    host.Report
 	Storage storage.Report
-	VMs     reconciler.Report
+	VMs     vm.Report
 	Errors  []string
 	// Unavailable: the VM stage failed, wholly or in part, because the
 	// hypervisor could not be reached (libvirtd stopped or restarting).
@@ -500,7 +500,7 @@ func (a *Agent) ApplyThroughOutage(ctx context.Context, n *Node, waitUntil time.
 	return rep, nil
 }
 
-func (a *Agent) apply(ctx context.Context, n *Node) (reconciler.Report, error) {
+func (a *Agent) apply(ctx context.Context, n *Node) (vm.Report, error) {
 	rep := a.Apply(ctx, n)
 	return rep.VMs, rep.Err()
 }
@@ -526,7 +526,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("polling git source", "source", a.src.String(), "interval", poll)
 	}
 	var events <-chan hv.Event
-	if es, ok := a.hv.(reconciler.EventSource); ok {
+	if es, ok := a.hv.(vm.EventSource); ok {
 		ev, err := es.Events(ctx)
 		if err != nil {
 			a.log.Warn("libvirt events unavailable; relying on polling", "err", err)
@@ -582,7 +582,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // iterate runs one reconcile; fetch says whether to ask the source first.
 func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	start := time.Now()
-	var rep reconciler.Report
+	var rep vm.Report
 	var err error
 	if fetch || a.node == nil {
 		rep, err = a.Once(ctx)

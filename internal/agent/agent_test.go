@@ -11,19 +11,19 @@ import (
 	"testing"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 	"github.com/nodevirt/nodevirt/source"
 )
 
-const vm = `apiVersion: kubevirt.io/v1
+const vmYAML = `apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata: {name: web, namespace: default}
 spec:
@@ -51,7 +51,7 @@ func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
 	bare, work, state := filepath.Join(dir, "repo.git"), filepath.Join(dir, "work"), filepath.Join(dir, "state")
 	git(t, dir, "init", "-q", "--bare", "-b", "main", bare)
 	git(t, dir, "init", "-q", "-b", "main", work)
-	if err := os.WriteFile(filepath.Join(work, "web.yaml"), []byte(vm), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(work, "web.yaml"), []byte(vmYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	git(t, work, "add", "-A")
@@ -84,7 +84,7 @@ func TestAgent_offlineRestartUsesLastGoodRevision(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return agent.New(cfg, src, reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
+		return agent.New(cfg, src, vm.New(vm.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
 	}
 
 	if _, err := newAgent().Once(ctx); err != nil {
@@ -121,7 +121,7 @@ func TestNodePlan_stepsInStageOrder(t *testing.T) {
 		return plan.Step{Stage: st, Action: a, Object: string(st)}
 	}
 	np := agent.NodePlan{
-		VMs:     &reconciler.Planned{Plan: plan.Plan{Actions: []plan.Step{step(plan.StageVM, plan.Create)}}},
+		VMs:     &vm.Planned{Plan: vm.Plan{Actions: []plan.Step{step(plan.StageVM, vm.Create)}}},
 		Storage: &storage.Plan{Actions: []storage.Action{{Step: step(plan.StageStorage, storage.ActBind), Claim: "default/disk"}}},
 		Host:    &host.Plan{Actions: []host.Action{{Step: step(plan.StageHost, host.WriteFile)}, {Step: step(plan.StageHost, host.StartUnit)}}},
 	}
@@ -133,7 +133,7 @@ func TestNodePlan_stepsInStageOrder(t *testing.T) {
 		t.Fatalf("steps: %s, want %s", strings.Join(got, ", "), want)
 	}
 	var rep agent.NodeReport
-	rep.VMs.Add(plan.Outcome{Step: step(plan.StageVM, plan.Start), Result: plan.Done})
+	rep.VMs.Add(plan.Outcome{Step: step(plan.StageVM, vm.Start), Result: plan.Done})
 	rep.Storage.Add(plan.Outcome{Step: step(plan.StageStorage, storage.ActImport), Result: plan.Failed})
 	rep.Host.Add(plan.Outcome{Step: step(plan.StageHost, host.EnableUnit), Result: plan.Done})
 	got = got[:0]
@@ -195,10 +195,10 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := agent.New(cfg, src, reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
+	a := agent.New(cfg, src, vm.New(vm.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
 	pinnedTo := func() []uint {
 		t.Helper()
-		cpus, _, err := reconciler.Allocations(db)
+		cpus, _, err := vm.Allocations(db)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,11 +14,11 @@ import (
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/nodeconfig"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	"github.com/nodevirt/nodevirt/runtime/hostfs"
@@ -108,7 +108,7 @@ type Runtime struct {
 	HV            *virt.Driver
 	HypervisorErr error
 	Disks         *disks.Store
-	VMs           *reconciler.Reconciler
+	VMs           *vm.Reconciler
 	Host          *host.Reconciler
 	Storage       *storage.Manager
 	// DomainType is the domain type VMs are defined with (kvm or qemu).
@@ -217,7 +217,7 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	if rt.DB != nil {
 		ac.Backup = rt.DB.Backup
 	}
-	var h reconciler.Hypervisor
+	var h vm.Hypervisor
 	if rt.VMs != nil {
 		h = rt.HV
 	}
@@ -356,7 +356,7 @@ func (rt *Runtime) readOnlyResources(res Resources) (Resources, error) {
 	}
 	rt.onClose(kv.Close)
 	res.Allocations = func() (map[string]domain.Pinning, map[string][]domain.AssignedDevice, error) {
-		return reconciler.Allocations(kv)
+		return vm.Allocations(kv)
 	}
 	m, err := rt.newStorageManager(kv, func(string) bool { return true }, nil)
 	if err != nil {
@@ -447,9 +447,9 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onC
 
 // newReconciler builds the VM stage over libvirt, the disk store, the state
 // database and the storage manager built before it.
-func (rt *Runtime) newReconciler() *reconciler.Reconciler {
+func (rt *Runtime) newReconciler() *vm.Reconciler {
 	c := rt.cfg
-	return reconciler.New(reconciler.Config{
+	return vm.New(vm.Config{
 		Arch:            rt.Facts.Arch,
 		DomainType:      rt.DomainType,
 		AllowPruneAll:   c.AllowPruneAll,

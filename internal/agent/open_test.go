@@ -75,7 +75,7 @@ func TestOpen_lockHeldUntilClose(t *testing.T) {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(src, "web.yaml"), []byte(vm), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "web.yaml"), []byte(vmYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := openConfig(dir, src, testNode(t, filepath.Join(dir, "node.xml")), agent.AllStages)

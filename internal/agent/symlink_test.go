@@ -28,7 +28,7 @@ func TestRender_gitSymlinkOutOfTreeRefused(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(work, "clusters/edge"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(work, "base-web.yaml"), []byte(vm), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(work, "base-web.yaml"), []byte(vmYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for link, target := range map[string]string{

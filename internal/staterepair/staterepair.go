@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 	"io"
 	"maps"
 	"os"
@@ -16,9 +15,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nodevirt/nodevirt/reconciler"
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
+
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 	"github.com/nodevirt/nodevirt/runtime/volumes"
@@ -30,7 +31,7 @@ func DBPath(stateDir string) string { return filepath.Join(stateDir, "state.db")
 // decoders are every package's record checks.
 func decoders() map[string]statedb.Decoder {
 	out := map[string]statedb.Decoder{}
-	for _, m := range []map[string]func(string, []byte) error{reconciler.Decoders(), storage.Decoders()} {
+	for _, m := range []map[string]func(string, []byte) error{vm.Decoders(), storage.Decoders()} {
 		for b, d := range m {
 			out[b] = d
 		}

@@ -4,6 +4,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // The rule, as Terraform's -detailed-exitcode reads a plan: a step is a
@@ -35,7 +36,7 @@ func Differs(s plan.Step) bool {
 
 // Plans is one node's plans, any of them nil when not computed.
 type Plans struct {
-	VMs     *plan.Plan
+	VMs     *vm.Plan
 	Host    *host.Plan
 	Storage *storage.Plan
 }

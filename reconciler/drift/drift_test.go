@@ -3,6 +3,8 @@ package drift
 import (
 	"testing"
 
+	"github.com/nodevirt/nodevirt/reconciler/vm"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevirt/nodevirt/reconciler/host"
@@ -16,14 +18,14 @@ func TestVMs_statusPerDomain(t *testing.T) {
 	a := func(k plan.Action, dom string, drift bool) plan.Step {
 		return plan.Step{Stage: plan.StageVM, Action: k, Object: "VirtualMachine default/" + dom, Target: "default_" + dom, Reason: string(k), Drift: drift}
 	}
-	rep := VMs(plan.Plan{Revision: "r1", InSync: []string{"default_ok"}, Actions: []plan.Step{
-		a(plan.Create, "new", false), a(plan.Start, "new", false),
-		a(plan.Update, "edited", false), a(plan.Start, "edited", true),
-		a(plan.Update, "changed", false), a(plan.RestartRequired, "changed", false),
-		a(plan.RestartRequired, "refused", false),
-		a(plan.Delete, "gone", false), a(plan.Hold, "guarded", false), a(plan.Keep, "broken", false),
-		a(plan.Conflict, "taken", false), a(plan.Orphan, "foreign", false), a(plan.Wait, "waits", false),
-		a(plan.Stop, "halted", false),
+	rep := VMs(vm.Plan{Revision: "r1", InSync: []string{"default_ok"}, Actions: []plan.Step{
+		a(vm.Create, "new", false), a(vm.Start, "new", false),
+		a(vm.Update, "edited", false), a(vm.Start, "edited", true),
+		a(vm.Update, "changed", false), a(vm.RestartRequired, "changed", false),
+		a(vm.RestartRequired, "refused", false),
+		a(vm.Delete, "gone", false), a(vm.Hold, "guarded", false), a(vm.Keep, "broken", false),
+		a(vm.Conflict, "taken", false), a(vm.Orphan, "foreign", false), a(vm.Wait, "waits", false),
+		a(vm.Stop, "halted", false),
 	}})
 	got := map[string]string{}
 	for _, e := range rep.Entries {
@@ -49,12 +51,12 @@ func TestPlans_differences(t *testing.T) {
 		{Step: plan.Step{Stage: plan.StageHost, Action: host.NotApplicable, Target: "/var/hpvolumes"}},
 		{Step: plan.Step{Stage: plan.StageHost, Action: host.DeviceUnbound, Target: "0000:02:01.0"}},
 	}}
-	ps := Plans{VMs: &plan.Plan{}, Host: &hp, Storage: &storage.Plan{}}
+	ps := Plans{VMs: &vm.Plan{}, Host: &hp, Storage: &storage.Plan{}}
 	if n := ps.Differences(); n != 0 {
 		t.Fatalf("checks that change nothing are no difference: %d", n)
 	}
 	hp.Actions = append(hp.Actions, host.Action{Step: plan.Step{Stage: plan.StageHost, Action: host.RebootRequired, Target: "kernel arguments"}})
-	ps.VMs.Actions = []plan.Step{{Stage: plan.StageVM, Action: plan.Wait}}
+	ps.VMs.Actions = []plan.Step{{Stage: plan.StageVM, Action: vm.Wait}}
 	ps.Storage.Actions = []storage.Action{{Step: plan.Step{Stage: plan.StageStorage, Action: storage.ActWait}}, {Step: plan.Step{Stage: plan.StageStorage, Action: storage.ActHold}}}
 	if n := ps.Differences(); n != 4 {
 		t.Errorf("differences = %d, want 4 (reboot, VM wait, storage wait and hold)", n)

@@ -3,6 +3,8 @@ package drift
 import (
 	"sort"
 
+	"github.com/nodevirt/nodevirt/reconciler/vm"
+
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
@@ -60,7 +62,7 @@ type Report struct {
 }
 
 // VMs reports the VM plan p, one entry per domain, sorted by domain.
-func VMs(p plan.Plan) Report {
+func VMs(p vm.Plan) Report {
 	rep := Report{Revision: p.Revision, InSync: p.InSync}
 	byDomain := map[string]*Entry{}
 	var order []string
@@ -84,43 +86,43 @@ func VMs(p plan.Plan) Report {
 			}
 		}
 		switch a.Action {
-		case plan.Create:
+		case vm.Create:
 			set(Missing)
-		case plan.Update:
+		case vm.Update:
 			if a.Drift {
 				set(Drifted)
 			} else {
 				set(Pending)
 			}
 			e.Changes = append(e.Changes, a.Changes...)
-		case plan.Start:
+		case vm.Start:
 			e.RunState = "want running, is stopped: " + a.Reason
 			// A start after a create is part of the missing VM.
 			if a.Drift || e.Status == "" {
 				set(Drifted)
 			}
-		case plan.Stop:
+		case vm.Stop:
 			e.RunState = "want stopped, is running"
 			set(Drifted)
-		case plan.Restart:
+		case vm.Restart:
 			e.RunState = "running an older definition: " + a.Reason
 			set(Pending)
-		case plan.RestartRequired:
+		case vm.RestartRequired:
 			e.RunState = "running an older definition: " + a.Reason
 			set(RestartRequired)
-		case plan.Delete, plan.Hold:
+		case vm.Delete, vm.Hold:
 			set(Extra)
 			e.Heal = a.Reason
-		case plan.Keep:
+		case vm.Keep:
 			set(Invalid)
 			e.Heal = a.Reason
-		case plan.Conflict:
+		case vm.Conflict:
 			set(Conflict)
 			e.Heal = a.Reason
-		case plan.Orphan:
+		case vm.Orphan:
 			set(Orphan)
 			e.Heal = a.Reason
-		case plan.Wait:
+		case vm.Wait:
 			set(Waiting)
 			e.Heal = a.Reason
 		default:

@@ -11,6 +11,18 @@ import (
 )
 
 // rows renders outcomes as "action object result[: error]" lines.
+
+// Actions of an imaginary stage: the loop knows none of the real ones.
+const (
+	Create Action = "create"
+	Update Action = "update"
+	Start  Action = "start"
+	Delete Action = "delete"
+	Hold   Action = "hold"
+	Wait   Action = "wait"
+	Keep   Action = "keep"
+)
+
 func outcomeRows(rep Report) []string {
 	var out []string
 	for _, o := range rep.Outcomes {

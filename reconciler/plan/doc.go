@@ -6,10 +6,8 @@
 // drift steps when self-heal is off, and records typed, timed results. A
 // stage gives the loop only how to do one step and its own skip rules.
 //
-// The VM stage's comparison lives here too: Diff compares desired state with
-// what the hypervisor reports and returns that stage's Plan. Plans are data:
-// apply executes them and the plan, drift and JSON outputs all render the
-// same value.
+// Each stage's plan is plain data built from these steps: apply executes
+// it, and the plan, drift and JSON outputs all render the same value.
 //
-// It is pure (no host I/O) and must not import runtime drivers.
+// It knows no stage and does no host I/O.
 package plan

@@ -531,7 +531,7 @@ func TestSplitOCIRef(t *testing.T) {
 	}
 }
 
-// The reconciler declares this interface (reconciler.Disks); it is mirrored
+// The VM stage declares this interface (reconciler/vm.Disks); it is mirrored
 // here, not imported, because runtime must not import reconciler.
 var _ interface {
 	EnsureQcow2(ctx context.Context, path string, size int64) error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nodevirt/nodevirt/internal/testenv"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodevirt/nodevirt/internal/testenv"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -447,8 +448,8 @@ func TestDriver_ValidateXML(t *testing.T) {
 	}
 }
 
-// The reconciler declares these interfaces (reconciler.Hypervisor and
-// reconciler.EventSource); they are mirrored here, not imported, because
+// The VM stage declares these interfaces (reconciler/vm.Hypervisor and
+// reconciler/vm.EventSource); they are mirrored here, not imported, because
 // runtime must not import reconciler.
 var _ interface {
 	Domains(ctx context.Context) ([]hv.Domain, error)

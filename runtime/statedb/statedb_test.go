@@ -196,7 +196,7 @@ func BenchmarkDB_Get(b *testing.B) {
 	}
 }
 
-// The reconciler declares this interface (reconciler.KV); it is mirrored
+// The VM stage declares this interface (reconciler/vm.KV); it is mirrored
 // here, not imported, because runtime must not import reconciler.
 var _ interface {
 	Get(bucket, key string) ([]byte, error)

@@ -1,10 +1,11 @@
-package plan
+package vm
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
 const wantXML = `<domain type="kvm">
@@ -82,38 +83,38 @@ func TestFields_changes(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		observed func(string) string
-		want     []Change
+		want     []plan.Change
 	}{
 		{
 			name:     "memory changed by hand",
 			observed: replace("<memory unit='KiB'>262144</memory>", "<memory unit='KiB'>524288</memory>"),
-			want:     []Change{{Path: "memory", From: "524288", To: "262144"}},
+			want:     []plan.Change{{Path: "memory", From: "524288", To: "262144"}},
 		},
 		{
 			name:     "vcpu changed by hand",
 			observed: replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>4</vcpu>"),
-			want:     []Change{{Path: "vcpu", From: "4", To: "1"}},
+			want:     []plan.Change{{Path: "vcpu", From: "4", To: "1"}},
 		},
 		{
 			name:     "disk source swapped",
 			observed: replace("/var/lib/nodevirt/disks/default/web/data.qcow2", "/tmp/other.qcow2"),
-			want:     []Change{{Path: "devices.disk[vda].source@file", From: "/tmp/other.qcow2", To: "/var/lib/nodevirt/disks/default/web/data.qcow2"}},
+			want:     []plan.Change{{Path: "devices.disk[vda].source@file", From: "/tmp/other.qcow2", To: "/var/lib/nodevirt/disks/default/web/data.qcow2"}},
 		},
 		{
 			name: "disk attached by hand",
 			observed: replace("<controller type='usb'", `<disk type='file' device='disk'><source file='/tmp/x.img'/><target dev='vdb' bus='virtio'/></disk>
     <controller type='usb'`),
-			want: []Change{{Path: "devices.disk[vdb]", From: "present", To: ""}},
+			want: []plan.Change{{Path: "devices.disk[vdb]", From: "present", To: ""}},
 		},
 		{
 			name:     "machine type changed",
 			observed: replace("machine='pc-q35-7.2'", "machine='pc-i440fx-7.2'"),
-			want:     []Change{{Path: "os.type@machine", From: "pc-i440fx-7.2", To: "q35"}},
+			want:     []plan.Change{{Path: "os.type@machine", From: "pc-i440fx-7.2", To: "q35"}},
 		},
 		{
 			name:     "interface removed",
 			observed: cut("<interface type='user'>", "</interface>"),
-			want: []Change{
+			want: []plan.Change{
 				{Path: "devices.interface[ua-default].mac@address", To: "52:54:00:12:34:56"},
 				{Path: "devices.interface[ua-default].model@type", To: "virtio"},
 				{Path: "devices.interface[ua-default]@type", To: "user"},

@@ -1,4 +1,4 @@
-package reconciler_test
+package vm_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/nodevirt/nodevirt/manifests"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // fleetDir writes n VirtualMachines, 10 per file, the way a real repository
@@ -115,7 +115,7 @@ func BenchmarkReconcile_noop1000(b *testing.B) {
 // fleet applies 1,000 VMs once on a fresh test-driver node.
 func fleet(b *testing.B, n int) (*host, *desired.State) {
 	b.Helper()
-	h := newHostTB(b, reconciler.Config{SelfHeal: true})
+	h := newHostTB(b, vm.Config{SelfHeal: true})
 	set, err := manifests.Load(fleetDir(b, n), manifests.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -1,31 +1,13 @@
-package plan
+package vm
 
 import (
 	"encoding/xml"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
-
-// Change is one field whose observed value differs from the desired one.
-type Change struct {
-	// Path names the domain XML field, e.g. memory, vcpu,
-	// devices.disk[vda].source@file or devices.interface[ua-default].mac@address.
-	Path string `json:"path"`
-	From string `json:"from"`
-	To   string `json:"to"`
-}
-
-func (c Change) String() string {
-	return fmt.Sprintf("%s: %s -> %s", c.Path, orNone(c.From), orNone(c.To))
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
 
 // node is a generic XML element: enough structure to compare two domain
 // documents field by field without knowing libvirt's schema.
@@ -175,7 +157,7 @@ func equivalent(path, want, got string) bool {
 // Fields compares a desired domain document with an observed one. Only
 // fields nodevirt sets are compared (libvirt adds many on its own), plus
 // devices of the kinds nodevirt owns that appear in the observed domain only.
-func Fields(desiredXML, observedXML string) ([]Change, error) {
+func Fields(desiredXML, observedXML string) ([]plan.Change, error) {
 	want, err := parse(desiredXML)
 	if err != nil {
 		return nil, fmt.Errorf("desired: %w", err)
@@ -187,13 +169,13 @@ func Fields(desiredXML, observedXML string) ([]Change, error) {
 	wf, gf := map[string]string{}, map[string]string{}
 	flatten(want, "", wf)
 	flatten(got, "", gf)
-	var out []Change
+	var out []plan.Change
 	for p, w := range wf {
 		g, ok := gf[p]
 		if ok && equivalent(p, w, g) {
 			continue
 		}
-		out = append(out, Change{Path: p, From: g, To: w})
+		out = append(out, plan.Change{Path: p, From: g, To: w})
 	}
 	// Devices present only in the observed domain.
 	for _, dev := range devices(got) {
@@ -210,7 +192,7 @@ func Fields(desiredXML, observedXML string) ([]Change, error) {
 		if hasPrefix(wf, p) {
 			continue
 		}
-		out = append(out, Change{Path: p, From: "present", To: ""})
+		out = append(out, plan.Change{Path: p, From: "present", To: ""})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil

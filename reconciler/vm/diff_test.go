@@ -1,4 +1,4 @@
-package plan
+package vm
 
 import (
 	"strings"
@@ -8,6 +8,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
 
@@ -33,7 +34,7 @@ func state(vms ...*desired.VM) *desired.State {
 }
 
 type row struct {
-	Kind  Action
+	Kind  plan.Action
 	Dom   string
 	Drift bool
 }
@@ -142,7 +143,7 @@ func TestDiff_driftOfPersistentDefinition(t *testing.T) {
 	if len(p.Actions) != 1 || p.Actions[0].Action != Update || !p.Actions[0].Drift {
 		t.Fatalf("want one drift update, got %+v", p.Actions)
 	}
-	if d := cmp.Diff([]Change{{Path: "vcpu", From: "2", To: "1"}}, p.Actions[0].Changes); d != "" {
+	if d := cmp.Diff([]plan.Change{{Path: "vcpu", From: "2", To: "1"}}, p.Actions[0].Changes); d != "" {
 		t.Fatalf("changes (-want +got):\n%s", d)
 	}
 }

@@ -1,4 +1,4 @@
-package reconciler
+package vm
 
 import (
 	"encoding/json"

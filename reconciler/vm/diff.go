@@ -1,4 +1,4 @@
-package plan
+package vm
 
 import (
 	"fmt"
@@ -9,40 +9,41 @@ import (
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
 
 // The VM stage's actions.
 const (
-	Create  Action = "create"
-	Update  Action = "update"
-	Start   Action = "start"
-	Stop    Action = "stop"
-	Restart Action = "restart"
-	Delete  Action = "delete"
+	Create  plan.Action = "create"
+	Update  plan.Action = "update"
+	Start   plan.Action = "start"
+	Stop    plan.Action = "stop"
+	Restart plan.Action = "restart"
+	Delete  plan.Action = "delete"
 	// Wait: the VM cannot be defined yet (a claim it uses does not exist).
-	Wait Action = "wait"
+	Wait plan.Action = "wait"
 	// Hold: a delete the prune guard stopped; it needs confirmation.
-	Hold Action = "hold"
+	Hold plan.Action = "hold"
 	// Keep: an invalid manifest; the VM keeps its last good state.
-	Keep Action = "keep"
+	Keep plan.Action = "keep"
 	// Conflict: a domain with the VM's name exists and nodevirt does not own it.
-	Conflict Action = "conflict"
+	Conflict plan.Action = "conflict"
 	// RestartRequired: the definition changed while the VM runs and the VM asked
 	// not to be restarted for it.
-	RestartRequired Action = "restart-required"
+	RestartRequired plan.Action = "restart-required"
 	// Orphan: a domain with nodevirt's ownership mark that is not in this
 	// agent's inventory (another agent's, or from a lost state directory);
 	// reported, never pruned.
-	Orphan Action = "orphan"
+	Orphan plan.Action = "orphan"
 )
 
 // Plan is what the VM stage would do for one revision; the target of its
 // steps is the domain.
 type Plan struct {
-	Revision string    `json:"revision"`
-	Actions  []Step    `json:"actions"`
-	Diags    diag.List `json:"diagnostics,omitempty"`
+	Revision string      `json:"revision"`
+	Actions  []plan.Step `json:"actions"`
+	Diags    diag.List   `json:"diagnostics,omitempty"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
 	// InSync lists the domains that need nothing.
@@ -77,7 +78,7 @@ type Options struct {
 	// Fields compares two domain documents; nil means the package's Fields.
 	// The reconciler passes a memoized one, since between two iterations
 	// almost no document changes and parsing them dominates a no-op plan.
-	Fields func(desiredXML, observedXML string) ([]Change, error)
+	Fields func(desiredXML, observedXML string) ([]plan.Change, error)
 }
 
 // Diff computes the plan that brings observed to desired.
@@ -100,10 +101,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	for name, obj := range d.Invalid {
 		if vm := opt.LastGood[name]; vm != nil {
 			want = append(want, vm)
-			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
+			p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: fmt.Sprintf("manifest is invalid; keeping the state last applied from %s", vm.Revision)})
 		} else {
-			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
+			p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: "manifest is invalid and was never applied; nothing to do until it is fixed"})
 		}
 	}
@@ -121,11 +122,11 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 			// Placement rules apply at scheduling only (seed 8.14.2): a VM
 			// already here is not evicted because no node would take it now.
 			wanted[name] = true
-			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Keep, Object: obj, Target: name,
+			p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Keep, Object: obj, Target: name,
 				Reason: "no node can run it now (" + why + "); it stays here: placement rules apply at scheduling only"})
 			continue
 		}
-		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Wait, Object: obj, Target: name, Reason: "unschedulable: " + why})
+		p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Wait, Object: obj, Target: name, Reason: "unschedulable: " + why})
 	}
 	for _, vm := range want {
 		wanted[vm.DomainName] = true
@@ -159,7 +160,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	sort.Slice(orphans, func(i, j int) bool { return orphans[i].Name < orphans[j].Name })
 	for _, dom := range orphans {
 		o := owners[dom.Name]
-		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Orphan, Object: o.Kind + " " + o.Namespace + "/" + o.Name, Target: dom.Name,
+		p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Orphan, Object: o.Kind + " " + o.Namespace + "/" + o.Name, Target: dom.Name,
 			Reason: "marked as nodevirt's but not in this agent's inventory (another agent's, or a lost state directory); left untouched"})
 	}
 	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
@@ -175,10 +176,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 		o := owners[dom.Name]
 		obj := o.Kind + " " + o.Namespace + "/" + o.Name
 		if held != "" {
-			p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Hold, Object: obj, Target: dom.Name, Reason: held})
+			p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Hold, Object: obj, Target: dom.Name, Reason: held})
 			continue
 		}
-		p.Actions = append(p.Actions, Step{Stage: StageVM, Action: Delete, Object: obj, Target: dom.Name,
+		p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Delete, Object: obj, Target: dom.Name,
 			Reason: "manifest removed from the source; the domain and its disks are deleted", Disruptive: dom.State.Active()})
 	}
 	return p
@@ -186,7 +187,7 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 
 // startOrWait turns a start into a wait when the host lacks what the VM
 // needs to run: QEMU would fail to allocate its memory otherwise.
-func startOrWait(vm *desired.VM, start Step, opt Options) Step {
+func startOrWait(vm *desired.VM, start plan.Step, opt Options) plan.Step {
 	if why := opt.Unschedulable[vm.DomainName]; why != "" {
 		start.Action, start.Reason = Wait, "unschedulable on this node: "+why
 		return start
@@ -212,32 +213,32 @@ func guardShare(opt Options) float64 {
 	return opt.PruneGuardShare
 }
 
-func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []Step {
-	act := func(k Action, reason string) Step {
-		return Step{Stage: StageVM, Action: k, Object: vm.Object, Target: vm.DomainName, Reason: reason}
+func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, owned bool, opt Options) []plan.Step {
+	act := func(k plan.Action, reason string) plan.Step {
+		return plan.Step{Stage: plan.StageVM, Action: k, Object: vm.Object, Target: vm.DomainName, Reason: reason}
 	}
 	for _, a := range vm.Artifacts {
 		if a.Kind == "claim" && opt.Missing[a.Path] {
 			if !exists {
-				return []Step{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
+				return []plan.Step{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
 			}
 		}
 	}
 	if !exists {
-		acts := []Step{act(Create, "new in the source")}
+		acts := []plan.Step{act(Create, "new in the source")}
 		if startsOnCreate(vm.RunStrategy) {
 			acts = append(acts, startOrWait(vm, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)), opt))
 		}
 		return acts
 	}
 	if !owned {
-		return []Step{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
+		return []plan.Step{act(Conflict, "a domain with this name exists and is not owned by nodevirt; it is left untouched")}
 	}
 
-	var acts []Step
+	var acts []plan.Step
 	changes, err := opt.Fields(vm.XML, dom.XML)
 	if err != nil {
-		changes = []Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
+		changes = []plan.Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
 	}
 	// Any definition change reaches a running guest only at its next boot
 	// (libvirt replaces the persistent config; the live one stays).
@@ -287,7 +288,7 @@ func startsOnCreate(rs kubevirtv1.VirtualMachineRunStrategy) bool {
 
 // runWanted applies KubeVirt's runStrategy semantics to an existing domain.
 // A guest that shut itself down counts as Succeeded; crashed or destroyed
-// counts as Failed (KubeVirt treats destroy of an ACPI guest as failure).
+// counts as plan.Failed (KubeVirt treats destroy of an ACPI guest as failure).
 func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
 	switch vm.RunStrategy {
 	case kubevirtv1.RunStrategyAlways:
@@ -318,8 +319,8 @@ func (p Plan) Empty() bool {
 }
 
 // Drift returns the actions that undo out-of-band changes.
-func (p Plan) Drift() []Step {
-	var out []Step
+func (p Plan) Drift() []plan.Step {
+	var out []plan.Step
 	for _, a := range p.Actions {
 		if a.Drift {
 			out = append(out, a)

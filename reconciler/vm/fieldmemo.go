@@ -1,4 +1,4 @@
-package reconciler
+package vm
 
 import (
 	"strings"
@@ -31,7 +31,7 @@ func (f *fieldMemo) compare(desiredXML, observedXML string) ([]plan.Change, erro
 	if ok && e.desired == desiredXML && e.observed == observedXML {
 		return e.changes, e.err
 	}
-	changes, err := plan.Fields(desiredXML, observedXML)
+	changes, err := Fields(desiredXML, observedXML)
 	f.mu.Lock()
 	if f.m == nil {
 		f.m = map[string]memoEntry{}

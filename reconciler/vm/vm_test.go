@@ -1,4 +1,4 @@
-package reconciler_test
+package vm_test
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevirt/nodevirt/manifests"
-	"github.com/nodevirt/nodevirt/reconciler"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
@@ -28,7 +28,7 @@ import (
 type host struct {
 	t     testing.TB
 	hv    *virt.Driver
-	rec   *reconciler.Reconciler
+	rec   *vm.Reconciler
 	state string
 	opt   desired.Options
 }
@@ -38,9 +38,9 @@ const testNode = `<node>
   <memory>16777216</memory>
 </node>`
 
-func newHost(t *testing.T, cfg reconciler.Config) *host { return newHostTB(t, cfg) }
+func newHost(t *testing.T, cfg vm.Config) *host { return newHostTB(t, cfg) }
 
-func newHostTB(t testing.TB, cfg reconciler.Config) *host {
+func newHostTB(t testing.TB, cfg vm.Config) *host {
 	t.Helper()
 	dir := t.TempDir()
 	nodeXML := filepath.Join(dir, "node.xml")
@@ -66,7 +66,7 @@ func newHostTB(t testing.TB, cfg reconciler.Config) *host {
 	cfg.DiskDir = filepath.Join(state, "disks")
 	return &host{
 		t: t, hv: h, state: state,
-		rec: reconciler.New(cfg, h, d, db),
+		rec: vm.New(cfg, h, d, db),
 		opt: desired.Options{Node: "node1", NodeLabels: map[string]string{"cpumanager": "true"}, Context: domain.Context{Type: "kvm", Arch: "x86_64",
 			DiskDir: filepath.Join(state, "disks"), VolumeDir: filepath.Join(state, "volumes")}},
 	}
@@ -85,14 +85,14 @@ func (h *host) stateDB() *statedb.DB {
 }
 
 // agentWith builds a reconciler on h's node and disks with cfg and db.
-func (h *host) agentWith(cfg reconciler.Config, db *statedb.DB) *reconciler.Reconciler {
+func (h *host) agentWith(cfg vm.Config, db *statedb.DB) *vm.Reconciler {
 	h.t.Helper()
 	d, err := disks.New(h.state, filepath.Join(h.state, "images"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	cfg.DiskDir = filepath.Join(h.state, "disks")
-	return reconciler.New(cfg, h.hv, d, db)
+	return vm.New(cfg, h.hv, d, db)
 }
 
 // render decodes YAML documents as one revision.
@@ -107,7 +107,7 @@ func (h *host) render(rev string, docs ...string) *desired.State {
 func (h *host) renderBound(db *statedb.DB, res desired.Resources, rev string, docs ...string) *desired.State {
 	h.t.Helper()
 	var err error
-	if res.CPUs, res.HostDevices, err = reconciler.Allocations(db); err != nil {
+	if res.CPUs, res.HostDevices, err = vm.Allocations(db); err != nil {
 		h.t.Fatal(err)
 	}
 	opt := h.opt
@@ -116,7 +116,7 @@ func (h *host) renderBound(db *statedb.DB, res desired.Resources, rev string, do
 	return desired.Build(set, rev, opt)
 }
 
-func (h *host) apply(st *desired.State) (plan.Plan, reconciler.Report) {
+func (h *host) apply(st *desired.State) (vm.Plan, vm.Report) {
 	h.t.Helper()
 	p, err := h.rec.Plan(context.Background(), st)
 	if err != nil {
@@ -142,7 +142,7 @@ func (h *host) domains() map[string]hv.Domain {
 	return out
 }
 
-func kinds(p plan.Plan) string {
+func kinds(p vm.Plan) string {
 	var s []string
 	for _, a := range p.Actions {
 		s = append(s, string(a.Action)+" "+a.Target)
@@ -150,7 +150,7 @@ func kinds(p plan.Plan) string {
 	return strings.Join(s, ", ")
 }
 
-func vm(name, memory, runStrategy string) string {
+func vmYAML(name, memory, runStrategy string) string {
 	return `apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata: {name: ` + name + `, namespace: default}
@@ -171,8 +171,8 @@ spec:
 }
 
 func TestReconciler_createThenNoop(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	p, _ := h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Halted")))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	p, _ := h.apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Halted")))
 	if got, want := kinds(p), "create default_db, create default_web, start default_web"; got != want {
 		t.Fatalf("first plan: %s, want %s", got, want)
 	}
@@ -188,16 +188,16 @@ func TestReconciler_createThenNoop(t *testing.T) {
 			t.Fatalf("artifact %s: %v", f, err)
 		}
 	}
-	p, _ = h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Halted")))
+	p, _ = h.apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Halted")))
 	if !p.Empty() || len(p.InSync) != 2 {
 		t.Fatalf("second plan must be a no-op with both in sync: %s (in sync %v)", kinds(p), p.InSync)
 	}
 }
 
 func TestReconciler_changeRestartsRunningVM(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	h.apply(h.render("r1", vm("web", "64Mi", "Always")))
-	p, _ := h.apply(h.render("r2", vm("web", "128Mi", "Always")))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	h.apply(h.render("r1", vmYAML("web", "64Mi", "Always")))
+	p, _ := h.apply(h.render("r2", vmYAML("web", "128Mi", "Always")))
 	if got, want := kinds(p), "update default_web, restart default_web"; got != want {
 		t.Fatalf("plan: %s, want %s", got, want)
 	}
@@ -217,14 +217,14 @@ func TestReconciler_changeRestartsRunningVM(t *testing.T) {
 
 func TestReconciler_driftIsHealedUnlessSelfHealOff(t *testing.T) {
 	for _, heal := range []bool{true, false} {
-		h := newHost(t, reconciler.Config{SelfHeal: heal})
-		st := h.render("r1", vm("web", "64Mi", "Always"))
+		h := newHost(t, vm.Config{SelfHeal: heal})
+		st := h.render("r1", vmYAML("web", "64Mi", "Always"))
 		h.apply(st)
 		if err := h.hv.Destroy(context.Background(), "default_web"); err != nil {
 			t.Fatal(err)
 		}
 		p, rep := h.apply(st)
-		if len(p.Actions) != 1 || p.Actions[0].Action != plan.Start || !p.Actions[0].Drift {
+		if len(p.Actions) != 1 || p.Actions[0].Action != vm.Start || !p.Actions[0].Drift {
 			t.Fatalf("self-heal %v: want one drift start, got %s", heal, kinds(p))
 		}
 		wantState, wantResult := hv.Running, plan.Done
@@ -241,12 +241,12 @@ func TestReconciler_driftIsHealedUnlessSelfHealOff(t *testing.T) {
 }
 
 func TestReconciler_invalidObjectKeepsLastGood(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	h.apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Always")))
 	before := h.domains()["default_web"].XML
 
-	bad := strings.Replace(vm("web", "64Mi", "Always"), "guest: 64Mi", "guest: lots", 1)
-	st := h.render("r2", bad, vm("db", "96Mi", "Always"))
+	bad := strings.Replace(vmYAML("web", "64Mi", "Always"), "guest: 64Mi", "guest: lots", 1)
+	st := h.render("r2", bad, vmYAML("db", "96Mi", "Always"))
 	if !st.Diags.HasErrors() {
 		t.Fatal("the invalid quantity must be reported")
 	}
@@ -272,9 +272,9 @@ func TestReconciler_invalidObjectKeepsLastGood(t *testing.T) {
 }
 
 func TestReconciler_pruneAndGuard(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))
-	p, _ := h.apply(h.render("r2", vm("web", "64Mi", "Always")))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	h.apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Always")))
+	p, _ := h.apply(h.render("r2", vmYAML("web", "64Mi", "Always")))
 	if got, want := kinds(p), "delete default_db"; got != want {
 		t.Fatalf("plan: %s, want %s", got, want)
 	}
@@ -293,7 +293,7 @@ func TestReconciler_pruneAndGuard(t *testing.T) {
 		t.Fatal("held delete was executed")
 	}
 	// A parse failure suspends pruning.
-	st := h.render("r4", vm("web", "64Mi", "Always"))
+	st := h.render("r4", vmYAML("web", "64Mi", "Always"))
 	broken := manifests.Parse("broken.yaml", []byte("kind: [\n"), manifests.Options{})
 	if !broken.Incomplete {
 		t.Fatal("a YAML syntax error must make the set incomplete")
@@ -306,13 +306,13 @@ func TestReconciler_pruneAndGuard(t *testing.T) {
 }
 
 func TestReconciler_foreignDomainIsNeverTouched(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true, AllowPruneAll: true})
+	h := newHost(t, vm.Config{SelfHeal: true, AllowPruneAll: true})
 	foreign := `<domain type="test"><name>default_web</name><memory unit="MiB">32</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`
 	if err := h.hv.Define(context.Background(), foreign); err != nil {
 		t.Fatal(err)
 	}
 	before := h.domains()["default_web"].XML
-	p, _ := h.apply(h.render("r1", vm("web", "64Mi", "Always")))
+	p, _ := h.apply(h.render("r1", vmYAML("web", "64Mi", "Always")))
 	if got, want := kinds(p), "conflict default_web"; got != want {
 		t.Fatalf("plan: %s, want %s", got, want)
 	}
@@ -323,8 +323,8 @@ func TestReconciler_foreignDomainIsNeverTouched(t *testing.T) {
 }
 
 func TestReconciler_onceStartsOnlyOnce(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	st := h.render("r1", vm("job", "64Mi", "Once"))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	st := h.render("r1", vmYAML("job", "64Mi", "Once"))
 	h.apply(st)
 	if err := h.hv.Shutdown(context.Background(), "default_job", 0); err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func (f *failingStarts) Start(ctx context.Context, name string) error {
 }
 
 func TestReconciler_startFailuresBackOff(t *testing.T) {
-	base := newHost(t, reconciler.Config{})
+	base := newHost(t, vm.Config{})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	hv := &failingStarts{Driver: base.hv}
 	d, err := disks.New(base.state, filepath.Join(base.state, "images"))
@@ -360,8 +360,8 @@ func TestReconciler_startFailuresBackOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rec := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks"), Now: func() time.Time { return now }}, hv, d, db)
-	st := base.render("r1", vm("web", "64Mi", "Always"))
+	rec := vm.New(vm.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks"), Now: func() time.Time { return now }}, hv, d, db)
+	st := base.render("r1", vmYAML("web", "64Mi", "Always"))
 	apply := func() plan.Outcome {
 		p, err := rec.Plan(context.Background(), st)
 		if err != nil {
@@ -370,7 +370,7 @@ func TestReconciler_startFailuresBackOff(t *testing.T) {
 		rep := rec.Apply(context.Background(), p)
 		return rep.Outcomes[len(rep.Outcomes)-1]
 	}
-	if o := apply(); o.Action != plan.Start || o.Result != "failed" {
+	if o := apply(); o.Action != vm.Start || o.Result != "failed" {
 		t.Fatalf("first start: %+v", o)
 	}
 	if o := apply(); o.Result != "skipped" || !strings.Contains(o.Error, "start failed 1 times") || hv.tries != 1 {
@@ -404,15 +404,15 @@ spec:
 // VM-8: exclusive CPUs from the pool, kept across agent restarts, never
 // shared, released with the VM.
 func TestReconciler_dedicatedCPUs(t *testing.T) {
-	h := newHost(t, reconciler.Config{})
+	h := newHost(t, vm.Config{})
 	db := h.stateDB()
-	agent := func() *reconciler.Reconciler {
-		return h.agentWith(reconciler.Config{SelfHeal: true, AllowPruneAll: true}, db)
+	agent := func() *vm.Reconciler {
+		return h.agentWith(vm.Config{SelfHeal: true, AllowPruneAll: true}, db)
 	}
 	render := func(rev string, docs ...string) *desired.State {
 		return h.renderBound(db, desired.Resources{CPUPool: []uint{1, 2, 3}}, rev, docs...)
 	}
-	apply := func(rec *reconciler.Reconciler, st *desired.State) plan.Plan {
+	apply := func(rec *vm.Reconciler, st *desired.State) vm.Plan {
 		p, err := rec.Plan(context.Background(), st)
 		if err != nil {
 			t.Fatal(err)
@@ -446,7 +446,7 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 		t.Fatalf("pins of a: %s, want %s", got, want)
 	}
 	// A restarted agent keeps a's CPUs and sees nothing to change.
-	if p := apply(agent(), both()); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
+	if p := apply(agent(), both()); len(p.Actions) != 1 || p.Actions[0].Action != vm.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	if got := pins("default_a"); got != want {
@@ -469,13 +469,13 @@ func TestReconciler_dedicatedCPUs(t *testing.T) {
 // source still wants are adopted (and pruned later as usual), while marked
 // domains nothing here wants are orphans, reported and left alone.
 func TestReconciler_inventoryAdoptAndOrphan(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true})
-	h.apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always"), vm("old", "64Mi", "Always")))
+	h := newHost(t, vm.Config{SelfHeal: true})
+	h.apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Always"), vmYAML("old", "64Mi", "Always")))
 
 	// A second agent with an empty state directory on the same host.
 	db := h.stateDB()
-	fresh := h.agentWith(reconciler.Config{SelfHeal: true}, db)
-	apply := func(st *desired.State) plan.Plan {
+	fresh := h.agentWith(vm.Config{SelfHeal: true}, db)
+	apply := func(st *desired.State) vm.Plan {
 		p, err := fresh.Plan(context.Background(), st)
 		if err != nil {
 			t.Fatal(err)
@@ -485,14 +485,14 @@ func TestReconciler_inventoryAdoptAndOrphan(t *testing.T) {
 		}
 		return p.Plan
 	}
-	if got := kinds(apply(h.render("r1", vm("web", "64Mi", "Always"), vm("db", "64Mi", "Always")))); got != "orphan default_old" {
+	if got := kinds(apply(h.render("r1", vmYAML("web", "64Mi", "Always"), vmYAML("db", "64Mi", "Always")))); got != "orphan default_old" {
 		t.Fatalf("plan: %s", got)
 	}
 	if _, ok := h.domains()["default_old"]; !ok {
 		t.Fatal("an orphan must never be deleted")
 	}
 	// web and db were adopted: removing db from the source prunes it.
-	if got := kinds(apply(h.render("r2", vm("web", "64Mi", "Always")))); got != "orphan default_old, delete default_db" {
+	if got := kinds(apply(h.render("r2", vmYAML("web", "64Mi", "Always")))); got != "orphan default_old, delete default_db" {
 		t.Fatalf("plan: %s", got)
 	}
 }
@@ -515,16 +515,16 @@ spec:
 // VM-10: a free permitted device per request, persisted, never shared; a
 // resource that is not permitted, or has no free device, makes the VM wait.
 func TestReconciler_hostDevices(t *testing.T) {
-	h := newHost(t, reconciler.Config{})
+	h := newHost(t, vm.Config{})
 	db := h.stateDB()
 	permitted := map[string][]string{"nvidia.com/GA100": {"0000:3b:00.0"}}
-	agent := func() *reconciler.Reconciler {
-		return h.agentWith(reconciler.Config{SelfHeal: true}, db)
+	agent := func() *vm.Reconciler {
+		return h.agentWith(vm.Config{SelfHeal: true}, db)
 	}
 	render := func(rev string, docs ...string) *desired.State {
 		return h.renderBound(db, desired.Resources{Devices: permitted}, rev, docs...)
 	}
-	apply := func(st *desired.State) plan.Plan {
+	apply := func(st *desired.State) vm.Plan {
 		rec := agent()
 		p, err := rec.Plan(context.Background(), st)
 		if err != nil {
@@ -549,7 +549,7 @@ func TestReconciler_hostDevices(t *testing.T) {
 		}
 	}
 	// A restarted agent keeps the allocation: nothing changes.
-	if p := apply(render("r1", gpuVM("a"), gpuVM("b"))); len(p.Actions) != 1 || p.Actions[0].Action != plan.Wait {
+	if p := apply(render("r1", gpuVM("a"), gpuVM("b"))); len(p.Actions) != 1 || p.Actions[0].Action != vm.Wait {
 		t.Fatalf("after restart: %s", kinds(p))
 	}
 	// The resource leaves the permitted list: a new VM asking for it waits
@@ -558,7 +558,7 @@ func TestReconciler_hostDevices(t *testing.T) {
 	p = apply(render("r2", gpuVM("a"), gpuVM("c")))
 	waited := false
 	for _, a := range p.Actions {
-		if a.Target == "default_c" && a.Action == plan.Wait {
+		if a.Target == "default_c" && a.Action == vm.Wait {
 			waited = true
 			if !strings.Contains(a.Reason, "resource nvidia.com/GA100 is not permitted on this node") {
 				t.Fatalf("wait reason: %q", a.Reason)
@@ -574,8 +574,8 @@ func TestReconciler_hostDevices(t *testing.T) {
 // whole namespace's disk directory with it when it is deleted: the
 // directory is refused, other VMs' disks stay.
 func TestReconciler_deleteRefusesOwnerThatIsNotAPathElement(t *testing.T) {
-	h := newHost(t, reconciler.Config{SelfHeal: true, AllowPruneAll: true})
-	h.apply(h.render("r1", vm("web", "64Mi", "Halted"), vm("db", "64Mi", "Halted")))
+	h := newHost(t, vm.Config{SelfHeal: true, AllowPruneAll: true})
+	h.apply(h.render("r1", vmYAML("web", "64Mi", "Halted"), vmYAML("db", "64Mi", "Halted")))
 	dbDisk := filepath.Join(h.state, "disks", "default", "db", "data.qcow2")
 	if _, err := os.Stat(dbDisk); err != nil {
 		t.Fatalf("db's disk was not made: %v", err)
@@ -589,7 +589,7 @@ func TestReconciler_deleteRefusesOwnerThatIsNotAPathElement(t *testing.T) {
 	if err := h.hv.Define(context.Background(), edited); err != nil {
 		t.Fatal(err)
 	}
-	p, err := h.rec.Plan(context.Background(), h.render("r2", vm("db", "64Mi", "Halted")))
+	p, err := h.rec.Plan(context.Background(), h.render("r2", vmYAML("db", "64Mi", "Halted")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,7 +618,7 @@ func (f *unreachableStarts) Start(ctx context.Context, name string) error {
 // fault: it is counted as unavailable and tried again at once, without the
 // start back-off.
 func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
-	base := newHost(t, reconciler.Config{})
+	base := newHost(t, vm.Config{})
 	drv := &unreachableStarts{Driver: base.hv}
 	d, err := disks.New(base.state, filepath.Join(base.state, "images"))
 	if err != nil {
@@ -629,8 +629,8 @@ func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rec := reconciler.New(reconciler.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks")}, drv, d, db)
-	st := base.render("r1", vm("web", "64Mi", "Always"))
+	rec := vm.New(vm.Config{SelfHeal: true, DiskDir: filepath.Join(base.state, "disks")}, drv, d, db)
+	st := base.render("r1", vmYAML("web", "64Mi", "Always"))
 	for i := 1; i <= 2; i++ {
 		p, err := rec.Plan(context.Background(), st)
 		if err != nil {
@@ -638,7 +638,7 @@ func TestReconciler_unreachableStartNotBackedOff(t *testing.T) {
 		}
 		rep := rec.Apply(context.Background(), p)
 		o := rep.Outcomes[len(rep.Outcomes)-1]
-		if o.Action != plan.Start || o.Result != "failed" || drv.tries != i {
+		if o.Action != vm.Start || o.Result != "failed" || drv.tries != i {
 			t.Fatalf("apply %d: want the start tried and failed as unavailable: %+v (tries %d, unavailable %d)", i, o, drv.tries, rep.Unavailable)
 		}
 	}
@@ -659,7 +659,7 @@ func jsonCopy[T any](t *testing.T, v T) T {
 }
 
 // outcomes renders a report without its timings, which differ run to run.
-func outcomes(rep reconciler.Report) []string {
+func outcomes(rep vm.Report) []string {
 	var out []string
 	for _, o := range rep.Outcomes {
 		out = append(out, fmt.Sprintf("%s %s %s %s %s %s %v", o.Stage, o.Action, o.Object, o.Target, o.Result, o.Error, o.Changes))
@@ -670,11 +670,11 @@ func outcomes(rep reconciler.Report) []string {
 // A plan is plain data: read back from its JSON it applies as the original
 // does (define, start, restart, delete with the disks), on twin nodes.
 func TestReconciler_planSurvivesJSON(t *testing.T) {
-	r1 := []string{vm("web", "64Mi", "Always"), vm("old", "64Mi", "Always")}
-	r2 := []string{vm("web", "128Mi", "Always"), vm("db", "64Mi", "Always")}
+	r1 := []string{vmYAML("web", "64Mi", "Always"), vmYAML("old", "64Mi", "Always")}
+	r2 := []string{vmYAML("web", "128Mi", "Always"), vmYAML("db", "64Mi", "Always")}
 	var got [2][]string
 	for i, viaJSON := range []bool{false, true} {
-		h := newHost(t, reconciler.Config{SelfHeal: true})
+		h := newHost(t, vm.Config{SelfHeal: true})
 		h.apply(h.render("r1", r1...))
 		st := h.render("r2", r2...)
 		p, err := h.rec.Plan(context.Background(), st)

@@ -1,4 +1,4 @@
-package reconciler
+package vm
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 type Config struct {
 	// AllowPruneAll confirms deletes the prune guard would hold.
 	AllowPruneAll bool
-	// PruneGuardShare: see plan.Options.
+	// PruneGuardShare: see Options.
 	PruneGuardShare float64
 	// SelfHeal undoes out-of-band changes; off, drift is only reported.
 	SelfHeal bool
@@ -65,7 +65,7 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 // Planned is the VM stage's plan together with everything Apply needs: plain
 // data, so a plan written as JSON and read back applies the same.
 type Planned struct {
-	plan.Plan
+	Plan
 	// VMs are the desired VMs the steps refer to, by domain name, bound to
 	// this node's resources (CPU pins and devices persist at define).
 	VMs map[string]*desired.VM `json:"vms"`
@@ -92,7 +92,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	if err != nil {
 		return nil, err
 	}
-	opt := plan.Options{
+	opt := Options{
 		AllowPruneAll:   r.cfg.AllowPruneAll || st.AllowPruneAll,
 		PruneGuardShare: r.cfg.PruneGuardShare,
 		Started:         started,
@@ -153,7 +153,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 			}
 		}
 	}
-	p := plan.Diff(st, doms, opt)
+	p := Diff(st, doms, opt)
 	r.fields.forget(obs)
 	return &Planned{Plan: p, VMs: vms, Observed: obs, Adopt: adopt}, nil
 }
@@ -211,7 +211,7 @@ func (rp Report) Err() error {
 
 // vmOrder is the dependency order: define and start before deletes so a
 // rename (delete old + create new) never leaves the node without the service.
-var vmOrder = []plan.Action{plan.Create, plan.Update, plan.Start, plan.Restart, plan.Stop, plan.Delete}
+var vmOrder = []plan.Action{Create, Update, Start, Restart, Stop, Delete}
 
 // Apply executes a plan. Every action runs even when an earlier one for
 // another object failed; an object's later actions are skipped after its own
@@ -228,7 +228,7 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 		}
 	}
 	unavailable := 0
-	starts := func(a plan.Step) bool { return a.Action == plan.Start || a.Action == plan.Restart }
+	starts := func(a plan.Step) bool { return a.Action == Start || a.Action == Restart }
 	rep := plan.Apply(ctx, p.Actions, plan.Runner[plan.Step]{
 		Order:    vmOrder,
 		Object:   func(a plan.Step) string { return a.Target },
@@ -286,7 +286,7 @@ func (r *Reconciler) selfHeal(vm *desired.VM) bool {
 func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 	vm := p.VMs[a.Target]
 	switch a.Action {
-	case plan.Create, plan.Update:
+	case Create, Update:
 		if err := r.prepare(ctx, vm); err != nil {
 			return err
 		}
@@ -300,12 +300,12 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 			return err
 		}
 		return r.remember(vm, false)
-	case plan.Start:
+	case Start:
 		if err := r.hv.Start(ctx, a.Target); err != nil {
 			return fmt.Errorf("start %s: %w", a.Target, err)
 		}
 		return r.remember(vm, true)
-	case plan.Restart:
+	case Restart:
 		if err := r.hv.Shutdown(ctx, a.Target, vm.GracePeriod); err != nil {
 			return fmt.Errorf("restart %s: %w", a.Target, err)
 		}
@@ -313,12 +313,12 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 			return fmt.Errorf("restart %s: %w", a.Target, err)
 		}
 		return r.remember(vm, true)
-	case plan.Stop:
+	case Stop:
 		if err := r.hv.Shutdown(ctx, a.Target, vm.GracePeriod); err != nil {
 			return fmt.Errorf("stop %s: %w", a.Target, err)
 		}
 		return nil
-	case plan.Delete:
+	case Delete:
 		return r.delete(ctx, p.Observed[a.Target])
 	}
 	return nil
