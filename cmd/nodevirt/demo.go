@@ -155,11 +155,17 @@ func runDemo(cmd *cobra.Command, o *options) error {
 // printNodePlan prints every stage's plan in the order apply runs them.
 func printNodePlan(w io.Writer, np agent.NodePlan) error {
 	if np.Host != nil {
-		printHostPlan(w, *np.Host)
+		// The VM plan's diagnostics are the whole revision's: each is
+		// printed once, after the stages.
+		hp := *np.Host
+		hp.Diags = nil
+		printHostPlan(w, hp)
 	}
 	if np.Storage != nil {
 		fmt.Fprintln(w, "\nStorage plan")
-		printStoragePlan(w, np.Storage)
+		sp := *np.Storage
+		sp.Diags = nil
+		printStoragePlan(w, &sp)
 	}
 	fmt.Fprintln(w)
 	if np.VMs == nil {

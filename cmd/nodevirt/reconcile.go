@@ -102,9 +102,18 @@ func newPlanCmd(o *options) *cobra.Command {
 			if o.output != "table" {
 				err = o.printObject(w, kindPlan, planView{Plan: np.vms.Plan, Host: np.host, Storage: np.storage})
 			} else {
-				printHostPlan(w, np.host)
+				// The VM plan's diagnostics are the whole revision's: each is
+				// printed once, after the stages.
+				hp := np.host
+				hp.Diags = nil
+				printHostPlan(w, hp)
 				fmt.Fprintln(w, "\nStorage plan")
-				printStoragePlan(w, np.storage)
+				sp := np.storage
+				if sp != nil {
+					c := *sp
+					c.Diags, sp = nil, &c
+				}
+				printStoragePlan(w, sp)
 				fmt.Fprintln(w)
 				printPlan(w, np.st, np.vms.Plan)
 			}

@@ -134,6 +134,8 @@ type Agent struct {
 	last source.Snapshot
 	// node is the last rendering (nil before the first Load).
 	node *Node
+	// looping is set by Run: the log is then the agent's only voice.
+	looping bool
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
@@ -274,16 +276,23 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The loop's log is where a running agent says what is wrong with a
+	// revision; a one-shot command prints the same diagnostics and reasons
+	// itself, so they are logged at debug there, not said twice.
+	lvl := slog.LevelDebug
+	if a.looping {
+		lvl = slog.LevelWarn
+	}
 	for _, d := range n.VMs.Diags {
-		a.log.Warn("manifest", "diagnostic", d.Error())
+		a.log.Log(ctx, lvl, "manifest", "diagnostic", d.Error())
 	}
 	for _, vm := range n.VMs.VMs {
 		if vm.Unschedulable != "" {
-			a.log.Warn("VM cannot start on this node", "object", vm.Object, "reason", vm.Unschedulable)
+			a.log.Log(ctx, lvl, "VM cannot start on this node", "object", vm.Object, "reason", vm.Unschedulable)
 		}
 	}
 	for _, why := range n.VMs.Unschedulable {
-		a.log.Warn("VM cannot be placed", "reason", why)
+		a.log.Log(ctx, lvl, "VM cannot be placed", "reason", why)
 	}
 	a.last, a.node = snap, n
 	return n, nil
@@ -511,6 +520,7 @@ type watcher interface {
 
 // Run loops until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	a.looping = true
 	var changes <-chan struct{}
 	var watchErrs <-chan error
 	poll := a.cfg.Interval
