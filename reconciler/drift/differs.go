@@ -74,3 +74,29 @@ func (p Plans) Incomplete() bool {
 	return (p.VMs != nil && p.VMs.PruneSuspended) || (p.Host != nil && p.Host.PruneSuspended) ||
 		(p.Storage != nil && p.Storage.PruneSuspended)
 }
+
+// stepStatus is what a drift report calls one step of the host or storage
+// plan: the stages share their informational actions (keep, hold, wait,
+// conflict), so one reading serves both.
+func stepStatus(s plan.Step) string {
+	if s.Drift {
+		return Drifted
+	}
+	switch s.Action {
+	case host.RebootRequired:
+		return RebootRequired
+	case host.NotApplicable:
+		return NotApplicable
+	case host.DeviceUnbound:
+		return Unbound
+	case plan.Keep:
+		return Invalid
+	case plan.Hold:
+		return Held
+	case plan.Wait:
+		return Waiting
+	case plan.Conflict:
+		return Conflict
+	}
+	return Pending
+}

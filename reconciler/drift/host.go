@@ -30,21 +30,9 @@ type HostReport struct {
 func Host(p host.Plan) HostReport {
 	rep := HostReport{Revision: p.Revision, InSync: p.InSync, PruneSuspended: p.PruneSuspended, PruneHeld: p.PruneHeld}
 	for _, a := range p.Actions {
-		status := Pending
-		switch {
-		case a.Drift:
-			status = Drifted
+		status := stepStatus(a.Step)
+		if status == Drifted {
 			rep.Drifted++
-		case a.Action == host.RebootRequired:
-			status = RebootRequired
-		case a.Action == host.NotApplicable:
-			status = NotApplicable
-		case a.Action == host.Keep:
-			status = Invalid
-		case a.Action == host.Hold:
-			status = Held
-		case a.Action == host.DeviceUnbound:
-			status = Unbound
 		}
 		e := HostEntry{Target: a.Target, Object: a.Object, Status: status, Reason: a.Reason, Action: a.Action}
 		for _, c := range a.Changes {

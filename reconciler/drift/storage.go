@@ -26,19 +26,7 @@ func Storage(p *storage.Plan) []StorageEntry {
 		if !Differs(a.Step) {
 			continue
 		}
-		status := Pending
-		switch {
-		case a.Drift:
-			status = Drifted
-		case a.Action == storage.ActWait:
-			status = Waiting
-		case a.Action == storage.ActHold:
-			status = Held
-		case a.Action == storage.ActKeep:
-			status = Invalid
-		case a.Action == storage.ActConflict:
-			status = Conflict
-		}
+		status := stepStatus(a.Step)
 		out = append(out, StorageEntry{Object: a.Object, Target: a.Target, Status: status, Action: a.Action, Reason: a.Reason, Changes: a.Changes})
 	}
 	return out

@@ -28,10 +28,10 @@ const (
 	// differ from what the host runs with. nodevirt reboots only when allowed.
 	RebootRequired plan.Action = "reboot-required"
 	// Keep: a config is invalid; what nodevirt applied from it stays.
-	Keep plan.Action = "keep"
+	Keep = plan.Keep
 	// Hold: a removal of something nodevirt applied, stopped because a file
 	// of the revision failed to parse or by the prune guard.
-	Hold plan.Action = "hold"
+	Hold = plan.Hold
 	// NotApplicable: an SELinux label check on a host without SELinux.
 	NotApplicable plan.Action = "not-applicable"
 	// DeviceUnbound: a permitted device nothing binds to vfio-pci.

@@ -12,15 +12,13 @@ import (
 
 // rows renders outcomes as "action object result[: error]" lines.
 
-// Actions of an imaginary stage: the loop knows none of the real ones.
+// Actions of an imaginary stage (besides the shared keep, hold and wait):
+// the loop knows no stage's own.
 const (
 	Create Action = "create"
 	Update Action = "update"
 	Start  Action = "start"
 	Delete Action = "delete"
-	Hold   Action = "hold"
-	Wait   Action = "wait"
-	Keep   Action = "keep"
 )
 
 func outcomeRows(rep Report) []string {

@@ -23,6 +23,20 @@ var Stages = [...]Stage{StageHost, StageStorage, StageVM}
 // constants of this type (the VM stage's are in this package).
 type Action string
 
+// Actions every stage shares: steps that change nothing by themselves and
+// say why (drift reports and exit codes read them the same for each stage).
+const (
+	// Keep: the source object is invalid; what was applied from it stays.
+	Keep Action = "keep"
+	// Hold: a removal stopped by the prune guard or a file that failed to
+	// parse; it needs confirmation or a fixed revision.
+	Hold Action = "hold"
+	// Wait: nothing can be done until something else happens.
+	Wait Action = "wait"
+	// Conflict: something nodevirt does not own is in the way.
+	Conflict Action = "conflict"
+)
+
 // Step is one typed step of a plan, whatever its stage.
 type Step struct {
 	Stage  Stage  `json:"stage"`

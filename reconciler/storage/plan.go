@@ -35,7 +35,7 @@ const (
 	ActAdopt plan.Action = "adopt"
 	// ActWait: nothing to do until something else happens (an import runs,
 	// a consumer, an upload, a retry time, a clone source).
-	ActWait plan.Action = "wait"
+	ActWait = plan.Wait
 	// ActRelease keeps a deleted claim's data (reclaim policy Retain) and
 	// marks its volume Released.
 	ActRelease plan.Action = "release"
@@ -47,12 +47,12 @@ const (
 	// ActForget drops nodevirt's record of a removed volume; no data is touched.
 	ActForget plan.Action = "forget"
 	// ActHold: a delete the prune guard or a failed parse stopped.
-	ActHold plan.Action = "hold"
+	ActHold = plan.Hold
 	// ActKeep: an invalid manifest; the object keeps its last good state.
-	ActKeep plan.Action = "keep"
+	ActKeep = plan.Keep
 	// ActConflict: the host holds something nodevirt does not own where a
 	// volume should be; it is reported and left alone.
-	ActConflict plan.Action = "conflict"
+	ActConflict = plan.Conflict
 )
 
 // Action is one step of a storage plan: the shared step (its target is the

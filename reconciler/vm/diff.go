@@ -22,13 +22,13 @@ const (
 	Restart plan.Action = "restart"
 	Delete  plan.Action = "delete"
 	// Wait: the VM cannot be defined yet (a claim it uses does not exist).
-	Wait plan.Action = "wait"
+	Wait = plan.Wait
 	// Hold: a delete the prune guard stopped; it needs confirmation.
-	Hold plan.Action = "hold"
+	Hold = plan.Hold
 	// Keep: an invalid manifest; the VM keeps its last good state.
-	Keep plan.Action = "keep"
+	Keep = plan.Keep
 	// Conflict: a domain with the VM's name exists and nodevirt does not own it.
-	Conflict plan.Action = "conflict"
+	Conflict = plan.Conflict
 	// RestartRequired: the definition changed while the VM runs and the VM asked
 	// not to be restarted for it.
 	RestartRequired plan.Action = "restart-required"
