@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -23,6 +24,10 @@ type options struct {
 	output     string
 	namespace  string
 	logLevel   string
+	// logFormat is text (logfmt, for terminals) or json (for journald
+	// and log shippers); logTo is where the log goes (nil: stderr).
+	logFormat string
+	logTo     io.Writer
 
 	sshKeyFile     string
 	knownHostsFile string
@@ -56,6 +61,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "Make this host's virtual machines match a git repository of KubeVirt manifests",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return o.checkLog()
+		},
 	}
 	host, _ := os.Hostname()
 	f := root.PersistentFlags()
@@ -71,6 +79,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 	f.StringVar(&o.namespace, "namespace", "default", "namespace for objects that name none")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text (key=value) or json (one object per line, for journald and log shippers)")
 	f.StringVar(&o.sshKeyFile, "ssh-key-file", "", "git over ssh: private key file")
 	f.StringVar(&o.knownHostsFile, "known-hosts-file", "", "git over ssh: known_hosts file (required with ssh)")
 	f.StringVar(&o.caFile, "ca-file", "", "git over https: CA bundle")
@@ -101,12 +110,34 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
+// checkLog refuses a log level or format nodevirt does not know, before
+// anything runs.
+func (o *options) checkLog() error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	switch o.logFormat {
+	case "text", "json":
+		return nil
+	}
+	return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
+
 func (o *options) logger() *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	w := o.logTo
+	if w == nil {
+		w = os.Stderr
+	}
+	hopt := &slog.HandlerOptions{Level: lvl}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopt))
+	}
+	return slog.New(slog.NewTextHandler(w, hopt))
 }
 
 func (o *options) checkOutput() error {
