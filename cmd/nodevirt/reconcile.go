@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
@@ -273,12 +275,23 @@ func newRunCmd(o *options) *cobra.Command {
 		Short: "Run the agent: follow the source, react to libvirt events, report and heal drift",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := o.openAll(cmd.Context(), selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval})
+			ctx := cmd.Context()
+			ready := func() {
+				// Type=notify: systemd counts the unit started once the
+				// agent has looked at the node once.
+				if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+					o.logger().Warn("tell systemd the agent is ready", "err", err)
+				}
+			}
+			e, err := o.openAll(ctx, selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval, Ready: ready})
 			if err != nil {
 				return err
 			}
 			defer e.Close()
-			return e.agent.Run(cmd.Context())
+			stopped := make(chan struct{})
+			defer close(stopped)
+			go notifySystemd(ctx, stopped, o.logger())
+			return e.agent.Run(ctx)
 		},
 	}
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes (per VM: annotation nodevirt.io/self-heal: \"false\")")
@@ -321,4 +334,32 @@ func mergeSettled(first, last agent.NodeReport) agent.NodeReport {
 		}
 	}
 	return out
+}
+
+// notifySystemd tells systemd, under a unit with WatchdogSec, that the
+// process is alive at half the watchdog interval, and says STOPPING as soon
+// as a stop is asked (the running step still finishes). Outside systemd
+// (no NOTIFY_SOCKET) it does nothing.
+func notifySystemd(ctx context.Context, stopped <-chan struct{}, log *slog.Logger) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		log.Warn("systemd watchdog settings", "err", err)
+	}
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-stopped:
+			return
+		case <-ctx.Done():
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			return
+		case <-tick:
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// (the last good state); it must be cheap when nothing changed. nil
 	// keeps no backup.
 	Backup func() error
+	// Ready is called once, when Run's first iteration ended (whatever it
+	// did): the agent has a view of the node and serves its purpose (sd_notify
+	// READY for a Type=notify unit). nil: nothing is told.
+	Ready func()
 	// Resources reads what the node can give VMs, bound to them before
 	// they are converted.
 	Resources Resources
@@ -545,13 +549,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 
-	pollT := time.NewTimer(0)
+	// The first iteration runs before the loop, so Ready means it ended.
+	a.iterate(ctx, true)
+	if a.cfg.Ready != nil {
+		a.cfg.Ready()
+	}
+	pollT := time.NewTimer(poll)
 	driftT := time.NewTicker(a.cfg.DriftInterval)
 	defer driftT.Stop()
 	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
+			a.log.Info("stopping: the step that ran was finished; the rest runs on the next start")
 			return nil
 		case <-pollT.C:
 			a.iterate(ctx, true)

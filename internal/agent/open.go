@@ -74,8 +74,10 @@ type OpenConfig struct {
 	AllowPruneAll   bool
 	PruneGuardShare float64
 
-	// Interval, DriftInterval and EventDebounce are the loop's (see Config).
+	// Interval, DriftInterval, EventDebounce and Ready are the loop's (see
+	// Config).
 	Interval, DriftInterval, EventDebounce time.Duration
+	Ready                                  func()
 	Log                                    *slog.Logger
 
 	// Lock takes the state database's exclusive lock before anything is
@@ -498,6 +500,7 @@ func (rt *Runtime) agentConfig() Config {
 		Interval:      c.Interval,
 		DriftInterval: c.DriftInterval,
 		EventDebounce: c.EventDebounce,
+		Ready:         c.Ready,
 		Desired:       rt.desiredOptions(),
 		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
 		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,

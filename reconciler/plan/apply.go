@@ -10,6 +10,7 @@ import (
 const (
 	SkipAfterFailure = "an earlier action for this object failed"
 	SkipSelfHealOff  = "self-heal is off; drift reported only"
+	SkipStopping     = "not started: nodevirt is stopping (it runs on the next apply or run)"
 )
 
 // Runner is what a stage gives Apply: how to do one of its steps, and the
@@ -51,6 +52,11 @@ type Runner[S Stepper] struct {
 // Apply walks steps in the runner's order and records a typed outcome for
 // each: failures of one object do not stop the others (VMs that do not
 // depend on a failed step still converge).
+//
+// When ctx ends (SIGTERM, Ctrl-C) the step that runs is finished, not cut
+// off: a define, a file write or a guest's graceful shutdown is never left
+// half done. No later step starts; each is recorded as skipped, and the
+// next apply plans them again.
 func Apply[S Stepper](ctx context.Context, steps []S, r Runner[S]) Report {
 	log := r.Log
 	if log == nil {
@@ -85,13 +91,15 @@ func Apply[S Stepper](ctx context.Context, steps []S, r Runner[S]) Report {
 			out.Result, out.Error = Skipped, SkipAfterFailure
 		case st.Drift && (r.SelfHeal == nil || !r.SelfHeal(s)):
 			out.Result, out.Error = Skipped, SkipSelfHealOff
+		case ctx.Err() != nil:
+			out.Result, out.Error = Skipped, SkipStopping
 		default:
 			if why := wait(r, s); why != "" {
 				out.Result, out.Error = Skipped, why
 				break
 			}
 			start := time.Now()
-			res, detail, err := r.Do(ctx, s)
+			res, detail, err := r.Do(context.WithoutCancel(ctx), s)
 			out.Took, out.Detail = Duration(time.Since(start)), detail
 			if err != nil {
 				out.Result, out.Error = Failed, err.Error()
@@ -101,7 +109,7 @@ func Apply[S Stepper](ctx context.Context, steps []S, r Runner[S]) Report {
 					failed[key] = true
 				}
 				if r.Halt != nil {
-					halted = r.Halt(ctx, s, err, &rep)
+					halted = r.Halt(context.WithoutCancel(ctx), s, err, &rep)
 				}
 				continue
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -158,4 +159,36 @@ func jsonRoundTrip(o Outcome) (roundTrip, error) {
 	var back Outcome
 	err = json.Unmarshal(b, &back)
 	return roundTrip{string(b), back}, err
+}
+
+// A stop (the context ends) during a step lets that step finish with a
+// live context, starts no later step and records each as skipped.
+func TestApply_stopFinishesTheRunningStep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steps := []Step{step(Create, "a", false), step(Create, "b", false), step(Start, "a", false)}
+	var ran []string
+	rep := Apply(ctx, steps, Runner[Step]{
+		Do: func(ctx context.Context, s Step) (Result, string, error) {
+			ran = append(ran, string(s.Action)+" "+s.Object)
+			if s.Object == "a" && s.Action == Create {
+				cancel() // SIGTERM arrives while a is being defined
+				if err := ctx.Err(); err != nil {
+					return "", "", fmt.Errorf("the running step was cut off: %w", err)
+				}
+			}
+			return Done, "", nil
+		},
+	})
+	want := []string{
+		"create a done",
+		"create b skipped: " + SkipStopping,
+		"start a skipped: " + SkipStopping,
+	}
+	if d := cmp.Diff(want, outcomeRows(rep)); d != "" {
+		t.Fatalf("outcomes (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"create a"}, ran); d != "" {
+		t.Fatalf("ran (-want +got):\n%s", d)
+	}
 }
