@@ -393,3 +393,38 @@ func TestRotateNow(t *testing.T) {
 		}
 	})
 }
+
+func TestRun_failedRotationKeepsServingAndRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		m := newManager(t, dir, DefaultLifetimes())
+		before := served(t, m)
+		run(t, m)
+		// A directory where tls.crt goes makes every write of it fail.
+		crt := filepath.Join(dir, CertFile)
+		if err := os.Remove(crt); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(crt, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		m.RotateNow(false)
+		synctest.Wait()
+		if !served(t, m).Equal(before) {
+			t.Fatal("a rotation that could not be written was served")
+		}
+		if _, err := handshake(m, poolOf(t, m.Bundle()), nil); err != nil {
+			t.Errorf("handshake after a failed rotation: %v", err)
+		}
+		if err := os.RemoveAll(crt); err != nil {
+			t.Fatal(err)
+		}
+		sleep(retryAfter + time.Second)
+		if served(t, m).Equal(before) {
+			t.Error("the failed rotation was not retried")
+		}
+		if got := readCerts(t, crt); !got[0].Equal(served(t, m)) {
+			t.Errorf("%s does not hold the served certificate after the retry", CertFile)
+		}
+	})
+}
