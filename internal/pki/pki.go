@@ -135,8 +135,8 @@ type keyPair struct {
 	key  *ecdsa.PrivateKey
 }
 
-// request says what to issue: a CA when dnsNames and ips are empty and ca
-// is true, else a serving certificate.
+// request says what to issue: a CA, or a serving certificate for dnsNames
+// and ips.
 type request struct {
 	ca       bool
 	lifetime time.Duration
