@@ -70,6 +70,7 @@ var layers = map[string][]string{
 	// configuration: wiring, like the agent.
 	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
 	"internal/pathelem":    {},
+	"internal/pki":         {"runtime/atomicfile"},
 	"internal/srctree":     {},
 	"internal/testenv":     {},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},
