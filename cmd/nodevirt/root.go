@@ -106,6 +106,7 @@ func newRootCmd() *cobra.Command {
 		newNodeCmd(o), newHostCmd(o),
 		newStorageCmd(o),
 		newStateCmd(o),
+		newVersionCmd(o),
 	)
 	return root
 }
