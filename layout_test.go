@@ -72,6 +72,7 @@ var layers = map[string][]string{
 	"internal/pathelem":    {},
 	"internal/srctree":     {},
 	"internal/testenv":     {},
+	"internal/webhook":     {},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},
 	"source":               {"internal/srctree"},
 	"manifests":            {"manifests", "internal/srctree"},
