@@ -73,6 +73,7 @@ var layers = map[string][]string{
 	"internal/pki":         {"runtime/atomicfile"},
 	"internal/srctree":     {},
 	"internal/testenv":     {},
+	"internal/webhook":     {},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},
 	"source":               {"internal/srctree"},
 	"manifests":            {"manifests", "internal/srctree"},
