@@ -481,10 +481,26 @@ func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport
 }
 
 // logPlan logs every step of a stage's plan, one line each.
+//
+// Drift (an out-of-band change) and holds (a removal the guard stopped) are
+// warnings, with the field diff: they are what an operator reading the
+// journal must see without asking for a drift report.
 func logPlan[S plan.Stepper](log *slog.Logger, steps []S) {
 	for _, st := range steps {
 		s := st.PlanStep()
-		log.Info("plan", "action", s.Action, "object", s.Object, "reason", s.Reason, "stage", s.Stage, "target", s.Target, "drift", s.Drift)
+		attrs := []any{"action", s.Action, "object", s.Object, "reason", s.Reason, "stage", s.Stage, "target", s.Target, "drift", s.Drift}
+		lvl := slog.LevelInfo
+		if s.Drift || s.Action == plan.Hold {
+			lvl = slog.LevelWarn
+		}
+		if len(s.Changes) > 0 {
+			changes := make([]string, len(s.Changes))
+			for i, c := range s.Changes {
+				changes[i] = c.String()
+			}
+			attrs = append(attrs, "changes", changes)
+		}
+		log.Log(context.Background(), lvl, "plan", attrs...)
 	}
 }
 

@@ -1,8 +1,10 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,5 +238,23 @@ spec:
 	// Nothing changed: the pin is kept, nothing to do.
 	if rep, err := a.Once(ctx); err != nil || len(rep.Outcomes) != 0 {
 		t.Fatalf("third run: %+v, %v", rep.Outcomes, err)
+	}
+}
+
+// A drift or held step is logged as a warning with its field diff; other
+// steps at info.
+func TestLogPlan_driftAndHoldsWarn(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	agent.LogPlanForTest(log, []plan.Step{
+		{Stage: plan.StageVM, Action: vm.Update, Object: "VirtualMachine default/web", Target: "default_web", Drift: true,
+			Changes: []plan.Change{{Path: "vcpu", From: "1", To: "3"}}},
+		{Stage: plan.StageHost, Action: plan.Hold, Object: "MachineConfig x", Target: "/etc/x"},
+		{Stage: plan.StageVM, Action: vm.Create, Object: "VirtualMachine default/db", Target: "default_db"},
+	})
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], `changes="[vcpu: 1 -> 3]"`) ||
+		!strings.Contains(lines[1], "level=WARN") || !strings.Contains(lines[2], "level=INFO") {
+		t.Fatalf("log:\n%s", buf.String())
 	}
 }
