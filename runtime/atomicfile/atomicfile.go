@@ -11,7 +11,23 @@ import (
 
 // Write fills a temporary file beside path with fill and renames it over
 // path with mode perm. The temporary file never outlives a failure.
-func Write(path string, perm os.FileMode, fill func(*os.File) error) (err error) {
+func Write(path string, perm os.FileMode, fill func(*os.File) error) error {
+	return WritePath(path, perm, func(tmp string) error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			return err
+		}
+		err = fill(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// WritePath is Write for content a tool writes by path (qemu-img, an
+// extractor): fill gets the temporary file's name and may rewrite it.
+func WritePath(path string, perm os.FileMode, fill func(tmp string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -23,27 +39,31 @@ func Write(path string, perm os.FileMode, fill func(*os.File) error) (err error)
 			_ = os.Remove(tmp)
 		}
 	}()
-	if err = fill(f); err == nil {
-		err = f.Sync()
+	if err = f.Close(); err != nil {
+		return err
 	}
+	if err = fill(tmp); err != nil {
+		return err
+	}
+	if err = syncPath(tmp); err != nil {
+		return err
+	}
+	if err = os.Chmod(tmp, perm); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncPath(dir)
+}
+
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
 	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, perm)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err

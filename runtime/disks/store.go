@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 )
 
 var (
@@ -159,50 +161,14 @@ func (s *Store) ensureNew(ctx context.Context, what, path string, size int64, fi
 	return nil
 }
 
-// writeAtomic creates a temporary file next to path, lets fill write it, and
-// renames it into place, so readers never see a partial file. The directory
-// is created if needed and synced after the rename so the new name survives a
-// power loss.
-func writeAtomic(path string, fill func(tmp string) error) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeAtomic lets fill write path's content by name and puts it in place
+// whole (atomicfile), creating the directory if needed. Disk files stay
+// 0600: QEMU gets them through libvirt's ownership change, not the mode.
+func writeAtomic(path string, fill func(tmp string) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := syncFile(tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncFile(dir)
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.WritePath(path, 0o600, fill)
 }
 
 // EnsureOverlay makes path a qcow2 overlay on backing (format backingFormat,
