@@ -354,6 +354,10 @@ func notifySystemd(ctx context.Context, stopped <-chan struct{}, log *slog.Logge
 	for {
 		select {
 		case <-stopped:
+			// The agent may return before this goroutine saw the stop.
+			if ctx.Err() != nil {
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			}
 			return
 		case <-ctx.Done():
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
