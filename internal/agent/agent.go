@@ -234,8 +234,16 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 // rebind renders the VMs again when the node's resources changed since
 // they were bound (an allocation persisted or released, a device bound to
 // vfio-pci by the host stage, a claim bound): same revision, new bindings.
-func (a *Agent) rebind(ctx context.Context, n *Node) error {
-	res, err := a.resources().read(ctx, n.Host, n.Storage)
+//
+// planned, when the caller just planned storage for n, says where the claims'
+// disks go (the plan already names where it binds them), so storage is not
+// planned a second time; nil plans it.
+func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) error {
+	r := a.resources()
+	if planned != nil && r.Storage != nil {
+		r.Storage = storagePlanned{planned}
+	}
+	res, err := r.read(ctx, n.Host, n.Storage)
 	if err != nil {
 		return err
 	}
@@ -244,6 +252,11 @@ func (a *Agent) rebind(ctx context.Context, n *Node) error {
 	}
 	return nil
 }
+
+// storagePlanned is a ClaimPlanner that answers with a plan already made.
+type storagePlanned struct{ p *storage.Plan }
+
+func (s storagePlanned) Plan(context.Context, *storage.State) (*storage.Plan, error) { return s.p, nil }
 
 // resources are cfg.Resources completed with the agent's own state.
 func (a *Agent) resources() Resources {
@@ -272,7 +285,7 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
 	if a.node != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
-		return a.node, a.rebind(ctx, a.node)
+		return a.node, a.rebind(ctx, a.node, nil)
 	}
 	cfg := a.cfg
 	cfg.Resources = a.resources()
@@ -450,7 +463,7 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	// The host stage may have bound a device to vfio-pci and storage a
 	// claim: the VMs are bound again when that changed what the node can
 	// give them.
-	if err := a.rebind(ctx, n); err != nil {
+	if err := a.rebind(ctx, n, rep.Plan.Storage); err != nil {
 		rep.Errors = append(rep.Errors, "bind VMs to the node's resources: "+err.Error())
 	} else {
 		st = n.VMs
