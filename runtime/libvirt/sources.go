@@ -16,12 +16,9 @@ import (
 // chains as libvirt reports them, its filesystems, and the block devices of
 // its storage host devices. Paths come back cleaned, in document order.
 func HostPaths(domainXML string) ([]string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return nil, fmt.Errorf("parse domain XML: %w", err)
-	}
-	if dom.Devices == nil {
-		return nil, nil
+	devs, err := devicesOf(domainXML)
+	if devs == nil {
+		return nil, err
 	}
 	var out []string
 	add := func(p string) {
@@ -43,7 +40,7 @@ func HostPaths(domainXML string) ([]string, error) {
 			addDataStore(s.DataStore, add)
 		}
 	}
-	for _, d := range dom.Devices.Disks {
+	for _, d := range devs.Disks {
 		addSource(d.Source)
 		// The chain is in the live XML of a running domain (and in a
 		// definition that spells it out); each layer is opened by QEMU.
@@ -51,7 +48,7 @@ func HostPaths(domainXML string) ([]string, error) {
 			addSource(b.Source)
 		}
 	}
-	for _, f := range dom.Devices.Filesystems {
+	for _, f := range devs.Filesystems {
 		if s := f.Source; s != nil {
 			switch {
 			case s.Mount != nil:
@@ -63,7 +60,7 @@ func HostPaths(domainXML string) ([]string, error) {
 			}
 		}
 	}
-	for _, h := range dom.Devices.Hostdevs {
+	for _, h := range devs.Hostdevs {
 		if c := h.CapsStorage; c != nil && c.Source != nil {
 			add(c.Source.Block)
 		}
@@ -149,12 +146,9 @@ func isNoDomain(err error) bool { return errors.Is(err, libvirt.ERR_NO_DOMAIN) }
 // HostdevPCIAddresses returns the PCI addresses (0000:03:00.0) of a domain
 // definition's PCI <hostdev>s.
 func HostdevPCIAddresses(domainXML string) ([]string, error) {
-	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
-		return nil, fmt.Errorf("parse domain XML: %w", err)
-	}
-	if dom.Devices == nil {
-		return nil, nil
+	devs, err := devicesOf(domainXML)
+	if devs == nil {
+		return nil, err
 	}
 	var out []string
 	num := func(p *uint) uint {
@@ -163,7 +157,7 @@ func HostdevPCIAddresses(domainXML string) ([]string, error) {
 		}
 		return *p
 	}
-	for _, h := range dom.Devices.Hostdevs {
+	for _, h := range devs.Hostdevs {
 		pci := h.SubsysPCI
 		if pci == nil || pci.Source == nil || pci.Source.Address == nil {
 			continue
@@ -172,4 +166,13 @@ func HostdevPCIAddresses(domainXML string) ([]string, error) {
 		out = append(out, fmt.Sprintf("%04x:%02x:%02x.%x", num(a.Domain), num(a.Bus), num(a.Slot), num(a.Function)))
 	}
 	return out, nil
+}
+
+// devicesOf parses a domain definition's device list (nil without one).
+func devicesOf(domainXML string) (*libvirtxml.DomainDeviceList, error) {
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(domainXML); err != nil {
+		return nil, fmt.Errorf("parse domain XML: %w", err)
+	}
+	return dom.Devices, nil
 }
