@@ -71,6 +71,8 @@ var layers = map[string][]string{
 	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
 	"internal/pathelem":    {},
 	"internal/pki":         {"runtime/atomicfile"},
+	"internal/report":      {"reconciler"},
+	"internal/status":      {},
 	"internal/srctree":     {},
 	"internal/testenv":     {},
 	"internal/webhook":     {},

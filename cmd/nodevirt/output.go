@@ -8,63 +8,34 @@ import (
 	"text/tabwriter"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
-	jsonv1 "github.com/go-json-experiment/json/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nodevirt/nodevirt/internal/report"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
-// apiVersion is the version of every machine-readable output's kind.
-const apiVersion = "nodevirt.io/v1alpha1"
-
 // Kinds of machine-readable output; docs/schema has one schema for each.
 const (
-	kindPlan               = "Plan"
-	kindDriftReport        = "DriftReport"
-	kindValidationReport   = "ValidationReport"
-	kindNodeDescription    = "NodeDescription"
-	kindStorageDescription = "StorageDescription"
-	kindHostPlan           = "HostPlan"
-	kindHostDriftReport    = "HostDriftReport"
-	kindStoragePlan        = "StoragePlan"
+	kindPlan               = report.KindPlan
+	kindDriftReport        = report.KindDriftReport
+	kindValidationReport   = report.KindValidationReport
+	kindNodeDescription    = report.KindNodeDescription
+	kindStorageDescription = report.KindStorageDescription
+	kindHostPlan           = report.KindHostPlan
+	kindHostDriftReport    = report.KindHostDriftReport
+	kindStoragePlan        = report.KindStoragePlan
 )
 
-// envelope is what every -o json|yaml report starts with: the kind of the
-// report, for which node and when. The report's own fields follow at the
-// top level, so readers of the fields keep working.
-type envelope struct {
-	APIVersion string         `json:"apiVersion"`
-	Kind       string         `json:"kind"`
-	Metadata   metadata       `json:"metadata"`
-	Report     jsontext.Value `json:",embed"`
-}
-
-type metadata struct {
-	Node string `json:"node"`
-	// Timestamp is when the report was made, RFC 3339 in UTC.
-	Timestamp string `json:"timestamp"`
-}
-
 // printObject prints v as a report of kind for node in format (json or
-// yaml) with the envelope. A field of v named like one of the envelope's
-// is an error, not a silent overwrite.
+// yaml) with the envelope.
 func printObject(w io.Writer, format, kind, node string, at time.Time, v any) error {
-	body, err := marshal(v)
+	b, err := report.Marshal(kind, node, at, v)
 	if err != nil {
 		return err
-	}
-	if jsontext.Value(body).Kind() != '{' {
-		return fmt.Errorf("%s report: not a JSON object", kind)
-	}
-	b, err := jsonv2.Marshal(envelope{APIVersion: apiVersion, Kind: kind,
-		Metadata: metadata{Node: node, Timestamp: at.UTC().Format(time.RFC3339)}, Report: body})
-	if err != nil {
-		return fmt.Errorf("%s report: %w", kind, err)
 	}
 	return writeData(w, format, b)
 }
@@ -77,17 +48,11 @@ func (o *options) printObject(w io.Writer, kind string, v any) error {
 
 // printData prints v in format (json or yaml), without the envelope.
 func printData(w io.Writer, format string, v any) error {
-	b, err := marshal(v)
+	b, err := report.MarshalData(v)
 	if err != nil {
 		return err
 	}
 	return writeData(w, format, b)
-}
-
-// marshal is encoding/json's encoding of v, except that empty lists and
-// maps are [] and {}, not null: readers need not tell "none" from "unset".
-func marshal(v any) ([]byte, error) {
-	return jsonv2.Marshal(v, jsonv1.DefaultOptionsV1(), jsonv2.FormatNilSliceAsNull(false), jsonv2.FormatNilMapAsNull(false))
 }
 
 func writeData(w io.Writer, format string, b []byte) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/internal/report"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
@@ -59,16 +60,11 @@ func (e *env) plan(ctx context.Context) (nodePlan, error) {
 	return nodePlan{st: n.VMs, vms: np.VMs, host: *np.Host, storage: np.Storage}, nil
 }
 
-// planView is `plan -o json|yaml`: the VM plan with the host plan beside it.
-type planView struct {
-	vm.Plan
-	Host    host.Plan     `json:"host"`
-	Storage *storage.Plan `json:"storage"`
+func (np nodePlan) report() report.Plan {
+	return report.Plan{Plan: np.vms.Plan, Host: np.host, Storage: np.storage}
 }
 
-func (np nodePlan) plans() drift.Plans {
-	return drift.Plans{VMs: &np.vms.Plan, Host: &np.host, Storage: np.storage}
-}
+func (np nodePlan) plans() drift.Plans { return np.report().Plans() }
 
 // exitCodeUsage is the help of every plan and drift command's --exit-code.
 const exitCodeUsage = "exit 2 when the host differs from the source in any way (changes, waits, held or kept objects, conflicts, restarts or reboots pending), 0 when it matches, 1 on errors (for audits and scripts)"
@@ -102,7 +98,7 @@ func newPlanCmd(o *options) *cobra.Command {
 			defer e.Close()
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				err = o.printObject(w, kindPlan, planView{Plan: np.vms.Plan, Host: np.host, Storage: np.storage})
+				err = o.printObject(w, kindPlan, np.report())
 			} else {
 				// The VM plan's diagnostics are the whole revision's: each is
 				// printed once, after the stages.
@@ -224,14 +220,6 @@ func newApplyCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-// nodeDrift is `drift -o json|yaml`: the VMs' report with the host's and
-// the storage's beside it.
-type nodeDrift struct {
-	drift.Report
-	Host    drift.HostReport     `json:"host"`
-	Storage []drift.StorageEntry `json:"storage"`
-}
-
 func newDriftCmd(o *options) *cobra.Command {
 	var exitOnDiff bool
 	cmd := &cobra.Command{
@@ -244,7 +232,7 @@ func newDriftCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
-			rep := nodeDrift{Report: drift.VMs(np.vms.Plan), Host: drift.Host(np.host), Storage: drift.Storage(np.storage)}
+			rep := report.DriftOf(np.report())
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
 				err = o.printObject(w, kindDriftReport, rep)
