@@ -116,7 +116,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 		return nil, err
 	}
 	oc.Interval, oc.DriftInterval, oc.EventDebounce = ac.Interval, ac.DriftInterval, ac.EventDebounce
-	oc.Ready = ac.Ready
+	oc.Ready, oc.OnIteration = ac.Ready, ac.OnIteration
 	return o.open(ctx, oc)
 }
 

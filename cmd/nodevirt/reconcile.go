@@ -257,6 +257,7 @@ func newRunCmd(o *options) *cobra.Command {
 		selfHeal      bool
 		interval      time.Duration
 		driftInterval time.Duration
+		so            serveOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -271,11 +272,25 @@ func newRunCmd(o *options) *cobra.Command {
 					o.logger().Warn("tell systemd the agent is ready", "err", err)
 				}
 			}
-			e, err := o.openAll(ctx, selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval, Ready: ready})
+			// The API's hooks on each reconcile are set once it is open.
+			var onIteration func(agent.Iteration)
+			e, err := o.openAll(ctx, selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval, Ready: ready,
+				OnIteration: func(it agent.Iteration) {
+					if onIteration != nil {
+						onIteration(it)
+					}
+				}})
 			if err != nil {
 				return err
 			}
 			defer e.Close()
+			srv, err := o.openAPI(e, so)
+			if err != nil {
+				return err
+			}
+			defer srv.close()
+			onIteration = srv.observe(e)
+			srv.serve(ctx)
 			stopped := make(chan struct{})
 			defer close(stopped)
 			go notifySystemd(ctx, stopped, o.logger())
@@ -285,6 +300,8 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes (per VM: annotation nodevirt.io/self-heal: \"false\")")
 	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "git poll interval")
 	cmd.Flags().DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "full drift check interval (and local directory rescan)")
+	cmd.Flags().StringVar(&so.listen, "listen", "127.0.0.1:9443", "address of the HTTPS API (status, drift, metrics, webhook, web page); '' turns it off (the unix socket <state>/nodevirt.sock is always served)")
+	cmd.Flags().StringVar(&so.webhookSecret, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (POST /hooks/git: GitHub, GitLab or X-Signature HMAC); unset: webhooks are refused")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
 	return cmd
 }

@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nodevirt/nodevirt/internal/status"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/nodeconfig"
@@ -53,6 +55,9 @@ type Config struct {
 	// Resources reads what the node can give VMs, bound to them before
 	// they are converted.
 	Resources Resources
+	// OnIteration is called after each reconcile of the loop, with what it
+	// did and the status it left (metrics); nil: nothing is called.
+	OnIteration func(Iteration)
 }
 
 // Resources reads what this node can give its VMs. Render binds every VM to
@@ -140,6 +145,13 @@ type Agent struct {
 	node *Node
 	// looping is set by Run: the log is then the agent's only voice.
 	looping bool
+	// track keeps the status, events and fetch record the API serves.
+	track tracker
+	// mu serialises what changes or observes the host through the stages:
+	// the loop's reconciles and the API's plans and actions.
+	mu sync.Mutex
+	// fetchNow asks the loop to fetch and apply now (webhook, API).
+	fetchNow chan struct{}
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
@@ -163,7 +175,7 @@ func newAgent(cfg Config, src source.Source, rec *vm.Reconciler, h vm.Hypervisor
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: kick}
+	return &Agent{cfg: cfg, src: src, rec: rec, hv: h, log: log, kick: kick, fetchNow: make(chan struct{}, 1)}
 }
 
 // WithHost makes every iteration apply host configuration first (R-9: host
@@ -275,6 +287,7 @@ func (a *Agent) resources() Resources {
 // bound again only when the node's resources changed.
 func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	snap, err := a.src.Fetch(ctx)
+	a.track.fetched(a.src.String(), snap.Revision, err)
 	if err != nil {
 		// A source that cannot be reached still hands back the last good
 		// snapshot it has on disk: an edge host restarted while offline keeps
@@ -374,6 +387,8 @@ type NodeReport struct {
 	// Unavailable: the VM stage failed, wholly or in part, because the
 	// hypervisor could not be reached (libvirtd stopped or restarting).
 	Unavailable bool `json:"-"`
+	// Took is how long each stage took, planning included.
+	Took map[plan.Stage]time.Duration `json:"-"`
 }
 
 // Err is non-nil when any stage failed.
@@ -440,7 +455,13 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 // not depend on it still converge.
 func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	st := n.VMs
-	rep := NodeReport{Plan: NodePlan{State: st}}
+	rep := NodeReport{Plan: NodePlan{State: st}, Took: map[plan.Stage]time.Duration{}}
+	mark := time.Now()
+	took := func(stage plan.Stage) {
+		now := time.Now()
+		rep.Took[stage] += now.Sub(mark)
+		mark = now
+	}
 	if a.host != nil && n.Host != nil {
 		if hp, err := a.host.Plan(ctx, n.Host); err != nil {
 			rep.Errors = append(rep.Errors, "plan host configuration: "+err.Error())
@@ -450,6 +471,7 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 			logPlan(a.log, hp.Actions)
 			rep.Host = a.host.Apply(ctx, hp)
 		}
+		took(plan.StageHost)
 	}
 	if a.storage != nil && n.Storage != nil {
 		if sp, err := a.storage.Plan(ctx, n.Storage); err != nil {
@@ -459,6 +481,7 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 			logPlan(a.log, sp.Actions)
 			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
 		}
+		took(plan.StageStorage)
 	}
 	// The host stage may have bound a device to vfio-pci and storage a
 	// claim: the VMs are bound again when that changed what the node can
@@ -471,10 +494,12 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	}
 	if a.rec != nil {
 		a.applyVMs(ctx, st, &rep)
+		took(plan.StageVM)
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
 	if sp := rep.Plan.Storage; sp != nil {
 		rep.Storage.Append(a.storage.Apply(ctx, sp, storage.Teardown))
+		took(plan.StageStorage)
 	}
 	return rep
 }
@@ -622,6 +647,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.iterate(ctx, false)
 		case <-a.kick:
 			a.iterate(ctx, false)
+		case <-a.fetchNow:
+			a.iterate(ctx, true)
+			pollT.Reset(poll)
 		case <-driftT.C:
 			a.iterate(ctx, false)
 		}
@@ -629,19 +657,44 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // iterate runs one reconcile; fetch says whether to ask the source first.
+// It records the status the API serves and tells OnIteration.
 func (a *Agent) iterate(ctx context.Context, fetch bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	start := time.Now()
-	var rep vm.Report
-	var err error
-	if fetch || a.node == nil {
-		rep, err = a.Once(ctx)
-	} else {
-		// Apply binds the VMs again when the node's resources changed.
-		rep, err = a.apply(ctx, a.node)
+	it := Iteration{Start: start, Fetched: fetch || a.node == nil}
+	n, err := a.node, error(nil)
+	if it.Fetched {
+		var loaded *Node
+		loaded, err = a.Load(ctx)
+		switch {
+		case err == nil:
+			n = loaded
+		case n != nil:
+			// Keep converging on the last good revision while the source is down.
+			a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", n.Revision)
+		}
+		if fe := a.track.status().Source.FetchError; fe != "" {
+			it.FetchErr = errors.New(fe)
+		}
 	}
-	done := rep.Count(plan.Done)
-	if err != nil {
-		a.log.Error("reconcile", "revision", rep.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
+	if n == nil {
+		a.log.Error("reconcile", "err", err, "took", time.Since(start).Round(time.Millisecond))
+		a.track.event(status.Warning, "ReconcileFailed", "", err.Error())
+		a.tell(it, err)
+		return
+	}
+	// Apply binds the VMs again when the node's resources changed.
+	nr := a.Apply(ctx, n)
+	it.Status = a.record(n, nr, start)
+	it.Stages = map[string]time.Duration{}
+	for stage, d := range nr.Took {
+		it.Stages[string(stage)] = d
+	}
+	done := nr.VMs.Count(plan.Done)
+	if err := nr.Err(); err != nil {
+		a.log.Error("reconcile", "revision", n.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
+		a.tell(it, err)
 		return
 	}
 	if a.cfg.Backup != nil {
@@ -650,7 +703,43 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 		}
 	}
 	if done > 0 {
-		a.log.Info("reconciled", "revision", rep.Revision, "actions", done, "took", time.Since(start).Round(time.Millisecond))
+		a.log.Info("reconciled", "revision", n.Revision, "actions", done, "took", time.Since(start).Round(time.Millisecond))
+	}
+	a.tell(it, nil)
+}
+
+// tell hands an iteration to OnIteration.
+func (a *Agent) tell(it Iteration, err error) {
+	it.Took, it.Err = time.Since(it.Start), err
+	if a.cfg.OnIteration != nil {
+		a.cfg.OnIteration(it)
+	}
+}
+
+// PlanNow plans the node as last loaded (loading it when nothing was)
+// without changing anything, between two reconciles: what `plan` and
+// `drift` show beside a running agent.
+func (a *Agent) PlanNow(ctx context.Context) (*Node, NodePlan, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.node
+	if n == nil {
+		var err error
+		if n, err = a.Load(ctx); err != nil {
+			return nil, NodePlan{}, err
+		}
+	}
+	np, err := a.Plan(ctx, n)
+	return n, np, err
+}
+
+// Reconcile asks a running loop to fetch the source and apply now (a
+// webhook, the API); it never blocks, and calls made while one is pending
+// fold into it.
+func (a *Agent) Reconcile() {
+	select {
+	case a.fetchNow <- struct{}{}:
+	default:
 	}
 }
 

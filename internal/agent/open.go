@@ -78,6 +78,7 @@ type OpenConfig struct {
 	// Config).
 	Interval, DriftInterval, EventDebounce time.Duration
 	Ready                                  func()
+	OnIteration                            func(Iteration)
 	Log                                    *slog.Logger
 
 	// Lock takes the state database's exclusive lock before anything is
@@ -501,6 +502,7 @@ func (rt *Runtime) agentConfig() Config {
 		DriftInterval: c.DriftInterval,
 		EventDebounce: c.EventDebounce,
 		Ready:         c.Ready,
+		OnIteration:   c.OnIteration,
 		Desired:       rt.desiredOptions(),
 		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
 		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,

@@ -32,6 +32,7 @@ const (
 	KindHostDriftReport    = "HostDriftReport"
 	KindStoragePlan        = "StoragePlan"
 	KindNodeStatus         = "NodeStatus"
+	KindEventList          = "EventList"
 )
 
 // envelope is what every report starts with: its kind, for which node and

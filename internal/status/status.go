@@ -98,6 +98,8 @@ type Event struct {
 	Reason  string    `json:"reason"`
 	Object  string    `json:"object,omitempty"`
 	Message string    `json:"message"`
+	// Count is how often it happened; Time is the last time.
+	Count int `json:"count"`
 }
 
 // Event types.

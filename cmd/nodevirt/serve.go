@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/nodevirt/nodevirt/internal/agent"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nodevirt/nodevirt/internal/api"
+	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/internal/webhook"
+	"github.com/nodevirt/nodevirt/manifests"
+)
+
+// serveOptions are run's API flags.
+type serveOptions struct {
+	listen        string
+	webhookSecret string
+}
+
+// apiServer is the running agent's API: the HTTPS listener with its
+// rotating certificates, and the unix socket.
+type apiServer struct {
+	srv   *api.Server
+	certs *pki.Manager
+	tcp   net.Listener
+	sock  net.Listener
+	log   *slog.Logger
+}
+
+// socketPath is the agent's unix socket for a state directory.
+func socketPath(stateDir string) string { return filepath.Join(stateDir, api.SocketName) }
+
+// openAPI opens the listeners before the loop starts, so a port in use or a
+// second agent on the same state fails the start instead of running blind.
+func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
+	log := o.logger()
+	s := &apiServer{log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	var secret []byte
+	if so.webhookSecret != "" {
+		b, err := os.ReadFile(so.webhookSecret)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		if secret = []byte(strings.TrimSpace(string(b))); len(secret) == 0 {
+			return nil, fmt.Errorf("--webhook-secret-file %s is empty", so.webhookSecret)
+		}
+	}
+	svc := e.rt.Service()
+	opts := api.Options{Node: o.node, Agent: svc, Log: log}
+	if secret != nil {
+		opts.Webhook = webhook.New(secret, func(ev webhook.Event) {
+			e.agent.Event("Normal", "WebhookReceived", "", fmt.Sprintf("%s %s %s", ev.Provider, ev.Ref, ev.After))
+			e.agent.Reconcile()
+		}, log)
+	}
+	if so.listen != "" {
+		host, _, err := net.SplitHostPort(so.listen)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %q: want HOST:PORT: %w", so.listen, err)
+		}
+		names, ips := serverNames(o.node, host)
+		s.certs, err = pki.New(pki.Options{Dir: filepath.Join(o.stateDir, "pki"), Lifetimes: pki.DefaultLifetimes(),
+			DNSNames: names, IPs: ips, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		opts.Certificates = func() any { return s.certs.Status() }
+		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfig()); err != nil {
+			return nil, err
+		}
+	}
+	s.srv = api.New(opts)
+	var err error
+	if s.sock, err = api.ListenSocket(socketPath(o.stateDir)); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// serverNames are the serving certificate's names: the node, localhost and
+// the address listened on.
+func serverNames(node, host string) ([]string, []net.IP) {
+	names := []string{"localhost"}
+	if node != "" && node != "localhost" {
+		names = append(names, node)
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+		ips = append(ips, ip)
+	} else if host != "" && ip == nil && host != "localhost" && host != node {
+		names = append(names, host)
+	}
+	return names, ips
+}
+
+// serve runs the listeners and the certificate rotation until ctx ends.
+func (s *apiServer) serve(ctx context.Context) {
+	if s.certs != nil {
+		go func() {
+			if err := s.certs.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("certificate rotation stopped", "err", err)
+			}
+		}()
+		go s.run(ctx, "https", s.tcp, s.srv.Handler())
+		s.log.Info("serving the API", "address", "https://"+s.tcp.Addr().String())
+	}
+	go s.run(ctx, "socket", s.sock, s.srv.LocalHandler())
+}
+
+func (s *apiServer) run(ctx context.Context, what string, l net.Listener, h http.Handler) {
+	if err := api.Serve(ctx, l, h); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+		s.log.Error("API server stopped", "listener", what, "err", err)
+	}
+}
+
+func (s *apiServer) close() {
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	if s.sock != nil {
+		s.sock.Close()
+	}
+}
+
+// certLifetimes are the agent's certificate lifetimes per the source's
+// HyperConverged spec.certConfig, the defaults where it says nothing.
+func certLifetimes(set *manifests.Set) pki.Lifetimes {
+	l := pki.DefaultLifetimes()
+	if set == nil {
+		return l
+	}
+	for _, o := range set.OfKind("HyperConverged") {
+		hc, ok := o.Value.(*manifests.HyperConverged)
+		if !ok || hc == nil || hc.Spec.CertConfig == nil {
+			continue
+		}
+		cc := hc.Spec.CertConfig
+		set := func(dst *pki.Lifetime, c manifests.CertRotateConfig) {
+			if c.Duration != nil {
+				dst.Duration = c.Duration.Duration
+			}
+			if c.RenewBefore != nil {
+				dst.RenewBefore = c.RenewBefore.Duration
+			}
+		}
+		set(&l.CA, cc.CA)
+		set(&l.Server, cc.Server)
+		break
+	}
+	return l
+}
+
+// observe is what the API does after each reconcile: a certConfig changed
+// in git governs the next rotation.
+func (s *apiServer) observe(e *env) func(agent.Iteration) {
+	last := pki.DefaultLifetimes()
+	return func(it agent.Iteration) {
+		n := e.agent.Node()
+		if s.certs == nil || n == nil {
+			return
+		}
+		if l := certLifetimes(n.Set); l != last {
+			if err := s.certs.SetLifetimes(l); err != nil {
+				s.log.Error("certConfig of the source refused; keeping the current lifetimes", "err", err)
+				return
+			}
+			s.log.Info("certificate lifetimes changed by the source's certConfig", "ca", l.CA.Duration, "server", l.Server.Duration)
+			last = l
+		}
+	}
+}

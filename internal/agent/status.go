@@ -1,0 +1,459 @@
+package agent
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"github.com/nodevirt/nodevirt/internal/status"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/drift"
+	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
+	"github.com/nodevirt/nodevirt/runtime/hv"
+)
+
+// maxEvents is how many recent events the agent keeps for its API.
+const maxEvents = 200
+
+// Iteration is what one reconcile of the loop did, handed to
+// Config.OnIteration (metrics) after the status was updated.
+type Iteration struct {
+	Start time.Time
+	Took  time.Duration
+	// Fetched: the source was asked; FetchErr is why that failed.
+	Fetched  bool
+	FetchErr error
+	// Stages is how long each stage took (host, storage, vm).
+	Stages map[string]time.Duration
+	Err    error
+	Status status.Node
+}
+
+// tracker holds what the API serves between reconciles: the last status,
+// the recent events and the fetch record. Its own lock keeps readers off
+// the reconcile's lock, so a status request never waits for an apply.
+type tracker struct {
+	mu     sync.Mutex
+	st     status.Node
+	events []status.Event // ring, oldest first
+	count  int64
+}
+
+func (t *tracker) status() status.Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.st
+}
+
+func (t *tracker) recent() []status.Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := slices.Clone(t.events)
+	slices.Reverse(out)
+	return out
+}
+
+func (t *tracker) event(typ, reason, object, msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now().UTC()
+	// The same event again (a step failing at every reconcile) is counted
+	// on the one entry, as Kubernetes aggregates events, so it cannot push
+	// everything else out of the ring.
+	for i := len(t.events) - 1; i >= 0; i-- {
+		if e := t.events[i]; e.Type == typ && e.Reason == reason && e.Object == object && e.Message == msg {
+			e.Count++
+			e.Time = now
+			t.events = append(slices.Delete(t.events, i, i+1), e)
+			return
+		}
+	}
+	t.events = append(t.events, status.Event{Time: now, Type: typ, Reason: reason, Object: object, Message: msg, Count: 1})
+	if n := len(t.events) - maxEvents; n > 0 {
+		t.events = slices.Delete(t.events, 0, n)
+	}
+}
+
+func (t *tracker) fetched(url, revision string, err error) {
+	now := time.Now().UTC()
+	t.mu.Lock()
+	prev := t.st.Source.Revision
+	t.st.Source.URL, t.st.Source.LastFetch = url, &now
+	if err != nil {
+		t.st.Source.FetchError = err.Error()
+	} else {
+		t.st.Source.FetchError = ""
+	}
+	if revision != "" {
+		t.st.Source.Revision = revision
+	}
+	t.mu.Unlock()
+	switch {
+	case err != nil:
+		t.event(status.Warning, "FetchFailed", "", err.Error())
+	case revision != "" && revision != prev:
+		t.event(status.Normal, "NewRevision", "", "fetched revision "+revision)
+	}
+}
+
+// Status is the node's status as of the last reconcile (or the last
+// StatusOf a one-shot command made).
+func (a *Agent) Status() status.Node { return a.track.status() }
+
+// Events are the agent's recent events, newest first.
+func (a *Agent) Events() []status.Event { return a.track.recent() }
+
+// Event records an event (an API action, a webhook) beside the loop's own.
+func (a *Agent) Event(typ, reason, object, msg string) { a.track.event(typ, reason, object, msg) }
+
+// record makes the status of n after the apply nr, keeps it for the API and
+// records an event per step done or failed.
+func (a *Agent) record(n *Node, nr NodeReport, start time.Time) status.Node {
+	for _, o := range nr.Results() {
+		switch o.Result {
+		case plan.Done:
+			a.track.event(status.Normal, eventReason(o.Action), o.Object, strings.TrimSpace(o.Reason))
+		case plan.Failed:
+			a.track.event(status.Warning, "Failed"+eventReason(o.Action), o.Object, o.Error)
+		}
+	}
+	st := a.StatusOf(n, nr)
+	now := time.Now().UTC()
+	t := &a.track
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.count++
+	st.Source = t.st.Source
+	st.Reconcile.Last, st.Reconcile.Duration, st.Reconcile.Count = &now, time.Since(start).Round(time.Millisecond).String(), t.count
+	t.st = st
+	return st
+}
+
+// eventReason turns an action ("write-file") into an event reason
+// ("WriteFile").
+func eventReason(a plan.Action) string {
+	var b strings.Builder
+	for _, w := range strings.FieldsFunc(string(a), func(r rune) bool { return r == '-' || r == ' ' }) {
+		b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+	}
+	return b.String()
+}
+
+// StatusOf is the status of n after the apply nr (a plan alone, for a
+// one-shot command, is an apply whose steps did not run): what is still not
+// as the source asks, and every object with its KubeVirt, CDI or Kubernetes
+// status.
+func (a *Agent) StatusOf(n *Node, nr NodeReport) status.Node {
+	st := status.Node{Holds: []status.Step{}, Differences: []status.Step{}}
+	st.Reconcile.Revision = n.Revision
+	st.Reconcile.Errors = append([]string{}, nr.Errors...)
+	if err := nr.Err(); err != nil && len(nr.Errors) == 0 {
+		st.Reconcile.Errors = append(st.Reconcile.Errors, err.Error())
+	}
+	done := map[string][]plan.Outcome{}
+	for _, o := range nr.Results() {
+		if o.Result == plan.Done {
+			st.Reconcile.Actions++
+		}
+		done[o.Object] = append(done[o.Object], o)
+	}
+	if a.rec != nil {
+		if applied, attempted, err := a.rec.Revisions(); err == nil {
+			st.Source.LastAppliedRevision, st.Source.LastAttemptedRevision = applied, attempted
+		}
+	}
+	drifted := map[string]bool{}
+	for _, s := range nr.Plan.Steps() {
+		if !drift.Differs(s) || ranDone(done[s.Object], s) {
+			continue
+		}
+		ss := stepOf(s)
+		st.Differences = append(st.Differences, ss)
+		if s.Drift {
+			drifted[s.Object] = true
+		}
+		switch s.Action {
+		case plan.Hold:
+			st.Holds = append(st.Holds, ss)
+		}
+		if s.Stage == plan.StageHost {
+			st.Host.Pending++
+			st.Host.Steps = append(st.Host.Steps, ss)
+			if s.Action == host.RebootRequired {
+				st.Host.RebootRequired, st.Host.Reason = true, s.Reason
+			}
+		}
+	}
+	if nr.Host.RebootRequired && !st.Host.RebootRequired {
+		st.Host.RebootRequired, st.Host.Reason = true, "staged kernel arguments or boot-time module options take effect at the next boot"
+	}
+	st.Drifted = len(drifted)
+	if st.Host.Steps == nil {
+		st.Host.Steps = []status.Step{}
+	}
+	a.vmStatus(&st, n, nr)
+	a.storageStatus(&st, n, nr)
+	return st
+}
+
+// ranDone: the step's object had a step of the same action done in this
+// apply, so the difference it stood for is gone.
+func ranDone(outs []plan.Outcome, s plan.Step) bool {
+	for _, o := range outs {
+		if o.Action == s.Action && o.Target == s.Target && o.Result == plan.Done {
+			return true
+		}
+	}
+	return false
+}
+
+func stepOf(s plan.Step) status.Step {
+	return status.Step{Stage: string(s.Stage), Action: string(s.Action), Object: s.Object, Target: s.Target, Reason: s.Reason, Drift: s.Drift}
+}
+
+// vmStatus fills the VMs and VMIs: each desired VM with the state its
+// domain was left in by the apply.
+func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
+	st.VirtualMachines, st.VirtualMachineInstances = []kubevirtv1.VirtualMachine{}, []kubevirtv1.VirtualMachineInstance{}
+	if n.VMs == nil {
+		return
+	}
+	var observed map[string]hv.Domain
+	steps := map[string][]plan.Step{}
+	if p := nr.Plan.VMs; p != nil {
+		observed = p.Observed
+		for _, s := range p.Actions {
+			steps[s.Target] = append(steps[s.Target], s)
+		}
+	}
+	outcomes := map[string][]plan.Outcome{}
+	for _, o := range nr.VMs.Outcomes {
+		outcomes[o.Target] = append(outcomes[o.Target], o)
+	}
+	objects := map[string]any{}
+	if n.Set != nil {
+		for _, o := range n.Set.Objects {
+			if o.Ref.Kind == "VirtualMachine" || o.Ref.Kind == "VirtualMachineInstance" {
+				objects[o.Ref.String()] = o.Value
+			}
+		}
+	}
+	for _, v := range n.VMs.VMs {
+		dom, exists := observed[v.DomainName]
+		state := dom.State
+		for _, o := range outcomes[v.DomainName] {
+			if o.Result != plan.Done {
+				continue
+			}
+			switch o.Action {
+			case vm.Create:
+				exists, state = true, hv.Shutoff
+			case vm.Start, vm.Restart:
+				exists, state = true, hv.Running
+			case vm.Stop:
+				state = hv.Shutoff
+			case vm.Delete:
+				exists = false
+			}
+		}
+		phase := printable(v, exists, state, steps[v.DomainName])
+		meta := metav1.ObjectMeta{Name: v.Name, Namespace: v.Namespace}
+		if v.Kind == "VirtualMachineInstance" {
+			vmi := vmiOf(v, meta, exists, state, a.cfg.Desired.Node)
+			if o, ok := objects[v.Object].(*kubevirtv1.VirtualMachineInstance); ok && o != nil {
+				vmi.Spec, vmi.Labels, vmi.Annotations = o.Spec, o.Labels, o.Annotations
+			}
+			st.VirtualMachineInstances = append(st.VirtualMachineInstances, vmi)
+			continue
+		}
+		rs := v.RunStrategy
+		out := kubevirtv1.VirtualMachine{
+			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.GroupVersion.String(), Kind: "VirtualMachine"},
+			ObjectMeta: meta,
+			Status: kubevirtv1.VirtualMachineStatus{
+				PrintableStatus: phase,
+				Created:         exists,
+				Ready:           exists && state.Active() && state != hv.Paused,
+				RunStrategy:     rs,
+			},
+		}
+		if o, ok := objects[v.Object].(*kubevirtv1.VirtualMachine); ok && o != nil {
+			out.Spec, out.Labels, out.Annotations = o.Spec, o.Labels, o.Annotations
+		}
+		cond := kubevirtv1.VirtualMachineCondition{Type: kubevirtv1.VirtualMachineReady, Status: corev1.ConditionFalse}
+		if out.Status.Ready {
+			cond.Status = corev1.ConditionTrue
+		} else {
+			cond.Reason, cond.Message = string(phase), waitReason(steps[v.DomainName])
+		}
+		out.Status.Conditions = []kubevirtv1.VirtualMachineCondition{cond}
+		st.VirtualMachines = append(st.VirtualMachines, out)
+		if exists && state.Active() {
+			st.VirtualMachineInstances = append(st.VirtualMachineInstances, vmiOf(v, meta, exists, state, a.cfg.Desired.Node))
+		}
+	}
+}
+
+// vmiOf is the instance of a VM whose domain is in state.
+func vmiOf(v *desired.VM, meta metav1.ObjectMeta, exists bool, state hv.State, node string) kubevirtv1.VirtualMachineInstance {
+	vmi := kubevirtv1.VirtualMachineInstance{
+		TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.GroupVersion.String(), Kind: "VirtualMachineInstance"},
+		ObjectMeta: meta,
+	}
+	vmi.Status.Phase = kubevirtv1.Pending
+	switch {
+	case !exists:
+	case state.Active():
+		vmi.Status.Phase = kubevirtv1.Running
+	case state == hv.Crashed:
+		vmi.Status.Phase = kubevirtv1.Failed
+	default:
+		vmi.Status.Phase = kubevirtv1.Succeeded
+	}
+	if exists {
+		vmi.Status.NodeName = node
+	}
+	if state == hv.Paused {
+		vmi.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstancePaused, Status: corev1.ConditionTrue, Reason: "PausedByUser"}}
+	}
+	return vmi
+}
+
+// printable is KubeVirt's printableStatus for a VM whose domain is in
+// state, with the steps the plan still had for it.
+func printable(v *desired.VM, exists bool, state hv.State, steps []plan.Step) kubevirtv1.VirtualMachinePrintableStatus {
+	waiting := waitReason(steps)
+	switch {
+	case v.Unschedulable != "":
+		if !exists || !state.Active() {
+			return kubevirtv1.VirtualMachineStatusUnschedulable
+		}
+	case !exists && strings.Contains(waiting, "claim"):
+		return kubevirtv1.VirtualMachineStatusWaitingForVolumeBinding
+	case !exists && waiting != "":
+		return kubevirtv1.VirtualMachineStatusProvisioning
+	case !exists:
+		return kubevirtv1.VirtualMachineStatusStopped
+	}
+	switch state {
+	case hv.Running, hv.Blocked:
+		return kubevirtv1.VirtualMachineStatusRunning
+	case hv.Paused, hv.PMSuspended:
+		return kubevirtv1.VirtualMachineStatusPaused
+	case hv.ShuttingOff:
+		return kubevirtv1.VirtualMachineStatusStopping
+	}
+	if strings.Contains(waiting, "back") {
+		return kubevirtv1.VirtualMachineStatusCrashLoopBackOff
+	}
+	if waiting != "" {
+		return kubevirtv1.VirtualMachineStatusStarting
+	}
+	return kubevirtv1.VirtualMachineStatusStopped
+}
+
+// waitReason is why a VM's steps wait, "" when none does.
+func waitReason(steps []plan.Step) string {
+	for _, s := range steps {
+		if s.Action == plan.Wait {
+			return s.Reason
+		}
+	}
+	return ""
+}
+
+// storageStatus fills DataVolumes, claims and volumes as the storage
+// manager describes them after the apply.
+func (a *Agent) storageStatus(st *status.Node, n *Node, nr NodeReport) {
+	st.DataVolumes, st.PersistentVolumeClaims, st.PersistentVolumes = []cdiv1.DataVolume{}, []corev1.PersistentVolumeClaim{}, []corev1.PersistentVolume{}
+	if a.storage == nil || n.Storage == nil {
+		return
+	}
+	d := a.storage.Describe(n.Storage, nr.Plan.Storage)
+	for _, c := range d.Claims {
+		kind, ns, name := splitObject(c.Object)
+		if name == "" {
+			ns, name, _ = strings.Cut(c.Key, "/")
+		}
+		meta := metav1.ObjectMeta{Name: name, Namespace: ns}
+		pvc := corev1.PersistentVolumeClaim{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+			ObjectMeta: meta,
+		}
+		pvc.Spec.VolumeName = c.Status.Volume
+		if c.Class != "" {
+			cls := c.Class
+			pvc.Spec.StorageClassName = &cls
+		}
+		pvc.Status.Phase = corev1.ClaimPending
+		if c.Status.Volume != "" {
+			pvc.Status.Phase = corev1.ClaimBound
+			if c.Capacity > 0 {
+				pvc.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(c.Capacity, resource.BinarySI)}
+			}
+		}
+		st.PersistentVolumeClaims = append(st.PersistentVolumeClaims, pvc)
+		if kind != "DataVolume" {
+			continue
+		}
+		dv := cdiv1.DataVolume{
+			TypeMeta:   metav1.TypeMeta{APIVersion: cdiv1.SchemeGroupVersion.String(), Kind: "DataVolume"},
+			ObjectMeta: meta,
+		}
+		dv.Status.Phase = cdiv1.DataVolumePhase(c.Status.Phase)
+		dv.Status.ClaimName = name
+		dv.Status.RestartCount = int32(c.Restarts)
+		if c.Status.Progress > 0 || c.Status.Phase == storage.PhaseSucceeded {
+			p := c.Status.Progress
+			if c.Status.Phase == storage.PhaseSucceeded {
+				p = 100
+			}
+			dv.Status.Progress = cdiv1.DataVolumeProgress(fmt.Sprintf("%.2f%%", p))
+		}
+		for _, cond := range c.Conditions {
+			dv.Status.Conditions = append(dv.Status.Conditions, cdiv1.DataVolumeCondition{
+				Type: cdiv1.DataVolumeConditionType(cond.Type), Status: corev1.ConditionStatus(cond.Status), Reason: cond.Reason, Message: cond.Message})
+		}
+		st.DataVolumes = append(st.DataVolumes, dv)
+	}
+	for _, v := range d.Volumes {
+		pv := corev1.PersistentVolume{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolume"},
+			ObjectMeta: metav1.ObjectMeta{Name: v.Name},
+		}
+		pv.Spec.Capacity = corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(v.Capacity, resource.BinarySI)}
+		pv.Spec.StorageClassName = v.Class
+		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(v.ReclaimPolicy)
+		mode := corev1.PersistentVolumeMode(v.VolumeMode)
+		pv.Spec.VolumeMode = &mode
+		if v.Claim != "" {
+			ns, name, _ := strings.Cut(v.Claim, "/")
+			pv.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: ns, Name: name}
+		}
+		pv.Status.Phase = corev1.PersistentVolumePhase(v.Phase)
+		st.PersistentVolumes = append(st.PersistentVolumes, pv)
+	}
+}
+
+// splitObject splits "Kind ns/name" (or "Kind name").
+func splitObject(object string) (kind, namespace, name string) {
+	kind, rest, ok := strings.Cut(object, " ")
+	if !ok {
+		return "", "", ""
+	}
+	if ns, n, ok := strings.Cut(rest, "/"); ok {
+		return kind, ns, n
+	}
+	return kind, "", rest
+}

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nodevirt/nodevirt/internal/status"
+)
+
+// ErrNoAgent: no agent answers on the socket; the CLI then reads the state
+// directly.
+var ErrNoAgent = errors.New("no running agent")
+
+// Client talks to a running agent, over its unix socket or over HTTPS.
+type Client struct {
+	base  string
+	http  *http.Client
+	token string
+}
+
+// Local connects to the agent's socket. It returns ErrNoAgent (wrapped)
+// when nothing answers there.
+func Local(ctx context.Context, socket string) (*Client, error) {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("%w on %s: %v", ErrNoAgent, socket, err)
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{base: "http://nodevirt", http: &http.Client{Transport: tr}}, nil
+}
+
+// Remote connects to an agent's HTTPS address (https://host:9443) with a
+// token read from tokenFile, trusting the CA bundle caFile (the agent's
+// ca.crt) or, when empty, the system roots.
+func Remote(server, tokenFile, caFile string) (*Client, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want https://HOST:PORT", server)
+	}
+	if tokenFile == "" {
+		return nil, errors.New("--server needs --token-file (nodevirt token create on the host)")
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--certificate-authority: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--certificate-authority %s: no PEM certificate in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return &Client{base: strings.TrimRight(u.String(), "/"), token: strings.TrimSpace(string(tok)),
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Minute}}, nil
+}
+
+// APIError is an error answer of the agent.
+type APIError struct {
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Get decodes the JSON at path into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// Raw returns the JSON document at path as the agent sent it.
+func (c *Client) Raw(ctx context.Context, path string) ([]byte, error) {
+	var raw json.RawMessage
+	err := c.do(ctx, http.MethodGet, path, nil, &raw)
+	return raw, err
+}
+
+// Status is the node's status.
+func (c *Client) Status(ctx context.Context) (status.Node, error) {
+	var st status.Node
+	return st, c.Get(ctx, Prefix+"/status", &st)
+}
+
+// VMAction runs start, stop, restart, pause or unpause on a VM.
+func (c *Client) VMAction(ctx context.Context, action, namespace, name string) (status.ActionResult, error) {
+	var res status.ActionResult
+	p := fmt.Sprintf("%s/namespaces/%s/virtualmachines/%s/%s", Prefix, url.PathEscape(namespace), url.PathEscape(name), url.PathEscape(action))
+	return res, c.do(ctx, http.MethodPut, p, nil, &res)
+}
+
+// Reconcile asks the agent to fetch and apply now.
+func (c *Client) Reconcile(ctx context.Context) (status.ActionResult, error) {
+	var res status.ActionResult
+	return res, c.do(ctx, http.MethodPost, Prefix+"/reconcile", nil, &res)
+}
+
+// Suspend suspends (on) or resumes object, or the node when object is "".
+func (c *Client) Suspend(ctx context.Context, object string, on bool) (status.ActionResult, error) {
+	var res status.ActionResult
+	p := Prefix + "/resume"
+	if on {
+		p = Prefix + "/suspend"
+	}
+	return res, c.do(ctx, http.MethodPost, p, SuspendRequest{Object: object}, &res)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the agent: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read the agent's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return &APIError{Code: resp.StatusCode, Message: e.Error}
+		}
+		return &APIError{Code: resp.StatusCode, Message: fmt.Sprintf("the agent answered %s", resp.Status)}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode the agent's answer to %s: %w", path, err)
+	}
+	return nil
+}
