@@ -171,7 +171,7 @@ func printNodePlan(w io.Writer, np agent.NodePlan) error {
 	if np.VMs == nil {
 		return nil
 	}
-	printPlan(w, np.State, np.VMs.Plan)
+	printPlan(w, summary(np.State), np.VMs.Plan)
 	return nil
 }
 

@@ -28,6 +28,7 @@ const (
 	kindHostPlan           = report.KindHostPlan
 	kindHostDriftReport    = report.KindHostDriftReport
 	kindStoragePlan        = report.KindStoragePlan
+	kindNodeStatus         = report.KindNodeStatus
 )
 
 // printObject prints v as a report of kind for node in format (json or
@@ -156,9 +157,9 @@ func summary(st *desired.State) string {
 }
 
 // printPlan prints the VM plan as a table.
-func printPlan(w io.Writer, st *desired.State, p vm.Plan) {
+func printPlan(w io.Writer, summary string, p vm.Plan) {
 	c := colourFor(w)
-	fmt.Fprintf(w, "Plan for %s\n", summary(st))
+	fmt.Fprintf(w, "Plan for %s\n", summary)
 	if p.PruneSuspended {
 		fmt.Fprintln(w, "Pruning is suspended: a file of this revision failed to parse.")
 	}

@@ -13,42 +13,42 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
+	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/report"
-	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
-	"github.com/nodevirt/nodevirt/reconciler/host"
-	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
-// nodePlan is one revision planned for this node: host configuration first,
-// then the VMs.
+// nodePlan is one revision planned for this node, stage by stage,
+// with the line that says what was planned.
 type nodePlan struct {
-	st      *desired.State
-	vms     *vm.Planned
-	host    host.Plan
-	storage *storage.Plan
+	summary string
+	report.Plan
 }
 
-// planned opens everything, loads the source and plans: the common start of
-// plan, apply and drift. The caller closes the env.
-func (o *options) planned(ctx context.Context, selfHeal bool) (*env, nodePlan, error) {
+// planned plans the node: the common start of plan and drift. Beside a
+// running agent (which holds the state) the agent plans and sends the plan;
+// otherwise everything is opened here under the state lock.
+func (o *options) planned(ctx context.Context, selfHeal bool) (nodePlan, error) {
 	if err := o.checkOutput(); err != nil {
-		return nil, nodePlan{}, err
+		return nodePlan{}, err
+	}
+	c, err := o.runningAgent(ctx)
+	if err != nil {
+		return nodePlan{}, err
+	}
+	if c != nil {
+		var p report.Plan
+		if err := c.Get(ctx, api.Prefix+"/plan", &p); err != nil {
+			return nodePlan{}, fmt.Errorf("plan through the running agent: %w", err)
+		}
+		return nodePlan{summary: fmt.Sprintf("revision %s (planned by the running agent)", p.Revision), Plan: p}, nil
 	}
 	e, err := o.openAll(ctx, selfHeal, agent.Config{})
 	if err != nil {
-		return nil, nodePlan{}, err
+		return nodePlan{}, err
 	}
-	np, err := e.plan(ctx)
-	if err != nil {
-		e.Close()
-		return nil, nodePlan{}, err
-	}
-	return e, np, nil
-}
-
-func (e *env) plan(ctx context.Context) (nodePlan, error) {
+	defer e.Close()
 	n, err := e.agent.Load(ctx)
 	if err != nil {
 		return nodePlan{}, err
@@ -57,14 +57,8 @@ func (e *env) plan(ctx context.Context) (nodePlan, error) {
 	if err != nil {
 		return nodePlan{}, err
 	}
-	return nodePlan{st: n.VMs, vms: np.VMs, host: *np.Host, storage: np.Storage}, nil
+	return nodePlan{summary: summary(n.VMs), Plan: np.Report()}, nil
 }
-
-func (np nodePlan) report() report.Plan {
-	return report.Plan{Plan: np.vms.Plan, Host: np.host, Storage: np.storage}
-}
-
-func (np nodePlan) plans() drift.Plans { return np.report().Plans() }
 
 // exitCodeUsage is the help of every plan and drift command's --exit-code.
 const exitCodeUsage = "exit 2 when the host differs from the source in any way (changes, waits, held or kept objects, conflicts, restarts or reboots pending), 0 when it matches, 1 on errors (for audits and scripts)"
@@ -91,34 +85,33 @@ func newPlanCmd(o *options) *cobra.Command {
 		Short: "Show what apply would do, per object, with field-level changes (dry run)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, np, err := o.planned(cmd.Context(), true)
+			np, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			defer e.Close()
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
-				err = o.printObject(w, kindPlan, np.report())
+				err = o.printObject(w, kindPlan, np.Plan)
 			} else {
 				// The VM plan's diagnostics are the whole revision's: each is
 				// printed once, after the stages.
-				hp := np.host
+				hp := np.Host
 				hp.Diags = nil
 				printHostPlan(w, hp)
 				fmt.Fprintln(w, "\nStorage plan")
-				sp := np.storage
+				sp := np.Storage
 				if sp != nil {
 					c := *sp
 					c.Diags, sp = nil, &c
 				}
 				printStoragePlan(w, sp)
 				fmt.Fprintln(w)
-				printPlan(w, np.st, np.vms.Plan)
+				printPlan(w, np.summary, np.Plan.Plan)
 			}
 			if err != nil || !exitOnDiff {
 				return err
 			}
-			return detailedExit(cmd.ErrOrStderr(), np.plans())
+			return detailedExit(cmd.ErrOrStderr(), np.Plans())
 		},
 	}
 	cmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)
@@ -227,17 +220,16 @@ func newDriftCmd(o *options) *cobra.Command {
 		Short: "Compare the host with the source and list every difference, field by field",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, np, err := o.planned(cmd.Context(), true)
+			np, err := o.planned(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			defer e.Close()
-			rep := report.DriftOf(np.report())
+			rep := report.DriftOf(np.Plan)
 			w := cmd.OutOrStdout()
 			if o.output != "table" {
 				err = o.printObject(w, kindDriftReport, rep)
 			} else {
-				printHostDrift(w, np.host, rep.Host)
+				printHostDrift(w, np.Host, rep.Host)
 				fmt.Fprintln(w)
 				printStorageDrift(w, rep.Storage)
 				printDrift(w, rep.Report)
@@ -245,7 +237,7 @@ func newDriftCmd(o *options) *cobra.Command {
 			if err != nil || !exitOnDiff {
 				return err
 			}
-			return detailedExit(cmd.ErrOrStderr(), np.plans())
+			return detailedExit(cmd.ErrOrStderr(), np.Plans())
 		},
 	}
 	cmd.Flags().BoolVar(&exitOnDiff, "exit-code", false, exitCodeUsage)

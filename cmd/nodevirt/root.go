@@ -52,6 +52,9 @@ type options struct {
 	allowedHostDirs []string
 
 	domainType string
+
+	// client says how commands reach a running agent.
+	client clientOptions
 }
 
 func newRootCmd() *cobra.Command {
@@ -95,7 +98,18 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here, or removes that share of the host files and units it wrote (1 = only all of them)")
 
+	f.StringVar(&o.client.server, "server", "", "talk to the agent at this HTTPS address (https://HOST:9443) instead of the one on --state's socket")
+	f.StringVar(&o.client.tokenFile, "token-file", "", "with --server: file holding a bearer token (nodevirt token create)")
+	f.StringVar(&o.client.caFile, "certificate-authority", "", "with --server: the agent's CA bundle (<state>/pki/ca.crt on the host)")
+
 	root.AddCommand(
+		newStatusCmd(o), newGetCmd(o),
+		newVMActionCmd(o, "start", "Start a VM (a Halted VM runs until stopped; the start is kept across agent restarts)"),
+		newVMActionCmd(o, "stop", "Stop a VM (an Always or RerunOnFailure VM stays stopped until started; kept across agent restarts)"),
+		newVMActionCmd(o, "restart", "Restart a running VM"),
+		newVMActionCmd(o, "pause", "Pause a running VM"),
+		newVMActionCmd(o, "unpause", "Unpause a paused VM"),
+		newReconcileCmd(o), newSuspendCmd(o, true), newSuspendCmd(o, false),
 		newValidateCmd(o),
 		newRenderCmd(o),
 		newPlanCmd(o),

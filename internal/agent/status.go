@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -134,7 +135,9 @@ func (a *Agent) record(n *Node, nr NodeReport, start time.Time) status.Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.count++
-	st.Source = t.st.Source
+	src := t.st.Source
+	src.LastAppliedRevision, src.LastAttemptedRevision = st.Source.LastAppliedRevision, st.Source.LastAttemptedRevision
+	st.Source = src
 	st.Reconcile.Last, st.Reconcile.Duration, st.Reconcile.Count = &now, time.Since(start).Round(time.Millisecond).String(), t.count
 	t.st = st
 	return st
@@ -205,6 +208,20 @@ func (a *Agent) StatusOf(n *Node, nr NodeReport) status.Node {
 	a.vmStatus(&st, n, nr)
 	a.storageStatus(&st, n, nr)
 	return st
+}
+
+// StatusNow is the status a one-shot command shows without a running
+// agent: the source fetched and the node planned, nothing applied.
+func (a *Agent) StatusNow(ctx context.Context) (status.Node, error) {
+	n, np, err := a.PlanNow(ctx)
+	if err != nil {
+		return status.Node{}, err
+	}
+	st := a.StatusOf(n, NodeReport{Plan: np})
+	src := a.track.status().Source
+	src.LastAppliedRevision, src.LastAttemptedRevision = st.Source.LastAppliedRevision, st.Source.LastAttemptedRevision
+	st.Source = src
+	return st, nil
 }
 
 // ranDone: the step's object had a step of the same action done in this
