@@ -29,9 +29,9 @@ type Service struct{ rt *Runtime }
 // Service returns the runtime's API face.
 func (r *Runtime) Service() *Service { return &Service{rt: r} }
 
-func (s *Service) Status() status.Node      { return s.rt.Agent.Status() }
-func (s *Service) Events() []status.Event  { return s.rt.Agent.Events() }
-func (s *Service) agent() *Agent           { return s.rt.Agent }
+func (s *Service) Status() status.Node    { return s.rt.Agent.Status() }
+func (s *Service) Events() []status.Event { return s.rt.Agent.Events() }
+func (s *Service) agent() *Agent          { return s.rt.Agent }
 
 // Plan plans the node now, between two reconciles.
 func (s *Service) Plan(ctx context.Context) (report.Plan, error) {
