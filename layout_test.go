@@ -69,6 +69,7 @@ var layers = map[string][]string{
 	// The node description reads the host (sysfs, libvirt) beside the rendered
 	// configuration: wiring, like the agent.
 	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
+	"internal/metrics":     {}, // takes plain values from the agent
 	"internal/pathelem":    {},
 	"internal/pki":         {"runtime/atomicfile"},
 	"internal/report":      {"reconciler"},
