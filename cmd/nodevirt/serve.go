@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/nodevirt/nodevirt/internal/api"
+	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/internal/webhook"
 	"github.com/nodevirt/nodevirt/manifests"
@@ -27,7 +28,8 @@ type serveOptions struct {
 // apiServer is the running agent's API: the HTTPS listener with its
 // rotating certificates, and the unix socket.
 type apiServer struct {
-	srv   *api.Server
+	srv     *api.Server
+	metrics *metrics.Metrics
 	certs *pki.Manager
 	tcp   net.Listener
 	sock  net.Listener
@@ -59,7 +61,8 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 		}
 	}
 	svc := e.rt.Service()
-	opts := api.Options{Node: o.node, Agent: svc, Log: log}
+	s.metrics = metrics.New()
+	opts := api.Options{Node: o.node, Agent: svc, Log: log, Metrics: s.metrics.Handler(log)}
 	if secret != nil {
 		opts.Webhook = webhook.New(secret, func(ev webhook.Event) {
 			e.agent.Event("Normal", "WebhookReceived", "", fmt.Sprintf("%s %s %s", ev.Provider, ev.Ref, ev.After))
@@ -164,11 +167,13 @@ func certLifetimes(set *manifests.Set) pki.Lifetimes {
 	return l
 }
 
-// observe is what the API does after each reconcile: a certConfig changed
-// in git governs the next rotation.
+// observe is what the API does after each reconcile: the metrics follow
+// the iteration and the status it left, and a certConfig changed in git
+// governs the next rotation.
 func (s *apiServer) observe(e *env) func(agent.Iteration) {
 	last := pki.DefaultLifetimes()
 	return func(it agent.Iteration) {
+		s.record(it)
 		n := e.agent.Node()
 		if s.certs == nil || n == nil {
 			return
@@ -181,5 +186,42 @@ func (s *apiServer) observe(e *env) func(agent.Iteration) {
 			s.log.Info("certificate lifetimes changed by the source's certConfig", "ca", l.CA.Duration, "server", l.Server.Duration)
 			last = l
 		}
+		cs := s.certs.Status()
+		s.metrics.SetCertificateExpiry("ca", cs.CA.NotAfter)
+		s.metrics.SetCertificateExpiry("server", cs.Server.NotAfter)
 	}
+}
+
+// record sets the metrics from one iteration.
+func (s *apiServer) record(it agent.Iteration) {
+	m, st := s.metrics, it.Status
+	if it.Fetched {
+		m.SourceFetched(it.FetchErr)
+	}
+	for stage, d := range it.Stages {
+		m.ObserveReconcile(stage, d)
+	}
+	m.ObserveReconcile(metrics.StageTotal, it.Took)
+	m.ReconcileEnded(it.Start.Add(it.Took), it.Err)
+	if st.Source.Revision == "" {
+		return // the first fetch failed: nothing rendered yet
+	}
+	m.SetRevision(st.Source.Revision)
+	vms := make([]metrics.VM, 0, len(st.VirtualMachines)+len(st.VirtualMachineInstances))
+	for _, v := range st.VirtualMachines {
+		vms = append(vms, metrics.VM{Namespace: v.Namespace, Name: v.Name, Phase: string(v.Status.PrintableStatus)})
+	}
+	dvs := make([]metrics.DataVolume, 0, len(st.DataVolumes))
+	for _, d := range st.DataVolumes {
+		var pct float64
+		if _, err := fmt.Sscanf(string(d.Status.Progress), "%f%%", &pct); err == nil {
+			dvs = append(dvs, metrics.DataVolume{Namespace: d.Namespace, Name: d.Name, Progress: pct / 100})
+		} else {
+			dvs = append(dvs, metrics.DataVolume{Namespace: d.Namespace, Name: d.Name})
+		}
+	}
+	m.SetVMs(vms)
+	m.SetDataVolumes(dvs)
+	m.SetDrift(st.Drifted, len(st.Holds))
+	m.SetSuspended(st.Suspension.Global)
 }
