@@ -72,6 +72,7 @@ var layers = map[string][]string{
 	"internal/pathelem":    {},
 	"internal/pki":         {"runtime/atomicfile"},
 	"internal/srctree":     {},
+	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},
 	"internal/webhook":     {},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},
