@@ -107,6 +107,7 @@ func newRootCmd() *cobra.Command {
 		newStorageCmd(o),
 		newStateCmd(o),
 		newVersionCmd(o),
+		newTokenCmd(o),
 	)
 	return root
 }

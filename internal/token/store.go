@@ -201,12 +201,9 @@ func (s *Store) List() ([]Info, error) {
 		return nil, err
 	}
 	out := slices.Clone(s.tokens)
-	slices.SortStableFunc(out, func(a, b Info) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	// The file is in creation order already; sorting only puts back in
+	// place records an editor moved.
+	slices.SortStableFunc(out, func(a, b Info) int { return a.Created.Compare(b.Created) })
 	return out, nil
 }
 
@@ -215,7 +212,7 @@ func (s *Store) List() ([]Info, error) {
 // an id or name no record has is ErrNotFound.
 func (s *Store) Revoke(idOrName string) (changed bool, err error) {
 	err = s.update(func(tokens []Info) ([]Info, bool, error) {
-		now := s.now().UTC()
+		now := s.now().UTC().Truncate(time.Second)
 		if i := slices.IndexFunc(tokens, func(i Info) bool { return i.ID == idOrName }); i >= 0 {
 			if tokens[i].Revoked != nil {
 				return tokens, false, nil
