@@ -107,7 +107,7 @@ func newRootCmd() *cobra.Command {
 		newStorageCmd(o),
 		newStateCmd(o),
 		newVersionCmd(o),
-		newTokenCmd(o),
+		newTokenCmd(o), newCertsCmd(o),
 	)
 	return root
 }
