@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -223,6 +224,48 @@ func TestVerify_seesAnotherStoresChanges(t *testing.T) {
 	s2, _ := create(t, agent, "from-agent", time.Hour)
 	if _, err := cli.Verify(s2); err != nil {
 		t.Errorf("CLI store does not see the agent's token: %v", err)
+	}
+}
+
+// The same with a real second process: this test binary run again as the
+// CLI, creating and then revoking a token.
+func TestVerify_seesAnotherProcess(t *testing.T) {
+	if dir := os.Getenv("NODEVIRT_TOKEN_TEST_DIR"); dir != "" {
+		s, err := Open(dir)
+		if err == nil && os.Getenv("NODEVIRT_TOKEN_TEST_REVOKE") != "" {
+			_, err = s.Revoke("child")
+		} else if err == nil {
+			var secret string
+			secret, _, err = s.Create("child", time.Hour)
+			fmt.Print(secret)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	agent, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := func(env ...string) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestVerify_seesAnotherProcess$")
+		cmd.Env = append(os.Environ(), append(env, "NODEVIRT_TOKEN_TEST_DIR="+dir)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("child process: %v", err)
+		}
+		return string(out)
+	}
+	secret := child()
+	if info, err := agent.Verify(secret); err != nil || info.Name != "child" {
+		t.Fatalf("the agent does not see the other process's token: %+v, %v", info, err)
+	}
+	child("NODEVIRT_TOKEN_TEST_REVOKE=1")
+	if _, err := agent.Verify(secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("the agent does not see the other process's revocation: %v", err)
 	}
 }
 
