@@ -75,6 +75,7 @@ var layers = map[string][]string{
 	"internal/report":      {"reconciler"},
 	"internal/status":      {},
 	"internal/srctree":     {},
+	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},
 	"internal/webhook":     {},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},

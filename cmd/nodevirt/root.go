@@ -121,6 +121,7 @@ func newRootCmd() *cobra.Command {
 		newStorageCmd(o),
 		newStateCmd(o),
 		newVersionCmd(o),
+		newTokenCmd(o), newCertsCmd(o),
 	)
 	return root
 }

@@ -240,40 +240,29 @@ func (m *Manager) TLSConfig() *tls.Config {
 
 // CertStatus is one certificate as `certs status` shows it.
 type CertStatus struct {
-	Subject   string
-	Serial    string
-	NotBefore time.Time
-	NotAfter  time.Time
+	Subject   string    `json:"subject"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
 	// NextRotation is when the certificate is replaced; for an older CA of
 	// the bundle, when it leaves the bundle.
-	NextRotation time.Time
+	NextRotation time.Time `json:"nextRotation"`
 }
 
 // Status is the manager's material and deadlines.
 type Status struct {
-	Lifetimes Lifetimes
-	CA        CertStatus
-	Server    CertStatus
+	Lifetimes Lifetimes  `json:"lifetimes"`
+	CA        CertStatus `json:"ca"`
+	Server    CertStatus `json:"server"`
 	// Previous are the older CAs still in the bundle, newest first.
-	Previous []CertStatus
+	Previous []CertStatus `json:"previous"`
 }
 
 // Status reports every certificate and when it rotates.
 func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l := m.lifetimes
-	st := Status{Lifetimes: l}
-	st.CA = certStatus(m.ca.cert, m.caDeadline())
-	st.Server = certStatus(m.leaf.cert, m.leafDeadline())
-	for i := 1; i < len(m.bundle); i++ {
-		at := m.bundle[i-1].NotBefore.Add(l.CA.RenewBefore)
-		if m.bundle[i].NotAfter.Before(at) {
-			at = m.bundle[i].NotAfter
-		}
-		st.Previous = append(st.Previous, certStatus(m.bundle[i], at))
-	}
-	return st
+	return statusOf(m.lifetimes, m.bundle, m.leaf.cert, m.forceCA, m.forceLeaf || !m.leafSANsMatch())
 }
 
 func certStatus(c *x509.Certificate, next time.Time) CertStatus {
@@ -290,19 +279,13 @@ func certStatus(c *x509.Certificate, next time.Time) CertStatus {
 // formula, or now for a CA that outlives the lifetime asked for (a
 // shortened certConfig) or whose rotation was forced.
 func (m *Manager) caDeadline() time.Time {
-	if m.forceCA || lifetime(m.ca.cert) > m.lifetimes.CA.Duration {
-		return time.Now()
-	}
-	return due(m.ca.cert, nil, m.lifetimes.CA, 0)
+	return caDue(m.ca.cert, m.lifetimes, m.forceCA)
 }
 
 // leafDeadline is the serving certificate's next rotation (m.mu held,
 // m.ca and m.leaf set), by the same rules; new SANs rotate it too.
 func (m *Manager) leafDeadline() time.Time {
-	if m.forceLeaf || lifetime(m.leaf.cert) > m.lifetimes.Server.Duration || !m.leafSANsMatch() {
-		return time.Now()
-	}
-	return due(m.leaf.cert, m.ca.cert, m.lifetimes.Server, m.lifetimes.CA.RenewBefore)
+	return leafDue(m.leaf.cert, m.ca.cert, m.lifetimes, m.forceLeaf || !m.leafSANsMatch())
 }
 
 // due is NextRotationDeadline, but never before the certificate has lived a

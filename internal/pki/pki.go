@@ -35,8 +35,8 @@ type Lifetime struct {
 // Lifetimes are the CA's and the serving certificate's lifetimes, the
 // certConfig after defaulting; the caller converts from manifests.
 type Lifetimes struct {
-	CA     Lifetime
-	Server Lifetime
+	CA     Lifetime `json:"ca"`
+	Server Lifetime `json:"server"`
 }
 
 // DefaultLifetimes are HCO's field defaults for certConfig: CA 48h renewed

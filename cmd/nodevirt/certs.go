@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/manifests"
+)
+
+func newCertsCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "The agent API's certificate authority and serving certificate",
+	}
+	cmd.AddCommand(newCertsStatusCmd(o))
+	return cmd
+}
+
+func newCertsStatusCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the CA, the serving certificate and when each rotates",
+		Long: "Show the CA, the serving certificate and the older CAs still trusted, with their validity and\n" +
+			"next rotation, read from <state>/pki without changing anything. The rotation deadlines follow the\n" +
+			"source's HyperConverged spec.certConfig (HCO's defaults when the source has none or cannot be read).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			// No certificates is the answer whatever the lifetimes: say it
+			// before fetching the source.
+			if _, err := pki.ReadStatus(pkiDir(o.stateDir), pki.DefaultLifetimes()); err != nil {
+				return err
+			}
+			l, err := o.sourceLifetimes(cmd.Context())
+			if err != nil {
+				l = pki.DefaultLifetimes()
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: the certConfig of the source is unknown (%v); deadlines use HCO's default lifetimes\n", err)
+			}
+			st, err := pki.ReadStatus(pkiDir(o.stateDir), l)
+			if err != nil {
+				return err
+			}
+			if o.output != "table" {
+				return printData(cmd.OutOrStdout(), o.output, st)
+			}
+			printCertStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+}
+
+// pkiDir is where the agent keeps its certificates under the state
+// directory.
+func pkiDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
+
+// sourceLifetimes reads the certificate lifetimes of the source's
+// HyperConverged, read-only as render and validate read it.
+func (o *options) sourceLifetimes(ctx context.Context) (pki.Lifetimes, error) {
+	e, err := o.openSource(ctx)
+	if err != nil {
+		return pki.Lifetimes{}, err
+	}
+	defer e.Close()
+	_, node, err := e.load(ctx)
+	if err != nil {
+		return pki.Lifetimes{}, err
+	}
+	return certLifetimes(node.Set)
+}
+
+// certLifetimes converts the certConfig of the set's HyperConverged, after
+// HCO's defaulting, to the lifetimes the agent rotates by. The first
+// HyperConverged counts, as for the rest of its settings; none is all
+// defaults.
+func certLifetimes(set *manifests.Set) (pki.Lifetimes, error) {
+	var cc *manifests.HyperConvergedCertConfig
+	for _, o := range set.OfKind("HyperConverged") {
+		if hc, ok := o.Value.(*manifests.HyperConverged); ok {
+			cc = hc.Spec.CertConfig
+			break
+		}
+	}
+	d := cc.WithDefaults()
+	l := pki.Lifetimes{
+		CA:     pki.Lifetime{Duration: d.CA.Duration.Duration, RenewBefore: d.CA.RenewBefore.Duration},
+		Server: pki.Lifetime{Duration: d.Server.Duration.Duration, RenewBefore: d.Server.RenewBefore.Duration},
+	}
+	if err := l.Validate(); err != nil {
+		return pki.Lifetimes{}, fmt.Errorf("HyperConverged spec.%w", err)
+	}
+	return l, nil
+}
+
+// printCertStatus prints the certificates as a table, then the lifetimes
+// their deadlines follow.
+func printCertStatus(w io.Writer, st pki.Status) {
+	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERT\tSUBJECT\tNOT BEFORE\tNOT AFTER\tNEXT ROTATION")
+	row := func(name string, c pki.CertStatus) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, c.Subject, at(c.NotBefore), at(c.NotAfter), at(c.NextRotation))
+	}
+	row("ca", st.CA)
+	row("server", st.Server)
+	for _, c := range st.Previous {
+		row("ca-previous", c)
+	}
+	tw.Flush()
+	l := st.Lifetimes
+	fmt.Fprintf(w, "Lifetimes: CA %s, renewed %s before its end; server %s, renewed %s before its end.\n",
+		l.CA.Duration, l.CA.RenewBefore, l.Server.Duration, l.Server.RenewBefore)
+}
