@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/manifests"
 )
@@ -35,6 +38,21 @@ func newCertsStatusCmd(o *options) *cobra.Command {
 			if err := o.checkOutput(); err != nil {
 				return err
 			}
+			// A running agent knows what the files cannot say: a forced
+			// rotation, the lifetimes it rotates by now.
+			c, err := o.runningAgent(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				var st pki.Status
+				if err := c.Get(cmd.Context(), api.Prefix+"/certificates", &st); err == nil {
+					return o.printCerts(cmd.OutOrStdout(), st)
+				} else if apiErr := (*api.APIError)(nil); !errors.As(err, &apiErr) || apiErr.Code != http.StatusNotFound {
+					return err
+				}
+				// The agent serves no HTTPS (--listen ''): read the files.
+			}
 			// No certificates is the answer whatever the lifetimes: say it
 			// before fetching the source.
 			if _, err := pki.ReadStatus(pkiDir(o.stateDir), pki.DefaultLifetimes()); err != nil {
@@ -49,13 +67,17 @@ func newCertsStatusCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != "table" {
-				return printData(cmd.OutOrStdout(), o.output, st)
-			}
-			printCertStatus(cmd.OutOrStdout(), st)
-			return nil
+			return o.printCerts(cmd.OutOrStdout(), st)
 		},
 	}
+}
+
+func (o *options) printCerts(w io.Writer, st pki.Status) error {
+	if o.output != "table" {
+		return printData(w, o.output, st)
+	}
+	printCertStatus(w, st)
+	return nil
 }
 
 // pkiDir is where the agent keeps its certificates under the state

@@ -11,12 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/internal/token"
 	"github.com/nodevirt/nodevirt/internal/webhook"
-	"github.com/nodevirt/nodevirt/manifests"
 )
 
 // serveOptions are run's API flags.
@@ -30,10 +31,10 @@ type serveOptions struct {
 type apiServer struct {
 	srv     *api.Server
 	metrics *metrics.Metrics
-	certs *pki.Manager
-	tcp   net.Listener
-	sock  net.Listener
-	log   *slog.Logger
+	certs   *pki.Manager
+	tcp     net.Listener
+	sock    net.Listener
+	log     *slog.Logger
 }
 
 // socketPath is the agent's unix socket for a state directory.
@@ -62,7 +63,15 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 	}
 	svc := e.rt.Service()
 	s.metrics = metrics.New()
-	opts := api.Options{Node: o.node, Agent: svc, Log: log, Metrics: s.metrics.Handler(log)}
+	tokens, err := token.Open(o.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	opts := api.Options{Node: o.node, Agent: svc, Log: log, Metrics: s.metrics.Handler(log),
+		Token: func(secret string) (string, time.Time, error) {
+			info, err := tokens.Verify(secret)
+			return info.Name, info.Expires, err
+		}}
 	if secret != nil {
 		opts.Webhook = webhook.New(secret, func(ev webhook.Event) {
 			e.agent.Event("Normal", "WebhookReceived", "", fmt.Sprintf("%s %s %s", ev.Provider, ev.Ref, ev.After))
@@ -75,7 +84,7 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 			return nil, fmt.Errorf("--listen %q: want HOST:PORT: %w", so.listen, err)
 		}
 		names, ips := serverNames(o.node, host)
-		s.certs, err = pki.New(pki.Options{Dir: filepath.Join(o.stateDir, "pki"), Lifetimes: pki.DefaultLifetimes(),
+		s.certs, err = pki.New(pki.Options{Dir: pkiDir(o.stateDir), Lifetimes: pki.DefaultLifetimes(),
 			DNSNames: names, IPs: ips, Log: log})
 		if err != nil {
 			return nil, err
@@ -86,7 +95,6 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 		}
 	}
 	s.srv = api.New(opts)
-	var err error
 	if s.sock, err = api.ListenSocket(socketPath(o.stateDir)); err != nil {
 		return nil, err
 	}
@@ -139,34 +147,6 @@ func (s *apiServer) close() {
 	}
 }
 
-// certLifetimes are the agent's certificate lifetimes per the source's
-// HyperConverged spec.certConfig, the defaults where it says nothing.
-func certLifetimes(set *manifests.Set) pki.Lifetimes {
-	l := pki.DefaultLifetimes()
-	if set == nil {
-		return l
-	}
-	for _, o := range set.OfKind("HyperConverged") {
-		hc, ok := o.Value.(*manifests.HyperConverged)
-		if !ok || hc == nil || hc.Spec.CertConfig == nil {
-			continue
-		}
-		cc := hc.Spec.CertConfig
-		set := func(dst *pki.Lifetime, c manifests.CertRotateConfig) {
-			if c.Duration != nil {
-				dst.Duration = c.Duration.Duration
-			}
-			if c.RenewBefore != nil {
-				dst.RenewBefore = c.RenewBefore.Duration
-			}
-		}
-		set(&l.CA, cc.CA)
-		set(&l.Server, cc.Server)
-		break
-	}
-	return l
-}
-
 // observe is what the API does after each reconcile: the metrics follow
 // the iteration and the status it left, and a certConfig changed in git
 // governs the next rotation.
@@ -178,7 +158,10 @@ func (s *apiServer) observe(e *env) func(agent.Iteration) {
 		if s.certs == nil || n == nil {
 			return
 		}
-		if l := certLifetimes(n.Set); l != last {
+		l, err := certLifetimes(n.Set)
+		if err != nil {
+			s.log.Error("certConfig of the source refused; keeping the current lifetimes", "err", err)
+		} else if l != last {
 			if err := s.certs.SetLifetimes(l); err != nil {
 				s.log.Error("certConfig of the source refused; keeping the current lifetimes", "err", err)
 				return
