@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/internal/token"
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 	"github.com/nodevirt/nodevirt/manifests"
 )
 
@@ -22,7 +25,7 @@ func newCertsCmd(o *options) *cobra.Command {
 		Use:   "certs",
 		Short: "The agent API's certificate authority and serving certificate",
 	}
-	cmd.AddCommand(newCertsStatusCmd(o))
+	cmd.AddCommand(newCertsStatusCmd(o), newCertsIssueClientCmd(o))
 	return cmd
 }
 
@@ -140,4 +143,47 @@ func printCertStatus(w io.Writer, st pki.Status) {
 	l := st.Lifetimes
 	fmt.Fprintf(w, "Lifetimes: CA %s, renewed %s before its end; server %s, renewed %s before its end.\n",
 		l.CA.Duration, l.CA.RenewBefore, l.Server.Duration, l.Server.RenewBefore)
+}
+
+func newCertsIssueClientCmd(o *options) *cobra.Command {
+	var (
+		ttl time.Duration
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:   "issue-client NAME",
+		Short: "Sign a client certificate with the agent's CA: NAME.crt and NAME.key, as good as a token for the API (--client-certificate, --client-key)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := token.CheckName(args[0]); err != nil {
+				return fmt.Errorf("NAME: %w", err)
+			}
+			if ttl <= 0 {
+				return fmt.Errorf("--ttl %s: want a positive duration", ttl)
+			}
+			cert, key, err := pki.IssueClient(pkiDir(o.stateDir), args[0], ttl)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			for _, f := range []struct {
+				name string
+				data []byte
+			}{{args[0] + ".key", key}, {args[0] + ".crt", cert}} {
+				if err := atomicfile.Write(filepath.Join(out, f.name), 0o600, func(w *os.File) error {
+					_, err := w.Write(f.data)
+					return err
+				}); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s\n", filepath.Join(out, args[0]+".crt"), filepath.Join(out, args[0]+".key"))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the certificate is valid (at most as long as the CA that signs it)")
+	cmd.Flags().StringVar(&out, "out", ".", "directory to write NAME.crt and NAME.key into")
+	return cmd
 }

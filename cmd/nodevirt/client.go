@@ -25,9 +25,8 @@ import (
 // clientOptions say how the CLI reaches a running agent: its socket in
 // the state directory, or an HTTPS address with a token.
 type clientOptions struct {
-	server    string
-	tokenFile string
-	caFile    string
+	server string
+	creds  api.Credentials
 }
 
 // runningAgent returns a client of the agent that holds the state
@@ -35,7 +34,7 @@ type clientOptions struct {
 // itself). With --server it is always that agent.
 func (o *options) runningAgent(ctx context.Context) (*api.Client, error) {
 	if o.client.server != "" {
-		return api.Remote(o.client.server, o.client.tokenFile, o.client.caFile)
+		return api.Remote(o.client.server, o.client.creds)
 	}
 	held, err := statedb.Held(filepath.Join(o.stateDir, "state.db"))
 	if err != nil || !held {

@@ -99,8 +99,10 @@ func newRootCmd() *cobra.Command {
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here, or removes that share of the host files and units it wrote (1 = only all of them)")
 
 	f.StringVar(&o.client.server, "server", "", "talk to the agent at this HTTPS address (https://HOST:9443) instead of the one on --state's socket")
-	f.StringVar(&o.client.tokenFile, "token-file", "", "with --server: file holding a bearer token (nodevirt token create)")
-	f.StringVar(&o.client.caFile, "certificate-authority", "", "with --server: the agent's CA bundle (<state>/pki/ca.crt on the host)")
+	f.StringVar(&o.client.creds.TokenFile, "token-file", "", "with --server: file holding a bearer token (nodevirt token create)")
+	f.StringVar(&o.client.creds.CertFile, "client-certificate", "", "with --server: client certificate signed by the agent's CA (nodevirt certs issue-client), instead of a token")
+	f.StringVar(&o.client.creds.KeyFile, "client-key", "", "with --server: the client certificate's key")
+	f.StringVar(&o.client.creds.CAFile, "certificate-authority", "", "with --server: the agent's CA bundle (<state>/pki/ca.crt on the host)")
 
 	root.AddCommand(
 		newStatusCmd(o), newGetCmd(o),

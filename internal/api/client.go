@@ -45,22 +45,38 @@ func Local(ctx context.Context, socket string) (*Client, error) {
 	return &Client{base: "http://nodevirt", http: &http.Client{Transport: tr}}, nil
 }
 
-// Remote connects to an agent's HTTPS address (https://host:9443) with a
-// token read from tokenFile, trusting the CA bundle caFile (the agent's
-// ca.crt) or, when empty, the system roots.
-func Remote(server, tokenFile, caFile string) (*Client, error) {
+// Credentials say how a remote client proves who it is and whom it trusts:
+// a token file or a client certificate and key, and the agent's CA bundle
+// (the system roots when empty).
+type Credentials struct {
+	TokenFile         string
+	CertFile, KeyFile string
+	CAFile            string
+}
+
+// Remote connects to an agent's HTTPS address (https://host:9443).
+func Remote(server string, cr Credentials) (*Client, error) {
 	u, err := url.Parse(server)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want https://HOST:PORT", server)
 	}
-	if tokenFile == "" {
-		return nil, errors.New("--server needs --token-file (nodevirt token create on the host)")
-	}
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("--token-file: %w", err)
-	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	var tok []byte
+	switch {
+	case cr.CertFile != "" || cr.KeyFile != "":
+		pair, err := tls.LoadX509KeyPair(cr.CertFile, cr.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-certificate and --client-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	case cr.TokenFile != "":
+		if tok, err = os.ReadFile(cr.TokenFile); err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+	default:
+		return nil, errors.New("--server needs --token-file (nodevirt token create on the host) or --client-certificate and --client-key (nodevirt certs issue-client)")
+	}
+	caFile := cr.CAFile
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -138,7 +138,9 @@ type keyPair struct {
 // request says what to issue: a CA, or a serving certificate for dnsNames
 // and ips.
 type request struct {
-	ca       bool
+	ca bool
+	// client names a client certificate's holder ("" for the agent's own).
+	client   string
 	lifetime time.Duration
 	dnsNames []string
 	ips      []net.IP
@@ -168,6 +170,10 @@ func issue(r request, parent *keyPair) (*keyPair, error) {
 		tmpl.IsCA = true
 		tmpl.BasicConstraintsValid = true
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	} else if r.client != "" {
+		tmpl.Subject = pkix.Name{CommonName: r.client}
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	} else {
 		tmpl.Subject = pkix.Name{CommonName: "nodevirt"}
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
