@@ -16,8 +16,8 @@ import (
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/internal/token"
-	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 	"github.com/nodevirt/nodevirt/manifests"
+	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 )
 
 func newCertsCmd(o *options) *cobra.Command {
