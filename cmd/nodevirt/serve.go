@@ -133,7 +133,7 @@ func (s *apiServer) serve(ctx context.Context) {
 }
 
 func (s *apiServer) run(ctx context.Context, what string, l net.Listener, h http.Handler) {
-	if err := api.Serve(ctx, l, h); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+	if err := api.Serve(ctx, l, h, s.log); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
 		s.log.Error("API server stopped", "listener", what, "err", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -58,8 +59,12 @@ func ListenTLS(addr string, cfg *tls.Config) (net.Listener, error) {
 }
 
 // Serve serves h on l until ctx ends, then shuts down gracefully (requests
-// in flight get a few seconds to finish).
-func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+// in flight get a few seconds to finish). The server's own complaints
+// (failed TLS handshakes of scanners and the like) are logged at debug.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -67,7 +72,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          nil,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()

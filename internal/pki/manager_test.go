@@ -428,3 +428,34 @@ func TestRun_failedRotationKeepsServingAndRetries(t *testing.T) {
 		}
 	})
 }
+
+// A forced rotation happens at Run's next turn, on the real clock: its
+// deadline is "now", which a clock read before the deadline would miss
+// (the rotation never came and Run spun).
+func TestManager_rotateNowRotates(t *testing.T) {
+	m, err := New(Options{Dir: t.TempDir(), Lifetimes: DefaultLifetimes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	for _, ca := range []bool{false, true} {
+		before := m.Status()
+		m.RotateNow(ca)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			now := m.Status()
+			if now.Server.Serial != before.Server.Serial && (!ca || now.CA.Serial != before.CA.Serial) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("RotateNow(%v) did not rotate", ca)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !ca && m.Status().CA.Serial != before.CA.Serial {
+			t.Fatal("RotateNow(false) rotated the CA")
+		}
+	}
+}

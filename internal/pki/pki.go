@@ -165,8 +165,9 @@ func issue(r request, parent *keyPair) (*keyPair, error) {
 		NotAfter:     now.Add(r.lifetime),
 	}
 	if r.ca {
-		// A distinct subject per CA keeps old and new apart in chain building.
-		tmpl.Subject = pkix.Name{CommonName: fmt.Sprintf("nodevirt-ca@%d", now.Unix())}
+		// A distinct subject per CA keeps old and new apart in chain
+		// building, even for two forced rotations within one second.
+		tmpl.Subject = pkix.Name{CommonName: fmt.Sprintf("nodevirt-ca@%d.%x", now.Unix(), serial.Uint64()&0xffffffff)}
 		tmpl.IsCA = true
 		tmpl.BasicConstraintsValid = true
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature

@@ -19,7 +19,14 @@ func (m *Manager) step() (time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	overlap := m.lifetimes.CA.RenewBefore
-	if m.ca == nil || !time.Now().Before(m.caDeadline()) {
+	// due reads the clock after the deadline: a forced rotation's deadline
+	// is "now" as caDeadline read it, and a clock read before that would
+	// find it still ahead, rotate nothing and spin.
+	due := func(deadline func() time.Time) bool {
+		d := deadline()
+		return !time.Now().Before(d)
+	}
+	if m.ca == nil || due(m.caDeadline) {
 		if err := m.rotateCA(); err != nil {
 			return time.Time{}, err
 		}
@@ -30,7 +37,7 @@ func (m *Manager) step() (time.Time, error) {
 		m.bundle = b
 	}
 	chain := m.liveCross()
-	if m.leaf == nil || !time.Now().Before(m.leafDeadline()) {
+	if m.leaf == nil || due(m.leafDeadline) {
 		if err := m.rotateLeaf(chain); err != nil {
 			return time.Time{}, err
 		}
