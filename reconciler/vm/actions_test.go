@@ -57,7 +57,9 @@ func TestAct_runStrategyTable(t *testing.T) {
 	all := func(w string) map[string]string {
 		return map[string]string{"Always": w, "RerunOnFailure": w, "Once": w, "Manual": w, "Halted": w}
 	}
-	restartRefused := func(s string) string { return "refused: RunStrategy " + s + " does not support manual restart requests" }
+	restartRefused := func(s string) string {
+		return "refused: RunStrategy " + s + " does not support manual restart requests"
+	}
 
 	set("running", "start", map[string]string{"Always": "running", "RerunOnFailure": "running", "Once": "running", "Manual": "running",
 		"Halted": "changed running Start"})
