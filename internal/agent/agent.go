@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/status"
@@ -141,15 +142,21 @@ type Agent struct {
 	kick chan struct{}
 
 	last source.Snapshot
-	// node is the last rendering (nil before the first Load).
-	node *Node
+	// node is the last rendering (nil before the first Load); read by
+	// getters beside a running loop, hence atomic.
+	node atomic.Pointer[Node]
+	// mu serialises what runs the stages: the loop's reconcile and what is
+	// asked for beside it (plans, VM actions, suspend, resume), so an API
+	// call and a reconcile never drive the same domains at once. Read-only
+	// getters do not take it.
+	mu sync.Mutex
+	// state holds the agent's own records (suspensions); nil: none can be
+	// kept.
+	state vm.KV
 	// looping is set by Run: the log is then the agent's only voice.
 	looping bool
 	// track keeps the status, events and fetch record the API serves.
 	track tracker
-	// mu serialises what changes or observes the host through the stages:
-	// the loop's reconciles and the API's plans and actions.
-	mu sync.Mutex
 	// fetchNow asks the loop to fetch and apply now (webhook, API).
 	fetchNow chan struct{}
 }
@@ -292,13 +299,13 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 		// A source that cannot be reached still hands back the last good
 		// snapshot it has on disk: an edge host restarted while offline keeps
 		// converging on it instead of doing nothing.
-		if snap.Dir == "" || a.node != nil {
+		if snap.Dir == "" || a.node.Load() != nil {
 			return nil, err
 		}
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
-	if a.node != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
-		return a.node, a.rebind(ctx, a.node, nil)
+	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
+		return last, a.rebind(ctx, last, nil)
 	}
 	cfg := a.cfg
 	cfg.Resources = a.resources()
@@ -324,23 +331,25 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	for _, why := range n.VMs.Unschedulable {
 		a.log.Log(ctx, lvl, "VM cannot be placed", "reason", why)
 	}
-	a.last, a.node = snap, n
+	a.last = snap
+	a.node.Store(n)
 	return n, nil
 }
 
 // Node returns the node rendered by the last Load (nil before it).
-func (a *Agent) Node() *Node { return a.node }
+func (a *Agent) Node() *Node { return a.node.Load() }
 
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (vm.Report, error) {
 	n, err := a.Load(ctx)
 	if err != nil {
-		if a.node == nil {
+		last := a.node.Load()
+		if last == nil {
 			return vm.Report{}, err
 		}
 		// Keep converging on the last good revision while the source is down.
-		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", a.node.Revision)
-		n = a.node
+		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", last.Revision)
+		n = last
 	}
 	return a.apply(ctx, n)
 }
@@ -420,15 +429,23 @@ func (r NodeReport) Results() []plan.Outcome {
 
 // Plan plans every stage of n without changing anything (a dry run: later
 // stages do not see what earlier ones would do).
+//
+// Steps of suspended objects (or every step, when the node is suspended)
+// are marked Suspended: they are what apply would skip.
 func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 	st := n.VMs
 	np := NodePlan{State: st}
+	sus, err := a.suspension(n)
+	if err != nil {
+		return np, err
+	}
 	if a.host != nil && n.Host != nil {
 		hp, err := a.host.Plan(ctx, n.Host)
 		if err != nil {
 			return np, fmt.Errorf("plan host configuration: %w", err)
 		}
 		hp.Revision = st.Revision
+		sus.markHost(&hp)
 		np.Host = &hp
 	}
 	if a.storage != nil && n.Storage != nil {
@@ -436,6 +453,7 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 		if err != nil {
 			return np, fmt.Errorf("plan storage: %w", err)
 		}
+		sus.markStorage(sp)
 		np.Storage = sp
 	}
 	if a.rec == nil {
@@ -445,6 +463,7 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 	if err != nil {
 		return np, err
 	}
+	sus.markVMs(p)
 	np.VMs = p
 	return np, nil
 }
@@ -453,6 +472,9 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 // the previous one applied (the VM plan sees the claims storage just bound).
 // A stage that fails is reported and does not stop later stages: VMs that do
 // not depend on it still converge.
+//
+// A suspended node is planned and applies nothing; a suspended object's
+// steps are recorded as skipped (see Suspend).
 func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	st := n.VMs
 	rep := NodeReport{Plan: NodePlan{State: st}, Took: map[plan.Stage]time.Duration{}}
@@ -462,14 +484,27 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		rep.Took[stage] += now.Sub(mark)
 		mark = now
 	}
+	sus, err := a.suspension(n)
+	if err != nil {
+		// What was suspended is unknown: nothing is applied rather than
+		// what someone suspended.
+		rep.Errors = append(rep.Errors, "read suspensions: "+err.Error()+"; nothing is applied")
+		sus.global = true
+	}
+	sus.log(ctx, a.log)
 	if a.host != nil && n.Host != nil {
 		if hp, err := a.host.Plan(ctx, n.Host); err != nil {
 			rep.Errors = append(rep.Errors, "plan host configuration: "+err.Error())
 		} else {
 			hp.Revision = st.Revision
+			sus.markHost(&hp)
 			rep.Plan.Host = &hp
 			logPlan(a.log, hp.Actions)
-			rep.Host = a.host.Apply(ctx, hp)
+			if sus.global {
+				rep.Host = host.Report{Revision: hp.Revision, Report: skipAll(hp.Actions)}
+			} else {
+				rep.Host = a.host.Apply(ctx, hp)
+			}
 		}
 		took(plan.StageHost)
 	}
@@ -477,9 +512,14 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		if sp, err := a.storage.Plan(ctx, n.Storage); err != nil {
 			rep.Errors = append(rep.Errors, "plan storage: "+err.Error())
 		} else {
+			sus.markStorage(sp)
 			rep.Plan.Storage = sp
 			logPlan(a.log, sp.Actions)
-			rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
+			if sus.global {
+				rep.Storage = storage.Report{Report: skipAll(sp.Actions)}
+			} else {
+				rep.Storage = a.storage.Apply(ctx, sp, storage.Setup)
+			}
 		}
 		took(plan.StageStorage)
 	}
@@ -493,11 +533,11 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		rep.Plan.State = st
 	}
 	if a.rec != nil {
-		a.applyVMs(ctx, st, &rep)
+		a.applyVMs(ctx, st, &rep, sus)
 		took(plan.StageVM)
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
-	if sp := rep.Plan.Storage; sp != nil {
+	if sp := rep.Plan.Storage; sp != nil && !sus.global {
 		rep.Storage.Append(a.storage.Apply(ctx, sp, storage.Teardown))
 		took(plan.StageStorage)
 	}
@@ -505,15 +545,20 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 }
 
 // applyVMs plans and applies the VM stage into rep.
-func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport) {
+func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport, sus suspension) {
 	p, err := a.rec.Plan(ctx, st)
 	if err != nil {
 		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
 		rep.Unavailable = errors.Is(err, hv.ErrUnavailable)
 		return
 	}
+	sus.markVMs(p)
 	rep.Plan.VMs = p
 	logPlan(a.log, p.Actions)
+	if sus.global {
+		rep.VMs = vm.Report{Revision: p.Revision, Report: skipAll(p.Actions)}
+		return
+	}
 	rep.VMs = a.rec.Apply(ctx, p)
 	rep.Unavailable = rep.VMs.Unavailable > 0
 }
@@ -527,6 +572,9 @@ func logPlan[S plan.Stepper](log *slog.Logger, steps []S) {
 	for _, st := range steps {
 		s := st.PlanStep()
 		attrs := []any{"action", s.Action, "object", s.Object, "reason", s.Reason, "stage", s.Stage, "target", s.Target, "drift", s.Drift}
+		if s.Suspended {
+			attrs = append(attrs, "suspended", true)
+		}
 		lvl := slog.LevelInfo
 		if s.Drift || s.Action == plan.Hold {
 			lvl = slog.LevelWarn
@@ -662,8 +710,8 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
-	it := Iteration{Start: start, Fetched: fetch || a.node == nil}
-	n, err := a.node, error(nil)
+	n, err := a.node.Load(), error(nil)
+	it := Iteration{Start: start, Fetched: fetch || n == nil}
 	if it.Fetched {
 		var loaded *Node
 		loaded, err = a.Load(ctx)
@@ -722,7 +770,7 @@ func (a *Agent) tell(it Iteration, err error) {
 func (a *Agent) PlanNow(ctx context.Context) (*Node, NodePlan, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := a.node
+	n := a.node.Load()
 	if n == nil {
 		var err error
 		if n, err = a.Load(ctx); err != nil {

@@ -226,6 +226,9 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	}
 	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick)
 	rt.Agent.host, rt.Agent.storage = rt.Host, rt.Storage
+	if rt.DB != nil {
+		rt.Agent.state = rt.DB
+	}
 	ok = true
 	return rt, nil
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 
+	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
 	"github.com/nodevirt/nodevirt/internal/report"
 	"github.com/nodevirt/nodevirt/internal/status"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // Report is the plan as `plan -o json` prints it.
@@ -43,9 +46,7 @@ func (s *Service) Plan(ctx context.Context) (report.Plan, error) {
 // the agent rendered last.
 func (s *Service) Describe(ctx context.Context) (nodedesc.Description, error) {
 	a, c := s.agent(), s.rt.cfg
-	a.mu.Lock()
-	n := a.node
-	a.mu.Unlock()
+	n := a.node.Load()
 	if n == nil {
 		return nodedesc.Description{}, errors.New("the agent has not rendered the source yet")
 	}
@@ -64,12 +65,47 @@ func (s *Service) Reconcile(context.Context) (status.ActionResult, error) {
 	return status.ActionResult{Changed: true, Action: "reconcile", Message: "a fetch and apply is queued"}, nil
 }
 
-// VMAction runs an imperative command on a VM.
+// VMAction runs one of virtctl's actions on a VM; its errors say which
+// answer they are (no such VM, refused by its state, bad request).
 func (s *Service) VMAction(ctx context.Context, action, namespace, name string) (status.ActionResult, error) {
-	return status.ActionResult{}, errors.New("not yet")
+	if _, err := vm.ParseRequest(action); err != nil {
+		return status.ActionResult{}, api.Invalid(err)
+	}
+	res, err := s.agent().VMAction(ctx, action, namespace, name)
+	switch {
+	case errors.Is(err, ErrUnknownVM):
+		err = api.NotFound(err)
+	case errors.Is(err, vm.ErrRefused):
+		err = api.Conflict(err)
+	}
+	if err == nil && res.Changed {
+		s.agent().Event(status.Normal, eventReason(plan.Action(res.Action)), res.Object, res.Message)
+	}
+	return res, err
 }
 
-// Suspend suspends or resumes reconciliation.
+// Suspend suspends (on) or resumes reconciliation of object, or of the
+// node when object is "".
 func (s *Service) Suspend(ctx context.Context, object string, on bool) (status.ActionResult, error) {
-	return status.ActionResult{}, errors.New("not yet")
+	if object != "" {
+		if _, err := ParseObject(object, s.agent().defaultNamespace()); err != nil {
+			return status.ActionResult{}, api.Invalid(err)
+		}
+	}
+	a := s.agent()
+	var res status.ActionResult
+	var err error
+	if on {
+		res, err = a.Suspend(ctx, object)
+	} else {
+		res, err = a.Resume(ctx, object)
+	}
+	if err == nil && res.Changed {
+		reason := "Resumed"
+		if on {
+			reason = "Suspended"
+		}
+		a.Event(status.Normal, reason, res.Object, res.Message)
+	}
+	return res, err
 }

@@ -202,6 +202,11 @@ func (a *Agent) StatusOf(n *Node, nr NodeReport) status.Node {
 		st.Host.RebootRequired, st.Host.Reason = true, "staged kernel arguments or boot-time module options take effect at the next boot"
 	}
 	st.Drifted = len(drifted)
+	st.Suspension.Objects = []string{}
+	if global, objects, err := a.Suspensions(); err == nil {
+		st.Suspension.Global = global
+		st.Suspension.Objects = append(st.Suspension.Objects, objects...)
+	}
 	if st.Host.Steps == nil {
 		st.Host.Steps = []status.Step{}
 	}
@@ -258,6 +263,7 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 	for _, o := range nr.VMs.Outcomes {
 		outcomes[o.Target] = append(outcomes[o.Target], o)
 	}
+	requests, _ := a.RunRequests()
 	objects := map[string]any{}
 	if n.Set != nil {
 		for _, o := range n.Set.Objects {
@@ -307,6 +313,9 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 		}
 		if o, ok := objects[v.Object].(*kubevirtv1.VirtualMachine); ok && o != nil {
 			out.Spec, out.Labels, out.Annotations = o.Spec, o.Labels, o.Annotations
+		}
+		if r, ok := requests[v.DomainName]; ok {
+			out.Status.StateChangeRequests = []kubevirtv1.VirtualMachineStateChangeRequest{{Action: r.Action}}
 		}
 		cond := kubevirtv1.VirtualMachineCondition{Type: kubevirtv1.VirtualMachineReady, Status: corev1.ConditionFalse}
 		if out.Status.Ready {

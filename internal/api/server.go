@@ -358,12 +358,28 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, res status.Actio
 	writeJSON(w, http.StatusOK, res)
 }
 
-// Errors an Agent wraps so the API answers with the right status code.
+// Kinds of error an Agent returns (NotFound, Conflict, Invalid mark
+// them) so the API answers with the right status code.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid request")
 )
+
+// NotFound marks err as about something that does not exist (404).
+func NotFound(err error) error { return coded{err, ErrNotFound} }
+
+// Conflict marks err as refused by the object's state (409).
+func Conflict(err error) error { return coded{err, ErrConflict} }
+
+// Invalid marks err as a bad request (400).
+func Invalid(err error) error { return coded{err, ErrInvalid} }
+
+// coded is an error with its kind; its text is the error's alone.
+type coded struct{ err, kind error }
+
+func (c coded) Error() string   { return c.err.Error() }
+func (c coded) Unwrap() []error { return []error{c.err, c.kind} }
 
 // readBody decodes an optional JSON body strictly; on error it has
 // answered 400 (or 413) itself.

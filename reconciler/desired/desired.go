@@ -24,6 +24,12 @@ const (
 	// AnnotationAllowPruneAll "true" on any object of the commit confirms that a
 	// commit may delete every VM nodevirt owns on this node.
 	AnnotationAllowPruneAll = "nodevirt.io/allow-prune-all"
+	// AnnotationReconcile "disabled" suspends the reconciliation of one
+	// object (Flux's suspend): its steps are planned and reported, drift
+	// included, and never applied. Any other value, or none, is enabled.
+	AnnotationReconcile = "nodevirt.io/reconcile"
+	// ReconcileDisabled is the AnnotationReconcile value that suspends.
+	ReconcileDisabled = "disabled"
 	// LabelHostname is the node selector key that pins a VM to one node.
 	LabelHostname = "kubernetes.io/hostname"
 )

@@ -11,6 +11,7 @@ const (
 	SkipAfterFailure = "an earlier action for this object failed"
 	SkipSelfHealOff  = "self-heal is off; drift reported only"
 	SkipStopping     = "not started: nodevirt is stopping (it runs on the next apply or run)"
+	SkipSuspended    = "reconciliation suspended"
 )
 
 // Runner is what a stage gives Apply: how to do one of its steps, and the
@@ -87,6 +88,8 @@ func Apply[S Stepper](ctx context.Context, steps []S, r Runner[S]) Report {
 			if out.Result == "" {
 				continue
 			}
+		case st.Suspended:
+			out.Result, out.Error = Skipped, SkipSuspended
 		case failed[object(s)]:
 			out.Result, out.Error = Skipped, SkipAfterFailure
 		case st.Drift && (r.SelfHeal == nil || !r.SelfHeal(s)):

@@ -192,3 +192,34 @@ func TestApply_stopFinishesTheRunningStep(t *testing.T) {
 		t.Fatalf("ran (-want +got):\n%s", d)
 	}
 }
+
+// A suspended step is recorded as skipped for the suspension and never
+// run; the object's other steps are not held back by it, nor are other
+// objects'.
+func TestApply_suspendedStepsAreNotRun(t *testing.T) {
+	steps := []Step{step(Create, "a", false), step(Create, "b", false), step(Update, "c", true), step(Start, "a", false)}
+	steps[0].Suspended, steps[2].Suspended = true, true
+	var ran []string
+	rep := Apply(context.Background(), steps, Runner[Step]{
+		SelfHeal: func(Step) bool { return true },
+		Do: func(_ context.Context, s Step) (Result, string, error) {
+			ran = append(ran, string(s.Action)+" "+s.Object)
+			return "", "", nil
+		},
+	})
+	want := []string{
+		"create a skipped: " + SkipSuspended,
+		"create b done",
+		"update c skipped: " + SkipSuspended,
+		"start a done",
+	}
+	if d := cmp.Diff(want, outcomeRows(rep)); d != "" {
+		t.Fatalf("outcomes (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"create b", "start a"}, ran); d != "" {
+		t.Fatalf("ran (-want +got):\n%s", d)
+	}
+	if !rep.Outcomes[2].Drift {
+		t.Fatal("a suspended drift step is still reported as drift")
+	}
+}

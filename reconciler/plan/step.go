@@ -54,6 +54,10 @@ type Step struct {
 	// Drift marks steps that undo an out-of-band change; they run only with
 	// self-heal on.
 	Drift bool `json:"drift,omitempty"`
+	// Suspended: reconciliation of the step's object, or of the whole node,
+	// is suspended (Flux's suspend): the step is planned and reported, drift
+	// included, and never applied.
+	Suspended bool `json:"suspended,omitempty"`
 }
 
 // PlanStep returns the step itself; a stage's richer step embeds Step and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -75,6 +76,10 @@ type Options struct {
 	// FreeHugepages maps a page size in KiB to the free pages of that size on
 	// the host; a VM that needs more waits instead of starting.
 	FreeHugepages map[int64]int64
+	// Requests are the starts and stops asked for by hand, by domain: a stop
+	// keeps the domain off whatever its runStrategy, a start makes a Halted
+	// VM run as Always, until the opposite request clears it.
+	Requests map[string]RunRequest
 	// Fields compares two domain documents; nil means the package's Fields.
 	// The reconciler passes a memoized one, since between two iterations
 	// almost no document changes and parsing them dominates a no-op plan.
@@ -226,8 +231,8 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	}
 	if !exists {
 		acts := []plan.Step{act(Create, "new in the source")}
-		if startsOnCreate(vm.RunStrategy) {
-			acts = append(acts, startOrWait(vm, act(Start, fmt.Sprintf("runStrategy %s", vm.RunStrategy)), opt))
+		if startsOnCreate(vm, opt) {
+			acts = append(acts, startOrWait(vm, act(Start, runReason(vm, opt)), opt))
 		}
 		return acts
 	}
@@ -259,11 +264,11 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	active := dom.State.Active()
 	switch want := runWanted(vm, dom, opt); {
 	case want && !active:
-		a := act(Start, fmt.Sprintf("runStrategy %s; domain is %s (%s)", vm.RunStrategy, dom.State, dom.Reason))
+		a := act(Start, fmt.Sprintf("%s; domain is %s (%s)", runReason(vm, opt), dom.State, dom.Reason))
 		a.Drift = dom.Reason == "destroyed" && opt.Started[vm.DomainName]
 		acts = append(acts, startOrWait(vm, a, opt))
-	case !want && active && vm.RunStrategy == kubevirtv1.RunStrategyHalted:
-		a := act(Stop, "runStrategy Halted; domain is running")
+	case !want && active && (vm.RunStrategy == kubevirtv1.RunStrategyHalted || requested(vm, opt) == kubevirtv1.StopRequest):
+		a := act(Stop, runReason(vm, opt)+"; domain is running")
 		a.Disruptive = true
 		acts = append(acts, a)
 	case active && redefined:
@@ -278,8 +283,32 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	return acts
 }
 
-func startsOnCreate(rs kubevirtv1.VirtualMachineRunStrategy) bool {
-	switch rs {
+// requested returns the run request recorded for vm's domain, if any.
+func requested(vm *desired.VM, opt Options) kubevirtv1.StateChangeRequestAction {
+	return opt.Requests[vm.DomainName].Action
+}
+
+// runReason says what decides vm's run state: a request by hand, or its
+// runStrategy.
+func runReason(vm *desired.VM, opt Options) string {
+	r, ok := opt.Requests[vm.DomainName]
+	switch {
+	case ok && r.Action == kubevirtv1.StopRequest:
+		return fmt.Sprintf("a stop was requested at %s (runStrategy %s); it stays off until a start", r.Time.UTC().Format(time.RFC3339), vm.RunStrategy)
+	case ok && r.Action == kubevirtv1.StartRequest:
+		return fmt.Sprintf("a start was requested at %s (runStrategy %s); it runs until a stop", r.Time.UTC().Format(time.RFC3339), vm.RunStrategy)
+	}
+	return fmt.Sprintf("runStrategy %s", vm.RunStrategy)
+}
+
+func startsOnCreate(vm *desired.VM, opt Options) bool {
+	switch requested(vm, opt) {
+	case kubevirtv1.StopRequest:
+		return false
+	case kubevirtv1.StartRequest:
+		return true
+	}
+	switch vm.RunStrategy {
 	case kubevirtv1.RunStrategyAlways, kubevirtv1.RunStrategyRerunOnFailure, kubevirtv1.RunStrategyOnce:
 		return true
 	}
@@ -289,7 +318,15 @@ func startsOnCreate(rs kubevirtv1.VirtualMachineRunStrategy) bool {
 // runWanted applies KubeVirt's runStrategy semantics to an existing domain.
 // A guest that shut itself down counts as Succeeded; crashed or destroyed
 // counts as plan.Failed (KubeVirt treats destroy of an ACPI guest as failure).
+// A request by hand overrides the strategy: a stop keeps it off, a start
+// keeps it running. A paused domain is active: it is never "started" back.
 func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
+	switch requested(vm, opt) {
+	case kubevirtv1.StopRequest:
+		return false
+	case kubevirtv1.StartRequest:
+		return true
+	}
 	switch vm.RunStrategy {
 	case kubevirtv1.RunStrategyAlways:
 		return true

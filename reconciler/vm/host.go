@@ -15,6 +15,10 @@ type Hypervisor interface {
 	Shutdown(ctx context.Context, name string, grace time.Duration) error
 	Destroy(ctx context.Context, name string) error
 	Undefine(ctx context.Context, name string) error
+	// Pause suspends a running domain's vCPUs; Resume lets it run again.
+	// Either leaves a domain already in that state alone.
+	Pause(ctx context.Context, name string) error
+	Resume(ctx context.Context, name string) error
 }
 
 // EventSource is the optional ability to stream lifecycle events.

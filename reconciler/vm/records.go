@@ -3,6 +3,9 @@ package vm
 import (
 	"encoding/json"
 	"fmt"
+	"time"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 )
@@ -15,6 +18,9 @@ const (
 	bucketMeta    = "meta"
 	// bucketCPUs holds dedicated-CPU allocations: domain → desired.Pinning.
 	bucketCPUs = "cpus"
+	// bucketRunRequests holds the starts and stops asked for by hand:
+	// domain → RunRequest.
+	bucketRunRequests = "runrequests"
 
 	keyLastApplied   = "lastAppliedRevision"
 	keyLastAttempted = "lastAttemptedRevision"
@@ -43,6 +49,52 @@ func (s records) started() (map[string]bool, error) {
 }
 
 func (s records) markStarted(name string) error { return s.kv.Put(bucketStarted, name, []byte{1}) }
+
+// RunRequest is a start or stop asked for by hand (virtctl start or stop).
+// It outlives agent restarts and overrides the VM's runStrategy until the
+// opposite action clears it, as the runStrategy KubeVirt's start and stop
+// patch does; status shows it as KubeVirt's status.stateChangeRequests.
+type RunRequest struct {
+	// Action is kubevirtv1.StartRequest or kubevirtv1.StopRequest.
+	Action kubevirtv1.StateChangeRequestAction `json:"action"`
+	Time   time.Time                           `json:"time"`
+}
+
+// runRequests returns every recorded request by domain.
+func (s records) runRequests() (map[string]RunRequest, error) {
+	out := map[string]RunRequest{}
+	err := s.kv.ForEach(bucketRunRequests, func(k string, v []byte) error {
+		var r RunRequest
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("run request of %s: %w", k, err)
+		}
+		out[k] = r
+		return nil
+	})
+	return out, err
+}
+
+func (s records) runRequest(name string) (RunRequest, error) {
+	b, err := s.kv.Get(bucketRunRequests, name)
+	if err != nil || b == nil {
+		return RunRequest{}, err
+	}
+	var r RunRequest
+	if err := json.Unmarshal(b, &r); err != nil {
+		return RunRequest{}, fmt.Errorf("run request of %s: %w", name, err)
+	}
+	return r, nil
+}
+
+func (s records) setRunRequest(name string, r RunRequest) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.kv.Put(bucketRunRequests, name, b)
+}
+
+func (s records) clearRunRequest(name string) error { return s.kv.Delete(bucketRunRequests, name) }
 
 func (s records) get(name string) (*record, error) {
 	b, err := s.kv.Get(bucketVMs, name)
@@ -73,6 +125,9 @@ func (s records) delete(name string) error {
 		return err
 	}
 	if err := s.kv.Delete(bucketCPUs, name); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(bucketRunRequests, name); err != nil {
 		return err
 	}
 	if err := s.kv.Delete(bucketDevices, name); err != nil {
@@ -112,8 +167,9 @@ func Decoders() map[string]func(key string, val []byte) error {
 			_, err := records{kv: oneRecord{k, v}}.get(k)
 			return err
 		},
-		bucketCPUs:    isJSON,
-		bucketDevices: isJSON,
+		bucketCPUs:        isJSON,
+		bucketDevices:     isJSON,
+		bucketRunRequests: isJSON,
 	}
 }
 

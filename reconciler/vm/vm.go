@@ -92,11 +92,16 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	if err != nil {
 		return nil, err
 	}
+	requests, err := r.rec.runRequests()
+	if err != nil {
+		return nil, err
+	}
 	opt := Options{
 		AllowPruneAll:   r.cfg.AllowPruneAll || st.AllowPruneAll,
 		PruneGuardShare: r.cfg.PruneGuardShare,
 		Started:         started,
 		Inventory:       inventory,
+		Requests:        requests,
 		Missing:         map[string]bool{},
 		LastGood:        map[string]*desired.VM{},
 		Fields:          r.fields.compare,
@@ -218,6 +223,27 @@ var vmOrder = []plan.Action{Create, Update, Start, Restart, Stop, Delete}
 // failure (no start of a VM whose define failed).
 func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 	_ = r.rec.setMeta(keyLastAttempted, p.Revision)
+	rep := r.apply(ctx, p, p.Actions)
+	if rep.Failed == 0 {
+		_ = r.rec.setMeta(keyLastApplied, p.Revision)
+	}
+	return rep
+}
+
+// ApplyTo applies only the steps of p for one domain (a start by hand of a
+// VM not defined yet): the revision is not recorded as applied, since the
+// other VMs' steps did not run.
+func (r *Reconciler) ApplyTo(ctx context.Context, p *Planned, domain string) Report {
+	var steps []plan.Step
+	for _, a := range p.Actions {
+		if a.Target == domain {
+			steps = append(steps, a)
+		}
+	}
+	return r.apply(ctx, p, steps)
+}
+
+func (r *Reconciler) apply(ctx context.Context, p *Planned, steps []plan.Step) Report {
 	for _, vm := range p.Adopt {
 		err := r.rec.put(vm.DomainName, &record{VM: vm})
 		if err == nil && p.Observed[vm.DomainName].State.Active() {
@@ -229,7 +255,7 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 	}
 	unavailable := 0
 	starts := func(a plan.Step) bool { return a.Action == Start || a.Action == Restart }
-	rep := plan.Apply(ctx, p.Actions, plan.Runner[plan.Step]{
+	rep := plan.Apply(ctx, steps, plan.Runner[plan.Step]{
 		Order:    vmOrder,
 		Object:   func(a plan.Step) string { return a.Target },
 		SelfHeal: func(a plan.Step) bool { return r.selfHeal(p.VMs[a.Target]) },
@@ -254,9 +280,6 @@ func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 		},
 		Log: r.log,
 	})
-	if rep.Failed == 0 {
-		_ = r.rec.setMeta(keyLastApplied, p.Revision)
-	}
 	return Report{Revision: p.Revision, Report: rep, Unavailable: unavailable}
 }
 

@@ -290,6 +290,48 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 	return err
 }
 
+// Pause suspends a running domain's vCPUs (virsh suspend); the guest keeps
+// its memory and resumes where it stopped. A paused domain is left alone.
+func (d *Driver) Pause(ctx context.Context, name string) error {
+	return d.pauseOrResume(ctx, name, true)
+}
+
+// Resume lets a paused domain run again (virsh resume). A domain that is
+// not paused is left alone.
+func (d *Driver) Resume(ctx context.Context, name string) error {
+	return d.pauseOrResume(ctx, name, false)
+}
+
+func (d *Driver) pauseOrResume(ctx context.Context, name string, pause bool) error {
+	t := domainTarget(name)
+	op := "resume"
+	if pause {
+		op = "pause"
+	}
+	found, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+		st, _, err := domState(dom)
+		if err != nil {
+			return wrapErr("read state of", t, err)
+		}
+		switch {
+		case !st.Active():
+			return fmt.Errorf("%s %s: domain is not running", op, t)
+		case pause && st == hv.Paused, !pause && st != hv.Paused:
+			return nil
+		case pause:
+			return wrapErrIf(op, t, dom.Suspend())
+		}
+		return wrapErrIf(op, t, dom.Resume())
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%s %s: %w", op, t, ErrNotDefined)
+	}
+	return nil
+}
+
 // Undefine removes the persistent definition together with its managed save
 // image, snapshot and checkpoint metadata, NVRAM and TPM state. A missing or
 // transient domain is left alone: a transient domain has no definition and

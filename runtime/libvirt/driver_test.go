@@ -458,6 +458,8 @@ var _ interface {
 	Shutdown(ctx context.Context, name string, grace time.Duration) error
 	Destroy(ctx context.Context, name string) error
 	Undefine(ctx context.Context, name string) error
+	Pause(ctx context.Context, name string) error
+	Resume(ctx context.Context, name string) error
 	Events(ctx context.Context) (<-chan hv.Event, error)
 } = (*Driver)(nil)
 
@@ -474,5 +476,38 @@ func TestDriver_CompareCPU_unsupportedOnTestDriver(t *testing.T) {
 	err := d.CompareCPU(context.Background(), "x86_64", "kvm", `<cpu mode="host-model"/>`)
 	if !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("want errors.ErrUnsupported from the test driver, got %v", err)
+	}
+}
+
+// Pause and Resume suspend and resume a running domain, leave one already
+// in the asked state alone, and refuse one that is not running.
+func TestDriver_PauseResume(t *testing.T) {
+	ctx := t.Context()
+	d := openTest(t, testDomain("vm1", uuidA, ""))
+	if err := d.Pause(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Pause(ctx, "vm1"); err != nil {
+		t.Fatalf("second Pause: %v", err)
+	}
+	if got := states(t, d)["vm1"]; got.State != hv.Paused || got.Reason != "user" {
+		t.Fatalf("after Pause: %+v", got)
+	}
+	for i := range 2 {
+		if err := d.Resume(ctx, "vm1"); err != nil {
+			t.Fatalf("Resume #%d: %v", i, err)
+		}
+	}
+	if got := states(t, d)["vm1"]; got.State != hv.Running {
+		t.Fatalf("after Resume: %+v", got)
+	}
+	if err := d.Destroy(ctx, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Pause(ctx, "vm1"); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Pause of a shut-off domain: %v", err)
+	}
+	if err := d.Resume(ctx, "nope"); !errors.Is(err, ErrNotDefined) {
+		t.Fatalf("Resume of an unknown domain: %v", err)
 	}
 }
