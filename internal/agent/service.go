@@ -80,6 +80,9 @@ func (s *Service) VMAction(ctx context.Context, action, namespace, name string) 
 	}
 	if err == nil && res.Changed {
 		s.agent().Event(status.Normal, eventReason(plan.Action(res.Action)), res.Object, res.Message)
+		// The status the API serves is the loop's: a reconcile now shows
+		// the change.
+		s.agent().Kick()
 	}
 	return res, err
 }
@@ -106,6 +109,7 @@ func (s *Service) Suspend(ctx context.Context, object string, on bool) (status.A
 			reason = "Suspended"
 		}
 		a.Event(status.Normal, reason, res.Object, res.Message)
+		a.Kick()
 	}
 	return res, err
 }
