@@ -33,6 +33,7 @@ type Service struct{ rt *Runtime }
 func (r *Runtime) Service() *Service { return &Service{rt: r} }
 
 func (s *Service) Status() status.Node    { return s.rt.Agent.Status() }
+func (s *Service) StatusVersion() uint64  { return s.rt.Agent.StatusVersion() }
 func (s *Service) Events() []status.Event { return s.rt.Agent.Events() }
 func (s *Service) agent() *Agent          { return s.rt.Agent }
 

@@ -49,6 +49,15 @@ type tracker struct {
 	st     status.Node
 	events []status.Event // ring, oldest first
 	count  int64
+	// version counts the changes of st, so the API encodes it once per
+	// change, not once per request.
+	version uint64
+}
+
+func (t *tracker) statusVersion() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.version
 }
 
 func (t *tracker) status() status.Node {
@@ -99,6 +108,7 @@ func (t *tracker) fetched(url, revision string, err error) {
 	if revision != "" {
 		t.st.Source.Revision = revision
 	}
+	t.version++
 	t.mu.Unlock()
 	switch {
 	case err != nil:
@@ -111,6 +121,9 @@ func (t *tracker) fetched(url, revision string, err error) {
 // Status is the node's status as of the last reconcile (or the last
 // StatusOf a one-shot command made).
 func (a *Agent) Status() status.Node { return a.track.status() }
+
+// StatusVersion changes whenever Status does.
+func (a *Agent) StatusVersion() uint64 { return a.track.statusVersion() }
 
 // Events are the agent's recent events, newest first.
 func (a *Agent) Events() []status.Event { return a.track.recent() }
@@ -135,6 +148,7 @@ func (a *Agent) record(n *Node, nr NodeReport, start time.Time) status.Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.count++
+	t.version++
 	src := t.st.Source
 	src.LastAppliedRevision, src.LastAttemptedRevision = st.Source.LastAppliedRevision, st.Source.LastAttemptedRevision
 	st.Source = src

@@ -11,14 +11,21 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
@@ -39,6 +46,8 @@ const maxBody = 64 << 10
 // Agent is what the API serves and drives.
 type Agent interface {
 	Status() status.Node
+	// StatusVersion changes whenever Status does.
+	StatusVersion() uint64
 	Events() []status.Event
 	// Plan plans the node now without changing anything.
 	Plan(ctx context.Context) (report.Plan, error)
@@ -70,6 +79,18 @@ type Server struct {
 	o   Options
 	mux *http.ServeMux
 	now func() time.Time
+
+	// status is the last status encoded: encoding a node of 1,000 VMs
+	// costs milliseconds, and pollers ask far more often than it changes.
+	statusMu  sync.Mutex
+	statusEnc atomic.Pointer[encoded]
+}
+
+// encoded is one version of a report, plain and gzipped, with its ETag.
+type encoded struct {
+	version   uint64
+	plain, gz []byte
+	etag      string
 }
 
 // New builds the routes.
@@ -245,8 +266,72 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	s.writeReport(w, report.KindNodeStatus, s.o.Agent.Status())
+// status serves the node status, encoded once per version: with an ETag
+// (If-None-Match gets 304) and gzipped for clients that accept it.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	e, err := s.encodedStatus()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("ETag", e.etag)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Vary", "Accept-Encoding")
+	if match := r.Header.Get("If-None-Match"); match != "" && (match == e.etag || match == "*") {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	body := e.plain
+	if acceptsGzip(r) {
+		h.Set("Content-Encoding", "gzip")
+		body = e.gz
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+func (s *Server) encodedStatus() (*encoded, error) {
+	v := s.o.Agent.StatusVersion()
+	if e := s.statusEnc.Load(); e != nil && e.version == v {
+		return e, nil
+	}
+	// One request encodes; the others wait for it instead of encoding the
+	// same version again.
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if e := s.statusEnc.Load(); e != nil && e.version == v {
+		return e, nil
+	}
+	plain, err := report.Marshal(report.KindNodeStatus, s.o.Node, s.now(), s.o.Agent.Status())
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw.Write(plain)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(plain)
+	e := &encoded{version: v, plain: plain, gz: buf.Bytes(), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+	s.statusEnc.Store(e)
+	return e, nil
+}
+
+// acceptsGzip: the request's Accept-Encoding names gzip without q=0.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			return strings.ReplaceAll(params, " ", "") != "q=0"
+		}
+	}
+	return false
 }
 
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {

@@ -40,12 +40,18 @@ type node struct {
 	calls      []string
 	actionErr  error
 	st         status.Node
+	version    uint64
 }
 
 func (n *node) Status() status.Node {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.st
+}
+func (n *node) StatusVersion() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.version
 }
 func (n *node) Events() []status.Event { return []status.Event{{Type: status.Normal, Reason: "Test"}} }
 func (n *node) Plan(context.Context) (report.Plan, error) {
@@ -222,6 +228,7 @@ func TestAPI_healthIsOpenAndReadinessFollowsTheFirstReconcile(t *testing.T) {
 	jsonError(t, body)
 	w.node.mu.Lock()
 	w.node.st.Reconcile.Count = 1
+	w.node.version++
 	w.node.mu.Unlock()
 	if code, _, body := w.do(w.client, "GET", "/readyz", "", ""); code != 200 {
 		t.Fatalf("readyz after it: %d %s", code, body)
@@ -606,5 +613,53 @@ func TestAPI_rotationUnderLoad(t *testing.T) {
 	}
 	if ok.Load() < 20 || len(serials) < 3 {
 		t.Fatalf("%d requests, %d serving certificates: the test did not exercise rotation", ok.Load(), len(serials))
+	}
+}
+
+// The status is encoded once per version: a poller with its ETag gets 304
+// until it changes, a gzip client gets it gzipped.
+func TestAPI_statusIsCachedPerVersionWithETag(t *testing.T) {
+	w := newWorld(t)
+	tok := w.token(time.Hour)
+	get := func(h map[string]string) *http.Response {
+		req, _ := http.NewRequest("GET", w.url+"/api/v1/status", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := w.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	first := get(nil)
+	etag := first.Header.Get("ETag")
+	if first.StatusCode != 200 || etag == "" {
+		t.Fatalf("first: %d etag %q", first.StatusCode, etag)
+	}
+	if r := get(map[string]string{"If-None-Match": etag}); r.StatusCode != http.StatusNotModified {
+		t.Fatalf("unchanged: %d, want 304", r.StatusCode)
+	}
+	if r := get(map[string]string{"Accept-Encoding": "gzip"}); r.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("gzip: %v", r.Header)
+	}
+	w.node.mu.Lock()
+	w.node.st.Drifted = 7
+	w.node.version++
+	w.node.mu.Unlock()
+	r := get(map[string]string{"If-None-Match": etag})
+	if r.StatusCode != 200 || r.Header.Get("ETag") == etag {
+		t.Fatalf("changed: %d etag %q", r.StatusCode, r.Header.Get("ETag"))
+	}
+	c, err := api.Local(context.Background(), w.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil || st.Drifted != 7 {
+		t.Fatalf("new status: %+v %v", st.Drifted, err)
 	}
 }
