@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,12 @@ type Server struct {
 	mux *http.ServeMux
 	now func() time.Time
 
+	// inflight bounds the requests served at once: the API answers within
+	// half of the node's CPUs, so a crowd of pollers cannot starve the
+	// reconcile loop (the kube-apiserver's max-requests-inflight, queued
+	// here instead of refused).
+	inflight chan struct{}
+
 	// status is the last status encoded: encoding a node of 1,000 VMs
 	// costs milliseconds, and pollers ask far more often than it changes.
 	statusMu  sync.Mutex
@@ -98,7 +105,7 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), now: time.Now}
+	s := &Server{o: o, mux: http.NewServeMux(), now: time.Now, inflight: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
 	s.routes()
 	return s
 }
@@ -141,7 +148,7 @@ func (s *Server) routes() {
 // Handler serves the API over TCP: every route but the open ones needs a
 // token or a client certificate.
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if open(r.URL.Path) {
 			s.mux.ServeHTTP(w, r)
 			return
@@ -159,12 +166,28 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.o.Log.Debug("API request", "who", who, "method", r.Method, "path", r.URL.Path)
 		s.mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // LocalHandler serves the API over the unix socket: the socket's file
 // permissions (root only) authenticate the caller.
-func (s *Server) LocalHandler() http.Handler { return s.mux }
+func (s *Server) LocalHandler() http.Handler { return s.limit(s.mux) }
+
+// limit serves h within the in-flight bound; health checks pass at once,
+// so a busy API never fails its probes.
+func (s *Server) limit(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			select {
+			case s.inflight <- struct{}{}:
+				defer func() { <-s.inflight }()
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // open: the health checks need no credentials (probes, load balancers),
 // and the webhook authenticates each call by its signature.
