@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +274,11 @@ func (w *world) hostImage(src string) string {
 func (w *world) start(full ...string) *agent {
 	w.t.Helper()
 	a := &agent{log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	// Agents of tests that run side by side must not share the API's
+	// default port: each listens on one of its own unless told otherwise.
+	if slices.Contains(full, "run") && !slices.ContainsFunc(full, func(s string) bool { return strings.HasPrefix(s, "--listen") }) {
+		full = append(full, "--listen", "127.0.0.1:0")
+	}
 	a.cmd = exec.Command(nodevirtBin, full...)
 	a.cmd.Stdout = lockedBuffer{a.mu, a.log}
 	a.cmd.Stderr = lockedBuffer{a.mu, a.log}

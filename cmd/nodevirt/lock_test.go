@@ -84,7 +84,7 @@ func TestHostApply_besideRunningAgent(t *testing.T) {
 	var agentOut bytes.Buffer
 	agent.SetOut(&agentOut)
 	agent.SetErr(&agentOut)
-	agent.SetArgs(append(append([]string{}, common...), "--source", "../../examples/host", "run", "--interval", "1h", "--drift-interval", "1h"))
+	agent.SetArgs(append(append([]string{}, common...), "--source", "../../examples/host", "run", "--interval", "1h", "--drift-interval", "1h", "--listen", "127.0.0.1:0"))
 	done := make(chan error, 1)
 	go func() { done <- agent.ExecuteContext(ctx) }()
 	stopped := false

@@ -40,7 +40,7 @@ spec:
 	defer cancel()
 	cmd := newRootCmd()
 	cmd.SetArgs([]string{"run", "--source", src, "--state", filepath.Join(dir, "state"), "--root", filepath.Join(dir, "root"),
-		"--libvirt", "test:///default", "--node", "n1", "--log-level", "error", "--interval", "1h"})
+		"--libvirt", "test:///default", "--node", "n1", "--log-level", "error", "--interval", "1h", "--listen", "127.0.0.1:0"})
 	cmd.SetOut(os.Stderr)
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
