@@ -68,11 +68,14 @@ var layers = map[string][]string{
 	"internal/agent": {"internal", "manifests", "nodeconfig", "reconciler", "runtime", "source"},
 	// The node description reads the host (sysfs, libvirt) beside the rendered
 	// configuration: wiring, like the agent.
-	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
-	"internal/metrics":     {}, // takes plain values from the agent
-	"internal/pathelem":    {},
-	"internal/pki":         {"runtime/atomicfile"},
-	"internal/report":      {"reconciler"},
+	"internal/nodedesc": {"manifests", "nodeconfig", "reconciler", "runtime"},
+	"internal/metrics":  {}, // takes plain values from the agent
+	"internal/pathelem": {},
+	"internal/pki":      {"runtime/atomicfile"},
+	"internal/report":   {"reconciler"},
+	// The API serves and drives an agent through the interface it declares;
+	// it never imports the agent.
+	"internal/api":         {"internal/nodedesc", "internal/report", "internal/status"},
 	"internal/status":      {},
 	"internal/srctree":     {},
 	"internal/token":       {"runtime/atomicfile"},
