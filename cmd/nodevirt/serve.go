@@ -94,6 +94,11 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 			return nil, err
 		}
 	}
+	v := readBuildVersion()
+	if s.tcp != nil {
+		v.Listen = "https://" + listenURLHost(so.listen, s.tcp.Addr(), o.node)
+	}
+	opts.Version = v
 	s.srv = api.New(opts)
 	if s.sock, err = api.ListenSocket(socketPath(o.stateDir)); err != nil {
 		return nil, err
@@ -207,4 +212,15 @@ func (s *apiServer) record(it agent.Iteration) {
 	m.SetDataVolumes(dvs)
 	m.SetDrift(st.Drifted, len(st.Holds))
 	m.SetSuspended(st.Suspension.Global)
+}
+
+// listenURLHost is host:port as clients reach the listener: the node's name
+// for a wildcard address, the port the kernel chose for port 0.
+func listenURLHost(listen string, addr net.Addr, node string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	_, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = node
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -69,6 +69,8 @@ type Options struct {
 	Token func(secret string) (name string, expires time.Time, err error)
 	// Certificates reports the serving certificates (certs status).
 	Certificates func() any
+	// Version is what the agent was built from, served at /api/v1/version.
+	Version any
 	// Metrics, Webhook and Page are mounted at /metrics, /hooks/git and /
 	// when set.
 	Metrics, Webhook, Page http.Handler
@@ -136,6 +138,7 @@ func (s *Server) routes() {
 	m.Handle(Prefix+"/node", only(s.node, http.MethodGet))
 	m.Handle(Prefix+"/events", only(s.events, http.MethodGet))
 	m.Handle(Prefix+"/certificates", only(s.certificates, http.MethodGet))
+	m.Handle(Prefix+"/version", only(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.o.Version) }, http.MethodGet))
 	m.Handle(Prefix+"/namespaces/{namespace}/virtualmachines/{name}/{action}", only(s.vmAction, http.MethodPut, http.MethodPost))
 	m.Handle(Prefix+"/reconcile", only(s.reconcile, http.MethodPost))
 	m.Handle(Prefix+"/suspend", only(s.suspend(true), http.MethodPost))
