@@ -69,6 +69,7 @@ var layers = map[string][]string{
 	// The node description reads the host (sysfs, libvirt) beside the rendered
 	// configuration: wiring, like the agent.
 	"internal/nodedesc":    {"manifests", "nodeconfig", "reconciler", "runtime"},
+	"internal/flagconfig":  {},
 	"internal/pathelem":    {},
 	"internal/pki":         {"runtime/atomicfile"},
 	"internal/srctree":     {},
@@ -89,6 +90,8 @@ var layers = map[string][]string{
 	"runtime":         {"runtime", "internal/pathelem", "nodeconfig/cmdline"},
 	"runtime/statedb": {"runtime/atomicfile"},
 	"runtime/hv":      {},
+	// The files that install nodevirt as a service (the systemd unit).
+	"packaging": {},
 }
 
 // layerOf returns the rule of the longest path in layers that holds pkg.
