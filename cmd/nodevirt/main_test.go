@@ -19,7 +19,9 @@ func run(t testing.TB, args ...string) (string, string, int) {
 	var out, errOut bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
-	cmd.SetArgs(append([]string{"--state", t.TempDir(), "--root", t.TempDir(), "--log-level", "error"}, args...))
+	// --config "": a config file on the machine running the tests is not
+	// read; a test's own --config comes later and wins.
+	cmd.SetArgs(append([]string{"--config", "", "--state", t.TempDir(), "--root", t.TempDir(), "--log-level", "error"}, args...))
 	err := cmd.Execute()
 	code := 0
 	var ec exitCode
