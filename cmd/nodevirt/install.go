@@ -155,8 +155,10 @@ func serviceConfig(flags *pflag.FlagSet) ([]byte, error) {
 	for _, e := range applied {
 		names = append(names, e.Key)
 	}
-	if len(applied) != len(file.Entries) {
-		return nil, fmt.Errorf("install: a setting is no flag of nodevirt run")
+	for _, e := range file.Entries {
+		if !slices.Contains(names, e.Key) {
+			return nil, fmt.Errorf("install: --%s is no flag of nodevirt run", e.Key)
+		}
 	}
 	data, err := flagconfig.Encode(run, names, configHead)
 	if err != nil {

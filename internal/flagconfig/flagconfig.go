@@ -154,11 +154,10 @@ func Encode(fs *pflag.FlagSet, names []string, header string) ([]byte, error) {
 		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: name}, valueNode(fl))
 	}
 	var buf bytes.Buffer
-	for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
-		if header == "" {
-			break
+	if header != "" {
+		for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
+			buf.WriteString(strings.TrimRight("# "+l, " ") + "\n")
 		}
-		buf.WriteString(strings.TrimRight("# "+l, " ") + "\n")
 	}
 	if len(m.Content) == 0 {
 		return buf.Bytes(), nil
