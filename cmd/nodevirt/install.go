@@ -65,7 +65,7 @@ func (r *installReport) add(path, state, note string) {
 func newInstallCmd(o *options) *cobra.Command {
 	var force, now bool
 	cmd := &cobra.Command{
-		Use:   "install [flags of nodevirt run]",
+		Use:   "install",
 		Short: "Install nodevirt as a systemd service: the binary, the unit, and " + defaultConfigPath + " holding the flags given here",
 		Long: `Install copies this binary to ` + binaryPath + `, writes the systemd unit
 ` + unitPath + ` and the config file ` + defaultConfigPath + ` (mode 0600)
