@@ -68,11 +68,12 @@ var layers = map[string][]string{
 	"internal/agent": {"internal", "manifests", "nodeconfig", "reconciler", "runtime", "source"},
 	// The node description reads the host (sysfs, libvirt) beside the rendered
 	// configuration: wiring, like the agent.
-	"internal/nodedesc": {"manifests", "nodeconfig", "reconciler", "runtime"},
-	"internal/metrics":  {}, // takes plain values from the agent
-	"internal/pathelem": {},
-	"internal/pki":      {"runtime/atomicfile"},
-	"internal/report":   {"reconciler"},
+	"internal/nodedesc":   {"manifests", "nodeconfig", "reconciler", "runtime"},
+	"internal/metrics":    {}, // takes plain values from the agent
+	"internal/flagconfig": {},
+	"internal/pathelem":   {},
+	"internal/pki":        {"runtime/atomicfile"},
+	"internal/report":     {"reconciler"},
 	// The API serves and drives an agent through the interface it declares;
 	// it never imports the agent.
 	"internal/api":         {"internal/nodedesc", "internal/report", "internal/status"},
@@ -96,6 +97,8 @@ var layers = map[string][]string{
 	"runtime":         {"runtime", "internal/pathelem", "nodeconfig/cmdline"},
 	"runtime/statedb": {"runtime/atomicfile"},
 	"runtime/hv":      {},
+	// The files that install nodevirt as a service (the systemd unit).
+	"packaging": {},
 }
 
 // layerOf returns the rule of the longest path in layers that holds pkg.

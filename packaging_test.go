@@ -22,7 +22,7 @@ func TestPackaging_systemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecStart=/usr/local/bin/nodevirt run "} {
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecStart=/usr/local/bin/nodevirt run --config /etc/nodevirt/config.yaml "} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q", want)
 		}

@@ -55,6 +55,12 @@ type options struct {
 
 	// client says how commands reach a running agent.
 	client clientOptions
+
+	// configPath is --config; configRead is the file read ("" for none)
+	// and fromConfig the flags it set.
+	configPath string
+	configRead string
+	fromConfig map[string]bool
 }
 
 func newRootCmd() *cobra.Command {
@@ -64,12 +70,17 @@ func newRootCmd() *cobra.Command {
 		Short:         "Make this host's virtual machines match a git repository of KubeVirt manifests",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The file first: a log format it sets is checked like a flag's.
+			if err := o.applyConfig(cmd); err != nil {
+				return err
+			}
 			return o.checkLog()
 		},
 	}
 	host, _ := os.Hostname()
 	f := root.PersistentFlags()
+	f.StringVar(&o.configPath, "config", defaultConfigPath, "YAML file of settings: every flag, by its name (source: https://...), for the flags not given on the command line; the default may be absent, \"\" reads none (env "+configEnv+")")
 	f.StringVar(&o.source, "source", ".", "manifests: a local directory, or a git URL (https://, ssh://, file://, or a bare repository path)")
 	f.StringVar(&o.branch, "branch", "", "git branch to follow (default main)")
 	f.StringVar(&o.tag, "tag", "", "git tag to check out")
@@ -124,6 +135,8 @@ func newRootCmd() *cobra.Command {
 		newStateCmd(o),
 		newVersionCmd(o),
 		newTokenCmd(o), newCertsCmd(o),
+		newConfigCmd(o),
+		newInstallCmd(o),
 	)
 	return root
 }
