@@ -49,11 +49,16 @@ var files embed.FS
 // smuggle in would run or load.
 const contentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// describeTimeout bounds the node description: it asks libvirt, and a
+// hung libvirt should cost the page its node section, not the whole page.
+const describeTimeout = 3 * time.Second
+
 type handler struct {
-	data Data
-	opts Options
-	page *template.Template
-	now  func() time.Time
+	data            Data
+	opts            Options
+	page            *template.Template
+	now             func() time.Time
+	describeTimeout time.Duration
 }
 
 // Handler serves the page for GET and HEAD of "/"; other paths are not
@@ -63,7 +68,7 @@ func Handler(d Data, opts Options) http.Handler {
 		opts.RefreshSeconds = DefaultRefreshSeconds
 	}
 	page := template.Must(template.ParseFS(files, "page.html"))
-	return &handler{data: d, opts: opts, page: page, now: time.Now}
+	return &handler{data: d, opts: opts, page: page, now: time.Now, describeTimeout: describeTimeout}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +107,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) render(ctx context.Context, buf *bytes.Buffer) error {
 	now := h.now()
-	desc, derr := h.data.Describe(ctx)
+	dctx, cancel := context.WithTimeout(ctx, h.describeTimeout)
+	desc, derr := h.data.Describe(dctx)
+	cancel()
+	if derr != nil {
+		derr = fmt.Errorf("describe the node: %w", derr)
+	}
 	v := build(h.opts, h.data.Status(), h.data.Events(), desc, derr, now)
 	if err := h.page.Execute(buf, v); err != nil {
 		return fmt.Errorf("execute template: %w", err)

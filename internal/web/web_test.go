@@ -32,6 +32,8 @@ type node struct {
 	events  []status.Event
 	desc    nodedesc.Description
 	descErr error
+	// hang makes Describe wait for its context, as a hung libvirt would.
+	hang bool
 }
 
 func (n *node) Status() status.Node {
@@ -47,6 +49,10 @@ func (n *node) Events() []status.Event {
 }
 
 func (n *node) Describe(ctx context.Context) (nodedesc.Description, error) {
+	if n.hang {
+		<-ctx.Done()
+		return nodedesc.Description{}, ctx.Err()
+	}
 	return n.desc, n.descErr
 }
 
@@ -386,6 +392,22 @@ func TestPage_globalSuspensionAndQuietNode(t *testing.T) {
 	byID(t, doc, "reboot-not-required")
 	if m := find(doc, func(n *html.Node) bool { v, _ := attr(n, "http-equiv"); return v == "refresh" }); len(m) != 0 {
 		t.Error("RefreshSeconds < 0 still reloads")
+	}
+}
+
+func TestPage_hungDescriptionCostsOnlyTheNodeSection(t *testing.T) {
+	n := sample(time.Now())
+	n.hang = true
+	start := time.Now()
+	doc := page(t, web.WithDescribeTimeout(web.Handler(n, web.Options{Node: "node-a"}), 200*time.Millisecond))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the page took %s with a hung description", d)
+	}
+	if got := text(byID(t, doc, "node-error")); !strings.Contains(got, "describe the node: context deadline exceeded") {
+		t.Errorf("#node-error = %q", got)
+	}
+	if len(rows(t, doc, "vm-table", "data-vm")) != 4 {
+		t.Error("the VMs are missing when only the description hung")
 	}
 }
 
