@@ -93,11 +93,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Content-Security-Policy", contentSecurityPolicy)
-	if h.opts.RefreshSeconds > 0 {
-		// The header twin of the page's meta refresh, for clients that
-		// read headers only.
-		hdr.Set("Refresh", strconv.Itoa(h.opts.RefreshSeconds))
-	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
