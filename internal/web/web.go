@@ -57,7 +57,6 @@ type handler struct {
 	data            Data
 	opts            Options
 	page            *template.Template
-	now             func() time.Time
 	describeTimeout time.Duration
 }
 
@@ -68,7 +67,7 @@ func Handler(d Data, opts Options) http.Handler {
 		opts.RefreshSeconds = DefaultRefreshSeconds
 	}
 	page := template.Must(template.ParseFS(files, "page.html"))
-	return &handler{data: d, opts: opts, page: page, now: time.Now, describeTimeout: describeTimeout}
+	return &handler{data: d, opts: opts, page: page, describeTimeout: describeTimeout}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +100,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) render(ctx context.Context, buf *bytes.Buffer) error {
-	now := h.now()
+	now := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, h.describeTimeout)
 	desc, derr := h.data.Describe(dctx)
 	cancel()
