@@ -82,6 +82,8 @@ var layers = map[string][]string{
 	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},
 	"internal/webhook":     {},
+	"internal/web":         {"internal/status", "internal/nodedesc"},
+	"internal/web/webtest": {"internal/testenv"},
 	"internal/staterepair": {"internal/pathelem", "reconciler", "runtime"},
 	"source":               {"internal/srctree"},
 	"manifests":            {"manifests", "internal/srctree"},
