@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/api"
+	"github.com/nodevirt/nodevirt/internal/web/webtest"
 )
 
 // serviceAgent is a running agent reached as its users reach it: the CLI
@@ -223,4 +224,41 @@ func TestService_apiDrivesARunningAgent(t *testing.T) {
 		}
 		return reasons["Start"] && reasons["WebhookReceived"] && reasons["Create"]
 	})
+}
+
+// The web page of a running agent, in a real browser: opened once with the
+// address `nodevirt dashboard` prints (the token becomes a cookie), it shows
+// the VMs with their states and follows a change by itself.
+func TestService_webPageInABrowser(t *testing.T) {
+	require(t, Root, Libvirtd)
+	w := newWorld(t)
+	w.commit("vms", map[string]string{"vms/web.yaml": benchVM(w.ns, "web"), "vms/db.yaml": benchVM(w.ns, "db")})
+	s := w.startService(t)
+	w.awaitState("web", "running", 90*time.Second)
+	w.awaitState("db", "running", 90*time.Second)
+
+	url := strings.TrimSpace(w.mustNodevirt("dashboard", "--ttl", "1h"))
+	if !strings.HasPrefix(url, s.url+"/?token=") {
+		t.Fatalf("dashboard printed %q, want %s/?token=…", url, s.url)
+	}
+	b := webtest.Start(t)
+	if err := b.Open(url); err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	row := func(name string) string { return "#vm-table tr[data-vm='" + w.ns + "/" + name + "'] td.state" }
+	for _, name := range []string{"web", "db"} {
+		if err := b.WaitText(row(name), "Running", 2*time.Minute); err != nil {
+			t.Fatalf("the page does not show %s Running: %v", name, err)
+		}
+	}
+	if shot, err := b.Screenshot("agent-page"); err != nil {
+		t.Errorf("screenshot: %v", err)
+	} else {
+		t.Logf("screenshot: %s", shot)
+	}
+	// The page reloads itself: a stop shows without navigating.
+	w.mustNodevirt("stop", "db")
+	if err := b.WaitText(row("db"), "Stopped", 2*time.Minute); err != nil {
+		t.Fatalf("the page does not follow the stop: %v", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/internal/token"
+	"github.com/nodevirt/nodevirt/internal/web"
 	"github.com/nodevirt/nodevirt/internal/webhook"
 )
 
@@ -95,6 +96,7 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 		}
 	}
 	v := readBuildVersion()
+	opts.Page = web.Handler(svc, web.Options{Node: o.node, Version: v.Version})
 	if s.tcp != nil {
 		v.Listen = "https://" + listenURLHost(so.listen, s.tcp.Addr(), o.node)
 	}
