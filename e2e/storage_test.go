@@ -440,7 +440,12 @@ func TestStorage_killDuringImport(t *testing.T) {
 	hp := filepath.Join(sw.hostRoot, "var", "hpvolumes")
 	var partial string
 	await(t, "a half-written import", 30*time.Second, func() bool {
-		m, _ := filepath.Glob(filepath.Join(hp, "*", ".disk.img.partial"))
+		// An HTTP import downloads beside the disk (kept for a resume) and
+		// writes the partial disk only once the download is whole.
+		m, _ := filepath.Glob(filepath.Join(hp, "*", ".disk.img.download"))
+		if len(m) == 0 {
+			m, _ = filepath.Glob(filepath.Join(hp, "*", ".disk.img.partial"))
+		}
 		if len(m) == 1 {
 			if st, err := os.Stat(m[0]); err == nil && st.Size() > 4<<20 {
 				partial = m[0]
