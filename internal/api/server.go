@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
 	"github.com/nodevirt/nodevirt/internal/report"
 	"github.com/nodevirt/nodevirt/internal/status"
@@ -36,6 +38,10 @@ import (
 
 // Prefix is the versioned API's path.
 const Prefix = "/api/v1"
+
+// DefaultMaxRequestsPerSecond keeps the API's own work, TLS included,
+// to a small share of a small node's CPUs (see docs/performance.md).
+const DefaultMaxRequestsPerSecond = 1000
 
 // CookieName is the web page's session cookie: it carries the token the
 // page was opened with (/?token=…).
@@ -71,6 +77,10 @@ type Options struct {
 	Certificates func() any
 	// Version is what the agent was built from, served at /api/v1/version.
 	Version any
+	// MaxRequestsPerSecond is how many requests the API serves a second,
+	// all clients together; more wait their turn. 0 is
+	// DefaultMaxRequestsPerSecond.
+	MaxRequestsPerSecond int
 	// Metrics, Webhook and Page are mounted at /metrics, /hooks/git and /
 	// when set.
 	Metrics, Webhook, Page http.Handler
@@ -83,11 +93,12 @@ type Server struct {
 	mux *http.ServeMux
 	now func() time.Time
 
-	// inflight bounds the requests served at once: the API answers within
-	// half of the node's CPUs, so a crowd of pollers cannot starve the
-	// reconcile loop (the kube-apiserver's max-requests-inflight, queued
-	// here instead of refused).
+	// inflight bounds the requests served at once and rate the requests
+	// served per second: a crowd of pollers cannot starve the reconcile
+	// loop (the kube-apiserver's max-requests-inflight, queued here
+	// instead of refused, and a client's QPS, on the server's side).
 	inflight chan struct{}
+	rate     *rate.Limiter
 
 	// status is the last status encoded: encoding a node of 1,000 VMs
 	// costs milliseconds, and pollers ask far more often than it changes.
@@ -107,7 +118,11 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), now: time.Now, inflight: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))}
+	if o.MaxRequestsPerSecond <= 0 {
+		o.MaxRequestsPerSecond = DefaultMaxRequestsPerSecond
+	}
+	s := &Server{o: o, mux: http.NewServeMux(), now: time.Now, inflight: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		rate: rate.NewLimiter(rate.Limit(o.MaxRequestsPerSecond), o.MaxRequestsPerSecond/5+1)}
 	s.routes()
 	return s
 }
@@ -181,6 +196,9 @@ func (s *Server) LocalHandler() http.Handler { return s.limit(s.mux) }
 func (s *Server) limit(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			if err := s.rate.Wait(r.Context()); err != nil {
+				return
+			}
 			select {
 			case s.inflight <- struct{}{}:
 				defer func() { <-s.inflight }()
