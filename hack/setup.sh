@@ -21,7 +21,9 @@ PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       busybox-static isolinux syslinux-common xorriso mtools
       # host configuration e2e (e2e/host_test.go): a systemd booted by
       # systemd-nspawn from a Debian tree debootstrap builds (cached in /var/tmp)
-      systemd-container debootstrap)
+      systemd-container debootstrap
+      # the Ansible example's e2e test (e2e/ansible_test.go)
+      ansible-core)
 
 missing=()
 for p in "${PKGS[@]}"; do
