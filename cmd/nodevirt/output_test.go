@@ -279,6 +279,13 @@ func TestOutput_agentAnswersMatchSchemas(t *testing.T) {
 		t.Error("an action result without changed must fail its schema")
 	}
 
+	// The reconcile asked for runs (and ends before the agent is stopped).
+	for st, _ := client.Status(ctx); st.Reconcile.Count < 2; st, _ = client.Status(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reconcile asked for did not run: %+v", st.Reconcile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	events, err := client.Raw(ctx, api.Prefix+"/events")
 	if err != nil {
 		t.Fatal(err)
