@@ -22,8 +22,10 @@ PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       # host configuration e2e (e2e/host_test.go): a systemd booted by
       # systemd-nspawn from a Debian tree debootstrap builds (cached in /var/tmp)
       systemd-container debootstrap
-      # the status page's browser test (internal/web/browser_test.go)
-      chromium)
+      # the status page's browser tests (internal/web, e2e/service_test.go)
+      chromium
+      # the Ansible example's e2e test (e2e/ansible_test.go)
+      ansible-core)
 
 missing=()
 for p in "${PKGS[@]}"; do

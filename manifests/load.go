@@ -34,6 +34,11 @@ type Options struct {
 	// when they stay inside it (see internal/srctree). "" means the
 	// directory itself.
 	Root string
+	// Exclude, when set, says which entries of the directory are not part
+	// of the manifest tree (rel is slash-separated, relative to the
+	// directory): the source's rule (.sourceignore), so a directory source
+	// is read as its digest covers it.
+	Exclude func(rel string, d fs.DirEntry) bool
 }
 
 func (o Options) namespace() string {
@@ -108,6 +113,12 @@ func Load(dir string, opt Options) (*Set, error) {
 			// An unreadable subdirectory may hold manifests we now cannot see.
 			s.Incomplete = true
 			s.Diags = append(s.Diags, fileError(relPath(dir, p), fmt.Errorf("%w: %w", ErrRead, err)))
+			return nil
+		}
+		if p != dir && opt.Exclude != nil && opt.Exclude(relPath(dir, p), d) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		hidden := p != dir && strings.HasPrefix(d.Name(), ".")

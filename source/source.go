@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,6 +66,30 @@ func (s Snapshot) Files() ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Excluded returns the rule Files follows, for readers that walk Dir
+// themselves: it reports whether the entry d at rel (slash-separated,
+// relative to Dir) is outside the manifest tree, by .sourceignore or as an
+// editor's scratch file. For a Git snapshot the checkout holds no such
+// entry; for a Dir snapshot the live directory may.
+func (s Snapshot) Excluded() (func(rel string, d fs.DirEntry) bool, error) {
+	root := s.Root()
+	sub, err := filepath.Rel(root, s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadIgnore(root)
+	if err != nil {
+		return nil, err
+	}
+	var subComps []string
+	if sub != "." {
+		subComps = strings.Split(filepath.ToSlash(sub), "/")
+	}
+	return func(rel string, d fs.DirEntry) bool {
+		return excluded(m, append(slices.Clone(subComps), strings.Split(rel, "/")...), d)
+	}, nil
 }
 
 // Source produces Snapshots. Implementations are safe for concurrent use.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nodevirt/nodevirt/internal/api"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
 
@@ -108,6 +111,8 @@ func TestOutput_matchesSchemas(t *testing.T) {
 		{"storage-plan.json", "StoragePlan", []string{"--source", src, "storage", "plan"}},
 		{"host-plan.json", "HostPlan", []string{"--source", src, "host", "plan"}},
 		{"host-drift-report.json", "HostDriftReport", []string{"--source", src, "host", "drift"}},
+		// No agent runs: status opens the state and plans.
+		{"node-status.json", "NodeStatus", []string{"--source", src, "status"}},
 	} {
 		for _, format := range []string{"json", "yaml"} {
 			before := time.Now().UTC().Truncate(time.Second)
@@ -125,7 +130,10 @@ func TestOutput_matchesSchemas(t *testing.T) {
 			if at, err := time.Parse(time.RFC3339, m[1]); err != nil || at.Before(before) || at.Location() != time.UTC {
 				t.Errorf("%v -o %s: timestamp %s is not now in UTC (%v)", tc.args, format, m[1], err)
 			}
-			if strings.Contains(out, "null") {
+			// KubeVirt's and Kubernetes' own objects print an unset time as
+			// null (lastProbeTime: null), as kubectl shows them; nodevirt's
+			// own fields are checked by the schema.
+			if strings.Contains(out, "null") && tc.kind != "NodeStatus" {
 				t.Errorf("%v -o %s prints null:\n%s", tc.args, format, out)
 			}
 			if !strings.Contains(out, "kind: "+tc.kind) && !strings.Contains(out, `"kind": "`+tc.kind+`"`) {
@@ -184,5 +192,112 @@ func TestOutput_colourKeepsColumnsAligned(t *testing.T) {
 	}
 	if got := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(coloured, ""); got != plain {
 		t.Errorf("without its escape codes the coloured table differs from the plain one:\n%s\nplain:\n%s", got, plain)
+	}
+}
+
+// What a running agent answers matches the schemas too: the status and
+// events it serves on its socket, and the result of `reconcile -o json`,
+// the one action that works through any agent.
+func TestOutput_agentAnswersMatchSchemas(t *testing.T) {
+	dir := t.TempDir()
+	src, state := filepath.Join(dir, "src"), filepath.Join(dir, "state")
+	b, err := os.ReadFile("../../examples/vms/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, "vms/web.yaml", string(b))
+	common := []string{"--source", src, "--state", state, "--root", filepath.Join(dir, "root"), "--libvirt", "test:///default", "--node", "n1"}
+	ctx, cancel := context.WithCancel(t.Context())
+	agentCmd := newRootCmd()
+	agentCmd.SetArgs(append(common, "--log-level", "error", "run", "--interval", "1h", "--listen", ""))
+	agentCmd.SetOut(io.Discard)
+	agentCmd.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- agentCmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run after the stop: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return after the stop")
+		}
+	})
+
+	// Ready once the first reconcile ended, as /readyz says.
+	var client *api.Client
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if client == nil {
+			client, _ = api.Local(ctx, filepath.Join(state, api.SocketName))
+		}
+		if client != nil {
+			var ready map[string]string
+			if client.Get(ctx, "/readyz", &ready) == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not get ready on its socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	c := schemas(t)
+	out, errOut, code := run(t, append(common, "-o", "json", "status")...)
+	if code != 0 {
+		t.Fatalf("status -o json through the agent: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := validateOutput(t, c, "node-status.json", "json", out); err != nil {
+		t.Errorf("the agent's status does not match docs/schema/node-status.json:\n%v\n%s", err, out)
+	}
+	for _, bad := range [][2]string{{`"source": {`, `"source": {"extra": 1, `}, {`"printableStatus": "`, `"printableStatus": "Sleeping`}} {
+		if err := validateOutput(t, c, "node-status.json", "json", strings.Replace(out, bad[0], bad[1], 1)); err == nil {
+			t.Errorf("a status with %s must fail its schema", bad[1])
+		}
+	}
+	if !strings.Contains(out, `"count": 1`) || !strings.Contains(out, `"last": "`) {
+		t.Errorf("status did not come from the agent, which reconciled once:\n%s", out)
+	}
+
+	var result string
+	for _, format := range []string{"json", "yaml"} {
+		out, errOut, code = run(t, append(common, "-o", format, "reconcile")...)
+		if code != 0 {
+			t.Fatalf("reconcile -o %s: exit %d\n%s%s", format, code, out, errOut)
+		}
+		if err := validateOutput(t, c, "action-result.json", format, out); err != nil {
+			t.Errorf("reconcile -o %s does not match docs/schema/action-result.json:\n%v\n%s", format, err, out)
+		}
+		if format == "json" {
+			result = out
+		}
+	}
+	if err := validateOutput(t, c, "action-result.json", "json", strings.Replace(result, `"changed"`, `"done"`, 1)); err == nil {
+		t.Error("an action result without changed must fail its schema")
+	}
+
+	// The reconcile asked for runs (and ends before the agent is stopped).
+	for st, _ := client.Status(ctx); st.Reconcile.Count < 2; st, _ = client.Status(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reconcile asked for did not run: %+v", st.Reconcile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	events, err := client.Raw(ctx, api.Prefix+"/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validateOutput(t, c, "event-list.json", "json", string(events)); err != nil {
+		t.Errorf("the agent's events do not match docs/schema/event-list.json:\n%v\n%s", err, events)
+	}
+	// The VM's definition and the reconcile asked for are events: the
+	// list checked is not empty.
+	for _, reason := range []string{`"reason":"Create"`, `"reason":"ReconcileRequested"`} {
+		if !strings.Contains(string(events), reason) {
+			t.Errorf("events lack %s:\n%s", reason, events)
+		}
 	}
 }

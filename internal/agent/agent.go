@@ -225,6 +225,11 @@ type Node struct {
 func Render(ctx context.Context, snap source.Snapshot, cfg Config) (*Node, error) {
 	mopt := cfg.Manifests
 	mopt.Root = snap.Root() // symlinks may lead anywhere inside the repository, never out
+	exclude, err := snap.Excluded()
+	if err != nil {
+		return nil, fmt.Errorf("read the source's ignore rules: %w", err)
+	}
+	mopt.Exclude = exclude
 	set, err := manifests.Load(snap.Dir, mopt)
 	if err != nil {
 		return nil, fmt.Errorf("load manifests of %s: %w", snap.Revision, err)
