@@ -278,6 +278,15 @@ func TestOutput_agentAnswersMatchSchemas(t *testing.T) {
 	if err := validateOutput(t, c, "action-result.json", "json", strings.Replace(result, `"changed"`, `"done"`, 1)); err == nil {
 		t.Error("an action result without changed must fail its schema")
 	}
+	for _, args := range [][]string{{"suspend", "vm/web"}, {"resume", "vm/web"}, {"suspend"}, {"resume"}, {"stop", "web"}, {"start", "web"}} {
+		out, errOut, code = run(t, append(append(common, "-o", "json"), args...)...)
+		if code != 0 {
+			t.Fatalf("%v -o json: exit %d\n%s%s", args, code, out, errOut)
+		}
+		if err := validateOutput(t, c, "action-result.json", "json", out); err != nil || !strings.Contains(out, `"changed": true`) {
+			t.Errorf("%v -o json does not match docs/schema/action-result.json or changed nothing:\n%v\n%s", args, err, out)
+		}
+	}
 
 	// The reconcile asked for runs (and ends before the agent is stopped).
 	for st, _ := client.Status(ctx); st.Reconcile.Count < 2; st, _ = client.Status(ctx) {
