@@ -160,6 +160,8 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	// A command shows the state as it is now, never a poller's cached one.
+	req.Header.Set("Cache-Control", "no-cache")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("ask the agent: %w", err)
