@@ -557,3 +557,25 @@ func BenchmarkRender1000VMs(b *testing.B) {
 		b.SetBytes(int64(w.Body.Len()))
 	}
 }
+
+// Requests within CacheFor share one render; after it, the page is new.
+func TestPage_rendersAtMostOncePerCacheFor(t *testing.T) {
+	n := sample(time.Now())
+	h := web.Handler(n, web.Options{Node: "n1", CacheFor: 300 * time.Millisecond})
+	state := func() string {
+		return cell(t, rows(t, page(t, h), "vm-table", "data-vm")["default/web"], "state")
+	}
+	before := state()
+	n.set(func(st *status.Node) {
+		for i := range st.VirtualMachines {
+			st.VirtualMachines[i].Status.PrintableStatus = kubevirtv1.VirtualMachineStatusPaused
+		}
+	})
+	if got := state(); got != before {
+		t.Fatalf("within CacheFor the page changed: %q -> %q", before, got)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if got := state(); got != "Paused" {
+		t.Fatalf("after CacheFor the page shows %q, want Paused", got)
+	}
+}
