@@ -46,7 +46,7 @@ const statusMaxAge = time.Second
 
 // DefaultMaxRequestsPerSecond keeps the API's own work, TLS included,
 // to a small share of a small node's CPUs (see docs/performance.md).
-const DefaultMaxRequestsPerSecond = 1000
+const DefaultMaxRequestsPerSecond = 500
 
 // CookieName is the web page's session cookie: it carries the token the
 // page was opened with (/?token=…).
