@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -197,24 +196,7 @@ func TestInstall_unitVerifies(t *testing.T) {
 	if !strings.Contains(string(unit), "\nExecStart=/usr/local/bin/nodevirt run --config /etc/nodevirt/config.yaml ") {
 		t.Fatalf("ExecStart does not read the config file:\n%s", unit)
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		testenv.Missing(t, "systemd-analyze (package systemd)")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(root, "usr/local/bin/nodevirt")
-	text := strings.ReplaceAll(string(unit), "/usr/local/bin/nodevirt", bin)
-	if err := os.WriteFile(filepath.Join(dir, "nodevirt.service"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "libvirtd.service"), []byte("[Service]\nExecStart="+bin+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(analyze, "verify", filepath.Join(dir, "nodevirt.service"), filepath.Join(dir, "libvirtd.service"))
-	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "nodevirt.service:") {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
-	}
+	testenv.VerifyUnit(t, unit, filepath.Join(root, "usr/local/bin/nodevirt"))
 }
 
 // --now starts the service of this host only: with another root it is
