@@ -346,17 +346,26 @@ func (a *Agent) Node() *Node { return a.node.Load() }
 
 // Once loads, plans and applies one time.
 func (a *Agent) Once(ctx context.Context) (vm.Report, error) {
-	n, err := a.Load(ctx)
+	n, err := a.current(ctx)
 	if err != nil {
-		last := a.node.Load()
-		if last == nil {
-			return vm.Report{}, err
-		}
-		// Keep converging on the last good revision while the source is down.
-		a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", last.Revision)
-		n = last
+		return vm.Report{}, err
 	}
 	return a.apply(ctx, n)
+}
+
+// current loads the source, or keeps the last good revision while the
+// source is down: an edge host keeps converging on what it had.
+func (a *Agent) current(ctx context.Context) (*Node, error) {
+	n, err := a.Load(ctx)
+	if err == nil {
+		return n, nil
+	}
+	last := a.node.Load()
+	if last == nil {
+		return nil, err
+	}
+	a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", last.Revision)
+	return last, nil
 }
 
 // NodePlan is one revision planned for this node, stage by stage:
@@ -718,15 +727,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	n, err := a.node.Load(), error(nil)
 	it := Iteration{Start: start, Fetched: fetch || n == nil}
 	if it.Fetched {
-		var loaded *Node
-		loaded, err = a.Load(ctx)
-		switch {
-		case err == nil:
-			n = loaded
-		case n != nil:
-			// Keep converging on the last good revision while the source is down.
-			a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", n.Revision)
-		}
+		n, err = a.current(ctx)
 		if fe := a.track.status().Source.FetchError; fe != "" {
 			it.FetchErr = errors.New(fe)
 		}
