@@ -159,6 +159,10 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// Retention is how long the record of an expired token is kept (and
+// listed) after it expired; the next Create drops older ones.
+const Retention = 7 * 24 * time.Hour
+
 // Create issues a token called name (token-<id> when empty) that expires
 // after ttl (at most MaxTTL). The secret is returned once and kept
 // nowhere.
@@ -176,6 +180,10 @@ func (s *Store) Create(name string, ttl time.Duration) (string, Info, error) {
 	}
 	var info Info
 	err := s.update(func(tokens []Info) ([]Info, bool, error) {
+		// Records of tokens long expired are dropped: they can verify
+		// nothing, and the file would otherwise only grow. A revoked token
+		// stays until it has expired, so it is refused as revoked.
+		tokens = slices.DeleteFunc(tokens, func(i Info) bool { return s.now().Sub(i.Expires) > Retention })
 		id := newID()
 		for slices.ContainsFunc(tokens, func(i Info) bool { return i.ID == id }) {
 			id = newID()

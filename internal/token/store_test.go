@@ -397,3 +397,43 @@ func TestOpen_garbled(t *testing.T) {
 		t.Errorf("Open with a short key = %v", err)
 	}
 }
+
+// Records of tokens expired longer than Retention go at the next Create; a
+// revoked token that has not expired stays, so it is still refused as
+// revoked.
+func TestCreate_dropsLongExpiredRecords(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	create(t, s, "old", time.Hour)
+	revoked, _ := create(t, s, "revoked", 30*24*time.Hour)
+	if _, err := s.Revoke("revoked"); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Hour + Retention - time.Minute)
+	create(t, s, "new1", time.Hour)
+	if names := listNames(t, s); len(names) != 3 {
+		t.Fatalf("within Retention of its expiry the record stays: %v", names)
+	}
+	c.add(2 * time.Minute)
+	create(t, s, "new2", time.Hour)
+	got := listNames(t, s)
+	if len(got) != 3 || got[0] != "revoked" || got[1] != "new1" || got[2] != "new2" {
+		t.Fatalf("records %v, want [revoked new1 new2]", got)
+	}
+	if _, err := s.Verify(revoked); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("the revoked token: %v, want ErrRevoked", err)
+	}
+}
+
+func listNames(t *testing.T, s *Store) []string {
+	t.Helper()
+	infos, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, i := range infos {
+		names = append(names, i.Name)
+	}
+	return names
+}
