@@ -262,19 +262,26 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 // planned, when the caller just planned storage for n, says where the claims'
 // disks go (the plan already names where it binds them), so storage is not
 // planned a second time; nil plans it.
-func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) error {
+//
+// A Node is never changed once rendered (the API reads the last one beside
+// the loop): new bindings make a copy, which replaces n as the agent's last
+// rendering when n was it.
+func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*Node, error) {
 	r := a.resources()
 	if planned != nil && r.Storage != nil {
 		r.Storage = storagePlanned{planned}
 	}
 	res, err := r.read(ctx, n.Host, n.Storage)
 	if err != nil {
-		return err
+		return n, err
 	}
-	if !reflect.DeepEqual(res, n.Resources) {
-		n.bind(res, a.cfg.Desired)
+	if reflect.DeepEqual(res, n.Resources) {
+		return n, nil
 	}
-	return nil
+	bound := *n
+	bound.bind(res, a.cfg.Desired)
+	a.node.CompareAndSwap(n, &bound)
+	return &bound, nil
 }
 
 // storagePlanned is a ClaimPlanner that answers with a plan already made.
@@ -310,7 +317,7 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
 	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
-		return last, a.rebind(ctx, last, nil)
+		return a.rebind(ctx, last, nil)
 	}
 	cfg := a.cfg
 	cfg.Resources = a.resources()
@@ -540,10 +547,10 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	// The host stage may have bound a device to vfio-pci and storage a
 	// claim: the VMs are bound again when that changed what the node can
 	// give them.
-	if err := a.rebind(ctx, n, rep.Plan.Storage); err != nil {
+	if bound, err := a.rebind(ctx, n, rep.Plan.Storage); err != nil {
 		rep.Errors = append(rep.Errors, "bind VMs to the node's resources: "+err.Error())
 	} else {
-		st = n.VMs
+		st = bound.VMs
 		rep.Plan.State = st
 	}
 	if a.rec != nil {

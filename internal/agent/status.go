@@ -262,7 +262,12 @@ func stepOf(s plan.Step) status.Step {
 // domain was left in by the apply.
 func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 	st.VirtualMachines, st.VirtualMachineInstances = []kubevirtv1.VirtualMachine{}, []kubevirtv1.VirtualMachineInstance{}
-	if n.VMs == nil {
+	// The VMs as the apply bound them (it may have bound them anew).
+	vms := n.VMs
+	if nr.Plan.State != nil {
+		vms = nr.Plan.State
+	}
+	if vms == nil {
 		return
 	}
 	var observed map[string]hv.Domain
@@ -286,7 +291,7 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			}
 		}
 	}
-	for _, v := range n.VMs.VMs {
+	for _, v := range vms.VMs {
 		dom, exists := observed[v.DomainName]
 		state := dom.State
 		for _, o := range outcomes[v.DomainName] {
