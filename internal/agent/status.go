@@ -309,7 +309,7 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 				exists = false
 			}
 		}
-		phase := printable(v, exists, state, steps[v.DomainName])
+		phase := printable(v, exists, state, steps[v.DomainName], outcomes[v.DomainName])
 		meta := metav1.ObjectMeta{Name: v.Name, Namespace: v.Namespace}
 		if v.Kind == "VirtualMachineInstance" {
 			vmi := vmiOf(v, meta, exists, state, a.cfg.Desired.Node)
@@ -376,36 +376,55 @@ func vmiOf(v *desired.VM, meta metav1.ObjectMeta, exists bool, state hv.State, n
 }
 
 // printable is KubeVirt's printableStatus for a VM whose domain is in
-// state, with the steps the plan still had for it.
-func printable(v *desired.VM, exists bool, state hv.State, steps []plan.Step) kubevirtv1.VirtualMachinePrintableStatus {
-	waiting := waitReason(steps)
+// state after the apply, from the steps the plan had for it and what the
+// apply did with them: no reason text is read.
+func printable(v *desired.VM, exists bool, state hv.State, steps []plan.Step, outs []plan.Outcome) kubevirtv1.VirtualMachinePrintableStatus {
+	waits := waitReason(steps) != ""
 	switch {
-	case v.Unschedulable != "":
-		if !exists || !state.Active() {
-			return kubevirtv1.VirtualMachineStatusUnschedulable
+	case exists && state.Active():
+		switch state {
+		case hv.Paused, hv.PMSuspended:
+			return kubevirtv1.VirtualMachineStatusPaused
+		case hv.ShuttingOff:
+			return kubevirtv1.VirtualMachineStatusStopping
 		}
-	case !exists && strings.Contains(waiting, "claim"):
+		return kubevirtv1.VirtualMachineStatusRunning
+	case v.Unschedulable != "":
+		return kubevirtv1.VirtualMachineStatusUnschedulable
+	case !exists && waits:
+		// The one wait before a domain is defined: a claim's disk.
 		return kubevirtv1.VirtualMachineStatusWaitingForVolumeBinding
-	case !exists && waiting != "":
-		return kubevirtv1.VirtualMachineStatusProvisioning
 	case !exists:
 		return kubevirtv1.VirtualMachineStatusStopped
-	}
-	switch state {
-	case hv.Running, hv.Blocked:
-		return kubevirtv1.VirtualMachineStatusRunning
-	case hv.Paused, hv.PMSuspended:
-		return kubevirtv1.VirtualMachineStatusPaused
-	case hv.ShuttingOff:
-		return kubevirtv1.VirtualMachineStatusStopping
-	}
-	if strings.Contains(waiting, "back") {
+	case waits:
+		// Defined, and its start waits for what the node lacks (huge
+		// pages): the scheduler's unschedulable.
+		return kubevirtv1.VirtualMachineStatusUnschedulable
+	case startFailing(outs):
 		return kubevirtv1.VirtualMachineStatusCrashLoopBackOff
 	}
-	if waiting != "" {
-		return kubevirtv1.VirtualMachineStatusStarting
-	}
 	return kubevirtv1.VirtualMachineStatusStopped
+}
+
+// startFailing: the apply's start of the VM failed, or was held back by
+// the start back-off after failures.
+func startFailing(outs []plan.Outcome) bool {
+	for _, o := range outs {
+		if o.Action != vm.Start && o.Action != vm.Restart {
+			continue
+		}
+		switch {
+		case o.Result == plan.Failed:
+			return true
+		case o.Result == plan.Skipped:
+			switch o.Error {
+			case plan.SkipAfterFailure, plan.SkipSelfHealOff, plan.SkipStopping, plan.SkipSuspended:
+			default:
+				return true // the back-off's wait
+			}
+		}
+	}
+	return false
 }
 
 // waitReason is why a VM's steps wait, "" when none does.
