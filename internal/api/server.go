@@ -265,11 +265,7 @@ func (s *Server) verify(secret string) (string, time.Time, error) {
 	if s.o.Token == nil {
 		return "", time.Time{}, errBadCredential
 	}
-	name, exp, err := s.o.Token(secret)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return name, exp, nil
+	return s.o.Token(secret)
 }
 
 // login is the page opened with /?token=…: the token becomes an HttpOnly,
@@ -528,10 +524,10 @@ func readBody[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody))
 		return v, err
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return v, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
