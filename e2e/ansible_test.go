@@ -14,24 +14,6 @@ import (
 	"time"
 )
 
-// manualVM is a VM the agent defines and leaves to start and stop:
-// runStrategy Manual, as `virtctl start|stop` drive it.
-func manualVM(ns, name string) string {
-	return fmt.Sprintf(`apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  runStrategy: Manual
-  template:
-    spec:
-      domain:
-        memory: {guest: 64Mi}
-        devices: {}
-`, name, ns)
-}
-
 var recap = regexp.MustCompile(`(?m)^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)`)
 
 // examples/ansible/site.yml, run by ansible-playbook against a running
@@ -48,8 +30,8 @@ func TestAnsible_playbookIsIdempotent(t *testing.T) {
 	src, state, root := filepath.Join(dir, "src"), filepath.Join(dir, "state"), filepath.Join(dir, "root")
 	const ns = "ops"
 	for name, content := range map[string]string{
-		"src/web.yaml":   manualVM(ns, "web"),
-		"src/spare.yaml": manualVM(ns, "spare"),
+		"src/web.yaml":   vmYAML(ns, "web", "64Mi", "Manual"),
+		"src/spare.yaml": vmYAML(ns, "spare", "64Mi", "Manual"),
 		"images/v2.img":  "the new image\n",
 		"images/web.img": "the old image\n",
 	} {
