@@ -484,6 +484,8 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, res status.Actio
 			code = http.StatusConflict
 		case errors.Is(err, ErrInvalid):
 			code = http.StatusBadRequest
+		case errors.Is(err, ErrUnavailable):
+			code = http.StatusServiceUnavailable
 		}
 		writeError(w, code, err.Error())
 		return
@@ -498,6 +500,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid request")
+	// ErrUnavailable: the object cannot take the request yet, or is
+	// busy with another one (503); trying again later may succeed.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // NotFound marks err as about something that does not exist (404).
@@ -508,6 +513,9 @@ func Conflict(err error) error { return coded{err, ErrConflict} }
 
 // Invalid marks err as a bad request (400).
 func Invalid(err error) error { return coded{err, ErrInvalid} }
+
+// Unavailable marks err as refused for now (503).
+func Unavailable(err error) error { return coded{err, ErrUnavailable} }
 
 // coded is an error with its kind; its text is the error's alone.
 type coded struct{ err, kind error }

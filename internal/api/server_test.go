@@ -400,6 +400,7 @@ func TestAPI_actions(t *testing.T) {
 		fmt.Errorf("vm x: %w", api.ErrNotFound):      404,
 		fmt.Errorf("Halted VM: %w", api.ErrConflict): 409,
 		fmt.Errorf("bad object: %w", api.ErrInvalid): 400,
+		fmt.Errorf("busy: %w", api.ErrUnavailable):   503,
 		errors.New("libvirt went away"):              500,
 	} {
 		w.node.mu.Lock()
