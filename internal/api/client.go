@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
+
 	"github.com/nodevirt/nodevirt/internal/status"
 )
 
@@ -28,6 +30,8 @@ type Client struct {
 	base  string
 	http  *http.Client
 	token string
+	// local: the client reaches its agent through the unix socket only.
+	local bool
 }
 
 // Local connects to the agent's socket. It returns ErrNoAgent (wrapped)
@@ -42,7 +46,7 @@ func Local(ctx context.Context, socket string) (*Client, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, "unix", socket)
 	}}
-	return &Client{base: "http://nodevirt", http: &http.Client{Transport: tr}}, nil
+	return &Client{base: "http://nodevirt", http: &http.Client{Transport: tr}, local: true}, nil
 }
 
 // Credentials say how a remote client proves who it is and whom it trusts:
@@ -52,6 +56,8 @@ type Credentials struct {
 	TokenFile         string
 	CertFile, KeyFile string
 	CAFile            string
+	// Insecure skips the verification of the agent's certificate.
+	Insecure bool
 }
 
 // Remote connects to an agent's HTTPS address (https://host:9443).
@@ -60,7 +66,7 @@ func Remote(server string, cr Credentials) (*Client, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want https://HOST:PORT", server)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cr.Insecure}
 	var tok []byte
 	switch {
 	case cr.CertFile != "" || cr.KeyFile != "":
@@ -143,7 +149,9 @@ func (c *Client) Suspend(ctx context.Context, object string, on bool) (status.Ac
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
-	if body != nil {
+	if b, ok := body.([]byte); ok {
+		rd = bytes.NewReader(b)
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
@@ -172,17 +180,93 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("read the agent's answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var e Error
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return &APIError{Code: resp.StatusCode, Message: e.Error}
-		}
-		return &APIError{Code: resp.StatusCode, Message: fmt.Sprintf("the agent answered %s", resp.Status)}
+		return answerError(resp, b)
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decode the agent's answer to %s: %w", path, err)
+	}
+	return nil
+}
+
+// answerError is the error of an answer of code 300 or more: the agent's
+// JSON error, or a plain text one (a proxy's), or the status alone.
+func answerError(resp *http.Response, body []byte) error {
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return &APIError{Code: resp.StatusCode, Message: e.Error}
+	}
+	if msg := strings.TrimSpace(string(body)); msg != "" && len(msg) < 1024 && !strings.HasPrefix(msg, "<") {
+		return &APIError{Code: resp.StatusCode, Message: msg}
+	}
+	return &APIError{Code: resp.StatusCode, Message: fmt.Sprintf("the agent answered %s", resp.Status)}
+}
+
+// UploadToken asks for a token to upload into the DataVolume
+// namespace/name: CDI's UploadTokenRequest, answered with status.token.
+func (c *Client) UploadToken(ctx context.Context, namespace, name string) (string, error) {
+	body, err := uploadTokenRequest(namespace, name)
+	if err != nil {
+		return "", err
+	}
+	var res uploadv1beta1.UploadTokenRequest
+	if err := c.do(ctx, http.MethodPost, uploadTokenPathFor(url.PathEscape(namespace)), body, &res); err != nil {
+		return "", err
+	}
+	if res.Status.Token == "" {
+		return "", fmt.Errorf("the agent answered the upload token request for %s/%s without a token", namespace, name)
+	}
+	return res.Status.Token, nil
+}
+
+// Upload sends an image of size bytes (-1 when unknown) read from r with
+// an upload token, to the upload path at uploadURL (https://HOST:PORT;
+// "" is the agent c talks to, and a client of the socket reaches no
+// other). With async the agent answers once it has every byte and
+// converts on; else once the disk is written. It has no timeout of its
+// own: an image takes as long as it takes; ctx ends it.
+func (c *Client) Upload(ctx context.Context, uploadURL, token string, r io.Reader, size int64, async bool) error {
+	base := c.base
+	if uploadURL != "" {
+		if c.local {
+			return fmt.Errorf("upload to %s: a client of the agent's socket uploads to that agent only", uploadURL)
+		}
+		u, err := url.Parse(uploadURL)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("--uploadproxy-url %q: want https://HOST:PORT", uploadURL)
+		}
+		if u.Scheme == "" {
+			u.Scheme = "https"
+		}
+		base = strings.TrimRight(u.String(), "/")
+	}
+	path := UploadPath
+	if async {
+		path = UploadAsyncPath
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, r)
+	if err != nil {
+		return err
+	}
+	// With the size known, the body goes out with its Content-Length
+	// (not chunked), as virtctl sends it.
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	hc := &http.Client{Transport: c.http.Transport}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 300 {
+		return answerError(resp, b)
 	}
 	return nil
 }

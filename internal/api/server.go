@@ -6,8 +6,10 @@
 // but the health checks and the webhook (which signs its calls) needs a
 // bearer token or a client certificate of the agent's CA; over the unix
 // socket, which only root may open, the file's permissions are the
-// authentication, as with Incus's and the kubelet's local sockets. Client
-// is the CLI's side.
+// authentication, as with Incus's and the kubelet's local sockets. Disk
+// images are uploaded with CDI's upload protocol at CDI's paths: a token
+// request under /apis/upload.cdi.kubevirt.io authenticated like the API,
+// then the image with that short-lived token. Client is the CLI's side.
 package api
 
 import (
@@ -89,7 +91,12 @@ type Options struct {
 	// Metrics, Webhook and Page are mounted at /metrics, /hooks/git and /
 	// when set.
 	Metrics, Webhook, Page http.Handler
-	Log                    *slog.Logger
+	// Uploads takes images uploaded with CDI's protocol; nil answers the
+	// upload paths with 501.
+	Uploads Uploads
+	// UploadedBytes, when set, is told the bytes each upload received.
+	UploadedBytes func(n int64)
+	Log           *slog.Logger
 }
 
 // Server routes the API.
@@ -109,6 +116,8 @@ type Server struct {
 	// costs milliseconds, and pollers ask far more often than it changes.
 	statusMu  sync.Mutex
 	statusEnc atomic.Pointer[encoded]
+
+	uploadKey uploadSigner
 }
 
 // encoded is one version of a report, plain and gzipped, with its ETag.
@@ -164,6 +173,7 @@ func (s *Server) routes() {
 	m.Handle(Prefix+"/reconcile", only(s.reconcile, http.MethodPost))
 	m.Handle(Prefix+"/suspend", only(s.suspend(true), http.MethodPost))
 	m.Handle(Prefix+"/resume", only(s.suspend(false), http.MethodPost))
+	s.uploadRoutes()
 	m.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such path: %s", r.URL.Path))
 	}))
@@ -201,7 +211,9 @@ func (s *Server) LocalHandler() http.Handler { return s.limit(s.mux) }
 // so a busy API never fails its probes.
 func (s *Server) limit(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		// An upload streams for as long as the image takes: it must not
+		// hold the in-flight bound the API's short requests share.
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUploadPath(r.URL.Path) {
 			if err := s.rate.Wait(r.Context()); err != nil {
 				return
 			}
@@ -217,8 +229,12 @@ func (s *Server) limit(h http.Handler) http.Handler {
 }
 
 // open: the health checks need no credentials (probes, load balancers),
-// and the webhook authenticates each call by its signature.
+// the webhook authenticates each call by its signature and an upload by
+// its upload token.
 func open(path string) bool {
+	if isUploadPath(path) {
+		return true
+	}
 	switch path {
 	case "/healthz", "/readyz", "/hooks/git":
 		return true
@@ -476,22 +492,26 @@ func (s *Server) suspend(on bool) http.HandlerFunc {
 // exist, 409 for what the object's state refuses, 400 for bad input.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, res status.ActionResult, err error) {
 	if err != nil {
-		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, ErrNotFound):
-			code = http.StatusNotFound
-		case errors.Is(err, ErrConflict):
-			code = http.StatusConflict
-		case errors.Is(err, ErrInvalid):
-			code = http.StatusBadRequest
-		case errors.Is(err, ErrUnavailable):
-			code = http.StatusServiceUnavailable
-		}
-		writeError(w, code, err.Error())
+		writeError(w, codeOf(err), err.Error())
 		return
 	}
 	s.o.Log.Info("API action", "path", r.URL.Path, "changed", res.Changed, "object", res.Object, "message", res.Message)
 	writeJSON(w, http.StatusOK, res)
+}
+
+// codeOf is the status code of an agent's error, by its mark.
+func codeOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // Kinds of error an Agent returns (NotFound, Conflict, Invalid mark

@@ -119,7 +119,7 @@ func (s *syncBuffer) String() string {
 
 const hookSecret = "s3cret-hook"
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, with ...func(*api.Options)) *world {
 	t.Helper()
 	w := &world{t: t, state: t.TempDir(), node: &node{}, logs: &syncBuffer{}}
 	start := time.Now()
@@ -133,7 +133,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := api.New(api.Options{
+	opts := api.Options{
 		Node: "n1", Agent: w.node, Log: log,
 		Token: func(secret string) (string, time.Time, error) {
 			info, err := w.tokens.Verify(secret)
@@ -147,7 +147,11 @@ func newWorld(t *testing.T) *world {
 			io.WriteString(rw, "<html>page</html>")
 		}),
 		Webhook: webhook.New([]byte(hookSecret), func(webhook.Event) { w.node.Reconcile(context.Background()) }, log),
-	})
+	}
+	for _, f := range with {
+		f(&opts)
+	}
+	srv := api.New(opts)
 	tcp, err := api.ListenTLS("127.0.0.1:0", w.certs.TLSConfig())
 	if err != nil {
 		t.Fatal(err)
