@@ -450,7 +450,8 @@ func TestNeedsScratch(t *testing.T) {
 		{HTTP, true, true, FormatRaw, XZ, false},
 		{Registry, false, false, FormatRaw, "", true},
 		{Registry, false, false, FormatQcow2, "", true},
-		{Upload, false, false, FormatRaw, "", true},
+		{Upload, false, false, FormatRaw, "", false},
+		{Upload, false, false, FormatRaw, XZ, false},
 		{Upload, false, false, FormatQcow2, XZ, true},
 	} {
 		if got := NeedsScratch(c.kind, c.https, c.ca, c.format, c.comp); got != c.want {

@@ -78,11 +78,15 @@ func needsQemuImg(format string) bool {
 // NeedsScratch is the seed's CDI support matrix (8.18.8.2, 8.18.18.5):
 // whether an import of this content needs scratch space. qcow2 over http
 // needs it when compressed, over https also with a custom CA; registry
-// imports and uploads always need it; raw content over http(s) never does.
+// imports always need it; raw content over http(s) never does. The matrix
+// reserves scratch space for every upload, but like CDI's upload server
+// only formats qemu-img converts are staged there: raw is written in place.
 func NeedsScratch(kind SourceKind, https, customCA bool, format, compression string) bool {
 	switch kind {
-	case Registry, Upload:
+	case Registry:
 		return true
+	case Upload:
+		return needsQemuImg(format)
 	case HTTP:
 		if !needsQemuImg(format) {
 			return false
@@ -185,6 +189,10 @@ func (j *job) stream(ctx context.Context, r io.Reader, local string, verify func
 	}
 
 	if !needsQemuImg(format) {
+		if src.Kind == Upload && comp == "" && src.Size > j.size {
+			// Known before a byte is written: refuse at once.
+			return fmt.Errorf("%s: virtual image size %d is larger than the reported available storage %d: %w", j.what(), src.Size, j.size, ErrTooSmall)
+		}
 		f, err := j.openTarget()
 		if err != nil {
 			return err
@@ -202,6 +210,7 @@ func (j *job) stream(ctx context.Context, r io.Reader, local string, verify func
 			f.Close()
 			return err
 		}
+		j.received()
 		return j.finish(f)
 	}
 
@@ -269,6 +278,7 @@ func (j *job) convert(ctx context.Context, src, format string) error {
 	if info.VirtualSize > j.size {
 		return fmt.Errorf("%s: Virtual image size %d is larger than the reported available storage %d: %w", j.what(), info.VirtualSize, j.size, ErrTooSmall)
 	}
+	j.received()
 	j.prog.phase(50, 50)
 	dst := j.partial
 	if j.req.Target.Block {
