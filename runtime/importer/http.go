@@ -188,9 +188,6 @@ func (j *job) upload(ctx context.Context) error {
 	c := &counter{r: &exact{r: src.Reader, size: src.Size}, total: src.Size, prog: j.prog, ctx: ctx}
 	err := j.stream(ctx, c, "", nil)
 	j.res.Transferred = c.n
-	if err == nil && c.n == 0 {
-		err = fmt.Errorf("upload: the image is empty: %w", ErrFormat)
-	}
 	return err
 }
 

@@ -322,8 +322,8 @@ func TestImport_cloneCopy(t *testing.T) {
 	}
 }
 
-// An upload is staged in scratch space (the matrix says every upload needs
-// it) and converted like a download.
+// An uploaded qcow2 is staged in scratch space and converted like a
+// download.
 func TestImport_upload(t *testing.T) {
 	requireQemuImg(t)
 	raw := rawImage(4 * mib)
