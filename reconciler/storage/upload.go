@@ -23,6 +23,10 @@ var (
 	ErrUploadNotReady = errors.New("not ready for an upload")
 )
 
+// errClientGone ends an upload whose client went away before every byte
+// arrived.
+var errClientGone = errors.New("the client went away before every byte of the image arrived")
+
 // PhaseUploadScheduled is CDI's phase of an upload DataVolume whose volume
 // is not prepared yet; PhaseUploadReady (also during the transfer, with
 // reason ReasonUploading) follows.
@@ -189,8 +193,8 @@ func (m *Manager) Upload(ctx context.Context, namespace, name string, r io.Reade
 		m.mu.Unlock()
 		return fmt.Errorf("upload into %s: %w", key, err)
 	}
-	jctx, cancel := context.WithCancel(m.ctx)
-	j := &job{cancel: cancel, done: make(chan struct{})}
+	jctx, cancelCause := context.WithCancelCause(m.ctx)
+	j := &job{cancel: func() { cancelCause(nil) }, done: make(chan struct{})}
 	m.jobs[key] = j
 	m.mu.Unlock()
 
@@ -202,6 +206,7 @@ func (m *Manager) Upload(ctx context.Context, namespace, name string, r io.Reade
 	go func() {
 		defer m.wg.Done()
 		defer close(j.done)
+		defer cancelCause(nil)
 		jobErr = m.runUpload(jctx, key, req, scratch, b.diskFile())
 	}()
 	if m.cfg.OnChange != nil {
@@ -221,7 +226,7 @@ func (m *Manager) Upload(ctx context.Context, namespace, name string, r io.Reade
 			if in != nil {
 				// The caller went away before every byte arrived: the
 				// upload cannot complete.
-				cancel()
+				cancelCause(errClientGone)
 				<-j.done
 				return jobErr
 			}
@@ -234,6 +239,9 @@ func (m *Manager) Upload(ctx context.Context, namespace, name string, r io.Reade
 // runUpload runs one upload and records its outcome.
 func (m *Manager) runUpload(ctx context.Context, key string, req ImportRequest, scratch, file string) error {
 	res, err := m.imp.Import(ctx, req, func(p float64) { m.progress(key, p) })
+	if err != nil && errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), errClientGone) {
+		err = errClientGone
+	}
 	if scratch != "" {
 		_ = m.files.RemoveAll(scratch)
 	}

@@ -343,3 +343,36 @@ func (c *countReader) Read(b []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// slowReader hands out a little at a time, as a slow connection does.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(b []byte) (int, error) {
+	time.Sleep(5 * time.Millisecond)
+	return s.r.Read(b[:min(len(b), 64<<10)])
+}
+
+// A client that goes away during the transfer fails the upload with that
+// reason; no disk is left in place.
+func TestUpload_clientGone(t *testing.T) {
+	u := newUploadRig(t)
+	u.apply()
+	img := image(6 << 20)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for u.status().Progress == 0 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	err := u.m.Upload(ctx, "default", "up", slowReader{bytes.NewReader(img)}, int64(len(img)), nil)
+	if !errors.Is(err, errClientGone) {
+		t.Fatalf("upload whose client went away: %v", err)
+	}
+	if s := u.status(); s.Phase != PhaseFailed || !strings.Contains(s.Message, "client went away") {
+		t.Fatalf("status %+v", s)
+	}
+	if _, err := os.Stat(u.disk()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a disk is in place: %v", err)
+	}
+}
