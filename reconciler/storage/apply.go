@@ -95,7 +95,12 @@ func (m *Manager) Apply(ctx context.Context, p *Plan, phase Phase) Report {
 func (m *Manager) noteWait(p *Plan, a Action) {
 	r := m.claimRecs[a.Claim]
 	s, ok := p.Claims[a.Claim]
-	if r == nil || !ok || m.jobs[a.Claim] != nil || r.Phase == PhaseSucceeded || r.Phase == PhaseFailed {
+	if r == nil || !ok || m.jobs[a.Claim] != nil || r.Phase == PhaseFailed {
+		return
+	}
+	if r.Phase == PhaseSucceeded && !(a.Drift && m.cfg.SelfHeal && s.Phase == PhaseUploadReady) {
+		// Only a lost uploaded disk takes a completed DataVolume back to
+		// waiting, and only when drift is healed.
 		return
 	}
 	if s.Phase == PhaseUploadScheduled {

@@ -516,6 +516,13 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
 		return
 	case rec != nil && rec.Phase == PhaseSucceeded:
+		if !block && !pl.m.files.Exists(target) && c.Source != nil && c.Source.Kind == SourceUpload {
+			// Only its user has the image: nothing can fetch it again.
+			msg := "disk.img of the completed upload is missing; " + readyMessage(c)
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Drift: true, Reason: msg}, Claim: key})
+			st(PhaseUploadReady, PhaseUploadReady, msg, 0)
+			return
+		}
 		if !block && !pl.m.files.Exists(target) {
 			pl.add(Action{Step: plan.Step{Action: ActImport, Object: c.Object, Target: target, Drift: true, Reason: "disk.img of a completed import is missing; import it again"}, Claim: key})
 			st(PhaseImportScheduled, "Missing", "disk.img is missing", 0)

@@ -123,7 +123,7 @@ func (m *Manager) uploadCheck(key string) (*Claim, *claimRecord, error) {
 		return nil, nil, fmt.Errorf("DataVolume %s: %w", key, ErrUploadBusy)
 	}
 	r := m.claimRecs[key]
-	if r != nil && r.Phase == PhaseSucceeded {
+	if r != nil && r.Phase == PhaseSucceeded && (r.Block || m.files.Exists(r.Path)) {
 		// CDI's text, which clients match.
 		return nil, nil, fmt.Errorf("rejecting Upload Request for PVC %s that already finished uploading: %w", c.Name, ErrUploadDone)
 	}

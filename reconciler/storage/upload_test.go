@@ -183,6 +183,22 @@ func TestUpload_lifecycle(t *testing.T) {
 		t.Fatalf("not in sync after the upload: %q", actions(p))
 	}
 
+	// A lost disk is drift only a new upload heals.
+	if err := os.Rename(u.disk(), u.disk()+".away"); err != nil {
+		t.Fatal(err)
+	}
+	p = u.apply()
+	if a := hasAction(p, ActWait, "DataVolume default/up"); a == nil || !a.Drift || !strings.Contains(a.Reason, "missing") {
+		t.Fatalf("plan without the uploaded disk: %q", actions(p))
+	}
+	if s := u.status(); s.Phase != PhaseUploadReady || s.Ready {
+		t.Fatalf("without its disk %+v", s)
+	}
+	if err := u.m.Upload(t.Context(), "default", "up", bytes.NewReader(img), int64(len(img)), nil); err != nil {
+		t.Fatalf("upload again: %v", err)
+	}
+	os.Remove(u.disk() + ".away")
+
 	// A lost state adopts the uploaded disk by its marker.
 	u.m.Close()
 	u.kv = newFakeKV()
