@@ -52,11 +52,13 @@ func (a importerAdapter) Import(ctx context.Context, r storage.ImportRequest, pr
 	}[r.Kind]
 	res, err := a.im.Import(ctx, importer.Request{
 		Source: importer.Source{Kind: kind, URL: r.URL, CA: r.CA, Username: r.Username, Password: r.Password,
-			Headers: r.Headers, Checksum: r.Checksum, Insecure: r.Insecure, Architecture: r.Architecture, Path: r.SourcePath},
+			Headers: r.Headers, Checksum: r.Checksum, Insecure: r.Insecure, Architecture: r.Architecture, Path: r.SourcePath,
+			Reader: r.Reader, Size: r.ReaderSize},
 		Target:   importer.Target{Path: r.Target, Block: r.Block, Size: r.Size, Preallocate: r.Preallocate},
 		Scratch:  r.Scratch,
 		Limits:   importer.Limits{CPUMillis: r.Limits.CPUMillis, MemoryBytes: r.Limits.MemoryBytes},
 		Progress: progress,
+		Received: r.Received,
 	})
 	return storage.ImportResult{Format: res.Format, Compression: res.Compression, VirtualSize: res.VirtualSize,
 		Transferred: res.Transferred, Scratch: res.Scratch, Preallocation: res.Preallocation, Clone: res.Clone, Limits: res.Limits}, err

@@ -461,6 +461,10 @@ func (a *Agent) storageStatus(st *status.Node, n *Node, nr NodeReport) {
 			pvc.Spec.StorageClassName = &cls
 		}
 		pvc.Status.Phase = corev1.ClaimPending
+		if c.Source == storage.SourceUpload && (c.Status.Phase == storage.PhaseUploadReady || c.Status.Phase == storage.PhaseFailed) {
+			// virtctl waits for CDI's upload server pod through this.
+			pvc.Annotations = map[string]string{annUploadPodReady: "true"}
+		}
 		if c.Status.Volume != "" {
 			pvc.Status.Phase = corev1.ClaimBound
 			if c.Capacity > 0 {
@@ -509,6 +513,9 @@ func (a *Agent) storageStatus(st *status.Node, n *Node, nr NodeReport) {
 		st.PersistentVolumes = append(st.PersistentVolumes, pv)
 	}
 }
+
+// annUploadPodReady is CDI's PVC annotation saying the upload server runs.
+const annUploadPodReady = "cdi.kubevirt.io/storage.pod.ready"
 
 // splitObject splits "Kind ns/name" (or "Kind name").
 func splitObject(object string) (kind, namespace, name string) {

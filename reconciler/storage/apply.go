@@ -95,10 +95,24 @@ func (m *Manager) Apply(ctx context.Context, p *Plan, phase Phase) Report {
 func (m *Manager) noteWait(p *Plan, a Action) {
 	r := m.claimRecs[a.Claim]
 	s, ok := p.Claims[a.Claim]
-	if r == nil || !ok || m.jobs[a.Claim] != nil || r.Phase == PhaseSucceeded || r.Phase == PhaseFailed {
+	if r == nil || !ok || m.jobs[a.Claim] != nil || r.Phase == PhaseFailed {
 		return
 	}
-	if r.Phase != s.Phase || r.Message != s.Message {
+	if r.Phase == PhaseSucceeded && !(a.Drift && m.cfg.SelfHeal && s.Phase == PhaseUploadReady) {
+		// Only a lost uploaded disk takes a completed DataVolume back to
+		// waiting, and only when drift is healed.
+		return
+	}
+	if s.Phase == PhaseUploadScheduled {
+		// The volume this plan bound and provisioned may be ready now:
+		// offer the upload at once rather than at the next reconcile.
+		if c := p.State.Claims[a.Claim]; c != nil {
+			if ok, _ := m.prepared(m.binding(r)); ok {
+				s.Phase, s.Reason, s.Message = PhaseUploadReady, PhaseUploadReady, readyMessage(c)
+			}
+		}
+	}
+	if r.Phase != s.Phase || r.Message != s.Message || r.Reason != s.Reason {
 		r.Phase, r.Reason, r.Message = s.Phase, s.Reason, s.Message
 		_ = m.putClaim(r)
 	}
@@ -276,7 +290,10 @@ func (m *Manager) bind(p *Plan, a Action) error {
 		}
 	}
 	phase := PhasePending
-	if c.IsDataVolume() {
+	switch {
+	case c.IsDataVolume() && c.Source != nil && c.Source.Kind == SourceUpload:
+		phase = PhaseUploadScheduled
+	case c.IsDataVolume():
 		phase = PhaseImportScheduled
 	}
 	r := &claimRecord{Key: a.Claim, Object: c.Object, Owner: c.Owner, Hash: c.Hash, Volume: b.Volume, Path: b.path(),

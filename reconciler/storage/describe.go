@@ -165,10 +165,15 @@ func conditions(s ClaimStatus, running bool) []Condition {
 	} else {
 		out[0].Reason, out[0].Message = s.Reason, s.Message
 	}
-	run := Condition{Type: "Running", Status: b(running)}
+	// CDI's upload server pod runs while the DataVolume is UploadReady.
+	up := s.Phase == PhaseUploadReady
+	run := Condition{Type: "Running", Status: b(running || up)}
 	switch {
-	case running:
+	case running || up:
 		run.Reason = "Pod is running"
+		if up {
+			run.Message = s.Message
+		}
 	case s.Phase == PhaseFailed:
 		run.Reason, run.Message = "Error", s.Message
 	case s.Phase == PhaseSucceeded:

@@ -19,6 +19,12 @@
 // Plan observes them; an import interrupted by a kill is restarted cleanly.
 // Claim tells the VM side where a claim's disk is and whether it is ready.
 //
+// An upload DataVolume (spec.source.upload) has no source to fetch: once its
+// volume is prepared it waits UploadReady until Upload hands it a stream
+// (CDI's upload server does this in a cluster), which is imported like a
+// download and recorded the same way, with the completed-import marker. One
+// upload runs at a time; a failed one may be retried at once.
+//
 // The package must not import runtime drivers, libvirt or the source: the
 // caller (cmd/nodevirt) wires runtime/importer and runtime/loop to the
 // interfaces declared here.

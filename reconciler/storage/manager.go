@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -44,6 +45,12 @@ type ImportRequest struct {
 	// Scratch is the scratch directory (scratchSpaceStorageClass).
 	Scratch string
 	Limits  Limits
+	// Reader is an upload's data, ReaderSize its length (-1: unknown).
+	Reader     io.Reader
+	ReaderSize int64
+	// Received, if set, is called once every byte of Reader was read and
+	// the image checked; conversion may go on after it.
+	Received func()
 }
 
 // ImportResult is what an import reports.
@@ -162,6 +169,8 @@ type Manager struct {
 	// pending is the status of desired claims without a record, as of the
 	// last Plan.
 	pending map[string]ClaimStatus
+	// desired is the state of the last Plan: what an upload may fill.
+	desired *State
 }
 
 type job struct {

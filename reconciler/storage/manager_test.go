@@ -550,11 +550,12 @@ spec:
 	if a := hasAction(p, ActWait, "DataVolume default/copy"); a == nil || !strings.Contains(a.Reason, "clone source default/fedora is not ready") {
 		t.Fatalf("clone: %q", actions(p))
 	}
-	if a := hasAction(p, ActWait, "DataVolume default/up"); a == nil || !strings.Contains(a.Reason, "waiting for an upload") {
+	if a := hasAction(p, ActWait, "DataVolume default/up"); a == nil || !strings.Contains(a.Reason, "waiting for the volume") || p.Claims["default/up"].Phase != PhaseUploadScheduled {
 		t.Fatalf("upload: %q", actions(p))
 	}
 	r.m.Apply(t.Context(), p, All)
-	if s, _ := r.m.Claim("default", "up"); s.Phase != PhaseUploadReady {
+	// The volume the apply provisioned takes the upload at once.
+	if s, _ := r.m.Claim("default", "up"); s.Phase != PhaseUploadReady || !strings.Contains(s.Message, "nodevirt image-upload dv up --no-create --image-path FILE") {
 		t.Fatalf("upload phase %+v", s)
 	}
 	r.imp.finish(t, "/var/hpvolumes/"+dynamicName("default/fedora")+"/disk.img", nil)

@@ -148,6 +148,7 @@ func (m *Manager) Plan(ctx context.Context, st *State) (*Plan, error) {
 	pl.removedClaims()
 	pl.removedVolumes()
 	m.pending = map[string]ClaimStatus{}
+	m.desired = st
 	for k, s := range pl.p.Claims {
 		if m.claimRecs[k] == nil {
 			m.pending[k] = s
@@ -515,6 +516,13 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 		st(PhaseSucceeded, rec.Reason, rec.Message, 100)
 		return
 	case rec != nil && rec.Phase == PhaseSucceeded:
+		if !block && !pl.m.files.Exists(target) && c.Source != nil && c.Source.Kind == SourceUpload {
+			// Only its user has the image: nothing can fetch it again.
+			msg := "disk.img of the completed upload is missing; " + readyMessage(c)
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Drift: true, Reason: msg}, Claim: key})
+			st(PhaseUploadReady, PhaseUploadReady, msg, 0)
+			return
+		}
 		if !block && !pl.m.files.Exists(target) {
 			pl.add(Action{Step: plan.Step{Action: ActImport, Object: c.Object, Target: target, Drift: true, Reason: "disk.img of a completed import is missing; import it again"}, Claim: key})
 			st(PhaseImportScheduled, "Missing", "disk.img is missing", 0)
@@ -541,9 +549,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 	}
 	switch src.Kind {
 	case SourceUpload:
-		msg := "waiting for an upload (nodevirt image-upload)"
-		pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
-		st(PhaseUploadReady, "UploadReady", msg, 0)
+		pl.upload(c, rec, b, target, st)
 		return
 	case SourcePVC:
 		srcStatus, ok := pl.p.Claims[src.CloneOf]
@@ -585,6 +591,58 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 		msg = rec.Message
 	}
 	st(phase, phase, msg, 0)
+}
+
+// upload decides an upload DataVolume's phase: UploadScheduled until its
+// volume is bound and prepared, then UploadReady until an upload succeeds;
+// a failed upload shows Failed until the next one starts.
+func (pl *planner) upload(c *Claim, rec *claimRecord, b *Binding, target string, st func(phase, reason, msg string, progress float64)) {
+	key := c.Key()
+	wait := func(reason string) {
+		pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: reason}, Claim: key})
+	}
+	if why := pl.unprepared(rec, b); why != "" {
+		msg := "waiting for the volume: " + why
+		wait(msg)
+		st(PhaseUploadScheduled, PhaseUploadScheduled, msg, 0)
+		return
+	}
+	switch {
+	case rec.Phase == PhaseFailed:
+		wait(fmt.Sprintf("the last upload failed: %s; upload again: %s", rec.Message, uploadCommand(c.Namespace, c.Name)))
+		st(PhaseFailed, rec.Reason, rec.Message, 0)
+	case rec.Reason == ReasonUploading:
+		// The agent stopped during the transfer: what arrived is gone.
+		msg := "the upload was interrupted (the agent stopped); " + readyMessage(c)
+		wait(msg)
+		st(PhaseUploadReady, PhaseUploadReady, msg, 0)
+	default:
+		wait(readyMessage(c))
+		st(PhaseUploadReady, PhaseUploadReady, readyMessage(c), 0)
+	}
+}
+
+// unprepared says why a claim's volume cannot take data yet ("" when it
+// can): bound and provisioned only by this plan's actions, or not there.
+func (pl *planner) unprepared(rec *claimRecord, b *Binding) string {
+	if rec == nil || rec.Volume == "" {
+		return "the claim is bound by this reconcile"
+	}
+	for _, a := range pl.p.Actions {
+		if a.Volume != b.Volume {
+			continue
+		}
+		switch a.Action {
+		case ActProvision, ActAttach, ActBind:
+			return fmt.Sprintf("%s %s first", a.Action, a.Target)
+		case ActConflict:
+			return a.Reason
+		}
+	}
+	if ok, why := pl.m.prepared(b); !ok {
+		return why
+	}
+	return ""
 }
 
 func describeSource(s *Source) string {

@@ -171,32 +171,40 @@ func (j *job) checkSum(h hash.Hash, want []byte) error {
 	return nil
 }
 
-// upload stages the uploaded bytes in scratch space (the matrix asks for it
-// for every upload) and imports from there.
+// upload fills the target from the uploaded stream as CDI's upload server
+// does: gz and xz are decompressed in-stream and raw (or ISO) content goes
+// straight into the target, zero blocks left as holes; only formats
+// qemu-img must convert (qcow2, vmdk, vhdx) are staged in scratch space.
+// A stream that ends before Size bytes (a dropped connection) fails.
 func (j *job) upload(ctx context.Context) error {
 	src := j.req.Source
 	if src.Reader == nil {
 		return errors.New("upload: no data")
 	}
-	stage, err := j.stagePath(true, "upload")
-	if err != nil {
-		return err
+	if src.Size == 0 {
+		return fmt.Errorf("upload: the image is empty: %w", ErrFormat)
 	}
-	f, err := os.OpenFile(stage, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("scratch space: %w", err)
-	}
-	j.prog.phase(0, 50)
-	c := &counter{r: src.Reader, total: src.Size, prog: j.prog, ctx: ctx}
-	if _, err := copySparse(f, c, 1<<62, true); err != nil {
-		f.Close()
-		return fmt.Errorf("upload: %w", err)
-	}
+	j.prog.phase(0, 100)
+	c := &counter{r: &exact{r: src.Reader, size: src.Size}, total: src.Size, prog: j.prog, ctx: ctx}
+	err := j.stream(ctx, c, "", nil)
 	j.res.Transferred = c.n
-	if err := f.Close(); err != nil {
-		return err
+	return err
+}
+
+// exact fails a stream that ends before size bytes (size < 0: unknown).
+type exact struct {
+	r    io.Reader
+	size int64
+	n    int64
+}
+
+func (e *exact) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	e.n += int64(n)
+	if errors.Is(err, io.EOF) && e.size >= 0 && e.n < e.size {
+		err = fmt.Errorf("the stream ended after %d of %d bytes (connection dropped?): %w", e.n, e.size, io.ErrUnexpectedEOF)
 	}
-	return j.fromLocal(ctx, stage)
+	return n, err
 }
 
 // fromLocal imports a file already on this host (a registry's disk, an

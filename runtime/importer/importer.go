@@ -102,6 +102,11 @@ type Request struct {
 	Limits  Limits
 	// Progress receives the share done in percent, never decreasing.
 	Progress func(percent float64)
+	// Received, if set, is called once when every byte of the source was
+	// read and the image checked (its format, its size against the
+	// target); what follows is conversion, sync and rename. An upload's
+	// asynchronous answer waits for it.
+	Received func()
 }
 
 // Result describes a finished import.
@@ -211,6 +216,16 @@ type job struct {
 	size int64
 	// zeroed: the block target reads as zeros, so zero chunks can be skipped.
 	zeroed bool
+	// told: Received was called.
+	told bool
+}
+
+// received tells the caller that the source was read and checked.
+func (j *job) received() {
+	if !j.told && j.req.Received != nil {
+		j.told = true
+		j.req.Received()
+	}
 }
 
 func (j *job) removeStages() {

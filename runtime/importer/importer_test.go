@@ -322,8 +322,8 @@ func TestImport_cloneCopy(t *testing.T) {
 	}
 }
 
-// An upload is staged in scratch space (the matrix says every upload needs
-// it) and converted like a download.
+// An uploaded qcow2 is staged in scratch space and converted like a
+// download.
 func TestImport_upload(t *testing.T) {
 	requireQemuImg(t)
 	raw := rawImage(4 * mib)
@@ -450,7 +450,8 @@ func TestNeedsScratch(t *testing.T) {
 		{HTTP, true, true, FormatRaw, XZ, false},
 		{Registry, false, false, FormatRaw, "", true},
 		{Registry, false, false, FormatQcow2, "", true},
-		{Upload, false, false, FormatRaw, "", true},
+		{Upload, false, false, FormatRaw, "", false},
+		{Upload, false, false, FormatRaw, XZ, false},
 		{Upload, false, false, FormatQcow2, XZ, true},
 	} {
 		if got := NeedsScratch(c.kind, c.https, c.ca, c.format, c.comp); got != c.want {

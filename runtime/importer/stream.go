@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Image formats and compressions, as Result reports them.
@@ -78,11 +79,15 @@ func needsQemuImg(format string) bool {
 // NeedsScratch is the seed's CDI support matrix (8.18.8.2, 8.18.18.5):
 // whether an import of this content needs scratch space. qcow2 over http
 // needs it when compressed, over https also with a custom CA; registry
-// imports and uploads always need it; raw content over http(s) never does.
+// imports always need it; raw content over http(s) never does. The matrix
+// reserves scratch space for every upload, but like CDI's upload server
+// only formats qemu-img converts are staged there: raw is written in place.
 func NeedsScratch(kind SourceKind, https, customCA bool, format, compression string) bool {
 	switch kind {
-	case Registry, Upload:
+	case Registry:
 		return true
+	case Upload:
+		return needsQemuImg(format)
 	case HTTP:
 		if !needsQemuImg(format) {
 			return false
@@ -185,6 +190,10 @@ func (j *job) stream(ctx context.Context, r io.Reader, local string, verify func
 	}
 
 	if !needsQemuImg(format) {
+		if src.Kind == Upload && comp == "" && src.Size > j.size {
+			// Known before a byte is written: refuse at once.
+			return fmt.Errorf("%s: virtual image size %d is larger than the reported available storage %d: %w", j.what(), src.Size, j.size, ErrTooSmall)
+		}
 		f, err := j.openTarget()
 		if err != nil {
 			return err
@@ -198,10 +207,15 @@ func (j *job) stream(ctx context.Context, r io.Reader, local string, verify func
 			return fmt.Errorf("%s: %w", j.what(), err)
 		}
 		j.res.VirtualSize = n
+		if n == 0 && src.Kind == Upload {
+			f.Close()
+			return fmt.Errorf("%s: the image is empty: %w", j.what(), ErrFormat)
+		}
 		if err := drain(); err != nil {
 			f.Close()
 			return err
 		}
+		j.received()
 		return j.finish(f)
 	}
 
@@ -269,6 +283,7 @@ func (j *job) convert(ctx context.Context, src, format string) error {
 	if info.VirtualSize > j.size {
 		return fmt.Errorf("%s: Virtual image size %d is larger than the reported available storage %d: %w", j.what(), info.VirtualSize, j.size, ErrTooSmall)
 	}
+	j.received()
 	j.prog.phase(50, 50)
 	dst := j.partial
 	if j.req.Target.Block {
@@ -309,37 +324,103 @@ func (j *job) what() string {
 // copySparse copies r into f from offset 0, leaving holes where whole
 // chunks are zero (skip says that the target already reads as zeros), and
 // fails with ErrTooSmall past limit bytes. It returns the bytes read.
+// Reading and writing overlap (a network stream is decrypted or
+// decompressed while the previous chunk is written), and writeback starts
+// as it goes, so the final sync does not wait for all of it.
 func copySparse(f *os.File, r io.Reader, limit int64, skip bool) (int64, error) {
-	const chunk = 1 << 20
-	buf := make([]byte, chunk)
+	const chunk, depth = 4 << 20, 3
+	type block struct {
+		b   []byte
+		n   int
+		err error
+	}
+	free := make(chan []byte, depth)
+	for range depth {
+		free <- make([]byte, chunk)
+	}
+	full := make(chan block, depth)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(full)
+		var read int64
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			n, err := fill(r, buf)
+			read += int64(n)
+			if err == nil && read > limit {
+				err = ErrTooSmall // no need to read on
+			}
+			select {
+			case full <- block{buf, n, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// The reader never outlives the copy: the caller reads r after it.
+	defer func() {
+		close(stop)
+		<-done
+	}()
 	zero := make([]byte, chunk)
+	wb := writeback{f: f}
 	var off int64
-	for {
-		n, err := fill(r, buf)
-		if n > 0 {
+	for blk := range full {
+		if n := blk.n; n > 0 {
 			if off+int64(n) > limit {
 				return off + int64(n), ErrTooSmall
 			}
-			b := buf[:n]
+			b := blk.b[:n]
 			if !skip || !bytes.Equal(b, zero[:n]) {
 				if _, werr := f.WriteAt(b, off); werr != nil {
 					return off, werr
 				}
+				wb.wrote(off + int64(n))
 			}
 			off += int64(n)
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(blk.err, io.EOF) {
 			break
 		}
-		if err != nil {
-			return off, err
+		if blk.err != nil {
+			return off, blk.err
 		}
+		free <- blk.b
 	}
 	st, err := f.Stat()
 	if err == nil && st.Mode().IsRegular() && st.Size() < off {
 		err = f.Truncate(off)
 	}
 	return off, err
+}
+
+// writeback starts writing dirty pages of f to the disk every
+// writebackStep bytes (sync_file_range, which does not wait), so the copy
+// and the disk work at once and the page cache never holds a whole image.
+type writeback struct {
+	f    *os.File
+	from int64
+}
+
+const writebackStep = 32 << 20
+
+func (w *writeback) wrote(end int64) {
+	if end-w.from < writebackStep {
+		return
+	}
+	// Best effort: a file system without it syncs everything at the end.
+	_ = unix.SyncFileRange(int(w.f.Fd()), w.from, end-w.from, unix.SYNC_FILE_RANGE_WRITE)
+	w.from = end
 }
 
 // fill reads until buf is full or r fails; unlike io.ReadFull it passes
