@@ -94,9 +94,7 @@ type Options struct {
 	// Uploads takes images uploaded with CDI's protocol; nil answers the
 	// upload paths with 501.
 	Uploads Uploads
-	// UploadedBytes, when set, is told the bytes each upload received.
-	UploadedBytes func(n int64)
-	Log           *slog.Logger
+	Log     *slog.Logger
 }
 
 // Server routes the API.
