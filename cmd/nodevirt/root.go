@@ -131,7 +131,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(o),
 		newDemoCmd(o),
 		newNodeCmd(o), newHostCmd(o),
-		newStorageCmd(o),
+		newStorageCmd(o), newImageUploadCmd(o),
 		newStateCmd(o),
 		newVersionCmd(o),
 		newTokenCmd(o), newCertsCmd(o),
