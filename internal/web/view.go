@@ -1,6 +1,7 @@
 package web
 
 import (
+	"html/template"
 	"sort"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
 	"github.com/nodevirt/nodevirt/internal/status"
@@ -38,8 +40,12 @@ type view struct {
 
 	VMs         []vmRow
 	DataVolumes []dvRow
-	Claims      []claimRow
-	Volumes     []volumeRow
+	// Uploads are the DataVolumes that take an upload now; with any, the
+	// page has the upload form and its Script.
+	Uploads []dvRow
+	Script  template.JS
+	Claims  []claimRow
+	Volumes []volumeRow
 
 	Desc      nodedesc.Description
 	DescError string
@@ -117,6 +123,10 @@ func build(opts Options, st status.Node, events []status.Event, desc nodedesc.De
 	}
 	v.VMs = vmRows(st, v.Suspended)
 	v.DataVolumes = dvRows(st)
+	v.Uploads = uploadRows(st, v.DataVolumes)
+	if len(v.Uploads) > 0 {
+		v.Script = template.JS(uploadScript)
+	}
 	v.Claims = claimRows(st.PersistentVolumeClaims)
 	v.Volumes = volumeRows(st.PersistentVolumes)
 	v.Resources = resourceRows(desc)
@@ -207,6 +217,25 @@ func dvRows(st status.Node) []dvRow {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
 	return rows
+}
+
+// uploadRows are the upload DataVolumes that take an upload: UploadReady,
+// or Failed and so ready for another try.
+func uploadRows(st status.Node, rows []dvRow) []dvRow {
+	takes := map[string]bool{}
+	for _, dv := range st.DataVolumes {
+		if dv.Spec.Source != nil && dv.Spec.Source.Upload != nil &&
+			(dv.Status.Phase == cdiv1.UploadReady || dv.Status.Phase == cdiv1.Failed) {
+			takes[dv.Namespace+"/"+dv.Name] = true
+		}
+	}
+	var out []dvRow
+	for _, r := range rows {
+		if takes[r.Key] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func claimRows(pvcs []corev1.PersistentVolumeClaim) []claimRow {

@@ -3,13 +3,17 @@
 // configuration, capacity and recent events, and reloads itself. It needs no
 // script and no external asset, so it works on an offline host and in any
 // browser; every section and table has a stable element id for tests and
-// users' scripts.
+// users' scripts. Only while a DataVolume takes an upload does the page
+// carry a script: the upload form, which sends the file with CDI's upload
+// protocol to the agent that served the page.
 package web
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -52,10 +56,22 @@ const DefaultRefreshSeconds = 5
 //go:embed page.html
 var files embed.FS
 
-// contentSecurityPolicy allows nothing but the page's own inline style: the
-// page has no script, image, font or form, so nothing a hostile name could
-// smuggle in would run or load.
-const contentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// uploadScript is the upload form's: the one script the page may run.
+//
+//go:embed upload.js
+var uploadScript string
+
+// contentSecurityPolicy allows nothing but the page's own inline style
+// and the upload form's script, by its hash, which may talk to the agent
+// alone: nothing a hostile name could smuggle in would run or load.
+var contentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; script-src '" + scriptHash(uploadScript) +
+	"'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// scriptHash is a script's CSP source: 'sha256-' and its digest in base64.
+func scriptHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
 
 // describeTimeout bounds the node description: it asks libvirt, and a
 // hung libvirt should cost the page its node section, not the whole page.
