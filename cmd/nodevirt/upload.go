@@ -163,8 +163,17 @@ func (o *options) imageUpload(cmd *cobra.Command, f uploadFlags, name string) er
 		fmt.Fprintf(errOut, "DataVolume %s/%s is not in the source, and nodevirt creates nothing git does not hold: commit the manifest above, let the agent apply it, then run this again with --no-create\n", ns, name)
 		return exitCode(1)
 	}
-	if dv.Spec.Source == nil || dv.Spec.Source.Upload == nil {
+	// The agent gives tokens for its upload DataVolumes only: its refusal
+	// says the DataVolume imports from elsewhere.
+	if dv.Spec.Source != nil && dv.Spec.Source.Upload == nil {
 		return fmt.Errorf("DataVolume %s/%s is not an upload DataVolume: its spec.source is not upload", ns, name)
+	}
+	if _, err := c.UploadToken(ctx, ns, name); err != nil {
+		var ae *api.APIError
+		if errors.As(err, &ae) && ae.Code == http.StatusNotFound {
+			return fmt.Errorf("DataVolume %s/%s is not an upload DataVolume (spec.source.upload): %w", ns, name, err)
+		}
+		return fmt.Errorf("upload token for DataVolume %s/%s: %w", ns, name, err)
 	}
 	if dv.Status.Phase == cdiv1.Succeeded {
 		return fmt.Errorf("DataVolume %s/%s already finished uploading (phase Succeeded)", ns, name)

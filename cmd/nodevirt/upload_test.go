@@ -41,6 +41,8 @@ type uploadAgent struct {
 	drop int
 	// refuse is the error of every upload when set.
 	refuse error
+	// imports are the DataVolumes that import from elsewhere.
+	imports map[string]bool
 }
 
 func (a *uploadAgent) Status() status.Node {
@@ -71,12 +73,16 @@ func (a *uploadAgent) Suspend(context.Context, string, bool) (status.ActionResul
 func (a *uploadAgent) addDV(ns, name string, phase cdiv1.DataVolumePhase, upload bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// As the agent shows it: no spec; the claim says when it takes an
+	// upload.
 	dv := cdiv1.DataVolume{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Status: cdiv1.DataVolumeStatus{Phase: phase}}
-	dv.Spec.Source = &cdiv1.DataVolumeSource{HTTP: &cdiv1.DataVolumeSourceHTTP{URL: "https://example.com/x.img"}}
-	if upload {
-		dv.Spec.Source = &cdiv1.DataVolumeSource{Upload: &cdiv1.DataVolumeSourceUpload{}}
-	}
 	a.st.DataVolumes = append(a.st.DataVolumes, dv)
+	if !upload {
+		if a.imports == nil {
+			a.imports = map[string]bool{}
+		}
+		a.imports[ns+"/"+name] = true
+	}
 	a.version++
 }
 
@@ -104,9 +110,15 @@ func (a *uploadAgent) phase(ns, name string) cdiv1.DataVolumePhase {
 func (a *uploadAgent) UploadReady(_ context.Context, ns, name string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch a.phase(ns, name) {
-	case "":
+	if a.phase(ns, name) == "" {
 		return api.NotFound(fmt.Errorf("no upload DataVolume %s/%s", ns, name))
+	}
+	if a.imports[ns+"/"+name] {
+		return api.NotFound(fmt.Errorf("DataVolume %s/%s imports over HTTP: it takes no upload", ns, name))
+	}
+	switch a.phase(ns, name) {
+	case cdiv1.Succeeded:
+		return api.Conflict(fmt.Errorf("DataVolume %s/%s already finished uploading", ns, name))
 	case cdiv1.UploadReady, cdiv1.Failed:
 		return nil
 	}

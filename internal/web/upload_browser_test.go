@@ -96,7 +96,7 @@ func (u *uploadNode) Upload(ctx context.Context, ns, name string, r io.Reader, _
 func TestBrowser_uploadFromThePage(t *testing.T) {
 	n := &uploadNode{node: sample(time.Now()), dir: t.TempDir()}
 	n.set(func(st *status.Node) {
-		st.DataVolumes = append(st.DataVolumes, uploadDV("default", "upload-me", cdiv1.UploadReady))
+		addUploadDV(st, "default", "upload-me", cdiv1.UploadReady)
 	})
 	state := t.TempDir()
 	tokens, err := token.Open(state)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/net/html"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
@@ -17,10 +18,17 @@ import (
 	"github.com/nodevirt/nodevirt/internal/web"
 )
 
-func uploadDV(ns, name string, phase cdiv1.DataVolumePhase) cdiv1.DataVolume {
-	return cdiv1.DataVolume{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:   cdiv1.DataVolumeSpec{Source: &cdiv1.DataVolumeSource{Upload: &cdiv1.DataVolumeSourceUpload{}}},
-		Status: cdiv1.DataVolumeStatus{Phase: phase}}
+// addUploadDV adds an upload DataVolume and its claim as the agent shows
+// them: no spec, and CDI's upload-server-ready annotation on the claim
+// while it takes an upload.
+func addUploadDV(st *status.Node, ns, name string, phase cdiv1.DataVolumePhase) {
+	st.DataVolumes = append(st.DataVolumes, cdiv1.DataVolume{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Status: cdiv1.DataVolumeStatus{Phase: phase}})
+	claim := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if phase == cdiv1.UploadReady || phase == cdiv1.Failed {
+		claim.Annotations = map[string]string{"cdi.kubevirt.io/storage.pod.ready": "true"}
+	}
+	st.PersistentVolumeClaims = append(st.PersistentVolumeClaims, claim)
 }
 
 // The form lists the upload DataVolumes that take an upload now (ready,
@@ -30,11 +38,13 @@ func uploadDV(ns, name string, phase cdiv1.DataVolumePhase) cdiv1.DataVolume {
 func TestPage_uploadFormListsTheDataVolumesThatTakeAnUpload(t *testing.T) {
 	n := sample(time.Now())
 	n.set(func(st *status.Node) {
-		st.DataVolumes = append(st.DataVolumes,
-			uploadDV("default", "ready", cdiv1.UploadReady),
-			uploadDV("prod", "retry", cdiv1.Failed),
-			uploadDV("default", "done", cdiv1.Succeeded),
-			uploadDV("default", "scheduled", cdiv1.UploadScheduled))
+		addUploadDV(st, "default", "ready", cdiv1.UploadReady)
+		addUploadDV(st, "prod", "retry", cdiv1.Failed)
+		addUploadDV(st, "default", "done", cdiv1.Succeeded)
+		addUploadDV(st, "default", "scheduled", cdiv1.UploadScheduled)
+		// An import that failed takes no upload.
+		st.DataVolumes = append(st.DataVolumes, cdiv1.DataVolume{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "http"},
+			Status: cdiv1.DataVolumeStatus{Phase: cdiv1.Failed}})
 	})
 	h := web.Handler(n, web.Options{Node: "node-a"})
 	srv := httptest.NewServer(h)
@@ -76,7 +86,10 @@ func TestPage_uploadFormListsTheDataVolumesThatTakeAnUpload(t *testing.T) {
 	}
 
 	// Nothing to upload into: no form, no script.
-	n.set(func(st *status.Node) { st.DataVolumes = st.DataVolumes[:len(st.DataVolumes)-4] })
+	n.set(func(st *status.Node) {
+		st.DataVolumes = st.DataVolumes[:len(st.DataVolumes)-5]
+		st.PersistentVolumeClaims = st.PersistentVolumeClaims[:len(st.PersistentVolumeClaims)-4]
+	})
 	time.Sleep(1100 * time.Millisecond) // past the page cache
 	doc = page(t, h)
 	if s := find(doc, func(n *html.Node) bool { return n.Data == "script" || n.Data == "form" }); len(s) != 0 {

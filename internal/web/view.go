@@ -219,10 +219,20 @@ func dvRows(st status.Node) []dvRow {
 	return rows
 }
 
-// uploadRows are the upload DataVolumes that take an upload: UploadReady,
-// or Failed and so ready for another try.
+// annUploadPodReady is CDI's claim annotation: the claim's upload server
+// takes data (an upload DataVolume UploadReady, or Failed and so ready for
+// another try).
+const annUploadPodReady = "cdi.kubevirt.io/storage.pod.ready"
+
+// uploadRows are the DataVolumes that take an upload now: their claims
+// say so as CDI's do, or their spec is an upload's and they are ready.
 func uploadRows(st status.Node, rows []dvRow) []dvRow {
 	takes := map[string]bool{}
+	for _, c := range st.PersistentVolumeClaims {
+		if c.Annotations[annUploadPodReady] == "true" {
+			takes[c.Namespace+"/"+c.Name] = true
+		}
+	}
 	for _, dv := range st.DataVolumes {
 		if dv.Spec.Source != nil && dv.Spec.Source.Upload != nil &&
 			(dv.Status.Phase == cdiv1.UploadReady || dv.Status.Phase == cdiv1.Failed) {
