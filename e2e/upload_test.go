@@ -183,7 +183,7 @@ func TestUpload_qcow2AndXzDroppedAndNotInGit(t *testing.T) {
 	}
 	w.awaitDVPhase(t, "qcow", "Succeeded", time.Minute)
 	sameStart(t, w.dvDisk(t, "qcow"), raw)
-	w.awaitState(w.dom("web"), "running", 3*time.Minute)
+	w.awaitState("web", "running", 3*time.Minute)
 
 	// xz over HTTPS, with a token file and the agent's CA.
 	tokenFile := imageAt(t, files, "token", []byte(s.token))
