@@ -330,3 +330,25 @@ func TestImageUpload_refusedImageAndNotReady(t *testing.T) {
 		t.Errorf("--wait-secs 1 took %s", d)
 	}
 }
+
+// --uploadproxy-url alone (no scheme, no --server) reaches the agent over
+// HTTPS, and --insecure stands in for its CA; without either the agent's
+// self-made certificate is refused.
+func TestImageUpload_uploadProxyURLAndInsecure(t *testing.T) {
+	a := &uploadAgent{}
+	a.addDV("default", "disk", cdiv1.UploadReady, true)
+	flags := uploadServer(t, a) // --server URL --token-file F --certificate-authority CA
+	hostPort := strings.TrimPrefix(flags[1], "https://")
+	img, want := imageFile(t, 256<<10)
+	args := []string{"image-upload", "dv", "disk", "--image-path", img, "--no-create", "--uploadproxy-url", hostPort, "--token-file", flags[3]}
+	if _, errOut, code := run(t, args...); code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Fatalf("an unverified agent certificate was accepted: exit %d %q", code, errOut)
+	}
+	out, errOut, code := run(t, append(args, "--insecure")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
+	}
+	if !bytes.Equal(a.disks["default/disk"], want) {
+		t.Fatal("the disk differs from the file")
+	}
+}
