@@ -168,14 +168,15 @@ func isUploadPath(path string) bool {
 	return false
 }
 
-var errNoUploads = "this agent takes no uploads"
+// noUploads answers the upload routes of an agent without Options.Uploads.
+const noUploads = "this agent takes no uploads"
 
 // uploadToken answers an UploadTokenRequest for a DataVolume with its
 // token, as CDI's API server does; the caller was authenticated as for
 // any API route.
 func (s *Server) uploadToken(w http.ResponseWriter, r *http.Request) {
 	if s.o.Uploads == nil {
-		writeError(w, http.StatusNotImplemented, errNoUploads)
+		writeError(w, http.StatusNotImplemented, noUploads)
 		return
 	}
 	req, err := readBody[uploadv1beta1.UploadTokenRequest](w, r)
@@ -241,7 +242,7 @@ func (s *Server) upload(async, form bool) http.HandlerFunc {
 			return
 		}
 		if s.o.Uploads == nil {
-			writeError(w, http.StatusNotImplemented, errNoUploads)
+			writeError(w, http.StatusNotImplemented, noUploads)
 			return
 		}
 		h := r.Header.Get("Authorization")
