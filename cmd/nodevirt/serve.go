@@ -68,7 +68,7 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := api.Options{Node: o.node, Agent: svc, Uploads: svc, Log: log, Metrics: s.metrics.Handler(log),
+	opts := api.Options{Node: o.node, Agent: svc, Uploads: svc, Uploaded: s.metrics.UploadReceived, Log: log, Metrics: s.metrics.Handler(log),
 		Token: func(secret string) (string, time.Time, error) {
 			info, err := tokens.Verify(secret)
 			return info.Name, info.Expires, err

@@ -94,7 +94,9 @@ type Options struct {
 	// Uploads takes images uploaded with CDI's protocol; nil answers the
 	// upload paths with 501.
 	Uploads Uploads
-	Log     *slog.Logger
+	// Uploaded, when set, is told the bytes each upload received.
+	Uploaded func(n int64)
+	Log      *slog.Logger
 }
 
 // Server routes the API.

@@ -292,6 +292,9 @@ func (s *Server) upload(async, form bool) http.HandlerFunc {
 		log := s.o.Log.With("namespace", claims.Namespace, "dataVolume", claims.Name, "path", r.URL.Path)
 		log.Info("upload started", "size", size, "remote", r.RemoteAddr)
 		err = s.o.Uploads.Upload(r.Context(), claims.Namespace, claims.Name, counted, size, async)
+		if s.o.Uploaded != nil {
+			s.o.Uploaded(counted.n)
+		}
 		if err != nil {
 			log.Warn("upload failed", "received", counted.n, "err", err)
 			writeError(w, codeOf(err), fmt.Sprintf("upload into DataVolume %s/%s: %v", claims.Namespace, claims.Name, err))

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,7 +157,8 @@ func codeOf(err error) int {
 // token is CDI's shape.
 func TestUpload_tokenThenImageOverHTTPS(t *testing.T) {
 	u := newUploads("default/disk", "default/other")
-	w := newWorld(t, withUploads(u))
+	var received atomic.Int64
+	w := newWorld(t, withUploads(u), func(o *api.Options) { o.Uploaded = func(n int64) { received.Add(n) } })
 	c := w.remote()
 	ctx := context.Background()
 	tok, err := c.UploadToken(ctx, "default", "disk")
@@ -203,6 +205,9 @@ func TestUpload_tokenThenImageOverHTTPS(t *testing.T) {
 	got := u.get("default/disk")
 	if !bytes.Equal(got.disk, img) || got.phase != "Succeeded" || got.async[0] {
 		t.Fatalf("disk has %d bytes (want %d identical), phase %s, async %v", len(got.disk), len(img), got.phase, got.async)
+	}
+	if got := received.Load(); got != int64(len(img)) {
+		t.Errorf("the upload counted %d bytes, want %d", got, len(img))
 	}
 	if other := u.get("default/other"); other.disk != nil {
 		t.Fatal("the token of disk wrote into other")

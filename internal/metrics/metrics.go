@@ -57,6 +57,7 @@ type Metrics struct {
 	suspended         prometheus.Gauge
 	lastReconcile     prometheus.Gauge
 	reconcileErrors   prometheus.Counter
+	uploadBytes       prometheus.Counter
 
 	sets *sets
 }
@@ -99,6 +100,10 @@ func New() *Metrics {
 			Name: "nodevirt_reconcile_errors_total",
 			Help: "Reconcile iterations that ended with an error.",
 		}),
+		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nodevirt_upload_bytes_total",
+			Help: "Bytes of disk images received by uploads, failed ones included.",
+		}),
 		sets: newSets(),
 	}
 	for _, s := range []string{StageHost, StageStorage, StageVM, StageTotal} {
@@ -108,7 +113,7 @@ func New() *Metrics {
 	m.sourceFetch.WithLabelValues("failure")
 	m.reg.MustRegister(
 		m.reconcileDuration, m.sourceFetch, m.drift, m.pruneHeld, m.certExpiry,
-		m.suspended, m.lastReconcile, m.reconcileErrors, m.sets,
+		m.suspended, m.lastReconcile, m.reconcileErrors, m.uploadBytes, m.sets,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -195,6 +200,9 @@ func (m *Metrics) ReconcileEnded(at time.Time, err error) {
 		m.reconcileErrors.Inc()
 	}
 }
+
+// UploadReceived counts n bytes an upload received.
+func (m *Metrics) UploadReceived(n int64) { m.uploadBytes.Add(float64(n)) }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
