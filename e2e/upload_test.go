@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,6 +243,25 @@ func TestUpload_qcow2AndXzDroppedAndNotInGit(t *testing.T) {
 		t.Fatalf("retry:\n%s", out)
 	}
 	sameStart(t, disk, raw)
+
+	// The bytes received, failed uploads included, are in the metrics.
+	req, _ := http.NewRequest("GET", s.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var uploaded float64
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if v, ok := strings.CutPrefix(line, "nodevirt_upload_bytes_total "); ok {
+			uploaded, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if want := float64(len(raw) + len(raw)/2); uploaded < want {
+		t.Errorf("nodevirt_upload_bytes_total = %v, want at least %v", uploaded, want)
+	}
 
 	// Not in git: the manifest to commit, a failing exit, nothing made.
 	out, errOut, err = w.nodevirt("image-upload", "dv", "ghost", "--image-path", rawImg, "--size", "64Mi")
