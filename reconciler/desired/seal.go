@@ -17,7 +17,7 @@ import (
 // every rendering, so the hash always matches the XML.
 func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, owner Owner) (xml, hash string, err error) {
 	dom.Metadata = nil
-	body, err := dom.Marshal()
+	body, err := hashedBody(dom)
 	if err != nil {
 		return "", "", err
 	}
@@ -36,4 +36,23 @@ func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, owner Owner) (xml
 	dom.Metadata = meta
 	xml, err = dom.Marshal()
 	return xml, owner.SpecHash, err
+}
+
+// hashedBody is the domain as the hash sees it: without the controllers
+// added for hotplug capacity, so domains defined before they existed keep
+// their hash and are not restarted for them (a redefine adds them).
+func hashedBody(dom *libvirtxml.Domain) (string, error) {
+	if dom.Devices == nil {
+		return dom.Marshal()
+	}
+	cp := *dom
+	devs := *dom.Devices
+	devs.Controllers = nil
+	for _, c := range dom.Devices.Controllers {
+		if !domain.IsHotplugController(c) {
+			devs.Controllers = append(devs.Controllers, c)
+		}
+	}
+	cp.Devices = &devs
+	return cp.Marshal()
 }

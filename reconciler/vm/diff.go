@@ -254,6 +254,13 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 		a.Changes = changes
 		acts = append(acts, a)
 		redefined = true
+	case len(changes) > 0 && controllersOnly(changes):
+		// A domain defined before the hotplug controllers existed: its hash
+		// is unchanged (they are not hashed), so it is not restarted; the
+		// redefine adds them, and a running guest gets them at its next boot.
+		a := act(Update, "adds the controllers hot-plugged devices need; a running VM gets them at its next boot (restart required to add hotplug controllers)")
+		a.Changes = changes
+		acts = append(acts, a)
 	case len(changes) > 0:
 		a := act(Update, "persistent definition changed out of band")
 		a.Changes = changes
@@ -364,4 +371,15 @@ func (p Plan) Drift() []plan.Step {
 		}
 	}
 	return out
+}
+
+// controllersOnly reports changes that touch controllers only: libvirt adds
+// controllers on its own, so a difference there is never someone's edit.
+func controllersOnly(changes []plan.Change) bool {
+	for _, c := range changes {
+		if !strings.HasPrefix(c.Path, "devices.controller[") {
+			return false
+		}
+	}
+	return true
 }

@@ -78,6 +78,9 @@ func configurators() []configurator {
 		configureDevices,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
+		// 5. Hotplug capacity last: the ports it adds depend on the devices
+		//    above.
+		configureHotplug,
 	}
 }
 

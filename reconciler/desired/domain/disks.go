@@ -81,6 +81,7 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 		}
 	}
 	if scsi {
+		// The disks' own controller; configureHotplug adds one otherwise.
 		devices(dom).Controllers = append(devices(dom).Controllers, libvirtxml.DomainController{
 			Type: "scsi", Model: "virtio-non-transitional",
 		})
