@@ -171,28 +171,22 @@ func (d *Driver) deregister(c *libvirt.Connect, ids []int) {
 	}
 }
 
-// LiveDisks returns the disks of the running domain name as libvirt runs
-// them (targets, aliases, sources); nil for a domain that is not running.
-func (d *Driver) LiveDisks(ctx context.Context, name string) ([]libvirtxml.DomainDisk, error) {
-	var disks []libvirtxml.DomainDisk
+// LiveDomain returns the running domain name as libvirt runs it (its id,
+// disks with targets and aliases); nil for a domain that is not running.
+func (d *Driver) LiveDomain(ctx context.Context, name string) (*libvirtxml.Domain, error) {
+	var live *libvirtxml.Domain
 	_, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
 		active, err := isActive(dom)
 		if err != nil || !active {
 			return err
 		}
-		live, err := liveDomain(dom)
-		if err != nil {
-			return err
-		}
-		if live.Devices != nil {
-			disks = live.Devices.Disks
-		}
-		return nil
+		live, err = liveDomain(dom)
+		return err
 	})
 	if err != nil {
 		return nil, wrapErr("read live XML of", domainTarget(name), err)
 	}
-	return disks, nil
+	return live, nil
 }
 
 func liveDomain(dom *libvirt.Domain) (*libvirtxml.Domain, error) {

@@ -35,18 +35,19 @@ func TestE2E_hotplugDisk(t *testing.T) {
 	if err := d.AttachDevice(ctx, name, disk, false); err != nil {
 		t.Fatalf("attach: %v", err)
 	}
-	disks, err := d.LiveDisks(ctx, name)
-	if err != nil {
-		t.Fatal(err)
+	live, err := d.LiveDomain(ctx, name)
+	if err != nil || live == nil {
+		t.Fatalf("live domain: %v, %v", live, err)
 	}
+	disks := live.Devices.Disks
 	if len(disks) != 1 || disks[0].Alias == nil || disks[0].Alias.Name != "ua-data" || disks[0].Serial != "data-serial" {
 		t.Fatalf("live disks after attach: %+v", disks)
 	}
 	if err := d.DetachDevice(ctx, name, "ua-data", false, 10*time.Second); err != nil {
 		t.Fatalf("detach: %v", err)
 	}
-	if disks, err = d.LiveDisks(ctx, name); err != nil || len(disks) != 0 {
-		t.Fatalf("live disks after detach: %+v, %v", disks, err)
+	if live, err = d.LiveDomain(ctx, name); err != nil || len(live.Devices.Disks) != 0 {
+		t.Fatalf("live disks after detach: %+v, %v", live.Devices.Disks, err)
 	}
 	// A second detach finds nothing to remove and says so by succeeding.
 	if err := d.DetachDevice(ctx, name, "ua-data", false, time.Second); err != nil {
