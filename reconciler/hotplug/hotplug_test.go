@@ -29,7 +29,9 @@ type fakeHV struct {
 	hold map[string]bool
 }
 
-func newFakeHV() *fakeHV { return &fakeHV{live: map[string]*libvirtxml.Domain{}, hold: map[string]bool{}} }
+func newFakeHV() *fakeHV {
+	return &fakeHV{live: map[string]*libvirtxml.Domain{}, hold: map[string]bool{}}
+}
 
 // boot starts (or restarts) domain with one cold disk and a new id.
 func (f *fakeHV) boot(name string) {
