@@ -37,6 +37,9 @@ const (
 	// agent's inventory (another agent's, or from a lost state directory);
 	// reported, never pruned.
 	Orphan plan.Action = "orphan"
+	// HotPlugged: a volume attached by hand (addvolume) that the source
+	// does not hold; reported, never detached by self-heal.
+	HotPlugged plan.Action = "hot-plugged"
 )
 
 // Plan is what the VM stage would do for one revision; the target of its
@@ -354,7 +357,7 @@ func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
 func (p Plan) Empty() bool {
 	for _, a := range p.Actions {
 		switch a.Action {
-		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan:
+		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan, HotPlugged:
 			continue
 		}
 		return false
