@@ -62,7 +62,6 @@ type HotPluggedVolumes interface {
 // shows them; nothing in the VM stage ever detaches them.
 func (r *Reconciler) WithHotplug(h HotPluggedVolumes) *Reconciler { r.hotplug = h; return r }
 
-
 // New wires a reconciler to its host.
 func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	log := cfg.Log
