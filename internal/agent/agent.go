@@ -24,6 +24,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/hotplug"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
@@ -138,6 +139,9 @@ type Agent struct {
 	// storage provisions and imports volumes between host configuration and
 	// VMs; nil leaves storage alone.
 	storage *storage.Manager
+	// hotplug attaches volumes to running VMs by hand and keeps their
+	// records; nil: no hotplug.
+	hotplug *hotplug.Manager
 	// kick asks the loop for an iteration (an import finished).
 	kick chan struct{}
 
@@ -555,6 +559,11 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	}
 	if a.rec != nil {
 		a.applyVMs(ctx, st, &rep, sus)
+		if !sus.global {
+			if err := a.syncHotplug(ctx, st); err != nil {
+				rep.Errors = append(rep.Errors, "hot-plugged volumes: "+err.Error())
+			}
+		}
 		took(plan.StageVM)
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.

@@ -226,6 +226,7 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	}
 	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick)
 	rt.Agent.host, rt.Agent.storage = rt.Host, rt.Storage
+	rt.openHotplug()
 	if rt.DB != nil {
 		rt.Agent.state = rt.DB
 	}

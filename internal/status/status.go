@@ -115,4 +115,7 @@ type ActionResult struct {
 	Action  string `json:"action"`
 	Object  string `json:"object,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Patch is the change of the object's manifest to commit for the
+	// action to last (addvolume --persist), as YAML.
+	Patch string `json:"patch,omitempty"`
 }
