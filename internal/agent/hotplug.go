@@ -13,15 +13,26 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/hotplug"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
-	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
-// claimDisks tells hotplug where the storage manager keeps each claim.
-type claimDisks struct{ m *storage.Manager }
+// claimDisks tells hotplug which claims the source holds and where the
+// storage manager keeps their data.
+type claimDisks struct{ a *Agent }
 
 func (c claimDisks) ClaimDisk(namespace, name string) (hotplug.ClaimDisk, bool) {
-	st, ok := c.m.Claim(namespace, name)
-	return hotplug.ClaimDisk{Path: st.Path, Block: st.Block, Ready: st.Ready, Phase: st.Phase}, ok
+	n := c.a.node.Load()
+	if n == nil || n.Storage == nil {
+		return hotplug.ClaimDisk{}, false
+	}
+	cl := n.Storage.Claims[namespace+"/"+name]
+	if cl == nil {
+		return hotplug.ClaimDisk{}, false
+	}
+	d := hotplug.ClaimDisk{DataVolume: cl.Kind == "DataVolume", Phase: "Pending"}
+	if st, ok := c.a.storage.Claim(namespace, name); ok {
+		d.Path, d.Block, d.Ready, d.Phase = st.Path, st.Block, st.Ready, st.Phase
+	}
+	return d, true
 }
 
 // openHotplug wires volume hotplug when the VM and storage stages and the
@@ -30,7 +41,7 @@ func (rt *Runtime) openHotplug() {
 	if rt.VMs == nil || rt.Storage == nil || rt.DB == nil || rt.HV == nil {
 		return
 	}
-	rt.Agent.hotplug = hotplug.New(rt.HV, claimDisks{rt.Storage}, rt.DB)
+	rt.Agent.hotplug = hotplug.New(rt.HV, claimDisks{rt.Agent}, rt.DB)
 	rt.VMs.WithHotplug(rt.Agent.hotplug)
 }
 

@@ -49,6 +49,8 @@ type ClaimDisk struct {
 	Block bool
 	Ready bool
 	Phase string
+	// DataVolume: the source holds a DataVolume of that name, not a bare PVC.
+	DataVolume bool
 }
 
 // Claims finds the disks of the source's DataVolumes and PVCs.
@@ -109,6 +111,13 @@ func (m *Manager) Add(ctx context.Context, vm *desired.VM, opts kubevirtv1.AddVo
 		}
 	}
 	disk, ok := m.claims.ClaimDisk(vm.Namespace, rec.Claim)
+	if ok {
+		// As virtctl, which looks the name up: the source's kind wins.
+		rec.Source = "persistentVolumeClaim"
+		if disk.DataVolume {
+			rec.Source = "dataVolume"
+		}
+	}
 	kind := sourceKind(rec.Source)
 	if !ok {
 		return Result{}, fmt.Errorf("%s %s/%s is %w: only DataVolumes and PVCs of the source can be hot-plugged", kind, vm.Namespace, rec.Claim, ErrUnknownClaim)
@@ -230,7 +239,7 @@ func (m *Manager) detach(ctx context.Context, domain, volume string) error {
 // persisted one is attached again after a boot; a removed one declared in
 // the source is detached again; and a record whose change the source now
 // holds is dropped (the source owns the volume then). vms are the source's
-// VMs by domain name.
+// VMs by domain name; records of other domains last while they run.
 func (m *Manager) Sync(ctx context.Context, vms map[string]*desired.VM) error {
 	all, err := m.rec.all()
 	if err != nil {
@@ -238,14 +247,18 @@ func (m *Manager) Sync(ctx context.Context, vms map[string]*desired.VM) error {
 	}
 	var errs []error
 	for domain, recs := range all {
-		vm := vms[domain]
-		if vm == nil {
-			errs = append(errs, m.rec.put(domain, nil))
-			continue
-		}
 		live, err := m.hv.LiveDomain(ctx, domain)
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		vm := vms[domain]
+		if vm == nil {
+			// Not rendered (an invalid manifest keeps its last state): the
+			// records last as long as the domain runs.
+			if live == nil {
+				errs = append(errs, m.rec.put(domain, nil))
+			}
 			continue
 		}
 		keep := recs[:0:0]

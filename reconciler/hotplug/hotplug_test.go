@@ -128,8 +128,8 @@ func setup(t *testing.T) (*Manager, *fakeHV, *desired.VM) {
 	h := newFakeHV()
 	h.boot("lab_vm")
 	c := claims{
-		"lab/data":    {Path: "/volumes/lab/data/disk.img", Ready: true, Phase: "Succeeded"},
-		"lab/pending": {Path: "/volumes/lab/pending/disk.img", Phase: "ImportInProgress"},
+		"lab/data":    {Path: "/volumes/lab/data/disk.img", Ready: true, Phase: "Succeeded", DataVolume: true},
+		"lab/pending": {Path: "/volumes/lab/pending/disk.img", Phase: "ImportInProgress", DataVolume: true},
 		"lab/root":    {Path: "/disks/root.qcow2", Ready: true},
 	}
 	vm := &desired.VM{Object: "VirtualMachine lab/vm", Kind: "VirtualMachine", Namespace: "lab", Name: "vm", DomainName: "lab_vm",
