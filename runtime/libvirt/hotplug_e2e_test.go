@@ -4,6 +4,7 @@ package virt
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,14 @@ func TestE2E_hotplugDisk(t *testing.T) {
 	d := requireLibvirtd(t)
 	typ := accel(t, d)
 	name := uniqueName(t, d)
-	img := t.TempDir() + "/disk.img"
+	dir := t.TempDir()
+	// QEMU runs as its own user: it must traverse to the file.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "disk.img")
 	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
