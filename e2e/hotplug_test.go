@@ -1,0 +1,141 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hotplugVM is a running VM with a blank root disk and, in extra, more
+// disks and volumes of the spec (YAML list items, indented for the lists).
+func hotplugVM(ns, disks, volumes string) string {
+	return fmt.Sprintf(`---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: app, namespace: %s}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      terminationGracePeriodSeconds: 0
+      domain:
+        cpu:
+          features: [{name: arch-capabilities, policy: disable}]
+        memory: {guest: 64Mi}
+        devices:
+          disks:
+            - {name: root, disk: {bus: virtio}}
+%s      volumes:
+        - {name: root, emptyDisk: {capacity: 16Mi}}
+%s`, ns, disks, volumes)
+}
+
+func blankDV(name string) string {
+	return fmt.Sprintf(`---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: %s}
+spec:
+  source: {blank: {}}
+  pvc: {storageClassName: hostpath, accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}
+`, name)
+}
+
+// cli runs a command against the running agent of sw (through its socket).
+func (sw *storageWorld) cli(args ...string) (string, string, error) {
+	sw.t.Helper()
+	cmd := exec.Command(nodevirtBin, append([]string{"--state", sw.state, "--namespace", sw.ns}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+func (sw *storageWorld) startHotplugAgent() *agent {
+	return sw.start("--source", sw.repo, "--state", sw.state, "--root", sw.hostRoot, "--namespace", sw.ns,
+		"--node", storageNode, "--secrets-dir", sw.secrets, "--libvirt", "qemu:///system", "--domain-type", "qemu",
+		"run", "--interval", "2s", "--drift-interval", "1h")
+}
+
+// liveDisk returns the <disk> element of the live XML whose alias is alias.
+func liveDisk(t *testing.T, domain, alias string) string {
+	xml := virsh(t, "dumpxml", domain)
+	for _, part := range strings.Split(xml, "<disk ")[1:] {
+		d := part[:strings.Index(part, "</disk>")]
+		if strings.Contains(d, "<alias name='"+alias+"'/>") {
+			return d
+		}
+	}
+	return ""
+}
+
+// addvolume of a blank DataVolume of the source into a running VM: the
+// disk is in the live XML with its serial on the SCSI bus, survives
+// reconciles, drift shows it, removevolume takes it out; the domain keeps
+// running throughout.
+func TestHotplug_addRemoveVolume(t *testing.T) {
+	sw := newStorageWorld(t)
+	sw.write("all.yaml", storageClasses+blankDV("data")+hotplugVM(sw.ns, "", ""))
+	a := sw.startHotplugAgent()
+	sw.awaitState("app", "running", 3*time.Minute)
+	dom := sw.dom("app")
+	id := strings.TrimSpace(virsh(t, "domid", dom))
+
+	var out, errOut string
+	var err error
+	took := await(t, "addvolume to succeed (the DataVolume ready)", 2*time.Minute, func() bool {
+		out, errOut, err = sw.cli("addvolume", "app", "--volume-name=data", "--serial=HOTSER1")
+		if err != nil && !strings.Contains(errOut, "not ready") {
+			t.Fatalf("addvolume: %v\n%s%s\nagent:\n%s", err, out, errOut, a.logs())
+		}
+		return err == nil
+	})
+	t.Logf("addvolume answered after %s: %s", took, strings.TrimSpace(out))
+	disk := liveDisk(t, dom, "ua-data")
+	if !strings.Contains(disk, "<serial>HOTSER1</serial>") || !strings.Contains(disk, "bus='scsi'") || !strings.Contains(disk, "/disk.img'") {
+		t.Fatalf("live disk ua-data:\n%s", disk)
+	}
+	if strings.Contains(virsh(t, "dumpxml", "--inactive", dom), "ua-data") {
+		t.Fatal("a volume added without --persist must stay out of the persistent definition")
+	}
+
+	// A reconcile and a few agent loops leave it attached.
+	if out, errOut, err := sw.cli("reconcile"); err != nil {
+		t.Fatalf("reconcile: %v\n%s%s", err, out, errOut)
+	}
+	time.Sleep(8 * time.Second)
+	if liveDisk(t, dom, "ua-data") == "" {
+		t.Fatalf("the hot-plugged disk is gone after reconciles\nagent:\n%s", a.logs())
+	}
+	if out, _, _ := sw.cli("drift"); !strings.Contains(out, "volume data: hot-plugged, not in the source") {
+		t.Fatalf("drift does not show the hot-plugged volume:\n%s", out)
+	}
+	if out, _, err := sw.cli("get", "vmi", "app", "-o", "json"); err != nil || !strings.Contains(out, `"volumeStatus"`) || !strings.Contains(out, `"hotplugVolume"`) {
+		t.Fatalf("vmi status: %v\n%s", err, out)
+	}
+
+	// Errors as virtctl's.
+	if _, errOut, err := sw.cli("addvolume", "app", "--volume-name=data"); err == nil || !strings.Contains(errOut, "Unable to add volume [data] because volume with that name already exists") {
+		t.Fatalf("second addvolume: %v %s", err, errOut)
+	}
+	if _, errOut, err := sw.cli("removevolume", "app", "--volume-name=root"); err == nil || !strings.Contains(errOut, "because it is not hotpluggable") {
+		t.Fatalf("removevolume of a cold disk: %v %s", err, errOut)
+	}
+
+	start := time.Now()
+	if out, errOut, err := sw.cli("removevolume", "app", "--volume-name=data"); err != nil {
+		t.Fatalf("removevolume: %v\n%s%s", err, out, errOut)
+	}
+	t.Logf("removevolume (detach confirmed) took %s", time.Since(start).Round(time.Millisecond))
+	if d := liveDisk(t, dom, "ua-data"); d != "" {
+		t.Fatalf("the disk is still in the live XML after removevolume:\n%s", d)
+	}
+	if now := strings.TrimSpace(virsh(t, "domid", dom)); now != id {
+		t.Fatalf("the domain restarted (id %s, was %s)", now, id)
+	}
+}
