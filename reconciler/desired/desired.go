@@ -71,6 +71,10 @@ type VM struct {
 	// running VM takes or gives up live (hotpluggable DataVolumes and PVCs).
 	Volumes      []string `json:"volumes,omitempty"`
 	Hotpluggable []string `json:"hotpluggable,omitempty"`
+	// HotplugDisks are the disks of XML a running domain takes or gives up
+	// live (hotpluggable on the SCSI bus); SpecHash leaves them out, so
+	// adding or removing one is no restart.
+	HotplugDisks []domain.HotplugDisk `json:"hotplugDisks,omitempty"`
 	// Pins and Devices are the node resources the domain was rendered
 	// with; the reconciler persists them when it defines the domain.
 	Pins    *domain.Pinning         `json:"pins,omitempty"`
@@ -312,7 +316,7 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 		return nil, diags
 	}
 	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision}
-	xml, hash, err := seal(res.Domain, res.Artifacts, owner)
+	xml, hash, err := seal(res.Domain, res.Artifacts, res.Hotplug, owner)
 	if err != nil {
 		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
 	}
@@ -356,6 +360,7 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 		Unschedulable:   alloc.why,
 		Volumes:         volumeNames(spec, false),
 		Hotpluggable:    volumeNames(spec, true),
+		HotplugDisks:    res.Hotplug,
 	}, diags
 }
 

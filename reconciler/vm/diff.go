@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -244,7 +245,12 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	}
 
 	var acts []plan.Step
-	changes, err := opt.Fields(vm.XML, dom.XML)
+	attach, detach := liveVolumes(vm, dom, owner.SpecHash == vm.SpecHash)
+	desiredXML, observedXML := vm.XML, dom.XML
+	if strip := hotAliases(vm, detach); len(strip) > 0 {
+		desiredXML, observedXML = withoutDisks(desiredXML, strip), withoutDisks(observedXML, strip)
+	}
+	changes, err := opt.Fields(desiredXML, observedXML)
 	if err != nil {
 		changes = []plan.Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
 	}
@@ -288,6 +294,14 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 			acts = append(acts, a)
 		} else {
 			acts = append(acts, act(RestartRequired, "the new definition takes effect at the next boot; "+desired.AnnotationRestartOnChange+" is false"))
+		}
+	}
+	if len(attach)+len(detach) > 0 {
+		switch {
+		case active:
+			acts = append(acts, liveVolumeSteps(vm, attach, detach, opt, act)...)
+		case !slices.ContainsFunc(acts, func(s plan.Step) bool { return s.Action == Update }):
+			acts = append(acts, act(Update, "hotpluggable volumes changed in the source"))
 		}
 	}
 	return acts

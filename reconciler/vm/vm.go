@@ -231,7 +231,7 @@ func (rp Report) Err() error {
 
 // vmOrder is the dependency order: define and start before deletes so a
 // rename (delete old + create new) never leaves the node without the service.
-var vmOrder = []plan.Action{Create, Update, Start, Restart, Stop, Delete}
+var vmOrder = []plan.Action{Create, Update, AttachVolume, DetachVolume, Start, Restart, Stop, Delete}
 
 // Apply executes a plan. Every action runs even when an earlier one for
 // another object failed; an object's later actions are skipped after its own
@@ -358,6 +358,8 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 		return nil
 	case Delete:
 		return r.delete(ctx, p.Observed[a.Target])
+	case AttachVolume, DetachVolume:
+		return r.doLive(ctx, a, vm)
 	}
 	return nil
 }

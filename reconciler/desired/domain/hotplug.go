@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -115,4 +116,30 @@ func pcieDevices(dom *libvirtxml.Domain) int {
 		}
 	}
 	return n
+}
+
+// HotplugDisk is a disk of the spec a running domain takes or gives up live:
+// a hotpluggable DataVolume or PVC on the SCSI bus.
+type HotplugDisk struct {
+	Volume string `json:"volume"`
+	Alias  string `json:"alias"`
+	// Path is the claim's disk; XML the <disk> element to attach.
+	Path string `json:"path"`
+	XML  string `json:"xml"`
+}
+
+// liveHotpluggable reports a disk whose volume is a hotpluggable DataVolume
+// or PVC and whose bus is SCSI, which a guest releases at once (virtio-blk
+// waits for the guest). Any other disk changes with a restart.
+func liveHotpluggable(in Input, d kubevirtv1.Disk) bool {
+	if d.Disk == nil || d.Disk.Bus != kubevirtv1.DiskBusSCSI {
+		return false
+	}
+	for _, v := range in.Spec.Volumes {
+		if v.Name == d.Name {
+			return (v.DataVolume != nil && v.DataVolume.Hotpluggable) ||
+				(v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.Hotpluggable)
+		}
+	}
+	return false
 }

@@ -3,7 +3,9 @@ package domain
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -124,5 +126,37 @@ func TestConvert_scsiDiskKeepsItsController(t *testing.T) {
 	_, scsi := ports(t, res.Domain)
 	if len(scsi) != 1 || IsHotplugController(scsi[0]) {
 		t.Fatalf("a SCSI disk's controller must stay the disks' own (hashed), got %+v", scsi)
+	}
+}
+
+// A hotpluggable DataVolume on the SCSI bus is a live disk: named after
+// every other disk (so adding or removing it renames none), and listed in
+// Result.Hotplug with the element to attach.
+func TestConvert_liveHotplugDisk(t *testing.T) {
+	spec := hotplugSpec("q35", 2, "1Gi")
+	spec.Domain.Devices.Disks[0].Disk.Bus = kubevirtv1.DiskBusSATA
+	spec.Domain.Devices.Disks = append([]kubevirtv1.Disk{{Name: "hot", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusSCSI}}, Serial: "HS"}},
+		spec.Domain.Devices.Disks...)
+	spec.Volumes = append(spec.Volumes, kubevirtv1.Volume{Name: "hot", VolumeSource: kubevirtv1.VolumeSource{
+		DataVolume: &kubevirtv1.DataVolumeSource{Name: "hot", Hotpluggable: true}}})
+	res := Convert(testInput(spec), testContext)
+	if res.Diags.HasErrors() {
+		t.Fatal(res.Diags)
+	}
+	targets := map[string]string{}
+	for _, d := range res.Domain.Devices.Disks {
+		targets[d.Alias.Name] = d.Target.Dev
+	}
+	if want := map[string]string{"ua-d0": "sda", "ua-d1": "vda", "ua-hot": "sdb"}; !reflect.DeepEqual(targets, want) {
+		t.Fatalf("targets %v, want %v", targets, want)
+	}
+	if len(res.Hotplug) != 1 || res.Hotplug[0].Alias != "ua-hot" || !strings.Contains(res.Hotplug[0].XML, "<serial>HS</serial>") ||
+		!strings.Contains(res.Hotplug[0].XML, `bus="scsi"`) {
+		t.Fatalf("hotplug: %+v", res.Hotplug)
+	}
+	// Not hotpluggable, or on virtio: a cold disk.
+	spec.Volumes[len(spec.Volumes)-1].DataVolume.Hotpluggable = false
+	if res := Convert(testInput(spec), testContext); len(res.Hotplug) != 0 {
+		t.Fatalf("a cold volume is listed as live: %+v", res.Hotplug)
 	}
 }
