@@ -139,3 +139,52 @@ func TestHotplug_addRemoveVolume(t *testing.T) {
 		t.Fatalf("the domain restarted (id %s, was %s)", now, id)
 	}
 }
+
+// A hotpluggable DataVolume added to a running VM in the source is attached
+// live without a restart (same domain id), and detached live when the
+// source drops it.
+func TestHotplug_declarative(t *testing.T) {
+	sw := newStorageWorld(t)
+	sw.write("all.yaml", storageClasses+blankDV("hot")+hotplugVM(sw.ns, "", ""))
+	a := sw.startHotplugAgent()
+	sw.awaitState("app", "running", 3*time.Minute)
+	dom := sw.dom("app")
+	id := strings.TrimSpace(virsh(t, "domid", dom))
+
+	sw.write("all.yaml", storageClasses+blankDV("hot")+hotplugVM(sw.ns,
+		"            - {name: hot, serial: DECL1, disk: {bus: scsi}}\n",
+		"        - {name: hot, dataVolume: {name: hot, hotpluggable: true}}\n"))
+	took := await(t, "the hotpluggable volume to be attached live", 3*time.Minute, func() bool {
+		return liveDisk(t, dom, "ua-hot") != ""
+	})
+	t.Logf("attached %s after the change", took)
+	if d := liveDisk(t, dom, "ua-hot"); !strings.Contains(d, "<serial>DECL1</serial>") || !strings.Contains(d, "bus='scsi'") {
+		t.Fatalf("live disk:\n%s", d)
+	}
+	if now := strings.TrimSpace(virsh(t, "domid", dom)); now != id {
+		t.Fatalf("the domain restarted for a hotpluggable volume (id %s, was %s)\nagent:\n%s", now, id, a.logs())
+	}
+	if !strings.Contains(virsh(t, "dumpxml", "--inactive", dom), "ua-hot") {
+		t.Fatal("the definition lacks the volume: the next boot would lose it")
+	}
+	if !strings.Contains(a.logs(), "attach-volume") {
+		t.Fatalf("the plan did not show a live attach:\n%s", a.logs())
+	}
+	// A few more loops change nothing.
+	time.Sleep(6 * time.Second)
+	if out, _, _ := sw.cli("plan"); strings.Contains(out, "attach-volume") || strings.Contains(out, "restart") {
+		t.Fatalf("plan after the attach:\n%s", out)
+	}
+
+	sw.write("all.yaml", storageClasses+blankDV("hot")+hotplugVM(sw.ns, "", ""))
+	took = await(t, "the volume to be detached live", 3*time.Minute, func() bool {
+		return liveDisk(t, dom, "ua-hot") == ""
+	})
+	t.Logf("detached %s after the change", took)
+	if now := strings.TrimSpace(virsh(t, "domid", dom)); now != id {
+		t.Fatalf("the domain restarted for a removed hotpluggable volume (id %s, was %s)", now, id)
+	}
+	if strings.Contains(virsh(t, "dumpxml", "--inactive", dom), "ua-hot") {
+		t.Fatal("the definition still holds the removed volume")
+	}
+}

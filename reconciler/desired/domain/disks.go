@@ -87,7 +87,9 @@ func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i
 	}
 	disk.Target.Dev = prefix + deviceSuffix(next[prefix])
 	next[prefix]++
-	*scsi = *scsi || bus == kubevirtv1.DiskBusSCSI
+	// A live disk uses the hotplug controller (configureHotplug), which
+	// the hash leaves out: adding one changes nothing else.
+	*scsi = *scsi || (bus == kubevirtv1.DiskBusSCSI && !liveHotpluggable(in, d))
 	if d.BootOrder != nil {
 		disk.Boot = &libvirtxml.DomainDeviceBoot{Order: *d.BootOrder}
 	}

@@ -154,6 +154,9 @@ func TestConvert_liveHotplugDisk(t *testing.T) {
 		!strings.Contains(res.Hotplug[0].XML, `bus="scsi"`) {
 		t.Fatalf("hotplug: %+v", res.Hotplug)
 	}
+	if _, scsi := ports(t, res.Domain); len(scsi) != 1 || !IsHotplugController(scsi[0]) {
+		t.Fatalf("a live disk must use the hotplug SCSI controller (not hashed), got %+v", scsi)
+	}
 	// Not hotpluggable, or on virtio: a cold disk.
 	spec.Volumes[len(spec.Volumes)-1].DataVolume.Hotpluggable = false
 	if res := Convert(testInput(spec), testContext); len(res.Hotplug) != 0 {
