@@ -35,6 +35,21 @@ var (
 	ErrClaimNotReady = errors.New("not ready")
 )
 
+// refusal is a request refused with upstream's words, matching its kind.
+type refusal struct {
+	msg  string
+	kind error
+}
+
+func (r refusal) Error() string { return r.msg }
+func (r refusal) Unwrap() error { return r.kind }
+
+// invalidf is an ErrInvalid whose text is the message alone, as virtctl
+// prints it.
+func invalidf(format string, args ...any) error {
+	return refusal{fmt.Sprintf(format, args...), ErrInvalid}
+}
+
 // Hypervisor is the part of the libvirt driver hotplug needs.
 type Hypervisor interface {
 	AttachDevice(ctx context.Context, name, deviceXML string, persist bool) error
@@ -101,7 +116,7 @@ func (m *Manager) Add(ctx context.Context, vm *desired.VM, opts kubevirtv1.AddVo
 	if err != nil {
 		return Result{}, err
 	}
-	exists := fmt.Errorf("%w: Unable to add volume [%s] because volume with that name already exists", ErrInvalid, rec.Volume)
+	exists := invalidf("Unable to add volume [%s] because volume with that name already exists", rec.Volume)
 	if slices.Contains(vm.Volumes, rec.Volume) {
 		return Result{}, exists
 	}
@@ -126,7 +141,7 @@ func (m *Manager) Add(ctx context.Context, vm *desired.VM, opts kubevirtv1.AddVo
 		return Result{}, fmt.Errorf("%s %s/%s is %w (phase %s): its data is not complete", kind, vm.Namespace, rec.Claim, ErrClaimNotReady, disk.Phase)
 	}
 	if rec.DiskType == "lun" && !disk.Block {
-		return Result{}, fmt.Errorf("%w: disk type lun needs a Block volume; %s %s/%s is a file", ErrInvalid, kind, vm.Namespace, rec.Claim)
+		return Result{}, invalidf("disk type lun needs a Block volume; %s %s/%s is a file", kind, vm.Namespace, rec.Claim)
 	}
 	live, err := m.hv.LiveDomain(ctx, vm.DomainName)
 	if err != nil {
@@ -137,7 +152,7 @@ func (m *Manager) Add(ctx context.Context, vm *desired.VM, opts kubevirtv1.AddVo
 	}
 	for _, d := range liveDisks(live) {
 		if src := diskSource(d); src == disk.Path {
-			return Result{}, fmt.Errorf("%w: Unable to add volume source [%s] because it already exists", ErrInvalid, rec.Claim)
+			return Result{}, invalidf("Unable to add volume source [%s] because it already exists", rec.Claim)
 		}
 	}
 	rec.Target = freeTarget(live)
@@ -174,7 +189,7 @@ func (m *Manager) Add(ctx context.Context, vm *desired.VM, opts kubevirtv1.AddVo
 // to commit is returned.
 func (m *Manager) Remove(ctx context.Context, vm *desired.VM, name string, persist bool) (Result, error) {
 	if name == "" {
-		return Result{}, fmt.Errorf("%w: a volume name is required", ErrInvalid)
+		return Result{}, invalidf("a volume name is required")
 	}
 	recs, err := m.rec.get(vm.DomainName)
 	if err != nil {
@@ -186,9 +201,9 @@ func (m *Manager) Remove(ctx context.Context, vm *desired.VM, name string, persi
 	case i >= 0 && recs[i].Detached:
 		return Result{Message: fmt.Sprintf("volume %s is detached already; commit its removal from the source", name)}, nil
 	case i < 0 && !declared:
-		return Result{}, fmt.Errorf("%w: Unable to remove volume [%s] because it does not exist", ErrInvalid, name)
+		return Result{}, invalidf("Unable to remove volume [%s] because it does not exist", name)
 	case i < 0 && !slices.Contains(vm.Hotpluggable, name):
-		return Result{}, fmt.Errorf("%w: Unable to remove volume [%s] because it is not hotpluggable", ErrInvalid, name)
+		return Result{}, invalidf("Unable to remove volume [%s] because it is not hotpluggable", name)
 	}
 	live, err := m.hv.LiveDomain(ctx, vm.DomainName)
 	if err != nil {
@@ -356,7 +371,7 @@ func (m *Manager) VolumeStatus(domain string) []kubevirtv1.VolumeStatus {
 
 func validateAdd(o kubevirtv1.AddVolumeOptions) (Record, error) {
 	bad := func(format string, args ...any) (Record, error) {
-		return Record{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+		return Record{}, invalidf(format, args...)
 	}
 	if o.Name == "" {
 		return bad("a volume name is required")
