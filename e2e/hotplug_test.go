@@ -188,3 +188,66 @@ func TestHotplug_declarative(t *testing.T) {
 		t.Fatal("the definition still holds the removed volume")
 	}
 }
+
+// --persist keeps a volume across a restart (attached again) and prints the
+// change to commit; a volume added without it is gone after the restart;
+// once the change is committed the source owns the volume: it is in the
+// definition and no longer reported as hot-plugged.
+func TestHotplug_persist(t *testing.T) {
+	sw := newStorageWorld(t)
+	sw.write("all.yaml", storageClasses+blankDV("data")+blankDV("eph")+hotplugVM(sw.ns, "", ""))
+	a := sw.startHotplugAgent()
+	sw.awaitState("app", "running", 3*time.Minute)
+	dom := sw.dom("app")
+
+	var out, errOut string
+	var err error
+	await(t, "addvolume --persist to succeed", 2*time.Minute, func() bool {
+		out, errOut, err = sw.cli("addvolume", "app", "--volume-name=data", "--persist")
+		return err == nil
+	})
+	if !strings.Contains(out, "hotpluggable: true") || !strings.Contains(out, "name: data") || !strings.Contains(out, "bus: scsi") {
+		t.Fatalf("addvolume --persist must print the change to commit:\n%s", out)
+	}
+	if out, errOut, err = sw.cli("addvolume", "app", "--volume-name=eph"); err != nil {
+		t.Fatalf("addvolume eph: %v\n%s%s", err, out, errOut)
+	}
+	id := strings.TrimSpace(virsh(t, "domid", dom))
+	if out, errOut, err = sw.cli("restart", "app"); err != nil {
+		t.Fatalf("restart: %v\n%s%s", err, out, errOut)
+	}
+	await(t, "the domain to boot again", 2*time.Minute, func() bool {
+		now, err := virshOK("domid", dom)
+		return err == nil && strings.TrimSpace(now) != id && strings.TrimSpace(now) != "-"
+	})
+	took := await(t, "the persisted volume to be attached again", 2*time.Minute, func() bool {
+		return liveDisk(t, dom, "ua-data") != ""
+	})
+	t.Logf("attached again %s after the boot", took)
+	if liveDisk(t, dom, "ua-eph") != "" {
+		t.Fatal("a volume added without --persist survived the restart")
+	}
+	await(t, "drift to forget the unpersisted volume", time.Minute, func() bool {
+		out, _, _ := sw.cli("drift")
+		return strings.Contains(out, "volume data: hot-plugged, not in the source") && !strings.Contains(out, "volume eph")
+	})
+
+	// The change lands in the source.
+	id = strings.TrimSpace(virsh(t, "domid", dom))
+	sw.write("all.yaml", storageClasses+blankDV("data")+blankDV("eph")+hotplugVM(sw.ns,
+		"            - {name: data, serial: data, disk: {bus: scsi}}\n",
+		"        - {name: data, dataVolume: {name: data, hotpluggable: true}}\n"))
+	await(t, "the definition to hold the committed volume", 2*time.Minute, func() bool {
+		return strings.Contains(virsh(t, "dumpxml", "--inactive", dom), "ua-data")
+	})
+	await(t, "drift to stop reporting the committed volume", time.Minute, func() bool {
+		out, _, _ := sw.cli("drift")
+		return !strings.Contains(out, "hot-plugged")
+	})
+	if liveDisk(t, dom, "ua-data") == "" {
+		t.Fatalf("the committed volume is no longer attached\nagent:\n%s", a.logs())
+	}
+	if now := strings.TrimSpace(virsh(t, "domid", dom)); now != id {
+		t.Fatalf("committing the volume restarted the domain (id %s, was %s)", now, id)
+	}
+}
