@@ -170,6 +170,10 @@ func TestHotplug_declarative(t *testing.T) {
 	if !strings.Contains(a.logs(), "attach-volume") {
 		t.Fatalf("the plan did not show a live attach:\n%s", a.logs())
 	}
+	await(t, "the VMI to show the volume", time.Minute, func() bool {
+		out, _, _ := sw.cli("get", "vmi", "app", "-o", "json")
+		return strings.Contains(out, `"hotplugVolume"`) && strings.Contains(out, `"target": "sda"`)
+	})
 	// A few more loops change nothing.
 	time.Sleep(6 * time.Second)
 	if out, _, _ := sw.cli("plan"); strings.Contains(out, "attach-volume") || strings.Contains(out, "restart") {

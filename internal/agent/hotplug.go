@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/status"
@@ -109,15 +110,38 @@ func (a *Agent) syncHotplug(ctx context.Context, st *desired.State) error {
 	return a.hotplug.Sync(ctx, vms)
 }
 
-// hotplugStatus adds the hot-plugged volumes to the VMIs' volumeStatus.
-func (a *Agent) hotplugStatus(st *status.Node) {
-	if a.hotplug == nil {
-		return
+// hotplugStatus adds the VMIs' live volumes to their volumeStatus: the
+// source's hotpluggable ones and those attached by hand.
+func (a *Agent) hotplugStatus(st *status.Node, vms *desired.State) {
+	byDomain := map[string]*desired.VM{}
+	for _, v := range vms.VMs {
+		byDomain[v.DomainName] = v
 	}
 	for i := range st.VirtualMachineInstances {
 		vmi := &st.VirtualMachineInstances[i]
-		vmi.Status.VolumeStatus = append(vmi.Status.VolumeStatus, a.hotplug.VolumeStatus(domain.DomainName(vmi.Namespace, vmi.Name))...)
+		if vmi.Status.Phase != kubevirtv1.Running {
+			continue
+		}
+		d := domain.DomainName(vmi.Namespace, vmi.Name)
+		if v := byDomain[d]; v != nil {
+			for _, h := range v.HotplugDisks {
+				vmi.Status.VolumeStatus = append(vmi.Status.VolumeStatus, kubevirtv1.VolumeStatus{
+					Name: h.Volume, Target: targetOf(h.XML), Phase: kubevirtv1.VolumeReady, HotplugVolume: &kubevirtv1.HotplugVolumeStatus{}})
+			}
+		}
+		if a.hotplug != nil {
+			vmi.Status.VolumeStatus = append(vmi.Status.VolumeStatus, a.hotplug.VolumeStatus(d)...)
+		}
 	}
+}
+
+// targetOf is the target device of a <disk> element.
+func targetOf(diskXML string) string {
+	var d libvirtxml.DomainDisk
+	if d.Unmarshal(diskXML) != nil || d.Target == nil {
+		return ""
+	}
+	return d.Target.Dev
 }
 
 // AddVolume is the API's addvolume; persist is true on the VirtualMachine

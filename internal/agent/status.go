@@ -348,7 +348,7 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			st.VirtualMachineInstances = append(st.VirtualMachineInstances, vmiOf(v, meta, exists, state, a.cfg.Desired.Node))
 		}
 	}
-	a.hotplugStatus(st)
+	a.hotplugStatus(st, vms)
 }
 
 // vmiOf is the instance of a VM whose domain is in state.
