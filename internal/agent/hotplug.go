@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
@@ -123,8 +124,15 @@ func (a *Agent) hotplugStatus(st *status.Node, vms *desired.State) {
 			continue
 		}
 		d := domain.DomainName(vmi.Namespace, vmi.Name)
+		var detached []string
+		if a.hotplug != nil {
+			detached = a.hotplug.Detached(d)
+		}
 		if v := byDomain[d]; v != nil {
 			for _, h := range v.HotplugDisks {
+				if slices.Contains(detached, h.Volume) {
+					continue
+				}
 				vmi.Status.VolumeStatus = append(vmi.Status.VolumeStatus, kubevirtv1.VolumeStatus{
 					Name: h.Volume, Target: targetOf(h.XML), Phase: kubevirtv1.VolumeReady, HotplugVolume: &kubevirtv1.HotplugVolumeStatus{}})
 			}

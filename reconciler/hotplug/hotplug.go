@@ -345,6 +345,19 @@ func (m *Manager) HotPlugged() (map[string][]string, error) {
 	return out, nil
 }
 
+// Detached lists the volumes of domain the source declares that were
+// detached by hand and are kept detached.
+func (m *Manager) Detached(domain string) []string {
+	recs, _ := m.rec.get(domain)
+	var out []string
+	for _, r := range recs {
+		if r.Detached {
+			out = append(out, r.Volume)
+		}
+	}
+	return out
+}
+
 // VolumeStatus returns the hot-plugged volumes of domain as KubeVirt's
 // vmi.status.volumeStatus shows them.
 func (m *Manager) VolumeStatus(domain string) []kubevirtv1.VolumeStatus {

@@ -325,6 +325,9 @@ func TestRemove_declaredKeptDetached(t *testing.T) {
 	if !strings.Contains(res.Patch, "name: extra") || !strings.Contains(res.Patch, "remove from VirtualMachine lab/vm") {
 		t.Fatalf("patch:\n%s", res.Patch)
 	}
+	if got := m.Detached("lab_vm"); len(got) != 1 || got[0] != "extra" {
+		t.Fatalf("Detached: %v", got)
+	}
 	// The definition brings it back at boot; the record detaches it again.
 	h.boot("lab_vm")
 	h.mu.Lock()
