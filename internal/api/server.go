@@ -1,8 +1,8 @@
 // Package api is the running agent's HTTP API: health and readiness, the
 // node's status, plan, drift report, description and events as JSON under
 // /api/v1/, the imperative commands virtctl has (start, stop, restart,
-// pause, unpause, addvolume, removevolume), reconcile now, suspend and resume, Prometheus metrics,
-// the git webhook and the web page. Over TCP it is HTTPS and every route
+// pause, unpause, addvolume, removevolume), reconcile now, suspend and
+// resume, Prometheus metrics, the git webhook and the web page. Over TCP it is HTTPS and every route
 // but the health checks and the webhook (which signs its calls) needs a
 // bearer token or a client certificate of the agent's CA; over the unix
 // socket, which only root may open, the file's permissions are the
