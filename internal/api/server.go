@@ -5,10 +5,9 @@
 // resume, Prometheus metrics, the git webhook and the web page. Over TCP
 // it is HTTPS and every route but the health checks and the webhook (which
 // signs its calls) needs a bearer token or a client certificate of the
-// agent's CA; over the unix
-// socket, which only root may open, the file's permissions are the
-// authentication, as with Incus's and the kubelet's local sockets. Client
-// is the CLI's side.
+// agent's CA; over the unix socket, which only root may open, the file's
+// permissions are the authentication, as with Incus's and the kubelet's
+// local sockets. Client is the CLI's side.
 package api
 
 import (
