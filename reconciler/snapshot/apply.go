@@ -43,9 +43,10 @@ func (m *Manager) Apply(ctx context.Context, p *Plan) plan.Report {
 	return rep
 }
 
+// do runs one step. It holds no lock while it copies: the status reads
+// the records beside it, and a record is replaced whole (putSnap,
+// putRestore), never changed in place once stored.
 func (m *Manager) do(ctx context.Context, p *Plan, s Step) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	switch {
 	case s.Snapshot != "":
 		return m.doSnapshot(ctx, p, s)
@@ -76,7 +77,8 @@ func (m *Manager) restoreOf(p *Plan, key string) *Restore {
 // snapRec returns the record of s, made when s is first seen.
 func (m *Manager) snapRec(s *Snapshot) *snapRecord {
 	if r := m.snaps[s.Key()]; r != nil && !r.Retained {
-		return r
+		c := *r
+		return &c
 	}
 	now := m.cfg.Now().UTC().Truncate(time.Second)
 	return &snapRecord{Key: s.Key(), Object: s.Object, UID: uid("vmsnapshot", s.Key(), now), FirstSeen: now,
@@ -95,9 +97,9 @@ func (m *Manager) doSnapshot(ctx context.Context, p *Plan, st Step) (string, err
 	case ActForget:
 		return "", m.dropSnap(key)
 	case ActRetain:
-		r := m.snaps[key]
+		r := *m.snaps[key]
 		r.Retained = true
-		return "", m.putSnap(r)
+		return "", m.putSnap(&r)
 	case plan.Hold, plan.Conflict, plan.Keep:
 		return "", nil
 	}
@@ -130,7 +132,9 @@ func (m *Manager) dropSnap(key string) error {
 	if err := m.kv.Delete(bucketSnapshots, key); err != nil {
 		return fmt.Errorf("forget snapshot %s: %w", key, err)
 	}
+	m.mu.Lock()
 	delete(m.snaps, key)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -213,7 +217,9 @@ func (m *Manager) doRestore(ctx context.Context, p *Plan, st Step) (string, erro
 		if err := m.kv.Delete(bucketRestores, key); err != nil {
 			return "", fmt.Errorf("forget restore %s: %w", key, err)
 		}
+		m.mu.Lock()
 		delete(m.rests, key)
+		m.mu.Unlock()
 		return "", nil
 	}
 	if st.Action == plan.Keep {
@@ -223,7 +229,11 @@ func (m *Manager) doRestore(ctx context.Context, p *Plan, st Step) (string, erro
 	if r == nil {
 		return "", fmt.Errorf("restore %s is not in the plan's state", key)
 	}
-	rec := m.rests[key]
+	var rec *restoreRecord
+	if old := m.rests[key]; old != nil {
+		c := *old
+		rec = &c
+	}
 	if rec == nil || rec.Hash != r.Hash && !rec.Complete {
 		now := m.cfg.Now().UTC().Truncate(time.Second)
 		rec = &restoreRecord{Key: key, Object: r.Object, UID: uid("vmrestore", key, now), FirstSeen: now, Hash: r.Hash, Target: r.Target, Snapshot: r.Snapshot}

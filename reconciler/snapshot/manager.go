@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type Files interface {
 	WriteFile(path string, data []byte) error
 	// Rename renames and syncs the parent directory.
 	Rename(from, to string) error
+	Glob(pattern string) ([]string, error)
 }
 
 // Domains lists libvirt's domains: a snapshot or restore runs only while
@@ -69,7 +71,9 @@ type Manager struct {
 	claims  Claims
 	kv      KV
 
-	// mu guards the records, read by status beside the loop.
+	// mu guards the maps of records, which status reads beside the loop;
+	// only the loop writes them, and it replaces a record rather than
+	// changing one.
 	mu    sync.Mutex
 	snaps map[string]*snapRecord
 	rests map[string]*restoreRecord
@@ -103,6 +107,18 @@ func New(cfg Config, files Files, domains Domains, claims Claims, kv KV) (*Manag
 	}); err != nil {
 		return nil, err
 	}
+	// A content cut short by a crash is never used: only a renamed
+	// directory is one.
+	left, err := files.Glob(filepath.Join(cfg.StateDir, "snapshots", "*", "*.tmp"))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range left {
+		if err := files.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("remove the unfinished content %s: %w", d, err)
+		}
+		cfg.Log.Info("removed an unfinished snapshot content", "dir", d)
+	}
 	return m, nil
 }
 
@@ -115,7 +131,9 @@ func (m *Manager) putSnap(r *snapRecord) error {
 	if err != nil {
 		return fmt.Errorf("record snapshot %s: %w", r.Key, err)
 	}
+	m.mu.Lock()
 	m.snaps[r.Key] = r
+	m.mu.Unlock()
 	return nil
 }
 
@@ -128,7 +146,9 @@ func (m *Manager) putRestore(r *restoreRecord) error {
 	if err != nil {
 		return fmt.Errorf("record restore %s: %w", r.Key, err)
 	}
+	m.mu.Lock()
 	m.rests[r.Key] = r
+	m.mu.Unlock()
 	return nil
 }
 
@@ -153,7 +173,7 @@ func volumeSnapshotName(snapUID, volume string) string {
 // dirOf is the content directory of snapshot key.
 func (m *Manager) dirOf(key string) string {
 	ns, name, _ := strings.Cut(key, "/")
-	return m.cfg.StateDir + "/snapshots/" + ns + "/" + name
+	return filepath.Join(m.cfg.StateDir, "snapshots", ns, name)
 }
 
 // running reads which domains are active.

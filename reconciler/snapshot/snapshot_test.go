@@ -354,3 +354,36 @@ func TestSnapshot_hostPathClassRefused(t *testing.T) {
 		t.Fatalf("plan %v", p.Steps)
 	}
 }
+
+func TestSnapshot_unfinishedContentRemovedAtStart(t *testing.T) {
+	w := newWorld(t)
+	tmp := filepath.Join(w.dir, "state", "snapshots", "default", "cut.tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(tmp, "root.img"), []byte("half"), 0o600)
+	w.open()
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("unfinished content left at start: %v", err)
+	}
+}
+
+// The status is read beside the loop (the API) while a snapshot is taken.
+func TestSnapshot_statusBesideApply(t *testing.T) {
+	w := newWorld(t)
+	st := w.state(vmDoc + snapDoc("a") + snapDoc("b") + restoreDoc("r", "a", ""))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			w.m.Status(st)
+		}
+	}()
+	w.apply(st)
+	w.apply(st)
+	<-done
+	_, _, rs := w.m.Status(st)
+	if !*rs[0].Status.Complete {
+		t.Fatalf("restore %+v", rs[0].Status)
+	}
+}

@@ -51,3 +51,6 @@ func (Files) Rename(from, to string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Glob lists the paths matching pattern (filepath.Glob).
+func (Files) Glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
