@@ -105,3 +105,55 @@ func TestFile_missingSource(t *testing.T) {
 		t.Fatal("copy of a missing file succeeded")
 	}
 }
+
+// fromDevice reads a device whole; the chunks of zeros stay holes. A
+// regular file stands in for the device: the read is the same.
+func TestFromDevice_leavesZeroChunksAsHoles(t *testing.T) {
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "dev")
+	f, err := os.Create(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A device reads its zeros back as data: write them out, allocated.
+	if _, err := f.Write(make([]byte, 16<<20)); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("block data"), 5<<20)
+	f.Close()
+	in, _ := os.Open(dev)
+	defer in.Close()
+	out, _ := os.Create(filepath.Join(dir, "copy"))
+	if err := fromDevice(context.Background(), out, in); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	a, _ := os.ReadFile(dev)
+	b, _ := os.ReadFile(out.Name())
+	if !bytes.Equal(a, b) {
+		t.Fatal("copy differs")
+	}
+	if got := allocated(t, out.Name()); got > 2<<20 {
+		t.Errorf("copy allocated %d bytes, want one 1 MiB chunk", got)
+	}
+}
+
+func TestToDevice_writesWholeAndRefusesTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	dev, src := filepath.Join(dir, "dev"), filepath.Join(dir, "snap.img")
+	os.WriteFile(dev, bytes.Repeat([]byte{0xee}, 4<<20), 0o600)
+	want := make([]byte, 2<<20)
+	copy(want[1<<20:], "restored")
+	os.WriteFile(src, want, 0o600)
+	if err := ToDevice(context.Background(), dev, src); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dev)
+	if !bytes.Equal(got[:len(want)], want) || got[len(want)] != 0xee {
+		t.Fatal("the device does not hold the source, zeros included, followed by what was there")
+	}
+	os.WriteFile(src, make([]byte, 8<<20), 0o600)
+	if err := ToDevice(context.Background(), dev, src); err == nil {
+		t.Fatal("a source larger than the device was written")
+	}
+}
