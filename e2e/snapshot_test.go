@@ -180,6 +180,12 @@ spec:
 	if _, err := os.Stat(filepath.Join(w.state, "snapshots", w.ns, "live-snap")); !os.IsNotExist(err) {
 		t.Errorf("a running VM's snapshot made a content: %v", err)
 	}
+	// The plan and drift say it too.
+	out, _, _ = w.nodevirt("plan")
+	if !strings.Contains(out, "Snapshot plan") || !strings.Contains(out, "VirtualMachineSnapshot "+w.ns+"/live-snap") ||
+		!strings.Contains(out, "an offline snapshot waits until it is stopped") {
+		t.Errorf("plan does not show the waiting snapshot:\n%s", out)
+	}
 }
 
 func writeAt(t *testing.T, path string, off int64, b []byte) {
