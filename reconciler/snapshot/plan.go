@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
+
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 )
 
@@ -266,6 +268,10 @@ func (pl *planner) restore(r *Restore) {
 		step(plan.Wait, "", "VirtualMachine "+r.Namespace+"/"+r.Target+" is not in the source")
 		return
 	case pl.running[vm.Domain]:
+		if why := pl.notReady(r, rec); why != "" {
+			step(ActFail, vm.Domain, why)
+			return
+		}
 		step(plan.Wait, vm.Domain, msgRunningRestore)
 		return
 	}
@@ -274,6 +280,25 @@ func (pl *planner) restore(r *Restore) {
 		return
 	}
 	step(ActRestore, vm.Domain, fmt.Sprintf("put the data of %s back into the volumes of the stopped VirtualMachine %s/%s", snapObj, r.Namespace, r.Target))
+}
+
+// notReady applies the restore's targetReadinessPolicy to a running
+// target: "" waits on, else the reason it fails (KubeVirt's text).
+// StopTarget waits too: the agent does not stop a VM the source runs.
+func (pl *planner) notReady(r *Restore, rec *restoreRecord) string {
+	policy := snapshotv1beta1.VirtualMachineRestoreWaitGracePeriodAndFail
+	if p := r.Spec.TargetReadinessPolicy; p != nil {
+		policy = *p
+	}
+	switch policy {
+	case snapshotv1beta1.VirtualMachineRestoreFailImmediate:
+		return "Restore target failed to be ready. Please power off the target VM before attempting restore"
+	case snapshotv1beta1.VirtualMachineRestoreWaitGracePeriodAndFail:
+		if rec != nil && pl.m.cfg.Now().Sub(rec.FirstSeen) > snapshotv1beta1.DefaultGracePeriod {
+			return fmt.Sprintf("Restore target failed to be ready within %s. Please power off the target VM before attempting restore", snapshotv1beta1.DefaultGracePeriod)
+		}
+	}
+	return ""
 }
 
 // removedRestores forgets restores that left the source: nothing on the

@@ -387,3 +387,63 @@ func TestSnapshot_statusBesideApply(t *testing.T) {
 		t.Fatalf("restore %+v", rs[0].Status)
 	}
 }
+
+// A running target fails a restore as its readiness policy says:
+// FailImmediate at once, WaitGracePeriod (the default) after 5 minutes,
+// WaitEventually never.
+func TestSnapshot_restoreReadinessPolicy(t *testing.T) {
+	w := newWorld(t)
+	w.apply(w.state(vmDoc + snapDoc("s")))
+	w.doms["default_web"] = hv.Running
+	st := w.state(vmDoc + snapDoc("s") + restoreDoc("now", "s", "  targetReadinessPolicy: FailImmediate\n") +
+		restoreDoc("grace", "s", "") + restoreDoc("ever", "s", "  targetReadinessPolicy: WaitEventually\n"))
+	results := func() map[string]plan.Action {
+		p, _ := w.apply(st)
+		out := map[string]plan.Action{}
+		for _, s := range p.Steps {
+			out[s.Restore] = s.Action
+		}
+		return out
+	}
+	if got := results(); got["default/now"] != ActFail || got["default/grace"] != plan.Wait || got["default/ever"] != plan.Wait {
+		t.Fatalf("first apply: %v", got)
+	}
+	w.now = w.now.Add(6 * time.Minute)
+	if got := results(); got["default/now"] != "" || got["default/grace"] != ActFail || got["default/ever"] != plan.Wait {
+		t.Fatalf("after the grace period: %v", got)
+	}
+	_, _, rs := w.m.Status(st)
+	for _, r := range rs {
+		if r.Name == "grace" && !strings.Contains(r.Status.Conditions[1].Message, "failed to be ready within 5m0s") {
+			t.Errorf("grace status %+v", r.Status)
+		}
+	}
+	// Stopping the VM later: a failed restore stays failed, the patient one runs.
+	w.doms["default_web"] = hv.Shutoff
+	if got := results(); len(got) != 1 || got["default/ever"] != ActRestore {
+		t.Fatalf("after the stop: %v", got)
+	}
+}
+
+// deletionPolicy Retain keeps the content of a snapshot removed from git,
+// shown as host-only.
+func TestSnapshot_retainKeepsContent(t *testing.T) {
+	w := newWorld(t)
+	retain := "---\napiVersion: snapshot.kubevirt.io/v1beta1\nkind: VirtualMachineSnapshot\nmetadata: {name: kept, namespace: default}\n" +
+		"spec:\n  source: {apiGroup: kubevirt.io, kind: VirtualMachine, name: web}\n  deletionPolicy: Retain\n"
+	w.apply(w.state(vmDoc + retain + snapDoc("other")))
+	p, _ := w.apply(w.state(vmDoc + snapDoc("other")))
+	if got := actions(p); len(got) != 1 || got[0] != "retain-content VirtualMachineSnapshot default/kept" {
+		t.Fatalf("plan %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "state", "snapshots", "default", "kept", "root.img")); err != nil {
+		t.Fatalf("retained content gone: %v", err)
+	}
+	snaps, contents, _ := w.m.Status(w.state(vmDoc + snapDoc("other")))
+	if len(snaps) != 1 || len(contents) != 2 {
+		t.Fatalf("snapshots %d, contents %d: want the retained content shown beside the other", len(snaps), len(contents))
+	}
+	if p := w.plan(w.state(vmDoc + snapDoc("other"))); len(p.Steps) != 0 {
+		t.Errorf("a retained content plans %v", actions(p))
+	}
+}
