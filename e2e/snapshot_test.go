@@ -6,13 +6,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
+
+	"github.com/nodevirt/nodevirt/runtime/loop"
 )
 
 // snapshotClaim is a static local Filesystem volume in a class the seed's
@@ -201,4 +205,82 @@ func writeAt(t *testing.T, path string, off int64, b []byte) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A Block DataVolume on a loop-backed PersistentVolume: the snapshot reads
+// the device, the restore writes it back.
+func TestSnapshot_blockVolume(t *testing.T) {
+	w := newWorld(t)
+	dev := "/dev/loop" + strconv.Itoa(200+rand.IntN(50))
+	l := loop.New()
+	t.Cleanup(func() {
+		_ = l.Detach(dev)
+		_ = l.Remove(dev)
+	})
+	w.commit("a stopped VM with a Block DataVolume", map[string]string{
+		"storage.yaml": fmt.Sprintf(`apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: %[1]s-block-pv}
+spec:
+  hostPath: {path: %[2]s}
+  capacity: {storage: 16Mi}
+  volumeMode: Block
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: data, namespace: %[1]s}
+spec:
+  source: {blank: {}}
+  pvc: {storageClassName: local, volumeMode: Block, accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}}
+`, w.ns, dev),
+		"vm.yaml": haltedVMWithDV(w.ns),
+	})
+	w.startAgent()
+	await(t, "the Block DataVolume", 3*time.Minute, func() bool {
+		out, _, err := w.nodevirt("get", "dv", "data", "-o", "json")
+		return err == nil && strings.Contains(out, `"phase": "Succeeded"`)
+	})
+	const off = 5 << 20
+	original := bytes.Repeat([]byte("block snapshot "), 500)
+	writeAt(t, dev, off, original)
+	want := readDev(t, dev)
+
+	w.commit("snapshot", map[string]string{"snap.yaml": snapshotYAML(w.ns, "blk", "app")})
+	await(t, "the snapshot ready to use", 2*time.Minute, func() bool {
+		s, ok := w.getSnapshot("blk")
+		return ok && s.Status.ReadyToUse != nil && *s.Status.ReadyToUse
+	})
+	writeAt(t, dev, off, []byte("GARBAGE"))
+	w.commit("restore", map[string]string{"restore.yaml": fmt.Sprintf(`apiVersion: snapshot.kubevirt.io/v1beta1
+kind: VirtualMachineRestore
+metadata: {name: blk-back, namespace: %s}
+spec:
+  target: {apiGroup: kubevirt.io, kind: VirtualMachine, name: app}
+  virtualMachineSnapshotName: blk
+`, w.ns)})
+	await(t, "the restore complete", 2*time.Minute, func() bool {
+		out, _, err := w.nodevirt("get", "vmrestore", "blk-back", "-o", "json")
+		return err == nil && strings.Contains(out, `"complete": true`)
+	})
+	if !bytes.Equal(readDev(t, dev), want) {
+		t.Fatal("the restore did not bring the device's bytes back")
+	}
+}
+
+func readDev(t *testing.T, dev string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
