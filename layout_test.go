@@ -95,10 +95,13 @@ var layers = map[string][]string{
 	"reconciler/plan": {},
 	// The stages: plan and apply over interfaces they declare; runtime/hv
 	// is the hypervisor's vocabulary (domains, events, errors), not a driver.
-	"reconciler":      {"reconciler", "manifests", "nodeconfig", "internal/pathelem", "runtime/hv"},
-	"runtime":         {"runtime", "internal/pathelem", "nodeconfig/cmdline"},
-	"runtime/statedb": {"runtime/atomicfile"},
-	"runtime/hv":      {},
+	"reconciler": {"reconciler", "manifests", "nodeconfig", "internal/pathelem", "runtime/hv"},
+	// Snapshots read the rendered VMs and the storage state beside their
+	// own records; like every stage they copy through an interface.
+	"reconciler/snapshot": {"reconciler/plan", "reconciler/desired", "reconciler/storage", "manifests", "runtime/hv"},
+	"runtime":             {"runtime", "internal/pathelem", "nodeconfig/cmdline"},
+	"runtime/statedb":     {"runtime/atomicfile"},
+	"runtime/hv":          {},
 	// The files that install nodevirt as a service (the systemd unit).
 	"packaging": {},
 }

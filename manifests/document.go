@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
@@ -79,7 +80,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 	for _, p := range w.problems {
 		diags = append(diags, o.fromProblem(p))
 	}
-	value := reflect.New(info.typ).Interface()
+	value := reflect.New(info.valueType()).Interface()
 	data, err := json.Marshal(tree)
 	if err == nil {
 		err = json.Unmarshal(data, value)
@@ -226,6 +227,12 @@ func prepare(o *Object, opt Options) diag.List {
 		return validateHyperConverged(o, v)
 	case *HostPathProvisioner:
 		return validateHostPathProvisioner(o, v, opt.StateDir)
+	case *snapshotv1beta1.VirtualMachineSnapshot:
+		return validateSnapshot(o, v)
+	case *snapshotv1beta1.VirtualMachineSnapshotContent:
+		return validateSnapshotContent(o, v)
+	case *snapshotv1beta1.VirtualMachineRestore:
+		return validateRestore(o, v)
 	}
 	return nil
 }

@@ -165,3 +165,21 @@ var (
 	ErrHostPathSystem   = errors.New("path may not be a system directory or lie inside one")
 	ErrHostPathNotClean = errors.New("path must be clean (no \".\", \"..\", \"//\" or trailing \"/\")")
 )
+
+// Snapshot and restore rules (KubeVirt's snapshot admitters; nodevirt
+// restores in place and only into the VM the snapshot was taken of).
+var (
+	ErrSnapshotSourceGroup   = errors.New("apiGroup must be kubevirt.io")
+	ErrSnapshotSourceKind    = errors.New("kind must be VirtualMachine")
+	ErrSnapshotSourceName    = errors.New("name is required")
+	ErrSnapshotDeletion      = errors.New("deletionPolicy must be Delete or Retain")
+	ErrSnapshotDeadline      = errors.New("failureDeadline must not be negative")
+	ErrRestoreSnapshotName   = errors.New("virtualMachineSnapshotName is required")
+	ErrRestoreReadiness      = errors.New("targetReadinessPolicy must be one of StopTarget, WaitGracePeriod, FailImmediate, WaitEventually")
+	ErrRestoreVolumePolicy   = errors.New("volumeRestorePolicy must be InPlace (or unset): nodevirt puts the snapshot's data back into the VM's own volumes, which the source declares")
+	ErrRestoreOverrides      = errors.New("volumeRestoreOverrides need new volumes, which nodevirt does not create: a restore is in place")
+	ErrRestorePatches        = errors.New("patches apply only to a VM the restore creates; nodevirt restores into a VM the source declares")
+	ErrContentSnapshotName   = errors.New("virtualMachineSnapshotName is required")
+	ErrContentNotUsed        = errors.New("VirtualMachineSnapshotContent is made by the agent when it takes a snapshot; a committed one is checked and shown, not used")
+	ErrSnapshotVolumeMissing = errors.New("volumeName is required")
+)

@@ -8,6 +8,8 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
+	snapshotv1alpha1 "kubevirt.io/api/snapshot/v1alpha1"
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 )
 
@@ -19,6 +21,18 @@ type kindInfo struct {
 	// partial: the struct is this package's own subset of a CRD whose Go module
 	// is not available; fields it lacks are warnings, not errors.
 	partial bool
+	// as is the type the checked document is read into when it differs
+	// from typ: an older served version with the same JSON names
+	// (snapshot.kubevirt.io/v1alpha1 read as v1beta1).
+	as reflect.Type
+}
+
+// valueType is the Go type an object of this kind is decoded into.
+func (k kindInfo) valueType() reflect.Type {
+	if k.as != nil {
+		return k.as
+	}
+	return k.typ
 }
 
 type gvk struct{ apiVersion, kind string }
@@ -40,6 +54,21 @@ func lookupKind(apiVersion, kind string) (kindInfo, bool) {
 		return kindInfo{typ: reflect.TypeFor[instancetypev1beta1.VirtualMachinePreference]()}, true
 	case gvk{"instancetype.kubevirt.io/v1beta1", "VirtualMachineClusterPreference"}:
 		return kindInfo{typ: reflect.TypeFor[instancetypev1beta1.VirtualMachineClusterPreference](), cluster: true}, true
+
+	case gvk{"snapshot.kubevirt.io/v1beta1", "VirtualMachineSnapshot"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1beta1.VirtualMachineSnapshot]()}, true
+	case gvk{"snapshot.kubevirt.io/v1beta1", "VirtualMachineSnapshotContent"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1beta1.VirtualMachineSnapshotContent]()}, true
+	case gvk{"snapshot.kubevirt.io/v1beta1", "VirtualMachineRestore"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1beta1.VirtualMachineRestore]()}, true
+	// v1alpha1 is still served (the seed's examples use it): checked
+	// against its own fields, read as v1beta1, whose JSON names are the same.
+	case gvk{"snapshot.kubevirt.io/v1alpha1", "VirtualMachineSnapshot"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1alpha1.VirtualMachineSnapshot](), as: reflect.TypeFor[snapshotv1beta1.VirtualMachineSnapshot]()}, true
+	case gvk{"snapshot.kubevirt.io/v1alpha1", "VirtualMachineSnapshotContent"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1alpha1.VirtualMachineSnapshotContent](), as: reflect.TypeFor[snapshotv1beta1.VirtualMachineSnapshotContent]()}, true
+	case gvk{"snapshot.kubevirt.io/v1alpha1", "VirtualMachineRestore"}:
+		return kindInfo{typ: reflect.TypeFor[snapshotv1alpha1.VirtualMachineRestore](), as: reflect.TypeFor[snapshotv1beta1.VirtualMachineRestore]()}, true
 
 	case gvk{"cdi.kubevirt.io/v1beta1", "DataVolume"}:
 		return kindInfo{typ: reflect.TypeFor[cdiv1beta1.DataVolume]()}, true

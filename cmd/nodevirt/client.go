@@ -14,7 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/internal/api"
@@ -157,22 +160,28 @@ var getKinds = map[string]string{
 	"dv": "dv", "dvs": "dv", "datavolume": "dv", "datavolumes": "dv",
 	"pvc": "pvc", "pvcs": "pvc", "persistentvolumeclaim": "pvc", "persistentvolumeclaims": "pvc",
 	"pv": "pv", "pvs": "pv", "persistentvolume": "pv", "persistentvolumes": "pv",
+	"vmsnapshot": "vmsnapshot", "vmsnapshots": "vmsnapshot", "virtualmachinesnapshot": "vmsnapshot", "virtualmachinesnapshots": "vmsnapshot",
+	"vmsnapshotcontent": "vmsnapshotcontent", "vmsnapshotcontents": "vmsnapshotcontent",
+	"virtualmachinesnapshotcontent": "vmsnapshotcontent", "virtualmachinesnapshotcontents": "vmsnapshotcontent",
+	"vmrestore": "vmrestore", "vmrestores": "vmrestore", "virtualmachinerestore": "vmrestore", "virtualmachinerestores": "vmrestore",
 }
 
 // resources are the kinds' plural names, as kubectl's errors say them.
 var resources = map[string]string{"vm": "virtualmachines.kubevirt.io", "vmi": "virtualmachineinstances.kubevirt.io",
-	"dv": "datavolumes.cdi.kubevirt.io", "pvc": "persistentvolumeclaims", "pv": "persistentvolumes"}
+	"dv": "datavolumes.cdi.kubevirt.io", "pvc": "persistentvolumeclaims", "pv": "persistentvolumes",
+	"vmsnapshot": "virtualmachinesnapshots.snapshot.kubevirt.io", "vmsnapshotcontent": "virtualmachinesnapshotcontents.snapshot.kubevirt.io",
+	"vmrestore": "virtualmachinerestores.snapshot.kubevirt.io"}
 
 func newGetCmd(o *options) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "get vm|vmi|dv|pvc|pv [NAME]",
-		Short: "List VMs, VMIs, DataVolumes, claims or volumes with their status, as kubectl get does (-o wide|json|yaml)",
+		Use:   "get vm|vmi|dv|pvc|pv|vmsnapshot|vmsnapshotcontent|vmrestore [NAME]",
+		Short: "List VMs, VMIs, DataVolumes, claims, volumes, snapshots or restores with their status, as kubectl get does (-o wide|json|yaml)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := getKinds[strings.ToLower(args[0])]
 			if !ok {
-				return fmt.Errorf("unknown kind %q: want vm, vmi, dv, pvc or pv", args[0])
+				return fmt.Errorf("unknown kind %q: want vm, vmi, dv, pvc, pv, vmsnapshot, vmsnapshotcontent or vmrestore", args[0])
 			}
 			switch o.output {
 			case "table", "wide", "json", "yaml":
@@ -269,8 +278,83 @@ func selectObjects(st status.Node, kind, ns string, all bool, name string) []obj
 					string(v.Status.Phase), claim, v.Spec.StorageClassName}, nil})
 			}
 		}
+	default:
+		out = snapshotObjects(st, kind, keep)
 	}
 	return out
+}
+
+// snapshotObjects are the rows of the snapshot kinds, with kubectl's
+// columns for KubeVirt's CRDs.
+func snapshotObjects(st status.Node, kind string, keep func(name, namespace string) bool) []object {
+	var out []object
+	now := time.Now()
+	switch kind {
+	case "vmsnapshot":
+		for _, s := range st.VirtualMachineSnapshots {
+			if !keep(s.Name, s.Namespace) {
+				continue
+			}
+			cells := []string{s.Name, s.Spec.Source.Kind, s.Spec.Source.Name, "", "", "", ""}
+			if x := s.Status; x != nil {
+				cells[3] = string(x.Phase)
+				if x.ReadyToUse != nil {
+					cells[4] = fmt.Sprint(*x.ReadyToUse)
+				}
+				cells[5], cells[6] = age(now, x.CreationTime), snapshotError(x.Error)
+			}
+			out = append(out, object{s.Namespace, s, cells, nil})
+		}
+	case "vmsnapshotcontent":
+		for _, c := range st.VirtualMachineSnapshotContents {
+			if !keep(c.Name, c.Namespace) {
+				continue
+			}
+			cells := []string{c.Name, "", "", ""}
+			if x := c.Status; x != nil {
+				if x.ReadyToUse != nil {
+					cells[1] = fmt.Sprint(*x.ReadyToUse)
+				}
+				cells[2], cells[3] = age(now, x.CreationTime), snapshotError(x.Error)
+			}
+			out = append(out, object{c.Namespace, c, cells, nil})
+		}
+	case "vmrestore":
+		for _, r := range st.VirtualMachineRestores {
+			if !keep(r.Name, r.Namespace) {
+				continue
+			}
+			cells := []string{r.Name, r.Spec.Target.Kind, r.Spec.Target.Name, "", "", ""}
+			if x := r.Status; x != nil {
+				if x.Complete != nil {
+					cells[3] = fmt.Sprint(*x.Complete)
+				}
+				cells[4] = age(now, x.RestoreTime)
+				for _, c := range x.Conditions {
+					if c.Type == snapshotv1beta1.ConditionReady && c.Status == corev1.ConditionFalse && c.Message != "" {
+						cells[5] = c.Message
+					}
+				}
+			}
+			out = append(out, object{r.Namespace, r, cells, nil})
+		}
+	}
+	return out
+}
+
+// age is kubectl's age of t ("" when unset).
+func age(now time.Time, t *metav1.Time) string {
+	if t == nil {
+		return ""
+	}
+	return duration.HumanDuration(now.Sub(t.Time))
+}
+
+func snapshotError(e *snapshotv1beta1.Error) string {
+	if e == nil || e.Message == nil {
+		return ""
+	}
+	return *e.Message
 }
 
 // differs says whether the object has steps that differ from the source.
@@ -291,11 +375,14 @@ func quantity(l corev1.ResourceList) string {
 }
 
 var getColumns = map[string][]string{
-	"vm":  {"NAME", "STATUS", "READY"},
-	"vmi": {"NAME", "PHASE", "NODENAME", "READY"},
-	"dv":  {"NAME", "PHASE", "PROGRESS", "RESTARTS"},
-	"pvc": {"NAME", "STATUS", "VOLUME", "CAPACITY", "STORAGECLASS"},
-	"pv":  {"NAME", "CAPACITY", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS"},
+	"vm":                {"NAME", "STATUS", "READY"},
+	"vmi":               {"NAME", "PHASE", "NODENAME", "READY"},
+	"dv":                {"NAME", "PHASE", "PROGRESS", "RESTARTS"},
+	"pvc":               {"NAME", "STATUS", "VOLUME", "CAPACITY", "STORAGECLASS"},
+	"pv":                {"NAME", "CAPACITY", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS"},
+	"vmsnapshot":        {"NAME", "SOURCEKIND", "SOURCENAME", "PHASE", "READYTOUSE", "CREATIONTIME", "ERROR"},
+	"vmsnapshotcontent": {"NAME", "READYTOUSE", "CREATIONTIME", "ERROR"},
+	"vmrestore":         {"NAME", "TARGETKIND", "TARGETNAME", "COMPLETE", "RESTORETIME", "ERROR"},
 }
 
 var wideColumns = map[string][]string{"vm": {"RUNSTRATEGY", "DIFFERS"}}

@@ -105,6 +105,7 @@ func newPlanCmd(o *options) *cobra.Command {
 					c.Diags, sp = nil, &c
 				}
 				printStoragePlan(w, sp)
+				printSnapshotPlan(w, np.Plan.Snapshots)
 				fmt.Fprintln(w)
 				printPlan(w, np.summary, np.Plan.Plan)
 			}
@@ -180,7 +181,8 @@ func newApplyCmd(o *options) *cobra.Command {
 			}
 			if o.output != "table" {
 				err = printData(w, o.output, map[string]any{"plan": vmPlan, "apply": nr.VMs, "errors": nr.Errors,
-					"host": map[string]any{"plan": nr.Plan.Host, "apply": nr.Host}, "storage": map[string]any{"plan": nr.Plan.Storage, "apply": nr.Storage}})
+					"host": map[string]any{"plan": nr.Plan.Host, "apply": nr.Host}, "storage": map[string]any{"plan": nr.Plan.Storage, "apply": nr.Storage},
+					"snapshots": map[string]any{"plan": nr.Plan.Snapshots, "apply": nr.Snapshots}})
 			} else {
 				for _, msg := range nr.Errors {
 					fmt.Fprintln(w, "error:", msg)
@@ -191,6 +193,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				if err == nil {
 					fmt.Fprintln(w, "\nStorage apply")
 					printStorageReport(w, nr.Storage)
+					printSnapshotReport(w, nr.Snapshots)
 					err = printReport(w, "table", n.VMs, vmPlan, nr.VMs)
 				}
 			}
@@ -232,6 +235,7 @@ func newDriftCmd(o *options) *cobra.Command {
 				printHostDrift(w, np.Host, rep.Host)
 				fmt.Fprintln(w)
 				printStorageDrift(w, rep.Storage)
+				printSnapshotDrift(w, rep.Snapshots)
 				printDrift(w, rep.Report)
 			}
 			if err != nil || !exitOnDiff {

@@ -122,6 +122,7 @@ func newRootCmd() *cobra.Command {
 		newVMActionCmd(o, "restart", "Restart a running VM"),
 		newVMActionCmd(o, "pause", "Pause a running VM"),
 		newVMActionCmd(o, "unpause", "Unpause a paused VM"),
+		newAddVolumeCmd(o), newRemoveVolumeCmd(o),
 		newReconcileCmd(o), newSuspendCmd(o, true), newSuspendCmd(o, false), newDashboardCmd(o),
 		newValidateCmd(o),
 		newRenderCmd(o),

@@ -24,7 +24,9 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/hotplug"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/snapshot"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
@@ -138,6 +140,12 @@ type Agent struct {
 	// storage provisions and imports volumes between host configuration and
 	// VMs; nil leaves storage alone.
 	storage *storage.Manager
+	// hotplug attaches volumes to running VMs by hand and keeps their
+	// records; nil: no hotplug.
+	hotplug *hotplug.Manager
+	// snapshots takes and restores snapshots between storage setup and the
+	// VMs; nil leaves snapshots alone.
+	snapshots *snapshot.Manager
 	// kick asks the loop for an iteration (an import finished).
 	kick chan struct{}
 
@@ -381,7 +389,9 @@ type NodePlan struct {
 	State   *desired.State
 	Host    *host.Plan
 	Storage *storage.Plan
-	VMs     *vm.Planned
+	// Snapshots is the snapshot stage's plan (snapshots and restores).
+	Snapshots *snapshot.Plan
+	VMs       *vm.Planned
 }
 
 // Steps returns the steps of every stage planned, in stage (apply) order.
@@ -392,6 +402,9 @@ func (p NodePlan) Steps() []plan.Step {
 	}
 	if p.Storage != nil {
 		out = appendSteps(out, p.Storage.Actions)
+	}
+	if p.Snapshots != nil {
+		out = appendSteps(out, p.Snapshots.Steps)
 	}
 	if p.VMs != nil {
 		out = append(out, p.VMs.Actions...)
@@ -409,11 +422,12 @@ func appendSteps[S plan.Stepper](out []plan.Step, steps []S) []plan.Step {
 // NodeReport is what one Apply did, stage by stage; Errors holds the
 // stages that could not be planned (reported, not fatal to later stages).
 type NodeReport struct {
-	Plan    NodePlan
-	Host    host.Report
-	Storage storage.Report
-	VMs     vm.Report
-	Errors  []string
+	Plan      NodePlan
+	Host      host.Report
+	Storage   storage.Report
+	Snapshots plan.Report
+	VMs       vm.Report
+	Errors    []string
 	// Unavailable: the VM stage failed, wholly or in part, because the
 	// hypervisor could not be reached (libvirtd stopped or restarting).
 	Unavailable bool `json:"-"`
@@ -433,6 +447,9 @@ func (r NodeReport) Err() error {
 	if r.Storage.Failed > 0 {
 		errs = append(errs, fmt.Errorf("storage: %d actions failed", r.Storage.Failed))
 	}
+	if r.Snapshots.Failed > 0 {
+		errs = append(errs, fmt.Errorf("snapshots: %d steps failed", r.Snapshots.Failed))
+	}
 	if err := r.VMs.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("VMs: %w", err))
 	}
@@ -442,9 +459,10 @@ func (r NodeReport) Err() error {
 // Results returns the outcomes of every stage, in stage order (storage's
 // teardown after its setup).
 func (r NodeReport) Results() []plan.Outcome {
-	out := make([]plan.Outcome, 0, len(r.Host.Outcomes)+len(r.Storage.Outcomes)+len(r.VMs.Outcomes))
+	out := make([]plan.Outcome, 0, len(r.Host.Outcomes)+len(r.Storage.Outcomes)+len(r.Snapshots.Outcomes)+len(r.VMs.Outcomes))
 	out = append(out, r.Host.Outcomes...)
 	out = append(out, r.Storage.Outcomes...)
+	out = append(out, r.Snapshots.Outcomes...)
 	return append(out, r.VMs.Outcomes...)
 }
 
@@ -476,6 +494,13 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 		}
 		sus.markStorage(sp)
 		np.Storage = sp
+	}
+	if a.snapshots != nil {
+		sp, err := a.snapshots.Plan(ctx, snapshot.Desired(n.Set, st, n.Storage))
+		if err != nil {
+			return np, fmt.Errorf("plan snapshots: %w", err)
+		}
+		np.Snapshots = sp
 	}
 	if a.rec == nil {
 		return np, nil
@@ -553,8 +578,19 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		st = bound.VMs
 		rep.Plan.State = st
 	}
+	// Snapshots and restores copy the disks of stopped VMs: before the VM
+	// stage, under the same lock, so no VM starts while its data is copied.
+	if a.snapshots != nil {
+		a.applySnapshots(ctx, n, st, &rep, sus)
+		took(snapshot.Stage)
+	}
 	if a.rec != nil {
 		a.applyVMs(ctx, st, &rep, sus)
+		if !sus.global {
+			if err := a.syncHotplug(ctx, st); err != nil {
+				rep.Errors = append(rep.Errors, "hot-plugged volumes: "+err.Error())
+			}
+		}
 		took(plan.StageVM)
 	}
 	// Releases and deletes of data come after the VMs that used them are gone.
@@ -563,6 +599,22 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		took(plan.StageStorage)
 	}
 	return rep
+}
+
+// applySnapshots plans and applies the snapshot stage into rep.
+func (a *Agent) applySnapshots(ctx context.Context, n *Node, st *desired.State, rep *NodeReport, sus suspension) {
+	p, err := a.snapshots.Plan(ctx, snapshot.Desired(n.Set, st, n.Storage))
+	if err != nil {
+		rep.Errors = append(rep.Errors, "plan snapshots: "+err.Error())
+		return
+	}
+	rep.Plan.Snapshots = p
+	logPlan(a.log, p.Steps)
+	if sus.global {
+		rep.Snapshots = skipAll(p.Steps)
+		return
+	}
+	rep.Snapshots = a.snapshots.Apply(ctx, p)
 }
 
 // applyVMs plans and applies the VM stage into rep.

@@ -17,6 +17,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/snapshot"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/disks"
@@ -126,23 +127,26 @@ func TestNodePlan_stepsInStageOrder(t *testing.T) {
 		VMs:     &vm.Planned{Plan: vm.Plan{Actions: []plan.Step{step(plan.StageVM, vm.Create)}}},
 		Storage: &storage.Plan{Actions: []storage.Action{{Step: step(plan.StageStorage, storage.ActBind), Claim: "default/disk"}}},
 		Host:    &host.Plan{Actions: []host.Action{{Step: step(plan.StageHost, host.WriteFile)}, {Step: step(plan.StageHost, host.StartUnit)}}},
+		// Snapshots copy the disks of stopped VMs: after storage, before VMs.
+		Snapshots: &snapshot.Plan{Steps: []snapshot.Step{{Step: step(snapshot.Stage, snapshot.ActRestore), Restore: "default/r"}}},
 	}
 	var got []string
 	for _, s := range np.Steps() {
 		got = append(got, string(s.Stage)+" "+string(s.Action))
 	}
-	if want := "host write-file, host start-unit, storage bind, vm create"; strings.Join(got, ", ") != want {
+	if want := "host write-file, host start-unit, storage bind, snapshot restore, vm create"; strings.Join(got, ", ") != want {
 		t.Fatalf("steps: %s, want %s", strings.Join(got, ", "), want)
 	}
 	var rep agent.NodeReport
 	rep.VMs.Add(plan.Outcome{Step: step(plan.StageVM, vm.Start), Result: plan.Done})
 	rep.Storage.Add(plan.Outcome{Step: step(plan.StageStorage, storage.ActImport), Result: plan.Failed})
 	rep.Host.Add(plan.Outcome{Step: step(plan.StageHost, host.EnableUnit), Result: plan.Done})
+	rep.Snapshots.Add(plan.Outcome{Step: step(snapshot.Stage, snapshot.ActSnapshot), Result: plan.Done})
 	got = got[:0]
 	for _, o := range rep.Results() {
 		got = append(got, string(o.Stage)+" "+string(o.Result))
 	}
-	if want := "host done, storage failed, vm done"; strings.Join(got, ", ") != want || rep.Err() == nil {
+	if want := "host done, storage failed, snapshot done, vm done"; strings.Join(got, ", ") != want || rep.Err() == nil {
 		t.Fatalf("results: %s, want %s (err %v)", strings.Join(got, ", "), want, rep.Err())
 	}
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/snapshot"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
+	"github.com/nodevirt/nodevirt/runtime/clone"
 	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hostfacts"
 	"github.com/nodevirt/nodevirt/runtime/hostfs"
@@ -114,6 +116,9 @@ type Runtime struct {
 	VMs           *vm.Reconciler
 	Host          *host.Reconciler
 	Storage       *storage.Manager
+	// Snapshots takes and restores offline VM snapshots; it opens with
+	// storage and libvirt, whose claims and domains it needs.
+	Snapshots *snapshot.Manager
 	// DomainType is the domain type VMs are defined with (kvm or qemu).
 	DomainType string
 	// Notes are what a read-only run should tell its user about how it
@@ -204,6 +209,9 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		if err := rt.openStorage(kick); err != nil {
 			return nil, err
 		}
+		if err := rt.openSnapshots(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Stages.VMs {
 		if rt.Disks, err = disks.New(cfg.StateDir, filepath.Join(cfg.StateDir, "images")); err != nil {
@@ -225,7 +233,8 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		h = rt.HV
 	}
 	rt.Agent = newAgent(ac, rt.Source, rt.VMs, h, kick)
-	rt.Agent.host, rt.Agent.storage = rt.Host, rt.Storage
+	rt.Agent.host, rt.Agent.storage, rt.Agent.snapshots = rt.Host, rt.Storage, rt.Snapshots
+	rt.openHotplug()
 	if rt.DB != nil {
 		rt.Agent.state = rt.DB
 	}
@@ -431,6 +440,23 @@ func (rt *Runtime) openStorage(kick chan struct{}) error {
 	}
 	rt.Storage = m
 	rt.onClose(func() error { m.Close(); return nil })
+	return nil
+}
+
+// openSnapshots builds the snapshot stage over the storage manager's
+// claims, libvirt's domains and the state database. Without libvirt it is
+// not opened: whether a VM is stopped cannot be known, and a copy of a
+// running VM's disk would not be consistent.
+func (rt *Runtime) openSnapshots() error {
+	if rt.HV == nil || rt.Storage == nil || rt.DB == nil {
+		return nil
+	}
+	m, err := snapshot.New(snapshot.Config{StateDir: rt.cfg.StateDir, AllowPruneAll: rt.cfg.AllowPruneAll, Log: rt.cfg.Log},
+		clone.Files{}, rt.HV, rt.Storage, rt.DB)
+	if err != nil {
+		return fmt.Errorf("snapshot records: %w", err)
+	}
+	rt.Snapshots = m
 	return nil
 }
 

@@ -22,6 +22,9 @@ func (p NodePlan) Report() report.Plan {
 		r.Host = *p.Host
 	}
 	r.Storage = p.Storage
+	if p.Snapshots != nil {
+		r.Snapshots = appendSteps(nil, p.Snapshots.Steps)
+	}
 	return r
 }
 

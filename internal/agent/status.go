@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/nodevirt/nodevirt/internal/status"
@@ -19,6 +20,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
+	"github.com/nodevirt/nodevirt/reconciler/snapshot"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
@@ -226,6 +228,7 @@ func (a *Agent) StatusOf(n *Node, nr NodeReport) status.Node {
 	}
 	a.vmStatus(&st, n, nr)
 	a.storageStatus(&st, n, nr)
+	a.snapshotStatus(&st, n)
 	return st
 }
 
@@ -348,6 +351,7 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			st.VirtualMachineInstances = append(st.VirtualMachineInstances, vmiOf(v, meta, exists, state, a.cfg.Desired.Node))
 		}
 	}
+	a.hotplugStatus(st, vms)
 }
 
 // vmiOf is the instance of a VM whose domain is in state.
@@ -435,6 +439,18 @@ func waitReason(steps []plan.Step) string {
 		}
 	}
 	return ""
+}
+
+// snapshotStatus fills the snapshots, their contents and the restores.
+func (a *Agent) snapshotStatus(st *status.Node, n *Node) {
+	st.VirtualMachineSnapshots = []snapshotv1beta1.VirtualMachineSnapshot{}
+	st.VirtualMachineSnapshotContents = []snapshotv1beta1.VirtualMachineSnapshotContent{}
+	st.VirtualMachineRestores = []snapshotv1beta1.VirtualMachineRestore{}
+	if a.snapshots == nil {
+		return
+	}
+	st.VirtualMachineSnapshots, st.VirtualMachineSnapshotContents, st.VirtualMachineRestores =
+		a.snapshots.Status(snapshot.Desired(n.Set, n.VMs, n.Storage))
 }
 
 // storageStatus fills DataVolumes, claims and volumes as the storage

@@ -1,15 +1,16 @@
 // Package api is the running agent's HTTP API: health and readiness, the
 // node's status, plan, drift report, description and events as JSON under
 // /api/v1/, the imperative commands virtctl has (start, stop, restart,
-// pause, unpause), reconcile now, suspend and resume, Prometheus metrics,
-// the git webhook and the web page. Over TCP it is HTTPS and every route
-// but the health checks and the webhook (which signs its calls) needs a
-// bearer token or a client certificate of the agent's CA; over the unix
-// socket, which only root may open, the file's permissions are the
-// authentication, as with Incus's and the kubelet's local sockets. Disk
-// images are uploaded with CDI's upload protocol at CDI's paths: a token
-// request under /apis/upload.cdi.kubevirt.io authenticated like the API,
-// then the image with that short-lived token. Client is the CLI's side.
+// pause, unpause, addvolume, removevolume), reconcile now, suspend and
+// resume, Prometheus metrics, the git webhook and the web page. Over TCP
+// it is HTTPS and every route but the health checks and the webhook (which
+// signs its calls) needs a bearer token or a client certificate of the
+// agent's CA; over the unix socket, which only root may open, the file's
+// permissions are the authentication, as with Incus's and the kubelet's
+// local sockets. Disk images are uploaded with CDI's upload protocol at
+// CDI's paths: a token request under /apis/upload.cdi.kubevirt.io
+// authenticated like the API, then the image with that short-lived token.
+// Client is the CLI's side.
 package api
 
 import (
@@ -170,6 +171,7 @@ func (s *Server) routes() {
 	m.Handle(Prefix+"/certificates", only(s.certificates, http.MethodGet))
 	m.Handle(Prefix+"/version", only(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.o.Version) }, http.MethodGet))
 	m.Handle(Prefix+"/namespaces/{namespace}/virtualmachines/{name}/{action}", only(s.vmAction, http.MethodPut, http.MethodPost))
+	s.volumeRoutes()
 	m.Handle(Prefix+"/reconcile", only(s.reconcile, http.MethodPost))
 	m.Handle(Prefix+"/suspend", only(s.suspend(true), http.MethodPost))
 	m.Handle(Prefix+"/resume", only(s.suspend(false), http.MethodPost))

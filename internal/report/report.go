@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/host"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
@@ -83,6 +84,8 @@ type Plan struct {
 	vm.Plan
 	Host    host.Plan     `json:"host"`
 	Storage *storage.Plan `json:"storage"`
+	// Snapshots are the snapshot stage's steps (snapshots and restores).
+	Snapshots []plan.Step `json:"snapshots,omitempty"`
 }
 
 // Drift is `drift -o json|yaml`: the VMs' report with the host's and the
@@ -91,14 +94,17 @@ type Drift struct {
 	drift.Report
 	Host    drift.HostReport     `json:"host"`
 	Storage []drift.StorageEntry `json:"storage"`
+	// Snapshots are the snapshot stage's differences, in the storage
+	// report's shape.
+	Snapshots []drift.StorageEntry `json:"snapshots,omitempty"`
 }
 
 // DriftOf reports the differences of a node's plan.
 func DriftOf(p Plan) Drift {
-	return Drift{Report: drift.VMs(p.Plan), Host: drift.Host(p.Host), Storage: drift.Storage(p.Storage)}
+	return Drift{Report: drift.VMs(p.Plan), Host: drift.Host(p.Host), Storage: drift.Storage(p.Storage), Snapshots: drift.Steps(p.Snapshots)}
 }
 
 // Plans are p's plans as drift counts them.
 func (p Plan) Plans() drift.Plans {
-	return drift.Plans{VMs: &p.Plan, Host: &p.Host, Storage: p.Storage}
+	return drift.Plans{VMs: &p.Plan, Host: &p.Host, Storage: p.Storage, Snapshots: p.Snapshots}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/nodevirt/nodevirt/runtime/atomicfile"
 
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/hotplug"
+	"github.com/nodevirt/nodevirt/reconciler/snapshot"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
@@ -31,7 +33,7 @@ func DBPath(stateDir string) string { return filepath.Join(stateDir, "state.db")
 // decoders are every package's record checks.
 func decoders() map[string]statedb.Decoder {
 	out := map[string]statedb.Decoder{}
-	for _, m := range []map[string]func(string, []byte) error{vm.Decoders(), storage.Decoders()} {
+	for _, m := range []map[string]func(string, []byte) error{vm.Decoders(), storage.Decoders(), hotplug.Decoders(), snapshot.Decoders()} {
 		for b, d := range m {
 			out[b] = d
 		}

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 )
 
@@ -33,6 +34,12 @@ type Node struct {
 	DataVolumes             []cdiv1.DataVolume                  `json:"dataVolumes"`
 	PersistentVolumeClaims  []corev1.PersistentVolumeClaim      `json:"persistentVolumeClaims"`
 	PersistentVolumes       []corev1.PersistentVolume           `json:"persistentVolumes"`
+	// VirtualMachineSnapshots and VirtualMachineRestores are the source's,
+	// with the status the agent gives them; VirtualMachineSnapshotContents
+	// are what the agent made (only this host holds them: git has none).
+	VirtualMachineSnapshots        []snapshotv1beta1.VirtualMachineSnapshot        `json:"virtualMachineSnapshots"`
+	VirtualMachineSnapshotContents []snapshotv1beta1.VirtualMachineSnapshotContent `json:"virtualMachineSnapshotContents"`
+	VirtualMachineRestores         []snapshotv1beta1.VirtualMachineRestore         `json:"virtualMachineRestores"`
 }
 
 // Source is where the manifests come from and what was last fetched.
@@ -115,4 +122,7 @@ type ActionResult struct {
 	Action  string `json:"action"`
 	Object  string `json:"object,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Patch is the change of the object's manifest to commit for the
+	// action to last (addvolume --persist), as YAML.
+	Patch string `json:"patch,omitempty"`
 }

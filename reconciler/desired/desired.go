@@ -67,6 +67,14 @@ type VM struct {
 	// HostDevices are the PCI devices the VM asks for by resource name
 	// (VM-10); Build allocates them before conversion (Devices).
 	HostDevices []DeviceRequest `json:"hostDevices,omitempty"`
+	// Volumes are the spec's volume names; Hotpluggable those of them a
+	// running VM takes or gives up live (hotpluggable DataVolumes and PVCs).
+	Volumes      []string `json:"volumes,omitempty"`
+	Hotpluggable []string `json:"hotpluggable,omitempty"`
+	// HotplugDisks are the disks of XML a running domain takes or gives up
+	// live (hotpluggable on the SCSI bus); SpecHash leaves them out, so
+	// adding or removing one is no restart.
+	HotplugDisks []domain.HotplugDisk `json:"hotplugDisks,omitempty"`
 	// Pins and Devices are the node resources the domain was rendered
 	// with; the reconciler persists them when it defines the domain.
 	Pins    *domain.Pinning         `json:"pins,omitempty"`
@@ -308,7 +316,7 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 		return nil, diags
 	}
 	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision}
-	xml, hash, err := seal(res.Domain, res.Artifacts, owner)
+	xml, hash, err := seal(res.Domain, res.Artifacts, res.Hotplug, owner)
 	if err != nil {
 		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
 	}
@@ -350,7 +358,24 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 		Pins:            alloc.pins,
 		Devices:         alloc.devices,
 		Unschedulable:   alloc.why,
+		Volumes:         volumeNames(spec, false),
+		Hotpluggable:    volumeNames(spec, true),
+		HotplugDisks:    res.Hotplug,
 	}, diags
+}
+
+// volumeNames lists spec's volumes, or only its hotpluggable DataVolume and
+// PVC ones.
+func volumeNames(spec *kubevirtv1.VirtualMachineInstanceSpec, hotpluggable bool) []string {
+	var out []string
+	for _, v := range spec.Volumes {
+		hp := (v.DataVolume != nil && v.DataVolume.Hotpluggable) ||
+			(v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.Hotpluggable)
+		if !hotpluggable || hp {
+			out = append(out, v.Name)
+		}
+	}
+	return out
 }
 
 func firmwareUUID(spec *kubevirtv1.VirtualMachineInstanceSpec) string {

@@ -611,3 +611,52 @@ spec:
 		}
 	}
 }
+
+// A hotpluggable volume on the SCSI bus is a live disk: adding it leaves
+// the hash alone (no restart), while a cold volume changes it.
+func TestBuild_liveVolumesLeaveTheHash(t *testing.T) {
+	vm := func(disks, volumes string) *VM {
+		t.Helper()
+		set := manifests.Parse("vm.yaml", []byte(`apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: db, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          disks: [{name: root, disk: {bus: virtio}}`+disks+`]
+      volumes:
+        - {name: root, dataVolume: {name: db-root}}
+`+volumes), manifests.Options{})
+		v := Build(set, "r1", testOptions).Lookup("default_db")
+		if v == nil {
+			t.Fatal("not rendered")
+		}
+		return v
+	}
+	plain := vm("", "")
+	hot := vm(", {name: data, disk: {bus: scsi}}", "        - {name: data, dataVolume: {name: db-data, hotpluggable: true}}\n")
+	cold := vm(", {name: data, disk: {bus: scsi}}", "        - {name: data, dataVolume: {name: db-data}}\n")
+	if hot.SpecHash != plain.SpecHash {
+		t.Error("a live volume changed the hash")
+	}
+	if cold.SpecHash == plain.SpecHash {
+		t.Error("a cold volume must change the hash")
+	}
+	if len(hot.HotplugDisks) != 1 || hot.HotplugDisks[0].Alias != "ua-data" || !strings.Contains(hot.XML, `<alias name="ua-data">`) {
+		t.Errorf("live disk: %+v", hot.HotplugDisks)
+	}
+	if d := cmpSlices(hot.Hotpluggable, []string{"data"}) + cmpSlices(hot.Volumes, []string{"root", "data"}); d != "" {
+		t.Error(d)
+	}
+}
+
+func cmpSlices(got, want []string) string {
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		return "got " + strings.Join(got, ",") + ", want " + strings.Join(want, ",") + "; "
+	}
+	return ""
+}

@@ -39,6 +39,8 @@ type Plans struct {
 	VMs     *vm.Plan
 	Host    *host.Plan
 	Storage *storage.Plan
+	// Snapshots are the snapshot stage's steps: each is a difference.
+	Snapshots []plan.Step
 }
 
 // Differences counts the steps of the plans that are differences.
@@ -63,6 +65,11 @@ func (p Plans) Differences() int {
 			if Differs(a.PlanStep()) {
 				n++
 			}
+		}
+	}
+	for _, s := range p.Snapshots {
+		if Differs(s) {
+			n++
 		}
 	}
 	return n

@@ -78,3 +78,15 @@ func TestPlans_differences(t *testing.T) {
 		t.Errorf("no storage plan is no entry, and an empty list: %#v", got)
 	}
 }
+
+func TestVMs_hotPlugged(t *testing.T) {
+	p := vm.Plan{Revision: "r", Actions: []plan.Step{{Stage: plan.StageVM, Action: vm.HotPlugged, Object: "VirtualMachine lab/vm",
+		Target: "lab_vm", Reason: "volume data: hot-plugged, not in the source"}}}
+	if !p.Empty() {
+		t.Fatal("a hot-plugged note must not make the plan change anything")
+	}
+	rep := VMs(p)
+	if len(rep.Entries) != 1 || rep.Entries[0].Status != HotPlugged || rep.Entries[0].Heal != "volume data: hot-plugged, not in the source" || rep.Drifted != 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+}

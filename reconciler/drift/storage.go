@@ -31,3 +31,16 @@ func Storage(p *storage.Plan) []StorageEntry {
 	}
 	return out
 }
+
+// Steps reports the steps of a stage that has no report of its own (the
+// snapshot stage) in the storage report's shape.
+func Steps(steps []plan.Step) []StorageEntry {
+	out := []StorageEntry{}
+	for _, s := range steps {
+		if !Differs(s) {
+			continue
+		}
+		out = append(out, StorageEntry{Object: s.Object, Target: s.Target, Status: stepStatus(s), Action: s.Action, Reason: s.Reason, Changes: s.Changes})
+	}
+	return out
+}

@@ -37,6 +37,9 @@ const (
 	NotApplicable = "not-applicable"
 	// Unbound: a permitted device nothing binds to vfio-pci.
 	Unbound = "unbound"
+	// HotPlugged: a running VM has a volume attached by hand that the
+	// source does not hold.
+	HotPlugged = "hot-plugged"
 )
 
 // Entry is one VM's difference between source and host.
@@ -125,6 +128,9 @@ func VMs(p vm.Plan) Report {
 		case vm.Wait:
 			set(Waiting)
 			e.Heal = a.Reason
+		case vm.HotPlugged:
+			set(HotPlugged)
+			e.Heal = joinReason(e.Heal, a.Reason)
 		default:
 			set(Pending)
 			e.Heal = a.Reason
@@ -139,4 +145,12 @@ func VMs(p vm.Plan) Report {
 		rep.Entries = append(rep.Entries, *e)
 	}
 	return rep
+}
+
+// joinReason lists several reasons of one entry.
+func joinReason(have, add string) string {
+	if have == "" {
+		return add
+	}
+	return have + "; " + add
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ const (
 	// agent's inventory (another agent's, or from a lost state directory);
 	// reported, never pruned.
 	Orphan plan.Action = "orphan"
+	// HotPlugged: a volume attached by hand (addvolume) that the source
+	// does not hold; reported, never detached by self-heal.
+	HotPlugged plan.Action = "hot-plugged"
 )
 
 // Plan is what the VM stage would do for one revision; the target of its
@@ -241,7 +245,12 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 	}
 
 	var acts []plan.Step
-	changes, err := opt.Fields(vm.XML, dom.XML)
+	attach, detach := liveVolumes(vm, dom, owner.SpecHash == vm.SpecHash)
+	desiredXML, observedXML := vm.XML, dom.XML
+	if strip := hotAliases(vm, detach); len(strip) > 0 {
+		desiredXML, observedXML = withoutDisks(desiredXML, strip), withoutDisks(observedXML, strip)
+	}
+	changes, err := opt.Fields(desiredXML, observedXML)
 	if err != nil {
 		changes = []plan.Change{{Path: "(document)", From: err.Error(), To: "valid domain XML"}}
 	}
@@ -254,6 +263,13 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 		a.Changes = changes
 		acts = append(acts, a)
 		redefined = true
+	case len(changes) > 0 && controllersOnly(changes):
+		// A domain defined before the hotplug controllers existed: its hash
+		// is unchanged (they are not hashed), so it is not restarted; the
+		// redefine adds them, and a running guest gets them at its next boot.
+		a := act(Update, "adds the controllers hot-plugged devices need; a running VM gets them at its next boot (restart required to add hotplug controllers)")
+		a.Changes = changes
+		acts = append(acts, a)
 	case len(changes) > 0:
 		a := act(Update, "persistent definition changed out of band")
 		a.Changes = changes
@@ -278,6 +294,14 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 			acts = append(acts, a)
 		} else {
 			acts = append(acts, act(RestartRequired, "the new definition takes effect at the next boot; "+desired.AnnotationRestartOnChange+" is false"))
+		}
+	}
+	if len(attach)+len(detach) > 0 {
+		switch {
+		case active:
+			acts = append(acts, liveVolumeSteps(vm, attach, detach, opt, act)...)
+		case !slices.ContainsFunc(acts, func(s plan.Step) bool { return s.Action == Update }):
+			acts = append(acts, act(Update, "hotpluggable volumes changed in the source"))
 		}
 	}
 	return acts
@@ -347,7 +371,7 @@ func runWanted(vm *desired.VM, dom hv.Domain, opt Options) bool {
 func (p Plan) Empty() bool {
 	for _, a := range p.Actions {
 		switch a.Action {
-		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan:
+		case Keep, Conflict, Hold, Wait, RestartRequired, Orphan, HotPlugged:
 			continue
 		}
 		return false
@@ -364,4 +388,15 @@ func (p Plan) Drift() []plan.Step {
 		}
 	}
 	return out
+}
+
+// controllersOnly reports changes that touch controllers only: libvirt adds
+// controllers on its own, so a difference there is never someone's edit.
+func controllersOnly(changes []plan.Change) bool {
+	for _, c := range changes {
+		if !strings.HasPrefix(c.Path, "devices.controller[") {
+			return false
+		}
+	}
+	return true
 }

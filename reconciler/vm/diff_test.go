@@ -197,3 +197,31 @@ func TestDiff_unschedulable(t *testing.T) {
 		t.Fatalf("wait: %+v", p.Actions[0])
 	}
 }
+
+// A running domain defined before the hotplug controllers existed has the
+// same hash (they are not hashed): it is redefined to gain them, never
+// restarted and never reported as drift; once defined, the plan is empty.
+func TestDiff_hotplugControllersOnOldDomain(t *testing.T) {
+	want := vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")
+	ctrl := `<controller type="scsi" index="0" model="virtio-non-transitional"><alias name="ua-nodevirt_hotplug-scsi"></alias></controller>` +
+		`<controller type="pci" index="1" model="pcie-root-port"><alias name="ua-nodevirt_hotplug-port1"></alias></controller>`
+	want.XML = strings.Replace(want.XML, "</devices>", ctrl+"</devices>", 1)
+	old := observed("web", hv.Running, "booted", "sha256:aa")
+	p := Diff(state(want), []hv.Domain{old}, Options{})
+	if d := cmp.Diff([]row{{Update, "default_web", false}}, rows(p)); d != "" {
+		t.Fatalf("old domain (-want +got):\n%s", d)
+	}
+	if !strings.Contains(p.Actions[0].Reason, "restart required to add hotplug controllers") {
+		t.Fatalf("reason %q does not say a restart adds them", p.Actions[0].Reason)
+	}
+	// libvirt's read-back: our controllers with its own attributes and
+	// addresses, and a port of its own (index 2) in between.
+	defined := old
+	defined.XML = strings.Replace(old.XML, "<memballoon", `<controller type='pci' index='2' model='pcie-root-port'><model name='pcie-root-port'/><target chassis='2' port='0x9'/></controller>
+    <controller type='scsi' index='0' model='virtio-non-transitional'><alias name='ua-nodevirt_hotplug-scsi'/><address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></controller>
+    <controller type='pci' index='1' model='pcie-root-port'><model name='pcie-root-port'/><target chassis='1' port='0x8'/><alias name='ua-nodevirt_hotplug-port1'/></controller>
+    <memballoon`, 1)
+	if p := Diff(state(want), []hv.Domain{defined}, Options{}); len(p.Actions) != 0 {
+		t.Fatalf("after the redefine: want no actions, got %+v", p.Actions)
+	}
+}

@@ -76,9 +76,17 @@ var ownedDevices = map[string]bool{
 }
 
 // key gives a repeated element a stable identity: disks by target device,
-// interfaces by user alias or MAC; the rest by position among siblings of the same name.
+// interfaces by user alias or MAC, controllers by type and index (libvirt
+// gives an unindexed one index 0, and adds controllers of its own in between);
+// the rest by position among siblings of the same name.
 func key(n *node, idx int) string {
 	switch n.name {
+	case "controller":
+		i := n.attrs["index"]
+		if i == "" {
+			i = "0"
+		}
+		return n.attrs["type"] + ":" + i
 	case "disk":
 		for _, c := range n.children {
 			if c.name == "target" && c.attrs["dev"] != "" {
@@ -119,7 +127,7 @@ func flatten(n *node, prefix string, out map[string]string) {
 			continue
 		}
 		p := join(prefix, c.name)
-		if count[c.name] > 1 || c.name == "disk" || c.name == "interface" {
+		if count[c.name] > 1 || keyed(c.name) {
 			p += "[" + key(c, seen[c.name]) + "]"
 			seen[c.name]++
 		}
@@ -128,6 +136,12 @@ func flatten(n *node, prefix string, out map[string]string) {
 		}
 		flatten(c, p, out)
 	}
+}
+
+// keyed elements are always bracketed by key, even when alone, so one
+// desired element meets its observed counterpart among several.
+func keyed(name string) bool {
+	return name == "disk" || name == "interface" || name == "controller"
 }
 
 func join(prefix, name string) string {
@@ -213,7 +227,7 @@ func devices(root *node) []devEntry {
 		seen := map[string]int{}
 		for _, d := range c.children {
 			p := "devices." + d.name
-			if count[d.name] > 1 || d.name == "disk" || d.name == "interface" {
+			if count[d.name] > 1 || keyed(d.name) {
 				p += "[" + key(d, seen[d.name]) + "]"
 				seen[d.name]++
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -48,7 +49,18 @@ type Reconciler struct {
 	// cpuVerdicts caches CPU comparisons by <cpu> XML: the host CPU does not
 	// change while the agent runs.
 	cpuVerdicts sync.Map
+	hotplug     HotPluggedVolumes
 }
+
+// HotPluggedVolumes lists the volumes attached by hand to running VMs, by
+// domain name.
+type HotPluggedVolumes interface {
+	HotPlugged() (map[string][]string, error)
+}
+
+// WithHotplug makes plans report the volumes h attached by hand, so drift
+// shows them; nothing in the VM stage ever detaches them.
+func (r *Reconciler) WithHotplug(h HotPluggedVolumes) *Reconciler { r.hotplug = h; return r }
 
 // New wires a reconciler to its host.
 func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
@@ -159,6 +171,9 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		}
 	}
 	p := Diff(st, doms, opt)
+	if err := r.noteHotPlugged(&p, vms); err != nil {
+		return nil, err
+	}
 	r.fields.forget(obs)
 	return &Planned{Plan: p, VMs: vms, Observed: obs, Adopt: adopt}, nil
 }
@@ -216,7 +231,7 @@ func (rp Report) Err() error {
 
 // vmOrder is the dependency order: define and start before deletes so a
 // rename (delete old + create new) never leaves the node without the service.
-var vmOrder = []plan.Action{Create, Update, Start, Restart, Stop, Delete}
+var vmOrder = []plan.Action{Create, Update, AttachVolume, DetachVolume, Start, Restart, Stop, Delete}
 
 // Apply executes a plan. Every action runs even when an earlier one for
 // another object failed; an object's later actions are skipped after its own
@@ -343,6 +358,8 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 		return nil
 	case Delete:
 		return r.delete(ctx, p.Observed[a.Target])
+	case AttachVolume, DetachVolume:
+		return r.doLive(ctx, a, vm)
 	}
 	return nil
 }
@@ -432,4 +449,31 @@ func (r *Reconciler) Revisions() (applied, attempted string, err error) {
 	}
 	attempted, err = r.rec.meta(keyLastAttempted)
 	return applied, attempted, err
+}
+
+// noteHotPlugged adds a HotPlugged step per volume attached by hand.
+func (r *Reconciler) noteHotPlugged(p *Plan, vms map[string]*desired.VM) error {
+	if r.hotplug == nil {
+		return nil
+	}
+	hp, err := r.hotplug.HotPlugged()
+	if err != nil {
+		return fmt.Errorf("read hot-plugged volumes: %w", err)
+	}
+	domains := make([]string, 0, len(hp))
+	for d := range hp {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	for _, d := range domains {
+		obj := d
+		if vm := vms[d]; vm != nil {
+			obj = vm.Object
+		}
+		for _, v := range hp[d] {
+			p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: HotPlugged, Object: obj, Target: d,
+				Reason: fmt.Sprintf("volume %s: hot-plugged, not in the source", v)})
+		}
+	}
+	return nil
 }

@@ -34,7 +34,7 @@ func Convert(in Input, ctx Context) Result {
 	for _, configure := range configurators() {
 		configure(in, ctx, dom, out)
 	}
-	return Result{Domain: dom, Artifacts: out.artifacts, Diags: out.diags}
+	return Result{Domain: dom, Artifacts: out.artifacts, Diags: out.diags, Hotplug: out.hotplug}
 }
 
 // DomainName is the libvirt name of a VM: KubeVirt's "<namespace>_<name>",
@@ -78,6 +78,9 @@ func configurators() []configurator {
 		configureDevices,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
+		// 5. Hotplug capacity last: the ports it adds depend on the devices
+		//    above.
+		configureHotplug,
 	}
 }
 
@@ -87,6 +90,7 @@ type output struct {
 	prefix    string
 	artifacts []Artifact
 	diags     diag.List
+	hotplug   []HotplugDisk
 }
 
 // path turns a path relative to the spec ("domain.cpu.model") into the one

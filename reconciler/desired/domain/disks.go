@@ -26,64 +26,91 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 	next := map[string]int{}
 	scsi := false
 
-	for i, d := range spec.Domain.Devices.Disks {
-		rel := fmt.Sprintf("domain.devices.disks[%d]", i)
-		if d.LUN != nil {
-			// Refused in the support table: libvirt takes a lun only on a
-			// block device, and every volume is a file for now.
-			continue
-		}
-		vi, ok := volumes[d.Name]
-		if !ok {
-			out.invalid(rel+".name", "no volume named %q", d.Name)
-			continue
-		}
-		src, ok := volumeSource(in, ctx, vi, out)
-		if !ok {
-			continue
-		}
-		disk, bus, ok := diskDevice(d, rel, out)
-		if !ok {
-			continue
-		}
-		if src.block {
-			disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
-		} else {
-			disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
-		}
-		disk.Driver.Type = src.format
-		if src.readOnly {
-			disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
-		}
-		if src.shared || isTrue(d.Shareable) {
-			disk.Shareable = &libvirtxml.DomainDiskShareable{}
-		}
-		if !driverCache(&disk, d, rel, out) {
-			continue
-		}
-		// Names go only to disks that are emitted.
-		prefix := "sd"
-		if bus == kubevirtv1.DiskBusVirtio {
-			prefix = "vd"
-		}
-		disk.Target.Dev = prefix + deviceSuffix(next[prefix])
-		next[prefix]++
-		scsi = scsi || bus == kubevirtv1.DiskBusSCSI
-		if d.BootOrder != nil {
-			disk.Boot = &libvirtxml.DomainDeviceBoot{Order: *d.BootOrder}
-		}
-		disk.Serial = d.Serial
-		disk.Alias = userAlias(d.Name)
-
-		devices(dom).Disks = append(devices(dom).Disks, disk)
-		if src.artifact != nil {
-			out.artifacts = append(out.artifacts, *src.artifact)
+	// Live-hotpluggable disks are named after every other disk, so adding
+	// or removing one never renames the others.
+	for pass := range 2 {
+		for i, d := range spec.Domain.Devices.Disks {
+			if liveHotpluggable(in, d) != (pass == 1) {
+				continue
+			}
+			configureDisk(in, ctx, dom, out, i, d, volumes, next, &scsi)
 		}
 	}
 	if scsi {
+		// The disks' own controller; configureHotplug adds one otherwise.
 		devices(dom).Controllers = append(devices(dom).Controllers, libvirtxml.DomainController{
 			Type: "scsi", Model: "virtio-non-transitional",
 		})
+	}
+}
+
+// configureDisk maps disk i of the spec.
+func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i int, d kubevirtv1.Disk, volumes map[string]int, next map[string]int, scsi *bool) {
+	rel := fmt.Sprintf("domain.devices.disks[%d]", i)
+	if d.LUN != nil {
+		// Refused in the support table: libvirt takes a lun only on a
+		// block device, and every volume is a file for now.
+		return
+	}
+	vi, ok := volumes[d.Name]
+	if !ok {
+		out.invalid(rel+".name", "no volume named %q", d.Name)
+		return
+	}
+	src, ok := volumeSource(in, ctx, vi, out)
+	if !ok {
+		return
+	}
+	disk, bus, ok := diskDevice(d, rel, out)
+	if !ok {
+		return
+	}
+	if src.block {
+		disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
+	} else {
+		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
+	}
+	disk.Driver.Type = src.format
+	if src.readOnly {
+		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+	}
+	if src.shared || isTrue(d.Shareable) {
+		disk.Shareable = &libvirtxml.DomainDiskShareable{}
+	}
+	if !driverCache(&disk, d, rel, out) {
+		return
+	}
+	// Names go only to disks that are emitted.
+	prefix := "sd"
+	if bus == kubevirtv1.DiskBusVirtio {
+		prefix = "vd"
+	}
+	disk.Target.Dev = prefix + deviceSuffix(next[prefix])
+	next[prefix]++
+	// A live disk uses the hotplug controller (configureHotplug), which
+	// the hash leaves out: adding one changes nothing else.
+	*scsi = *scsi || (bus == kubevirtv1.DiskBusSCSI && !liveHotpluggable(in, d))
+	if d.BootOrder != nil {
+		disk.Boot = &libvirtxml.DomainDeviceBoot{Order: *d.BootOrder}
+	}
+	disk.Serial = d.Serial
+	disk.Alias = userAlias(d.Name)
+
+	devices(dom).Disks = append(devices(dom).Disks, disk)
+	if src.artifact != nil {
+		out.artifacts = append(out.artifacts, *src.artifact)
+	}
+	if liveHotpluggable(in, d) {
+		x, err := disk.Marshal()
+		if err != nil {
+			out.invalid(rel, "rendering the disk: %v", err)
+			return
+		}
+		h := HotplugDisk{Volume: d.Name, Alias: disk.Alias.Name, XML: x}
+		if src.artifact != nil {
+			h.Path = src.artifact.Path
+		}
+		out.hotplug = append(out.hotplug, h)
 	}
 }
 

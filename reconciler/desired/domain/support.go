@@ -126,7 +126,7 @@ var fields = []Field{
 
 	// --- domain.devices ---
 	{Path: "domain.devices.useVirtioTransitional", Support: Ignored, Note: "virtio devices are modern-only on q35; guests without virtio 1.0 drivers do not see them"},
-	{Path: "domain.devices.disableHotplug", Support: Elsewhere, Note: "no effect: libvirt adds the PCIe ports it needs"},
+	{Path: "domain.devices.disableHotplug", Support: Mapped, Note: "false (default): <controller type=scsi model=virtio-non-transitional index=0> for hot-plugged disks, and on q35 empty <controller type=pci model=pcie-root-port> with fixed indexes: 8 ports in total (16 above 2 GiB of guest memory) minus those devices take, at least 3 free (6), index ≤ 31; true: none of them"},
 	{Path: "domain.devices.autoattachPodInterface", Support: Elsewhere, Note: "defaulting: adds the pod network and interface"},
 	{Path: "domain.devices.autoattachGraphicsDevice", Support: Mapped, Note: "false = no <graphics>/<video>; default <graphics type=vnc port=-1 autoport=yes> on 127.0.0.1"},
 	{Path: "domain.devices.autoattachSerialConsole", Support: Mapped, Note: "false = no <serial>/<console>; default pty serial port 0 + serial console"},
@@ -244,8 +244,8 @@ var fields = []Field{
 	{Path: "volumes[*].cloudInitNoCloud.networkDataBase64", Support: Mapped, Note: "decoded into network-config"},
 	{Path: "volumes[*].cloudInitNoCloud.secretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use userData"},
 	{Path: "volumes[*].cloudInitNoCloud.networkDataSecretRef", Support: Refused, Note: "cloud-init from Secrets is not supported yet; use networkData"},
-	{Path: "volumes[*].persistentVolumeClaim", Support: Mapped, Note: "raw file VolumeDir/NS/CLAIM/disk.img + artifact claim; readOnly = <readonly/>"},
-	{Path: "volumes[*].dataVolume", Support: Mapped, Note: "as persistentVolumeClaim, with the DataVolume's name as claim"},
+	{Path: "volumes[*].persistentVolumeClaim", Support: Mapped, Note: "raw file VolumeDir/NS/CLAIM/disk.img + artifact claim; readOnly = <readonly/>; hotpluggable with a scsi disk: a live disk (named after the other disks, left out of the spec hash) that a running VM attaches or detaches without a restart"},
+	{Path: "volumes[*].dataVolume", Support: Mapped, Note: "as persistentVolumeClaim, with the DataVolume's name as claim, hotpluggable included"},
 	{Path: "volumes[*].hostDisk", Support: Mapped, Note: "raw file at path + artifact hostDisk (create with DiskOrCreate, size = capacity); shared = <shareable/>"},
 	{Path: "volumes[*].cloudInitConfigDrive.userData", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label config-2) openstack/latest/user_data; meta_data.json = uuid (firmware UUID), name, hostname, instance_id NAME.NAMESPACE"},
 	{Path: "volumes[*].cloudInitConfigDrive.userDataBase64", Support: Mapped, Note: "decoded into user_data"},

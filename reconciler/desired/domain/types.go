@@ -174,4 +174,7 @@ type Result struct {
 	// Diags are problems found during conversion (unsupported fields, values
 	// that cannot be mapped), named with the user's field path.
 	Diags diag.List
+	// Hotplug are the disks a running domain takes or gives up live; they
+	// are in Domain too.
+	Hotplug []HotplugDisk
 }
