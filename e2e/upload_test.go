@@ -201,6 +201,16 @@ func TestUpload_qcow2AndXzDroppedAndNotInGit(t *testing.T) {
 		t.Errorf("a second upload into a Succeeded DataVolume: %v %s", err, errOut)
 	}
 
+	// Too big an image for the DataVolume: refused with the reason, not
+	// sent again, nothing left to use.
+	big := imageAt(t, files, "big.raw", uploadImage(48<<20))
+	out, errOut, err = w.nodevirt("image-upload", "dv", "dropped", "--image-path", big, "--no-create")
+	if err == nil || strings.Contains(out, "sending again") {
+		t.Fatalf("an image bigger than its DataVolume: %v\n%s\n%s", err, out, errOut)
+	}
+	t.Logf("too big an image: %s", strings.TrimSpace(errOut))
+	w.awaitDVPhase(t, "dropped", "Failed", time.Minute)
+
 	// A client that sends half the image and goes away.
 	ctx := context.Background()
 	c, err := api.Local(ctx, filepath.Join(w.state, api.SocketName))

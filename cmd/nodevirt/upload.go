@@ -306,6 +306,9 @@ func sendImage(ctx context.Context, out io.Writer, c *api.Client, uploadURL, ns,
 			return nil
 		}
 		if ctx.Err() != nil || attempt >= f.retry || !retryable(err) {
+			if ae := (*api.APIError)(nil); errors.As(err, &ae) {
+				return err // the agent's answer names the DataVolume
+			}
 			return fmt.Errorf("upload into DataVolume %s/%s: %w", ns, name, err)
 		}
 		var ae *api.APIError

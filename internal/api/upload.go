@@ -297,7 +297,8 @@ func (s *Server) upload(async, form bool) http.HandlerFunc {
 		}
 		if err != nil {
 			log.Warn("upload failed", "received", counted.n, "err", err)
-			writeError(w, codeOf(err), fmt.Sprintf("upload into DataVolume %s/%s: %v", claims.Namespace, claims.Name, err))
+			// The agent's error names the DataVolume.
+			writeError(w, codeOf(err), err.Error())
 			return
 		}
 		log.Info("upload received", "bytes", counted.n, "took", s.now().Sub(start).Round(time.Millisecond), "async", async)
