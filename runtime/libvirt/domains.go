@@ -367,20 +367,7 @@ func (d *Driver) Undefine(ctx context.Context, name string) error {
 // withDomain runs fn on the named domain under a live connection. found is
 // false (and fn not called) when libvirt does not know the name.
 func (d *Driver) withDomain(ctx context.Context, name string, fn func(*libvirt.Domain) error) (found bool, err error) {
-	c, release, err := d.acquire(ctx)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", domainTarget(name), err)
-	}
-	defer release()
-	dom, err := c.LookupDomainByName(name)
-	if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
-		return false, nil
-	}
-	if err != nil {
-		return false, wrapErr("look up", domainTarget(name), err)
-	}
-	defer func() { _ = dom.Free() }()
-	return true, fn(dom)
+	return d.withDomainConn(ctx, name, func(_ *libvirt.Connect, dom *libvirt.Domain) error { return fn(dom) })
 }
 
 // isActive asks libvirt whether the domain has a running process. A domain
