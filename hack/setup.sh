@@ -25,7 +25,9 @@ PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       # the status page's browser tests (internal/web, e2e/service_test.go)
       chromium
       # the Ansible example's e2e test (e2e/ansible_test.go)
-      ansible-core)
+      ansible-core
+      # signed-commit tests (source/verify_test.go, e2e/verify_test.go)
+      gnupg openssh-client)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -51,8 +51,19 @@ type Git struct {
 	// about it stops a broken commit from being cloned on every poll.
 	observed string
 	clones   int // full clones done, for tests and benchmarks
+	// verifyCfg is nil when signatures are not checked.
+	verifyCfg   *Verify
+	allowRewind bool
+	// refused is the last refused tip: while the remote stays on it (and
+	// the keys are the same) it is refused again without a clone.
+	refused *refusal
 	// fileSecrets are the credentials last read from files, scrubbed too.
 	fileSecrets []string
+}
+
+type refusal struct {
+	commit, hash, keys string
+	err                *RefusedError
 }
 
 type published struct {
@@ -80,6 +91,20 @@ func newGit(opt Options, sub string, remote *url.URL) (*Git, error) {
 		return nil, fmt.Errorf("source %s: WorkDir: %w", display, err)
 	}
 	g.workDir = wd
+	g.allowRewind = opt.AllowRewind
+	if v := opt.Verify; v != nil {
+		if err := validMode(v.Mode); err != nil {
+			return nil, fmt.Errorf("source %s: %w", display, err)
+		}
+		if (v.Mode == VerifyTag || v.Mode == VerifyTagAndHead) && (opt.Tag == "" || opt.Commit != "") {
+			return nil, fmt.Errorf("source %s: verify mode %s needs a tag to check out (--tag)", display, v.Mode)
+		}
+		if _, err := loadKeys(v.KeysDir); err != nil {
+			return nil, fmt.Errorf("source %s: %w", display, err)
+		}
+		vc := *v
+		g.verifyCfg = &vc
+	}
 
 	switch {
 	case opt.Commit != "":
@@ -366,14 +391,27 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 	}
 	defer client.Close()
 
-	cfg := repository.CloneConfig{CheckoutStrategy: g.checkout, ShallowClone: true}
+	// A shallow clone cannot prove that the new tip descends from the
+	// last accepted commit, so the rewind check takes the full history.
+	var prev string
+	if g.observed != "" {
+		prev = git.ExtractHashFromRevision(g.observed).String()
+	}
+	cfg := repository.CloneConfig{CheckoutStrategy: g.checkout, ShallowClone: !g.checksRewind(prev)}
 	// Only short-circuit when the revision it stands for is still on disk.
 	var observedHash string
 	if g.observed != "" && g.checkout.Commit == "" {
-		observedHash = git.ExtractHashFromRevision(g.observed).String()
+		observedHash = prev
 		if isDir(g.revDir(observedHash)) {
 			cfg.LastObservedCommit = g.observed
 		}
+	}
+	refused := g.refused
+	if refused != nil && refused.keys != g.keysSum() {
+		refused = nil // the trusted keys changed: check the tip again
+	}
+	if refused != nil && g.checkout.Commit == "" {
+		cfg.LastObservedCommit = refused.commit
 	}
 	c, err := client.Clone(ctx, g.url, cfg)
 	if err != nil {
@@ -385,6 +423,9 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 	}
 	if !git.IsConcreteCommit(*c) {
 		// The ref did not move: gogit listed the remote refs and stopped.
+		if refused != nil && c.Hash.String() == refused.hash {
+			return Snapshot{}, refused.err
+		}
 		if g.cur != nil && c.Hash.String() == g.cur.hash {
 			return g.cur.snap, nil
 		}
@@ -396,6 +437,15 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("unexpected partial commit %s from the short-circuit", c)
 	}
 	g.clones++
+	r := g.verify(c)
+	if r == nil && g.checksRewind(prev) {
+		r = checkRewind(tmp, prev, c)
+	}
+	if r != nil {
+		g.refused = &refusal{commit: c.String(), hash: c.Hash.String(), keys: g.keysSum(), err: r}
+		return Snapshot{}, r
+	}
+	g.refused = nil
 	return g.publish(c.Hash.String(), c.String(), tmp)
 }
 

@@ -25,6 +25,8 @@ type gitRepo struct {
 	tb   testing.TB
 	bare string
 	work string
+	// env is added to the CLI's environment (e.g. GNUPGHOME).
+	env []string
 }
 
 func newGitRepo(tb testing.TB) *gitRepo {
@@ -48,6 +50,7 @@ func (r *gitRepo) git(dir string, args ...string) string {
 		"GIT_AUTHOR_NAME=nodevirt test", "GIT_AUTHOR_EMAIL=test@nodevirt.invalid",
 		"GIT_COMMITTER_NAME=nodevirt test", "GIT_COMMITTER_EMAIL=test@nodevirt.invalid",
 	)
+	cmd.Env = append(cmd.Env, r.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		r.tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -153,6 +153,13 @@ type Options struct {
 	// Auth is for https and ssh remotes; it must be empty for local
 	// repositories.
 	Auth Auth
+	// Verify, when set, refuses git revisions not signed by a trusted key
+	// (see Verify); it does not apply to a local directory.
+	Verify *Verify
+	// AllowRewind accepts a branch tip that does not descend from the last
+	// accepted commit (a force-push or reset). Without it such a tip is
+	// refused unless it carries a RewindMarker naming that commit.
+	AllowRewind bool
 	// Timeout bounds one Fetch (ls-remote plus clone); default 60s, Flux's
 	// default.
 	Timeout time.Duration
@@ -223,6 +230,9 @@ func Open(opt Options) (Source, error) {
 	}
 	if !opt.Auth.empty() {
 		return nil, fmt.Errorf("source %s: credentials are set but a local directory needs none", abs)
+	}
+	if opt.Verify != nil {
+		return nil, fmt.Errorf("source %s: signature verification applies to git repositories; this is a plain directory", abs)
 	}
 	if opt.Branch != "" || opt.Tag != "" || opt.Commit != "" {
 		return nil, fmt.Errorf("source %s: branch, tag and commit apply to git repositories; this is a plain directory (use a file:// URL to read it as git)", abs)
