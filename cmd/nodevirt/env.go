@@ -35,14 +35,25 @@ func (e *env) Close() { e.rt.Close() }
 
 // sourceOptions: the flags that say where the manifests come from; Open
 // picks the work directory.
-func (o *options) sourceOptions() source.Options {
+func (o *options) sourceOptions() (source.Options, error) {
+	var verify *source.Verify
+	switch {
+	case o.verifySignatures && o.verifyKeysDir == "":
+		return source.Options{}, errors.New("--verify-signatures needs --verify-keys-dir: the directory of trusted *.asc and *.pub keys")
+	case o.verifySignatures:
+		verify = &source.Verify{KeysDir: o.verifyKeysDir, Mode: o.verifyMode}
+	case o.verifyKeysDir != "":
+		return source.Options{}, errors.New("--verify-keys-dir is set but --verify-signatures is not: add --verify-signatures to check signatures")
+	}
 	return source.Options{
-		URL:     o.source,
-		Branch:  o.branch,
-		Tag:     o.tag,
-		Commit:  o.commit,
-		Path:    o.path,
-		Timeout: o.fetchTimeout,
+		Verify:      verify,
+		AllowRewind: o.allowRewind,
+		URL:         o.source,
+		Branch:      o.branch,
+		Tag:         o.tag,
+		Commit:      o.commit,
+		Path:        o.path,
+		Timeout:     o.fetchTimeout,
 		Auth: source.Auth{
 			IdentityFile:   o.sshKeyFile,
 			KnownHostsFile: o.knownHostsFile,
@@ -50,7 +61,7 @@ func (o *options) sourceOptions() source.Options {
 			Username:       o.username,
 			PasswordFile:   o.passwordFile,
 		},
-	}
+	}, nil
 }
 
 // openConfig turns the flags into what agent.Open needs.
@@ -60,8 +71,12 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 			return agent.OpenConfig{}, fmt.Errorf("--allowed-host-dirs %q: want an absolute directory other than /", d)
 		}
 	}
+	src, err := o.sourceOptions()
+	if err != nil {
+		return agent.OpenConfig{}, err
+	}
 	return agent.OpenConfig{
-		Source:          o.sourceOptions(),
+		Source:          src,
 		StateDir:        o.stateDir,
 		Root:            o.root,
 		LibvirtURI:      o.libvirtURI,

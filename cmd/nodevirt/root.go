@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nodevirt/nodevirt/source"
 )
 
 // options are the flags every command shares.
@@ -36,6 +38,13 @@ type options struct {
 	passwordFile   string
 	// fetchTimeout bounds one git fetch.
 	fetchTimeout time.Duration
+	// verifySignatures refuses git revisions not signed by a key of
+	// verifyKeysDir; allowRewind accepts a branch tip that does not
+	// descend from the last accepted commit.
+	verifySignatures bool
+	verifyKeysDir    string
+	verifyMode       string
+	allowRewind      bool
 
 	allowPruneAll   bool
 	pruneGuardShare float64
@@ -100,6 +109,10 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.username, "username", "", "git over https: user name")
 	f.StringVar(&o.passwordFile, "password-file", "", "git over https: file holding the password or token")
 	f.DurationVar(&o.fetchTimeout, "fetch-timeout", time.Minute, "git fetch timeout")
+	f.BoolVar(&o.verifySignatures, "verify-signatures", false, "refuse git revisions not signed by a key of --verify-keys-dir; the last verified revision stays applied")
+	f.StringVar(&o.verifyKeysDir, "verify-keys-dir", "", "trusted signing keys: *.asc (armored OpenPGP) and *.pub (SSH public keys) files")
+	f.StringVar(&o.verifyMode, "verify-mode", source.VerifyHead, "what --verify-signatures checks: head (the commit), tag (the annotated tag of --tag) or tagandhead (both)")
+	f.BoolVar(&o.allowRewind, "allow-rewind", false, "accept a branch tip that does not descend from the last applied commit (force-push, reset); without it such a tip is refused unless it carries "+source.RewindMarker+" naming that commit")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
 	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when the CPU has vmx/svm and libvirt can run KVM domains, else qemu with a warning), kvm, or qemu (TCG emulation)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")

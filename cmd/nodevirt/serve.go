@@ -187,6 +187,9 @@ func (s *apiServer) record(it agent.Iteration) {
 	m, st := s.metrics, it.Status
 	if it.Fetched {
 		m.SourceFetched(it.FetchErr)
+		if it.Refused != nil {
+			m.SourceRefused(it.Refused.Reason)
+		}
 	}
 	for stage, d := range it.Stages {
 		m.ObserveReconcile(stage, d)
@@ -197,6 +200,11 @@ func (s *apiServer) record(it agent.Iteration) {
 		return // the first fetch failed: nothing rendered yet
 	}
 	m.SetRevision(st.Source.Revision)
+	if r := st.Source.Refused; r != nil {
+		m.SetRefused(r.Revision, r.Reason)
+	} else {
+		m.SetRefused("", "")
+	}
 	vms := make([]metrics.VM, 0, len(st.VirtualMachines)+len(st.VirtualMachineInstances))
 	for _, v := range st.VirtualMachines {
 		vms = append(vms, metrics.VM{Namespace: v.Namespace, Name: v.Name, Phase: string(v.Status.PrintableStatus)})

@@ -315,6 +315,19 @@ func (a *Agent) resources() Resources {
 func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	snap, err := a.src.Fetch(ctx)
 	a.track.fetched(a.src.String(), snap.Revision, err)
+	var refused *source.RefusedError
+	if errors.As(err, &refused) {
+		// Never the keys: the error names the commit, its author and why.
+		a.log.Warn("revision refused; the last accepted revision stays applied",
+			"revision", refused.Revision, "author", refused.Author, "reason", refused.Reason,
+			"detail", refused.Detail, "applied", snap.Revision)
+		if snap.Dir == "" {
+			return nil, err
+		}
+		if a.node.Load() == nil {
+			err = nil // render the last accepted revision after a restart
+		}
+	}
 	if err != nil {
 		// A source that cannot be reached still hands back the last good
 		// snapshot it has on disk: an edge host restarted while offline keeps
@@ -378,6 +391,9 @@ func (a *Agent) current(ctx context.Context) (*Node, error) {
 	last := a.node.Load()
 	if last == nil {
 		return nil, err
+	}
+	if errors.As(err, new(*source.RefusedError)) {
+		return last, nil // Load said why
 	}
 	a.log.Error("source unavailable; reconciling the last fetched revision", "err", err, "revision", last.Revision)
 	return last, nil
@@ -790,6 +806,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 		if fe := a.track.status().Source.FetchError; fe != "" {
 			it.FetchErr = errors.New(fe)
 		}
+		it.Refused = a.track.lastRefusal()
 	}
 	if n == nil {
 		a.log.Error("reconcile", "err", err, "took", time.Since(start).Round(time.Millisecond))

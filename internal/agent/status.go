@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 	"github.com/nodevirt/nodevirt/runtime/hv"
+	"github.com/nodevirt/nodevirt/source"
 )
 
 // maxEvents is how many recent events the agent keeps for its API.
@@ -37,6 +39,8 @@ type Iteration struct {
 	// Fetched: the source was asked; FetchErr is why that failed.
 	Fetched  bool
 	FetchErr error
+	// Refused is set when this iteration's fetch refused a revision.
+	Refused *status.Refusal
 	// Stages is how long each stage took (host, storage, vm).
 	Stages map[string]time.Duration
 	Err    error
@@ -51,6 +55,8 @@ type tracker struct {
 	st     status.Node
 	events []status.Event // ring, oldest first
 	count  int64
+	// refusedNow: the last fetch refused its revision.
+	refusedNow bool
 	// version counts the changes of st, so the API encodes it once per
 	// change, not once per request.
 	version uint64
@@ -97,15 +103,33 @@ func (t *tracker) event(typ, reason, object, msg string) {
 	}
 }
 
+// lastRefusal is the refusal of the last fetch, nil when it refused nothing.
+func (t *tracker) lastRefusal() *status.Refusal {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.refusedNow || t.st.Source.Refused == nil {
+		return nil
+	}
+	r := *t.st.Source.Refused
+	return &r
+}
+
 func (t *tracker) fetched(url, revision string, err error) {
 	now := time.Now().UTC()
 	t.mu.Lock()
 	prev := t.st.Source.Revision
 	t.st.Source.URL, t.st.Source.LastFetch = url, &now
+	var refused *source.RefusedError
+	t.refusedNow = errors.As(err, &refused)
 	if err != nil {
 		t.st.Source.FetchError = err.Error()
 	} else {
 		t.st.Source.FetchError = ""
+		t.st.Source.Refused = nil
+	}
+	if t.refusedNow {
+		t.st.Source.Refused = &status.Refusal{Revision: refused.Revision, Author: refused.Author,
+			Reason: refused.Reason, Message: refused.Error(), Time: now}
 	}
 	if revision != "" {
 		t.st.Source.Revision = revision
@@ -113,6 +137,8 @@ func (t *tracker) fetched(url, revision string, err error) {
 	t.version++
 	t.mu.Unlock()
 	switch {
+	case refused != nil:
+		t.event(status.Warning, "RevisionRefused", "", refused.Error())
 	case err != nil:
 		t.event(status.Warning, "FetchFailed", "", err.Error())
 	case revision != "" && revision != prev:

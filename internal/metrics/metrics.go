@@ -51,6 +51,8 @@ type Metrics struct {
 
 	reconcileDuration *prometheus.HistogramVec
 	sourceFetch       *prometheus.CounterVec
+	sourceRefused     *prometheus.CounterVec
+	refusedRevision   *prometheus.GaugeVec
 	drift             prometheus.Gauge
 	pruneHeld         prometheus.Gauge
 	certExpiry        *prometheus.GaugeVec
@@ -76,6 +78,14 @@ func New() *Metrics {
 			Name: "nodevirt_source_fetch_total",
 			Help: "Fetches of the source repository, by result (success or failure).",
 		}, []string{"result"}),
+		sourceRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodevirt_source_refused_total",
+			Help: "Fetched revisions refused, by reason (unsigned, untrusted, rewind).",
+		}, []string{"reason"}),
+		refusedRevision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nodevirt_source_refused_revision_info",
+			Help: "The revision the source last refused, while it is not superseded by an accepted one; 1 for it only.",
+		}, []string{"revision", "reason"}),
 		drift: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nodevirt_drift_objects",
 			Help: "Objects on the host that differ from the source.",
@@ -111,8 +121,11 @@ func New() *Metrics {
 	}
 	m.sourceFetch.WithLabelValues("success")
 	m.sourceFetch.WithLabelValues("failure")
+	for _, r := range []string{"unsigned", "untrusted", "rewind"} {
+		m.sourceRefused.WithLabelValues(r)
+	}
 	m.reg.MustRegister(
-		m.reconcileDuration, m.sourceFetch, m.drift, m.pruneHeld, m.certExpiry,
+		m.reconcileDuration, m.sourceFetch, m.sourceRefused, m.refusedRevision, m.drift, m.pruneHeld, m.certExpiry,
 		m.suspended, m.lastReconcile, m.reconcileErrors, m.uploadBytes, m.sets,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -159,6 +172,18 @@ func (m *Metrics) SourceFetched(err error) {
 		result = "failure"
 	}
 	m.sourceFetch.WithLabelValues(result).Inc()
+}
+
+// SourceRefused counts one fetched revision refused for reason.
+func (m *Metrics) SourceRefused(reason string) { m.sourceRefused.WithLabelValues(reason).Inc() }
+
+// SetRefused makes revision the one nodevirt_source_refused_revision_info
+// shows; an empty revision shows none.
+func (m *Metrics) SetRefused(revision, reason string) {
+	m.refusedRevision.Reset()
+	if revision != "" {
+		m.refusedRevision.WithLabelValues(revision, reason).Set(1)
+	}
 }
 
 // SetRevision makes rev the only revision nodevirt_source_revision_info shows.

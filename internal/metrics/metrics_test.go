@@ -133,6 +133,7 @@ func everything(m *metrics.Metrics) {
 	m.ObserveReconcile(metrics.StageTotal, 2*time.Second)
 	m.SourceFetched(nil)
 	m.SetRevision("abc123")
+	m.SetRefused("main@sha1:def456", "unsigned")
 	m.SetVMs([]metrics.VM{{Namespace: "default", Name: "vm1", Phase: "Running"}})
 	m.SetDrift(3, 1)
 	m.SetDataVolumes([]metrics.DataVolume{{Namespace: "default", Name: "dv1", Progress: 0.5}})
@@ -152,6 +153,8 @@ func TestMetrics_everyMetricHasHelpAndType(t *testing.T) {
 		"nodevirt_reconcile_duration_seconds":           dto.MetricType_HISTOGRAM,
 		"nodevirt_source_fetch_total":                   dto.MetricType_COUNTER,
 		"nodevirt_source_revision_info":                 dto.MetricType_GAUGE,
+		"nodevirt_source_refused_total":                 dto.MetricType_COUNTER,
+		"nodevirt_source_refused_revision_info":         dto.MetricType_GAUGE,
 		"nodevirt_vm_info":                              dto.MetricType_GAUGE,
 		"nodevirt_drift_objects":                        dto.MetricType_GAUGE,
 		"nodevirt_prune_held":                           dto.MetricType_GAUGE,
@@ -476,5 +479,25 @@ func BenchmarkScrape1000(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		get(b, url)
+	}
+}
+
+func TestMetrics_refusedRevisions(t *testing.T) {
+	m := metrics.New()
+	url, _ := serve(t, m)
+
+	m.SourceRefused("unsigned")
+	m.SourceRefused("unsigned")
+	m.SourceRefused("rewind")
+	m.SetRefused("main@sha1:aaaa", "unsigned")
+	m.SetRefused("main@sha1:bbbb", "rewind")
+	fams := scrape(t, url)
+	wantSeries(t, fams, "nodevirt_source_refused_total", map[string]float64{"reason=unsigned": 2, "reason=untrusted": 0, "reason=rewind": 1})
+	wantSeries(t, fams, "nodevirt_source_refused_revision_info", map[string]float64{"reason=rewind,revision=main@sha1:bbbb": 1})
+
+	m.SetRefused("", "")
+	fams = scrape(t, url)
+	if got := series(t, fams, "nodevirt_source_refused_revision_info"); len(got) != 0 {
+		t.Errorf("refused revision still shown after an accepted one: %v", got)
 	}
 }

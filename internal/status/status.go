@@ -54,6 +54,20 @@ type Source struct {
 	// revision applied without error, and the last one tried.
 	LastAppliedRevision   string `json:"lastAppliedRevision,omitempty"`
 	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
+	// Refused is the last revision the source refused (unsigned, signed
+	// by an untrusted key, or a rewind of the branch) while Revision stays
+	// in force; nil once a fetched revision is accepted.
+	Refused *Refusal `json:"refused,omitempty"`
+}
+
+// Refusal is a fetched revision that was not applied, and why.
+type Refusal struct {
+	Revision string `json:"revision"`
+	Author   string `json:"author,omitempty"`
+	// Reason is one word: unsigned, untrusted or rewind.
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
 }
 
 // Reconcile is the last reconcile: when, how long, what it did.
