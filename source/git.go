@@ -391,13 +391,12 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 	}
 	defer client.Close()
 
-	// A shallow clone cannot prove that the new tip descends from the
-	// last accepted commit, so the rewind check takes the full history.
+	// prev is the last accepted commit the new tip must descend from.
 	var prev string
 	if g.observed != "" {
 		prev = git.ExtractHashFromRevision(g.observed).String()
 	}
-	cfg := repository.CloneConfig{CheckoutStrategy: g.checkout, ShallowClone: !g.checksRewind(prev)}
+	cfg := repository.CloneConfig{CheckoutStrategy: g.checkout, ShallowClone: true}
 	// Only short-circuit when the revision it stands for is still on disk.
 	var observedHash string
 	if g.observed != "" && g.checkout.Commit == "" {
@@ -438,7 +437,17 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 	}
 	g.clones++
 	r := g.verify(c)
-	if r == nil && g.checksRewind(prev) {
+	if r == nil && g.checksRewind(prev) && c.Hash.String() != prev && !hasParent(tmp, c, prev) {
+		// The shallow clone proves one commit on top of prev, the usual
+		// case; anything else needs the history.
+		full, err := g.cloneFull(ctx, auth, c)
+		if full != "" {
+			defer os.RemoveAll(full)
+		}
+		if err != nil {
+			return Snapshot{}, err
+		}
+		tmp = full
 		r = checkRewind(tmp, prev, c)
 	}
 	if r != nil {
@@ -447,6 +456,28 @@ func (g *Git) fetch(ctx context.Context) (Snapshot, error) {
 	}
 	g.refused = nil
 	return g.publish(c.Hash.String(), c.String(), tmp)
+}
+
+// cloneFull clones the ref again with its whole history, for the rewind
+// check; the ref must still point at c (else the next poll sees the move).
+func (g *Git) cloneFull(ctx context.Context, auth *git.AuthOptions, c *git.Commit) (string, error) {
+	dir, err := os.MkdirTemp(g.workDir, tmpPrefix)
+	if err != nil {
+		return "", err
+	}
+	client, err := gogit.NewClient(dir, auth, gogit.WithDiskStorage())
+	if err != nil {
+		return dir, err
+	}
+	defer client.Close()
+	full, err := client.Clone(ctx, g.url, repository.CloneConfig{CheckoutStrategy: g.checkout})
+	if err != nil {
+		return dir, g.cloneError(err)
+	}
+	if full == nil || full.Hash.String() != c.Hash.String() {
+		return dir, fmt.Errorf("%s moved from %s while its history was fetched; the next fetch tries again", g.refDesc(), c.Hash)
+	}
+	return dir, nil
 }
 
 // publish makes rev-<hash> current. clone is the fresh checkout to rename

@@ -243,6 +243,20 @@ func checkRewind(dir, prev string, c *git.Commit) *RefusedError {
 		now, prev, RewindMarker, prev))
 }
 
+// hasParent reports whether prev is a parent of c in the clone at dir; a
+// shallow clone holds c itself, and so its parents' hashes.
+func hasParent(dir string, c *git.Commit, prev string) bool {
+	repo, err := extgogit.PlainOpen(dir)
+	if err != nil {
+		return false
+	}
+	tip, err := repo.CommitObject(plumbing.NewHash(c.Hash.String()))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(tip.ParentHashes, plumbing.NewHash(prev))
+}
+
 // markerAllows reports whether the marker file names prev.
 func markerAllows(path, prev string) bool {
 	b, err := os.ReadFile(path)

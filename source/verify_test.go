@@ -302,3 +302,26 @@ func TestRewind_marker(t *testing.T) {
 		t.Fatalf("fast-forward after the rewind: %v, %s", err, snap.Revision)
 	}
 }
+
+// Several commits pushed between two polls are a fast-forward too: the
+// shallow clone cannot show it, the history fetched for the check does.
+func TestRewind_severalCommitsAtOnceAccepted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newGitRepo(t)
+	r.commit(map[string]string{"vm.yaml": "a: 1\n"})
+	wd := t.TempDir()
+	g := openGit(t, Options{URL: r.bare, WorkDir: wd})
+	if _, err := g.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.commit(map[string]string{"vm.yaml": "a: 2\n"})
+	last := r.commit(map[string]string{"vm.yaml": "a: 3\n"})
+	snap, err := g.Fetch(ctx)
+	if err != nil || !strings.Contains(snap.Revision, last) {
+		t.Fatalf("two commits on top: %v, %s", err, snap.Revision)
+	}
+	if got := workDirEntries(t, wd); len(got) != 2 || strings.HasPrefix(got[0], tmpPrefix) || strings.HasPrefix(got[1], tmpPrefix) {
+		t.Fatalf("work dir after the history clone: %v, want two rev-* and no tmp-*", got)
+	}
+}

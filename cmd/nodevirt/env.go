@@ -42,8 +42,8 @@ func (o *options) sourceOptions() (source.Options, error) {
 		return source.Options{}, errors.New("--verify-signatures needs --verify-keys-dir: the directory of trusted *.asc and *.pub keys")
 	case o.verifySignatures:
 		verify = &source.Verify{KeysDir: o.verifyKeysDir, Mode: o.verifyMode}
-	case o.verifyKeysDir != "":
-		return source.Options{}, errors.New("--verify-keys-dir is set but --verify-signatures is not: add --verify-signatures to check signatures")
+	case o.verifyKeysDir != "" || o.verifyMode != source.VerifyHead:
+		return source.Options{}, errors.New("--verify-keys-dir or --verify-mode is set but --verify-signatures is not: add --verify-signatures to check signatures")
 	}
 	return source.Options{
 		Verify:      verify,
