@@ -26,6 +26,14 @@
 // is a new revision. A Git checkout keeps committed symlinks as they are, so
 // a link to /etc/shadow is refused, not silently dropped.
 //
+// A Git source accepts a commit only after two checks, so a revision it
+// refuses is never published and the previous one stays current: with
+// Options.Verify the commit (or tag) must be signed by a trusted OpenPGP or
+// SSH key, and a branch tip must descend from the last accepted commit
+// unless Options.AllowRewind or a RewindMarker in the tip confirms the
+// rewind. Fetch then returns a *RefusedError together with the last
+// accepted Snapshot.
+//
 // A Git source deletes those entries from the published directory, so what
 // the reconciler walks is exactly what the Digest covers; for a Dir source,
 // which belongs to the operator and is never modified, Snapshot.Files lists
