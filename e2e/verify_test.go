@@ -244,6 +244,9 @@ func TestVerify_rewindRefusedThenAllowed(t *testing.T) {
 	if domState(w.dom("db")) == "absent" {
 		t.Fatal("the refused rewind removed db")
 	}
+	if out := w.mustNodevirt("status"); !strings.Contains(out, "Refused:") || !strings.Contains(out, "(rewind)") {
+		t.Errorf("status table does not show the refusal:\n%s", out)
+	}
 	if !strings.Contains(a.logs(), "revision refused") {
 		t.Errorf("the refusal is not in the agent's log")
 	}

@@ -103,6 +103,9 @@ func printStatus(w io.Writer, node string, st status.Node) {
 	if st.Source.FetchError != "" {
 		fmt.Fprintf(tw, "Fetch error:\t%s\n", st.Source.FetchError)
 	}
+	if r := st.Source.Refused; r != nil {
+		fmt.Fprintf(tw, "Refused:\t%s by %s (%s), the revision above stays applied\n", r.Revision, r.Author, r.Reason)
+	}
 	if r := st.Reconcile; r.Last != nil {
 		fmt.Fprintf(tw, "Last reconcile:\t%s (took %s, %d actions)\n", r.Last.Local().Format(time.RFC3339), r.Duration, r.Actions)
 	}
