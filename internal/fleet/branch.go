@@ -372,7 +372,7 @@ func Read(ctx context.Context, remote, branch string, auth transport.AuthMethod)
 		if isNoRef(err) {
 			return nil, "", fmt.Errorf("%w: %s", ErrNoBranch, branch)
 		}
-		return nil, "", fmt.Errorf("read status branch %s: %w", branch, err)
+		return nil, "", fmt.Errorf("read status branch %s of %s: %w", branch, remote, err)
 	}
 	ref, err := repo.Reference(plumbing.NewBranchReferenceName(branch), true)
 	if err != nil {
