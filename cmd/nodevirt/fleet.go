@@ -130,6 +130,9 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 	if fo.branch == "" {
 		return nil, nil
 	}
+	if fo.interval <= 0 {
+		return nil, fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
+	}
 	remote, auth, err := o.statusRemote()
 	if err != nil {
 		return nil, err

@@ -336,11 +336,9 @@ func TestPublish_signedCommitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pub bytes.Buffer
-	w, err := armorPublic(&pub, key)
-	if err != nil {
+	if err := armorPublic(&pub, key); err != nil {
 		t.Fatal(err)
 	}
-	_ = w
 	b := branchFor(t, remote)
 	b.SignKey = key
 	if _, err := b.Publish(context.Background(), report("n1", "main@sha1:a")); err != nil {
@@ -358,7 +356,7 @@ func TestPublish_signedCommitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var otherPub bytes.Buffer
-	if _, err := armorPublic(&otherPub, other); err != nil {
+	if err := armorPublic(&otherPub, other); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := hist[0].Verify(otherPub.String()); err == nil {

@@ -8,13 +8,13 @@ import (
 )
 
 // armorPublic writes e's public key, armored, as `gpg --export -a` does.
-func armorPublic(w io.Writer, e *openpgp.Entity) (io.Writer, error) {
+func armorPublic(w io.Writer, e *openpgp.Entity) error {
 	aw, err := armor.Encode(w, openpgp.PublicKeyType, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := e.Serialize(aw); err != nil {
-		return nil, err
+		return err
 	}
-	return w, aw.Close()
+	return aw.Close()
 }
