@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,8 +170,15 @@ func TestFleet_threeAgentsReport(t *testing.T) {
 		}
 	}
 
-	t.Logf("fleet status:\n%s", table)
-	t.Logf("n1 report:\n%s", f.git(f.bare, "show", statusBranch+":nodes/n1.json"))
+	// Each agent's own status says where its report went, and how many
+	// nodes it read there.
+	published := regexp.MustCompile(`Status branch:\s+` + statusBranch + `: published \S+ \(commit [0-9a-f]{12}\), 3 nodes reporting\n`)
+	for _, n := range nodes {
+		await(t, n+"'s status to show the branch with three nodes", 15*time.Second, func() bool {
+			out, err := exec.Command(nodevirtBin, append(f.nodeFlags(n), "status")...).Output()
+			return err == nil && published.Match(out)
+		})
+	}
 
 	// The branch: linear, each commit by one node changing only its file.
 	log := f.git(f.bare, "log", "--format=%H %P|%an", statusBranch)

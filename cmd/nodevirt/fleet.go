@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,8 @@ import (
 	"github.com/nodevirt/nodevirt/internal/fleet"
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/internal/status"
+	"github.com/nodevirt/nodevirt/source"
 )
 
 // fleetOptions are run's status-branch flags.
@@ -124,14 +127,42 @@ func readSigningKey(path string) (*openpgp.Entity, error) {
 	return nil, fmt.Errorf("--status-signing-key %s holds no private key", path)
 }
 
+// checkFleet refuses status-branch flags that cannot work, before the
+// agent starts.
+func (o *options) checkFleet(fo fleetOptions) error {
+	if fo.branch == "" {
+		if fo.signKey != "" {
+			return errors.New("--status-signing-key needs --status-branch")
+		}
+		return nil
+	}
+	if b := cmp.Or(o.branch, source.DefaultBranch); fo.branch == b && o.tag == "" && o.commit == "" {
+		// Each report would be a new revision of the source, and each
+		// revision a new report.
+		return fmt.Errorf("--status-branch %q is the branch the source follows; use a branch of its own", fo.branch)
+	}
+	if fo.interval <= 0 {
+		return fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
+	}
+	if _, _, err := o.statusRemote(); err != nil {
+		return err
+	}
+	if fo.signKey != "" {
+		if _, err := readSigningKey(fo.signKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // startFleet starts publishing the node's report when --status-branch is
 // set; nil when it is not.
 func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo fleetOptions) (*agent.Fleet, error) {
 	if fo.branch == "" {
 		return nil, nil
 	}
-	if fo.interval <= 0 {
-		return nil, fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
+	if err := o.checkFleet(fo); err != nil {
+		return nil, err
 	}
 	remote, auth, err := o.statusRemote()
 	if err != nil {
@@ -281,6 +312,20 @@ func printFleetStatus(w io.Writer, fs fleetStatus) {
 			shortRevision(n.Applied), shortRevision(n.Fetched), n.VMs, errs)
 	}
 	tw.Flush()
+}
+
+// statusBranchLine is `status`'s view of the last publish.
+func statusBranchLine(sb status.StatusBranch) string {
+	line := sb.Branch + ": "
+	if sb.LastPublish == nil {
+		line += "not published yet"
+	} else {
+		line += fmt.Sprintf("published %s (commit %.12s), %d nodes reporting", sb.LastPublish.Local().Format(time.RFC3339), sb.Commit, sb.Nodes)
+	}
+	if sb.Error != "" {
+		line += "; last attempt failed: " + sb.Error
+	}
+	return line
 }
 
 // shortRevision is "main@sha1:0123456789ab": enough to tell commits apart

@@ -154,3 +154,24 @@ func TestRun_statusSigningKey(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// run refuses status-branch flags that cannot work before it opens
+// anything.
+func TestRun_statusBranchFlagsChecked(t *testing.T) {
+	remote := publishReports(t)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"the source's branch": {[]string{"--source", remote, "run", "--status-branch", "main"}, `--status-branch "main" is the branch the source follows`},
+		"its --branch":        {[]string{"--source", remote, "--branch", "prod", "run", "--status-branch", "prod"}, `--status-branch "prod" is the branch`},
+		"zero interval":       {[]string{"--source", remote, "run", "--status-branch", "s", "--status-interval", "0s"}, "--status-interval 0s"},
+		"key without branch":  {[]string{"--source", remote, "run", "--status-signing-key", "k.asc"}, "--status-signing-key needs --status-branch"},
+		"missing key":         {[]string{"--source", remote, "run", "--status-branch", "s", "--status-signing-key", filepath.Join(t.TempDir(), "k.asc")}, "--status-signing-key"},
+	} {
+		_, errOut, code := run(t, tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want an error with %q", name, code, errOut, tc.want)
+		}
+	}
+}
