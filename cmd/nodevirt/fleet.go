@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
@@ -40,7 +42,7 @@ type fleetOptions struct {
 func addFleetFlags(cmd *cobra.Command, fo *fleetOptions) {
 	cmd.Flags().StringVar(&fo.branch, "status-branch", "", "branch of the source's remote where the agent commits its report as nodes/<node>.json (fast-forward only, never forced); unset: no report")
 	cmd.Flags().DurationVar(&fo.interval, "status-interval", 30*time.Second, "with --status-branch: push the report after a reconcile that changed it, and at least this often, never more often")
-	cmd.Flags().StringVar(&fo.signKey, "status-signing-key", "", "with --status-branch: armored OpenPGP private key (no passphrase) signing the report commits")
+	cmd.Flags().StringVar(&fo.signKey, "status-signing-key", "", "with --status-branch: key signing the report commits: an armored OpenPGP private key or an OpenSSH private key (git's gpg.format ssh), without passphrase")
 }
 
 // statusRemote is the source's remote as go-git dials it for the status
@@ -104,16 +106,29 @@ func (o *options) statusRemote() (string, transport.AuthMethod, error) {
 	return "", nil, fmt.Errorf("--source %q: scheme %q cannot hold a status branch", o.source, u.Scheme)
 }
 
-// readSigningKey reads an armored OpenPGP private key.
-func readSigningKey(path string) (*openpgp.Entity, error) {
-	f, err := os.Open(path)
+// readSigningKey reads the key that signs the report commits: an armored
+// OpenPGP private key, or an OpenSSH private key (git's gpg.format ssh).
+// Neither may have a passphrase: the agent runs unattended.
+func readSigningKey(path string) (fleet.Signer, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--status-signing-key: %w", err)
 	}
-	defer f.Close()
-	ring, err := openpgp.ReadArmoredKeyRing(f)
+	if strings.Contains(string(data), "-----BEGIN OPENSSH PRIVATE KEY-----") || strings.Contains(string(data), "-----BEGIN RSA PRIVATE KEY-----") ||
+		strings.Contains(string(data), "-----BEGIN EC PRIVATE KEY-----") {
+		key, err := ssh.ParsePrivateKey(data)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("--status-signing-key %s: the key is protected by a passphrase; use one without", path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--status-signing-key %s: %w", path, err)
+		}
+		return fleet.SSHSigner(key), nil
+	}
+	ring, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("--status-signing-key %s: not an armored OpenPGP key: %w", path, err)
+		return nil, fmt.Errorf("--status-signing-key %s: neither an OpenSSH private key nor an armored OpenPGP key: %w", path, err)
 	}
 	for _, e := range ring {
 		if e.PrivateKey == nil {
@@ -122,7 +137,7 @@ func readSigningKey(path string) (*openpgp.Entity, error) {
 		if e.PrivateKey.Encrypted {
 			return nil, fmt.Errorf("--status-signing-key %s: the key is protected by a passphrase; export it without one", path)
 		}
-		return e, nil
+		return fleet.OpenPGPSigner(e), nil
 	}
 	return nil, fmt.Errorf("--status-signing-key %s holds no private key", path)
 }
@@ -170,7 +185,7 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 	}
 	b := &fleet.Branch{Remote: remote, Name: fo.branch, Dir: filepath.Join(o.stateDir, "status"), Auth: auth}
 	if fo.signKey != "" {
-		if b.SignKey, err = readSigningKey(fo.signKey); err != nil {
+		if b.Signer, err = readSigningKey(fo.signKey); err != nil {
 			return nil, err
 		}
 	}

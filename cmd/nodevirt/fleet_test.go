@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
+	"github.com/hiddeco/sshsig"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/nodevirt/nodevirt/internal/fleet"
 )
@@ -134,12 +138,63 @@ func TestRun_statusSigningKey(t *testing.T) {
 	if err := os.WriteFile(good, []byte(armored(true)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each key read signs: its signature verifies with the public half.
+	msg := []byte("tree 0000\n")
 	k, err := readSigningKey(good)
-	if err != nil || k.PrimaryKey.Fingerprint == nil || !bytes.Equal(k.PrimaryKey.Fingerprint, e.PrimaryKey.Fingerprint) {
-		t.Errorf("readSigningKey(private key) = %v, %v", k, err)
+	if err != nil {
+		t.Fatalf("OpenPGP key: %v", err)
 	}
+	sig, err := k.Sign(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openpgp.CheckArmoredDetachedSignature(openpgp.EntityList{e}, bytes.NewReader(msg), bytes.NewReader(sig), nil); err != nil {
+		t.Errorf("OpenPGP signature does not verify: %v", err)
+	}
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBlock, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPath := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(sshPath, pem.EncodeToMemory(pemBlock), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err = readSigningKey(sshPath)
+	if err != nil {
+		t.Fatalf("SSH key: %v", err)
+	}
+	if sig, err = k.Sign(bytes.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := sshsig.Unarmor(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sshsig.Verify(bytes.NewReader(msg), parsed, pub, sshsig.HashSHA512, "git"); err != nil {
+		t.Errorf("SSH signature does not verify in git's namespace: %v", err)
+	}
+	locked, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockedPath := filepath.Join(dir, "locked")
+	if err := os.WriteFile(lockedPath, pem.EncodeToMemory(locked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSigningKey(lockedPath); err == nil || !strings.Contains(err.Error(), "passphrase") {
+		t.Errorf("SSH key with a passphrase: %v, want it refused", err)
+	}
+
 	for name, tc := range map[string]struct{ content, want string }{
-		"not a key":       {"hello", "not an armored OpenPGP key"},
+		"not a key":       {"hello", "neither an OpenSSH private key nor an armored OpenPGP key"},
 		"public key only": {armored(false), "holds no private key"},
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
