@@ -156,6 +156,9 @@ func (o *options) checkFleet(fo fleetOptions) error {
 		// revision a new report.
 		return fmt.Errorf("--status-branch %q is the branch the source follows; use a branch of its own", fo.branch)
 	}
+	if err := fleet.ValidNode(o.node); err != nil {
+		return fmt.Errorf("--node with --status-branch: %w", err)
+	}
 	if fo.interval <= 0 {
 		return fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
 	}

@@ -218,11 +218,12 @@ func TestRun_statusBranchFlagsChecked(t *testing.T) {
 		args []string
 		want string
 	}{
-		"the source's branch": {[]string{"--source", remote, "run", "--status-branch", "main"}, `--status-branch "main" is the branch the source follows`},
-		"its --branch":        {[]string{"--source", remote, "--branch", "prod", "run", "--status-branch", "prod"}, `--status-branch "prod" is the branch`},
-		"zero interval":       {[]string{"--source", remote, "run", "--status-branch", "s", "--status-interval", "0s"}, "--status-interval 0s"},
-		"key without branch":  {[]string{"--source", remote, "run", "--status-signing-key", "k.asc"}, "--status-signing-key needs --status-branch"},
-		"missing key":         {[]string{"--source", remote, "run", "--status-branch", "s", "--status-signing-key", filepath.Join(t.TempDir(), "k.asc")}, "--status-signing-key"},
+		"the source's branch":  {[]string{"--source", remote, "run", "--status-branch", "main"}, `--status-branch "main" is the branch the source follows`},
+		"its --branch":         {[]string{"--source", remote, "--branch", "prod", "run", "--status-branch", "prod"}, `--status-branch "prod" is the branch`},
+		"node not a file name": {[]string{"--source", remote, "--node", "a/b", "run", "--status-branch", "s"}, `--node with --status-branch: node name "a/b"`},
+		"zero interval":        {[]string{"--source", remote, "run", "--status-branch", "s", "--status-interval", "0s"}, "--status-interval 0s"},
+		"key without branch":   {[]string{"--source", remote, "run", "--status-signing-key", "k.asc"}, "--status-signing-key needs --status-branch"},
+		"missing key":          {[]string{"--source", remote, "run", "--status-branch", "s", "--status-signing-key", filepath.Join(t.TempDir(), "k.asc")}, "--status-signing-key"},
 	} {
 		_, errOut, code := run(t, tc.args...)
 		if code == 0 || !strings.Contains(errOut, tc.want) {
