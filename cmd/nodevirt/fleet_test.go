@@ -94,6 +94,7 @@ func TestFleetStatus_badInput(t *testing.T) {
 		want string
 	}{
 		"no branch flag":   {[]string{"fleet", "status", "--source", remote}, "--status-branch is required"},
+		"bad branch name":  {[]string{"fleet", "status", "--source", remote, "--status-branch", "a..b"}, `status branch name "a..b"`},
 		"no such branch":   {[]string{"fleet", "status", "--source", remote, "--status-branch", "other"}, "status branch not found: other"},
 		"not a repository": {[]string{"fleet", "status", "--source", empty, "--status-branch", "nodevirt-status"}, "of " + empty + ": repository not found"},
 		"bad output":       {[]string{"fleet", "status", "--source", remote, "--status-branch", "nodevirt-status", "-o", "xml"}, `--output "xml"`},

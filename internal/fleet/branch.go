@@ -64,8 +64,8 @@ func (b *Branch) open() (*git.Repository, error) {
 	if b.Remote == "" || b.Name == "" || b.Dir == "" {
 		return nil, errors.New("status branch: remote, branch name and working directory are required")
 	}
-	if !plumbing.NewBranchReferenceName(b.Name).IsBranch() || strings.ContainsAny(b.Name, " ~^:?*[\\") || strings.Contains(b.Name, "..") {
-		return nil, fmt.Errorf("status branch name %q is not a valid branch name", b.Name)
+	if err := b.localRef().Validate(); err != nil {
+		return nil, fmt.Errorf("status branch name %q: %w", b.Name, err)
 	}
 	repo, err := git.PlainOpen(b.Dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
@@ -401,6 +401,9 @@ func (b *Branch) Read(ctx context.Context) (map[string]Report, string, error) {
 // decode is named in the error, and the reports of the others are
 // returned with it.
 func Read(ctx context.Context, remote, branch string, auth transport.AuthMethod) (map[string]Report, string, error) {
+	if err := plumbing.NewBranchReferenceName(branch).Validate(); err != nil {
+		return nil, "", fmt.Errorf("status branch name %q: %w", branch, err)
+	}
 	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{URL: remote, Auth: auth,
 		ReferenceName: plumbing.NewBranchReferenceName(branch), SingleBranch: true, Depth: 1, Tags: git.NoTags})
 	if err != nil {
