@@ -115,10 +115,9 @@ func (b *Branch) fetch(ctx context.Context, repo *git.Repository) (plumbing.Hash
 	return ref.Hash(), nil
 }
 
+// isNoRef says the remote has no such branch (or no branch at all).
 func isNoRef(err error) bool {
-	var nm git.NoMatchingRefSpecError
-	return errors.As(err, &nm) || errors.Is(err, transport.ErrEmptyRemoteRepository) ||
-		strings.Contains(err.Error(), "couldn't find remote ref")
+	return errors.Is(err, git.NoMatchingRefSpecError{}) || errors.Is(err, transport.ErrEmptyRemoteRepository)
 }
 
 // Publish writes r as nodes/<node>.json on the branch and pushes it,
