@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -424,5 +427,44 @@ func TestPublish_badInput(t *testing.T) {
 		if _, err := tc.b.Publish(context.Background(), tc.r); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Publish = %v, want an error naming %s", name, err, tc.want)
 		}
+	}
+}
+
+// The status branch starts as an orphan beside the source's branches and
+// leaves them alone.
+func TestPublish_besideTheSourceBranch(t *testing.T) {
+	dir := t.TempDir()
+	remote, work := filepath.Join(dir, "repo.git"), filepath.Join(dir, "work")
+	gitCLI := func(dir string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@nodevirt.invalid", "-c", "commit.gpgsign=false"}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	gitCLI(dir, "init", "-q", "--bare", "-b", "main", remote)
+	gitCLI(dir, "init", "-q", "-b", "main", work)
+	if err := os.WriteFile(filepath.Join(work, "vm.yaml"), []byte("kind: VirtualMachine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCLI(work, "add", "-A")
+	gitCLI(work, "commit", "-q", "-m", "source")
+	gitCLI(work, "push", "-q", remote, "main")
+	main := gitCLI(remote, "rev-parse", "main")
+
+	if _, err := branchFor(t, remote).Publish(context.Background(), report("n1", "main@sha1:"+main)); err != nil {
+		t.Fatal(err)
+	}
+	if got := gitCLI(remote, "rev-parse", "main"); got != main {
+		t.Errorf("main moved from %s to %s", main, got)
+	}
+	if files := gitCLI(remote, "ls-tree", "-r", "--name-only", "nodevirt-status"); files != "README.md\nnodes/n1.json" {
+		t.Errorf("status branch holds %q, want only the README and n1's report", files)
+	}
+	if base, err := exec.Command("git", "-C", remote, "merge-base", "main", "nodevirt-status").Output(); err == nil {
+		t.Errorf("status branch shares history with main (merge base %s): want an orphan", base)
 	}
 }
