@@ -167,6 +167,9 @@ type Agent struct {
 	track tracker
 	// fetchNow asks the loop to fetch and apply now (webhook, API).
 	fetchNow chan struct{}
+	// fleet publishes the node's report to the status branch and keeps
+	// the other nodes' reports; nil without a status branch.
+	fleet atomic.Pointer[Fleet]
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
