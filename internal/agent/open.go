@@ -82,6 +82,11 @@ type OpenConfig struct {
 	Ready                                  func()
 	OnIteration                            func(Iteration)
 	Log                                    *slog.Logger
+	// NodeLease is how long another node's status report holds the VMs it
+	// runs (desired.Options.NodeLease); Reports are those reports, nil
+	// when the agent reads none.
+	NodeLease time.Duration
+	Reports   desired.Reports
 
 	// Lock takes the state database's exclusive lock before anything is
 	// fetched or observed, held until Close: every run that changes the
@@ -147,7 +152,7 @@ func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, *Node, error) {
 	if err != nil {
 		return snap, nil, err
 	}
-	n, err := Render(ctx, snap, r.Agent.cfg)
+	n, err := Render(ctx, snap, r.Agent.renderConfig())
 	return snap, n, err
 }
 
@@ -551,6 +556,8 @@ func (rt *Runtime) desiredOptions() desired.Options {
 	return desired.Options{
 		Node:       c.Node,
 		NodeLabels: labels,
+		NodeLease:  c.NodeLease,
+		Reports:    c.Reports,
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

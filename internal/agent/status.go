@@ -344,6 +344,9 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			cond.Status = corev1.ConditionTrue
 		} else {
 			cond.Reason, cond.Message = string(phase), waitReason(steps[v.DomainName])
+			if v.Fenced != "" && !(exists && state.Active()) {
+				cond.Reason = ReasonFenced
+			}
 		}
 		out.Status.Conditions = []kubevirtv1.VirtualMachineCondition{cond}
 		st.VirtualMachines = append(st.VirtualMachines, out)
@@ -395,6 +398,10 @@ func printable(v *desired.VM, exists bool, state hv.State, steps []plan.Step, ou
 		return kubevirtv1.VirtualMachineStatusRunning
 	case v.Unschedulable != "":
 		return kubevirtv1.VirtualMachineStatusUnschedulable
+	case v.Fenced != "" && waits:
+		// Placed here, and another node still runs it (or this node is
+		// out of service): its start is pending, not impossible.
+		return kubevirtv1.VirtualMachineStatusStarting
 	case !exists && waits:
 		// The one wait before a domain is defined: a claim's disk.
 		return kubevirtv1.VirtualMachineStatusWaitingForVolumeBinding
