@@ -129,7 +129,17 @@ func TestAgent_placementIsKept(t *testing.T) {
 		}
 	}
 	n.write("b.yaml", strings.Replace(vmDoc("b", "64Mi", "Always", ""), "    spec:\n", "    spec:\n      nodeSelector: {kubernetes.io/hostname: n2}\n", 1))
-	rep := once(t, n.fleetAgent("n1", nil, nil))
+	moving := n.fleetAgent("n1", nil, nil)
+	// Planned, not applied yet: b still runs here, and the status (so the
+	// node's report) must say so, or n2 would start it beside.
+	st, err := moving.StatusNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.VirtualMachineInstances) != 1 || st.VirtualMachineInstances[0].Name != "b" || st.VirtualMachineInstances[0].Status.Phase != kubevirtv1.Running {
+		t.Fatalf("b runs here until stopped: instances %+v", st.VirtualMachineInstances)
+	}
+	rep := once(t, moving)
 	if d, ok := n.defined("default_b"); !ok || d.State.Active() {
 		t.Fatalf("b moved to n2: it must be stopped and kept here, defined %v, state %s", ok, d.State)
 	}
