@@ -76,8 +76,10 @@ var layers = map[string][]string{
 	"internal/report":     {"reconciler"},
 	// The API serves and drives an agent through the interface it declares;
 	// it never imports the agent.
-	"internal/api":         {"internal/nodedesc", "internal/report", "internal/status"},
-	"internal/status":      {},
+	"internal/api":    {"internal/nodedesc", "internal/report", "internal/status"},
+	"internal/status": {},
+	// The fleet's status branch: reports built from the status model.
+	"internal/fleet":       {"internal/status"},
 	"internal/srctree":     {},
 	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},

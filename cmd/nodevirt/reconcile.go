@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -256,6 +257,7 @@ func newRunCmd(o *options) *cobra.Command {
 		driftInterval time.Duration
 		nodeLease     time.Duration
 		so            serveOptions
+		fo            fleetOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -275,11 +277,15 @@ func newRunCmd(o *options) *cobra.Command {
 			if nodeLease <= 0 {
 				return fmt.Errorf("--node-lease %s: must be positive", nodeLease)
 			}
+			var fl atomic.Pointer[agent.Fleet]
 			e, err := o.openAll(ctx, selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval, Ready: ready,
 				Desired: desired.Options{NodeLease: nodeLease},
 				OnIteration: func(it agent.Iteration) {
 					if onIteration != nil {
 						onIteration(it)
+					}
+					if f := fl.Load(); f != nil {
+						f.Kick()
 					}
 				}})
 			if err != nil {
@@ -292,6 +298,11 @@ func newRunCmd(o *options) *cobra.Command {
 			}
 			defer srv.close()
 			onIteration = srv.observe(e)
+			f, err := o.startFleet(ctx, e, srv.metrics, fo)
+			if err != nil {
+				return err
+			}
+			fl.Store(f)
 			srv.serve(ctx)
 			stopped := make(chan struct{})
 			defer close(stopped)
@@ -306,6 +317,7 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd.Flags().StringVar(&so.listen, "listen", "127.0.0.1:9443", "address of the HTTPS API (status, drift, metrics, webhook, web page); '' turns it off (the unix socket <state>/nodevirt.sock is always served)")
 	cmd.Flags().StringVar(&so.webhookSecret, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (POST /hooks/git: GitHub, GitLab or X-Signature HMAC); unset: webhooks are refused")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")
+	addFleetFlags(cmd, &fo)
 	return cmd
 }
 

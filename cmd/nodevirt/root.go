@@ -116,7 +116,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.client.creds.CAFile, "certificate-authority", "", "with --server: the agent's CA bundle (<state>/pki/ca.crt on the host)")
 
 	root.AddCommand(
-		newStatusCmd(o), newGetCmd(o),
+		newStatusCmd(o), newGetCmd(o), newFleetCmd(o),
 		newVMActionCmd(o, "start", "Start a VM (a Halted VM runs until stopped; the start is kept across agent restarts)"),
 		newVMActionCmd(o, "stop", "Stop a VM (an Always or RerunOnFailure VM stays stopped until started; kept across agent restarts)"),
 		newVMActionCmd(o, "restart", "Restart a running VM"),

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -168,6 +167,9 @@ type Agent struct {
 	track tracker
 	// fetchNow asks the loop to fetch and apply now (webhook, API).
 	fetchNow chan struct{}
+	// fleet publishes the node's report to the status branch and keeps
+	// the other nodes' reports; nil without a status branch.
+	fleet atomic.Pointer[Fleet]
 }
 
 // New builds an agent over a source, a reconciler and its hypervisor.
@@ -225,9 +227,11 @@ type Node struct {
 	Resources desired.Resources
 	// diags are the host and storage diagnostics, kept for re-binding.
 	diags diag.List
-	// previous is the recorded placement the VMs were placed with.
-	previous map[string]desired.Placed
-	dir      string
+	// previous is the recorded placement the VMs were placed with, and
+	// reportsAt when the fleet's reports they were placed with were read.
+	previous  map[string]desired.Placed
+	reportsAt time.Time
+	dir       string
 }
 
 // Render decodes a snapshot's manifests and renders this node: host
@@ -278,7 +282,7 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 // the loop): new bindings make a copy, which replaces n as the agent's last
 // rendering when n was it.
 func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*Node, error) {
-	cfg := a.renderConfig()
+	cfg, readAt := a.renderConfig()
 	r := a.resources()
 	if planned != nil && r.Storage != nil {
 		r.Storage = storagePlanned{planned}
@@ -289,11 +293,12 @@ func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*No
 	}
 	// Status reports age and change between two renderings of one
 	// revision: with reports, placement and fences are decided anew.
-	if reflect.DeepEqual(res, n.Resources) && maps.Equal(cfg.Desired.Previous, n.previous) && cfg.Desired.Reports == nil {
+	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) {
 		return n, nil
 	}
 	bound := *n
 	bound.bind(res, cfg.Desired)
+	bound.reportsAt = readAt
 	a.node.CompareAndSwap(n, &bound)
 	return &bound, nil
 }
@@ -333,12 +338,13 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
 		return a.rebind(ctx, last, nil)
 	}
-	cfg := a.renderConfig()
+	cfg, readAt := a.renderConfig()
 	cfg.Resources = a.resources()
 	n, err := Render(ctx, snap, cfg)
 	if err != nil {
 		return nil, err
 	}
+	n.reportsAt = readAt
 	// The loop's log is where a running agent says what is wrong with a
 	// revision; a one-shot command prints the same diagnostics and reasons
 	// itself, so they are logged at debug there, not said twice.

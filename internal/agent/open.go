@@ -83,10 +83,8 @@ type OpenConfig struct {
 	OnIteration                            func(Iteration)
 	Log                                    *slog.Logger
 	// NodeLease is how long another node's status report holds the VMs it
-	// runs (desired.Options.NodeLease); Reports are those reports, nil
-	// when the agent reads none.
+	// runs (desired.Options.NodeLease).
 	NodeLease time.Duration
-	Reports   desired.Reports
 
 	// Lock takes the state database's exclusive lock before anything is
 	// fetched or observed, held until Close: every run that changes the
@@ -152,7 +150,8 @@ func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, *Node, error) {
 	if err != nil {
 		return snap, nil, err
 	}
-	n, err := Render(ctx, snap, r.Agent.renderConfig())
+	cfg, _ := r.Agent.renderConfig()
+	n, err := Render(ctx, snap, cfg)
 	return snap, n, err
 }
 
@@ -557,7 +556,6 @@ func (rt *Runtime) desiredOptions() desired.Options {
 		Node:       c.Node,
 		NodeLabels: labels,
 		NodeLease:  c.NodeLease,
-		Reports:    c.Reports,
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"time"
 
+	"github.com/nodevirt/nodevirt/internal/fleet"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 )
 
@@ -58,14 +61,86 @@ func (a *Agent) recordPlacement(st *desired.State) error {
 }
 
 // renderConfig is the agent's configuration with the recorded placement,
-// which keeps VMs where they are. A record that cannot be read places
-// afresh, which is what a new node does, and says so.
-func (a *Agent) renderConfig() Config {
+// which keeps VMs where they are, and the fleet's reports as last read
+// from the status branch (with when they were read; zero when the
+// reports are the configuration's own). A record that cannot be read
+// places afresh, which is what a new node does, and says so.
+func (a *Agent) renderConfig() (Config, time.Time) {
 	cfg := a.cfg
 	prev, err := a.placed()
 	if err != nil {
 		a.log.Warn("placing VMs afresh: the recorded placement cannot be read", "err", err)
 	}
 	cfg.Desired.Previous = prev
-	return cfg
+	var readAt time.Time
+	if cfg.Desired.Reports == nil {
+		var reports map[string]fleet.Report
+		if reports, readAt = a.FleetReports(); reports != nil {
+			cfg.Desired.Reports = indexReports(reports)
+		}
+	}
+	return cfg, readAt
+}
+
+// rebound says whether n must be placed again beside a change of its
+// resources: the recorded placement changed, the reports were read again,
+// or a VM waits on a report, which ages.
+func rebound(n *Node, cfg Config, readAt time.Time) bool {
+	if !maps.Equal(cfg.Desired.Previous, n.previous) {
+		return true
+	}
+	if cfg.Desired.Reports == nil {
+		return false
+	}
+	if readAt.IsZero() || !readAt.Equal(n.reportsAt) {
+		return true
+	}
+	for _, v := range n.VMs.VMs {
+		if v.Fenced != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// fleetReports answer placement from the nodes' reports: for each VM, the
+// node that reports it running (the latest report when several do), else
+// the latest that reports it at all.
+type fleetReports struct {
+	vms   map[string]reportedVM
+	nodes map[string]time.Time
+}
+
+type reportedVM struct {
+	node    string
+	running bool
+	at      time.Time
+}
+
+func indexReports(reports map[string]fleet.Report) fleetReports {
+	idx := fleetReports{vms: map[string]reportedVM{}, nodes: map[string]time.Time{}}
+	names := slices.Sorted(maps.Keys(reports))
+	for _, node := range names {
+		r := reports[node]
+		idx.nodes[node] = r.Time
+		for _, v := range r.VMs {
+			key := v.Namespace + "/" + v.Name
+			cur, seen := idx.vms[key]
+			if seen && (cur.running && !v.Running || cur.running == v.Running && !r.Time.After(cur.at)) {
+				continue
+			}
+			idx.vms[key] = reportedVM{node: node, running: v.Running, at: r.Time}
+		}
+	}
+	return idx
+}
+
+func (f fleetReports) Where(key string) (string, bool, time.Time, bool) {
+	v, ok := f.vms[key]
+	return v.node, v.running, v.at, ok
+}
+
+func (f fleetReports) NodeReportedAt(node string) (time.Time, bool) {
+	t, ok := f.nodes[node]
+	return t, ok
 }

@@ -123,7 +123,13 @@ func (t *tracker) fetched(url, revision string, err error) {
 
 // Status is the node's status as of the last reconcile (or the last
 // StatusOf a one-shot command made).
-func (a *Agent) Status() status.Node { return a.track.status() }
+func (a *Agent) Status() status.Node {
+	st := a.track.status()
+	if f := a.fleet.Load(); f != nil {
+		st.StatusBranch = f.status()
+	}
+	return st
+}
 
 // StatusVersion changes whenever Status does.
 func (a *Agent) StatusVersion() uint64 { return a.track.statusVersion() }

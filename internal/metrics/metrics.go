@@ -58,6 +58,7 @@ type Metrics struct {
 	lastReconcile     prometheus.Gauge
 	reconcileErrors   prometheus.Counter
 	uploadBytes       prometheus.Counter
+	statusPublish     *prometheus.CounterVec
 
 	sets *sets
 }
@@ -104,6 +105,10 @@ func New() *Metrics {
 			Name: "nodevirt_upload_bytes_total",
 			Help: "Bytes of disk images received by uploads, failed ones included.",
 		}),
+		statusPublish: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodevirt_status_publish_total",
+			Help: "Pushes of the node's report to the fleet's status branch, by result (success or failure).",
+		}, []string{"result"}),
 		sets: newSets(),
 	}
 	for _, s := range []string{StageHost, StageStorage, StageVM, StageTotal} {
@@ -111,9 +116,11 @@ func New() *Metrics {
 	}
 	m.sourceFetch.WithLabelValues("success")
 	m.sourceFetch.WithLabelValues("failure")
+	m.statusPublish.WithLabelValues("success")
+	m.statusPublish.WithLabelValues("failure")
 	m.reg.MustRegister(
 		m.reconcileDuration, m.sourceFetch, m.drift, m.pruneHeld, m.certExpiry,
-		m.suspended, m.lastReconcile, m.reconcileErrors, m.uploadBytes, m.sets,
+		m.suspended, m.lastReconcile, m.reconcileErrors, m.uploadBytes, m.statusPublish, m.sets,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -159,6 +166,16 @@ func (m *Metrics) SourceFetched(err error) {
 		result = "failure"
 	}
 	m.sourceFetch.WithLabelValues(result).Inc()
+}
+
+// StatusPublished counts one publish of the node's report to the status
+// branch: a failure when err is not nil.
+func (m *Metrics) StatusPublished(err error) {
+	result := "success"
+	if err != nil {
+		result = "failure"
+	}
+	m.statusPublish.WithLabelValues(result).Inc()
 }
 
 // SetRevision makes rev the only revision nodevirt_source_revision_info shows.

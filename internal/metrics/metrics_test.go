@@ -161,6 +161,7 @@ func TestMetrics_everyMetricHasHelpAndType(t *testing.T) {
 		"nodevirt_last_reconcile_timestamp_seconds":     dto.MetricType_GAUGE,
 		"nodevirt_reconcile_errors_total":               dto.MetricType_COUNTER,
 		"nodevirt_upload_bytes_total":                   dto.MetricType_COUNTER,
+		"nodevirt_status_publish_total":                 dto.MetricType_COUNTER,
 		// the Go runtime and process collectors
 		"go_goroutines":             dto.MetricType_GAUGE,
 		"process_cpu_seconds_total": dto.MetricType_COUNTER,
@@ -200,6 +201,7 @@ func TestMetrics_freshAgentShowsZeroesNotNothing(t *testing.T) {
 	})
 	wantSeries(t, fams, "nodevirt_reconcile_errors_total", map[string]float64{"": 0})
 	wantSeries(t, fams, "nodevirt_upload_bytes_total", map[string]float64{"": 0})
+	wantSeries(t, fams, "nodevirt_status_publish_total", map[string]float64{"result=success": 0, "result=failure": 0})
 	// Nothing is known yet about the source or the VMs: no series, not a made-up one.
 	for _, name := range []string{"nodevirt_source_revision_info", "nodevirt_vm_info", "nodevirt_datavolume_progress_ratio", "nodevirt_certificate_expiry_timestamp_seconds"} {
 		if n := len(fams[name].GetMetric()); n != 0 {
@@ -226,8 +228,12 @@ func TestMetrics_valuesAndLabels(t *testing.T) {
 	m.ReconcileEnded(time.Unix(1700000060, 0), nil)
 	m.UploadReceived(1 << 20)
 	m.UploadReceived(512)
+	m.StatusPublished(nil)
+	m.StatusPublished(errors.New("push: rejected"))
+	m.StatusPublished(errors.New("push: rejected"))
 
 	fams := scrape(t, url)
+	wantSeries(t, fams, "nodevirt_status_publish_total", map[string]float64{"result=success": 1, "result=failure": 2})
 	wantSeries(t, fams, "nodevirt_upload_bytes_total", map[string]float64{"": 1<<20 + 512})
 	wantSeries(t, fams, "nodevirt_source_fetch_total", map[string]float64{"result=success": 2, "result=failure": 1})
 	wantSeries(t, fams, "nodevirt_drift_objects", map[string]float64{"": 4})

@@ -40,6 +40,24 @@ type Node struct {
 	VirtualMachineSnapshots        []snapshotv1beta1.VirtualMachineSnapshot        `json:"virtualMachineSnapshots"`
 	VirtualMachineSnapshotContents []snapshotv1beta1.VirtualMachineSnapshotContent `json:"virtualMachineSnapshotContents"`
 	VirtualMachineRestores         []snapshotv1beta1.VirtualMachineRestore         `json:"virtualMachineRestores"`
+
+	// StatusBranch is how this node's report last went to the fleet's
+	// status branch; nil when none is configured.
+	StatusBranch *StatusBranch `json:"statusBranch,omitempty"`
+}
+
+// StatusBranch is the node's last publish of its report.
+type StatusBranch struct {
+	Branch string `json:"branch"`
+	// LastPublish is when the report last reached the branch, Commit the
+	// branch's commit then.
+	LastPublish *time.Time `json:"lastPublish,omitempty"`
+	Commit      string     `json:"commit,omitempty"`
+	// Error is why the last publish failed ("" when it did not); it is
+	// retried at the next interval.
+	Error string `json:"error,omitempty"`
+	// Nodes counts the reports on the branch at the last read.
+	Nodes int `json:"nodes"`
 }
 
 // Source is where the manifests come from and what was last fetched.
