@@ -160,6 +160,7 @@ func (f *Fleet) Once(ctx context.Context) {
 	f.mu.Lock()
 	f.reports, f.readAt, f.st.Nodes = reports, time.Now(), len(reports)
 	f.mu.Unlock()
+	f.a.reportsRead()
 }
 
 // report is the node's report as of the agent's status now.

@@ -82,6 +82,21 @@ func (a *Agent) renderConfig() (Config, time.Time) {
 	return cfg, readAt
 }
 
+// reportsRead is told that the fleet's reports were read again: a VM that
+// waits on another node's report is looked at now, not at the next poll.
+func (a *Agent) reportsRead() {
+	n := a.node.Load()
+	if n == nil || n.VMs == nil {
+		return
+	}
+	for _, v := range n.VMs.VMs {
+		if v.Fenced != "" {
+			a.Kick()
+			return
+		}
+	}
+}
+
 // rebound says whether n must be placed again beside a change of its
 // resources: the recorded placement changed, the reports were read again,
 // or a VM waits on a report, which ages.
