@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -130,7 +131,21 @@ func TestFleet_threeAgentsReport(t *testing.T) {
 		files[fmt.Sprintf("vms/vm%d.yaml", i+1)] = pinnedVM(f.ns, fmt.Sprintf("vm%d", i+1), n)
 	}
 	head := f.commit("three VMs, one per node", files)
-	f.startAgents(nodes)
+	// The fleet signs its reports with one SSH key; git itself checks them
+	// below.
+	key := filepath.Join(f.base, "fleet-key")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := filepath.Join(f.base, "allowed_signers")
+	if err := os.WriteFile(allowed, []byte("*@nodevirt.invalid "+string(pub)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.startAgents(nodes, "--status-signing-key", key)
 
 	fs := f.awaitFleet("three nodes reporting their running VM at "+head[:12], 90*time.Second, func(fs fleetStatus) bool {
 		if len(fs.Nodes) != 3 {
@@ -169,8 +184,15 @@ func TestFleet_threeAgentsReport(t *testing.T) {
 		}
 	}
 
-	t.Logf("fleet status:\n%s", table)
-	t.Logf("n1 report:\n%s", f.git(f.bare, "show", statusBranch+":nodes/n1.json"))
+	// Each agent's own status says where its report went, and how many
+	// nodes it read there.
+	published := regexp.MustCompile(`Status branch:\s+` + statusBranch + `: published \S+ \(commit [0-9a-f]{12}\), 3 nodes reporting\n`)
+	for _, n := range nodes {
+		await(t, n+"'s status to show the branch with three nodes", 15*time.Second, func() bool {
+			out, err := exec.Command(nodevirtBin, append(f.nodeFlags(n), "status")...).Output()
+			return err == nil && published.Match(out)
+		})
+	}
 
 	// The branch: linear, each commit by one node changing only its file.
 	log := f.git(f.bare, "log", "--format=%H %P|%an", statusBranch)
@@ -188,6 +210,11 @@ func TestFleet_threeAgentsReport(t *testing.T) {
 		if !ok {
 			t.Errorf("commit %s by %q, want nodevirt <node>", fields[0], author)
 			continue
+		}
+		verify := exec.Command("git", "-c", "gpg.format=ssh", "-c", "gpg.ssh.allowedSignersFile="+allowed, "verify-commit", fields[0])
+		verify.Dir = f.bare
+		if out, err := verify.CombinedOutput(); err != nil {
+			t.Errorf("git verify-commit %s (by %s): %v\n%s", fields[0], node, err, out)
 		}
 		changed := f.git(f.bare, "diff-tree", "--no-commit-id", "--name-only", "-r", "--root", fields[0])
 		for _, p := range strings.Split(changed, "\n") {

@@ -127,6 +127,9 @@ func printStatus(w io.Writer, node string, st status.Node) {
 	}
 	fmt.Fprintf(tw, "Reboot required:\t%s\n", reboot)
 	fmt.Fprintf(tw, "Host steps pending:\t%d\n", st.Host.Pending)
+	if sb := st.StatusBranch; sb != nil {
+		fmt.Fprintf(tw, "Status branch:\t%s\n", statusBranchLine(*sb))
+	}
 	phases := map[string]int{}
 	for _, vm := range st.VirtualMachines {
 		phases[string(vm.Status.PrintableStatus)]++

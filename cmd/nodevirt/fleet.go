@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,12 +21,15 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/internal/fleet"
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
+	"github.com/nodevirt/nodevirt/internal/status"
+	"github.com/nodevirt/nodevirt/source"
 )
 
 // fleetOptions are run's status-branch flags.
@@ -37,7 +42,7 @@ type fleetOptions struct {
 func addFleetFlags(cmd *cobra.Command, fo *fleetOptions) {
 	cmd.Flags().StringVar(&fo.branch, "status-branch", "", "branch of the source's remote where the agent commits its report as nodes/<node>.json (fast-forward only, never forced); unset: no report")
 	cmd.Flags().DurationVar(&fo.interval, "status-interval", 30*time.Second, "with --status-branch: push the report after a reconcile that changed it, and at least this often, never more often")
-	cmd.Flags().StringVar(&fo.signKey, "status-signing-key", "", "with --status-branch: armored OpenPGP private key (no passphrase) signing the report commits")
+	cmd.Flags().StringVar(&fo.signKey, "status-signing-key", "", "with --status-branch: key signing the report commits: an armored OpenPGP private key or an OpenSSH private key (git's gpg.format ssh), without passphrase")
 }
 
 // statusRemote is the source's remote as go-git dials it for the status
@@ -101,16 +106,29 @@ func (o *options) statusRemote() (string, transport.AuthMethod, error) {
 	return "", nil, fmt.Errorf("--source %q: scheme %q cannot hold a status branch", o.source, u.Scheme)
 }
 
-// readSigningKey reads an armored OpenPGP private key.
-func readSigningKey(path string) (*openpgp.Entity, error) {
-	f, err := os.Open(path)
+// readSigningKey reads the key that signs the report commits: an armored
+// OpenPGP private key, or an OpenSSH private key (git's gpg.format ssh).
+// Neither may have a passphrase: the agent runs unattended.
+func readSigningKey(path string) (fleet.Signer, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--status-signing-key: %w", err)
 	}
-	defer f.Close()
-	ring, err := openpgp.ReadArmoredKeyRing(f)
+	if strings.Contains(string(data), "-----BEGIN OPENSSH PRIVATE KEY-----") || strings.Contains(string(data), "-----BEGIN RSA PRIVATE KEY-----") ||
+		strings.Contains(string(data), "-----BEGIN EC PRIVATE KEY-----") {
+		key, err := ssh.ParsePrivateKey(data)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("--status-signing-key %s: the key is protected by a passphrase; use one without", path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--status-signing-key %s: %w", path, err)
+		}
+		return fleet.SSHSigner(key), nil
+	}
+	ring, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("--status-signing-key %s: not an armored OpenPGP key: %w", path, err)
+		return nil, fmt.Errorf("--status-signing-key %s: neither an OpenSSH private key nor an armored OpenPGP key: %w", path, err)
 	}
 	for _, e := range ring {
 		if e.PrivateKey == nil {
@@ -119,9 +137,40 @@ func readSigningKey(path string) (*openpgp.Entity, error) {
 		if e.PrivateKey.Encrypted {
 			return nil, fmt.Errorf("--status-signing-key %s: the key is protected by a passphrase; export it without one", path)
 		}
-		return e, nil
+		return fleet.OpenPGPSigner(e), nil
 	}
 	return nil, fmt.Errorf("--status-signing-key %s holds no private key", path)
+}
+
+// checkFleet refuses status-branch flags that cannot work, before the
+// agent starts.
+func (o *options) checkFleet(fo fleetOptions) error {
+	if fo.branch == "" {
+		if fo.signKey != "" {
+			return errors.New("--status-signing-key needs --status-branch")
+		}
+		return nil
+	}
+	if b := cmp.Or(o.branch, source.DefaultBranch); fo.branch == b && o.tag == "" && o.commit == "" {
+		// Each report would be a new revision of the source, and each
+		// revision a new report.
+		return fmt.Errorf("--status-branch %q is the branch the source follows; use a branch of its own", fo.branch)
+	}
+	if err := fleet.ValidNode(o.node); err != nil {
+		return fmt.Errorf("--node with --status-branch: %w", err)
+	}
+	if fo.interval <= 0 {
+		return fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
+	}
+	if _, _, err := o.statusRemote(); err != nil {
+		return err
+	}
+	if fo.signKey != "" {
+		if _, err := readSigningKey(fo.signKey); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startFleet starts publishing the node's report when --status-branch is
@@ -130,8 +179,8 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 	if fo.branch == "" {
 		return nil, nil
 	}
-	if fo.interval <= 0 {
-		return nil, fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
+	if err := o.checkFleet(fo); err != nil {
+		return nil, err
 	}
 	remote, auth, err := o.statusRemote()
 	if err != nil {
@@ -139,7 +188,7 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 	}
 	b := &fleet.Branch{Remote: remote, Name: fo.branch, Dir: filepath.Join(o.stateDir, "status"), Auth: auth}
 	if fo.signKey != "" {
-		if b.SignKey, err = readSigningKey(fo.signKey); err != nil {
+		if b.Signer, err = readSigningKey(fo.signKey); err != nil {
 			return nil, err
 		}
 	}
@@ -281,6 +330,20 @@ func printFleetStatus(w io.Writer, fs fleetStatus) {
 			shortRevision(n.Applied), shortRevision(n.Fetched), n.VMs, errs)
 	}
 	tw.Flush()
+}
+
+// statusBranchLine is `status`'s view of the last publish.
+func statusBranchLine(sb status.StatusBranch) string {
+	line := sb.Branch + ": "
+	if sb.LastPublish == nil {
+		line += "not published yet"
+	} else {
+		line += fmt.Sprintf("published %s (commit %.12s), %d nodes reporting", sb.LastPublish.Local().Format(time.RFC3339), sb.Commit, sb.Nodes)
+	}
+	if sb.Error != "" {
+		line += "; last attempt failed: " + sb.Error
+	}
+	return line
 }
 
 // shortRevision is "main@sha1:0123456789ab": enough to tell commits apart

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
+	"github.com/hiddeco/sshsig"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/nodevirt/nodevirt/internal/fleet"
 )
@@ -90,6 +94,7 @@ func TestFleetStatus_badInput(t *testing.T) {
 		want string
 	}{
 		"no branch flag":   {[]string{"fleet", "status", "--source", remote}, "--status-branch is required"},
+		"bad branch name":  {[]string{"fleet", "status", "--source", remote, "--status-branch", "a..b"}, `status branch name "a..b"`},
 		"no such branch":   {[]string{"fleet", "status", "--source", remote, "--status-branch", "other"}, "status branch not found: other"},
 		"not a repository": {[]string{"fleet", "status", "--source", empty, "--status-branch", "nodevirt-status"}, "of " + empty + ": repository not found"},
 		"bad output":       {[]string{"fleet", "status", "--source", remote, "--status-branch", "nodevirt-status", "-o", "xml"}, `--output "xml"`},
@@ -134,12 +139,63 @@ func TestRun_statusSigningKey(t *testing.T) {
 	if err := os.WriteFile(good, []byte(armored(true)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each key read signs: its signature verifies with the public half.
+	msg := []byte("tree 0000\n")
 	k, err := readSigningKey(good)
-	if err != nil || k.PrimaryKey.Fingerprint == nil || !bytes.Equal(k.PrimaryKey.Fingerprint, e.PrimaryKey.Fingerprint) {
-		t.Errorf("readSigningKey(private key) = %v, %v", k, err)
+	if err != nil {
+		t.Fatalf("OpenPGP key: %v", err)
 	}
+	sig, err := k.Sign(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openpgp.CheckArmoredDetachedSignature(openpgp.EntityList{e}, bytes.NewReader(msg), bytes.NewReader(sig), nil); err != nil {
+		t.Errorf("OpenPGP signature does not verify: %v", err)
+	}
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBlock, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPath := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(sshPath, pem.EncodeToMemory(pemBlock), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err = readSigningKey(sshPath)
+	if err != nil {
+		t.Fatalf("SSH key: %v", err)
+	}
+	if sig, err = k.Sign(bytes.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := sshsig.Unarmor(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sshsig.Verify(bytes.NewReader(msg), parsed, pub, sshsig.HashSHA512, "git"); err != nil {
+		t.Errorf("SSH signature does not verify in git's namespace: %v", err)
+	}
+	locked, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockedPath := filepath.Join(dir, "locked")
+	if err := os.WriteFile(lockedPath, pem.EncodeToMemory(locked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSigningKey(lockedPath); err == nil || !strings.Contains(err.Error(), "passphrase") {
+		t.Errorf("SSH key with a passphrase: %v, want it refused", err)
+	}
+
 	for name, tc := range map[string]struct{ content, want string }{
-		"not a key":       {"hello", "not an armored OpenPGP key"},
+		"not a key":       {"hello", "neither an OpenSSH private key nor an armored OpenPGP key"},
 		"public key only": {armored(false), "holds no private key"},
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
@@ -152,5 +208,27 @@ func TestRun_statusSigningKey(t *testing.T) {
 	}
 	if _, err := readSigningKey(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--status-signing-key") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// run refuses status-branch flags that cannot work before it opens
+// anything.
+func TestRun_statusBranchFlagsChecked(t *testing.T) {
+	remote := publishReports(t)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"the source's branch":  {[]string{"--source", remote, "run", "--status-branch", "main"}, `--status-branch "main" is the branch the source follows`},
+		"its --branch":         {[]string{"--source", remote, "--branch", "prod", "run", "--status-branch", "prod"}, `--status-branch "prod" is the branch`},
+		"node not a file name": {[]string{"--source", remote, "--node", "a/b", "run", "--status-branch", "s"}, `--node with --status-branch: node name "a/b"`},
+		"zero interval":        {[]string{"--source", remote, "run", "--status-branch", "s", "--status-interval", "0s"}, "--status-interval 0s"},
+		"key without branch":   {[]string{"--source", remote, "run", "--status-signing-key", "k.asc"}, "--status-signing-key needs --status-branch"},
+		"missing key":          {[]string{"--source", remote, "run", "--status-branch", "s", "--status-signing-key", filepath.Join(t.TempDir(), "k.asc")}, "--status-signing-key"},
+	} {
+		_, errOut, code := run(t, tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want an error with %q", name, code, errOut, tc.want)
+		}
 	}
 }

@@ -265,6 +265,9 @@ func newRunCmd(o *options) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := o.checkFleet(fo); err != nil {
+				return err
+			}
 			ready := func() {
 				// Type=notify: systemd counts the unit started once the
 				// agent has looked at the node once.

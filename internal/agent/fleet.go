@@ -123,8 +123,8 @@ func (f *Fleet) Run(ctx context.Context) {
 
 // Once publishes the report if it changed or the interval passed since the
 // last publish, then reads every node's report.
-func (f *Fleet) Once(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+func (f *Fleet) Once(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, f.o.Timeout)
 	defer cancel()
 	r := f.report(ctx)
 	f.mu.Lock()
@@ -132,6 +132,9 @@ func (f *Fleet) Once(ctx context.Context) {
 	f.mu.Unlock()
 	if due {
 		commit, err := f.o.Branch.Publish(ctx, r)
+		if err != nil && parent.Err() != nil {
+			return // the agent stops: not a failure to count or show
+		}
 		if f.o.Published != nil {
 			f.o.Published(err)
 		}

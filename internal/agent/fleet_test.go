@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 
@@ -23,7 +25,10 @@ import (
 // A report that cannot reach the status branch is recorded in the status
 // and told to the metrics hook; the next turn publishes it once the remote
 // is there, and the agent then holds every node's report.
-func TestFleet_publishFailsThenRecovers(t *testing.T) {
+// reconciledAgent is node n1's agent after one reconcile of a repository
+// holding the VM web, on libvirt's test driver.
+func reconciledAgent(t *testing.T) (*agent.Agent, string) {
+	t.Helper()
 	dir := t.TempDir()
 	bare, work, state := filepath.Join(dir, "repo.git"), filepath.Join(dir, "work"), filepath.Join(dir, "state")
 	git(t, dir, "init", "-q", "--bare", "-b", "main", bare)
@@ -40,7 +45,7 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { h.Close() })
 	d, err := disks.New(state, filepath.Join(state, "images"))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +54,7 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	src, err := source.Open(source.Options{URL: "file://" + bare, WorkDir: filepath.Join(state, "source")})
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +64,17 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	a := agent.New(cfg, src, vm.New(vm.Config{SelfHeal: true, DiskDir: filepath.Join(state, "disks")}, h, d, db), h)
 	a.IterateForTest(ctx, true)
 
+	return a, dir
+}
+
+func TestFleet_publishFailsThenRecovers(t *testing.T) {
+	a, dir := reconciledAgent(t)
+	ctx := context.Background()
 	// The status remote is missing at first.
 	statusRemote := filepath.Join(dir, "status.git")
 	var results []error
 	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: 1,
-		Branch:    &fleet.Branch{Remote: statusRemote, Name: "nodevirt-status", Dir: filepath.Join(state, "status"), Attempts: 1},
+		Branch:    &fleet.Branch{Remote: statusRemote, Name: "nodevirt-status", Dir: filepath.Join(dir, "state", "status"), Attempts: 1},
 		Published: func(err error) { results = append(results, err) }})
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +108,52 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	read, _, err := fleet.Read(ctx, statusRemote, "nodevirt-status", nil)
 	if err != nil || !fleet.Equal(read["n1"], r) {
 		t.Errorf("fleet.Read = %v, %v; want the report the agent holds", read, err)
+	}
+}
+
+// Run pushes no more often than the interval however often it is kicked,
+// and keeps pushing at the interval (the heartbeat) when nothing changes.
+func TestFleet_runPublishesAtMostEveryInterval(t *testing.T) {
+	a, dir := reconciledAgent(t)
+	remote := filepath.Join(dir, "status.git")
+	if _, err := gogit.PlainInit(remote, true); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	published := 0
+	const interval = 400 * time.Millisecond
+	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: interval,
+		Branch: &fleet.Branch{Remote: remote, Name: "nodevirt-status", Dir: filepath.Join(dir, "state", "status")},
+		Published: func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			published++
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	start := time.Now()
+	for time.Since(start) < 5*interval {
+		f.Kick()
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	took := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if most := int(took/interval) + 1; published > most || published < 3 {
+		t.Errorf("%d publishes in %s with an interval of %s, want 3 to %d", published, took, interval, most)
+	}
+	reports, _ := a.FleetReports()
+	if _, ok := reports["n1"]; !ok {
+		t.Errorf("FleetReports = %v, want n1's", reports)
 	}
 }
 

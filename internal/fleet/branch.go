@@ -23,6 +23,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/hiddeco/sshsig"
+	"golang.org/x/crypto/ssh"
 )
 
 // ErrNoBranch is returned by Read when the remote has no status branch yet.
@@ -39,8 +41,8 @@ type Branch struct {
 	Dir string
 	// Auth is how to reach Remote; nil for a local repository.
 	Auth transport.AuthMethod
-	// SignKey, when set, signs every commit (OpenPGP).
-	SignKey *openpgp.Entity
+	// Signer, when set, signs every commit (OpenPGPSigner, SSHSigner).
+	Signer Signer
 	// Attempts bounds the fetch-rebase-push rounds of one Publish (5 when
 	// zero).
 	Attempts int
@@ -62,8 +64,8 @@ func (b *Branch) open() (*git.Repository, error) {
 	if b.Remote == "" || b.Name == "" || b.Dir == "" {
 		return nil, errors.New("status branch: remote, branch name and working directory are required")
 	}
-	if !plumbing.NewBranchReferenceName(b.Name).IsBranch() || strings.ContainsAny(b.Name, " ~^:?*[\\") || strings.Contains(b.Name, "..") {
-		return nil, fmt.Errorf("status branch name %q is not a valid branch name", b.Name)
+	if err := b.localRef().Validate(); err != nil {
+		return nil, fmt.Errorf("status branch name %q: %w", b.Name, err)
 	}
 	repo, err := git.PlainOpen(b.Dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
@@ -268,8 +270,8 @@ func (b *Branch) commit(repo *git.Repository, tip plumbing.Hash, r Report, data 
 	}
 	c := &object.Commit{Author: who, Committer: who, TreeHash: rootTree, ParentHashes: parents,
 		Message: fmt.Sprintf("%s: report at %s\n\nApplied: %s\n", r.Node, r.Time.UTC().Format(time.RFC3339), applied)}
-	if b.SignKey != nil {
-		if err := sign(c, b.SignKey); err != nil {
+	if b.Signer != nil {
+		if err := sign(c, b.Signer); err != nil {
 			return plumbing.ZeroHash, false, fmt.Errorf("sign status commit: %w", err)
 		}
 	}
@@ -288,9 +290,42 @@ nodes/<node>.json, fast-forward only. Read them with
 ` + "`nodevirt fleet status --source URL --status-branch NAME`" + `.
 `
 
-// sign signs c as git does: a detached armored signature over the commit
-// without its signature.
-func sign(c *object.Commit, key *openpgp.Entity) error {
+// Signer signs a commit's bytes (without its signature) and returns the
+// armored signature git stores in the commit's gpgsig header; go-git's
+// Signer has the same shape.
+type Signer interface {
+	Sign(message io.Reader) ([]byte, error)
+}
+
+// OpenPGPSigner signs with an OpenPGP private key, as `git commit -S` does.
+func OpenPGPSigner(key *openpgp.Entity) Signer { return pgpSigner{key} }
+
+type pgpSigner struct{ key *openpgp.Entity }
+
+func (s pgpSigner) Sign(message io.Reader) ([]byte, error) {
+	var sig bytes.Buffer
+	if err := openpgp.ArmoredDetachSign(&sig, s.key, message, nil); err != nil {
+		return nil, err
+	}
+	return sig.Bytes(), nil
+}
+
+// SSHSigner signs with an SSH key, as git does with gpg.format ssh: an
+// SSHSIG over SHA-512 in the "git" namespace.
+func SSHSigner(key ssh.Signer) Signer { return sshSigner{key} }
+
+type sshSigner struct{ key ssh.Signer }
+
+func (s sshSigner) Sign(message io.Reader) ([]byte, error) {
+	sig, err := sshsig.Sign(message, s.key, sshsig.HashSHA512, "git")
+	if err != nil {
+		return nil, err
+	}
+	return sshsig.Armor(sig), nil
+}
+
+// sign signs c as git does: over the commit without its signature.
+func sign(c *object.Commit, s Signer) error {
 	enc := &plumbing.MemoryObject{}
 	if err := c.EncodeWithoutSignature(enc); err != nil {
 		return err
@@ -299,11 +334,11 @@ func sign(c *object.Commit, key *openpgp.Entity) error {
 	if err != nil {
 		return err
 	}
-	var sig bytes.Buffer
-	if err := openpgp.ArmoredDetachSign(&sig, key, rd, nil); err != nil {
+	sig, err := s.Sign(rd)
+	if err != nil {
 		return err
 	}
-	c.PGPSignature = sig.String()
+	c.PGPSignature = string(sig)
 	return nil
 }
 
@@ -366,6 +401,9 @@ func (b *Branch) Read(ctx context.Context) (map[string]Report, string, error) {
 // decode is named in the error, and the reports of the others are
 // returned with it.
 func Read(ctx context.Context, remote, branch string, auth transport.AuthMethod) (map[string]Report, string, error) {
+	if err := plumbing.NewBranchReferenceName(branch).Validate(); err != nil {
+		return nil, "", fmt.Errorf("status branch name %q: %w", branch, err)
+	}
 	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{URL: remote, Auth: auth,
 		ReferenceName: plumbing.NewBranchReferenceName(branch), SingleBranch: true, Depth: 1, Tags: git.NoTags})
 	if err != nil {

@@ -3,17 +3,21 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	fluxgit "github.com/fluxcd/pkg/git"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/crypto/ssh"
 )
 
 // bareRepo makes an empty bare repository, the shared remote of the tests.
@@ -329,39 +333,81 @@ func TestRead_missingBranch(t *testing.T) {
 	}
 }
 
-func TestPublish_signedCommitVerifies(t *testing.T) {
-	remote := bareRepo(t)
-	key, err := openpgp.NewEntity("nodevirt n1", "", "n1@nodevirt.invalid", nil)
+// Signed reports verify with Flux's verifiers, the ones the agents use
+// on the source, for both key kinds; an unrelated key does not verify them.
+func TestPublish_signedCommitsVerify(t *testing.T) {
+	pgpKey, err := openpgp.NewEntity("nodevirt n1", "", "n1@nodevirt.invalid", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pub bytes.Buffer
-	if err := armorPublic(&pub, key); err != nil {
-		t.Fatal(err)
-	}
-	b := branchFor(t, remote)
-	b.SignKey = key
-	if _, err := b.Publish(context.Background(), report("n1", "main@sha1:a")); err != nil {
-		t.Fatal(err)
-	}
-	_, hist := history(t, remote, "nodevirt-status")
-	if hist[0].PGPSignature == "" {
-		t.Fatal("commit is not signed")
-	}
-	if _, err := hist[0].Verify(pub.String()); err != nil {
-		t.Errorf("signature does not verify with the key's public half: %v", err)
-	}
-	other, err := openpgp.NewEntity("someone", "", "x@example.invalid", nil)
+	otherPGP, err := openpgp.NewEntity("someone", "", "x@example.invalid", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var otherPub bytes.Buffer
-	if err := armorPublic(&otherPub, other); err != nil {
+	armored := func(e *openpgp.Entity) string {
+		var b bytes.Buffer
+		if err := armorPublic(&b, e); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	sshKey, sshPub := sshKeyPair(t)
+	_, otherSSH := sshKeyPair(t)
+
+	for name, tc := range map[string]struct {
+		signer       Signer
+		verify       func(c *fluxgit.Commit, key string) (string, error)
+		right, wrong string
+	}{
+		"openpgp": {OpenPGPSigner(pgpKey), func(c *fluxgit.Commit, k string) (string, error) { return c.VerifyPGP(k) }, armored(pgpKey), armored(otherPGP)},
+		"ssh":     {SSHSigner(sshKey), func(c *fluxgit.Commit, k string) (string, error) { return c.VerifySSH(k) }, sshPub, otherSSH},
+	} {
+		remote := bareRepo(t)
+		b := branchFor(t, remote)
+		b.Signer = tc.signer
+		if _, err := b.Publish(context.Background(), report("n1", "main@sha1:a")); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_, hist := history(t, remote, "nodevirt-status")
+		c := hist[0]
+		if c.PGPSignature == "" {
+			t.Fatalf("%s: commit is not signed", name)
+		}
+		enc := &plumbing.MemoryObject{}
+		if err := c.EncodeWithoutSignature(enc); err != nil {
+			t.Fatal(err)
+		}
+		rd, err := enc.Reader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := io.ReadAll(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc := &fluxgit.Commit{Signature: c.PGPSignature, Encoded: payload}
+		if _, err := tc.verify(fc, tc.right); err != nil {
+			t.Errorf("%s: signature does not verify with the signing key: %v", name, err)
+		}
+		if _, err := tc.verify(fc, tc.wrong); err == nil {
+			t.Errorf("%s: signature verifies with an unrelated key", name)
+		}
+	}
+}
+
+// sshKeyPair is a new ed25519 key as an ssh.Signer and its authorized_keys
+// line.
+func sshKeyPair(t *testing.T) (ssh.Signer, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hist[0].Verify(otherPub.String()); err == nil {
-		t.Error("signature verifies with an unrelated key")
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return s, string(ssh.MarshalAuthorizedKey(s.PublicKey()))
 }
 
 func TestPublish_badInput(t *testing.T) {
