@@ -59,6 +59,7 @@ source: https://git.example/vms.git
 branch: dev
 interval: "30s"
 drift-interval: 2m
+node-lease: 30s
 self-heal: false
 prune-guard-share: 0.5
 allowed-host-dirs: [/srv/images, /srv/disks]
@@ -73,6 +74,7 @@ allowed-root: /srv/pv
 		"branch":            {Value: "main", Source: "flag"},
 		"interval":          {Value: "30s", Source: "config"},
 		"drift-interval":    {Value: "2m0s", Source: "config"},
+		"node-lease":        {Value: "30s", Source: "config"},
 		"self-heal":         {Value: "false", Source: "config"},
 		"prune-guard-share": {Value: "0.5", Source: "config"},
 		"allowed-host-dirs": {Value: []any{"/srv/images", "/srv/disks"}, Source: "config"},
@@ -195,5 +197,15 @@ func TestConfig_whichFile(t *testing.T) {
 	cmd.SetArgs([]string{"config", "show", "-o", "json"})
 	if err := cmd.Execute(); err != nil || !strings.Contains(buf.String(), `"value": "from-flag"`) {
 		t.Fatalf("default file: %v\n%s", err, buf.String())
+	}
+}
+
+// A node lease that is not positive would let any VM start beside a
+// running one: run refuses it before opening anything.
+func TestConfig_nodeLeaseMustBePositive(t *testing.T) {
+	p := writeConfig(t, "node-lease: 0s\n")
+	_, errOut, code := run(t, "--config", p, "--source", t.TempDir(), "--state", t.TempDir(), "run")
+	if code == 0 || !strings.Contains(errOut, "--node-lease 0s: must be positive") {
+		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

@@ -132,6 +132,7 @@ func (o *options) openAll(ctx context.Context, selfHeal bool, ac agent.Config) (
 	}
 	oc.Interval, oc.DriftInterval, oc.EventDebounce = ac.Interval, ac.DriftInterval, ac.EventDebounce
 	oc.Ready, oc.OnIteration = ac.Ready, ac.OnIteration
+	oc.NodeLease = ac.Desired.NodeLease
 	return o.open(ctx, oc)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/report"
+	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/drift"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
@@ -254,6 +255,7 @@ func newRunCmd(o *options) *cobra.Command {
 		selfHeal      bool
 		interval      time.Duration
 		driftInterval time.Duration
+		nodeLease     time.Duration
 		so            serveOptions
 		fo            fleetOptions
 	)
@@ -275,8 +277,12 @@ func newRunCmd(o *options) *cobra.Command {
 			}
 			// The API's hooks on each reconcile are set once it is open.
 			var onIteration func(agent.Iteration)
+			if nodeLease <= 0 {
+				return fmt.Errorf("--node-lease %s: must be positive", nodeLease)
+			}
 			var fl atomic.Pointer[agent.Fleet]
 			e, err := o.openAll(ctx, selfHeal, agent.Config{Interval: interval, DriftInterval: driftInterval, Ready: ready,
+				Desired: desired.Options{NodeLease: nodeLease},
 				OnIteration: func(it agent.Iteration) {
 					if onIteration != nil {
 						onIteration(it)
@@ -310,6 +316,7 @@ func newRunCmd(o *options) *cobra.Command {
 	cmd.Flags().BoolVar(&selfHeal, "self-heal", true, "undo out-of-band changes (per VM: annotation nodevirt.io/self-heal: \"false\")")
 	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "git poll interval")
 	cmd.Flags().DurationVar(&driftInterval, "drift-interval", 5*time.Minute, "full drift check interval (and local directory rescan)")
+	cmd.Flags().DurationVar(&nodeLease, "node-lease", desired.DefaultNodeLease, "how long another node's status report holds a VM it runs: a VM placed here starts only once that node reports it stopped, or its report is older than this and its Node manifest has the taint node.kubernetes.io/out-of-service")
 	cmd.Flags().StringVar(&so.listen, "listen", "127.0.0.1:9443", "address of the HTTPS API (status, drift, metrics, webhook, web page); '' turns it off (the unix socket <state>/nodevirt.sock is always served)")
 	cmd.Flags().StringVar(&so.webhookSecret, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (POST /hooks/git: GitHub, GitLab or X-Signature HMAC); unset: webhooks are refused")
 	cmd.Flags().BoolVar(&o.allowReboot, "allow-reboot", false, "reboot the host when staged kernel arguments or boot-time module options need it")

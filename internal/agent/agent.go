@@ -227,7 +227,11 @@ type Node struct {
 	Resources desired.Resources
 	// diags are the host and storage diagnostics, kept for re-binding.
 	diags diag.List
-	dir   string
+	// previous is the recorded placement the VMs were placed with, and
+	// reportsAt when the fleet's reports they were placed with were read.
+	previous  map[string]desired.Placed
+	reportsAt time.Time
+	dir       string
 }
 
 // Render decodes a snapshot's manifests and renders this node: host
@@ -263,7 +267,7 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 	st := desired.Build(n.Set, n.Revision, opt)
 	st.Diags = append(st.Diags, n.diags...)
 	st.Diags.Sort()
-	n.VMs, n.Resources = st, res
+	n.VMs, n.Resources, n.previous = st, res, opt.Previous
 }
 
 // rebind renders the VMs again when the node's resources changed since
@@ -278,6 +282,7 @@ func (n *Node) bind(res desired.Resources, opt desired.Options) {
 // the loop): new bindings make a copy, which replaces n as the agent's last
 // rendering when n was it.
 func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*Node, error) {
+	cfg, readAt := a.renderConfig()
 	r := a.resources()
 	if planned != nil && r.Storage != nil {
 		r.Storage = storagePlanned{planned}
@@ -286,11 +291,14 @@ func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*No
 	if err != nil {
 		return n, err
 	}
-	if reflect.DeepEqual(res, n.Resources) {
+	// Status reports age and change between two renderings of one
+	// revision: with reports, placement and fences are decided anew.
+	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) {
 		return n, nil
 	}
 	bound := *n
-	bound.bind(res, a.cfg.Desired)
+	bound.bind(res, cfg.Desired)
+	bound.reportsAt = readAt
 	a.node.CompareAndSwap(n, &bound)
 	return &bound, nil
 }
@@ -343,12 +351,13 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
 		return a.rebind(ctx, last, nil)
 	}
-	cfg := a.cfg
+	cfg, readAt := a.renderConfig()
 	cfg.Resources = a.resources()
 	n, err := Render(ctx, snap, cfg)
 	if err != nil {
 		return nil, err
 	}
+	n.reportsAt = readAt
 	// The loop's log is where a running agent says what is wrong with a
 	// revision; a one-shot command prints the same diagnostics and reasons
 	// itself, so they are logged at debug there, not said twice.
@@ -605,6 +614,11 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	}
 	if a.rec != nil {
 		a.applyVMs(ctx, st, &rep, sus)
+		if !sus.global && rep.Plan.VMs != nil {
+			if err := a.recordPlacement(st); err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+		}
 		if !sus.global {
 			if err := a.syncHotplug(ctx, st); err != nil {
 				rep.Errors = append(rep.Errors, "hot-plugged volumes: "+err.Error())

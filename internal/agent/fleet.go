@@ -163,6 +163,7 @@ func (f *Fleet) Once(parent context.Context) {
 	f.mu.Lock()
 	f.reports, f.readAt, f.st.Nodes = reports, time.Now(), len(reports)
 	f.mu.Unlock()
+	f.a.reportsRead()
 }
 
 // report is the node's report as of the agent's status now.

@@ -82,6 +82,9 @@ type OpenConfig struct {
 	Ready                                  func()
 	OnIteration                            func(Iteration)
 	Log                                    *slog.Logger
+	// NodeLease is how long another node's status report holds the VMs it
+	// runs (desired.Options.NodeLease).
+	NodeLease time.Duration
 
 	// Lock takes the state database's exclusive lock before anything is
 	// fetched or observed, held until Close: every run that changes the
@@ -147,7 +150,8 @@ func (r *Runtime) Fetch(ctx context.Context) (source.Snapshot, *Node, error) {
 	if err != nil {
 		return snap, nil, err
 	}
-	n, err := Render(ctx, snap, r.Agent.cfg)
+	cfg, _ := r.Agent.renderConfig()
+	n, err := Render(ctx, snap, cfg)
 	return snap, n, err
 }
 
@@ -551,6 +555,7 @@ func (rt *Runtime) desiredOptions() desired.Options {
 	return desired.Options{
 		Node:       c.Node,
 		NodeLabels: labels,
+		NodeLease:  c.NodeLease,
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

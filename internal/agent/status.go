@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -376,6 +377,9 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			cond.Status = corev1.ConditionTrue
 		} else {
 			cond.Reason, cond.Message = string(phase), waitReason(steps[v.DomainName])
+			if v.Fenced != "" && !(exists && state.Active()) {
+				cond.Reason = ReasonFenced
+			}
 		}
 		out.Status.Conditions = []kubevirtv1.VirtualMachineCondition{cond}
 		st.VirtualMachines = append(st.VirtualMachines, out)
@@ -383,7 +387,47 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 			st.VirtualMachineInstances = append(st.VirtualMachineInstances, vmiOf(v, meta, exists, state, a.cfg.Desired.Node))
 		}
 	}
+	st.VirtualMachineInstances = append(st.VirtualMachineInstances, runningElsewhere(vms, observed, outcomes, a.cfg.Desired.Node)...)
 	a.hotplugStatus(st, vms)
+}
+
+// runningElsewhere are the instances of nodevirt's domains that run here
+// although the revision does not render them here: placed on another node
+// and not stopped yet (or failing to stop), or kept where no node takes
+// them. They run, so the status, and the fleet's reports made from it,
+// must say so: another node waits for that before starting them.
+func runningElsewhere(vms *desired.State, observed map[string]hv.Domain, outcomes map[string][]plan.Outcome, node string) []kubevirtv1.VirtualMachineInstance {
+	names := make([]string, 0, len(observed))
+	for name := range observed {
+		if vms.Lookup(name) == nil {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var out []kubevirtv1.VirtualMachineInstance
+	for _, name := range names {
+		dom := observed[name]
+		owner, ok := desired.OwnerOf(dom.XML)
+		if !ok {
+			continue
+		}
+		active := dom.State.Active()
+		for _, o := range outcomes[name] {
+			if o.Result == plan.Done && (o.Action == vm.Stop || o.Action == vm.Delete) {
+				active = false
+			}
+		}
+		if !active {
+			continue
+		}
+		vmi := kubevirtv1.VirtualMachineInstance{
+			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.GroupVersion.String(), Kind: "VirtualMachineInstance"},
+			ObjectMeta: metav1.ObjectMeta{Name: owner.Name, Namespace: owner.Namespace},
+		}
+		vmi.Status.Phase, vmi.Status.NodeName = kubevirtv1.Running, node
+		out = append(out, vmi)
+	}
+	return out
 }
 
 // vmiOf is the instance of a VM whose domain is in state.
@@ -427,6 +471,10 @@ func printable(v *desired.VM, exists bool, state hv.State, steps []plan.Step, ou
 		return kubevirtv1.VirtualMachineStatusRunning
 	case v.Unschedulable != "":
 		return kubevirtv1.VirtualMachineStatusUnschedulable
+	case v.Fenced != "" && waits:
+		// Placed here, and another node still runs it (or this node is
+		// out of service): its start is pending, not impossible.
+		return kubevirtv1.VirtualMachineStatusStarting
 	case !exists && waits:
 		// The one wait before a domain is defined: a claim's disk.
 		return kubevirtv1.VirtualMachineStatusWaitingForVolumeBinding

@@ -86,6 +86,9 @@ type VM struct {
 	// CPUCheck is the domain's <cpu> element when it names a model or gives
 	// feature policies: the host must be able to provide it (VM-9).
 	CPUCheck string `json:"cpuCheck,omitempty"`
+	// Fenced says why the VM must not start here yet although it is placed
+	// here: another node still runs it, or this node is out of service.
+	Fenced string `json:"fenced,omitempty"`
 }
 
 // DeviceRequest is one hostDevices or gpus entry of a VM.
@@ -140,6 +143,12 @@ type State struct {
 	// OtherNode maps the domain names of VMs placed on another node to
 	// "Kind ns/name: placed on node N".
 	OtherNode map[string]string
+	// Placement is where every schedulable VM of the fleet is placed, by
+	// key: the record the next revision keeps VMs where they are by.
+	Placement map[string]Placed
+	// OutOfService: this node's Node manifest has the out-of-service
+	// taint; its VMs stop and none starts.
+	OutOfService bool
 }
 
 // Options carry the node identity and host layout into the build.
@@ -152,6 +161,18 @@ type Options struct {
 	// Resources are what the node can give VMs (pool, devices, claims and
 	// the allocations persisted in the state).
 	Resources Resources
+	// Previous is the placement of the last applied commit, by VM key
+	// ("namespace/name"): a VM stays on its node while its rules are
+	// unchanged and the node takes it. Nil places every VM afresh.
+	Previous map[string]Placed
+	// Reports are the fleet's status reports; nil: none are read, and no
+	// start waits for another node.
+	Reports Reports
+	// NodeLease is how old a node's report may be and still hold its VMs;
+	// 0 means DefaultNodeLease.
+	NodeLease time.Duration
+	// Now is the clock reports are aged by; nil is time.Now.
+	Now func() time.Time
 }
 
 // Build renders the desired state from a manifest set.
@@ -164,7 +185,12 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	st.Diags = append(st.Diags, set.Diags...)
 	st.Unschedulable = map[string]string{}
 	st.OtherNode = map[string]string{}
-	placed, self := place(set, opt)
+	placed, self, hashes := place(set, opt)
+	st.Placement = make(map[string]Placed, len(placed.Node))
+	for key, node := range placed.Node {
+		st.Placement[key] = Placed{Node: node, Hash: hashes[key]}
+	}
+	st.OutOfService = outOfService(set, opt.Node)
 	networks := newNetworkResolver(set)
 	collided := domainCollisions(set, st)
 	var todo []candidate
@@ -254,6 +280,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[c.demand.name] = c.o.Ref.String()
 			continue
 		}
+		vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, set, opt)
 		st.VMs = append(st.VMs, vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)

@@ -15,8 +15,11 @@ import (
 // place runs the fleet-wide placement every agent computes alike (F-1): the
 // Node manifests of the repository, plus this node when none describes it
 // (a single host needs no Node manifest). It also returns this node as
-// placement saw it.
-func place(set *manifests.Set, opt Options) (placement.Result, placement.Node) {
+// placement saw it, and the hash of each VM's placement rules by key.
+//
+// A VM keeps the node it was placed on (see previous) while its rules are
+// unchanged: adding or changing another VM never moves it.
+func place(set *manifests.Set, opt Options) (placement.Result, placement.Node, map[string]string) {
 	var nodes []placement.Node
 	var me placement.Node
 	self := false
@@ -38,6 +41,7 @@ func place(set *manifests.Set, opt Options) (placement.Result, placement.Node) {
 		nodes = append(nodes, me)
 	}
 	var vms []placement.VM
+	hashes := map[string]string{}
 	for _, o := range set.Objects {
 		if !o.Valid {
 			continue
@@ -57,6 +61,8 @@ func place(set *manifests.Set, opt Options) (placement.Result, placement.Node) {
 		// The manifest may leave the namespace to the default: the set's
 		// reference has it resolved, the decoded object does not.
 		pv.Key, pv.Namespace = o.Ref.Namespace+"/"+o.Ref.Name, o.Ref.Namespace
+		pv.Previous = previous(pv, opt)
+		hashes[pv.Key] = pv.Hash()
 		vms = append(vms, pv)
 	}
 	var namespaces []placement.Namespace
@@ -65,7 +71,7 @@ func place(set *manifests.Set, opt Options) (placement.Result, placement.Node) {
 			namespaces = append(namespaces, placement.Namespace{Name: ns.Name, Labels: ns.Labels})
 		}
 	}
-	return placement.Place(nodes, vms, namespaces...), me
+	return placement.Place(nodes, vms, namespaces...), me, hashes
 }
 
 // notHere names what this node lacks for spec among the labels the VM's

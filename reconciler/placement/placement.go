@@ -27,6 +27,10 @@ const (
 	// TaintNodeUnschedulable is the taint a VM must tolerate to land on a
 	// node with spec.unschedulable (a cordoned node).
 	TaintNodeUnschedulable = corev1.TaintNodeUnschedulable
+	// TaintOutOfService is Kubernetes' fencing signal: the node is shut
+	// down and its workloads may start elsewhere. Whatever its effect, a
+	// VM that does not tolerate it leaves the node.
+	TaintOutOfService = corev1.TaintNodeOutOfService
 )
 
 // Filter reasons, in kube-scheduler's wording. An untolerated taint is
@@ -290,7 +294,8 @@ func (p *placer) bind(v *vm, n *node) {
 }
 
 // keeps returns the VM's previous node if it may stay there: the node still
-// exists and every NoExecute taint on it is tolerated. tolerationSeconds is
+// exists and every NoExecute taint on it, and the out-of-service taint
+// whatever its effect, is tolerated. tolerationSeconds is
 // not counted down here; timing an eviction is the agent's job.
 func (p *placer) keeps(v *vm) *node {
 	n := p.byName[v.previous]
@@ -298,7 +303,8 @@ func (p *placer) keeps(v *vm) *node {
 		return nil
 	}
 	for i := range n.taints {
-		if n.taints[i].Effect == corev1.TaintEffectNoExecute && !tolerated(v.tolerations, &n.taints[i]) {
+		evicts := n.taints[i].Effect == corev1.TaintEffectNoExecute || n.taints[i].Key == TaintOutOfService
+		if evicts && !tolerated(v.tolerations, &n.taints[i]) {
 			return nil
 		}
 	}

@@ -564,6 +564,10 @@ func TestPlace_previousPlacementIsKept(t *testing.T) {
 			[]Node{withTaints(nd("n1"), taint("node.kubernetes.io/out-of-service", "nodeshutdown", noExecute)), nd("n2")},
 			[]VM{{Key: "default/db", Previous: "n1"}},
 			Result{Node: map[string]string{"default/db": "n2"}}},
+		{"the out-of-service taint moves a VM whatever its effect",
+			[]Node{withTaints(nd("n1"), taint(TaintOutOfService, "nodeshutdown", noSchedule)), nd("n2")},
+			[]VM{{Key: "default/db", Previous: "n1"}},
+			Result{Node: map[string]string{"default/db": "n2"}}},
 		{"a tolerated NoExecute taint keeps it",
 			[]Node{withTaints(nd("n1"), taint("k", "v", noExecute)), nd("n2")},
 			[]VM{{Key: "default/db", Previous: "n1", Spec: tolerating(tol("k", existsOp, "", noExecute))}},
@@ -682,5 +686,28 @@ func TestNodeSelector_dedicatedCPUs(t *testing.T) {
 	}
 	if got := NodeSelector(&kubevirtv1.VirtualMachineInstanceSpec{}); got != nil {
 		t.Errorf("no selector: %v", got)
+	}
+}
+
+// The hash changes with the VM's own placement rules only.
+func TestVM_hash(t *testing.T) {
+	base := vmOf("db", selector("disk", "ssd"), "app", "db")
+	relabelled := vmOf("db", selector("disk", "ssd"), "app", "other")
+	if base.Hash() == "" || base.Hash() != relabelled.Hash() {
+		t.Errorf("labels must not change the hash: %q, %q", base.Hash(), relabelled.Hash())
+	}
+	for name, other := range map[string]VM{
+		"selector":    vmOf("db", selector("disk", "hdd"), "app", "db"),
+		"affinity":    vmOf("db", podAntiAffinity(selects(hostname, "app", "db")), "app", "db"),
+		"tolerations": vmOf("db", tolerating(tol("k", existsOp, "", noExecute)), "app", "db"),
+		"no spec":     vmOf("db", nil, "app", "db"),
+	} {
+		if other.Hash() == base.Hash() {
+			t.Errorf("%s: a changed rule must change the hash", name)
+		}
+	}
+	dedicated := &kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{DedicatedCPUPlacement: true}}}
+	if vmOf("db", dedicated).Hash() == vmOf("db", &kubevirtv1.VirtualMachineInstanceSpec{}).Hash() {
+		t.Error("dedicated CPUs select cpumanager nodes: the hash must change")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/placement"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
@@ -127,6 +128,17 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	sort.Strings(unsched)
 	for _, name := range unsched {
 		obj, why, _ := strings.Cut(d.Unschedulable[name], ": ")
+		if _, owned := owners[name]; owned && d.OutOfService {
+			// An out-of-service node runs nothing, even a VM no other
+			// node takes: it is fenced, and another node may be told to
+			// run its VMs.
+			wanted[name] = true
+			if byName[name].State.Active() {
+				p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Stop, Object: obj, Target: name, Disruptive: true,
+					Reason: "this node has the taint " + placement.TaintOutOfService + ": its VMs stop (no node can run it now: " + why + ")"})
+			}
+			continue
+		}
 		if _, running := owners[name]; running {
 			// Placement rules apply at scheduling only (seed 8.14.2): a VM
 			// already here is not evicted because no node would take it now.
@@ -146,6 +158,27 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 			p.InSync = append(p.InSync, vm.DomainName)
 		}
 		p.Actions = append(p.Actions, acts...)
+	}
+
+	// A VM placed on another node stops here, gracefully, so that node
+	// may start it once this node reports it stopped; its domain and
+	// disks stay, for the VM may come back. A domain that is not this
+	// agent's is left to the orphan report below.
+	var away []string
+	for name := range d.OtherNode {
+		if _, owned := owners[name]; owned && (opt.Inventory == nil || opt.Inventory[name]) && !wanted[name] {
+			away = append(away, name)
+		}
+	}
+	sort.Strings(away)
+	for _, name := range away {
+		wanted[name] = true
+		if !byName[name].State.Active() {
+			continue
+		}
+		obj, why, _ := strings.Cut(d.OtherNode[name], ": ")
+		p.Actions = append(p.Actions, plan.Step{Stage: plan.StageVM, Action: Stop, Object: obj, Target: name, Disruptive: true,
+			Reason: why + ": it stops here so that node can start it"})
 	}
 
 	// Prune: owned domains nothing asks for any more.
@@ -197,6 +230,10 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 // startOrWait turns a start into a wait when the host lacks what the VM
 // needs to run: QEMU would fail to allocate its memory otherwise.
 func startOrWait(vm *desired.VM, start plan.Step, opt Options) plan.Step {
+	if vm.Fenced != "" {
+		start.Action, start.Reason = Wait, vm.Fenced
+		return start
+	}
 	if why := opt.Unschedulable[vm.DomainName]; why != "" {
 		start.Action, start.Reason = Wait, "unschedulable on this node: "+why
 		return start

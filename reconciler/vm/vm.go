@@ -352,7 +352,11 @@ func (r *Reconciler) do(ctx context.Context, a plan.Step, p *Planned) error {
 		}
 		return r.remember(vm, true)
 	case Stop:
-		if err := r.hv.Shutdown(ctx, a.Target, vm.GracePeriod); err != nil {
+		grace, err := r.grace(vm, a.Target)
+		if err != nil {
+			return err
+		}
+		if err := r.hv.Shutdown(ctx, a.Target, grace); err != nil {
 			return fmt.Errorf("stop %s: %w", a.Target, err)
 		}
 		return nil
@@ -373,15 +377,28 @@ func (r *Reconciler) remember(vm *desired.VM, started bool) error {
 	return r.rec.put(vm.DomainName, &record{VM: vm})
 }
 
-func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {
-	name := dom.Name
-	grace := desired.DefaultGracePeriod
+// grace is the VM's termination grace period; a VM this revision does
+// not render here (placed on another node, out of service) has the one
+// last applied.
+func (r *Reconciler) grace(vm *desired.VM, name string) (time.Duration, error) {
+	if vm != nil {
+		return vm.GracePeriod, nil
+	}
 	rc, err := r.rec.get(name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if rc != nil && rc.VM != nil {
-		grace = rc.VM.GracePeriod
+		return rc.VM.GracePeriod, nil
+	}
+	return desired.DefaultGracePeriod, nil
+}
+
+func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {
+	name := dom.Name
+	grace, err := r.grace(nil, name)
+	if err != nil {
+		return err
 	}
 	if err := r.hv.Shutdown(ctx, name, grace); err != nil {
 		return fmt.Errorf("stop %s before delete: %w", name, err)

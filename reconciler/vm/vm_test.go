@@ -704,3 +704,37 @@ func TestReconciler_planSurvivesJSON(t *testing.T) {
 		t.Fatalf("applying the plan read back from JSON differs (-original +read back):\n%s", d)
 	}
 }
+
+// A VM placed on another node by a later revision is shut down here through
+// the hypervisor, and its domain and disks stay; a fenced one is defined
+// and not started.
+func TestReconciler_movedAwayStopsAndFencedWaits(t *testing.T) {
+	h := newHost(t, vm.Config{SelfHeal: true})
+	nodes := "apiVersion: v1\nkind: Node\nmetadata: {name: node1, labels: {kubernetes.io/hostname: node1}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node2, labels: {kubernetes.io/hostname: node2}}\n"
+	h.apply(h.render("r1", nodes, vmYAML("web", "64Mi", "Always")))
+	if st := h.domains()["default_web"].State; st != hv.Running {
+		t.Fatalf("web is %s, want running", st)
+	}
+	taint := "\nspec:\n  taints: [{key: node.kubernetes.io/out-of-service, value: nodeshutdown, effect: NoExecute}]\n"
+	tainted := strings.Replace(nodes, "kubernetes.io/hostname: node1}}\n", "kubernetes.io/hostname: node1}}"+taint, 1)
+	p, _ := h.apply(h.render("r2", tainted, vmYAML("web", "64Mi", "Always")))
+	if got, want := kinds(p), "stop default_web"; got != want {
+		t.Fatalf("plan on the tainted node: %s, want %s", got, want)
+	}
+	dom, ok := h.domains()["default_web"]
+	if !ok || dom.State.Active() {
+		t.Fatalf("web must stay defined and stopped: defined %v, state %s", ok, dom.State)
+	}
+	if _, err := os.Stat(filepath.Join(h.state, "disks/default/web/data.qcow2")); err != nil {
+		t.Fatalf("the moved VM's disk must stay: %v", err)
+	}
+
+	st := h.render("r3", nodes, vmYAML("web", "64Mi", "Always"))
+	st.VMs[0].Fenced = "waiting for node node2 to stop vm default/web"
+	if p, _ := h.apply(st); kinds(p) != "wait default_web" {
+		t.Fatalf("fenced plan: %s", kinds(p))
+	}
+	if h.domains()["default_web"].State.Active() {
+		t.Fatal("a fenced VM was started")
+	}
+}
