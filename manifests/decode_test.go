@@ -120,7 +120,7 @@ func TestParse_identity(t *testing.T) {
 		path string
 	}{
 		{"unknownKind", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n", ErrUnknownKind, 2, "kind"},
-		{"kindInWrongGroup", "apiVersion: kubevirt.io/v1alpha3\nkind: VirtualMachine\nmetadata:\n  name: a\n", ErrUnknownKind, 2, "kind"},
+		{"kindInWrongGroup", "apiVersion: kubevirt.io/v2\nkind: VirtualMachine\nmetadata:\n  name: a\n", ErrUnknownKind, 2, "kind"},
 		{"missingKind", "apiVersion: v1\nmetadata:\n  name: a\n", ErrMissingKind, 1, ""},
 		{"missingAPIVersion", "kind: ConfigMap\nmetadata:\n  name: a\n", ErrMissingAPIVersion, 1, ""},
 		{"missingName", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n", ErrMissingName, 3, ""},

@@ -8,6 +8,7 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
 	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
@@ -68,6 +69,20 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 		diags = append(diags, o.Errorf(err.path, "%w", err))
 	}
 
+	if ident.notServed != nil {
+		p, ok := c.pos["apiVersion"]
+		if !ok {
+			p = c.pos[""]
+		}
+		diags = append(diags, o.fromProblem(problem{path: "apiVersion", line: p.line, col: p.col, err: ident.notServed}))
+		for _, p := range c.problems {
+			diags = append(diags, o.fromProblem(p))
+		}
+		s.Objects = append(s.Objects, o)
+		s.Diags = append(s.Diags, diags...)
+		return
+	}
+
 	decodable := true
 	for _, p := range c.problems {
 		diags = append(diags, o.fromProblem(p))
@@ -91,6 +106,18 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 	}
 	if err == nil && w.typeErrs == 0 && decodable {
 		o.Value = value
+		if info.convert != nil {
+			var notes []conversionNote
+			o.Value, notes = info.convert(o, value)
+			for _, n := range notes {
+				diags = append(diags, o.Warnf(n.path, "%w", n.err))
+			}
+		}
+		if info.to != "" {
+			if k, ok := o.Value.(interface{ GetObjectKind() schema.ObjectKind }); ok {
+				k.GetObjectKind().SetGroupVersionKind(schema.FromAPIVersionAndKind(info.to, ident.kind))
+			}
+		}
 		diags = append(diags, prepare(o, opt)...)
 	}
 	s.Objects = append(s.Objects, o)
@@ -100,6 +127,9 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 type identity struct {
 	apiVersion, kind, name, namespace string
 	ok                                bool
+	// notServed is set for a version upstream no longer serves: the kind
+	// is known (info is its served version's) but the document is not read.
+	notServed *NotServedError
 }
 
 // identity reads apiVersion, kind and metadata.name straight from the tree, so
@@ -140,8 +170,18 @@ func (s *Set) identity(file string, tree map[string]any, pos map[string]position
 	}
 	info, known := lookupKind(id.apiVersion, id.kind)
 	if !known {
-		at("kind", fmt.Errorf("%w %q in apiVersion %q", ErrUnknownKind, id.kind, id.apiVersion))
-		return kindInfo{}, id
+		err := unservedKind(id.apiVersion, id.kind)
+		var ns *NotServedError
+		if !errors.As(err, &ns) || id.name == "" {
+			at("kind", err)
+			return kindInfo{}, id
+		}
+		// The object is known, only its version is not: it is kept (without
+		// a value, so it is invalid and keeps its last good state) and its
+		// other errors are still reported.
+		id.ok, id.notServed = true, ns
+		info, _ = lookupKind(ns.Use, id.kind)
+		return info, id
 	}
 	if id.name == "" {
 		at("metadata", fmt.Errorf("%w (%s)", ErrMissingName, id.kind))

@@ -14,10 +14,16 @@ var (
 	ErrTag               = errors.New("unsupported YAML tag")
 	ErrUnknownField      = errors.New("unknown field")
 	ErrIgnoredField      = errors.New("field not used by nodevirt; ignored")
+	// ErrMovedField marks a setting written where an older version of the
+	// kind keeps it; it is read all the same.
+	ErrMovedField = errors.New("setting written in its older place")
 	ErrType              = errors.New("wrong type")
 	ErrMissingAPIVersion = errors.New("apiVersion is required")
 	ErrMissingKind       = errors.New("kind is required")
 	ErrUnknownKind       = errors.New("unknown kind")
+	// ErrNotServed is matched by NotServedError: an apiVersion upstream no
+	// longer serves for a kind nodevirt reads.
+	ErrNotServed = errors.New("apiVersion is not served")
 	ErrMissingName       = errors.New("metadata.name is required")
 	ErrClusterNamespace  = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
 	ErrDuplicateObject   = errors.New("object is defined more than once")

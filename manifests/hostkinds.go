@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"encoding/json"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,4 +123,104 @@ type MachineConfigSpec struct {
 	FIPS            bool            `json:"fips,omitempty"`
 	KernelType      string          `json:"kernelType,omitempty"`
 	OSImageURL      string          `json:"osImageURL,omitempty"`
+}
+
+// HyperConvergedV1 is hco.kubevirt.io/v1 HyperConverged. Version v1 groups
+// the v1beta1 settings: permittedHostDevices under spec.virtualization,
+// scratchSpaceStorageClass, storageImport and the storage workloads' resources
+// under spec.storage, certConfig under spec.security. Documents written for
+// v1 with the v1beta1 layout (the seed's PCI passthrough section does) are
+// read too, with a warning naming the v1 place.
+type HyperConvergedV1 struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              HyperConvergedV1Spec `json:"spec,omitempty"`
+}
+
+type HyperConvergedV1Spec struct {
+	Virtualization *HyperConvergedV1Virtualization `json:"virtualization,omitempty"`
+	Storage        *HyperConvergedV1Storage        `json:"storage,omitempty"`
+	Security       *HyperConvergedV1Security       `json:"security,omitempty"`
+	// FeatureGates is a list of gate objects in v1; nodevirt reads none of
+	// them, so it is kept raw.
+	FeatureGates json.RawMessage `json:"featureGates,omitempty"`
+
+	// The v1beta1 layout, read when written under v1.
+	CertConfig               *HyperConvergedCertConfig    `json:"certConfig,omitempty"`
+	PermittedHostDevices     *PermittedHostDevices        `json:"permittedHostDevices,omitempty"`
+	ScratchSpaceStorageClass *string                      `json:"scratchSpaceStorageClass,omitempty"`
+	StorageImport            *StorageImportConfig         `json:"storageImport,omitempty"`
+	ResourceRequirements     *OperandResourceRequirements `json:"resourceRequirements,omitempty"`
+}
+
+type HyperConvergedV1Virtualization struct {
+	PermittedHostDevices *PermittedHostDevices `json:"permittedHostDevices,omitempty"`
+}
+
+type HyperConvergedV1Storage struct {
+	ScratchSpaceStorageClass     *string                      `json:"scratchSpaceStorageClass,omitempty"`
+	StorageImport                *StorageImportConfig         `json:"storageImport,omitempty"`
+	WorkloadResourceRequirements *corev1.ResourceRequirements `json:"workloadResourceRequirements,omitempty"`
+}
+
+type HyperConvergedV1Security struct {
+	CertConfig *HyperConvergedCertConfig `json:"certConfig,omitempty"`
+}
+
+// hyperConvergedFromV1 converts v1 to the v1beta1 layout nodevirt reads. A
+// setting written in both places is read from its v1 place.
+func hyperConvergedFromV1(_ *Object, v any) (any, []conversionNote) {
+	in := v.(*HyperConvergedV1)
+	out := &HyperConverged{TypeMeta: in.TypeMeta, ObjectMeta: in.ObjectMeta}
+	s := in.Spec
+	var notes []conversionNote
+	flat := func(name, v1Path string, set bool) {
+		if set {
+			notes = append(notes, conversionNote{path: "spec." + name,
+				err: fmt.Errorf("%w: hco.kubevirt.io/v1 keeps it in %s; read from here as in v1beta1", ErrMovedField, v1Path)})
+		}
+	}
+	out.Spec.CertConfig = s.CertConfig
+	flat("certConfig", "spec.security.certConfig", s.CertConfig != nil)
+	if s.Security != nil && s.Security.CertConfig != nil {
+		out.Spec.CertConfig = s.Security.CertConfig
+	}
+	out.Spec.PermittedHostDevices = s.PermittedHostDevices
+	flat("permittedHostDevices", "spec.virtualization.permittedHostDevices", s.PermittedHostDevices != nil)
+	if s.Virtualization != nil && s.Virtualization.PermittedHostDevices != nil {
+		out.Spec.PermittedHostDevices = s.Virtualization.PermittedHostDevices
+	}
+	out.Spec.ScratchSpaceStorageClass = s.ScratchSpaceStorageClass
+	flat("scratchSpaceStorageClass", "spec.storage.scratchSpaceStorageClass", s.ScratchSpaceStorageClass != nil)
+	out.Spec.StorageImport = s.StorageImport
+	flat("storageImport", "spec.storage.storageImport", s.StorageImport != nil)
+	out.Spec.ResourceRequirements = s.ResourceRequirements
+	flat("resourceRequirements", "spec.storage.workloadResourceRequirements", s.ResourceRequirements != nil)
+	if st := s.Storage; st != nil {
+		if st.ScratchSpaceStorageClass != nil {
+			out.Spec.ScratchSpaceStorageClass = st.ScratchSpaceStorageClass
+		}
+		if st.StorageImport != nil {
+			out.Spec.StorageImport = st.StorageImport
+		}
+		if st.WorkloadResourceRequirements != nil {
+			out.Spec.ResourceRequirements = &OperandResourceRequirements{StorageWorkloads: st.WorkloadResourceRequirements}
+		}
+	}
+	return out, notes
+}
+
+// HostPathProvisionerV1alpha1 is hostpathprovisioner.kubevirt.io/v1alpha1
+// HostPathProvisioner: v1beta1 before storage pools. It is checked against
+// its own fields and read as v1beta1.
+type HostPathProvisionerV1alpha1 struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              HostPathProvisionerV1alpha1Spec `json:"spec,omitempty"`
+}
+
+type HostPathProvisionerV1alpha1Spec struct {
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	PathConfig      *PathConfig       `json:"pathConfig,omitempty"`
+	Workload        *NodePlacement    `json:"workload,omitempty"`
 }

@@ -44,7 +44,10 @@ func (c *HyperConvergedCertConfig) WithDefaults() HyperConvergedCertConfig {
 func validateHyperConverged(o *Object, hc *HyperConverged) diag.List {
 	v := &validator{o: o}
 	cc := hc.Spec.CertConfig.WithDefaults()
-	const p = "spec.certConfig"
+	p := "spec.certConfig"
+	if _, v1 := o.pos["spec.security.certConfig"]; v1 {
+		p = "spec.security.certConfig" // hco.kubevirt.io/v1's place
+	}
 	for _, f := range []struct {
 		path string
 		d    time.Duration
