@@ -5,28 +5,28 @@ import "errors"
 // Decoding problems. Each diagnostic wraps one of these in Diagnostic.Err, so
 // callers (and tests) can tell rules apart with errors.Is.
 var (
-	ErrRead              = errors.New("cannot read file")
-	ErrSyntax            = errors.New("YAML syntax error")
-	ErrNotMapping        = errors.New("document is not a mapping")
-	ErrDuplicateKey      = errors.New("duplicate key")
-	ErrMergeKey          = errors.New("merge keys (<<) are not supported; write the fields out")
-	ErrKeyNotScalar      = errors.New("mapping keys must be scalars")
-	ErrTag               = errors.New("unsupported YAML tag")
-	ErrUnknownField      = errors.New("unknown field")
-	ErrIgnoredField      = errors.New("field not used by nodevirt; ignored")
+	ErrRead         = errors.New("cannot read file")
+	ErrSyntax       = errors.New("YAML syntax error")
+	ErrNotMapping   = errors.New("document is not a mapping")
+	ErrDuplicateKey = errors.New("duplicate key")
+	ErrMergeKey     = errors.New("merge keys (<<) are not supported; write the fields out")
+	ErrKeyNotScalar = errors.New("mapping keys must be scalars")
+	ErrTag          = errors.New("unsupported YAML tag")
+	ErrUnknownField = errors.New("unknown field")
+	ErrIgnoredField = errors.New("field not used by nodevirt; ignored")
 	// ErrMovedField marks a setting written where an older version of the
 	// kind keeps it; it is read all the same.
-	ErrMovedField = errors.New("setting written in its older place")
+	ErrMovedField        = errors.New("setting written in its older place")
 	ErrType              = errors.New("wrong type")
 	ErrMissingAPIVersion = errors.New("apiVersion is required")
 	ErrMissingKind       = errors.New("kind is required")
 	ErrUnknownKind       = errors.New("unknown kind")
 	// ErrNotServed is matched by NotServedError: an apiVersion upstream no
 	// longer serves for a kind nodevirt reads.
-	ErrNotServed = errors.New("apiVersion is not served")
-	ErrMissingName       = errors.New("metadata.name is required")
-	ErrClusterNamespace  = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
-	ErrDuplicateObject   = errors.New("object is defined more than once")
+	ErrNotServed        = errors.New("apiVersion is not served")
+	ErrMissingName      = errors.New("metadata.name is required")
+	ErrClusterNamespace = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
+	ErrDuplicateObject  = errors.New("object is defined more than once")
 	// ErrInvalidName wraps Kubernetes' own message for a metadata.name or
 	// metadata.namespace its rules refuse.
 	ErrInvalidName = errors.New("invalid name")
