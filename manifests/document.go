@@ -8,10 +8,12 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	instancetypev1beta1 "kubevirt.io/api/instancetype/v1beta1"
 	snapshotv1beta1 "kubevirt.io/api/snapshot/v1beta1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
@@ -245,6 +247,9 @@ func stringMap(v any) map[string]string {
 func prepare(o *Object, opt Options) diag.List {
 	switch v := o.Value.(type) {
 	case *kubevirtv1.VirtualMachine:
+		for i := range v.Spec.DataVolumeTemplates {
+			writtenEmpty(o, joinIndex("spec.dataVolumeTemplates", i)+".spec", &v.Spec.DataVolumeTemplates[i].Spec)
+		}
 		if hasMatchers(v) {
 			// Set.expand expands, defaults and validates it once every
 			// document is read: the instancetype may be in another file.
@@ -261,6 +266,9 @@ func prepare(o *Object, opt Options) diag.List {
 		return validateInstancetype(o, &v.Spec)
 	case *instancetypev1beta1.VirtualMachineClusterInstancetype:
 		return validateInstancetype(o, &v.Spec)
+	case *cdiv1beta1.DataVolume:
+		writtenEmpty(o, "spec", &v.Spec)
+		return nil
 	case *nadv1.NetworkAttachmentDefinition:
 		return validateNAD(o, v)
 	case *HyperConverged:
@@ -293,4 +301,17 @@ func (s *Set) finish() {
 		o.Valid = !invalid[o.Ref.String()]
 	}
 	s.Diags.Sort()
+}
+
+// writtenEmpty reads a DataVolume's `storage:` or `pvc:` written without a
+// value as the empty object the user meant, not as absent: CDI fills an
+// empty storage spec from the StorageProfile, and what is still missing
+// (the size) is then reported by name instead of "neither is set".
+func writtenEmpty(o *Object, p string, spec *cdiv1beta1.DataVolumeSpec) {
+	if _, written := o.pos[p+".storage"]; written && spec.Storage == nil {
+		spec.Storage = &cdiv1beta1.StorageSpec{}
+	}
+	if _, written := o.pos[p+".pvc"]; written && spec.PVC == nil {
+		spec.PVC = &corev1.PersistentVolumeClaimSpec{}
+	}
 }

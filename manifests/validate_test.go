@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 )
 
 // vmi wraps a spec body (YAML indented by two spaces) in a VirtualMachineInstance.
@@ -81,7 +83,8 @@ func TestValidate_rules(t *testing.T) {
 		{"cpuFeaturePolicy", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {features: [{name: vmx, policy: maybe}]}\n"), "spec.domain.cpu.features[0].policy", ErrCPUFeaturePolicy},
 		{"isolateEmulatorThread", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {isolateEmulatorThread: true}\n"), "spec.domain.cpu.isolateEmulatorThread", ErrIsolateEmulatorThread},
 		{"machineType", vmi("  domain:\n    memory: {guest: 1Gi}\n    machine: {type: pc-i440fx-9.0}\n"), "spec.domain.machine.type", ErrMachineType},
-		{"hugepagesEqualToMemory", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 1Gi}}\n"), "spec.domain.memory.hugepages.pageSize", ErrHugepagesTooLarge},
+		{"hostname", vmi("  hostname: web_1\n" + mem), "spec.hostname", ErrHostname},
+		{"subdomain", vmi("  subdomain: Web.Example\n" + mem), "spec.subdomain", ErrSubdomain},
 		{"guestOverLimit", vmi("  domain:\n    memory: {guest: 2Gi}\n    resources: {limits: {memory: 1Gi}}\n"), "spec.domain.memory.guest", ErrGuestMemoryOverLimit},
 		{"maxSockets", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {sockets: 4, maxSockets: 2}\n"), "spec.domain.cpu.sockets", ErrMaxSockets},
 		{"dedicatedCPUInteger", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {dedicatedCpuPlacement: true}\n    resources: {requests: {cpu: 1500m}}\n"), "spec.domain.resources.requests.cpu", ErrDedicatedCPUInteger},
@@ -167,6 +170,9 @@ func TestValidate_rules(t *testing.T) {
 
 		// Instancetypes.
 		{"instancetypeNoCPU", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 0}\n  memory: {guest: 1Gi}\n", "spec.cpu.guest", ErrInstancetypeCPUGuest},
+		{"instancetypeOvercommitRange", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 101}\n", "spec.memory.overcommitPercent", ErrOvercommitPercent},
+		{"instancetypeOvercommitHugepages", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 10, hugepages: {pageSize: 2Mi}}\n", "spec.memory.overcommitPercent", ErrOvercommitHugepages},
+		{"cloudInitEmptySecretRef", withVolume("cloudInitNoCloud: {secretRef: {}}"), "spec.volumes[0].cloudInitNoCloud", ErrCloudInitNoData},
 		{"instancetypeNoMemory", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 0}\n", "spec.memory.guest", ErrInstancetypeMemory},
 
 		// Host kinds.
@@ -255,5 +261,70 @@ func TestValidate_seedExamples(t *testing.T) {
 	}
 	if len(s.Objects) != 6 {
 		t.Errorf("got %d objects, want 6", len(s.Objects))
+	}
+}
+
+// What KubeVirt v1.9's admission accepts, nodevirt accepts: each document
+// here was refused by an earlier, stricter rule.
+func TestValidate_admitsWhatKubeVirtAdmits(t *testing.T) {
+	for _, tc := range []struct{ name, src string }{
+		// validateHugepagesMemoryRequests: memory equal to one page.
+		{"hugepagesEqualToRequest", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 1Gi}}\n")},
+		{"hugepagesEqualToGuest", vmi("  domain:\n    memory: {guest: 2Mi, hugepages: {pageSize: 2Mi}}\n")},
+		{"hugepagesWholePages", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 4Gi}}\n")},
+		// A secret reference with a name is a source of its own.
+		{"cloudInitSecretRef", withVolume("cloudInitNoCloud: {secretRef: {name: userdata}}")},
+		{"hostnameLabel", vmi("  hostname: web-1\n  subdomain: vms.example.com\n" + mem)},
+		{"instancetypeOvercommit", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 100}\n"},
+		// Requests equal to limits are KubeVirt's guaranteed QoS.
+		{"dedicatedGuaranteed", vmi("  domain:\n    cpu: {dedicatedCpuPlacement: true, cores: 2}\n    resources: {requests: {cpu: 2, memory: 1Gi}, limits: {cpu: 2, memory: 1Gi}}\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := parse(t, tc.src)
+			if errs := s.Diags.Errors(); len(errs) > 0 {
+				t.Fatalf("KubeVirt admits this; got %v", errs.Err())
+			}
+			if !s.Objects[0].Valid {
+				t.Error("object not valid")
+			}
+		})
+	}
+}
+
+// A DataVolume whose storage: is written without a value gets CDI's empty
+// storage spec, and the one thing it then lacks is named.
+func TestValidate_dataVolumeStorageWrittenEmpty(t *testing.T) {
+	s := parse(t, `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: dv}
+spec:
+  source: {blank: {}}
+  storage:
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm}
+spec:
+  runStrategy: Halted
+  dataVolumeTemplates:
+  - metadata: {name: root}
+    spec:
+      source: {blank: {}}
+      storage:
+  template:
+    spec:
+      domain:
+        memory: {guest: 1Gi}
+`)
+	if s.Diags.HasErrors() {
+		t.Fatal(s.Diags)
+	}
+	dv := s.Objects[0].Value.(*cdiv1beta1.DataVolume)
+	if dv.Spec.Storage == nil || dv.Spec.PVC != nil {
+		t.Errorf("storage = %v, pvc = %v; want an empty storage spec", dv.Spec.Storage, dv.Spec.PVC)
+	}
+	v := s.Objects[1].Value.(*kubevirtv1.VirtualMachine)
+	if v.Spec.DataVolumeTemplates[0].Spec.Storage == nil {
+		t.Error("the template's storage: must be an empty storage spec too")
 	}
 }
