@@ -208,7 +208,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		// Decided by kind, not by the decoded value: an object whose fields
 		// failed to decode has no value, and must still keep its last good
 		// state instead of looking deleted.
-		if !o.Valid || o.Value == nil {
+		if o.Value == nil {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
@@ -234,6 +234,14 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		if spec == nil {
 			st.Invalid[name] = o.Ref.String()
+			continue
+		}
+		if !o.Valid {
+			// Invalid, so it keeps its last good state; its refusals are
+			// still reported now rather than after the first errors are
+			// fixed.
+			st.Invalid[name] = o.Ref.String()
+			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context)...)
 			continue
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
@@ -287,6 +295,34 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
 	st.Diags.Sort()
 	return st
+}
+
+// refusals are the diagnostics of an invalid VM that do not depend on its
+// errors: unresolved networks, and the fields the converter refuses or
+// ignores. The conversion runs on a spec that failed admission, so its
+// element-level findings (often the same errors again) are dropped, and so is
+// the domain.
+func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context) diag.List {
+	nets, diags := networks.resolve(o, spec, prefix)
+	res := domain.Convert(domain.Input{
+		Namespace:  o.Ref.Namespace,
+		Name:       o.Ref.Name,
+		Spec:       spec,
+		Object:     o.Ref.String(),
+		PathPrefix: prefix,
+		Networks:   nets,
+	}, ctx)
+	for _, d := range res.Diags {
+		if !errors.Is(d, domain.ErrUnsupported) && !errors.Is(d, domain.ErrIgnored) {
+			continue
+		}
+		if d.File == "" {
+			d.File = o.File
+			d.Line, d.Col = o.Pos(d.Path)
+		}
+		diags = append(diags, d)
+	}
+	return diags
 }
 
 // candidate is a VM placed on this node, waiting for its resources and conversion.
