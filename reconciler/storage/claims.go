@@ -33,9 +33,7 @@ func (b *builder) vms() {
 			// An invalid VM's templates are not taken: the DataVolumes it
 			// owns keep their last good state (through Invalid).
 			for i, dvt := range v.Spec.DataVolumeTemplates {
-				if o.Valid {
-					b.templates = append(b.templates, template{vm: o, index: i, dvt: dvt, here: here})
-				}
+				b.templates = append(b.templates, template{vm: o, index: i, dvt: dvt, here: here, checkOnly: !o.Valid})
 			}
 			if v.Spec.Template != nil {
 				spec = &v.Spec.Template.Spec
@@ -82,12 +80,13 @@ func (b *builder) claims() {
 		b.st.Claims[c.Key()] = c
 	}
 	for _, o := range b.set.OfKind("DataVolume") {
-		if !b.usable(o) {
+		check := b.checkOnly(o)
+		if !check && !b.usable(o) {
 			continue
 		}
 		dv := o.Value.(*cdiv1beta1.DataVolume)
 		c := b.dataVolume(o, o.Ref.Namespace, o.Ref.Name, &dv.Spec, o.Annotations, "spec")
-		if b.bad[o.Ref.String()] {
+		if check || b.bad[o.Ref.String()] {
 			b.st.Invalid[o.Ref.String()] = o.Ref.String()
 			continue
 		}
@@ -102,7 +101,7 @@ func (b *builder) claims() {
 		}
 		before := len(b.st.Diags)
 		c := b.dataVolume(o, o.Ref.Namespace, t.dvt.Name, &t.dvt.Spec, t.dvt.Annotations, p+".spec")
-		if hasErrors(b.st.Diags[before:]) {
+		if t.checkOnly || hasErrors(b.st.Diags[before:]) {
 			b.st.Invalid[o.Ref.String()] = o.Ref.String()
 			continue
 		}
@@ -113,11 +112,12 @@ func (b *builder) claims() {
 		add(o, c, p+".metadata.name")
 	}
 	for _, o := range b.set.OfKind("PersistentVolumeClaim") {
-		if !b.usable(o) {
+		check := b.checkOnly(o)
+		if !check && !b.usable(o) {
 			continue
 		}
 		c := b.pvc(o, o.Value.(*corev1.PersistentVolumeClaim))
-		if b.bad[o.Ref.String()] {
+		if check || b.bad[o.Ref.String()] {
 			b.st.Invalid[o.Ref.String()] = o.Ref.String()
 			continue
 		}

@@ -98,6 +98,9 @@ type template struct {
 	index int
 	dvt   kubevirtv1.DataVolumeTemplateSpec
 	here  bool
+	// checkOnly: the VM is invalid; the template is checked so all its
+	// errors show at once, and not taken.
+	checkOnly bool
 }
 
 func (b *builder) errorf(o *manifests.Object, p string, rule error, format string, args ...any) {
@@ -138,6 +141,17 @@ func (b *builder) usable(o *manifests.Object) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// checkOnly reports whether an object is invalid but decoded: its storage
+// rules are still checked, so one pass shows all of its errors, but nothing
+// is built from it (it keeps its last good state).
+func (b *builder) checkOnly(o *manifests.Object) bool {
+	if o.Valid || o.Value == nil {
+		return false
+	}
+	b.st.Invalid[o.Ref.String()] = o.Ref.String()
 	return true
 }
 
