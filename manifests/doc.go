@@ -1,6 +1,11 @@
 // Package manifests turns the YAML files of a repository checkout into typed,
 // defaulted and validated objects (SPEC M-1, M-2, M-3).
 //
+// Every apiVersion the upstream projects still serve for a kind nodevirt
+// reads is accepted and converted to the one the rest of nodevirt uses
+// (kubevirt.io/v1alpha3 to v1, hco.kubevirt.io/v1 to the v1beta1 layout…);
+// one they no longer serve is refused naming the version to use.
+//
 // Each document is decoded with the upstream Go API types (kubevirt.io/api, the
 // CDI api, k8s.io/api) in strict mode: every unknown field, wrong type and
 // duplicate key is reported with its own file:line:col and field path, because a
