@@ -80,15 +80,18 @@ var (
 	ErrRealtimeNUMA         = errors.New("realtime requires numa.guestMappingPassthrough")
 	// KubeVirt's Hyper-V webhook: the mutator turns dependencies on, so only
 	// an explicitly disabled one can be missing.
-	ErrHypervDependency = errors.New("Hyper-V feature requires another one that is disabled")
-	ErrStartStrategy    = errors.New("startStrategy must be Paused")
-	ErrPausedLiveness   = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
-	ErrProbePodNetwork  = errors.New("probes need a pod network")
-	ErrSoundName        = errors.New("sound.name is required")
-	ErrSoundModel       = errors.New("sound.model must be ich9 or ac97")
-	ErrPanicModel       = errors.New("panic device model must be hyperv, isa or pvpanic")
-	ErrHostname         = errors.New("hostname must be a DNS-1123 label")
-	ErrSubdomain        = errors.New("subdomain must be a DNS-1123 subdomain")
+	ErrHypervDependency   = errors.New("Hyper-V feature requires another one that is disabled")
+	ErrStartStrategy      = errors.New("startStrategy must be Paused")
+	ErrPausedLiveness     = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
+	ErrProbePodNetwork    = errors.New("probes need a pod network")
+	ErrSoundName          = errors.New("sound.name is required")
+	ErrSoundModel         = errors.New("sound.model must be ich9 or ac97")
+	ErrPanicModel         = errors.New("panic device model must be hyperv, isa or pvpanic")
+	ErrProbeHandler       = errors.New("a probe must set exactly one of httpGet, tcpSocket, exec and guestAgentPing")
+	ErrIOThreadsPolicy    = errors.New("ioThreadsPolicy must be one of shared, auto, supplementalPool")
+	ErrIOThreadsPoolCount = errors.New("ioThreadsPolicy supplementalPool needs ioThreads.supplementalPoolThreadCount of at least 1")
+	ErrHostname           = errors.New("hostname must be a DNS-1123 label")
+	ErrSubdomain          = errors.New("subdomain must be a DNS-1123 subdomain")
 )
 
 // Disk and volume rules (KubeVirt pkg/storage/admitters).

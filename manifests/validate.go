@@ -71,6 +71,24 @@ func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, 
 	v.devices(spec, p)
 	v.lifecycle(spec, p)
 	v.dnsNames(spec, p)
+	v.ioThreads(spec, p)
+}
+
+// ioThreads checks ioThreadsPolicy as KubeVirt's validateIOThreadsPolicy.
+func (v *validator) ioThreads(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	pol := spec.Domain.IOThreadsPolicy
+	if pol == nil {
+		return
+	}
+	switch *pol {
+	case kubevirtv1.IOThreadsPolicyShared, kubevirtv1.IOThreadsPolicyAuto:
+	case kubevirtv1.IOThreadsPolicySupplementalPool:
+		if t := spec.Domain.IOThreads; t == nil || t.SupplementalPoolThreadCount == nil || *t.SupplementalPoolThreadCount < 1 {
+			v.fail(p+".domain.ioThreads.supplementalPoolThreadCount", ErrIOThreadsPoolCount)
+		}
+	default:
+		v.failf(p+".domain.ioThreadsPolicy", ErrIOThreadsPolicy, "got %q", *pol)
+	}
 }
 
 // dnsNames checks hostname and subdomain as KubeVirt does: the guest's host
@@ -134,6 +152,18 @@ func (v *validator) lifecycle(spec *kubevirtv1.VirtualMachineInstanceSpec, p str
 	pod := false
 	for _, n := range spec.Networks {
 		pod = pod || n.Pod != nil
+	}
+	for _, pr := range []struct {
+		name  string
+		probe *kubevirtv1.Probe
+	}{{"readinessProbe", spec.ReadinessProbe}, {"livenessProbe", spec.LivenessProbe}} {
+		if pr.probe == nil {
+			continue
+		}
+		h := pr.probe.Handler
+		if n := count(h.HTTPGet != nil, h.TCPSocket != nil, h.Exec != nil, h.GuestAgentPing != nil); n != 1 {
+			v.failf(p+"."+pr.name, ErrProbeHandler, "%d set", n)
+		}
 	}
 	if !pod {
 		if spec.ReadinessProbe != nil {

@@ -83,6 +83,10 @@ func TestValidate_rules(t *testing.T) {
 		{"cpuFeaturePolicy", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {features: [{name: vmx, policy: maybe}]}\n"), "spec.domain.cpu.features[0].policy", ErrCPUFeaturePolicy},
 		{"isolateEmulatorThread", vmi("  domain:\n    memory: {guest: 1Gi}\n    cpu: {isolateEmulatorThread: true}\n"), "spec.domain.cpu.isolateEmulatorThread", ErrIsolateEmulatorThread},
 		{"machineType", vmi("  domain:\n    memory: {guest: 1Gi}\n    machine: {type: pc-i440fx-9.0}\n"), "spec.domain.machine.type", ErrMachineType},
+		{"probeNoHandler", vmi("  readinessProbe: {initialDelaySeconds: 5}\n" + mem), "spec.readinessProbe", ErrProbeHandler},
+		{"probeTwoHandlers", vmi("  livenessProbe: {tcpSocket: {port: 22}, exec: {command: [\"true\"]}}\n" + mem), "spec.livenessProbe", ErrProbeHandler},
+		{"ioThreadsPolicy", vmi("  domain:\n    memory: {guest: 1Gi}\n    ioThreadsPolicy: dedicated\n"), "spec.domain.ioThreadsPolicy", ErrIOThreadsPolicy},
+		{"ioThreadsPoolCount", vmi("  domain:\n    memory: {guest: 1Gi}\n    ioThreadsPolicy: supplementalPool\n"), "spec.domain.ioThreads.supplementalPoolThreadCount", ErrIOThreadsPoolCount},
 		{"hostname", vmi("  hostname: web_1\n" + mem), "spec.hostname", ErrHostname},
 		{"subdomain", vmi("  subdomain: Web.Example\n" + mem), "spec.subdomain", ErrSubdomain},
 		{"guestOverLimit", vmi("  domain:\n    memory: {guest: 2Gi}\n    resources: {limits: {memory: 1Gi}}\n"), "spec.domain.memory.guest", ErrGuestMemoryOverLimit},
@@ -274,6 +278,8 @@ func TestValidate_admitsWhatKubeVirtAdmits(t *testing.T) {
 		{"hugepagesWholePages", vmi("  domain:\n    memory: {hugepages: {pageSize: 1Gi}}\n    resources: {requests: {memory: 4Gi}}\n")},
 		// A secret reference with a name is a source of its own.
 		{"cloudInitSecretRef", withVolume("cloudInitNoCloud: {secretRef: {name: userdata}}")},
+		{"ioThreadsPool", vmi("  domain:\n    memory: {guest: 1Gi}\n    ioThreadsPolicy: supplementalPool\n    ioThreads: {supplementalPoolThreadCount: 2}\n")},
+		{"guestAgentPingProbe", vmi("  readinessProbe: {guestAgentPing: {}}\n" + mem)},
 		{"hostnameLabel", vmi("  hostname: web-1\n  subdomain: vms.example.com\n" + mem)},
 		{"instancetypeOvercommit", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 100}\n"},
 		// Requests equal to limits are KubeVirt's guaranteed QoS.
