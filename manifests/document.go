@@ -71,12 +71,16 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 		diags = append(diags, o.Errorf(err.path, "%w", err))
 	}
 
-	if ident.notServed != nil {
-		p, ok := c.pos["apiVersion"]
+	if ident.refused != nil {
+		where := "apiVersion"
+		if errors.Is(ident.refused, ErrUnsupportedKind) {
+			where = "kind"
+		}
+		p, ok := c.pos[where]
 		if !ok {
 			p = c.pos[""]
 		}
-		diags = append(diags, o.fromProblem(problem{path: "apiVersion", line: p.line, col: p.col, err: ident.notServed}))
+		diags = append(diags, o.fromProblem(problem{path: where, line: p.line, col: p.col, err: ident.refused}))
 		for _, p := range c.problems {
 			diags = append(diags, o.fromProblem(p))
 		}
@@ -129,9 +133,10 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 type identity struct {
 	apiVersion, kind, name, namespace string
 	ok                                bool
-	// notServed is set for a version upstream no longer serves: the kind
-	// is known (info is its served version's) but the document is not read.
-	notServed *NotServedError
+	// refused is set for a version upstream no longer serves
+	// (NotServedError) or a kind upstream serves that nodevirt does not
+	// support (UnsupportedKindError): the object is known, but not read.
+	refused error
 }
 
 // identity reads apiVersion, kind and metadata.name straight from the tree, so
@@ -172,17 +177,15 @@ func (s *Set) identity(file string, tree map[string]any, pos map[string]position
 	}
 	info, known := lookupKind(id.apiVersion, id.kind)
 	if !known {
-		err := unservedKind(id.apiVersion, id.kind)
-		var ns *NotServedError
-		if !errors.As(err, &ns) || id.name == "" {
+		info, err := unservedKind(id.apiVersion, id.kind)
+		if !errors.Is(err, ErrNotServed) && !errors.Is(err, ErrUnsupportedKind) || id.name == "" {
 			at("kind", err)
 			return kindInfo{}, id
 		}
-		// The object is known, only its version is not: it is kept (without
-		// a value, so it is invalid and keeps its last good state) and its
-		// other errors are still reported.
-		id.ok, id.notServed = true, ns
-		info, _ = lookupKind(ns.Use, id.kind)
+		// The object is known, only not read: it is kept (without a value,
+		// so it is invalid and keeps its last good state) and its other
+		// errors are still reported.
+		id.ok, id.refused = true, err
 		return info, id
 	}
 	if id.name == "" {

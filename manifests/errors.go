@@ -23,7 +23,10 @@ var (
 	ErrUnknownKind       = errors.New("unknown kind")
 	// ErrNotServed is matched by NotServedError: an apiVersion upstream no
 	// longer serves for a kind nodevirt reads.
-	ErrNotServed        = errors.New("apiVersion is not served")
+	ErrNotServed = errors.New("apiVersion is not served")
+	// ErrUnsupportedKind is matched by UnsupportedKindError: a kind the
+	// upstream projects serve that nodevirt does not run.
+	ErrUnsupportedKind  = errors.New("kind is not supported")
 	ErrMissingName      = errors.New("metadata.name is required")
 	ErrClusterNamespace = errors.New("kind is cluster-scoped; metadata.namespace is ignored")
 	ErrDuplicateObject  = errors.New("object is defined more than once")

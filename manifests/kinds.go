@@ -167,13 +167,74 @@ func (e *NotServedError) Error() string {
 // Is makes errors.Is(err, ErrNotServed) hold.
 func (e *NotServedError) Is(target error) bool { return target == ErrNotServed }
 
+// UnsupportedKindError refuses a kind the upstream projects serve but
+// nodevirt does not run, naming why.
+type UnsupportedKindError struct {
+	APIVersion, Kind, Why string
+}
+
+func (e *UnsupportedKindError) Error() string {
+	return fmt.Sprintf("kind %s (%s) is not supported by nodevirt: %s", e.Kind, e.APIVersion, e.Why)
+}
+
+// Is makes errors.Is(err, ErrUnsupportedKind) hold.
+func (e *UnsupportedKindError) Is(target error) bool { return target == ErrUnsupportedKind }
+
+// unsupportedKinds are kinds of the KubeVirt, CDI and OpenShift
+// Virtualization APIs that nodevirt knows and refuses by name. They name no
+// VM nodevirt could have defined, so unlike an unknown kind they do not
+// suspend pruning.
+func unsupportedKinds() []struct {
+	group, kind string
+	cluster     bool
+	why         string
+} {
+	const (
+		cluster     = "it configures a cluster component; nodevirt is configured by its flags and the HyperConverged object"
+		replicas    = "it makes VMs from a template in a cluster; declare each VirtualMachine instead"
+		clusterOnly = "it needs the cluster's controllers"
+	)
+	return []struct {
+		group, kind string
+		cluster     bool
+		why         string
+	}{
+		{"kubevirt.io", "KubeVirt", false, cluster},
+		{"kubevirt.io", "VirtualMachineInstanceReplicaSet", false, replicas},
+		{"kubevirt.io", "VirtualMachineInstanceMigration", false, "live migration needs a second host"},
+		{"kubevirt.io", "VirtualMachineInstancePreset", false, "presets are deprecated in KubeVirt; use an instancetype or preference"},
+		{"pool.kubevirt.io", "VirtualMachinePool", false, replicas},
+		{"clone.kubevirt.io", "VirtualMachineClone", false, clusterOnly},
+		{"export.kubevirt.io", "VirtualMachineExport", false, clusterOnly},
+		{"migrations.kubevirt.io", "MigrationPolicy", true, "live migration needs a second host"},
+		{"cdi.kubevirt.io", "CDIConfig", true, "it is CDI's own status; set CDI settings in the CDI or HyperConverged object"},
+		{"cdi.kubevirt.io", "DataSource", false, "a DataVolume's sourceRef is not supported; use spec.source"},
+		{"cdi.kubevirt.io", "DataImportCron", false, "scheduled imports are not supported; import with a DataVolume"},
+		{"cdi.kubevirt.io", "ObjectTransfer", true, clusterOnly},
+		{"cdi.kubevirt.io", "VolumeImportSource", false, "volume populators are not supported; use a DataVolume"},
+		{"cdi.kubevirt.io", "VolumeUploadSource", false, "volume populators are not supported; use a DataVolume"},
+		{"cdi.kubevirt.io", "VolumeCloneSource", false, "volume populators are not supported; use a DataVolume"},
+		{"ssp.kubevirt.io", "SSP", false, cluster},
+		{"networkaddonsoperator.network.kubevirt.io", "NetworkAddonsConfig", true, cluster},
+	}
+}
+
 // unservedKind says why apiVersion/kind is not in the table: a version
-// upstream removed (NotServedError), a kind nodevirt reads under other
-// versions only (ErrUnknownKind naming them), or a kind it does not know.
-func unservedKind(apiVersion, kind string) error {
+// upstream removed (NotServedError), a kind upstream serves that nodevirt
+// refuses (UnsupportedKindError), a kind nodevirt reads under other versions
+// only (ErrUnknownKind naming them), or a kind it does not know. For the
+// first two, info holds the kind's scope.
+func unservedKind(apiVersion, kind string) (kindInfo, error) {
 	for _, r := range removedVersions() {
 		if r.apiVersion == apiVersion && r.kind == kind {
-			return &NotServedError{APIVersion: apiVersion, Kind: kind, Use: r.use}
+			info, _ := lookupKind(r.use, kind)
+			return info, &NotServedError{APIVersion: apiVersion, Kind: kind, Use: r.use}
+		}
+	}
+	group, _, _ := strings.Cut(apiVersion, "/")
+	for _, u := range unsupportedKinds() {
+		if u.group == group && u.kind == kind && strings.Contains(apiVersion, "/") {
+			return kindInfo{apiVersion: apiVersion, kind: kind, cluster: u.cluster}, &UnsupportedKindError{APIVersion: apiVersion, Kind: kind, Why: u.why}
 		}
 	}
 	var served []string
@@ -183,8 +244,8 @@ func unservedKind(apiVersion, kind string) error {
 		}
 	}
 	if len(served) > 0 {
-		return fmt.Errorf("%w: apiVersion %q does not serve kind %s; %s is read from apiVersion %s",
+		return kindInfo{}, fmt.Errorf("%w: apiVersion %q does not serve kind %s; %s is read from apiVersion %s",
 			ErrUnknownKind, apiVersion, kind, kind, strings.Join(served, " or "))
 	}
-	return fmt.Errorf("%w %q in apiVersion %q", ErrUnknownKind, kind, apiVersion)
+	return kindInfo{}, fmt.Errorf("%w %q in apiVersion %q", ErrUnknownKind, kind, apiVersion)
 }

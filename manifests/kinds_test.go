@@ -247,3 +247,43 @@ spec:
 		t.Error("the seed's layout must stay valid")
 	}
 }
+
+// Kinds the upstream projects serve but nodevirt does not run are refused
+// by name, at kind, and (naming no VM nodevirt could have defined) do not
+// suspend pruning.
+func TestKinds_unsupportedRefusedByName(t *testing.T) {
+	for _, u := range unsupportedKinds() {
+		t.Run(u.kind, func(t *testing.T) {
+			ns := "\n  namespace: vms"
+			src := fmt.Sprintf("apiVersion: %s/v1beta1\nkind: %s\nmetadata:\n  name: x%s\nspec: {}\n", u.group, u.kind, ns)
+			s := parse(t, src)
+			if s.Incomplete {
+				t.Error("an unsupported kind must not suspend pruning")
+			}
+			errs := s.Diags.Errors()
+			if len(errs) != 1 || !errors.Is(errs[0], ErrUnsupportedKind) || errs[0].Path != "kind" || errs[0].Line != 2 {
+				t.Fatalf("want one ErrUnsupportedKind at kind, got %v", s.Diags)
+			}
+			want := fmt.Sprintf("kind %s (%s/v1beta1) is not supported by nodevirt: %s", u.kind, u.group, u.why)
+			if errs[0].Message != want {
+				t.Errorf("message %q, want %q", errs[0].Message, want)
+			}
+			o := s.Objects[0]
+			if o.Valid || o.Value != nil {
+				t.Error("an unsupported kind must be invalid without a value")
+			}
+			if wantRef := u.kind + " vms/x"; u.cluster {
+				if got := o.Ref.String(); got != u.kind+" x" {
+					t.Errorf("ref %q: the kind is cluster-scoped", got)
+				}
+			} else if got := o.Ref.String(); got != wantRef {
+				t.Errorf("ref %q, want %q", got, wantRef)
+			}
+		})
+	}
+	// The same kind name in another group is just unknown.
+	s := parse(t, "apiVersion: example.com/v1\nkind: KubeVirt\nmetadata: {name: x}\n")
+	if !s.Incomplete || !errors.Is(s.Diags.Errors()[0], ErrUnknownKind) {
+		t.Errorf("KubeVirt in another group: %v", s.Diags)
+	}
+}
