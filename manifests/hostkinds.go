@@ -169,8 +169,19 @@ type HyperConvergedV1Security struct {
 
 // hyperConvergedFromV1 converts v1 to the v1beta1 layout nodevirt reads. A
 // setting written in both places is read from its v1 place.
-func hyperConvergedFromV1(_ *Object, v any) (any, []conversionNote) {
+func hyperConvergedFromV1(o *Object, v any) (any, []conversionNote) {
 	in := v.(*HyperConvergedV1)
+	// Diagnostics of later stages name the v1beta1 paths; they point at
+	// where the setting is written in v1.
+	for _, m := range []struct{ v1, v1beta1 string }{
+		{"spec.virtualization.permittedHostDevices", "spec.permittedHostDevices"},
+		{"spec.storage.scratchSpaceStorageClass", "spec.scratchSpaceStorageClass"},
+		{"spec.storage.storageImport", "spec.storageImport"},
+		{"spec.storage.workloadResourceRequirements", "spec.resourceRequirements.storageWorkloads"},
+		{"spec.security.certConfig", "spec.certConfig"},
+	} {
+		o.aliasPositions(m.v1, m.v1beta1)
+	}
 	out := &HyperConverged{TypeMeta: in.TypeMeta, ObjectMeta: in.ObjectMeta}
 	s := in.Spec
 	var notes []conversionNote

@@ -239,6 +239,10 @@ spec:
 	if diff := cmp.Diff(want, summarize(s.Diags)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s\n%v", diff, s.Diags)
 	}
+	// Later stages name the v1beta1 paths; they point where v1 writes them.
+	if line, _ := s.Objects[0].Pos("spec.permittedHostDevices.pciHostDevices[0].resourceName"); line != 12 {
+		t.Errorf("v1beta1 path of a v1 setting is at line %d, want 12", line)
+	}
 	seed := s.Objects[1].Value.(*HyperConverged)
 	if got := seed.Spec.PermittedHostDevices.PciHostDevices[0].ResourceName; got != "nvidia.com/TU104GL_Tesla_T4" {
 		t.Errorf("the seed's flat permittedHostDevices = %q", got)

@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"fmt"
+	"maps"
+	"strings"
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
@@ -80,4 +82,20 @@ func (o *Object) diagnostic(sev diag.Severity, path string, err error) diag.Diag
 		Message:  err.Error(),
 		Err:      err,
 	}
+}
+
+// aliasPositions makes the paths under from also known under to (same
+// suffix), where to is not written itself: a converted object's later
+// diagnostics name the converted paths, and still point at the document.
+func (o *Object) aliasPositions(from, to string) {
+	if _, written := o.pos[to]; written {
+		return
+	}
+	add := map[string]position{}
+	for p, at := range o.pos {
+		if rest, ok := strings.CutPrefix(p, from); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+			add[to+rest] = at
+		}
+	}
+	maps.Copy(o.pos, add)
 }
