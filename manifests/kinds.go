@@ -207,6 +207,8 @@ func unsupportedKinds() []struct {
 		{"clone.kubevirt.io", "VirtualMachineClone", false, clusterOnly},
 		{"export.kubevirt.io", "VirtualMachineExport", false, clusterOnly},
 		{"migrations.kubevirt.io", "MigrationPolicy", true, "live migration needs a second host"},
+		{"backup.kubevirt.io", "VirtualMachineBackup", false, "incremental backups are not supported; use a VirtualMachineSnapshot"},
+		{"backup.kubevirt.io", "VirtualMachineBackupTracker", false, "incremental backups are not supported; use a VirtualMachineSnapshot"},
 		{"cdi.kubevirt.io", "CDIConfig", true, "it is CDI's own status; set CDI settings in the CDI or HyperConverged object"},
 		{"cdi.kubevirt.io", "DataSource", false, "a DataVolume's sourceRef is not supported; use spec.source"},
 		{"cdi.kubevirt.io", "DataImportCron", false, "scheduled imports are not supported; import with a DataVolume"},
