@@ -269,6 +269,10 @@ func prepare(o *Object, opt Options) diag.List {
 		return validateInstancetype(o, &v.Spec)
 	case *instancetypev1beta1.VirtualMachineClusterInstancetype:
 		return validateInstancetype(o, &v.Spec)
+	case *instancetypev1beta1.VirtualMachinePreference:
+		return validatePreference(o, &v.Spec)
+	case *instancetypev1beta1.VirtualMachineClusterPreference:
+		return validatePreference(o, &v.Spec)
 	case *cdiv1beta1.DataVolume:
 		writtenEmpty(o, "spec", &v.Spec)
 		return nil

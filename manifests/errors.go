@@ -168,6 +168,12 @@ var (
 	ErrInstancetypeCPUGuest  = errors.New("cpu.guest must be at least 1")
 	ErrInstancetypeMemory    = errors.New("memory.guest must be greater than 0")
 	ErrOvercommitPercent     = errors.New("memory.overcommitPercent must be between 0 and 100")
+	ErrPreferredTopology     = errors.New("preferredCPUTopology must be one of sockets, cores, threads, spread, any")
+	ErrTopologyDeprecated    = errors.New("preferredCPUTopology is deprecated")
+	ErrSpreadAcross          = errors.New("spreadOptions.across must be one of SocketsCores, CoresThreads, SocketsCoresThreads")
+	ErrSpreadCoresThreads    = errors.New("spreadOptions.ratio must be 2 (1 core, 2 threads) when spreading across CoresThreads")
+	ErrSpreadRatio           = errors.New("spreadOptions.ratio must be at least 1")
+	ErrSpreadTopology        = errors.New("the preference cannot spread the instancetype's vCPUs")
 	ErrOvercommitHugepages   = errors.New("memory.overcommitPercent and memory.hugepages cannot be used together: huge pages are never overcommitted")
 )
 

@@ -160,6 +160,13 @@ func (e *expander) vm(vm *kubevirtv1.VirtualMachine) diag.List {
 	}
 	defaultVolumeDisks(spec)
 	defaultNetwork(spec)
+	if itSpec != nil && prefSpec != nil {
+		// KubeVirt's CheckSpreadCPUTopology, before anything is applied.
+		if err := spreadFits(itSpec, prefSpec); err != nil {
+			e.failf("spec.preference", ErrSpreadTopology, "%v", err)
+			return append(e.diags, validateVM(e.o, vm, true)...)
+		}
+	}
 	if itSpec != nil {
 		conflicts := applyInstancetype(itSpec, prefSpec, spec, &tmpl.ObjectMeta, p)
 		for _, c := range conflicts {
@@ -349,6 +356,75 @@ func (e *expander) cpuRequirement(pref *instancetypev1beta1.VirtualMachinePrefer
 
 // validateInstancetype checks what KubeVirt's CRD schema requires of an
 // instancetype: a vCPU count and guest memory.
+// validatePreference checks a preference like KubeVirt's preference
+// admitter: a known CPU topology (the deprecated prefer* names with a
+// warning naming the new one) and spread options it can apply.
+func validatePreference(o *Object, spec *instancetypev1beta1.VirtualMachinePreferenceSpec) diag.List {
+	v := &validator{o: o}
+	if spec.CPU == nil {
+		return nil
+	}
+	if t := spec.CPU.PreferredCPUTopology; t != nil {
+		switch *t {
+		case instancetypev1beta1.Sockets, instancetypev1beta1.Cores, instancetypev1beta1.Threads,
+			instancetypev1beta1.Spread, instancetypev1beta1.Any:
+		case instancetypev1beta1.DeprecatedPreferSockets, instancetypev1beta1.DeprecatedPreferCores,
+			instancetypev1beta1.DeprecatedPreferThreads, instancetypev1beta1.DeprecatedPreferSpread,
+			instancetypev1beta1.DeprecatedPreferAny:
+			v.diags = append(v.diags, o.Warnf("spec.cpu.preferredCPUTopology", "%w: %s; use %s", ErrTopologyDeprecated,
+				*t, strings.ToLower(strings.TrimPrefix(string(*t), "prefer"))))
+		default:
+			v.failf("spec.cpu.preferredCPUTopology", ErrPreferredTopology, "got %q", *t)
+		}
+	}
+	if t := preferredTopology(spec); t == instancetypev1beta1.Spread || t == instancetypev1beta1.DeprecatedPreferSpread {
+		ratio, across := spreadOptions(spec)
+		switch across {
+		case instancetypev1beta1.SpreadAcrossSocketsCores, instancetypev1beta1.SpreadAcrossSocketsCoresThreads:
+			// An explicit 0 would divide by zero; KubeVirt's default is 2.
+			if ratio == 0 {
+				v.fail("spec.cpu.spreadOptions.ratio", ErrSpreadRatio)
+			}
+		case instancetypev1beta1.SpreadAcrossCoresThreads:
+			if ratio != 2 {
+				v.failf("spec.cpu.spreadOptions.ratio", ErrSpreadCoresThreads, "got %d", ratio)
+			}
+		default:
+			v.failf("spec.cpu.spreadOptions.across", ErrSpreadAcross, "got %q", across)
+		}
+	}
+	return v.diags
+}
+
+// spreadFits is KubeVirt's CheckSpreadCPUTopology: a spread preference
+// splits the instancetype's vCPUs evenly, or the VM is refused.
+func spreadFits(it *instancetypev1beta1.VirtualMachineInstancetypeSpec, pref *instancetypev1beta1.VirtualMachinePreferenceSpec) error {
+	if t := preferredTopology(pref); t != instancetypev1beta1.Spread && t != instancetypev1beta1.DeprecatedPreferSpread {
+		return nil
+	}
+	ratio, across := spreadOptions(pref)
+	guest := it.CPU.Guest
+	if ratio == 0 {
+		return ErrSpreadRatio
+	}
+	switch across {
+	case instancetypev1beta1.SpreadAcrossSocketsCores:
+		if guest%ratio != 0 {
+			return fmt.Errorf("%d vCPUs of the instancetype are not divisible by the preference's ratio %d", guest, ratio)
+		}
+	case instancetypev1beta1.SpreadAcrossCoresThreads:
+		if guest%ratio != 0 {
+			return fmt.Errorf("%d vCPUs of the instancetype are not divisible by %d threads per core", guest, ratio)
+		}
+	case instancetypev1beta1.SpreadAcrossSocketsCoresThreads:
+		const threadsPerCore = 2
+		if guest%threadsPerCore != 0 || (guest/threadsPerCore)%ratio != 0 {
+			return fmt.Errorf("%d vCPUs of the instancetype are not divisible by %d threads per core and the preference's ratio %d", guest, threadsPerCore, ratio)
+		}
+	}
+	return nil
+}
+
 func validateInstancetype(o *Object, spec *instancetypev1beta1.VirtualMachineInstancetypeSpec) diag.List {
 	v := &validator{o: o}
 	if spec.CPU.Guest < 1 {

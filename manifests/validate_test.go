@@ -3,6 +3,7 @@ package manifests
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
 // vmi wraps a spec body (YAML indented by two spaces) in a VirtualMachineInstance.
@@ -51,6 +54,10 @@ func nad(config string) string {
 
 func hco(certConfig string) string {
 	return "apiVersion: hco.kubevirt.io/v1beta1\nkind: HyperConverged\nmetadata:\n  name: kubevirt-hyperconverged\n  namespace: openshift-cnv\nspec:\n  certConfig: " + certConfig + "\n"
+}
+
+func pref(body string) string {
+	return "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterPreference\nmetadata:\n  name: p\nspec:\n" + body
 }
 
 // Each rule: one document that breaks only that rule, the exact path reported
@@ -177,6 +184,10 @@ func TestValidate_rules(t *testing.T) {
 		{"instancetypeOvercommitRange", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 101}\n", "spec.memory.overcommitPercent", ErrOvercommitPercent},
 		{"instancetypeOvercommitHugepages", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 1Gi, overcommitPercent: 10, hugepages: {pageSize: 2Mi}}\n", "spec.memory.overcommitPercent", ErrOvercommitHugepages},
 		{"cloudInitEmptySecretRef", withVolume("cloudInitNoCloud: {secretRef: {}}"), "spec.volumes[0].cloudInitNoCloud", ErrCloudInitNoData},
+		{"preferenceTopology", pref("  cpu: {preferredCPUTopology: diagonal}\n"), "spec.cpu.preferredCPUTopology", ErrPreferredTopology},
+		{"preferenceSpreadAcross", pref("  cpu: {preferredCPUTopology: spread, spreadOptions: {across: SocketsThreads}}\n"), "spec.cpu.spreadOptions.across", ErrSpreadAcross},
+		{"preferenceSpreadCoresThreads", pref("  cpu: {preferredCPUTopology: spread, spreadOptions: {across: CoresThreads, ratio: 4}}\n"), "spec.cpu.spreadOptions.ratio", ErrSpreadCoresThreads},
+		{"preferenceSpreadRatioZero", pref("  cpu: {preferredCPUTopology: spread, spreadOptions: {ratio: 0}}\n"), "spec.cpu.spreadOptions.ratio", ErrSpreadRatio},
 		{"instancetypeNoMemory", "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata:\n  name: it\nspec:\n  cpu: {guest: 1}\n  memory: {guest: 0}\n", "spec.memory.guest", ErrInstancetypeMemory},
 
 		// Host kinds.
@@ -332,5 +343,72 @@ spec:
 	v := s.Objects[1].Value.(*kubevirtv1.VirtualMachine)
 	if v.Spec.DataVolumeTemplates[0].Spec.Storage == nil {
 		t.Error("the template's storage: must be an empty storage spec too")
+	}
+}
+
+// A spread preference must split the instancetype's vCPUs evenly (KubeVirt's
+// CheckSpreadCPUTopology); a deprecated topology name is a warning.
+func TestValidate_spreadTopology(t *testing.T) {
+	doc := func(guest int, prefCPU string) string {
+		return fmt.Sprintf(`apiVersion: instancetype.kubevirt.io/v1beta1
+kind: VirtualMachineClusterInstancetype
+metadata: {name: it}
+spec:
+  cpu: {guest: %d}
+  memory: {guest: 1Gi}
+---
+apiVersion: instancetype.kubevirt.io/v1beta1
+kind: VirtualMachineClusterPreference
+metadata: {name: p}
+spec:
+  cpu: %s
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm}
+spec:
+  runStrategy: Halted
+  instancetype: {name: it}
+  preference: {name: p}
+  template:
+    spec:
+      domain: {devices: {}}
+`, guest, prefCPU)
+	}
+	for _, tc := range []struct {
+		name    string
+		src     string
+		wantErr error
+		cpu     [3]uint32 // sockets, cores, threads when it expands
+	}{
+		{"evenSocketsCores", doc(4, "{preferredCPUTopology: spread}"), nil, [3]uint32{2, 2, 1}},
+		{"oddSocketsCores", doc(3, "{preferredCPUTopology: spread}"), ErrSpreadTopology, [3]uint32{}},
+		{"oddCoresThreads", doc(3, "{preferredCPUTopology: spread, spreadOptions: {across: CoresThreads}}"), ErrSpreadTopology, [3]uint32{}},
+		{"socketsCoresThreads", doc(8, "{preferredCPUTopology: spread, spreadOptions: {across: SocketsCoresThreads}}"), nil, [3]uint32{2, 2, 2}},
+		{"socketsCoresThreadsUneven", doc(6, "{preferredCPUTopology: spread, spreadOptions: {across: SocketsCoresThreads}}"), ErrSpreadTopology, [3]uint32{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := parse(t, tc.src)
+			errs := s.Diags.Errors()
+			vmObj := s.Objects[2]
+			if tc.wantErr != nil {
+				if len(errs) != 1 || !errors.Is(errs[0], tc.wantErr) || errs[0].Path != "spec.preference" || errs[0].Object != "VirtualMachine default/vm" {
+					t.Fatalf("want %v at the VM's spec.preference, got %v", tc.wantErr, s.Diags)
+				}
+				return
+			}
+			if len(errs) > 0 {
+				t.Fatal(errs.Err())
+			}
+			c := vmObj.Value.(*kubevirtv1.VirtualMachine).Spec.Template.Spec.Domain.CPU
+			if got := [3]uint32{c.Sockets, c.Cores, c.Threads}; got != tc.cpu {
+				t.Errorf("topology %v, want %v", got, tc.cpu)
+			}
+		})
+	}
+	s := parse(t, pref("  cpu: {preferredCPUTopology: preferCores}\n"))
+	if len(s.Diags) != 1 || s.Diags[0].Severity != diag.Warning || !errors.Is(s.Diags[0], ErrTopologyDeprecated) ||
+		!strings.HasSuffix(s.Diags[0].Message, "preferCores; use cores") {
+		t.Errorf("deprecated topology: %v", s.Diags)
 	}
 }
