@@ -406,6 +406,15 @@ spec:
 			}
 		})
 	}
+	// A ratio of 0 once divided by zero while expanding the VM.
+	zero := parse(t, doc(2, "{preferredCPUTopology: spread, spreadOptions: {ratio: 0}}"))
+	var got []error
+	for _, d := range zero.Diags.Errors() {
+		got = append(got, d.Err)
+	}
+	if len(got) != 2 || !errors.Is(got[0], ErrSpreadRatio) || !errors.Is(got[1], ErrInstancetypeInvalid) {
+		t.Errorf("ratio 0: %v", zero.Diags)
+	}
 	s := parse(t, pref("  cpu: {preferredCPUTopology: preferCores}\n"))
 	if len(s.Diags) != 1 || s.Diags[0].Severity != diag.Warning || !errors.Is(s.Diags[0], ErrTopologyDeprecated) ||
 		!strings.HasSuffix(s.Diags[0].Message, "preferCores; use cores") {
