@@ -81,7 +81,7 @@ var layers = map[string][]string{
 	// The fleet's status branch: reports built from the status model.
 	"internal/fleet": {"internal/status"},
 	// Moving a local disk between nodes: trust from the fleet's reports.
-	"internal/diskmove":    {"internal/fleet"},
+	"internal/diskmove":    {"internal/fleet", "internal/pki"},
 	"internal/srctree":     {},
 	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},

@@ -40,6 +40,9 @@ type Report struct {
 	Errors     []string  `json:"errors,omitempty"`
 	// CA is the agent's CA certificate (PEM) for node-to-node TLS.
 	CA string `json:"ca,omitempty"`
+	// API is the agent's HTTPS address (https://host:port) when it
+	// listens: where other nodes pull the disks moved away from it.
+	API string `json:"api,omitempty"`
 }
 
 // Revisions are the source revisions the node last fetched, verified and
