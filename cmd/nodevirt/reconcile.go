@@ -301,7 +301,7 @@ func newRunCmd(o *options) *cobra.Command {
 			}
 			defer srv.close()
 			onIteration = srv.observe(e)
-			f, err := o.startFleet(ctx, e, srv.metrics, fo)
+			f, err := o.startFleet(ctx, e, srv.metrics, srv.url, fo)
 			if err != nil {
 				return err
 			}

@@ -36,6 +36,8 @@ type apiServer struct {
 	tcp     net.Listener
 	sock    net.Listener
 	log     *slog.Logger
+	// url is the HTTPS API's address, "" without --listen.
+	url string
 }
 
 // socketPath is the agent's unix socket for a state directory.
@@ -91,7 +93,11 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 			return nil, err
 		}
 		opts.Certificates = func() any { return s.certs.Status() }
-		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfig()); err != nil {
+		// Other nodes' agents present certificates of their own CAs,
+		// published in their status reports, to pull moved disks; only
+		// the agent's own CA makes an API credential.
+		opts.ClientCAs = s.certs.Pool
+		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfigWithPeers(func() []byte { return peerCAs(e.agent, o.node) })); err != nil {
 			return nil, err
 		}
 	}
@@ -99,6 +105,7 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 	opts.Page = web.Handler(svc, web.Options{Node: o.node, Version: v.Version})
 	if s.tcp != nil {
 		v.Listen = "https://" + listenURLHost(so.listen, s.tcp.Addr(), o.node)
+		s.url = v.Listen
 	}
 	opts.Version = v
 	s.srv = api.New(opts)
@@ -233,4 +240,18 @@ func listenURLHost(listen string, addr net.Addr, node string) string {
 		host = node
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// peerCAs are the CAs the other nodes publish in their status reports, as
+// last read (none without a status branch).
+func peerCAs(a *agent.Agent, self string) []byte {
+	reports, _ := a.FleetReports()
+	var b []byte
+	for node, r := range reports {
+		if node != self && r.CA != "" {
+			b = append(b, r.CA...)
+			b = append(b, '\n')
+		}
+	}
+	return b
 }

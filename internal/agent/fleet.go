@@ -24,6 +24,9 @@ type FleetOptions struct {
 	// Capacity and CA fill the report's facts; either may be nil.
 	Capacity func(context.Context) fleet.Capacity
 	CA       func() string
+	// API is the agent's HTTPS address, "" when it does not listen:
+	// where other nodes pull the disks that move away from this one.
+	API string
 	// Published is told the outcome of every publish attempt (metrics).
 	Published func(error)
 }
@@ -176,5 +179,6 @@ func (f *Fleet) report(ctx context.Context) fleet.Report {
 	if f.o.CA != nil {
 		r.CA = f.o.CA()
 	}
+	r.API = f.o.API
 	return r
 }
