@@ -63,7 +63,11 @@ type State struct {
 	// Elsewhere holds claims whose consumers run on other nodes: what this
 	// node holds of them is kept, neither provisioned nor deleted.
 	Elsewhere map[string]string `json:"elsewhere,omitempty"`
-	Settings  Settings          `json:"settings"`
+	// Away holds static PersistentVolumes whose node affinity selects
+	// another node: the data this node holds of one is what that node
+	// pulls when the volume moves, so it is kept, not forgotten.
+	Away     map[string]string `json:"away,omitempty"`
+	Settings Settings          `json:"settings"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
 	// AllowPruneAll confirms a revision that removes every claim with data.

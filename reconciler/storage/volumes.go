@@ -75,6 +75,7 @@ func (b *builder) volumes() {
 			continue
 		}
 		if !b.selects(pv.Spec.NodeAffinity) {
+			b.st.Away[v.Name] = "its nodeAffinity selects another node"
 			continue
 		}
 		b.st.Volumes[v.Name] = v
