@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -20,6 +22,11 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 		t.Fatal(rep.Outcomes)
 	}
 	backing := "/var/lib/nodevirt/blockpv/local-block-pv10.img"
+	used := true
+	r.m.cfg.InUse = func(string) bool { return used }
+	if _, err := r.m.Export("local-block-pv10", "node02", nil); !errors.Is(err, ErrNotExportable) || !strings.Contains(err.Error(), "placed on this node") {
+		t.Fatalf("export before the move: %v", err)
+	}
 
 	moved := strings.Replace(fmt.Sprintf(loopPV, "Delete"), "values: [node01]", "values: [node02]", 1) + blockDV +
 		strings.Replace(vm("db", "dv:blockdv"), "    spec:\n      domain:", "    spec:\n      nodeSelector: {kubernetes.io/hostname: node02}\n      domain:", 1)
@@ -27,7 +34,7 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 	if st.Diags.HasErrors() {
 		t.Fatal(st.Diags)
 	}
-	if st.Away["local-block-pv10"] == "" || st.Volumes["local-block-pv10"] != nil {
+	if st.Away["local-block-pv10"].NodeAffinity == nil || st.Volumes["local-block-pv10"] != nil {
 		t.Fatalf("desired state: away %v, volumes %v; want the PV away", st.Away, st.Volumes)
 	}
 	p, rep := r.apply(st)
@@ -51,6 +58,21 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 	r.m.mu.Unlock()
 	if rec == nil || rec.Claim != "default/blockdv" {
 		t.Fatalf("volume record after the move: %+v; want it kept, bound", rec)
+	}
+
+	// Served to the node the affinity names, once no domain uses it.
+	if _, err := r.m.Export("local-block-pv10", "node02", nil); !errors.Is(err, ErrNotExportable) || !strings.Contains(err.Error(), "running domain") {
+		t.Fatalf("export while the VM runs here: %v", err)
+	}
+	used = false
+	if f, err := r.m.Export("local-block-pv10", "node02", nil); err != nil || f != backing {
+		t.Fatalf("export to node02 = %q, %v; want %s", f, err, backing)
+	}
+	if _, err := r.m.Export("local-block-pv10", "node03", nil); !errors.Is(err, ErrNotExportable) || !strings.Contains(err.Error(), "does not select node node03") {
+		t.Fatalf("export to a node the affinity does not name: %v", err)
+	}
+	if _, err := r.m.Export("pv-unknown", "node02", nil); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("export of an unknown volume: %v", err)
 	}
 
 	// Without its claim bound or released, a PV of another node is none of

@@ -725,11 +725,11 @@ func (pl *planner) removedVolumes() {
 		if v.Dynamic || pl.st.Volumes[name] != nil || pl.st.Invalid[v.Object] != "" {
 			continue
 		}
-		if why := pl.st.Away[name]; why != "" && (v.Claim != "" || v.Phase == VolumeReleased) {
+		if away, ok := pl.st.Away[name]; ok && (v.Claim != "" || v.Phase == VolumeReleased) {
 			// A moved volume: the new node pulls this copy, which must
 			// outlive the move (seed 8.18.12).
 			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Target: dataOf(v),
-				Reason: fmt.Sprintf("%s: its data stays here for that node to pull, until that node runs the VM", why)}, Volume: name})
+				Reason: fmt.Sprintf("%s: its data stays here for that node to pull, until that node runs the VM", away.Reason)}, Volume: name})
 			continue
 		}
 		if v.Claim != "" && pl.st.Claims[v.Claim] != nil {

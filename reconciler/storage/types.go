@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
@@ -66,13 +68,19 @@ type State struct {
 	// Away holds static PersistentVolumes whose node affinity selects
 	// another node: the data this node holds of one is what that node
 	// pulls when the volume moves, so it is kept, not forgotten.
-	Away     map[string]string `json:"away,omitempty"`
-	Settings Settings          `json:"settings"`
+	Away     map[string]AwayVolume `json:"away,omitempty"`
+	Settings Settings              `json:"settings"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
 	// AllowPruneAll confirms a revision that removes every claim with data.
 	AllowPruneAll bool      `json:"allowPruneAll,omitempty"`
 	Diags         diag.List `json:"-"`
+}
+
+// AwayVolume is a static PersistentVolume placed on another node.
+type AwayVolume struct {
+	Reason       string                     `json:"reason"`
+	NodeAffinity *corev1.VolumeNodeAffinity `json:"nodeAffinity,omitempty"`
 }
 
 // Settings are the cluster-wide CDI settings (CDI spec.config and the
