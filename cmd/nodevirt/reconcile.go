@@ -295,6 +295,7 @@ func newRunCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
+			so.nodeLease = nodeLease
 			srv, err := o.openAPI(e, so)
 			if err != nil {
 				return err

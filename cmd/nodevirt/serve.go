@@ -6,25 +6,32 @@ import (
 	"fmt"
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/api"
+	"github.com/nodevirt/nodevirt/internal/diskmove"
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/internal/token"
 	"github.com/nodevirt/nodevirt/internal/web"
 	"github.com/nodevirt/nodevirt/internal/webhook"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
 // serveOptions are run's API flags.
 type serveOptions struct {
 	listen        string
 	webhookSecret string
+	// nodeLease is how fresh a peer's report must be for the peer to
+	// pull disks: the same lease that holds its VMs.
+	nodeLease time.Duration
 }
 
 // apiServer is the running agent's API: the HTTPS listener with its
@@ -97,6 +104,13 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 		// published in their status reports, to pull moved disks; only
 		// the agent's own CA makes an API credential.
 		opts.ClientCAs = s.certs.Pool
+		if st := e.rt.Storage; st != nil {
+			opts.Disks = (&diskmove.Server{Exporter: diskExporter{storage: st, agent: e.agent}, Log: log,
+				Peers: func() (diskmove.Peers, error) {
+					reports, _ := e.agent.FleetReports()
+					return diskmove.PeersFrom(slices.Collect(maps.Values(reports)), o.node, so.nodeLease, time.Now())
+				}}).Handler(api.DisksPrefix)
+		}
 		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfigWithPeers(func() []byte { return peerCAs(e.agent, o.node) })); err != nil {
 			return nil, err
 		}
@@ -254,4 +268,16 @@ func peerCAs(a *agent.Agent, self string) []byte {
 		}
 	}
 	return b
+}
+
+// diskExporter hands the storage's moved volumes to the peers their
+// nodeAffinity selects, by the labels the peers' reports give.
+type diskExporter struct {
+	storage *storage.Manager
+	agent   *agent.Agent
+}
+
+func (d diskExporter) Export(_ context.Context, pv, peer string) (string, error) {
+	reports, _ := d.agent.FleetReports()
+	return d.storage.Export(pv, peer, reports[peer].Capacity.Labels)
 }
