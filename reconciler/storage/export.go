@@ -55,3 +55,12 @@ func (m *Manager) Export(pv, node string, labels map[string]string) (string, err
 	}
 	return file, nil
 }
+
+// movedFrom is the node holding the data of b's static volume when it moved
+// here; "" for a dynamic volume, a fresh one, or without MovedFrom.
+func (m *Manager) movedFrom(b *Binding) (string, error) {
+	if m.cfg.MovedFrom == nil || b.Dynamic || b.Volume == "" {
+		return "", nil
+	}
+	return m.cfg.MovedFrom(b.Volume)
+}

@@ -129,6 +129,12 @@ type Config struct {
 	// InUse reports whether a running domain uses a path; data in use is
 	// never deleted. nil means nothing is.
 	InUse func(path string) bool
+	// MovedFrom names the other node that holds the data of static
+	// PersistentVolume pv, which moved here: a DataVolume bound to it
+	// pulls that data instead of importing its source. "" when no node
+	// does (a fresh volume); an error when it cannot be told, and the
+	// claim waits. nil: volumes never move.
+	MovedFrom func(pv string) (node string, err error)
 	// OnChange is called (from a background goroutine) when an import
 	// ends, so the caller can reconcile the VMs waiting for it.
 	OnChange func()

@@ -83,3 +83,99 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 		t.Fatalf("another node's PV on a node that never held it: %q", actions(p2))
 	}
 }
+
+const movedPV = `---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv1}
+spec:
+  local: {path: /var/lib/nodevirt/pv1}
+  capacity: {storage: 2Gi}
+  volumeMode: Filesystem
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions:
+            - {key: kubernetes.io/hostname, operator: In, values: [node02]}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: data, namespace: default}
+spec:
+  source: {blank: {}}
+  pvc:
+    accessModes: [ReadWriteOnce]
+    storageClassName: local
+    resources: {requests: {storage: 1Gi}}
+`
+
+// On the node a volume moved to, its DataVolume pulls the data from the
+// node that held it instead of importing its source again; where that is
+// unknown, it waits rather than make a blank disk.
+func TestManager_movedVolumeIsPulled(t *testing.T) {
+	r := newRig(t)
+	r.node = "node02"
+	var from string
+	var fromErr error
+	r.cfg.MovedFrom = func(pv string) (string, error) {
+		if pv != "pv1" {
+			t.Errorf("MovedFrom(%q)", pv)
+		}
+		return from, fromErr
+	}
+	r.restart()
+	st := r.state(movedPV + vm("db", "dv:data"))
+	if st.Diags.HasErrors() {
+		t.Fatal(st.Diags)
+	}
+	target := "/var/lib/nodevirt/pv1/disk.img"
+
+	fromErr = errors.New("no status report read yet")
+	p := r.plan(st)
+	if a := hasAction(p, ActWait, "DataVolume default/data"); a == nil || !strings.Contains(a.Reason, "no status report read yet") {
+		t.Fatalf("origin unknown: %q", actions(p))
+	}
+	if hasAction(p, ActImport, "DataVolume default/data") != nil {
+		t.Fatal("imports while the volume's data may be on another node")
+	}
+
+	fromErr, from = nil, "node01"
+	p, rep := r.apply(st)
+	a := hasAction(p, ActImport, "DataVolume default/data")
+	if a == nil || a.Target != target || !strings.Contains(a.Reason, "from node node01") {
+		t.Fatalf("moved volume: %q", actions(p))
+	}
+	if rep.Err() != nil {
+		t.Fatal(rep.Outcomes)
+	}
+	req := r.imp.last()
+	if req.Kind != SourcePeer || req.URL != "node01" || req.SourcePath != "pv1" || req.Target != target {
+		t.Fatalf("pull request %+v", req)
+	}
+	if s, _ := r.m.Claim("default", "data"); !s.Ready {
+		t.Fatalf("claim after the pull: %+v", s)
+	}
+	// Pulled once: the old node's copy still listed changes nothing.
+	if p := r.plan(st); hasAction(p, ActImport, "DataVolume default/data") != nil {
+		t.Fatalf("pulled again: %q", actions(p))
+	}
+
+	// A volume no other node holds is made as before.
+	r2 := newRig(t)
+	r2.node = "node02"
+	r2.cfg.MovedFrom = func(string) (string, error) { return "", nil }
+	r2.restart()
+	r2.apply(r2.state(movedPV + vm("db", "dv:data")))
+	if req := r2.imp.last(); req.Kind != SourceBlank {
+		t.Fatalf("fresh volume imported as %+v", req)
+	}
+}

@@ -175,6 +175,10 @@ const (
 	SourceBlank    = "blank"
 	SourcePVC      = "pvc"
 	SourceUpload   = "upload"
+	// SourcePeer is a moved PersistentVolume's data, pulled from the node
+	// that held it before (the request's URL names that node and its
+	// SourcePath the volume): not a kind manifests can name.
+	SourcePeer = "peer"
 )
 
 // Source is where a DataVolume's data comes from.
