@@ -85,6 +85,9 @@ type OpenConfig struct {
 	// NodeLease is how long another node's status report holds the VMs it
 	// runs (desired.Options.NodeLease).
 	NodeLease time.Duration
+	// PKIDir holds the agent's CA, which signs the client certificate a
+	// volume that moved here is pulled with; "" pulls none.
+	PKIDir string
 
 	// Lock takes the state database's exclusive lock before anything is
 	// fetched or observed, held until Close: every run that changes the
@@ -477,7 +480,8 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onC
 		InUse:         inUse,
 		OnChange:      onChange,
 		Log:           c.Log,
-	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
+		MovedFrom:     rt.movedFrom,
+	}, importerAdapter{im: importer.New(importer.Config{Log: c.Log}), pull: rt.pullDisk}, loopAdapter{loop.New()}, volumes.Files{},
 		importer.SecretsDir{Dir: c.SecretsDir}, kv)
 }
 
