@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,4 +64,18 @@ func (m *Manager) movedFrom(b *Binding) (string, error) {
 		return "", nil
 	}
 	return m.cfg.MovedFrom(b.Volume)
+}
+
+// vmsOf are the VMs that used claim key here, as its record last saw them
+// (m.mu held).
+func (m *Manager) vmsOf(key string) []string {
+	r := m.claimRecs[key]
+	if r == nil || r.Claim == nil {
+		return nil
+	}
+	vms := slices.Clone(r.Claim.Consumers)
+	if r.Owner != "" && !slices.Contains(vms, r.Owner) {
+		vms = append(vms, r.Owner)
+	}
+	return vms
 }

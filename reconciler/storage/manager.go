@@ -135,6 +135,12 @@ type Config struct {
 	// does (a fresh volume); an error when it cannot be told, and the
 	// claim waits. nil: volumes never move.
 	MovedFrom func(pv string) (node string, err error)
+	// Released says whether the copy here of a static PersistentVolume
+	// that moved to another node may go: once that node runs the VMs
+	// that use it ("VirtualMachine namespace/name", as a claim's
+	// consumers are named); otherwise why it stays. nil: moved volumes
+	// are kept.
+	Released func(pv string, vms []string) (bool, string)
 	// OnChange is called (from a background goroutine) when an import
 	// ends, so the caller can reconcile the VMs waiting for it.
 	OnChange func()

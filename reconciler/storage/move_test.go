@@ -75,6 +75,46 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 		t.Fatalf("export of an unknown volume: %v", err)
 	}
 
+	// Released once the new node runs the VM, not before; not while a
+	// domain here uses the disk.
+	var askedVMs []string
+	released := false
+	r.m.cfg.Released = func(pv string, vms []string) (bool, string) {
+		askedVMs = vms
+		if !released {
+			return false, "kept until node node02 runs vm default/db"
+		}
+		return true, ""
+	}
+	p = r.plan(st)
+	if a := hasAction(p, ActHold, "PersistentVolume local-block-pv10"); a == nil || a.Reason != "its nodeAffinity selects another node: kept until node node02 runs vm default/db" {
+		t.Fatalf("before the new node runs the VM: %q", actions(p))
+	}
+	if strings.Join(askedVMs, ",") != "VirtualMachine default/db" {
+		t.Fatalf("Released asked about VMs %v, want VirtualMachine default/db", askedVMs)
+	}
+	released, used = true, true
+	if p = r.plan(st); hasAction(p, ActDeleteData, "PersistentVolume local-block-pv10") != nil {
+		t.Fatalf("deleted while a domain here uses the disk: %q", actions(p))
+	}
+	used = false
+	p, rep = r.apply(st)
+	if a := hasAction(p, ActDeleteData, "PersistentVolume local-block-pv10"); a == nil || a.Target != backing || !strings.Contains(a.Reason, "the copy here goes") {
+		t.Fatalf("after the new node runs the VM: %q", actions(p))
+	}
+	if rep.Err() != nil {
+		t.Fatal(rep.Outcomes)
+	}
+	if _, ok, _ := r.loops.Backing("/dev/loop10"); ok || r.files.Exists(backing) {
+		t.Fatal("the old copy survived its release")
+	}
+	r.m.mu.Lock()
+	rec, claim := r.m.volumeRecs["local-block-pv10"], r.m.claimRecs["default/blockdv"]
+	r.m.mu.Unlock()
+	if rec != nil || claim != nil {
+		t.Fatalf("records after the release: volume %+v, claim %+v", rec, claim)
+	}
+
 	// Without its claim bound or released, a PV of another node is none of
 	// this node's business: a fresh rig never records it.
 	r2 := newRig(t)

@@ -747,9 +747,21 @@ func (pl *planner) removedVolumes() {
 		}
 		if away, ok := pl.st.Away[name]; ok && (v.Claim != "" || v.Phase == VolumeReleased) {
 			// A moved volume: the new node pulls this copy, which must
-			// outlive the move (seed 8.18.12).
-			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Target: dataOf(v),
-				Reason: fmt.Sprintf("%s: its data stays here for that node to pull, until that node runs the VM", away.Reason)}, Volume: name})
+			// outlive the move (seed 8.18.12) until that node runs the VM.
+			why := away.Reason + ": its data stays here for that node to pull, until that node runs the VM"
+			if pl.m.cfg.Released != nil && v.Claim != "" {
+				done, wait := pl.m.cfg.Released(name, pl.m.vmsOf(v.Claim))
+				inUse := pl.m.cfg.InUse == nil || pl.m.cfg.InUse(dataOf(v))
+				switch {
+				case done && !inUse:
+					pl.add(Action{Step: plan.Step{Action: ActDeleteData, Object: v.Object, Target: dataOf(v),
+						Reason: away.Reason + ", where its VM now runs: the copy here goes"}, Claim: v.Claim, Volume: name})
+					continue
+				case wait != "":
+					why = away.Reason + ": " + wait
+				}
+			}
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Target: dataOf(v), Reason: why}, Volume: name})
 			continue
 		}
 		if v.Claim != "" && pl.st.Claims[v.Claim] != nil {
