@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/diskmove"
+	"github.com/nodevirt/nodevirt/internal/fleet"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
@@ -63,4 +65,45 @@ func (rt *Runtime) pullDisk(ctx context.Context, r storage.ImportRequest) error 
 		return fmt.Errorf("pull PersistentVolume %s from node %s: %w", r.SourcePath, o.Node, err)
 	}
 	return nil
+}
+
+// released is storage.Config.Released: the copy here of PersistentVolume
+// pv, which moved away, may go once the node that now reports it bound
+// runs every VM that used it here.
+func (rt *Runtime) released(pv string, vms []string) (bool, string) {
+	a := rt.Agent
+	if a == nil {
+		return false, ""
+	}
+	reports, _ := a.FleetReports()
+	to := ""
+	for _, node := range slices.Sorted(maps.Keys(reports)) {
+		if node == rt.cfg.Node {
+			continue
+		}
+		if slices.ContainsFunc(reports[node].Volumes, func(v fleet.Volume) bool {
+			return v.Kind == "PersistentVolume" && v.Name == pv && v.Phase == "Bound"
+		}) {
+			to = node
+			break
+		}
+	}
+	if to == "" {
+		return false, "kept until the node it moved to reports it bound"
+	}
+	if len(vms) == 0 {
+		return false, "kept: no VM used it here, so nothing tells when node " + to + " no longer needs this copy"
+	}
+	list := slices.Collect(maps.Values(reports))
+	for _, vm := range vms {
+		_, ref, _ := strings.Cut(vm, " ") // "VirtualMachine ns/name"
+		ns, name, ok := strings.Cut(ref, "/")
+		if !ok {
+			return false, "kept: cannot tell which VM " + vm + " is"
+		}
+		if ok, why := diskmove.Released(list, to, ns, name); !ok {
+			return false, why
+		}
+	}
+	return true, ""
 }

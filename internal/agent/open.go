@@ -481,6 +481,7 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onC
 		OnChange:      onChange,
 		Log:           c.Log,
 		MovedFrom:     rt.movedFrom,
+		Released:      rt.released,
 	}, importerAdapter{im: importer.New(importer.Config{Log: c.Log}), pull: rt.pullDisk}, loopAdapter{loop.New()}, volumes.Files{},
 		importer.SecretsDir{Dir: c.SecretsDir}, kv)
 }
