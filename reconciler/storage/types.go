@@ -67,8 +67,9 @@ type State struct {
 	Elsewhere map[string]string `json:"elsewhere,omitempty"`
 	// Away holds static PersistentVolumes whose node affinity selects
 	// another node: the data this node holds of one is what that node
-	// pulls when the volume moves, so it is kept, not forgotten.
-	Away     map[string]AwayVolume `json:"away,omitempty"`
+	// pulls when the volume moves, so it is kept, not forgotten. Left out
+	// of the plan's JSON: every other node's volume would be listed.
+	Away     map[string]AwayVolume `json:"-"`
 	Settings Settings              `json:"settings"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
