@@ -78,8 +78,10 @@ func TestFleet_moveDisk(t *testing.T) {
 	// (it plans update+restart with the claim's disk resolved to a path
 	// under the state directory) while n1's storage counts the claim as
 	// used on another node: the old node never stops the VM, so n2 never
-	// starts it. The VM and storage stages must agree on the VM's node
-	// before this test can pass.
+	// starts it. Up to there the move works: n2 finds n1 in the reports,
+	// pulls over mutual TLS and n1 answers 403 "a running domain here
+	// still uses" the volume. The VM and storage stages must agree on the
+	// VM's node before this test can pass.
 	t.Skip("the old node keeps the VM after its nodeSelector moves: VM and storage placement disagree")
 	f := newFleetWorld(t)
 	nodes := []string{"n1", "n2"}
