@@ -19,9 +19,10 @@ import (
 	"github.com/nodevirt/nodevirt/runtime/loop"
 )
 
-// snapshotClaim is a static local Filesystem volume in a class the seed's
-// matrix lets snapshot, and a blank DataVolume bound to it.
-func snapshotClaim(ns, pvDir string) string {
+// snapshotClaim is a static local volume (mode Filesystem or Block, at
+// path) in a class the seed's matrix lets snapshot, and a blank DataVolume
+// of size bound to it.
+func snapshotClaim(ns, path, mode, size string) string {
 	return fmt.Sprintf(`apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: local}
@@ -34,7 +35,7 @@ metadata: {name: %[1]s-snap-pv}
 spec:
   hostPath: {path: %[2]s}
   capacity: {storage: 16Mi}
-  volumeMode: Filesystem
+  volumeMode: %[3]s
   storageClassName: local
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
@@ -44,8 +45,8 @@ kind: DataVolume
 metadata: {name: data, namespace: %[1]s}
 spec:
   source: {blank: {}}
-  pvc: {storageClassName: local, accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}
-`, ns, pvDir)
+  pvc: {storageClassName: local, volumeMode: %[3]s, accessModes: [ReadWriteOnce], resources: {requests: {storage: %[4]s}}}
+`, ns, path, mode, size)
 }
 
 func haltedVMWithDV(ns string) string {
@@ -97,7 +98,7 @@ func TestSnapshot_offlineSnapshotAndRestore(t *testing.T) {
 	}
 	disk := filepath.Join(w.hostRoot, pvDir, "disk.img")
 	w.commit("a stopped VM with a DataVolume", map[string]string{
-		"storage.yaml": snapshotClaim(w.ns, pvDir),
+		"storage.yaml": snapshotClaim(w.ns, pvDir, "Filesystem", "8Mi"),
 		"vm.yaml":      haltedVMWithDV(w.ns),
 	})
 	a := w.startAgent("--allowed-root", "/pv")
@@ -218,31 +219,8 @@ func TestSnapshot_blockVolume(t *testing.T) {
 		_ = l.Remove(dev)
 	})
 	w.commit("a stopped VM with a Block DataVolume", map[string]string{
-		"storage.yaml": fmt.Sprintf(`apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: local}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
----
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: %[1]s-block-pv}
-spec:
-  hostPath: {path: %[2]s}
-  capacity: {storage: 16Mi}
-  volumeMode: Block
-  storageClassName: local
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
----
-apiVersion: cdi.kubevirt.io/v1beta1
-kind: DataVolume
-metadata: {name: data, namespace: %[1]s}
-spec:
-  source: {blank: {}}
-  pvc: {storageClassName: local, volumeMode: Block, accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}}
-`, w.ns, dev),
-		"vm.yaml": haltedVMWithDV(w.ns),
+		"storage.yaml": snapshotClaim(w.ns, dev, "Block", "16Mi"),
+		"vm.yaml":      haltedVMWithDV(w.ns),
 	})
 	w.startAgent()
 	await(t, "the Block DataVolume", 3*time.Minute, func() bool {

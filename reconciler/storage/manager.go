@@ -433,50 +433,71 @@ func (m *Manager) startImport(r *claimRecord, req ImportRequest, scratch, file s
 		defer m.wg.Done()
 		defer close(j.done)
 		res, err := m.imp.Import(ctx, req, func(p float64) { m.progress(key, p) })
-		if scratch != "" {
-			_ = m.files.RemoveAll(scratch)
-		}
-		m.mu.Lock()
-		delete(m.jobs, key)
-		rec := m.claimRecs[key]
-		if rec == nil || m.ctx.Err() != nil {
-			// The claim was deleted meanwhile, or the agent is stopping:
-			// the record stays "in progress" and the next agent restarts it.
-			m.mu.Unlock()
-			return
-		}
-		now := m.cfg.Now()
-		rec.Finished = now
-		switch {
-		case err == nil:
-			rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseSucceeded, 100, "Completed", "Import Complete"
-			if req.Kind == SourcePVC {
-				rec.Message = "Clone Complete"
+		// A claim deleted meanwhile, or an agent stopping, leaves the
+		// record "in progress": the next agent restarts the import.
+		_ = m.settle(key, scratch, func(rec *claimRecord, now time.Time) {
+			switch {
+			case err == nil:
+				rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseSucceeded, 100, "Completed", "Import Complete"
+				if req.Kind == SourcePVC {
+					rec.Message = "Clone Complete"
+				}
+				rec.Result = &res
+				rec.Attempts, rec.Retry = 0, time.Time{}
+				m.log.Info("import done", "claim", key, "format", res.Format, "took", now.Sub(rec.Started).Round(time.Millisecond))
+				if merr := m.writeMarker(rec, file, req.Checksum); merr != nil {
+					// The disk is complete and the record says so; only a
+					// lost state could not adopt it.
+					m.log.Error("write import marker", "claim", key, "file", file, "err", merr)
+				}
+			case errors.Is(err, context.Canceled):
+				rec.Phase, rec.Reason, rec.Message = PhaseImportScheduled, "Cancelled", "the import was cancelled"
+			default:
+				rec.Attempts++
+				rec.Phase, rec.Reason, rec.Message = PhaseFailed, "Error", err.Error()
+				rec.Retry = now.Add(m.cfg.Backoff(rec.Attempts))
+				m.log.Error("import failed", "claim", key, "attempt", rec.Attempts, "retry", rec.Retry, "err", err)
 			}
-			rec.Result = &res
-			rec.Attempts, rec.Retry = 0, time.Time{}
-			m.log.Info("import done", "claim", key, "format", res.Format, "took", now.Sub(rec.Started).Round(time.Millisecond))
-			if merr := m.writeMarker(rec, file, req.Checksum); merr != nil {
-				// The disk is complete and the record says so; only a
-				// lost state could not adopt it.
-				m.log.Error("write import marker", "claim", key, "file", file, "err", merr)
-			}
-		case errors.Is(err, context.Canceled):
-			rec.Phase, rec.Reason, rec.Message = PhaseImportScheduled, "Cancelled", "the import was cancelled"
-		default:
-			rec.Attempts++
-			rec.Phase, rec.Reason, rec.Message = PhaseFailed, "Error", err.Error()
-			rec.Retry = now.Add(m.cfg.Backoff(rec.Attempts))
-			m.log.Error("import failed", "claim", key, "attempt", rec.Attempts, "retry", rec.Retry, "err", err)
-		}
-		if perr := m.putClaim(rec); perr != nil {
-			m.log.Error("persist claim", "claim", key, "err", perr)
-		}
-		m.mu.Unlock()
-		if m.cfg.OnChange != nil {
-			m.cfg.OnChange()
-		}
+		})
 	}()
+}
+
+// Why settle recorded no outcome.
+var (
+	errClaimRemoved = errors.New("the claim was removed meanwhile")
+	errStopping     = errors.New("the agent is stopping")
+)
+
+// settle ends key's import or upload job: it removes the scratch space,
+// drops the job and, unless the claim is gone or the agent stops
+// (errClaimRemoved, errStopping), sets the outcome with record (under
+// m.mu, with the finish time), persists the record and tells OnChange.
+func (m *Manager) settle(key, scratch string, record func(rec *claimRecord, now time.Time)) error {
+	if scratch != "" {
+		_ = m.files.RemoveAll(scratch)
+	}
+	m.mu.Lock()
+	delete(m.jobs, key)
+	rec := m.claimRecs[key]
+	switch {
+	case rec == nil:
+		m.mu.Unlock()
+		return errClaimRemoved
+	case m.ctx.Err() != nil:
+		m.mu.Unlock()
+		return errStopping
+	}
+	now := m.cfg.Now()
+	rec.Finished = now
+	record(rec, now)
+	if perr := m.putClaim(rec); perr != nil {
+		m.log.Error("persist claim", "claim", key, "err", perr)
+	}
+	m.mu.Unlock()
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange()
+	}
+	return nil
 }
 
 // progress records an import's progress, persisting it at most every

@@ -242,44 +242,25 @@ func (m *Manager) runUpload(ctx context.Context, key string, req ImportRequest, 
 	if err != nil && errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), errClientGone) {
 		err = errClientGone
 	}
-	if scratch != "" {
-		_ = m.files.RemoveAll(scratch)
-	}
-	m.mu.Lock()
-	delete(m.jobs, key)
-	rec := m.claimRecs[key]
-	if rec == nil || m.ctx.Err() != nil {
-		// Deleted meanwhile, or the agent stops: the record stays
-		// "uploading" and the next plan offers the upload again.
-		m.mu.Unlock()
-		if err == nil && rec == nil {
-			err = fmt.Errorf("upload into %s: the DataVolume was removed meanwhile", key)
-		} else if err == nil {
-			err = fmt.Errorf("upload into %s: the agent is stopping", key)
+	serr := m.settle(key, scratch, func(rec *claimRecord, now time.Time) {
+		if err == nil {
+			rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseSucceeded, 100, "Completed", "Upload Complete"
+			rec.Result, rec.Attempts = &res, 0
+			m.log.Info("upload done", "claim", key, "format", res.Format, "bytes", res.Transferred, "took", now.Sub(rec.Started).Round(time.Millisecond))
+			if merr := m.writeMarker(rec, file, ""); merr != nil {
+				m.log.Error("write upload marker", "claim", key, "file", file, "err", merr)
+			}
+			return
 		}
-		return err
-	}
-	now := m.cfg.Now()
-	rec.Finished = now
-	if err == nil {
-		rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseSucceeded, 100, "Completed", "Upload Complete"
-		rec.Result, rec.Attempts = &res, 0
-		m.log.Info("upload done", "claim", key, "format", res.Format, "bytes", res.Transferred, "took", now.Sub(rec.Started).Round(time.Millisecond))
-		if merr := m.writeMarker(rec, file, ""); merr != nil {
-			m.log.Error("write upload marker", "claim", key, "file", file, "err", merr)
-		}
-	} else {
 		err = fmt.Errorf("upload into %s: %w", key, err)
 		rec.Attempts++
 		rec.Phase, rec.Progress, rec.Reason, rec.Message = PhaseFailed, 0, "Error", err.Error()
 		m.log.Error("upload failed", "claim", key, "attempt", rec.Attempts, "err", err)
-	}
-	if perr := m.putClaim(rec); perr != nil {
-		m.log.Error("persist claim", "claim", key, "err", perr)
-	}
-	m.mu.Unlock()
-	if m.cfg.OnChange != nil {
-		m.cfg.OnChange()
+	})
+	if serr != nil && err == nil {
+		// The record stays "uploading" and the next plan offers the
+		// upload again.
+		err = fmt.Errorf("upload into %s: %w", key, serr)
 	}
 	return err
 }
