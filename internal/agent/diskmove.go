@@ -61,7 +61,7 @@ func (rt *Runtime) pullDisk(ctx context.Context, r storage.ImportRequest) error 
 		return err
 	}
 	defer client.CloseIdleConnections()
-	if err := (&diskmove.Puller{Client: client}).Pull(ctx, o.URL+api.DisksPrefix, r.SourcePath, r.Target); err != nil {
+	if err := (&diskmove.Puller{Client: client, Log: rt.cfg.Log}).Pull(ctx, o.URL+api.DisksPrefix, r.SourcePath, r.Target); err != nil {
 		return fmt.Errorf("pull PersistentVolume %s from node %s: %w", r.SourcePath, o.Node, err)
 	}
 	return nil

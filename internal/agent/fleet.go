@@ -180,5 +180,14 @@ func (f *Fleet) report(ctx context.Context) fleet.Report {
 		r.CA = f.o.CA()
 	}
 	r.API = f.o.API
+	// A record that cannot be read leaves the hashes out: the other nodes
+	// then place the VMs afresh rather than on a guess.
+	if placed, err := f.a.placed(); err == nil {
+		for i, v := range r.VMs {
+			if p, ok := placed[v.Namespace+"/"+v.Name]; ok && p.Node == f.o.Node {
+				r.VMs[i].Placement = p.Hash
+			}
+		}
+	}
 	return r
 }

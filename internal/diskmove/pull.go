@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +38,8 @@ type Puller struct {
 	// Client speaks mutual TLS: its certificate is this node's, signed
 	// by its own CA, and it trusts the peer's CA.
 	Client *http.Client
+	// Log, when set, hears where a pull resumes and how it ended.
+	Log *slog.Logger
 }
 
 // Pull copies the disk volume pv served at base (the peer's prefix URL)
@@ -72,6 +75,15 @@ func (p *Puller) Pull(ctx context.Context, base, pv, target string) error {
 	if err := f.Truncate(m.Size); err != nil {
 		return fmt.Errorf("size %s: %w", PartialPath(target), err)
 	}
+	kept := 0
+	for _, done := range j.Done {
+		if done {
+			kept++
+		}
+	}
+	if kept > 0 && p.Log != nil {
+		p.Log.Info("resuming a disk pull", "pv", pv, "from", base, "chunksKept", kept, "chunks", len(m.Chunks))
+	}
 	for i := range m.Chunks {
 		if j.Done[i] {
 			continue
@@ -95,6 +107,9 @@ func (p *Puller) Pull(ctx context.Context, base, pv, target string) error {
 	}
 	if err := syncDir(filepath.Dir(target)); err != nil {
 		return err
+	}
+	if p.Log != nil {
+		p.Log.Info("disk pulled", "pv", pv, "from", base, "bytes", m.Size, "chunks", len(m.Chunks), "chunksKept", kept)
 	}
 	return removeIfExists(JournalPath(target))
 }

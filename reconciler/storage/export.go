@@ -51,7 +51,7 @@ func (m *Manager) Export(pv, node string, labels map[string]string) (string, err
 	file := dataOf(v)
 	// Without a way to tell, the disk counts as used: a running VM's
 	// disk copied is a torn copy.
-	if m.cfg.InUse == nil || m.cfg.InUse(file) || (v.Device != "" && m.cfg.InUse(v.Device)) {
+	if m.cfg.Running == nil || m.cfg.Running(file) || (v.Device != "" && m.cfg.Running(v.Device)) {
 		return "", fmt.Errorf("%w: a running domain here still uses PersistentVolume %s", ErrNotExportable, pv)
 	}
 	return file, nil

@@ -129,6 +129,11 @@ type Config struct {
 	// InUse reports whether a running domain uses a path; data in use is
 	// never deleted. nil means nothing is.
 	InUse func(path string) bool
+	// Running reports whether a running domain uses a path: a volume
+	// moved to another node is served to it only when none does (a
+	// stopped domain may keep its definition). Nil counts every path as
+	// used.
+	Running func(path string) bool
 	// MovedFrom names the other node that holds the data of static
 	// PersistentVolume pv, which moved here: a DataVolume bound to it
 	// pulls that data instead of importing its source. "" when no node

@@ -24,6 +24,7 @@ func TestManager_movedVolumeKeepsItsData(t *testing.T) {
 	backing := "/var/lib/nodevirt/blockpv/local-block-pv10.img"
 	used := true
 	r.m.cfg.InUse = func(string) bool { return used }
+	r.m.cfg.Running = r.m.cfg.InUse
 	if _, err := r.m.Export("local-block-pv10", "node02", nil); !errors.Is(err, ErrNotExportable) || !strings.Contains(err.Error(), "placed on this node") {
 		t.Fatalf("export before the move: %v", err)
 	}

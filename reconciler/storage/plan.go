@@ -751,7 +751,9 @@ func (pl *planner) removedVolumes() {
 			why := away.Reason + ": its data stays here for that node to pull, until that node runs the VM"
 			if pl.m.cfg.Released != nil && v.Claim != "" {
 				done, wait := pl.m.cfg.Released(name, pl.m.vmsOf(v.Claim))
-				inUse := pl.m.cfg.InUse == nil || pl.m.cfg.InUse(dataOf(v))
+				// The VM's stopped domain may keep its definition here,
+				// for the VM may come back: only a running one holds it.
+				inUse := pl.m.cfg.Running == nil || pl.m.cfg.Running(dataOf(v))
 				switch {
 				case done && !inUse:
 					pl.add(Action{Step: plan.Step{Action: ActDeleteData, Object: v.Object, Target: dataOf(v),
