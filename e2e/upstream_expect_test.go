@@ -122,7 +122,12 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "spec.local.path", reason: "--allowed-block-device"}}},
 	"kubevirt-user-guide/firmware-uuid-serial.yaml": {domainHas: []string{
 		"5d307ca9-b3ef-428c-8861-06e72d69f223", "e4686d2c-6e8d-4335-b8fd-81bee22f4815"}},
-	"kubevirt/vmi-with-sidecar-hook.yaml":    {pending: pendingSMBIOS, domainHas: []string{"Radical Edward"}},
+	"kubevirt/vmi-with-sidecar-hook.yaml": {pending: pendingSMBIOS, domainHas: []string{"Radical Edward"}},
+	"kubevirt/vmi-block-pvc.yaml":         {pending: pendingVersions},
+	// kubectl: fields of KubeVirt's main branch, newer than the v1.9 API
+	// nodevirt reads.
+	"kubevirt/vmi-file-memory-backing.yaml":  {refused: []upstreamDiag{{path: "spec.domain.memory.fileBacked", reason: "unknown field"}}},
+	"kubevirt/vmi-ssd-emulation.yaml":        {refused: []upstreamDiag{{path: "spec.domain.devices.disks[0].disk.rotationRate", reason: "unknown field"}}},
 	"kubevirt-examples/vmi-kernel-boot.yaml": {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<initrd>"}},
 
 	// Refused as KubeVirt refuses them.
