@@ -85,27 +85,33 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "provisioner", reason: "needs a HostPathProvisioner"}}},
 
 	// HCO's current API version.
-	"hyperconverged-cluster-operator/hco.cr.yaml":                    {pending: pendingVersions},
-	"hyperconverged-cluster-operator/kustomize-base-hco-cr.yaml":     {pending: pendingVersions},
-	"seeds/8.14.11-hco-v1-permitted-host-devices.yaml":               {pending: pendingVersions},
-	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":        {pending: pendingStaticPV},
-	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":            {pending: pendingStaticPV},
-	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":         {pending: pendingVersions},
-	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml":         {pending: pendingSecrets},
-	"kubevirt-user-guide/access-credentials-nocloud/my-pub-key.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/configmap-disk/vmi.yaml":                    {pending: pendingSecrets},
-	"kubevirt-user-guide/secret-disk/vmi.yaml":                       {pending: pendingSecrets},
-	"kubevirt-user-guide/secret-disk/app-secret.yaml":                {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/sysprep-configmap/vm.yaml":                  {pending: pendingSecrets},
-	"kubevirt-user-guide/configmap-virtiofs/vmi.yaml":                {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
-	"kubevirt-user-guide/secret-virtiofs/vmi.yaml":                   {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
-	"kubevirt-user-guide/secret-virtiofs/app-secret.yaml":            {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/virtiofs-pvc.yaml":                          {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
-	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":                  {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
-	"kubevirt-user-guide/kernel-boot-container.yaml":                 {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<cmdline>console=ttyS0</cmdline>"}},
-	"kubevirt-user-guide/numa-passthrough-vmi.yaml":                  {pending: pendingNUMA, domainHas: []string{"<numa>", "<hugepages>"}},
-	"kubevirt-user-guide/lun-block/vmi.yaml":                         {pending: pendingLun, domainHas: []string{`device="lun"`}},
-	"kubevirt-user-guide/lun-block/mypvc.yaml":                       {pending: pendingStaticPV},
+	"hyperconverged-cluster-operator/hco.cr.yaml":                {pending: pendingVersions},
+	"hyperconverged-cluster-operator/kustomize-base-hco-cr.yaml": {pending: pendingVersions},
+	"seeds/8.14.11-hco-v1-permitted-host-devices.yaml":           {pending: pendingVersions},
+	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":    {pending: pendingStaticPV},
+	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":        {pending: pendingStaticPV},
+	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":     {pending: pendingVersions},
+	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml": {pending: pendingSecrets,
+		artifactHas: []string{"AAAAC3NzaC1lZDI1NTE5AAAAIPL3axFGHI3db9iJWkPXVbYzD7OaWTtHuqmxLvj+DztB"}},
+	"kubevirt-user-guide/access-credentials-nocloud/my-pub-key.yaml":   {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
+	"kubevirt-user-guide/configmap-disk/vmi.yaml":                      {pending: pendingSecrets, artifactHas: []string{"staging"}},
+	"kubevirt-user-guide/secret-disk/vmi.yaml":                         {pending: pendingSecrets, artifactHas: []string{"changeme"}},
+	"kubevirt-user-guide/secret-disk/app-secret.yaml":                  {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
+	"kubevirt-user-guide/cloudinit-userdata-secret/vmi.yaml":           {pending: pendingSecrets, artifactHas: []string{"Hi from startup script!"}},
+	"kubevirt-user-guide/cloudinit-userdata-secret/my-vmi-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
+	"kubevirt-user-guide/sysprep-configmap/vm.yaml":                    {pending: pendingSecrets, artifactHas: []string{"urn:schemas-microsoft-com:unattend"}},
+	// The preference's disk bus reaches the domain; the user data the guest.
+	"kubevirt-user-guide/preference-user-override.yaml": {domainHas: []string{`bus="sata"`, `bus="virtio"`},
+		artifactHas: []string{"printed from cloud-init userdata"}},
+	"kubevirt-user-guide/configmap-virtiofs/vmi.yaml":     {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
+	"kubevirt-user-guide/secret-virtiofs/vmi.yaml":        {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
+	"kubevirt-user-guide/secret-virtiofs/app-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
+	"kubevirt-user-guide/virtiofs-pvc.yaml":               {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
+	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":       {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
+	"kubevirt-user-guide/kernel-boot-container.yaml":      {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<cmdline>console=ttyS0</cmdline>"}},
+	"kubevirt-user-guide/numa-passthrough-vmi.yaml":       {pending: pendingNUMA, domainHas: []string{"<numa>", "<hugepages>"}},
+	"kubevirt-user-guide/lun-block/vmi.yaml":              {pending: pendingLun, domainHas: []string{`device="lun"`}},
+	"kubevirt-user-guide/lun-block/mypvc.yaml":            {pending: pendingStaticPV},
 	// kubectl: the snippet puts ioThreadsPolicy under cpu (it belongs to
 	// domain); 1Gi of memory in 1Gi pages is fine, as in KubeVirt.
 	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {pending: pendingHugepages, refused: []upstreamDiag{
@@ -133,6 +139,10 @@ var upstreamExpect = map[string]upstreamWant{
 	// Refused as KubeVirt refuses them.
 	"kubevirt-user-guide/v1alpha1-hugepages.yaml": {pending: pendingVersions, refused: []upstreamDiag{
 		{reason: "apiVersion kubevirt.io/v1alpha1 is not served for kind VirtualMachine; use kubevirt.io/v1"}}},
+	// The page's Secret-backed network-config example is older than v1 (its
+	// disks name volumes through volumeName).
+	"kubevirt-user-guide/cloudinit-networkdata-secret-v1alpha2.yaml": {pending: pendingVersions, refused: []upstreamDiag{
+		{reason: "apiVersion kubevirt.io/v1alpha2 is not served for kind VirtualMachineInstance; use kubevirt.io/v1"}}},
 	// Incomplete snippets (the page shows only the part it is about).
 	"kubevirt-user-guide/cpu-hotplug.yaml": {refused: []upstreamDiag{{reason: "metadata.name is required"}}},
 	"kubevirt-user-guide/masquerade.yaml":  {refused: []upstreamDiag{{reason: "metadata.name is required"}}},

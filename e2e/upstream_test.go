@@ -45,6 +45,10 @@ type upstreamWant struct {
 	// domainHas are strings every rendered domain's XML must hold: the
 	// fields the file is about reach libvirt.
 	domainHas []string
+	// artifactHas are strings some file of the rendered domain's artifacts
+	// (its cloud-init and ConfigMap/Secret images) must hold: the data
+	// reaches the guest.
+	artifactHas []string
 	// pending says which part of the work, not merged yet, the file waits
 	// for: while it does not come out as wanted the test logs it and goes
 	// on; once it does, the log says so and the mark should be dropped.
@@ -277,6 +281,18 @@ func (u *upstreamFile) add(d diag.Diagnostic) {
 	}
 }
 
+// artifactsHold reports whether a file of one of vm's artifacts holds s.
+func artifactsHold(vm *desired.VM, s string) bool {
+	for _, a := range vm.Artifacts {
+		for _, data := range a.Files {
+			if strings.Contains(string(data), s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // upstreamRow is one line of the outcome table.
 type upstreamRow struct{ key, kinds, result, detail string }
 
@@ -333,6 +349,11 @@ func (u upstreamFile) judge(want upstreamWant, define func(name, xml string) err
 		for _, want := range want.domainHas {
 			if !strings.Contains(vm.XML, want) {
 				problems = append(problems, fmt.Sprintf("%s: the domain has no %q", o.Ref, want))
+			}
+		}
+		for _, want := range want.artifactHas {
+			if !artifactsHold(vm, want) {
+				problems = append(problems, fmt.Sprintf("%s: no artifact file holds %q", o.Ref, want))
 			}
 		}
 		if define != nil {
