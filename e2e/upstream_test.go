@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,6 +17,10 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
+	"github.com/nodevirt/nodevirt/runtime/importer"
+	"github.com/nodevirt/nodevirt/runtime/loop"
+	"github.com/nodevirt/nodevirt/runtime/statedb"
+	"github.com/nodevirt/nodevirt/runtime/volumes"
 )
 
 // This file has no build tag: TestUpstreamManifests runs with `go test ./...`
@@ -186,10 +191,9 @@ func runUpstream(t *testing.T, g upstreamGroup, ctx domain.Context) []upstreamFi
 		Node:    upstreamNode,
 		Context: ctx,
 		// The node runs the CPU manager (--cpu-manager), so dedicated-CPU
-		// examples get their CPUs from the pool below.
+		// examples get their CPUs from this pool.
 		NodeLabels: map[string]string{"cpumanager": "true"},
-		// A CPU-manager pool, so dedicated-CPU examples get their CPUs.
-		Resources: desired.Resources{CPUPool: []uint{0, 1, 2, 3, 4, 5, 6, 7}},
+		Resources:  desired.Resources{CPUPool: []uint{0, 1, 2, 3, 4, 5, 6, 7}, Claims: upstreamClaims(t, ctx, ss)},
 	})
 
 	// The stages report the manifests' own diagnostics more than once.
@@ -291,6 +295,53 @@ func artifactsHold(vm *desired.VM, s string) bool {
 		}
 	}
 	return false
+}
+
+// upstreamClaims plans storage as the agent's first run on a fresh state
+// directory would, and says where each claim's disk goes (a file, or the
+// block device of the PersistentVolume it binds), so disks render as the
+// agent renders them. The plan's own diagnostics are left to apply time, as
+// in `nodevirt validate`. Loop devices are read from a scratch /sys and
+// /dev: what other tests attached on this host must not change the outcome.
+func upstreamClaims(t *testing.T, ctx domain.Context, ss *storage.State) map[string]domain.ClaimDisk {
+	t.Helper()
+	state := t.TempDir()
+	db, err := statedb.Open(filepath.Join(state, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	loops := upstreamLoops{&loop.Loops{Sys: filepath.Join(ctx.Root, "sys"), Dev: filepath.Join(ctx.Root, "dev")}}
+	m, err := storage.NewManager(storage.Config{Root: ctx.Root, StateDir: state}, nil, loops, volumes.Files{},
+		importer.SecretsDir{Dir: filepath.Join(state, "secrets")}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	plan, err := m.Plan(context.Background(), ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := map[string]domain.ClaimDisk{}
+	for key, c := range plan.Claims {
+		if c.Path != "" {
+			claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block}
+		}
+	}
+	return claims
+}
+
+// upstreamLoops reads loop devices for the plan; planning attaches none,
+// and this test never may.
+type upstreamLoops struct{ l *loop.Loops }
+
+func (u upstreamLoops) AttachAt(dev, _ string) error {
+	return fmt.Errorf("attach %s: the upstream manifests test attaches no loop device", dev)
+}
+func (u upstreamLoops) Backing(dev string) (string, bool, error) { return u.l.Backing(dev) }
+func (u upstreamLoops) Find(backing string) ([]string, error)    { return u.l.Find(backing) }
+func (u upstreamLoops) Detach(dev string) error {
+	return fmt.Errorf("detach %s: the upstream manifests test detaches no loop device", dev)
 }
 
 // upstreamRow is one line of the outcome table.
