@@ -67,6 +67,11 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 	if emptyConfig(raw) {
 		return r
 	}
+	if version, ok := spec2Version(raw); ok {
+		if raw, ok = r.translateSpec2(raw, version); !ok {
+			return r
+		}
+	}
 	cfg, rep, err := ign.ParseCompatibleVersion(raw)
 	if err != nil || rep.IsFatal() {
 		r.ignitionErrors(rep, err)
@@ -123,7 +128,7 @@ func (r *rendered) ignitionErrors(rep report.Report, err error) {
 	}
 	switch {
 	case errors.Is(err, igerrors.ErrUnknownVersion), errors.Is(err, igerrors.ErrInvalidVersion):
-		r.diags = append(r.diags, g.errorf(g.ign("ignition.version"), "%w: %v (nodevirt reads Ignition spec 3.0.0 to 3.6.0)", ErrIgnition, err))
+		r.diags = append(r.diags, g.errorf(g.ign("ignition.version"), "%w: %v (nodevirt reads Ignition spec 2.0.0 to 2.4.0 and 3.0.0 to 3.6.0)", ErrIgnition, err))
 	case err != nil:
 		r.diags = append(r.diags, g.errorf(g.ign(""), "%w: %v", ErrIgnition, err))
 	}

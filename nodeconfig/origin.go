@@ -25,11 +25,14 @@ type origin struct {
 	// add entries, e.g. from trees, so indices do not always match).
 	filePaths []string
 	unitNames []string
+	// spec2 is set when the config was translated from Ignition spec 2.
+	spec2 *spec2
 }
 
 // ign returns the user path for a path in the Ignition config, e.g.
 // storage.files[0].mode.
 func (g *origin) ign(p string) string {
+	p = g.spec2.path(p)
 	if g.obj != nil {
 		if p == "" {
 			return "spec.config"
