@@ -177,7 +177,7 @@ func renderButane(bf ButaneFile, root, sourceDir string) *rendered {
 			filesDir = "" // not inside its tree: local files are refused
 		}
 	}
-	res, diags := butane.Translate(bf.File, bf.Data, filesDir)
+	res, diags := butane.Translate(bf.File, bf.Data, butane.Options{FilesDir: filesDir})
 	for i := range diags {
 		diags[i].Object = object
 	}
@@ -191,6 +191,7 @@ func renderButane(bf ButaneFile, root, sourceDir string) *rendered {
 		}
 		return &rendered{cfg: c, g: g, diags: diags}
 	}
+	g.res = res
 	r := convert(g, res.Ignition, mcFields{
 		KernelArguments: res.KernelArguments,
 		Extensions:      res.Extensions,
