@@ -263,3 +263,41 @@ spec:
       version: ` + v + `
 ` + config
 }
+
+// The Compliance Operator's documented remediation MachineConfig (spec
+// 2.2.0): an empty data URL, an octal mode, and kernelArguments holding one
+// empty string.
+func TestRender_spec2ComplianceRemediation(t *testing.T) {
+	h, _ := render(t, Node{}, map[string]string{"securetty.yaml": `apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata:
+  name: 75-workers-scan-no-direct-root-logins
+  labels:
+    machineconfiguration.openshift.io/role: worker
+spec:
+  fips: false
+  osImageURL: ""
+  kernelArguments:
+    - ""
+  config:
+    ignition:
+      version: 2.2.0
+    storage:
+      files:
+      - contents:
+          source: data:,
+        filesystem: root
+        mode: 0600
+        path: /etc/securetty
+`})
+	if len(h.Diags) > 0 {
+		t.Fatalf("diagnostics: %v", h.Diags)
+	}
+	f := h.File("/etc/securetty")
+	if f == nil || f.Mode != 0o600 || len(f.Contents) != 0 || f.Source.Line != 17 {
+		t.Errorf("file %+v", f)
+	}
+	if len(h.KernelArgs) != 0 {
+		t.Errorf("kernel arguments %+v", h.KernelArgs)
+	}
+}

@@ -7,7 +7,8 @@
 // on what sugar made (boot_device.luks makes storage.luks) name the sugar.
 //
 // Butane is archived upstream and moves into github.com/coreos/ignition/v2;
-// keeping it behind this one file means the import move touches nothing else.
+// keeping it behind this one package means the import move touches nothing
+// else.
 // The translation never uses Butane's Raw mode, which drops
 // openshift.kernel_arguments. It must not import the rest of nodevirt except
 // manifests/diag.
