@@ -141,13 +141,12 @@ func (r *rendered) translateSpec2(raw json.RawMessage, version string) (json.Raw
 	if failed {
 		return nil, false
 	}
-	ok := r.checkSpec2(cfg)
+	if !r.checkSpec2(cfg) {
+		return nil, false
+	}
 	cfg, s, err := dedupeSpec2(cfg)
 	if err != nil {
 		r.diags = append(r.diags, g.errorf(g.ign("storage.files"), "%w: %v", ErrSpec2, err))
-		return nil, false
-	}
-	if !ok {
 		return nil, false
 	}
 	g.spec2 = s

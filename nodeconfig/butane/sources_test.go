@@ -110,3 +110,35 @@ func TestParsePath(t *testing.T) {
 		t.Error("want an error for a bad index")
 	}
 }
+
+// Errors Butane finds in the config its sugar made come back at the sugar
+// field the file wrote.
+func TestTranslate_sugarErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		want       summary
+	}{
+		{"boot_device.luks", "variant: fcos\nversion: 1.6.0\nboot_device:\n  luks:\n    tang:\n    - url: ftp://x\n      thumbprint: abc\n",
+			summary{6, 12, "boot_device.luks.tang[0].url", "invalid url scheme"}},
+		{"boot_device.mirror", "variant: fcos\nversion: 1.6.0\nboot_device:\n  layout: x86_64\n  mirror:\n    devices:\n    - /dev/sda\n    - sdb\n",
+			summary{8, 7, "boot_device.mirror.devices[1]", "path not absolute"}},
+		{"systemd.units", "variant: fcos\nversion: 1.6.0\nsystemd:\n  units:\n  - name: a.service\n  - name: a.service\n",
+			summary{6, 5, "systemd.units[1]", "duplicate entry defined"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, diags := Translate("x.bu", []byte(tc.data), Options{})
+			if res != nil || len(diags) != 1 {
+				t.Fatalf("want one error, got %v", diags)
+			}
+			d := diags[0]
+			if diff := cmp.Diff(tc.want, summary{d.Line, d.Col, d.Path, d.Message}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+type summary struct {
+	Line, Col     int
+	Path, Message string
+}
