@@ -124,3 +124,70 @@ systemd:
 		})
 	}
 }
+
+// One pass shows all of a config's errors: those Ignition or Butane finds
+// and those nodevirt's own rules find on the same config, each field once.
+func TestRender_allErrorsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, content string
+		want                []summary
+	}{
+		{"MachineConfig", "mc.yaml", `apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata:
+  name: 99-many
+  labels:
+    machineconfiguration.openshift.io/role: worker
+spec:
+  config:
+    ignition:
+      version: 3.2.0
+    storage:
+      disks:
+      - device: /dev/sdb
+      files:
+      - path: /etc/x
+        mode: 99999
+      - path: /boot/x
+        contents: {source: "data:,x"}
+    systemd:
+      units:
+      - name: bad name.service
+`, []summary{
+			{diag.Error, "mc.yaml", 12, "MachineConfig 99-many", "spec.config.storage.disks"},
+			{diag.Error, "mc.yaml", 16, "MachineConfig 99-many", "spec.config.storage.files[0].mode"},
+			{diag.Error, "mc.yaml", 17, "MachineConfig 99-many", "spec.config.storage.files[1].path"},
+			{diag.Error, "mc.yaml", 21, "MachineConfig 99-many", "spec.config.systemd.units[0].name"},
+		}},
+		{"Butane", "x.bu", `variant: fcos
+version: 1.6.0
+boot_device:
+  luks:
+    tpm2: true
+storage:
+  files:
+  - path: /etc/x
+    contents:
+      inline: a
+      source: data:,b
+  - path: /usr/bin/x
+    contents: {inline: x}
+`, []summary{
+			{diag.Error, "x.bu", 3, "Butane x.bu", "boot_device"},
+			{diag.Error, "x.bu", 4, "Butane x.bu", "boot_device.luks"},
+			{diag.Error, "x.bu", 11, "Butane x.bu", "storage.files[0].contents.source"},
+			{diag.Error, "x.bu", 12, "Butane x.bu", "storage.files[1].path"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := render(t, Node{}, map[string]string{tc.file: tc.content})
+			errs := h.Diags.Errors()
+			if diff := cmp.Diff(tc.want, summarize(errs)); diff != "" {
+				t.Errorf("errors %v (-want +got):\n%s", errs, diff)
+			}
+			if len(h.Files)+len(h.Units) > 0 {
+				t.Errorf("an invalid config adds nothing: files %+v units %+v", h.Files, h.Units)
+			}
+		})
+	}
+}

@@ -75,14 +75,10 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 	cfg, rep, err := ign.ParseCompatibleVersion(raw)
 	if err != nil || rep.IsFatal() {
 		r.ignitionErrors(rep, err)
+		r.checkDraft(raw)
 		return r
 	}
-	for _, f := range cfg.Storage.Files {
-		g.filePaths = append(g.filePaths, f.Path)
-	}
-	for _, u := range cfg.Systemd.Units {
-		g.unitNames = append(g.unitNames, u.Name)
-	}
+	g.recordNames(cfg)
 	for _, e := range rep.Entries {
 		if e.Kind == report.Warn {
 			p := g.ign(butane.Path(e.Context))
@@ -99,6 +95,58 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 		r.absent = append(r.absent, KernelArg{Value: string(a), Source: g.source(g.ign(fmt.Sprintf("kernelArguments.shouldNotExist[%d]", i)))})
 	}
 	return r
+}
+
+func (g *origin) recordNames(cfg types.Config) {
+	g.filePaths, g.unitNames = nil, nil
+	for _, f := range cfg.Storage.Files {
+		g.filePaths = append(g.filePaths, f.Path)
+	}
+	for _, u := range cfg.Systemd.Units {
+		g.unitNames = append(g.unitNames, u.Name)
+	}
+}
+
+// checkDraft runs nodevirt's own checks on a config that failed validation
+// (Ignition's or Butane's), so that one pass reports both what the
+// validator found and what nodevirt would refuse once that is fixed. What
+// it renders is dropped: the config is invalid. A finding on a field an
+// earlier error already names (or on one inside it, or around it) is left
+// out, so a field is reported once.
+func (r *rendered) checkDraft(raw json.RawMessage) {
+	var cfg types.Config
+	if json.Unmarshal(raw, &cfg) != nil {
+		return // not even JSON of the right shape: the validator said why
+	}
+	r.g.recordNames(cfg)
+	draft := &rendered{g: r.g}
+	draft.checkUnsupported(cfg)
+	draft.convertFiles(cfg.Storage.Files)
+	draft.convertUnits(cfg.Systemd.Units)
+	var seen []string
+	for _, d := range r.diags {
+		if d.Severity == diag.Error {
+			seen = append(seen, d.Path)
+		}
+	}
+	for _, d := range draft.diags {
+		if !overlaps(seen, d.Path) {
+			r.diags = append(r.diags, d)
+		}
+	}
+}
+
+// overlaps: p is one of paths, inside one, or around one.
+func overlaps(paths []string, p string) bool {
+	within := func(a, b string) bool { // a is b or inside it
+		return a == b || b == "" || strings.HasPrefix(a, b+".") || strings.HasPrefix(a, b+"[")
+	}
+	for _, q := range paths {
+		if within(p, q) || within(q, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // emptyConfig: no config, null or {} means no Ignition content (a

@@ -123,6 +123,14 @@ func Translate(file string, data []byte, opts Options) (*Result, diag.List) {
 	if err != nil {
 		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
 	}
+	if err := res.fromMachineConfig(js); err != nil {
+		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
+	}
+	return res, diags
+}
+
+// fromMachineConfig reads the MachineConfig (JSON) an openshift file makes.
+func (res *Result) fromMachineConfig(js []byte) error {
 	var mc struct {
 		Metadata struct {
 			Name   string            `json:"name"`
@@ -137,7 +145,7 @@ func Translate(file string, data []byte, opts Options) (*Result, diag.List) {
 		} `json:"spec"`
 	}
 	if err := json.Unmarshal(js, &mc); err != nil {
-		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
+		return err
 	}
 	res.Name, res.Labels = mc.Metadata.Name, mc.Metadata.Labels
 	res.Ignition = mc.Spec.Config
@@ -145,7 +153,7 @@ func Translate(file string, data []byte, opts Options) (*Result, diag.List) {
 	res.Extensions = mc.Spec.Extensions
 	res.FIPS = mc.Spec.FIPS
 	res.KernelType = mc.Spec.KernelType
-	return res, diags
+	return nil
 }
 
 var openshiftVersion = regexp.MustCompile(`^4\.([0-9]+)\.0$`)

@@ -1,6 +1,7 @@
 package butane
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -91,33 +92,80 @@ var variants = map[string]struct {
 // config.TranslateBytes drops. Called only after that translation
 // succeeded, so the same input cannot fail here; nil when it does anyway.
 func newSources(data []byte, variant, version string, opts Options) *sources {
+	_, s := unvalidated(data, variant, version, opts)
+	return s
+}
+
+// unvalidated runs the variant's translation without validating its
+// output, returning the output (result.MachineConfig or an Ignition
+// types.Config) and where its fields came from. Butane's translators
+// assume a source that passed its validation (an unknown
+// boot_device.layout panics); for a draft of an invalid source a panic
+// just means there is no draft.
+func unvalidated(data []byte, variant, version string, opts Options) (output any, s *sources) {
 	v, ok := variants[variant+"+"+version]
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	cfg := v.config()
 	if yaml.Unmarshal(data, cfg) != nil {
-		return nil
+		return nil, nil
 	}
+	defer func() {
+		if recover() != nil {
+			output, s = nil, nil
+		}
+	}()
 	t, err := vyaml.UnmarshalToContext(data)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	method := reflect.ValueOf(cfg).Elem().MethodByName(v.method)
 	if !method.IsValid() {
-		return nil
+		return nil, nil
 	}
 	out := method.Call([]reflect.Value{reflect.ValueOf(common.TranslateOptions{FilesDir: opts.FilesDir, NoResourceAutoCompression: true})})
 	ts, ok := out[1].Interface().(translate.TranslationSet)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	s := &sources{ign: ts, spec: ts, tree: t, at: opts}
+	s = &sources{ign: ts, spec: ts, tree: t, at: opts}
 	if variant == "openshift" {
 		s.ign = ts.Descend(path.New("json", "spec", "config"))
 		s.spec = ts.Descend(path.New("json", "spec"))
 	}
-	return s
+	return out[0].Interface(), s
+}
+
+// Draft translates a Butane file that Translate refused, without
+// validating it, so that checks on the output can report what they would
+// refuse in the same pass as Butane's errors. nil when Butane cannot
+// translate it at all. A Draft is never applied.
+func Draft(data []byte, opts Options) *Result {
+	var head struct {
+		Variant string `yaml:"variant"`
+		Version string `yaml:"version"`
+	}
+	if yaml.Unmarshal(data, &head) != nil {
+		return nil
+	}
+	out, s := unvalidated(data, head.Variant, head.Version, opts)
+	if s == nil {
+		return nil
+	}
+	js, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	res := &Result{Variant: head.Variant, Version: head.Version, src: s}
+	if head.Variant != "openshift" {
+		res.Ignition = js
+		return res
+	}
+	if err := res.fromMachineConfig(js); err != nil {
+		return nil
+	}
+	return res
 }
 
 // Source returns where the Butane file wrote what became the field p of
