@@ -138,10 +138,8 @@ func (r *rendered) translateSpec2(raw json.RawMessage, version string) (json.Raw
 		}
 		return nil, false
 	}
-	if failed {
-		return nil, false
-	}
-	if !r.checkSpec2(cfg) {
+	if ok := r.checkSpec2(cfg); failed || !ok {
+		r.draftSpec2(cfg)
 		return nil, false
 	}
 	cfg, s, err := dedupeSpec2(cfg)
@@ -161,6 +159,72 @@ func (r *rendered) translateSpec2(raw json.RawMessage, version string) (json.Raw
 		return nil, false
 	}
 	return js, true
+}
+
+// draftSpec2 translates a spec 2 config that was refused with what spec 3
+// cannot say taken out (networkd units, file systems and what lies on
+// them, deprecated fields), so that nodevirt's own checks report the rest
+// in the same pass. What it renders is dropped.
+func (r *rendered) draftSpec2(cfg ign2types.Config) {
+	onRoot := func(fs string) bool { _, ok := spec2FS[fs]; return ok }
+	cfg.Networkd = ign2types.Networkd{}
+	cfg.Storage.Filesystems = nil
+	var files []ign2types.File
+	var kept []int // draft file index -> source index
+	for i, f := range cfg.Storage.Files {
+		if onRoot(f.Filesystem) {
+			files = append(files, f)
+			kept = append(kept, i)
+		}
+	}
+	cfg.Storage.Files = files
+	var dirs []ign2types.Directory
+	for _, d := range cfg.Storage.Directories {
+		if onRoot(d.Filesystem) {
+			dirs = append(dirs, d)
+		}
+	}
+	cfg.Storage.Directories = dirs
+	var links []ign2types.Link
+	for _, l := range cfg.Storage.Links {
+		if onRoot(l.Filesystem) {
+			links = append(links, l)
+		}
+	}
+	cfg.Storage.Links = links
+	for i := range cfg.Storage.Disks {
+		for j := range cfg.Storage.Disks[i].Partitions {
+			cfg.Storage.Disks[i].Partitions[j].Size = nil
+			cfg.Storage.Disks[i].Partitions[j].Start = nil
+		}
+	}
+	for i := range cfg.Passwd.Users {
+		cfg.Passwd.Users[i].Create = nil
+	}
+	n := len(cfg.Storage.Files)
+	cfg, s, err := dedupeSpec2(cfg)
+	if err != nil {
+		return
+	}
+	for i := 0; i < n; i++ {
+		j, ok := s.files[i]
+		if !ok {
+			j = i
+		}
+		if j < len(kept) {
+			s.files[i] = kept[j]
+		}
+	}
+	out, err := v24tov31.Translate(cfg, copyMap(spec2FS))
+	if err != nil {
+		return
+	}
+	js, err := json.Marshal(out)
+	if err != nil {
+		return
+	}
+	r.g.spec2 = s
+	r.checkDraft(js)
 }
 
 // checkSpec2 refuses, by field, what the converter would refuse with a

@@ -301,3 +301,40 @@ spec:
 		t.Errorf("kernel arguments %+v", h.KernelArgs)
 	}
 }
+
+// A spec 2 config refused for what spec 3 cannot say still gets nodevirt's
+// own checks on the rest, in the same pass; entries on a file system that
+// has no spec 3 path are not checked as if they were on root.
+func TestRender_spec2AllErrorsAtOnce(t *testing.T) {
+	h, _ := render(t, Node{}, map[string]string{"mc.yaml": spec2MC("2.2.0", `    networkd:
+      units:
+      - name: 10-eth0.network
+        contents: "[Match]\nName=eth0\n"
+    storage:
+      files:
+      - path: /x
+        filesystem: oem
+        contents: {source: "data:,x"}
+      - path: /boot/x
+        filesystem: root
+        contents: {source: "data:,x"}
+      - path: /etc/ok
+        filesystem: root
+        contents: {source: "https://example.com/ok"}
+`)})
+	want := []summary{
+		{diag.Error, "mc.yaml", 12, "MachineConfig 99-spec2", "spec.config.networkd.units"},
+		{diag.Error, "mc.yaml", 18, "MachineConfig 99-spec2", "spec.config.storage.files[0].filesystem"},
+		{diag.Error, "mc.yaml", 20, "MachineConfig 99-spec2", "spec.config.storage.files[1].path"},
+		{diag.Error, "mc.yaml", 25, "MachineConfig 99-spec2", "spec.config.storage.files[2].contents"},
+	}
+	errs := h.Diags.Errors()
+	if diff := cmp.Diff(want, summarize(errs)); diff != "" {
+		t.Errorf("errors %v (-want +got):\n%s", errs, diff)
+	}
+	for i, e := range []error{ErrSpec2, ErrSpec2, ErrPathNotAllowed, ErrFileSource} {
+		if i < len(errs) && !errors.Is(errs[i], e) {
+			t.Errorf("%q: want errors.Is %v", errs[i].Error(), e)
+		}
+	}
+}
