@@ -34,9 +34,9 @@ var quietSpec2Warnings = map[string]bool{
 	ign2errors.ErrWarningCreateDeprecated.Error(): true,
 }
 
-// spec2Version returns the config's ignition.version when it is a spec 2
-// version (2.0.0 to 2.4.0 are read; others are left to the spec 3 parser,
-// which names the versions it reads).
+// spec2Version returns the config's ignition.version when its major
+// version is 2 (the spec 2 parser reads 2.0.0 to 2.4.0 and names the
+// versions it reads for any other).
 func spec2Version(raw json.RawMessage) (string, bool) {
 	var head struct {
 		Ignition struct {
@@ -79,9 +79,8 @@ func (s *spec2) path(p string) string {
 		}
 		p = fmt.Sprintf("%s[%d]%s", m[1], i, m[3])
 	}
-	switch {
-	case strings.HasPrefix(p, "ignition.config.merge"):
-		return "ignition.config.append" + strings.TrimPrefix(p, "ignition.config.merge")
+	if rest, ok := strings.CutPrefix(p, "ignition.config.merge"); ok {
+		return "ignition.config.append" + rest
 	}
 	return p
 }
