@@ -256,6 +256,9 @@ func (r *rendered) convertFiles(files []types.File) {
 			r.diags = append(r.diags, g.errorf(g.ign(at+".contents"), "%w", err))
 			continue
 		}
+		if f.Overwrite != nil && !*f.Overwrite && len(f.Append) == 0 {
+			r.diags = append(r.diags, g.warnf(g.ign(at+".overwrite"), "overwrite: false is not honoured: nodevirt, like the Machine Config Daemon, writes %s whether or not it exists", f.Path))
+		}
 		out := File{Path: f.Path, Mode: defaultFileMode, Contents: data, Source: g.source(g.ign(at))}
 		if f.Mode != nil {
 			out.Mode = fs.FileMode(*f.Mode&0o777) | specialBits(*f.Mode)

@@ -338,3 +338,22 @@ func TestRender_spec2AllErrorsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// overwrite: false (spec 2 or 3) is read but not honoured, as by the
+// Machine Config Daemon: a warning says so at the field.
+func TestRender_overwriteFalseWarns(t *testing.T) {
+	h, _ := render(t, Node{}, map[string]string{"mc.yaml": spec2MC("2.2.0", `    storage:
+      files:
+      - path: /etc/keep
+        filesystem: root
+        overwrite: false
+        contents: {source: "data:,x"}
+`)})
+	want := []summary{{diag.Warning, "mc.yaml", 15, "MachineConfig 99-spec2", "spec.config.storage.files[0].overwrite"}}
+	if diff := cmp.Diff(want, summarize(h.Diags)); diff != "" {
+		t.Errorf("diagnostics %v (-want +got):\n%s", h.Diags, diff)
+	}
+	if f := h.File("/etc/keep"); f == nil || string(f.Contents) != "x" {
+		t.Errorf("the file is still written: %+v", f)
+	}
+}
