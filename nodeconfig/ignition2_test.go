@@ -189,6 +189,12 @@ func TestRender_spec2Refused(t *testing.T) {
         append: true
         contents: {source: "data:,10.0.0.2%20myname"}
 `, []summary{{diag.Error, "mc.yaml", 15, "MachineConfig 99-spec2", "spec.config.storage.files[0].append"}}, ErrUnsupported, "appending to files is refused"},
+		{"core-user-ssh-keys", `    passwd:
+      users:
+      - name: core
+        sshAuthorizedKeys:
+        - ssh-rsa AAAAB3NzaC1yc2E example
+`, []summary{{diag.Error, "mc.yaml", 12, "MachineConfig 99-spec2", "spec.config.passwd.users"}}, ErrUnsupported, "nodevirt does not manage users"},
 		{"relative-path", `    storage:
       files:
       - path: etc/x
@@ -355,5 +361,29 @@ func TestRender_overwriteFalseWarns(t *testing.T) {
 	}
 	if f := h.File("/etc/keep"); f == nil || string(f.Contents) != "x" {
 		t.Errorf("the file is still written: %+v", f)
+	}
+}
+
+// The kernel-argument MachineConfig of the OpenShift 4.x documentation, in
+// its spec 2.2.0 form: an empty Ignition config next to kernelArguments.
+func TestRender_spec2KernelArguments(t *testing.T) {
+	h, _ := render(t, Node{}, map[string]string{"karg.yaml": `apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata:
+  labels:
+    machineconfiguration.openshift.io/role: worker
+  name: 05-worker-kernelarg-selinuxpermissive
+spec:
+  config:
+    ignition:
+      version: 2.2.0
+  kernelArguments:
+    - enforcing=0
+`})
+	if len(h.Diags) > 0 {
+		t.Fatalf("diagnostics: %v", h.Diags)
+	}
+	if diff := cmp.Diff([]string{"enforcing=0"}, h.KernelArgValues()); diff != "" {
+		t.Errorf("kernel arguments (-want +got):\n%s", diff)
 	}
 }
