@@ -43,20 +43,22 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "storage.filesystems", reason: "creating file systems is refused", line: 21}}},
 	// boot_device and grub are sugar: Butane expands them into storage
 	// sections the file does not have; the error must point at the sugar.
-	"butane/11-boot-device-luks.bu": {pending: pendingButane, refused: []upstreamDiag{
+	"butane/11-boot-device-luks.bu": {refused: []upstreamDiag{
 		{path: "boot_device.luks", reason: "LUKS volumes are refused", line: 6},
-		{path: "boot_device.luks", line: 6}}},
-	"butane/12-boot-device-luks-root.bu": {pending: pendingButane, refused: []upstreamDiag{
+		{path: "boot_device.luks", line: 6},
+		// The root file system Butane makes for the encrypted device.
+		{path: "boot_device", reason: "creating file systems is refused", line: 5}}},
+	"butane/12-boot-device-luks-root.bu": {refused: []upstreamDiag{
 		{path: "boot_device.luks", reason: "LUKS volumes are refused", line: 6},
 		{path: "boot_device.luks", line: 6},
 		{path: "storage.filesystems", reason: "creating file systems is refused", line: 9}}},
-	"butane/18-boot-device-mirror-luks.bu": {pending: pendingButane, refused: []upstreamDiag{
+	"butane/18-boot-device-mirror-luks.bu": {refused: []upstreamDiag{
 		{path: "boot_device.luks", reason: "LUKS volumes are refused", line: 7},
 		{path: "boot_device"},
 		{path: "storage.disks", reason: "partitioning disks is refused", line: 14},
 		{path: "storage.raid", reason: "RAID arrays are refused", line: 25},
 		{path: "storage.filesystems", reason: "creating file systems is refused", line: 31}}},
-	"butane/23-grub-password.bu": {pending: pendingButane, refused: []upstreamDiag{{path: "grub"}}},
+	"butane/23-grub-password.bu": {refused: []upstreamDiag{{path: "grub"}}},
 
 	// CDI.
 	"containerized-data-importer/clone-datavolume.yaml": {pending: pendingEmptyStore,
@@ -77,7 +79,7 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "spec.dataVolumeTemplates[0].spec.pvc.storageClassName", reason: `"hdd"`}}},
 
 	// Hostpath provisioner.
-	"hostpath-provisioner-operator/machineconfig-selinux-hpp.yaml": {pending: pendingIgnition2},
+	"hostpath-provisioner-operator/machineconfig-selinux-hpp.yaml": {},
 	"hostpath-provisioner-operator/hostpathprovisioner-pvctemplate-cr.yaml": {pending: pendingUnused,
 		warns: []upstreamDiag{{path: "spec.storagePools[0].pvcTemplate"}}},
 	// The class alone: its HostPathProvisioner is not in the repository.
