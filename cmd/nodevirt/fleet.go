@@ -175,7 +175,7 @@ func (o *options) checkFleet(fo fleetOptions) error {
 
 // startFleet starts publishing the node's report when --status-branch is
 // set; nil when it is not.
-func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo fleetOptions) (*agent.Fleet, error) {
+func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, apiURL string, fo fleetOptions) (*agent.Fleet, error) {
 	if fo.branch == "" {
 		return nil, nil
 	}
@@ -214,6 +214,7 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 			}
 			return string(b)
 		},
+		API:       apiURL,
 		Published: m.StatusPublished,
 	})
 	if err != nil {

@@ -24,6 +24,9 @@ type FleetOptions struct {
 	// Capacity and CA fill the report's facts; either may be nil.
 	Capacity func(context.Context) fleet.Capacity
 	CA       func() string
+	// API is the agent's HTTPS address, "" when it does not listen:
+	// where other nodes pull the disks that move away from this one.
+	API string
 	// Published is told the outcome of every publish attempt (metrics).
 	Published func(error)
 }
@@ -175,6 +178,16 @@ func (f *Fleet) report(ctx context.Context) fleet.Report {
 	r := fleet.FromStatus(f.o.Node, f.a.Status(), c, time.Now())
 	if f.o.CA != nil {
 		r.CA = f.o.CA()
+	}
+	r.API = f.o.API
+	// A record that cannot be read leaves the hashes out: the other nodes
+	// then place the VMs afresh rather than on a guess.
+	if placed, err := f.a.placed(); err == nil {
+		for i, v := range r.VMs {
+			if p, ok := placed[v.Namespace+"/"+v.Name]; ok && p.Node == f.o.Node {
+				r.VMs[i].Placement = p.Hash
+			}
+		}
 	}
 	return r
 }

@@ -73,7 +73,7 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	// The status remote is missing at first.
 	statusRemote := filepath.Join(dir, "status.git")
 	var results []error
-	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: 1,
+	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: 1, API: "https://n1:9443",
 		Branch:    &fleet.Branch{Remote: statusRemote, Name: "nodevirt-status", Dir: filepath.Join(dir, "state", "status"), Attempts: 1},
 		Published: func(err error) { results = append(results, err) }})
 	if err != nil {
@@ -101,7 +101,7 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	if !ok || at.IsZero() {
 		t.Fatalf("FleetReports = %v at %v, want n1's", reports, at)
 	}
-	if len(r.VMs) != 1 || r.VMs[0].Name != "web" || !r.VMs[0].Running || !strings.HasPrefix(r.Revisions.Applied, "main@sha1:") {
+	if len(r.VMs) != 1 || r.VMs[0].Name != "web" || !r.VMs[0].Running || !strings.HasPrefix(r.Revisions.Applied, "main@sha1:") || r.API != "https://n1:9443" {
 		t.Errorf("n1's report = %+v, want web running at the applied revision", r)
 	}
 	// What the branch holds is what any reader sees.

@@ -235,3 +235,28 @@ func TestBuild_placementAndEviction(t *testing.T) {
 		t.Fatalf("diags %v", st.Diags)
 	}
 }
+
+// A Block DataVolume of the storage API on a repository without any
+// StorageClass gets ReadWriteOnce in Block mode, as a Filesystem one does
+// in Filesystem mode (CDI's registry-image-block-datavolume.yaml).
+func TestBuild_blockWithoutClass(t *testing.T) {
+	for _, mode := range []string{"Block", "Filesystem"} {
+		st := build(t, `---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: dv, namespace: default}
+spec:
+  source: {blank: {}}
+  storage:
+    volumeMode: `+mode+`
+    resources: {requests: {storage: 1Gi}}
+`)
+		if st.Diags.HasErrors() {
+			t.Fatalf("%s: %v", mode, st.Diags.Errors())
+		}
+		c := st.Claims["default/dv"]
+		if c == nil || c.VolumeMode != mode || strings.Join(c.AccessModes, ",") != ReadWriteOnce {
+			t.Fatalf("%s: claim %+v, want ReadWriteOnce in %s mode", mode, c, mode)
+		}
+	}
+}
