@@ -4,7 +4,6 @@ package e2e
 // Once that part is merged the entries that now pass say so in the test log
 // ("pending entries that now pass"); drop their pending field then.
 const (
-	pendingVersions   = "apiVersions still served upstream are read"
 	pendingStaticPV   = "static PVs bind by class name without a StorageClass object"
 	pendingBlockDev   = "local block PVs on devices of --allowed-block-device"
 	pendingLun        = "lun disks on Block claims"
@@ -13,11 +12,9 @@ const (
 	pendingNUMA       = "guest NUMA with hugepages and dedicated CPUs"
 	pendingKernelBoot = "direct kernel boot from a containerDisk"
 	pendingSMBIOS     = "SMBIOS annotations into <sysinfo>"
-	pendingHugepages  = "hugepages.pageSize equal to the memory"
 	pendingIgnition2  = "Ignition spec 2.x MachineConfigs"
 	pendingButane     = "Butane errors at the line the user wrote"
 	pendingUnused     = "a warning for every field read but not used"
-	pendingEmptyStore = "storage: {} is the storage API"
 )
 
 // upstreamExpect is, for each file of TestUpstreamManifests (key: group
@@ -61,7 +58,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"butane/23-grub-password.bu": {refused: []upstreamDiag{{path: "grub"}}},
 
 	// CDI.
-	"containerized-data-importer/clone-datavolume.yaml": {pending: pendingEmptyStore,
+	"containerized-data-importer/clone-datavolume.yaml": {
 		// Written but empty, storage: is the storage API (the size comes
 		// from the source); the source claim is not in the repository.
 		refused: []upstreamDiag{{path: "spec.source.pvc", reason: "source-datavolume"}}},
@@ -75,7 +72,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"containerized-data-importer/local-block-import/import-kubevirt-block-datavolume.yaml": {pending: pendingStaticPV},
 	// A v1alpha3 VM (still served) whose claim names class "hdd": neither a
 	// StorageClass nor a PersistentVolume of that class is in the repository.
-	"containerized-data-importer/vm-dv.yaml": {pending: pendingVersions, refused: []upstreamDiag{
+	"containerized-data-importer/vm-dv.yaml": {refused: []upstreamDiag{
 		{path: "spec.dataVolumeTemplates[0].spec.pvc.storageClassName", reason: `"hdd"`}}},
 
 	// Hostpath provisioner.
@@ -87,12 +84,12 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "provisioner", reason: "needs a HostPathProvisioner"}}},
 
 	// HCO's current API version.
-	"hyperconverged-cluster-operator/hco.cr.yaml":                {pending: pendingVersions},
-	"hyperconverged-cluster-operator/kustomize-base-hco-cr.yaml": {pending: pendingVersions},
-	"seeds/8.14.11-hco-v1-permitted-host-devices.yaml":           {pending: pendingVersions},
+	"hyperconverged-cluster-operator/hco.cr.yaml":                {},
+	"hyperconverged-cluster-operator/kustomize-base-hco-cr.yaml": {},
+	"seeds/8.14.11-hco-v1-permitted-host-devices.yaml":           {},
 	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":    {pending: pendingStaticPV},
 	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":        {pending: pendingStaticPV},
-	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":     {pending: pendingVersions},
+	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":     {},
 	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml": {pending: pendingSecrets,
 		artifactHas: []string{"AAAAC3NzaC1lZDI1NTE5AAAAIPL3axFGHI3db9iJWkPXVbYzD7OaWTtHuqmxLvj+DztB"}},
 	"kubevirt-user-guide/access-credentials-nocloud/my-pub-key.yaml":   {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
@@ -116,7 +113,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-user-guide/lun-block/mypvc.yaml":            {pending: pendingStaticPV},
 	// kubectl: the snippet puts ioThreadsPolicy under cpu (it belongs to
 	// domain); 1Gi of memory in 1Gi pages is fine, as in KubeVirt.
-	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {pending: pendingHugepages, refused: []upstreamDiag{
+	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {pending: pendingNUMA, refused: []upstreamDiag{
 		{path: "spec.template.spec.domain.cpu.ioThreadsPolicy", reason: "unknown field"}}},
 	// No PersistentVolume of these classes is in the repository either:
 	// nothing can bind the claim.
@@ -131,7 +128,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-user-guide/firmware-uuid-serial.yaml": {domainHas: []string{
 		"5d307ca9-b3ef-428c-8861-06e72d69f223", "e4686d2c-6e8d-4335-b8fd-81bee22f4815"}},
 	"kubevirt/vmi-with-sidecar-hook.yaml": {pending: pendingSMBIOS, domainHas: []string{"Radical Edward"}},
-	"kubevirt/vmi-block-pvc.yaml":         {pending: pendingVersions},
+	"kubevirt/vmi-block-pvc.yaml":         {},
 	// kubectl: fields of KubeVirt's main branch, newer than the v1.9 API
 	// nodevirt reads.
 	"kubevirt/vmi-file-memory-backing.yaml":  {refused: []upstreamDiag{{path: "spec.domain.memory.fileBacked", reason: "unknown field"}}},
@@ -139,11 +136,11 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-examples/vmi-kernel-boot.yaml": {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<initrd>"}},
 
 	// Refused as KubeVirt refuses them.
-	"kubevirt-user-guide/v1alpha1-hugepages.yaml": {pending: pendingVersions, refused: []upstreamDiag{
+	"kubevirt-user-guide/v1alpha1-hugepages.yaml": {refused: []upstreamDiag{
 		{reason: "apiVersion kubevirt.io/v1alpha1 is not served for kind VirtualMachine; use kubevirt.io/v1"}}},
 	// The page's Secret-backed network-config example is older than v1 (its
 	// disks name volumes through volumeName).
-	"kubevirt-user-guide/cloudinit-networkdata-secret-v1alpha2.yaml": {pending: pendingVersions, refused: []upstreamDiag{
+	"kubevirt-user-guide/cloudinit-networkdata-secret-v1alpha2.yaml": {refused: []upstreamDiag{
 		{reason: "apiVersion kubevirt.io/v1alpha2 is not served for kind VirtualMachineInstance; use kubevirt.io/v1"}}},
 	// Incomplete snippets (the page shows only the part it is about).
 	"kubevirt-user-guide/cpu-hotplug.yaml": {refused: []upstreamDiag{{reason: "metadata.name is required"}}},
@@ -178,8 +175,10 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "spec.template.spec.domain.devices.disks[0].name", reason: "volume that does not exist"}}},
 	// An ephemeral volume is a copy-on-write file: there is no block
 	// device to pass through.
+	// Its other refusal comes in the same pass.
 	"kubevirt-user-guide/ephemeral-pvc-lun.yaml": {refused: []upstreamDiag{
-		{path: "spec.domain.devices.disks[0].lun", reason: "a lun needs a persistentVolumeClaim or dataVolume"}}},
+		{path: "spec.domain.devices.disks[0].lun", reason: "a lun needs a persistentVolumeClaim or dataVolume"},
+		{path: "spec.volumes[0].ephemeral", reason: "not supported"}}},
 	// Stricter than KubeVirt, saying why.
 	"kubevirt-user-guide/serviceaccount-disk.yaml": {refused: []upstreamDiag{
 		{path: "spec.volumes[1].serviceAccount", reason: "need Kubernetes"}}},

@@ -76,3 +76,29 @@ spec:
 		}
 	}
 }
+
+// A field admission already refused is not refused again by the converter.
+func TestBuild_invalidVMRefusalNotRepeated(t *testing.T) {
+	dir := writeRepo(t, map[string]string{"vmi.yaml": `apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: rt}
+spec:
+  domain:
+    memory: {guest: 1Gi}
+    cpu: {realtime: {}}
+`})
+	_, st := build(t, dir)
+	var paths []string
+	for _, d := range st.Diags.Errors() {
+		paths = append(paths, d.Path)
+	}
+	// Admission's two rules about realtime, once each.
+	if diff := cmp.Diff([]string{"spec.domain.cpu.realtime", "spec.domain.cpu.realtime"}, paths); diff != "" {
+		t.Errorf("error paths (-want +got):\n%s\n%v", diff, st.Diags)
+	}
+	for _, d := range st.Diags.Errors() {
+		if errors.Is(d, domain.ErrUnsupported) {
+			t.Errorf("converter repeats an admission error: %v", d)
+		}
+	}
+}

@@ -241,7 +241,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			// still reported now rather than after the first errors are
 			// fixed.
 			st.Invalid[name] = o.Ref.String()
-			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context)...)
+			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context, set.Diags)...)
 			continue
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
@@ -312,9 +312,24 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 // refusals are the diagnostics of an invalid VM that do not depend on its
 // errors: unresolved networks, and the fields the converter refuses or
 // ignores. The conversion runs on a spec that failed admission, so its
-// element-level findings (often the same errors again) are dropped, and so is
-// the domain.
-func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context) diag.List {
+// element-level findings (often the same errors again) are dropped, and so
+// are its refusals of a field admission already refused (known holds the
+// load's diagnostics), and the domain.
+func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context, known diag.List) diag.List {
+	var refused []string
+	for _, d := range known {
+		if d.Object == o.Ref.String() && d.Severity == diag.Error && d.Path != "" {
+			refused = append(refused, d.Path)
+		}
+	}
+	already := func(p string) bool {
+		for _, r := range refused {
+			if p == r || strings.HasPrefix(p, r+".") || strings.HasPrefix(p, r+"[") {
+				return true
+			}
+		}
+		return false
+	}
 	nets, diags := networks.resolve(o, spec, prefix)
 	res := domain.Convert(domain.Input{
 		Namespace:  o.Ref.Namespace,
@@ -325,7 +340,7 @@ func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, 
 		Networks:   nets,
 	}, ctx)
 	for _, d := range res.Diags {
-		if !errors.Is(d, domain.ErrUnsupported) && !errors.Is(d, domain.ErrIgnored) {
+		if !errors.Is(d, domain.ErrUnsupported) && !errors.Is(d, domain.ErrIgnored) || already(d.Path) {
 			continue
 		}
 		if d.File == "" {
