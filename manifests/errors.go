@@ -54,9 +54,9 @@ var (
 	// keeps it so the same manifest still runs there.
 	ErrMemoryLimitHeadroom = errors.New("limits.memory must be at least 100Mi more than requests.memory (OpenShift Virtualization's rule for limits, kept so the manifest runs there too)")
 	ErrCPURequestOverLimit = errors.New("requests.cpu must not be greater than limits.cpu")
-	// KubeVirt takes any size; a host only has the sizes its CPU pages
-	// with, and nodevirt reserves them itself.
-	ErrHugepagesPageSize = errors.New("hugepages.pageSize must be 2Mi or 1Gi, the huge page sizes an x86_64 host provides and nodevirt reserves")
+	// KubeVirt takes any size the node offers; nodevirt reserves the pages
+	// itself (x86_64's two sizes) before a VM starts.
+	ErrHugepagesPageSize = errors.New("hugepages.pageSize must be 2Mi or 1Gi, the huge page sizes nodevirt reserves on the host")
 	// KubeVirt validateHugepagesMemoryRequests: the memory is at least one
 	// page and a whole number of pages.
 	ErrHugepagesTooLarge     = errors.New("hugepages.pageSize must not be larger than the requested memory")
