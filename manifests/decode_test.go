@@ -482,3 +482,56 @@ func TestParse_aliasBomb(t *testing.T) {
 		t.Errorf("want the document refused as too large, got %v", s.Diags)
 	}
 }
+
+// A syntax error loses only its own document: the documents after it are
+// read, with their own errors and file lines, in the same pass.
+func TestParse_syntaxErrorResumes(t *testing.T) {
+	src := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: b
+   bad: indent
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: vmi}
+spec:
+  domain: {}
+---
+data: [1, 2
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: e}
+`
+	s := Parse("cm.yaml", []byte(src), Options{})
+	if !s.Incomplete {
+		t.Error("Incomplete = false: the broken documents are unknown")
+	}
+	var got []string
+	for _, d := range s.Diags {
+		got = append(got, fmt.Sprintf("%d %s", d.Line, d.Path))
+	}
+	want := []string{"9 ", "15 spec.domain.memory", "17 "}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s\n%v", diff, s.Diags)
+	}
+	var refs []string
+	for _, o := range s.Objects {
+		refs = append(refs, o.Ref.String())
+	}
+	if diff := cmp.Diff([]string{"ConfigMap default/a", "VirtualMachineInstance default/vmi", "ConfigMap default/e"}, refs); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	if n := len(s.Diags.Errors()); n != 3 || !errors.Is(s.Diags[0], ErrSyntax) || !errors.Is(s.Diags[2], ErrSyntax) {
+		t.Errorf("want two syntax errors around the VMI's own: %v", s.Diags)
+	}
+	// A syntax error in the last document leaves nothing to resume.
+	if s := Parse("x.yaml", []byte("a: [1\n"), Options{}); len(s.Diags) != 1 {
+		t.Errorf("got %v", s.Diags)
+	}
+}

@@ -198,6 +198,7 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
+	resumed := 0 // the line of the document marker reading resumed at
 	for n := 1; ; n++ {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
@@ -205,7 +206,7 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 			return
 		}
 		if err != nil {
-			// The parser cannot resume, so the rest of the file is unknown.
+			// The broken document is unknown, so the set is incomplete.
 			s.Incomplete = true
 			d := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
 			if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
@@ -215,7 +216,16 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 				d.Message = d.Err.Error()
 			}
 			s.Diags = append(s.Diags, d)
-			return
+			// The parser cannot resume, but the documents after the
+			// broken one can be read on their own: their errors are
+			// reported in the same pass.
+			rest, at, ok := nextDocument(data, max(d.Line, resumed))
+			if !ok {
+				return
+			}
+			resumed = at
+			dec = yaml.NewDecoder(bytes.NewReader(rest))
+			continue
 		}
 		if err := checkDocument(&doc); err != nil {
 			// Its identity is unknown: converting it is what would take
@@ -243,4 +253,30 @@ func syntaxLine(line int, msg string) int {
 		return line + 1
 	}
 	return line
+}
+
+// nextDocument returns data with everything before the first document marker
+// ("---" at the start of a line) after line turned into empty lines, so
+// positions stay those of the file, and the marker's line; ok is false when
+// there is none (or the line of the error is not known).
+func nextDocument(data []byte, line int) (rest []byte, at int, ok bool) {
+	if line <= 0 {
+		return nil, 0, false
+	}
+	start := 0
+	for i := 1; start < len(data); i++ {
+		end := bytes.IndexByte(data[start:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = start + end + 1
+		}
+		text := bytes.TrimRight(data[start:next], "\r\n")
+		if i > line && bytes.HasPrefix(text, []byte("---")) && (len(text) == 3 || text[3] == ' ' || text[3] == '\t') {
+			out := make([]byte, 0, i-1+len(data)-start)
+			out = append(out, bytes.Repeat([]byte("\n"), i-1)...)
+			return append(out, data[start:]...), i, true
+		}
+		start = next
+	}
+	return nil, 0, false
 }
