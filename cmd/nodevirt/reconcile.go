@@ -302,6 +302,7 @@ func newRunCmd(o *options) *cobra.Command {
 			}
 			defer srv.close()
 			onIteration = srv.observe(e)
+			fo.nodeLease = nodeLease
 			f, err := o.startFleet(ctx, e, srv.metrics, srv.url, fo)
 			if err != nil {
 				return err
