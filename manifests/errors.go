@@ -41,6 +41,9 @@ var (
 	ErrRunStrategyRequired = errors.New("runStrategy must be specified")
 	ErrRunStrategyInvalid  = errors.New("runStrategy must be one of Always, RerunOnFailure, Manual, Halted, Once")
 	ErrTemplateRequired    = errors.New("template is required")
+	// KubeVirt's dataVolumeTemplate admission.
+	ErrDataVolumeTemplateUnused    = errors.New("a dataVolumeTemplate must be used by a dataVolume or persistentVolumeClaim volume of the template")
+	ErrDataVolumeTemplateNamespace = errors.New("a dataVolumeTemplate's namespace must be the VM's")
 )
 
 // Compute rules: memory, CPU, machine and firmware.

@@ -49,7 +49,33 @@ func validateVM(o *Object, vm *kubevirtv1.VirtualMachine, unexpanded bool) diag.
 		return v.diags
 	}
 	v.spec(&vm.Spec.Template.Spec, "spec.template.spec", unexpanded)
+	v.dataVolumeTemplates(vm)
 	return v.diags
+}
+
+// dataVolumeTemplates checks KubeVirt's rules for a VM's DataVolumes: each
+// is in the VM's namespace and used by one of its volumes (an unused one
+// would be imported for nothing). A template without a name is the storage
+// rules' error.
+func (v *validator) dataVolumeTemplates(vm *kubevirtv1.VirtualMachine) {
+	used := map[string]bool{}
+	for _, vol := range vm.Spec.Template.Spec.Volumes {
+		switch {
+		case vol.DataVolume != nil:
+			used[vol.DataVolume.Name] = true
+		case vol.PersistentVolumeClaim != nil:
+			used[vol.PersistentVolumeClaim.ClaimName] = true
+		}
+	}
+	for i, t := range vm.Spec.DataVolumeTemplates {
+		tp := joinIndex("spec.dataVolumeTemplates", i)
+		if t.Namespace != "" && t.Namespace != v.o.Ref.Namespace {
+			v.failf(tp+".metadata.namespace", ErrDataVolumeTemplateNamespace, "%q, the VM's is %q", t.Namespace, v.o.Ref.Namespace)
+		}
+		if t.Name != "" && !used[t.Name] {
+			v.failf(tp, ErrDataVolumeTemplateUnused, "%q", t.Name)
+		}
+	}
 }
 
 func validateVMI(o *Object, vmi *kubevirtv1.VirtualMachineInstance) diag.List {

@@ -74,6 +74,8 @@ func TestValidate_rules(t *testing.T) {
 		{"runningAndRunStrategy", vm("  running: true\n  runStrategy: Always\n" + tmpl), "spec.running", ErrRunStrategyConflict},
 		{"noRunStrategy", vm(tmpl), "spec.runStrategy", ErrRunStrategyRequired},
 		{"badRunStrategy", vm("  runStrategy: Sometimes\n" + tmpl), "spec.runStrategy", ErrRunStrategyInvalid},
+		{"dataVolumeTemplateUnused", vm("  runStrategy: Halted\n  dataVolumeTemplates:\n  - metadata: {name: spare}\n    spec: {source: {blank: {}}, storage: {resources: {requests: {storage: 1Gi}}}}\n" + tmpl), "spec.dataVolumeTemplates[0]", ErrDataVolumeTemplateUnused},
+		{"dataVolumeTemplateNamespace", vm("  runStrategy: Halted\n  dataVolumeTemplates:\n  - metadata: {name: root, namespace: other}\n    spec: {source: {blank: {}}, storage: {resources: {requests: {storage: 1Gi}}}}\n  template:\n    spec:\n      domain:\n        memory: {guest: 1Gi}\n      volumes: [{name: root, dataVolume: {name: root}}]\n"), "spec.dataVolumeTemplates[0].metadata.namespace", ErrDataVolumeTemplateNamespace},
 		{"noTemplate", vm("  runStrategy: Always\n"), "spec.template", ErrTemplateRequired},
 		{"vmTemplatePath", vm("  runStrategy: Always\n  template:\n    spec:\n      domain: {}\n"), "spec.template.spec.domain.memory", ErrMemoryRequired},
 
@@ -332,6 +334,7 @@ spec:
     spec:
       domain:
         memory: {guest: 1Gi}
+      volumes: [{name: root, dataVolume: {name: root}}]
 `)
 	if s.Diags.HasErrors() {
 		t.Fatal(s.Diags)
