@@ -68,6 +68,7 @@ func configurators() []configurator {
 		configureCPU,
 		configureCPUTune,
 		configureOS,
+		configureSysInfo,
 		configureFeatures,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order), then interfaces, then the
@@ -110,6 +111,17 @@ func (o *output) add(sev diag.Severity, err error, rel, format string, args ...a
 		Severity: sev,
 		Object:   o.object,
 		Path:     o.path(rel),
+		Message:  fmt.Sprintf(format, args...),
+		Err:      err,
+	})
+}
+
+// addAt reports about a path outside the spec (metadata), given whole.
+func (o *output) addAt(sev diag.Severity, err error, path, format string, args ...any) {
+	o.diags = append(o.diags, diag.Diagnostic{
+		Severity: sev,
+		Object:   o.object,
+		Path:     path,
 		Message:  fmt.Sprintf(format, args...),
 		Err:      err,
 	})

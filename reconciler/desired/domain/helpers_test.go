@@ -113,17 +113,21 @@ func loadManifest(t *testing.T, file string) Input {
 	}
 	set := manifests.Parse(filepath.Base(file), data, manifests.Options{})
 	var (
-		meta   metav1.ObjectMeta
-		spec   *kubevirtv1.VirtualMachineInstanceSpec
-		prefix string
-		kind   string
+		meta    metav1.ObjectMeta
+		spec    *kubevirtv1.VirtualMachineInstanceSpec
+		prefix  string
+		kind    string
+		ann     map[string]string
+		annPath string
 	)
 	for _, o := range set.Objects {
 		switch v := o.Value.(type) {
 		case *kubevirtv1.VirtualMachine:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec.Template.Spec, "spec.template.spec", "VirtualMachine"
+			ann, annPath = v.Spec.Template.ObjectMeta.Annotations, "spec.template.metadata.annotations"
 		case *kubevirtv1.VirtualMachineInstance:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec, "spec", "VirtualMachineInstance"
+			ann, annPath = v.Annotations, "metadata.annotations"
 		default:
 			continue
 		}
@@ -144,6 +148,9 @@ func loadManifest(t *testing.T, file string) Input {
 		Spec:       spec,
 		Object:     kind + " " + meta.Namespace + "/" + meta.Name,
 		PathPrefix: prefix,
+
+		Annotations:     ann,
+		AnnotationsPath: annPath,
 	}
 }
 
@@ -227,6 +234,12 @@ func countKnown(files map[string][]byte) int {
 func assertPathsAreFields(t *testing.T, in Input, diags diag.List) {
 	t.Helper()
 	for _, d := range diags {
+		if key, ok := strings.CutPrefix(d.Path, strings.TrimSuffix(annotationPath(in, ""), "]")); ok {
+			if _, set := in.Annotations[strings.TrimSuffix(key, "]")]; !set {
+				t.Errorf("diagnostic path %q names an annotation the input does not have", d.Path)
+			}
+			continue
+		}
 		rel, ok := strings.CutPrefix(d.Path, in.PathPrefix+".")
 		if !ok {
 			t.Errorf("diagnostic path %q lacks the prefix %q", d.Path, in.PathPrefix)

@@ -22,6 +22,13 @@ type Input struct {
 	// and "spec" for a VirtualMachineInstance.
 	Object     string
 	PathPrefix string
+	// Annotations are the VMI's annotations (a VM's
+	// spec.template.metadata.annotations), for the KubeVirt annotations
+	// that shape the domain (smbios.vm.kubevirt.io/*). AnnotationsPath is
+	// where they sit in the user's document ("metadata.annotations" for a
+	// VirtualMachineInstance, the default when empty).
+	Annotations     map[string]string
+	AnnotationsPath string
 	// Networks are the NetworkAttachmentDefinitions behind spec.networks[].multus,
 	// resolved by the caller, keyed by spec.networks[].name. A multus network
 	// whose interface uses the bridge binding must have an entry.
@@ -111,6 +118,9 @@ type Context struct {
 	// hostDisk files and local containerDisk images may lie
 	// (--allowed-host-dirs). Empty refuses every one of them.
 	HostDirs []string
+	// SMBIOS is the node's system information for SMBIOS type 1; nil is
+	// KubeVirt's default (DefaultSMBIOS).
+	SMBIOS *SMBIOS
 }
 
 // ArtifactKind names what the runtime must prepare on the host before the
