@@ -109,6 +109,10 @@ type Runtime struct {
 	Agent  *Agent
 	Source source.Source
 	Facts  hostfacts.Facts
+	// Virtiofsd is the host's virtiofsd ("" when not installed), for
+	// virtiofs filesystems; HostNUMA its NUMA nodes, for guest NUMA.
+	Virtiofsd string
+	HostNUMA  []hostfacts.NUMANode
 	// DB is the state database, open (and locked) when OpenConfig.Lock.
 	DB *statedb.DB
 	// HV is the libvirt connection; HypervisorErr says why it is nil when
@@ -199,6 +203,12 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	var err error
 	if rt.Facts, err = hostfacts.Gather(cfg.Root); err != nil {
 		return nil, fmt.Errorf("host facts: %w", err)
+	}
+	rt.Virtiofsd = hostfacts.Virtiofsd(cfg.Root)
+	if rt.HostNUMA, err = hostfacts.NUMANodes(cfg.Root); err != nil {
+		// Only guest NUMA needs the topology; the converter says so for
+		// the VMs that ask for it.
+		cfg.Log.Warn("host NUMA topology unknown", "err", err)
 	}
 	if err := rt.openHypervisor(ctx); err != nil {
 		return nil, err
@@ -563,6 +573,9 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			VolumeDir: filepath.Join(c.StateDir, "volumes"),
 			Root:      c.Root,
 			HostDirs:  c.AllowedHostDirs,
+			// Looked up once: installing virtiofsd later needs a restart,
+			// as a new libvirt daemon binary would.
+			Virtiofsd: rt.Virtiofsd,
 		},
 	}
 }

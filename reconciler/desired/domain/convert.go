@@ -75,6 +75,7 @@ func configurators() []configurator {
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
 		//    guest agent).
 		configureDisks,
+		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
 		// 4. Node resources bound before conversion: host PCI devices.

@@ -59,6 +59,7 @@ var goldenCases = []struct {
 	{file: "vm-hugepages.yaml"},
 	{file: "vm-configdrive.yaml"},
 	{file: "vmi-smbios.yaml"},
+	{file: "vmi-virtiofs.yaml"},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
 	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{

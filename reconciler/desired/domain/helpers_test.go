@@ -34,6 +34,8 @@ var testContext = Context{
 	// The host files the tests' manifests name; hostfiles_test.go covers
 	// the refusals.
 	HostDirs: []string{"/srv", "/var/data"},
+	// Debian's virtiofsd package installs it there.
+	Virtiofsd: "/usr/libexec/virtiofsd",
 }
 
 // assertGolden compares got with testdata/name, or rewrites the file under

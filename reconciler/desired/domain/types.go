@@ -118,6 +118,9 @@ type Context struct {
 	// hostDisk files and local containerDisk images may lie
 	// (--allowed-host-dirs). Empty refuses every one of them.
 	HostDirs []string
+	// Virtiofsd is the host path of virtiofsd, which libvirt starts for a
+	// virtiofs filesystem; "" means it is not installed.
+	Virtiofsd string
 	// SMBIOS is the node's system information for SMBIOS type 1; nil is
 	// KubeVirt's default (DefaultSMBIOS).
 	SMBIOS *SMBIOS
@@ -147,6 +150,10 @@ const (
 	// openstack/latest/network_data.json): the runtime must create the
 	// directories inside the image.
 	ConfigDriveISO ArtifactKind = "cloudInitConfigDrive"
+	// SharedDir is a directory at Path that a virtiofs filesystem shares
+	// with the guest: the directory of Claim. It must exist; the VM waits
+	// until it does.
+	SharedDir ArtifactKind = "sharedDir"
 )
 
 // Artifact is one host-side file a disk of the domain refers to.
