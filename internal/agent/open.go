@@ -576,8 +576,18 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			// Looked up once: installing virtiofsd later needs a restart,
 			// as a new libvirt daemon binary would.
 			Virtiofsd: rt.Virtiofsd,
+			HostNUMA:  hostNUMA(rt.HostNUMA),
 		},
 	}
+}
+
+// hostNUMA hands the host's NUMA nodes to the converter.
+func hostNUMA(nodes []hostfacts.NUMANode) []domain.NUMANode {
+	out := make([]domain.NUMANode, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, domain.NUMANode{ID: n.ID, CPUs: n.CPUs})
+	}
+	return out
 }
 
 // stateUnderRoot is the state directory as a host path under root, or ""

@@ -60,13 +60,14 @@ func configurators() []configurator {
 		reportUnmapped,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, os+sysinfo, features.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
 		configureMemoryBacking,
 		configureCPU,
 		configureCPUTune,
+		configureNUMATune,
 		configureOS,
 		configureSysInfo,
 		configureFeatures,

@@ -34,6 +34,8 @@ var testContext = Context{
 	// The host files the tests' manifests name; hostfiles_test.go covers
 	// the refusals.
 	HostDirs: []string{"/srv", "/var/data"},
+	// A two-socket host: node 0 has CPUs 0-7, node 1 CPUs 8-15.
+	HostNUMA: []NUMANode{{ID: 0, CPUs: []uint{0, 1, 2, 3, 4, 5, 6, 7}}, {ID: 1, CPUs: []uint{8, 9, 10, 11, 12, 13, 14, 15}}},
 	// Debian's virtiofsd package installs it there.
 	Virtiofsd: "/usr/libexec/virtiofsd",
 }

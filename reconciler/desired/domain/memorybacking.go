@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"strconv"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
@@ -24,6 +26,18 @@ func configureMemoryBacking(in Input, ctx Context, dom *libvirtxml.Domain, out *
 		} else {
 			mb.MemoryHugePages = &libvirtxml.DomainMemoryHugepages{
 				Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(pageKiB), Unit: "KiB"}},
+			}
+			if cells, _ := guestNUMA(in, ctx); len(cells) > 0 {
+				// Guest NUMA, as KubeVirt: pages per guest cell, all
+				// allocated at start, so each cell's pages come from
+				// its host node (numatune) before the guest runs.
+				mb.MemoryHugePages.Hugepages = nil
+				for i := range cells {
+					mb.MemoryHugePages.Hugepages = append(mb.MemoryHugePages.Hugepages, libvirtxml.DomainMemoryHugepage{
+						Size: uint(pageKiB), Unit: "KiB", Nodeset: strconv.Itoa(i),
+					})
+				}
+				mb.MemoryAllocation = &libvirtxml.DomainMemoryAllocation{Mode: "immediate"}
 			}
 		}
 	}

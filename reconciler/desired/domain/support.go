@@ -87,7 +87,7 @@ var fields = []Field{
 		}},
 	{Path: "domain.cpu.dedicatedCpuPlacement", Support: Mapped, Note: "<features><kvm><hint-dedicated state=on>; the agent allocates exclusive host CPUs from the node's CPU-manager pool (--cpu-manager, --reserved-cpus), persists them, and pins each vCPU (<cputune><vcpupin>)"},
 	{Path: "domain.cpu.isolateEmulatorThread", Support: Mapped, Note: "one more exclusive host CPU for QEMU's emulator thread (<cputune><emulatorpin>)"},
-	{Path: "domain.cpu.numa", Support: Refused, Note: "guest NUMA mapping is not supported yet"},
+	{Path: "domain.cpu.numa", Support: Mapped, Note: "guestMappingPassthrough (with dedicatedCpuPlacement and hugepages), as KubeVirt: one guest <cpu><numa><cell> per host NUMA node holding pinned vCPUs, memory split in whole huge pages; <numatune><memory mode=strict> over those nodes and <memnode> per cell; <memoryBacking> pages per cell and <allocation mode=immediate>"},
 	{Path: "domain.cpu.realtime", Support: Refused, Note: "realtime vCPUs are not supported yet"},
 	{Path: "domain.memory.guest", Support: Mapped, Note: "<memory unit=KiB> and <currentMemory unit=KiB>, rounded down to KiB"},
 	{Path: "domain.memory.hugepages", Support: Mapped, Note: "<memoryBacking><hugepages><page size=2048|1048576 unit=KiB> (explicit size, unlike KubeVirt); the reconciler checks the host's free pages first (HugepagesNeeded)"},

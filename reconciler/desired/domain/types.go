@@ -118,6 +118,9 @@ type Context struct {
 	// hostDisk files and local containerDisk images may lie
 	// (--allowed-host-dirs). Empty refuses every one of them.
 	HostDirs []string
+	// HostNUMA are the host's NUMA nodes with CPUs, by ID, for guest NUMA
+	// (domain.cpu.numa.guestMappingPassthrough).
+	HostNUMA []NUMANode
 	// Virtiofsd is the host path of virtiofsd, which libvirt starts for a
 	// virtiofs filesystem; "" means it is not installed.
 	Virtiofsd string
