@@ -449,6 +449,11 @@ func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 			if !r.disks.Exists(a.Path) {
 				err = fmt.Errorf("claim disk %s does not exist", a.Path)
 			}
+		case domain.KernelBoot:
+			if err := r.disks.EnsureKernelBoot(ctx, a.Image, a.Path, a.KernelPath, a.InitrdPath); err != nil {
+				return fmt.Errorf("kernel boot: %w", err)
+			}
+			continue
 		case domain.SharedDir:
 			// The claim's directory, made by storage; virtiofsd shares it.
 			if !r.disks.Exists(a.Path) {

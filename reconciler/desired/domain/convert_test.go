@@ -44,7 +44,7 @@ var goldenCases = []struct {
 	// Without the NetworkAttachmentDefinition ptp-conf (not in the corpus)
 	// the bridge interface has no host bridge to plug into.
 	{file: "corpus/vmi-multus-multiple-net.yaml", wantErrors: []string{"spec.networks[1].multus.networkName"}},
-	{file: "corpus/vmi-kernel-boot.yaml", wantErrors: []string{"spec.domain.firmware.kernelBoot"}},
+	{file: "corpus/vmi-kernel-boot.yaml"},
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
 	{file: "vm-unsupported.yaml", wantErrors: []string{

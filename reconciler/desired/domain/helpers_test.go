@@ -191,7 +191,7 @@ func render(r Result) []byte {
 		if a.Create {
 			b.WriteString(" create")
 		}
-		for _, kv := range [][2]string{{"label", a.Label}, {"image", a.Image}, {"imagePath", a.ImagePath}, {"pullPolicy", a.PullPolicy}} {
+		for _, kv := range [][2]string{{"label", a.Label}, {"image", a.Image}, {"imagePath", a.ImagePath}, {"pullPolicy", a.PullPolicy}, {"kernelPath", a.KernelPath}, {"initrdPath", a.InitrdPath}} {
 			if kv[1] != "" {
 				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
 			}

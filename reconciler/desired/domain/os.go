@@ -12,7 +12,8 @@ var kubevirtArch = map[string]string{
 	"s390x": "s390x",
 }
 
-// configureOS owns <os> (type, arch, machine, firmware, bios, boot, smbios).
+// configureOS owns <os> (type, arch, machine, firmware, bios, kernel,
+// initrd, cmdline, boot, smbios) and the kernel boot artifact.
 // <os><smbios mode=sysinfo> is always set: configureSysInfo always writes
 // the <sysinfo> it points at, as KubeVirt does.
 func configureOS(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
@@ -38,6 +39,7 @@ func configureOS(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 				configureEFI(os, bl.EFI)
 			}
 		}
+		configureKernelBoot(in, ctx, os, out)
 	}
 
 	os.SMBios = &libvirtxml.DomainSMBios{Mode: "sysinfo"}

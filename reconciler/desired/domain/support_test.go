@@ -25,6 +25,7 @@ func init() {
 		kubevirtv1.VolumeSource{}, kubevirtv1.CloudInitNoCloudSource{}, kubevirtv1.ContainerDiskSource{},
 		kubevirtv1.Network{}, kubevirtv1.NetworkSource{}, kubevirtv1.PodNetwork{},
 		kubevirtv1.CloudInitConfigDriveSource{}, kubevirtv1.MultusNetwork{},
+		kubevirtv1.KernelBoot{}, kubevirtv1.KernelBootContainer{},
 	} {
 		walkedTypes[reflect.TypeOf(v)] = true
 	}

@@ -157,6 +157,11 @@ const (
 	// with the guest: the directory of Claim. It must exist; the VM waits
 	// until it does.
 	SharedDir ArtifactKind = "sharedDir"
+	// KernelBoot is a directory at Path holding the kernel (file
+	// KernelFile) and initrd (InitrdFile) extracted from the container
+	// image Image, from its KernelPath and InitrdPath. It belongs to no
+	// volume (Volume is empty).
+	KernelBoot ArtifactKind = "kernelBoot"
 )
 
 // Artifact is one host-side file a disk of the domain refers to.
@@ -183,6 +188,10 @@ type Artifact struct {
 	// Claim is the PersistentVolumeClaim or DataVolume name of a Claim
 	// artifact; the storage manager says where its disk is.
 	Claim string `json:"claim,omitempty"`
+	// KernelPath and InitrdPath are the files inside Image a KernelBoot
+	// artifact extracts; empty ones are not extracted.
+	KernelPath string `json:"kernelPath,omitempty"`
+	InitrdPath string `json:"initrdPath,omitempty"`
 }
 
 // Result is the converted domain plus what must exist on the host for it.
