@@ -24,7 +24,7 @@ func configureFilesystems(in Input, ctx Context, dom *libvirtxml.Domain, out *ou
 		return
 	}
 	if ctx.Virtiofsd == "" {
-		out.refuse("domain.devices.filesystems", "virtiofsd is not installed on this host (Debian package virtiofsd, /usr/libexec/virtiofsd); libvirt needs it to share a directory with the guest")
+		out.refuse("domain.devices.filesystems", "virtiofsd is not installed on this host (looked for /usr/libexec/virtiofsd of package virtiofsd and /usr/lib/qemu/virtiofsd of Debian 12's qemu-system-common); libvirt needs it to share a directory with the guest")
 		return
 	}
 	volumes := make(map[string]int, len(in.Spec.Volumes))

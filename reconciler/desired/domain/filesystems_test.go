@@ -94,7 +94,7 @@ func TestConfigureFilesystems(t *testing.T) {
 			volumes:  []kubevirtv1.Volume{pvc("data", "mypvc")},
 			noDaemon: true,
 			diags: []diagLine{{"error", p + "domain.devices.filesystems",
-				"unsupported: virtiofsd is not installed on this host (Debian package virtiofsd, /usr/libexec/virtiofsd); libvirt needs it to share a directory with the guest"}},
+				"unsupported: virtiofsd is not installed on this host (looked for /usr/libexec/virtiofsd of package virtiofsd and /usr/lib/qemu/virtiofsd of Debian 12's qemu-system-common); libvirt needs it to share a directory with the guest"}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -146,7 +146,7 @@ var fields = []Field{
 	{Path: "domain.devices.hostDevices", Support: Mapped, Note: "PCI passthrough as for gpus, alias ua-hostdevice-<name>; USB and mediated devices are not supported"},
 	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
 	{Path: "domain.devices.panicDevices", Support: Ignored, Note: "no panic device; a guest panic is not reported as a crash"},
-	{Path: "domain.devices.filesystems", Support: Mapped, Note: "virtiofs: <filesystem type=mount accessmode=passthrough><driver type=virtiofs queue=1024><binary path=virtiofsd> sharing the persistentVolumeClaim or dataVolume's directory (VolumeDir/NS/CLAIM, a Filesystem claim) with <target dir=NAME> + artifact sharedDir; guest memory becomes shared (<memoryBacking><source type=memfd><access mode=shared>); needs virtiofsd on the host (Debian package virtiofsd)"},
+	{Path: "domain.devices.filesystems", Support: Mapped, Note: "virtiofs: <filesystem type=mount accessmode=passthrough><driver type=virtiofs queue=1024><binary path=virtiofsd> sharing the persistentVolumeClaim or dataVolume's directory (VolumeDir/NS/CLAIM, a Filesystem claim) with <target dir=NAME> + artifact sharedDir; guest memory becomes shared (<memoryBacking><source type=memfd><access mode=shared>); needs virtiofsd on the host (/usr/libexec/virtiofsd, or /usr/lib/qemu/virtiofsd from Debian 12's qemu-system-common)"},
 	{Path: "domain.devices.clientPassthrough", Support: Ignored, Note: "no USB redirection"},
 	{Path: "domain.devices.sound", Support: Ignored, Note: "no sound device"},
 	{Path: "domain.devices.tpm", Support: Ignored, Note: "no vTPM; guests that require one (Windows 11) refuse to install",
