@@ -107,7 +107,13 @@ var fields = []Field{
 	{Path: "domain.firmware.bootloader.bios.useSerial", Support: Mapped, Note: "<os><bios useserial=yes>"},
 	{Path: "domain.firmware.bootloader.efi", Support: Mapped, Note: "<os firmware=efi>, libvirt picks OVMF from the QEMU firmware descriptors"},
 	{Path: "domain.firmware.bootloader.efi.secureBoot", Support: Mapped, Note: "<os><firmware><feature name=secure-boot|enrolled-keys enabled=yes|no>; unset = yes"},
-	{Path: "domain.firmware.bootloader.efi.persistent", Support: Mapped, Note: "no effect: libvirt keeps the NVRAM file on a plain host either way"},
+	{Path: "domain.firmware.bootloader.efi.persistent", Support: Ignored, Note: "the EFI variables persist across restarts either way (libvirt keeps the per-domain VARS file), where KubeVirt starts from the template each time unless persistent is true",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			if fw := s.Domain.Firmware; fw != nil && fw.Bootloader != nil && fw.Bootloader.EFI != nil && isFalse(fw.Bootloader.EFI.Persistent) {
+				return []string{"domain.firmware.bootloader.efi.persistent"}
+			}
+			return nil
+		}},
 	{Path: "domain.firmware.kernelBoot.kernelArgs", Support: Mapped, Note: "<os><cmdline>; needs container (KubeVirt's rule)"},
 	{Path: "domain.firmware.kernelBoot.container.image", Support: Mapped, Note: "direct kernel boot: artifact kernelBoot extracts the files into DiskDir/NS/NAME/kernel-boot/ from a local OCI image layout (oci:/dir[:tag], under --allowed-host-dirs); a registry reference is refused when the VM starts, as registry pulls are not supported yet"},
 	{Path: "domain.firmware.kernelBoot.container.kernelPath", Support: Mapped, Note: "<os><kernel> = DiskDir/NS/NAME/kernel-boot/kernel; absolute, clean path in the image"},
@@ -143,10 +149,41 @@ var fields = []Field{
 	{Path: "domain.devices.blockMultiQueue", Support: Ignored, Note: "disks get one queue"},
 	{Path: "domain.devices.networkInterfaceMultiqueue", Support: Ignored, Note: "interfaces get one queue"},
 	{Path: "domain.devices.gpus", Support: Mapped, Note: "PCI passthrough: the agent allocates a free device of resource deviceName (HyperConverged spec.permittedHostDevices, bound to vfio-pci) and persists it → <hostdev mode=subsystem type=pci managed=no> with its address, alias ua-gpu-<name>; virtualGPUOptions and mediated devices are not supported"},
+	{Path: "domain.devices.gpus[*].name", Support: Mapped, Note: "<alias name=ua-gpu-NAME>"},
+	{Path: "domain.devices.gpus[*].deviceName", Support: Elsewhere, Note: "allocation: the agent picks a free device of this resource before conversion"},
+	{Path: "domain.devices.gpus[*].claimName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.gpus[*].requestName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.gpus[*].virtualGPUOptions", Support: Ignored, Note: "mediated (vGPU) devices are not supported, so their display options do not apply"},
+	{Path: "domain.devices.gpus[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, d := range s.Domain.Devices.GPUs {
+				if d.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.gpus[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 	{Path: "domain.devices.hostDevices", Support: Mapped, Note: "PCI passthrough as for gpus, alias ua-hostdevice-<name>; USB and mediated devices are not supported"},
+	{Path: "domain.devices.hostDevices[*].name", Support: Mapped, Note: "<alias name=ua-hostdevice-NAME>"},
+	{Path: "domain.devices.hostDevices[*].deviceName", Support: Elsewhere, Note: "allocation: the agent picks a free device of this resource before conversion"},
+	{Path: "domain.devices.hostDevices[*].claimName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.hostDevices[*].requestName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.hostDevices[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, d := range s.Domain.Devices.HostDevices {
+				if d.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.hostDevices[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
 	{Path: "domain.devices.panicDevices", Support: Ignored, Note: "no panic device; a guest panic is not reported as a crash"},
 	{Path: "domain.devices.filesystems", Support: Mapped, Note: "virtiofs: <filesystem type=mount accessmode=passthrough><driver type=virtiofs queue=1024><binary path=virtiofsd> sharing the persistentVolumeClaim or dataVolume's directory (VolumeDir/NS/CLAIM, a Filesystem claim) with <target dir=NAME> + artifact sharedDir; guest memory becomes shared (<memoryBacking><source type=memfd><access mode=shared>); needs virtiofsd on the host (/usr/libexec/virtiofsd, or /usr/lib/qemu/virtiofsd from Debian 12's qemu-system-common)"},
+	{Path: "domain.devices.filesystems[*].name", Support: Mapped, Note: "names the volume; <target dir=NAME> (the guest's mount tag) and <alias name=ua-NAME>"},
+	{Path: "domain.devices.filesystems[*].virtiofs", Support: Mapped, Note: "<driver type=virtiofs>; required"},
 	{Path: "domain.devices.clientPassthrough", Support: Ignored, Note: "no USB redirection"},
 	{Path: "domain.devices.sound", Support: Ignored, Note: "no sound device"},
 	{Path: "domain.devices.tpm", Support: Ignored, Note: "no vTPM; guests that require one (Windows 11) refuse to install",

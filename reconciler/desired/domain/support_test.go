@@ -26,6 +26,7 @@ func init() {
 		kubevirtv1.Network{}, kubevirtv1.NetworkSource{}, kubevirtv1.PodNetwork{},
 		kubevirtv1.CloudInitConfigDriveSource{}, kubevirtv1.MultusNetwork{},
 		kubevirtv1.KernelBoot{}, kubevirtv1.KernelBootContainer{},
+		kubevirtv1.GPU{}, kubevirtv1.HostDevice{}, kubevirtv1.Filesystem{},
 	} {
 		walkedTypes[reflect.TypeOf(v)] = true
 	}
