@@ -450,8 +450,9 @@ func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 				err = fmt.Errorf("claim disk %s does not exist", a.Path)
 			}
 		case domain.KernelBoot:
+			// No volume to name: the error names the kernel boot image.
 			if err := r.disks.EnsureKernelBoot(ctx, a.Image, a.Path, a.KernelPath, a.InitrdPath); err != nil {
-				return fmt.Errorf("kernel boot: %w", err)
+				return err
 			}
 			continue
 		case domain.SharedDir:

@@ -50,7 +50,7 @@ func (s *Store) EnsureKernelBoot(ctx context.Context, ref, dir, kernelPath, init
 	case strings.HasPrefix(ref, "file://"), strings.HasPrefix(ref, "/"):
 		return fmt.Errorf("kernel boot image %s: a disk file is not a container image; use oci:/abs/layout-dir[:tag]", ref)
 	default:
-		return fmt.Errorf("kernel boot image %s: %w", ref, ErrRegistryPull)
+		return kernelRegistryError{ref: ref}
 	}
 	digest, err := img.Digest()
 	if err != nil {
@@ -75,6 +75,17 @@ func (s *Store) EnsureKernelBoot(ctx context.Context, ref, dir, kernelPath, init
 		return os.WriteFile(tmp, []byte(digest.String()+"\n"), 0o600)
 	})
 }
+
+// kernelRegistryError is ErrRegistryPull for a kernel boot image, whose
+// advice differs: a kernel comes from an image layout, never a disk file.
+type kernelRegistryError struct{ ref string }
+
+func (e kernelRegistryError) Error() string {
+	return "kernel boot image " + e.ref + ": pulling images from a registry is not supported yet; " +
+		"copy the image into an OCI layout on the host (skopeo copy docker://IMAGE oci:/DIR:TAG) and use oci:/DIR:TAG"
+}
+
+func (e kernelRegistryError) Is(target error) bool { return target == ErrRegistryPull }
 
 // extracted reports whether dir holds want's files from the image digest.
 func (s *Store) extracted(dir, digest string, want map[string]string) bool {

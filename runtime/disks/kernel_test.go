@@ -59,7 +59,7 @@ func TestStore_EnsureKernelBoot_errors(t *testing.T) {
 		name, ref, kernel, initrd, want string
 		is                              error
 	}{
-		{name: "registry", ref: "quay.io/kubevirt/alpine-ext-kernel-boot-demo", kernel: "/boot/vmlinuz", is: ErrRegistryPull},
+		{name: "registry", ref: "quay.io/kubevirt/alpine-ext-kernel-boot-demo", kernel: "/boot/vmlinuz", is: ErrRegistryPull, want: "use oci:/DIR:TAG"},
 		{name: "missing files named", ref: "oci:" + layoutDir, kernel: "/boot/vmlinuz-virt", initrd: "/boot/initrd", want: "image has no file /boot/initrd nor /boot/vmlinuz-virt"},
 		{name: "a disk file", ref: "file:///srv/disk.qcow2", kernel: "/boot/vmlinuz", want: "a disk file is not a container image"},
 	} {
