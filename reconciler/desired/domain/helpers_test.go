@@ -238,8 +238,8 @@ func countKnown(files map[string][]byte) int {
 func assertPathsAreFields(t *testing.T, in Input, diags diag.List) {
 	t.Helper()
 	for _, d := range diags {
-		if key, ok := strings.CutPrefix(d.Path, strings.TrimSuffix(annotationPath(in, ""), "]")); ok {
-			if _, set := in.Annotations[strings.TrimSuffix(key, "]")]; !set {
+		if key, ok := strings.CutPrefix(d.Path, strings.TrimSuffix(annotationPath(in, ""), `"]`)); ok {
+			if _, set := in.Annotations[strings.TrimSuffix(key, `"]`)]; !set {
 				t.Errorf("diagnostic path %q names an annotation the input does not have", d.Path)
 			}
 			continue

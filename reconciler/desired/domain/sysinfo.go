@@ -117,5 +117,6 @@ func annotationPath(in Input, key string) string {
 	if p == "" {
 		p = "metadata.annotations"
 	}
-	return p + "[" + key + "]"
+	// Quoted, as manifests paths name keys with dots (manifests.Object.Pos).
+	return p + `["` + key + `"]`
 }

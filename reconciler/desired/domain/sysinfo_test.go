@@ -54,8 +54,8 @@ func TestConfigureSysInfo(t *testing.T) {
 				BaseBoard: []libvirtxml.DomainSysInfoBaseBoard{{Entry: entry("manufacturer", "Radical Edward")}},
 			},
 			diags: []diagLine{
-				{"warning", "spec.template.metadata.annotations[hooks.kubevirt.io/hookSidecars]", "ignored: not supported yet; " + annotationHookSidecarsWhy},
-				{"warning", "spec.template.metadata.annotations[smbios.vm.kubevirt.io/baseBoardProduct]", "ignored: not supported yet; nodevirt maps only smbios.vm.kubevirt.io/baseBoardManufacturer (as KubeVirt's SMBIOS hook does)"},
+				{"warning", `spec.template.metadata.annotations["hooks.kubevirt.io/hookSidecars"]`, "ignored: not supported yet; " + annotationHookSidecarsWhy},
+				{"warning", `spec.template.metadata.annotations["smbios.vm.kubevirt.io/baseBoardProduct"]`, "ignored: not supported yet; nodevirt maps only smbios.vm.kubevirt.io/baseBoardManufacturer (as KubeVirt's SMBIOS hook does)"},
 			},
 		},
 		{
