@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Names of a kernel boot directory's files: the extracted kernel and
@@ -25,12 +26,16 @@ const (
 	digestStamp = "image-digest"
 )
 
+// dockerArchive prefixes an image archive written by docker or podman save,
+// as in skopeo's and podman's transport names.
+const dockerArchive = "docker-archive:"
+
 // EnsureKernelBoot extracts the kernel (kernelPath) and initrd (initrdPath)
 // of a kernel boot container image into dir as "kernel" and "initrd",
 // where the domain's <os><kernel>/<initrd> point, as KubeVirt's init
 // container copies them out of the image. Empty paths are skipped. ref is
-// an OCI image layout (oci:/dir[:tag]); a registry reference is
-// ErrRegistryPull. The files are extracted again only when the image's
+// an OCI image layout (oci:/dir[:tag]) or an image archive of one image
+// (docker-archive:/file.tar); a registry reference is ErrRegistryPull. The files are extracted again only when the image's
 // digest changed since the last extraction.
 func (s *Store) EnsureKernelBoot(ctx context.Context, ref, dir, kernelPath, initrdPath string) error {
 	dir, err := s.inBase(dir)
@@ -45,6 +50,15 @@ func (s *Store) EnsureKernelBoot(ctx context.Context, ref, dir, kernelPath, init
 			return fmt.Errorf("kernel boot image %s: layout directory %q is not an absolute path", ref, layoutDir)
 		}
 		if img, err = selectImage(layoutDir, tag); err != nil {
+			return fmt.Errorf("kernel boot image %s: %w", ref, err)
+		}
+	case strings.HasPrefix(ref, dockerArchive):
+		// `docker save` / `podman save` output holding one image.
+		file := strings.TrimPrefix(ref, dockerArchive)
+		if !filepath.IsAbs(file) {
+			return fmt.Errorf("kernel boot image %s: archive %q is not an absolute path", ref, file)
+		}
+		if img, err = tarball.ImageFromPath(file, nil); err != nil {
 			return fmt.Errorf("kernel boot image %s: %w", ref, err)
 		}
 	case strings.HasPrefix(ref, "file://"), strings.HasPrefix(ref, "/"):
@@ -82,7 +96,7 @@ type kernelRegistryError struct{ ref string }
 
 func (e kernelRegistryError) Error() string {
 	return "kernel boot image " + e.ref + ": pulling images from a registry is not supported yet; " +
-		"copy the image into an OCI layout on the host (skopeo copy docker://IMAGE oci:/DIR:TAG) and use oci:/DIR:TAG"
+		"copy the image into an OCI layout on the host (skopeo copy docker://IMAGE oci:/DIR:TAG) and use oci:/DIR:TAG, or save it (docker save -o FILE IMAGE) and use docker-archive:FILE"
 }
 
 func (e kernelRegistryError) Is(target error) bool { return target == ErrRegistryPull }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 func TestStore_EnsureKernelBoot(t *testing.T) {
@@ -77,5 +80,34 @@ func TestStore_EnsureKernelBoot_errors(t *testing.T) {
 	}
 	if err := s.EnsureKernelBoot(ctx, "oci:"+layoutDir, filepath.Join(root, "elsewhere"), "/boot/vmlinuz", ""); err == nil {
 		t.Error("a directory outside the store was written")
+	}
+}
+
+// An image saved by docker or podman (docker-archive:) works as a layout does.
+func TestStore_EnsureKernelBoot_dockerArchive(t *testing.T) {
+	s, root := newStore(t)
+	layoutDir := filepath.Join(root, "layout")
+	ociLayout(t, layoutDir, "v1", map[string][]byte{"boot/vmlinuz": []byte("MZ archived kernel")})
+	img, err := selectImage(layoutDir, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag("example.com/kernel:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(root, "kernel.tar")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "disks", "default", "vmi", "kernel-boot")
+	if err := s.EnsureKernelBoot(t.Context(), "docker-archive:"+archive, dir, "/boot/vmlinuz", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "kernel")); err != nil || string(got) != "MZ archived kernel" {
+		t.Errorf("kernel = %q, %v", got, err)
+	}
+	if err := s.EnsureKernelBoot(t.Context(), "docker-archive:kernel.tar", dir, "/boot/vmlinuz", ""); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("relative archive: err = %v", err)
 	}
 }

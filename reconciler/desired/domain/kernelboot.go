@@ -88,14 +88,23 @@ func configureKernelBoot(in Input, ctx Context, os *libvirtxml.DomainOS, out *ou
 	out.artifacts = append(out.artifacts, a)
 }
 
-// kernelImage checks the kernel container image: an OCI image layout on the
-// host (under --allowed-host-dirs) or a registry reference, which the
-// runtime refuses while registry pulls are not supported. A disk file
-// (file:///p, /p) holds no filesystem to take a kernel from.
+// kernelImage checks the kernel container image: an OCI image layout or an
+// image archive (docker-archive:/file.tar) on the host, under
+// --allowed-host-dirs, or a registry reference, which the runtime refuses
+// while registry pulls are not supported. A disk file (file:///p, /p)
+// holds no filesystem to take a kernel from.
 func kernelImage(ctx Context, image, at string, out *output) (string, bool) {
 	if strings.HasPrefix(image, "file://") || strings.HasPrefix(image, "/") {
-		out.invalid(at, "%q names a disk file, not a container image; use oci:/path/to/layout[:tag] for a local image", image)
+		out.invalid(at, "%q names a disk file, not a container image; use oci:/path/to/layout[:tag] or docker-archive:/path/to/image.tar for a local image", image)
 		return "", false
+	}
+	if file, ok := strings.CutPrefix(image, "docker-archive:"); ok {
+		p, err := hostFile(ctx, file)
+		if err != nil {
+			out.add(diag.Error, ErrHostFileNotAllowed, at, "%v", err)
+			return "", false
+		}
+		return "docker-archive:" + p, true
 	}
 	p, err := localImage(ctx, image)
 	if err != nil {

@@ -35,6 +35,18 @@ func TestConfigureKernelBoot(t *testing.T) {
 			artifact: &Artifact{Kind: KernelBoot, Path: dir, Image: "oci:/srv/images/kernel:v1", KernelPath: "/boot/vmlinuz"},
 		},
 		{
+			name:     "an image archive under an allowed directory",
+			kb:       &kubevirtv1.KernelBoot{Container: container("docker-archive:/var/data/kernel.tar", "/boot/vmlinuz", "")},
+			want:     libvirtxml.DomainOS{Kernel: dir + "/kernel"},
+			artifact: &Artifact{Kind: KernelBoot, Path: dir, Image: "docker-archive:/var/data/kernel.tar", KernelPath: "/boot/vmlinuz"},
+		},
+		{
+			name: "an image archive elsewhere",
+			kb:   &kubevirtv1.KernelBoot{Container: container("docker-archive:/root/kernel.tar", "/boot/vmlinuz", "")},
+			diags: []diagLine{{"error", at + ".container.image",
+				"host file not allowed: /root/kernel.tar is not under a directory of --allowed-host-dirs (/srv, /var/data); add the directory that holds it to --allowed-host-dirs"}},
+		},
+		{
 			name:  "kernel arguments without a kernel",
 			kb:    &kubevirtv1.KernelBoot{KernelArgs: "console=ttyS0"},
 			diags: []diagLine{{"error", at + ".kernelArgs", "invalid: kernel arguments cannot be provided without an external kernel: set domain.firmware.kernelBoot.container"}},
@@ -63,7 +75,7 @@ func TestConfigureKernelBoot(t *testing.T) {
 		{
 			name:  "a disk file is no container image",
 			kb:    &kubevirtv1.KernelBoot{Container: container("file:///srv/disk.qcow2", "/boot/vmlinuz", "")},
-			diags: []diagLine{{"error", at + ".container.image", `invalid: "file:///srv/disk.qcow2" names a disk file, not a container image; use oci:/path/to/layout[:tag] for a local image`}},
+			diags: []diagLine{{"error", at + ".container.image", `invalid: "file:///srv/disk.qcow2" names a disk file, not a container image; use oci:/path/to/layout[:tag] or docker-archive:/path/to/image.tar for a local image`}},
 		},
 		{
 			name: "a layout outside the allowed directories",

@@ -115,7 +115,7 @@ var fields = []Field{
 			return nil
 		}},
 	{Path: "domain.firmware.kernelBoot.kernelArgs", Support: Mapped, Note: "<os><cmdline>; needs container (KubeVirt's rule)"},
-	{Path: "domain.firmware.kernelBoot.container.image", Support: Mapped, Note: "direct kernel boot: artifact kernelBoot extracts the files into DiskDir/NS/NAME/kernel-boot/ from a local OCI image layout (oci:/dir[:tag], under --allowed-host-dirs); a registry reference is refused when the VM starts, as registry pulls are not supported yet"},
+	{Path: "domain.firmware.kernelBoot.container.image", Support: Mapped, Note: "direct kernel boot: artifact kernelBoot extracts the files into DiskDir/NS/NAME/kernel-boot/ from a local OCI image layout (oci:/dir[:tag]) or image archive (docker-archive:/file.tar, docker or podman save), under --allowed-host-dirs; a registry reference is refused when the VM starts, as registry pulls are not supported yet"},
 	{Path: "domain.firmware.kernelBoot.container.kernelPath", Support: Mapped, Note: "<os><kernel> = DiskDir/NS/NAME/kernel-boot/kernel; absolute, clean path in the image"},
 	{Path: "domain.firmware.kernelBoot.container.initrdPath", Support: Mapped, Note: "<os><initrd> = DiskDir/NS/NAME/kernel-boot/initrd; needs kernelPath (QEMU loads an initrd only with a kernel)"},
 	{Path: "domain.firmware.kernelBoot.container.imagePullPolicy", Support: Mapped, Note: "artifact pullPolicy; a local OCI layout is extracted again whenever its image digest changes"},
