@@ -215,3 +215,51 @@ spec:
 	}
 	t.Logf("the guest wrote into the claim's directory %s over virtiofs (%s after the console attached)", filepath.Dir(disk), took.Round(100*time.Millisecond))
 }
+
+// smbiosInit prints what the guest's firmware tables say about the system.
+const smbiosInit = `#!/bin/busybox sh
+/bin/busybox mount -t sysfs sysfs /sys
+d=/sys/class/dmi/id
+while true; do
+  /bin/busybox echo "nodevirt-guest: dmi sys_vendor=$(/bin/busybox cat $d/sys_vendor) product_name=$(/bin/busybox cat $d/product_name) product_serial=$(/bin/busybox cat $d/product_serial) board_vendor=$(/bin/busybox cat $d/board_vendor) chassis_vendor=$(/bin/busybox cat $d/chassis_vendor) end" > /dev/console
+  /bin/busybox sleep 1
+done
+`
+
+// SMBIOS: the guest sees KubeVirt's system defaults, the firmware serial,
+// the chassis and the base board manufacturer annotation of the template.
+func TestFidelity_SMBIOS(t *testing.T) {
+	w := newWorld(t)
+	w.guestVirt()
+	kernelBootLayout(t, filepath.Join(w.hostRoot, hostImageDir, "kernel"), smbiosInit)
+	vm := `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: dmi, namespace: ` + w.ns + `}
+spec:
+  runStrategy: Always
+  template:
+    metadata:
+      annotations:
+        smbios.vm.kubevirt.io/baseBoardManufacturer: Radical Edward
+    spec:
+      terminationGracePeriodSeconds: 0
+      domain:
+` + fidelityCPU + `        memory: {guest: 256Mi}
+        chassis: {manufacturer: Acme}
+        devices: {}
+        firmware:
+          serial: SN-0042
+          kernelBoot:
+            container: {image: "oci:` + hostImageDir + `/kernel", kernelPath: /boot/vmlinuz, initrdPath: /boot/initrd}
+            kernelArgs: console=ttyS0
+`
+	w.commit("SMBIOS VM", map[string]string{"vms/dmi.yaml": vm})
+	w.startAgent()
+	w.awaitAgentFirstBoot("dmi", 60*time.Second)
+	con := attachConsole(t, w.dom("dmi"))
+	want := "nodevirt-guest: dmi sys_vendor=KubeVirt product_name=None product_serial=SN-0042 board_vendor=Radical Edward chassis_vendor=Acme end"
+	con.await(t, "chassis_vendor=", 1, 90*time.Second)
+	if !strings.Contains(con.text(), want) {
+		t.Fatalf("the guest's DMI tables differ; want %q in:\n%s", want, con.text())
+	}
+}
