@@ -72,7 +72,9 @@ func configurators() []configurator {
 		configureSysInfo,
 		configureFeatures,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
-		//    so artifacts follow disk order), then interfaces, then the
+		//    so artifacts follow disk order; the kernel boot artifact of
+		//    configureOS comes first), virtiofs filesystems (and their
+		//    shared directories), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
 		//    guest agent).
 		configureDisks,
