@@ -39,10 +39,13 @@ const (
 
 // configureSysInfo owns <sysinfo type=smbios>; configureOS points
 // <os><smbios mode=sysinfo> at it. As KubeVirt, the system entry always
-// carries the node's smbios values and the firmware UUID, plus the firmware
-// serial; chassis entries come from domain.chassis and the base board from
-// the SMBIOS annotation. Entries are in libvirt's own order, so the
-// persistent XML reads back equal.
+// carries the node's smbios values, plus the firmware serial; chassis
+// entries come from domain.chassis and the base board from the SMBIOS
+// annotation. Entries are in libvirt's own order, so the persistent XML
+// reads back equal. Unlike KubeVirt there is no uuid entry: the domain's
+// <uuid> is the firmware UUID and QEMU gives the guest that one, while an
+// entry would make libvirt refuse any copy of the domain under another
+// UUID (a clone, a validation run) as a mismatch.
 func configureSysInfo(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 	cfg := DefaultSMBIOS()
 	if ctx.SMBIOS != nil {
@@ -58,7 +61,6 @@ func configureSysInfo(in Input, ctx Context, dom *libvirtxml.Domain, out *output
 			"product", cfg.Product,
 			"version", cfg.Version,
 			"serial", serial,
-			"uuid", in.UUID,
 			"sku", cfg.SKU,
 			"family", cfg.Family,
 		)},

@@ -9,9 +9,8 @@ import (
 )
 
 func TestConfigureSysInfo(t *testing.T) {
-	const uuid = "0d3a1b7e-6f2c-4c1d-9a55-3e2f1f0c7a10"
 	entry := func(kv ...string) []libvirtxml.DomainSysInfoEntry { return entries(kv...) }
-	defaults := entry("manufacturer", "KubeVirt", "product", "None", "uuid", uuid, "family", "KubeVirt")
+	defaults := entry("manufacturer", "KubeVirt", "product", "None", "family", "KubeVirt")
 	for _, tc := range []struct {
 		name  string
 		edit  func(*Input)
@@ -20,14 +19,14 @@ func TestConfigureSysInfo(t *testing.T) {
 		diags []diagLine
 	}{
 		{
-			name: "KubeVirt's defaults and the firmware UUID",
+			name: "KubeVirt's defaults; the UUID is the domain's",
 			want: &libvirtxml.DomainSysInfoSMBIOS{System: &libvirtxml.DomainSysInfoSystem{Entry: defaults}},
 		},
 		{
-			name: "firmware serial between version and uuid, libvirt's order",
+			name: "firmware serial after version, libvirt's order",
 			edit: func(in *Input) { in.Spec.Domain.Firmware = &kubevirtv1.Firmware{Serial: "SN-1"} },
 			want: &libvirtxml.DomainSysInfoSMBIOS{System: &libvirtxml.DomainSysInfoSystem{Entry: entry(
-				"manufacturer", "KubeVirt", "product", "None", "serial", "SN-1", "uuid", uuid, "family", "KubeVirt")}},
+				"manufacturer", "KubeVirt", "product", "None", "serial", "SN-1", "family", "KubeVirt")}},
 		},
 		{
 			name: "node smbios values replace the defaults",
@@ -35,7 +34,7 @@ func TestConfigureSysInfo(t *testing.T) {
 				c.SMBIOS = &SMBIOS{Manufacturer: "Acme", Product: "Lab", Version: "4.18", SKU: "S1", Family: "Fam"}
 			},
 			want: &libvirtxml.DomainSysInfoSMBIOS{System: &libvirtxml.DomainSysInfoSystem{Entry: entry(
-				"manufacturer", "Acme", "product", "Lab", "version", "4.18", "uuid", uuid, "sku", "S1", "family", "Fam")}},
+				"manufacturer", "Acme", "product", "Lab", "version", "4.18", "sku", "S1", "family", "Fam")}},
 		},
 		{
 			name: "base board manufacturer annotation; other KubeVirt annotations warned",
