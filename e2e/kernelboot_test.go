@@ -221,13 +221,14 @@ const smbiosInit = `#!/bin/busybox sh
 /bin/busybox mount -t sysfs sysfs /sys
 d=/sys/class/dmi/id
 while true; do
-  /bin/busybox echo "nodevirt-guest: dmi sys_vendor=$(/bin/busybox cat $d/sys_vendor) product_name=$(/bin/busybox cat $d/product_name) product_serial=$(/bin/busybox cat $d/product_serial) board_vendor=$(/bin/busybox cat $d/board_vendor) chassis_vendor=$(/bin/busybox cat $d/chassis_vendor) end" > /dev/console
+  /bin/busybox echo "nodevirt-guest: dmi sys_vendor=$(/bin/busybox cat $d/sys_vendor) product_name=$(/bin/busybox cat $d/product_name) product_serial=$(/bin/busybox cat $d/product_serial) board_vendor=$(/bin/busybox cat $d/board_vendor) chassis_vendor=$(/bin/busybox cat $d/chassis_vendor) product_uuid=$(/bin/busybox cat $d/product_uuid) end" > /dev/console
   /bin/busybox sleep 1
 done
 `
 
-// SMBIOS: the guest sees KubeVirt's system defaults, the firmware serial,
-// the chassis and the base board manufacturer annotation of the template.
+// SMBIOS: the guest sees KubeVirt's system defaults, the firmware serial
+// and UUID, the chassis and the base board manufacturer annotation of the
+// template.
 func TestFidelity_SMBIOS(t *testing.T) {
 	w := newWorld(t)
 	w.guestVirt()
@@ -249,6 +250,7 @@ spec:
         devices: {}
         firmware:
           serial: SN-0042
+          uuid: 5d307ca9-b3ef-428c-8861-06e72d69f223
           kernelBoot:
             container: {image: "oci:` + hostImageDir + `/kernel", kernelPath: /boot/vmlinuz, initrdPath: /boot/initrd}
             kernelArgs: console=ttyS0
@@ -257,7 +259,7 @@ spec:
 	w.startAgent()
 	w.awaitAgentFirstBoot("dmi", 60*time.Second)
 	con := attachConsole(t, w.dom("dmi"))
-	want := "nodevirt-guest: dmi sys_vendor=KubeVirt product_name=None product_serial=SN-0042 board_vendor=Radical Edward chassis_vendor=Acme end"
+	want := "nodevirt-guest: dmi sys_vendor=KubeVirt product_name=None product_serial=SN-0042 board_vendor=Radical Edward chassis_vendor=Acme product_uuid=5d307ca9-b3ef-428c-8861-06e72d69f223 end"
 	con.await(t, "chassis_vendor=", 1, 90*time.Second)
 	if !strings.Contains(con.text(), want) {
 		t.Fatalf("the guest's DMI tables differ; want %q in:\n%s", want, con.text())
