@@ -136,6 +136,10 @@ func prepare(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) {
 		d.Firmware = &kubevirtv1.Firmware{KernelBoot: &kubevirtv1.KernelBoot{Container: &kubevirtv1.KernelBootContainer{Image: "oci:/srv/kernel", KernelPath: "/boot/vmlinuz"}}}
 	}
 	switch pattern {
+	case "hostname":
+		// Mapped through cloud-init; without it, it must be warned.
+		spec.Volumes = spec.Volumes[:1]
+		d.Devices.Disks = d.Devices.Disks[:1]
 	case "domain.cpu.isolateEmulatorThread":
 		dedicated()
 	case "domain.cpu.numa":

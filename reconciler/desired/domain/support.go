@@ -48,7 +48,7 @@ func Fields() []Field { return slices.Clone(fields) }
 // are mapped, ignored with a warning, refused, or read elsewhere.
 var fields = []Field{
 	// --- VirtualMachineInstance spec ---
-	{Path: "hostname", Support: Mapped, Note: "cloud-init meta-data local-hostname (default: the VM name)"},
+	{Path: "hostname", Support: Mapped, Note: "cloud-init meta-data local-hostname (default: the VM name); warned without a cloud-init volume, as QEMU's DHCP server does not send it"},
 	{Path: "architecture", Support: Mapped, Note: "must match the host: amd64=x86_64, arm64=aarch64, s390x; <os><type arch> comes from the host"},
 	{Path: "priorityClassName", Support: Elsewhere, Note: "pod scheduling only"},
 	{Path: "nodeSelector", Support: Elsewhere, Note: "placement over the repository's Node manifests"},
@@ -334,6 +334,26 @@ func reportUnmapped(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 			}
 		}
 	}
+	reportUnused(in, out)
+}
+
+// reportUnused warns about mapped fields that the rest of the spec leaves
+// without an effect.
+func reportUnused(in Input, out *output) {
+	if in.Spec.Hostname != "" && !hasCloudInit(in.Spec) {
+		// KubeVirt's DHCP server also hands the guest its hostname; QEMU's
+		// user networking, as libvirt drives it, cannot.
+		out.ignore("hostname", "the guest learns its hostname from cloud-init meta-data only, and the VM has no cloudInitNoCloud or cloudInitConfigDrive volume")
+	}
+}
+
+func hasCloudInit(s *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	for _, v := range s.Volumes {
+		if v.CloudInitNoCloud != nil || v.CloudInitConfigDrive != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hasConfigDrive(s *kubevirtv1.VirtualMachineInstanceSpec) bool {

@@ -125,6 +125,7 @@ func TestReportUnmapped(t *testing.T) {
 		{Name: "lan", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}},
 	}
 
+	spec.Hostname = "db" // without cloud-init: warned
 	dom, out := run(reportUnmapped, testInput(spec))
 	if diff := cmp.Diff(&libvirtxml.Domain{}, dom); diff != "" {
 		t.Errorf("reportUnmapped touched the domain:\n%s", diff)
@@ -139,6 +140,7 @@ func TestReportUnmapped(t *testing.T) {
 		{"error", p + "volumes[1].serviceAccount", "unsupported: service account volumes need Kubernetes"},
 		{"warning", p + "networks[0].pod.vmNetworkCIDR", "ignored: not supported yet; QEMU user networking uses 10.0.2.0/24"},
 		{"error", p + "networks[1].multus.default", "unsupported: a multus network cannot replace the pod network without Kubernetes; attach it as a secondary network"},
+		{"warning", p + "hostname", "ignored: not supported yet; the guest learns its hostname from cloud-init meta-data only, and the VM has no cloudInitNoCloud or cloudInitConfigDrive volume"},
 	}
 	if diff := cmp.Diff(want, diagLines(out)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
