@@ -14,6 +14,10 @@ need_root() {
 PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       qemu-system-x86 qemu-utils ovmf libxml2-utils pkg-config git gcc
       iproute2 procps util-linux
+      # virtiofs filesystems: libvirt starts virtiofsd, which Debian 12
+      # ships in qemu-system-common (/usr/lib/qemu/virtiofsd); later
+      # releases in the virtiofsd package (/usr/libexec/virtiofsd)
+      qemu-system-common
       # storage: reflink clone test (XFS), xz for imports, curl for the import benchmark
       xfsprogs xz-utils curl
       # e2e fidelity guests (e2e/guest_test.go): a static busybox, a

@@ -112,6 +112,10 @@ type Runtime struct {
 	Agent  *Agent
 	Source source.Source
 	Facts  hostfacts.Facts
+	// Virtiofsd is the host's virtiofsd ("" when not installed), for
+	// virtiofs filesystems; HostNUMA its NUMA nodes, for guest NUMA.
+	Virtiofsd string
+	HostNUMA  []hostfacts.NUMANode
 	// DB is the state database, open (and locked) when OpenConfig.Lock.
 	DB *statedb.DB
 	// HV is the libvirt connection; HypervisorErr says why it is nil when
@@ -202,6 +206,12 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	var err error
 	if rt.Facts, err = hostfacts.Gather(cfg.Root); err != nil {
 		return nil, fmt.Errorf("host facts: %w", err)
+	}
+	rt.Virtiofsd = hostfacts.Virtiofsd(cfg.Root)
+	if rt.HostNUMA, err = hostfacts.NUMANodes(cfg.Root); err != nil {
+		// Only guest NUMA needs the topology; the converter says so for
+		// the VMs that ask for it.
+		cfg.Log.Warn("host NUMA topology unknown", "err", err)
 	}
 	if err := rt.openHypervisor(ctx); err != nil {
 		return nil, err
@@ -573,8 +583,21 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			VolumeDir: filepath.Join(c.StateDir, "volumes"),
 			Root:      c.Root,
 			HostDirs:  c.AllowedHostDirs,
+			// Looked up once: installing virtiofsd later needs a restart,
+			// as a new libvirt daemon binary would.
+			Virtiofsd: rt.Virtiofsd,
+			HostNUMA:  hostNUMA(rt.HostNUMA),
 		},
 	}
+}
+
+// hostNUMA hands the host's NUMA nodes to the converter.
+func hostNUMA(nodes []hostfacts.NUMANode) []domain.NUMANode {
+	out := make([]domain.NUMANode, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, domain.NUMANode{ID: n.ID, CPUs: n.CPUs})
+	}
+	return out
 }
 
 // stateUnderRoot is the state directory as a host path under root, or ""

@@ -190,3 +190,72 @@ func TestOpen_storageAloneHoldsADiskInUse(t *testing.T) {
 		t.Fatalf("removed claim no domain uses: %s (%s), want delete-data", k, why)
 	}
 }
+
+// The host's virtiofsd and NUMA nodes, read under the root, reach the
+// converter: a virtiofs VM names the daemon, a guest NUMA VM's cells
+// follow the nodes of its pinned CPUs.
+func TestOpen_hostFactsReachTheConverter(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	root := filepath.Join(dir, "root")
+	for p, body := range map[string]string{
+		"usr/lib/qemu/virtiofsd":                "#!/bin/sh\n",
+		"sys/devices/system/node/node0/cpulist": "0\n",
+		"sys/devices/system/node/node1/cpulist": "1\n",
+		"sys/devices/system/cpu/online":         "0-1\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vms := `apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: share, namespace: default}
+spec:
+  domain:
+    devices:
+      filesystems: [{name: data, virtiofs: {}}]
+    memory: {guest: 64Mi}
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: shared-data}}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: numa, namespace: default}
+spec:
+  domain:
+    cpu: {cores: 2, dedicatedCpuPlacement: true, numa: {guestMappingPassthrough: {}}}
+    memory: {guest: 64Mi, hugepages: {pageSize: 2Mi}}
+`
+	if err := os.WriteFile(filepath.Join(src, "vms.yaml"), []byte(vms), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := openConfig(dir, src, testNode(t, filepath.Join(dir, "node.xml")), agent.Stages{VMs: true})
+	cfg.CPUManager = true
+	ctx := context.Background()
+	rt, err := agent.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	n, err := rt.Agent.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml := map[string]string{}
+	for _, vm := range n.VMs.VMs {
+		xml[vm.Name] = vm.XML
+	}
+	if !strings.Contains(xml["share"], `<binary path="/usr/lib/qemu/virtiofsd">`) {
+		t.Errorf("the virtiofs VM does not name the root's virtiofsd:\n%s\n%v", xml["share"], n.VMs.Diags)
+	}
+	if !strings.Contains(xml["numa"], `<memory mode="strict" nodeset="0,1">`) {
+		t.Errorf("the NUMA VM's cells do not follow host nodes 0 and 1:\n%s\n%v", xml["numa"], n.VMs.Diags)
+	}
+}

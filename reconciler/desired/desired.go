@@ -213,15 +213,18 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			continue
 		}
 		var (
-			spec   *kubevirtv1.VirtualMachineInstanceSpec
-			meta   map[string]string
-			prefix string
-			rs     kubevirtv1.VirtualMachineRunStrategy
+			spec       *kubevirtv1.VirtualMachineInstanceSpec
+			meta       map[string]string
+			vmiAnn     map[string]string
+			vmiAnnPath string
+			prefix     string
+			rs         kubevirtv1.VirtualMachineRunStrategy
 		)
 		switch v := o.Value.(type) {
 		case *kubevirtv1.VirtualMachine:
 			if v.Spec.Template != nil {
 				spec = &v.Spec.Template.Spec
+				vmiAnn, vmiAnnPath = v.Spec.Template.ObjectMeta.Annotations, "spec.template.metadata.annotations"
 			}
 			prefix = "spec.template.spec"
 			meta = o.Annotations
@@ -231,6 +234,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		case *kubevirtv1.VirtualMachineInstance:
 			// A VMI is one run of a VM: started once, never restarted.
 			spec, prefix, meta, rs = &v.Spec, "spec", o.Annotations, kubevirtv1.RunStrategyOnce
+			vmiAnn, vmiAnnPath = v.Annotations, "metadata.annotations"
 		}
 		if spec == nil {
 			st.Invalid[name] = o.Ref.String()
@@ -278,7 +282,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
-		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, rs: rs, meta: meta, nets: nets, demand: demandOf(name, spec)})
+		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, vmiAnn: vmiAnn, vmiAnnPath: vmiAnnPath, rs: rs, meta: meta, nets: nets, demand: demandOf(name, spec)})
 	}
 	// Node resources are decided before conversion, for all VMs at once,
 	// so the converter writes them into the domain and nothing edits the
@@ -357,10 +361,13 @@ type candidate struct {
 	o      *manifests.Object
 	spec   *kubevirtv1.VirtualMachineInstanceSpec
 	prefix string
-	rs     kubevirtv1.VirtualMachineRunStrategy
-	meta   map[string]string
-	nets   map[string]domain.NetworkAttachment
-	demand demand
+	// vmiAnn are the VMI's annotations (a VM's template's) at vmiAnnPath.
+	vmiAnn     map[string]string
+	vmiAnnPath string
+	rs         kubevirtv1.VirtualMachineRunStrategy
+	meta       map[string]string
+	nets       map[string]domain.NetworkAttachment
+	demand     demand
 }
 
 // demandOf is what a VM asks of the node, read from its spec before
@@ -387,6 +394,9 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 		Object:     o.Ref.String(),
 		PathPrefix: prefix,
 		Networks:   c.nets,
+		// KubeVirt copies a VM's template annotations to its VMI.
+		Annotations:     c.vmiAnn,
+		AnnotationsPath: c.vmiAnnPath,
 		Resources: domain.Resources{
 			Pins:        alloc.pins,
 			HostDevices: alloc.devices,

@@ -660,3 +660,40 @@ func cmpSlices(got, want []string) string {
 	}
 	return ""
 }
+
+// The VMI's annotations reach the converter: a VM's template annotations
+// (KubeVirt copies them to the VMI), with warnings at their own line.
+func TestBuild_templateAnnotations(t *testing.T) {
+	doc := `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: board
+  annotations:
+    smbios.vm.kubevirt.io/baseBoardManufacturer: "on the VM, not the VMI: unused"
+spec:
+  runStrategy: Halted
+  template:
+    metadata:
+      annotations:
+        smbios.vm.kubevirt.io/baseBoardManufacturer: Radical Edward
+        smbios.vm.kubevirt.io/baseBoardSerial: "42"
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+`
+	st := Build(manifests.Parse("vm.yaml", []byte(doc), manifests.Options{}), "r1", testOptions)
+	if len(st.VMs) != 1 {
+		t.Fatalf("VMs = %d, diags:\n%v", len(st.VMs), st.Diags)
+	}
+	if !strings.Contains(st.VMs[0].XML, "<entry name=\"manufacturer\">Radical Edward</entry>") {
+		t.Errorf("the template's base board manufacturer is not in the domain:\n%s", st.VMs[0].XML)
+	}
+	var warned []string
+	for _, d := range st.Diags {
+		warned = append(warned, fmt.Sprintf("%s:%d %s", d.File, d.Line, d.Path))
+	}
+	want := []string{`vm.yaml:13 spec.template.metadata.annotations["smbios.vm.kubevirt.io/baseBoardSerial"]`}
+	if diff := cmp.Diff(want, warned); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/manifests/diag"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/placement"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
@@ -264,9 +265,12 @@ func vmActions(vm *desired.VM, dom hv.Domain, exists bool, owner desired.Owner, 
 		return plan.Step{Stage: plan.StageVM, Action: k, Object: vm.Object, Target: vm.DomainName, Reason: reason}
 	}
 	for _, a := range vm.Artifacts {
-		if a.Kind == "claim" && opt.Missing[a.Path] {
-			if !exists {
+		if !exists && opt.Missing[a.Path] {
+			switch a.Kind {
+			case domain.Claim:
 				return []plan.Step{act(Wait, fmt.Sprintf("volume %q: claim disk %s does not exist yet", a.Volume, a.Path))}
+			case domain.SharedDir:
+				return []plan.Step{act(Wait, fmt.Sprintf("volume %q: shared directory %s of claim %s does not exist yet", a.Volume, a.Path, a.Claim))}
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
@@ -223,5 +224,23 @@ func TestDiff_hotplugControllersOnOldDomain(t *testing.T) {
     <memballoon`, 1)
 	if p := Diff(state(want), []hv.Domain{defined}, Options{}); len(p.Actions) != 0 {
 		t.Fatalf("after the redefine: want no actions, got %+v", p.Actions)
+	}
+}
+
+// A virtiofs share waits for its claim's directory as a disk waits for
+// the claim's disk: the domain is not defined before storage made it.
+func TestDiff_sharedDirWaits(t *testing.T) {
+	v := vm("web", kubevirtv1.RunStrategyAlways, "sha256:aa")
+	v.Artifacts = []domain.Artifact{{Kind: domain.SharedDir, Volume: "share", Path: "/volumes/default/data", Claim: "data"}}
+	p := Diff(state(v), nil, Options{Missing: map[string]bool{"/volumes/default/data": true}})
+	if d := cmp.Diff([]row{{Wait, "default_web", false}}, rows(p)); d != "" {
+		t.Fatalf("actions (-want +got):\n%s", d)
+	}
+	if !strings.Contains(p.Actions[0].Reason, "shared directory /volumes/default/data of claim data") {
+		t.Fatalf("the reason must name the directory and claim: %q", p.Actions[0].Reason)
+	}
+	p = Diff(state(v), nil, Options{})
+	if d := cmp.Diff([]row{{Create, "default_web", false}, {Start, "default_web", false}}, rows(p)); d != "" {
+		t.Fatalf("with the directory present (-want +got):\n%s", d)
 	}
 }

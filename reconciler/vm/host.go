@@ -39,6 +39,7 @@ type Disks interface {
 	EnsureSeedISO(ctx context.Context, path, label string, files map[string][]byte) error
 	EnsureOverlay(ctx context.Context, path, backing, backingFormat string) error
 	ResolveImage(ctx context.Context, ref string) (path, format string, err error)
+	EnsureKernelBoot(ctx context.Context, ref, dir, kernelPath, initrdPath string) error
 	RemoveAll(ctx context.Context, dir string) error
 	Exists(path string) bool
 }

@@ -153,7 +153,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	}
 	for _, vm := range vms {
 		for _, a := range vm.Artifacts {
-			if a.Kind == domain.Claim && !r.disks.Exists(a.Path) {
+			if (a.Kind == domain.Claim || a.Kind == domain.SharedDir) && !r.disks.Exists(a.Path) {
 				opt.Missing[a.Path] = true
 			}
 		}
@@ -448,6 +448,17 @@ func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 		case domain.Claim:
 			if !r.disks.Exists(a.Path) {
 				err = fmt.Errorf("claim disk %s does not exist", a.Path)
+			}
+		case domain.KernelBoot:
+			// No volume to name: the error names the kernel boot image.
+			if err := r.disks.EnsureKernelBoot(ctx, a.Image, a.Path, a.KernelPath, a.InitrdPath); err != nil {
+				return err
+			}
+			continue
+		case domain.SharedDir:
+			// The claim's directory, made by storage; virtiofsd shares it.
+			if !r.disks.Exists(a.Path) {
+				err = fmt.Errorf("shared directory %s of claim %s does not exist", a.Path, a.Claim)
 			}
 		default:
 			err = errors.New("unknown artifact kind " + string(a.Kind))

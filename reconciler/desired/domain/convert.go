@@ -60,20 +60,25 @@ func configurators() []configurator {
 		reportUnmapped,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, os+sysinfo, features.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
 		configureMemoryBacking,
 		configureCPU,
 		configureCPUTune,
+		configureNUMATune,
 		configureOS,
+		configureSysInfo,
 		configureFeatures,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
-		//    so artifacts follow disk order), then interfaces, then the
+		//    so artifacts follow disk order; the kernel boot artifact of
+		//    configureOS comes first), virtiofs filesystems (and their
+		//    shared directories), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
 		//    guest agent).
 		configureDisks,
+		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
 		// 4. Node resources bound before conversion: host PCI devices.
@@ -110,6 +115,17 @@ func (o *output) add(sev diag.Severity, err error, rel, format string, args ...a
 		Severity: sev,
 		Object:   o.object,
 		Path:     o.path(rel),
+		Message:  fmt.Sprintf(format, args...),
+		Err:      err,
+	})
+}
+
+// addAt reports about a path outside the spec (metadata), given whole.
+func (o *output) addAt(sev diag.Severity, err error, path, format string, args ...any) {
+	o.diags = append(o.diags, diag.Diagnostic{
+		Severity: sev,
+		Object:   o.object,
+		Path:     path,
 		Message:  fmt.Sprintf(format, args...),
 		Err:      err,
 	})

@@ -23,6 +23,8 @@ var goldenCases = []struct {
 	wantErrors []string
 	// networks stand in for the NetworkAttachmentDefinitions the caller resolves.
 	networks map[string]NetworkAttachment
+	// pins stand in for the dedicated CPUs the agent allocates.
+	pins *Pinning
 }{
 	{file: "corpus/vm-cirros.yaml"},
 	{file: "corpus/vm-cirros-sata.yaml"},
@@ -42,7 +44,7 @@ var goldenCases = []struct {
 	// Without the NetworkAttachmentDefinition ptp-conf (not in the corpus)
 	// the bridge interface has no host bridge to plug into.
 	{file: "corpus/vmi-multus-multiple-net.yaml", wantErrors: []string{"spec.networks[1].multus.networkName"}},
-	{file: "corpus/vmi-kernel-boot.yaml", wantErrors: []string{"spec.domain.firmware.kernelBoot"}},
+	{file: "corpus/vmi-kernel-boot.yaml"},
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
 	{file: "vm-unsupported.yaml", wantErrors: []string{
@@ -58,6 +60,10 @@ var goldenCases = []struct {
 	{file: "vm-resources.yaml"},
 	{file: "vm-hugepages.yaml"},
 	{file: "vm-configdrive.yaml"},
+	{file: "vmi-smbios.yaml"},
+	{file: "vmi-virtiofs.yaml"},
+	// Two vCPUs on each of testContext's two host nodes: two guest cells.
+	{file: "vmi-numa.yaml", pins: &Pinning{VCPUs: []uint{2, 3, 8, 9}}},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
 	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{
@@ -75,6 +81,7 @@ func TestConvert_golden(t *testing.T) {
 		t.Run(caseName(tc.file), func(t *testing.T) {
 			in := loadManifest(t, filepath.Join("testdata", tc.file))
 			in.Networks = tc.networks
+			in.Resources.Pins = tc.pins
 			res := Convert(in, testContext)
 
 			xml, err := res.Domain.Marshal()
@@ -116,6 +123,7 @@ func TestConvert_deterministic(t *testing.T) {
 			path := filepath.Join("testdata", tc.file)
 			in1, in2 := loadManifest(t, path), loadManifest(t, path)
 			in1.Networks, in2.Networks = tc.networks, tc.networks
+			in1.Resources.Pins, in2.Resources.Pins = tc.pins, tc.pins
 			first := Convert(in1, testContext)
 			second := Convert(in2, testContext)
 			x1, err1 := first.Domain.Marshal()

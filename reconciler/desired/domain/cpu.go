@@ -51,6 +51,10 @@ func configureCPU(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 		// dropped it, and a model that still lists it would not start there.
 		cpu.Features = append(cpu.Features, libvirtxml.DomainCPUFeature{Name: "mpx", Policy: "disable"})
 	}
+	if cells, _ := guestNUMA(in, ctx); len(cells) > 0 {
+		// Problems are configureNUMATune's to report.
+		cpu.Numa = numaCells(cells)
+	}
 	dom.CPU = cpu
 }
 

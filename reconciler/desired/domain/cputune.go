@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"sort"
 	"strconv"
 
 	k8sv1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ const cfsPeriod = 100000
 // (manifests.Default) and are a scheduling weight in Kubernetes, which a
 // single host with no competing pods does not need.
 func configureCPUTune(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	reportOtherLimits(in, out)
 	tune := &libvirtxml.DomainCPUTune{}
 	if limit, ok := in.Spec.Domain.Resources.Limits[k8sv1.ResourceCPU]; ok && limit.Sign() > 0 {
 		// The kubelet's rounding: quota = millicores × period / 1000, at
@@ -47,5 +49,22 @@ func configureCPUTune(in Input, ctx Context, dom *libvirtxml.Domain, out *output
 	}
 	if tune.GlobalPeriod != nil || len(tune.VCPUPin) > 0 || tune.EmulatorPin != nil {
 		dom.CPUTune = tune
+	}
+}
+
+// reportOtherLimits warns about limits other than cpu and memory (the
+// memory limit is configureMemoryTune's): in Kubernetes they limit the
+// virt-launcher pod (ephemeral storage, device plugin resources), which a
+// domain has no counterpart for.
+func reportOtherLimits(in Input, out *output) {
+	var keys []string
+	for k := range in.Spec.Domain.Resources.Limits {
+		if k != k8sv1.ResourceCPU && k != k8sv1.ResourceMemory {
+			keys = append(keys, string(k))
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out.ignore("domain.resources.limits", "limit "+k+" applies to KubeVirt's pod; only cpu and memory limit the domain (devices: use domain.devices.gpus or hostDevices)")
 	}
 }

@@ -69,3 +69,20 @@ func TestConfigureCPUTune_pins(t *testing.T) {
 		t.Errorf("a pinning of the wrong size must be refused: %v", diagLines(out))
 	}
 }
+
+// Limits the domain has no counterpart for are warned, each by name.
+func TestConfigureCPUTune_otherLimitsWarned(t *testing.T) {
+	var s kubevirtv1.VirtualMachineInstanceSpec
+	s.Domain.Resources.Limits = k8sv1.ResourceList{
+		k8sv1.ResourceCPU: *qty("1"), "nvidia.com/gpu": *qty("1"), k8sv1.ResourceEphemeralStorage: *qty("1Gi"),
+	}
+	_, out := run(configureCPUTune, testInput(s))
+	p := "spec.template.spec.domain.resources.limits"
+	want := []diagLine{
+		{"warning", p, "ignored: not supported yet; limit ephemeral-storage applies to KubeVirt's pod; only cpu and memory limit the domain (devices: use domain.devices.gpus or hostDevices)"},
+		{"warning", p, "ignored: not supported yet; limit nvidia.com/gpu applies to KubeVirt's pod; only cpu and memory limit the domain (devices: use domain.devices.gpus or hostDevices)"},
+	}
+	if diff := cmp.Diff(want, diagLines(out)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}

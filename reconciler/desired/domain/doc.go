@@ -1,7 +1,8 @@
 // Package domain converts one defaulted KubeVirt VirtualMachineInstance spec
 // into a libvirt domain (libvirt.org/go/libvirtxml) plus the host-side
-// artifacts its disks refer to (container-disk overlays, empty disks,
-// cloud-init seed images, claims, host disks).
+// artifacts it refers to (container-disk overlays, empty disks, cloud-init
+// seed images, claims, host disks, virtiofs shared directories, a direct
+// kernel boot's kernel and initrd).
 //
 // It owns the mapping from spec fields to domain elements and the support
 // matrix of fields it maps, ignores (warning) or refuses (error); see Fields.

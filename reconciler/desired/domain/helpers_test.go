@@ -34,6 +34,10 @@ var testContext = Context{
 	// The host files the tests' manifests name; hostfiles_test.go covers
 	// the refusals.
 	HostDirs: []string{"/srv", "/var/data"},
+	// A two-socket host: node 0 has CPUs 0-7, node 1 CPUs 8-15.
+	HostNUMA: []NUMANode{{ID: 0, CPUs: []uint{0, 1, 2, 3, 4, 5, 6, 7}}, {ID: 1, CPUs: []uint{8, 9, 10, 11, 12, 13, 14, 15}}},
+	// Debian's virtiofsd package installs it there.
+	Virtiofsd: "/usr/libexec/virtiofsd",
 }
 
 // assertGolden compares got with testdata/name, or rewrites the file under
@@ -113,17 +117,21 @@ func loadManifest(t *testing.T, file string) Input {
 	}
 	set := manifests.Parse(filepath.Base(file), data, manifests.Options{})
 	var (
-		meta   metav1.ObjectMeta
-		spec   *kubevirtv1.VirtualMachineInstanceSpec
-		prefix string
-		kind   string
+		meta    metav1.ObjectMeta
+		spec    *kubevirtv1.VirtualMachineInstanceSpec
+		prefix  string
+		kind    string
+		ann     map[string]string
+		annPath string
 	)
 	for _, o := range set.Objects {
 		switch v := o.Value.(type) {
 		case *kubevirtv1.VirtualMachine:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec.Template.Spec, "spec.template.spec", "VirtualMachine"
+			ann, annPath = v.Spec.Template.ObjectMeta.Annotations, "spec.template.metadata.annotations"
 		case *kubevirtv1.VirtualMachineInstance:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec, "spec", "VirtualMachineInstance"
+			ann, annPath = v.Annotations, "metadata.annotations"
 		default:
 			continue
 		}
@@ -144,6 +152,9 @@ func loadManifest(t *testing.T, file string) Input {
 		Spec:       spec,
 		Object:     kind + " " + meta.Namespace + "/" + meta.Name,
 		PathPrefix: prefix,
+
+		Annotations:     ann,
+		AnnotationsPath: annPath,
 	}
 }
 
@@ -180,7 +191,7 @@ func render(r Result) []byte {
 		if a.Create {
 			b.WriteString(" create")
 		}
-		for _, kv := range [][2]string{{"label", a.Label}, {"image", a.Image}, {"imagePath", a.ImagePath}, {"pullPolicy", a.PullPolicy}} {
+		for _, kv := range [][2]string{{"label", a.Label}, {"image", a.Image}, {"imagePath", a.ImagePath}, {"pullPolicy", a.PullPolicy}, {"kernelPath", a.KernelPath}, {"initrdPath", a.InitrdPath}} {
 			if kv[1] != "" {
 				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
 			}
@@ -227,6 +238,12 @@ func countKnown(files map[string][]byte) int {
 func assertPathsAreFields(t *testing.T, in Input, diags diag.List) {
 	t.Helper()
 	for _, d := range diags {
+		if key, ok := strings.CutPrefix(d.Path, strings.TrimSuffix(annotationPath(in, ""), `"]`)); ok {
+			if _, set := in.Annotations[strings.TrimSuffix(key, `"]`)]; !set {
+				t.Errorf("diagnostic path %q names an annotation the input does not have", d.Path)
+			}
+			continue
+		}
 		rel, ok := strings.CutPrefix(d.Path, in.PathPrefix+".")
 		if !ok {
 			t.Errorf("diagnostic path %q lacks the prefix %q", d.Path, in.PathPrefix)

@@ -86,7 +86,8 @@ func rootPorts(in Input, dom *libvirtxml.Domain) int {
 }
 
 // pcieDevices counts the devices libvirt puts on a root port of a q35
-// machine: one each for virtio disks, NICs, host devices, RNGs, the balloon,
+// machine: one each for virtio disks, NICs, host devices, RNGs, virtiofs
+// filesystems (vhost-user-fs-pci), the balloon,
 // the controllers for channels (virtio-serial), USB (qemu-xhci) and SCSI,
 // and the PCI bridge a watchdog needs. VGA, SATA and sound sit on the root
 // complex. Counting high only leaves more ports free.
@@ -95,7 +96,7 @@ func pcieDevices(dom *libvirtxml.Domain) int {
 	if d == nil {
 		return 0
 	}
-	n := len(d.Interfaces) + len(d.Hostdevs) + len(d.RNGs) + 1 // USB controller
+	n := len(d.Interfaces) + len(d.Hostdevs) + len(d.RNGs) + len(d.Filesystems) + 1 // USB controller
 	for _, disk := range d.Disks {
 		if disk.Target != nil && disk.Target.Bus == "virtio" {
 			n++

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"strconv"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
@@ -11,20 +13,42 @@ import (
 // size. Unlike KubeVirt, which writes a bare <hugepages/> and lets the pod's
 // hugetlbfs mount decide the size, a plain host may have pools of several
 // sizes, so the page size is explicit.
+//
+// A VM with virtiofs filesystems gets shared memory, as KubeVirt gives it:
+// <access mode=shared>, backed by memfd unless huge pages back it (they are
+// files already).
 func configureMemoryBacking(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
-	m := in.Spec.Domain.Memory
-	if m == nil || m.Hugepages == nil {
-		return
+	mb := &libvirtxml.DomainMemoryBacking{}
+	if m := in.Spec.Domain.Memory; m != nil && m.Hugepages != nil {
+		pageKiB, _, ok := HugepagesNeeded(in.Spec)
+		if !ok {
+			out.invalid("domain.memory.hugepages.pageSize", "page size %q is not 2Mi or 1Gi", m.Hugepages.PageSize)
+		} else {
+			mb.MemoryHugePages = &libvirtxml.DomainMemoryHugepages{
+				Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(pageKiB), Unit: "KiB"}},
+			}
+			if cells, _ := guestNUMA(in, ctx); len(cells) > 0 {
+				// Guest NUMA, as KubeVirt: pages per guest cell, all
+				// allocated at start, so each cell's pages come from
+				// its host node (numatune) before the guest runs.
+				mb.MemoryHugePages.Hugepages = nil
+				for i := range cells {
+					mb.MemoryHugePages.Hugepages = append(mb.MemoryHugePages.Hugepages, libvirtxml.DomainMemoryHugepage{
+						Size: uint(pageKiB), Unit: "KiB", Nodeset: strconv.Itoa(i),
+					})
+				}
+				mb.MemoryAllocation = &libvirtxml.DomainMemoryAllocation{Mode: "immediate"}
+			}
+		}
 	}
-	pageKiB, _, ok := HugepagesNeeded(in.Spec)
-	if !ok {
-		out.invalid("domain.memory.hugepages.pageSize", "page size %q is not 2Mi or 1Gi", m.Hugepages.PageSize)
-		return
+	if sharesMemory(in) {
+		if mb.MemoryHugePages == nil {
+			mb.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
+		}
+		mb.MemoryAccess = &libvirtxml.DomainMemoryAccess{Mode: "shared"}
 	}
-	dom.MemoryBacking = &libvirtxml.DomainMemoryBacking{
-		MemoryHugePages: &libvirtxml.DomainMemoryHugepages{
-			Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: uint(pageKiB), Unit: "KiB"}},
-		},
+	if *mb != (libvirtxml.DomainMemoryBacking{}) {
+		dom.MemoryBacking = mb
 	}
 }
 

@@ -14,12 +14,26 @@ func TestConfigureMemoryBacking(t *testing.T) {
 			MemoryHugePages: &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: kib, Unit: "KiB"}}},
 		}}
 	}
+	shared := func(source string, hugeKiB uint) *libvirtxml.Domain {
+		d := &libvirtxml.Domain{MemoryBacking: &libvirtxml.DomainMemoryBacking{MemoryAccess: &libvirtxml.DomainMemoryAccess{Mode: "shared"}}}
+		if source != "" {
+			d.MemoryBacking.MemorySource = &libvirtxml.DomainMemorySource{Type: source}
+		}
+		if hugeKiB != 0 {
+			d.MemoryBacking.MemoryHugePages = page(hugeKiB).MemoryBacking.MemoryHugePages
+		}
+		return d
+	}
+	virtiofs := []kubevirtv1.Filesystem{{Name: "share", Virtiofs: &kubevirtv1.FilesystemVirtiofs{}}}
 	for _, tc := range []struct {
 		name   string
 		memory *kubevirtv1.Memory
+		fs     []kubevirtv1.Filesystem
 		want   *libvirtxml.Domain
 		diags  []diagLine
 	}{
+		{name: "virtiofs shares memfd memory", memory: &kubevirtv1.Memory{Guest: qty("1Gi")}, fs: virtiofs, want: shared("memfd", 0)},
+		{name: "virtiofs shares huge pages", memory: &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}}, fs: virtiofs, want: shared("", 2048)},
 		{name: "no hugepages", memory: &kubevirtv1.Memory{Guest: qty("1Gi")}, want: &libvirtxml.Domain{}},
 		{name: "2Mi", memory: &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}}, want: page(2048)},
 		{name: "1Gi", memory: &kubevirtv1.Memory{Guest: qty("4Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "1Gi"}}, want: page(1048576)},
@@ -33,6 +47,7 @@ func TestConfigureMemoryBacking(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s kubevirtv1.VirtualMachineInstanceSpec
 			s.Domain.Memory = tc.memory
+			s.Domain.Devices.Filesystems = tc.fs
 			dom, out := run(configureMemoryBacking, testInput(s))
 			if diff := cmp.Diff(tc.want, dom); diff != "" {
 				t.Errorf("domain (-want +got):\n%s", diff)

@@ -12,8 +12,10 @@ var kubevirtArch = map[string]string{
 	"s390x": "s390x",
 }
 
-// configureOS owns <os> (type, arch, machine, firmware, bios, boot, smbios)
-// and <sysinfo>, which only firmware fields feed.
+// configureOS owns <os> (type, arch, machine, firmware, bios, kernel,
+// initrd, cmdline, boot, smbios) and the kernel boot artifact.
+// <os><smbios mode=sysinfo> is always set: configureSysInfo always writes
+// the <sysinfo> it points at, as KubeVirt does.
 func configureOS(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 	spec := in.Spec
 	os := &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: ctx.Arch, Type: "hvm"}}
@@ -37,13 +39,10 @@ func configureOS(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 				configureEFI(os, bl.EFI)
 			}
 		}
-		if fw.Serial != "" {
-			dom.SysInfo = []libvirtxml.DomainSysInfo{{SMBIOS: &libvirtxml.DomainSysInfoSMBIOS{
-				System: &libvirtxml.DomainSysInfoSystem{Entry: []libvirtxml.DomainSysInfoEntry{{Name: "serial", Value: fw.Serial}}},
-			}}}
-			os.SMBios = &libvirtxml.DomainSMBios{Mode: "sysinfo"}
-		}
+		configureKernelBoot(in, ctx, os, out)
 	}
+
+	os.SMBios = &libvirtxml.DomainSMBios{Mode: "sysinfo"}
 
 	// libvirt refuses <os><boot> together with per-device <boot order>, so a
 	// spec with any bootOrder leaves the order entirely to the devices.

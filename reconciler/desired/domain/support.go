@@ -48,7 +48,7 @@ func Fields() []Field { return slices.Clone(fields) }
 // are mapped, ignored with a warning, refused, or read elsewhere.
 var fields = []Field{
 	// --- VirtualMachineInstance spec ---
-	{Path: "hostname", Support: Mapped, Note: "cloud-init meta-data local-hostname (default: the VM name)"},
+	{Path: "hostname", Support: Mapped, Note: "cloud-init meta-data local-hostname (default: the VM name); warned without a cloud-init volume, as QEMU's DHCP server does not send it"},
 	{Path: "architecture", Support: Mapped, Note: "must match the host: amd64=x86_64, arm64=aarch64, s390x; <os><type arch> comes from the host"},
 	{Path: "priorityClassName", Support: Elsewhere, Note: "pod scheduling only"},
 	{Path: "nodeSelector", Support: Elsewhere, Note: "placement over the repository's Node manifests"},
@@ -87,7 +87,7 @@ var fields = []Field{
 		}},
 	{Path: "domain.cpu.dedicatedCpuPlacement", Support: Mapped, Note: "<features><kvm><hint-dedicated state=on>; the agent allocates exclusive host CPUs from the node's CPU-manager pool (--cpu-manager, --reserved-cpus), persists them, and pins each vCPU (<cputune><vcpupin>)"},
 	{Path: "domain.cpu.isolateEmulatorThread", Support: Mapped, Note: "one more exclusive host CPU for QEMU's emulator thread (<cputune><emulatorpin>)"},
-	{Path: "domain.cpu.numa", Support: Refused, Note: "guest NUMA mapping is not supported yet"},
+	{Path: "domain.cpu.numa", Support: Mapped, Note: "guestMappingPassthrough (with dedicatedCpuPlacement and hugepages), as KubeVirt: one guest <cpu><numa><cell> per host NUMA node holding pinned vCPUs, memory split in whole huge pages; <numatune><memory mode=strict> over those nodes and <memnode> per cell; <memoryBacking> pages per cell and <allocation mode=immediate>"},
 	{Path: "domain.cpu.realtime", Support: Refused, Note: "realtime vCPUs are not supported yet"},
 	{Path: "domain.memory.guest", Support: Mapped, Note: "<memory unit=KiB> and <currentMemory unit=KiB>, rounded down to KiB"},
 	{Path: "domain.memory.hugepages", Support: Mapped, Note: "<memoryBacking><hugepages><page size=2048|1048576 unit=KiB> (explicit size, unlike KubeVirt); the reconciler checks the host's free pages first (HugepagesNeeded)"},
@@ -100,15 +100,26 @@ var fields = []Field{
 		}},
 	{Path: "domain.memory.reservedOverhead", Support: Mapped, Note: "addedOverhead is added to MemoryOverhead, so to the <memtune> hard limit when limits.memory is set; memLock has no effect (libvirt raises QEMU's memlock limit where it locks memory)"},
 	{Path: "domain.machine.type", Support: Mapped, Note: "<os><type machine>"},
-	{Path: "domain.firmware.uuid", Support: Mapped, Note: "<uuid> (the caller passes it as Input.UUID); cloud-init instance-id"},
-	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial> + <os><smbios mode=sysinfo>"},
+	{Path: "domain.firmware.uuid", Support: Mapped, Note: "<uuid> (the caller passes it as Input.UUID), which QEMU gives the guest as its SMBIOS UUID; cloud-init instance-id"},
+	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial>; every domain has <os><smbios mode=sysinfo> and system entries manufacturer KubeVirt, product None, family KubeVirt (KubeVirt's smbios defaults); annotation smbios.vm.kubevirt.io/baseBoardManufacturer → <baseBoard><entry name=manufacturer>"},
 	{Path: "domain.firmware.bootloader", Support: Mapped, Note: "no bootloader = SeaBIOS (libvirt's default)"},
 	{Path: "domain.firmware.bootloader.bios", Support: Mapped, Note: "SeaBIOS (libvirt's default)"},
 	{Path: "domain.firmware.bootloader.bios.useSerial", Support: Mapped, Note: "<os><bios useserial=yes>"},
 	{Path: "domain.firmware.bootloader.efi", Support: Mapped, Note: "<os firmware=efi>, libvirt picks OVMF from the QEMU firmware descriptors"},
 	{Path: "domain.firmware.bootloader.efi.secureBoot", Support: Mapped, Note: "<os><firmware><feature name=secure-boot|enrolled-keys enabled=yes|no>; unset = yes"},
-	{Path: "domain.firmware.bootloader.efi.persistent", Support: Mapped, Note: "no effect: libvirt keeps the NVRAM file on a plain host either way"},
-	{Path: "domain.firmware.kernelBoot", Support: Refused, Note: "direct kernel boot from a container image is not supported yet"},
+	{Path: "domain.firmware.bootloader.efi.persistent", Support: Ignored, Note: "the EFI variables persist across restarts either way (libvirt keeps the per-domain VARS file), where KubeVirt starts from the template each time unless persistent is true",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			if fw := s.Domain.Firmware; fw != nil && fw.Bootloader != nil && fw.Bootloader.EFI != nil && isFalse(fw.Bootloader.EFI.Persistent) {
+				return []string{"domain.firmware.bootloader.efi.persistent"}
+			}
+			return nil
+		}},
+	{Path: "domain.firmware.kernelBoot.kernelArgs", Support: Mapped, Note: "<os><cmdline>; needs container (KubeVirt's rule)"},
+	{Path: "domain.firmware.kernelBoot.container.image", Support: Mapped, Note: "direct kernel boot: artifact kernelBoot extracts the files into DiskDir/NS/NAME/kernel-boot/ from a local OCI image layout (oci:/dir[:tag]) or image archive (docker-archive:/file.tar, docker or podman save), under --allowed-host-dirs; a registry reference is refused when the VM starts, as registry pulls are not supported yet"},
+	{Path: "domain.firmware.kernelBoot.container.kernelPath", Support: Mapped, Note: "<os><kernel> = DiskDir/NS/NAME/kernel-boot/kernel; absolute, clean path in the image"},
+	{Path: "domain.firmware.kernelBoot.container.initrdPath", Support: Mapped, Note: "<os><initrd> = DiskDir/NS/NAME/kernel-boot/initrd; needs kernelPath (QEMU loads an initrd only with a kernel)"},
+	{Path: "domain.firmware.kernelBoot.container.imagePullPolicy", Support: Mapped, Note: "artifact pullPolicy; a local OCI layout is extracted again whenever its image digest changes"},
+	{Path: "domain.firmware.kernelBoot.container.imagePullSecret", Support: Refused, Note: "registry credentials are not supported: registry pulls are not supported yet"},
 	{Path: "domain.firmware.acpi", Support: Refused, Note: "ACPI SLIC/MSDM tables come from Secrets, which are not supported yet"},
 	{Path: "domain.clock", Support: Ignored, Note: "the guest gets libvirt's default clock (UTC) and timers"},
 	{Path: "domain.features.acpi", Support: Mapped, Note: "<features><acpi/> unless enabled: false"},
@@ -120,7 +131,7 @@ var fields = []Field{
 	{Path: "domain.features.pvspinlock", Support: Ignored, Note: "QEMU's default paravirtual spinlock setting applies"},
 	{Path: "domain.ioThreadsPolicy", Support: Ignored, Note: "disks use QEMU's main loop, no I/O threads"},
 	{Path: "domain.ioThreads", Support: Ignored, Note: "disks use QEMU's main loop, no I/O threads"},
-	{Path: "domain.chassis", Support: Ignored, Note: "no SMBIOS chassis entries"},
+	{Path: "domain.chassis", Support: Mapped, Note: "<sysinfo type=smbios><chassis> entries manufacturer, version, serial, asset, sku"},
 	{Path: "domain.launchSecurity", Support: Refused, Note: "confidential computing (SEV, SNP, TDX) is not supported"},
 	{Path: "domain.rebootPolicy", Support: Mapped, Note: "<on_reboot>: Terminate → destroy, otherwise restart"},
 
@@ -138,10 +149,41 @@ var fields = []Field{
 	{Path: "domain.devices.blockMultiQueue", Support: Ignored, Note: "disks get one queue"},
 	{Path: "domain.devices.networkInterfaceMultiqueue", Support: Ignored, Note: "interfaces get one queue"},
 	{Path: "domain.devices.gpus", Support: Mapped, Note: "PCI passthrough: the agent allocates a free device of resource deviceName (HyperConverged spec.permittedHostDevices, bound to vfio-pci) and persists it → <hostdev mode=subsystem type=pci managed=no> with its address, alias ua-gpu-<name>; virtualGPUOptions and mediated devices are not supported"},
+	{Path: "domain.devices.gpus[*].name", Support: Mapped, Note: "<alias name=ua-gpu-NAME>"},
+	{Path: "domain.devices.gpus[*].deviceName", Support: Elsewhere, Note: "allocation: the agent picks a free device of this resource before conversion"},
+	{Path: "domain.devices.gpus[*].claimName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.gpus[*].requestName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.gpus[*].virtualGPUOptions", Support: Ignored, Note: "mediated (vGPU) devices are not supported, so their display options do not apply"},
+	{Path: "domain.devices.gpus[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, d := range s.Domain.Devices.GPUs {
+				if d.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.gpus[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 	{Path: "domain.devices.hostDevices", Support: Mapped, Note: "PCI passthrough as for gpus, alias ua-hostdevice-<name>; USB and mediated devices are not supported"},
+	{Path: "domain.devices.hostDevices[*].name", Support: Mapped, Note: "<alias name=ua-hostdevice-NAME>"},
+	{Path: "domain.devices.hostDevices[*].deviceName", Support: Elsewhere, Note: "allocation: the agent picks a free device of this resource before conversion"},
+	{Path: "domain.devices.hostDevices[*].claimName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.hostDevices[*].requestName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
+	{Path: "domain.devices.hostDevices[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
+		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+			var paths []string
+			for i, d := range s.Domain.Devices.HostDevices {
+				if d.Tag != "" && hasConfigDrive(s) {
+					paths = append(paths, fmt.Sprintf("domain.devices.hostDevices[%d].tag", i))
+				}
+			}
+			return paths
+		}},
 	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
 	{Path: "domain.devices.panicDevices", Support: Ignored, Note: "no panic device; a guest panic is not reported as a crash"},
-	{Path: "domain.devices.filesystems", Support: Refused, Note: "virtiofs shares are not supported yet; the guest would miss its mounts"},
+	{Path: "domain.devices.filesystems", Support: Mapped, Note: "virtiofs: <filesystem type=mount accessmode=passthrough><driver type=virtiofs queue=1024><binary path=virtiofsd> sharing the persistentVolumeClaim or dataVolume's directory (VolumeDir/NS/CLAIM, a Filesystem claim) with <target dir=NAME> + artifact sharedDir; guest memory becomes shared (<memoryBacking><source type=memfd><access mode=shared>); needs virtiofsd on the host (/usr/libexec/virtiofsd, or /usr/lib/qemu/virtiofsd from Debian 12's qemu-system-common)"},
+	{Path: "domain.devices.filesystems[*].name", Support: Mapped, Note: "names the volume; <target dir=NAME> (the guest's mount tag) and <alias name=ua-NAME>"},
+	{Path: "domain.devices.filesystems[*].virtiofs", Support: Mapped, Note: "<driver type=virtiofs>; required"},
 	{Path: "domain.devices.clientPassthrough", Support: Ignored, Note: "no USB redirection"},
 	{Path: "domain.devices.sound", Support: Ignored, Note: "no sound device"},
 	{Path: "domain.devices.tpm", Support: Ignored, Note: "no vTPM; guests that require one (Windows 11) refuse to install",
@@ -292,6 +334,26 @@ func reportUnmapped(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 			}
 		}
 	}
+	reportUnused(in, out)
+}
+
+// reportUnused warns about mapped fields that the rest of the spec leaves
+// without an effect.
+func reportUnused(in Input, out *output) {
+	if in.Spec.Hostname != "" && !hasCloudInit(in.Spec) {
+		// KubeVirt's DHCP server also hands the guest its hostname; QEMU's
+		// user networking, as libvirt drives it, cannot.
+		out.ignore("hostname", "the guest learns its hostname from cloud-init meta-data only, and the VM has no cloudInitNoCloud or cloudInitConfigDrive volume")
+	}
+}
+
+func hasCloudInit(s *kubevirtv1.VirtualMachineInstanceSpec) bool {
+	for _, v := range s.Volumes {
+		if v.CloudInitNoCloud != nil || v.CloudInitConfigDrive != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hasConfigDrive(s *kubevirtv1.VirtualMachineInstanceSpec) bool {

@@ -25,6 +25,8 @@ func init() {
 		kubevirtv1.VolumeSource{}, kubevirtv1.CloudInitNoCloudSource{}, kubevirtv1.ContainerDiskSource{},
 		kubevirtv1.Network{}, kubevirtv1.NetworkSource{}, kubevirtv1.PodNetwork{},
 		kubevirtv1.CloudInitConfigDriveSource{}, kubevirtv1.MultusNetwork{},
+		kubevirtv1.KernelBoot{}, kubevirtv1.KernelBootContainer{},
+		kubevirtv1.GPU{}, kubevirtv1.HostDevice{}, kubevirtv1.Filesystem{},
 	} {
 		walkedTypes[reflect.TypeOf(v)] = true
 	}
@@ -123,6 +125,7 @@ func TestReportUnmapped(t *testing.T) {
 		{Name: "lan", InterfaceBindingMethod: kubevirtv1.InterfaceBindingMethod{Bridge: &kubevirtv1.InterfaceBridge{}}},
 	}
 
+	spec.Hostname = "db" // without cloud-init: warned
 	dom, out := run(reportUnmapped, testInput(spec))
 	if diff := cmp.Diff(&libvirtxml.Domain{}, dom); diff != "" {
 		t.Errorf("reportUnmapped touched the domain:\n%s", diff)
@@ -137,6 +140,7 @@ func TestReportUnmapped(t *testing.T) {
 		{"error", p + "volumes[1].serviceAccount", "unsupported: service account volumes need Kubernetes"},
 		{"warning", p + "networks[0].pod.vmNetworkCIDR", "ignored: not supported yet; QEMU user networking uses 10.0.2.0/24"},
 		{"error", p + "networks[1].multus.default", "unsupported: a multus network cannot replace the pod network without Kubernetes; attach it as a secondary network"},
+		{"warning", p + "hostname", "ignored: not supported yet; the guest learns its hostname from cloud-init meta-data only, and the VM has no cloudInitNoCloud or cloudInitConfigDrive volume"},
 	}
 	if diff := cmp.Diff(want, diagLines(out)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)

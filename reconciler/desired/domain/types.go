@@ -22,6 +22,13 @@ type Input struct {
 	// and "spec" for a VirtualMachineInstance.
 	Object     string
 	PathPrefix string
+	// Annotations are the VMI's annotations (a VM's
+	// spec.template.metadata.annotations), for the KubeVirt annotations
+	// that shape the domain (smbios.vm.kubevirt.io/*). AnnotationsPath is
+	// where they sit in the user's document ("metadata.annotations" for a
+	// VirtualMachineInstance, the default when empty).
+	Annotations     map[string]string
+	AnnotationsPath string
 	// Networks are the NetworkAttachmentDefinitions behind spec.networks[].multus,
 	// resolved by the caller, keyed by spec.networks[].name. A multus network
 	// whose interface uses the bridge binding must have an entry.
@@ -111,6 +118,15 @@ type Context struct {
 	// hostDisk files and local containerDisk images may lie
 	// (--allowed-host-dirs). Empty refuses every one of them.
 	HostDirs []string
+	// HostNUMA are the host's NUMA nodes with CPUs, by ID, for guest NUMA
+	// (domain.cpu.numa.guestMappingPassthrough).
+	HostNUMA []NUMANode
+	// Virtiofsd is the host path of virtiofsd, which libvirt starts for a
+	// virtiofs filesystem; "" means it is not installed.
+	Virtiofsd string
+	// SMBIOS is the node's system information for SMBIOS type 1; nil is
+	// KubeVirt's default (DefaultSMBIOS).
+	SMBIOS *SMBIOS
 }
 
 // ArtifactKind names what the runtime must prepare on the host before the
@@ -137,6 +153,15 @@ const (
 	// openstack/latest/network_data.json): the runtime must create the
 	// directories inside the image.
 	ConfigDriveISO ArtifactKind = "cloudInitConfigDrive"
+	// SharedDir is a directory at Path that a virtiofs filesystem shares
+	// with the guest: the directory of Claim. It must exist; the VM waits
+	// until it does.
+	SharedDir ArtifactKind = "sharedDir"
+	// KernelBoot is a directory at Path holding the kernel (file
+	// KernelFile) and initrd (InitrdFile) extracted from the container
+	// image Image, from its KernelPath and InitrdPath. It belongs to no
+	// volume (Volume is empty).
+	KernelBoot ArtifactKind = "kernelBoot"
 )
 
 // Artifact is one host-side file a disk of the domain refers to.
@@ -163,6 +188,10 @@ type Artifact struct {
 	// Claim is the PersistentVolumeClaim or DataVolume name of a Claim
 	// artifact; the storage manager says where its disk is.
 	Claim string `json:"claim,omitempty"`
+	// KernelPath and InitrdPath are the files inside Image a KernelBoot
+	// artifact extracts; empty ones are not extracted.
+	KernelPath string `json:"kernelPath,omitempty"`
+	InitrdPath string `json:"initrdPath,omitempty"`
 }
 
 // Result is the converted domain plus what must exist on the host for it.
