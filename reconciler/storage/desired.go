@@ -50,6 +50,8 @@ func Build(set *manifests.Set, opt Options) *State {
 		away:      map[string][]string{},
 		secrets:   map[string]*manifests.Object{},
 		configs:   map[string]*manifests.Object{},
+
+		staticClasses: map[string][]PropertySet{},
 	}
 	if opt.Placed == nil {
 		b.opt.Placed = b.defaultPlaced
@@ -91,6 +93,9 @@ type builder struct {
 	templates        []template
 	secrets, configs map[string]*manifests.Object
 	vmObjects        []*manifests.Object
+	// staticClasses are the storageClassNames of the repository's
+	// PersistentVolumes (on any node) with their modes, built in volumes().
+	staticClasses map[string][]PropertySet
 }
 
 type template struct {

@@ -37,6 +37,8 @@ var (
 	ErrDVCheckpoints      = errors.New("checkpoints (multi-stage imports from imageio or VDDK) are not supported")
 	ErrDVChecksum         = errors.New("checksum must be algorithm:hex with md5, sha1, sha256 or sha512")
 	ErrDVCloneSource      = errors.New("the clone source is not a claim in the repository")
+	ErrClassMissing       = errors.New("no StorageClass of this name to provision the claim, and no PersistentVolume of this class to bind it, in the repository")
+	ErrDVStaticModes      = errors.New("the class has no StorageClass and none of its PersistentVolumes has the requested volumeMode, so accessModes are unknown (set them in the DataVolume)")
 	ErrDVProfile          = errors.New("the storage class's provisioner is not recognised and its StorageProfile has no claimPropertySets, so accessModes and volumeMode are unknown: the requested storage is not allocated (set them in the DataVolume or in spec.claimPropertySets of the StorageProfile)")
 	ErrDVImmutable        = errors.New("the DataVolume's data cannot change after it was imported; give it a new name to import again")
 	ErrOverhead           = errors.New("filesystem overhead must be a decimal between 0 and 1 (e.g. \"0.055\")")

@@ -452,34 +452,61 @@ func (pl *planner) choose(c *Claim) (*Binding, string) {
 		what = append(what, "name "+c.VolumeName)
 	}
 	msg := "no PersistentVolume on this node matches: " + strings.Join(what, ", ")
-	if cls != nil && !isHostPath(cls.Provisioner) && cls.Provisioner != ProvisionerNone {
+	// The volumes of the claim's class say what is off, so the fix is
+	// one field away.
+	var near []string
+	for _, sameClass := range []bool{true, false} {
+		for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
+			v := pl.st.Volumes[name]
+			if why := mismatch(c, v); (v.Class == c.Class) == sameClass && why != "" && len(near) < 3 {
+				near = append(near, fmt.Sprintf("PersistentVolume %s: %s", name, why))
+			}
+		}
+	}
+	if len(near) > 0 {
+		msg += " (" + strings.Join(near, "; ") + ")"
+	}
+	switch {
+	case cls == nil && c.Class != "":
+		msg += fmt.Sprintf("; and no StorageClass %q in the repository to provision one", c.Class)
+	case cls != nil && !isHostPath(cls.Provisioner) && cls.Provisioner != ProvisionerNone:
 		msg += fmt.Sprintf("; provisioner %q cannot provision on this host", cls.Provisioner)
 	}
 	return nil, msg
 }
 
 // matches is the PersistentVolume binder's test.
-func matches(c *Claim, v *Volume) bool {
+func matches(c *Claim, v *Volume) bool { return mismatch(c, v) == "" }
+
+// mismatch says why v cannot take c ("" if it can), in the binder's order:
+// pre-binding, class, volumeMode, capacity, access modes, labels.
+func mismatch(c *Claim, v *Volume) string {
 	if v.ClaimRef != "" && v.ClaimRef != c.Key() {
-		return false
+		return "claimRef is " + v.ClaimRef
 	}
 	if c.VolumeName != "" && c.VolumeName != v.Name {
-		return false
+		return "the claim names volume " + c.VolumeName
 	}
-	if v.Class != c.Class || v.VolumeMode != c.VolumeMode || v.Capacity < c.Capacity {
-		return false
+	if v.Class != c.Class {
+		return fmt.Sprintf("storageClassName is %q", v.Class)
+	}
+	if v.VolumeMode != c.VolumeMode {
+		return "volumeMode is " + v.VolumeMode
+	}
+	if v.Capacity < c.Capacity {
+		return "capacity is " + quantity(v.Capacity)
 	}
 	for _, m := range c.AccessModes {
 		if !slices.Contains(v.AccessModes, m) {
-			return false
+			return "accessModes are " + strings.Join(v.AccessModes, ",")
 		}
 	}
 	for k, want := range c.Selector {
 		if v.Labels[k] != want {
-			return false
+			return fmt.Sprintf("label %s is %q", k, v.Labels[k])
 		}
 	}
-	return true
+	return ""
 }
 
 // data decides what a bound claim's data needs.

@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,6 +74,14 @@ func (b *builder) volumes() {
 		if b.bad[v.Object] {
 			b.st.Invalid[v.Object] = v.Object
 			continue
+		}
+		if v.Class != "" {
+			ps := PropertySet{AccessModes: v.AccessModes, VolumeMode: v.VolumeMode}
+			if !slices.ContainsFunc(b.staticClasses[v.Class], func(o PropertySet) bool {
+				return o.VolumeMode == ps.VolumeMode && slices.Equal(o.AccessModes, ps.AccessModes)
+			}) {
+				b.staticClasses[v.Class] = append(b.staticClasses[v.Class], ps)
+			}
 		}
 		if !b.selects(pv.Spec.NodeAffinity) {
 			continue
