@@ -110,6 +110,16 @@ func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *stor
 			return out, err
 		}
 	}
+	if ss != nil {
+		// What a claim asks is known before it is bound: a lun on a
+		// Filesystem claim is refused without waiting for a binding.
+		for key, c := range ss.Claims {
+			if out.Claims == nil {
+				out.Claims = map[string]domain.ClaimDisk{}
+			}
+			out.Claims[key] = domain.ClaimDisk{VolumeMode: c.VolumeMode}
+		}
+	}
 	if r.Storage != nil && ss != nil {
 		sp, err := r.Storage.Plan(ctx, ss)
 		if err != nil {
@@ -120,7 +130,8 @@ func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *stor
 				if out.Claims == nil {
 					out.Claims = map[string]domain.ClaimDisk{}
 				}
-				out.Claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block}
+				mode := out.Claims[key].VolumeMode
+				out.Claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block, VolumeMode: mode}
 			}
 		}
 	}

@@ -23,6 +23,8 @@ var goldenCases = []struct {
 	wantErrors []string
 	// networks stand in for the NetworkAttachmentDefinitions the caller resolves.
 	networks map[string]NetworkAttachment
+	// claims stand in for where storage keeps the claims' disks.
+	claims map[string]ClaimDisk
 }{
 	{file: "corpus/vm-cirros.yaml"},
 	{file: "corpus/vm-cirros-sata.yaml"},
@@ -46,7 +48,6 @@ var goldenCases = []struct {
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
 	{file: "vm-unsupported.yaml", wantErrors: []string{
-		"spec.template.spec.domain.devices.disks[1].lun",
 		"spec.template.spec.domain.devices.interfaces[0].bridge",
 		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
 		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
@@ -54,6 +55,11 @@ var goldenCases = []struct {
 		"spec.template.spec.volumes[2].configMap",
 		"spec.template.spec.volumes[3].secret",
 		"spec.template.spec.networks[1].multus.default",
+	}},
+	{file: "vm-block-lun.yaml", claims: map[string]ClaimDisk{
+		"db-root":      {Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", Block: true, VolumeMode: "Block"},
+		"san-lun":      {Path: "/dev/disk/by-id/scsi-36001405e1c2f3a4b5c6d7e8f9a0b1c2d", Block: true, VolumeMode: "Block"},
+		"cluster-data": {Path: "/dev/loop11", Block: true, VolumeMode: "Block"},
 	}},
 	{file: "vm-resources.yaml"},
 	{file: "vm-hugepages.yaml"},
@@ -75,6 +81,7 @@ func TestConvert_golden(t *testing.T) {
 		t.Run(caseName(tc.file), func(t *testing.T) {
 			in := loadManifest(t, filepath.Join("testdata", tc.file))
 			in.Networks = tc.networks
+			in.Resources.Claims = tc.claims
 			res := Convert(in, testContext)
 
 			xml, err := res.Domain.Marshal()
@@ -116,6 +123,7 @@ func TestConvert_deterministic(t *testing.T) {
 			path := filepath.Join("testdata", tc.file)
 			in1, in2 := loadManifest(t, path), loadManifest(t, path)
 			in1.Networks, in2.Networks = tc.networks, tc.networks
+			in1.Resources.Claims, in2.Resources.Claims = tc.claims, tc.claims
 			first := Convert(in1, testContext)
 			second := Convert(in2, testContext)
 			x1, err1 := first.Domain.Marshal()
