@@ -225,9 +225,12 @@ func (m *Manager) volumeRec(v *Volume, dir string) *volumeRecord {
 	}
 	rec.Object, rec.Class, rec.ReclaimPolicy, rec.VolumeMode = v.Object, v.Class, v.ReclaimPolicy, v.VolumeMode
 	rec.Capacity, rec.AccessModes = v.Capacity, v.AccessModes
-	if v.Loop {
+	switch {
+	case v.Loop:
 		rec.Device, rec.Backing = v.Path, m.backing(v.Name)
-	} else {
+	case v.Device:
+		rec.Device = m.devicePath(v.Path)
+	default:
 		rec.Dir = dir
 	}
 	return rec

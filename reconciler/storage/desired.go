@@ -27,6 +27,10 @@ type Options struct {
 	// this node; nil means "its nodeSelector kubernetes.io/hostname is
 	// unset or this node", the rule desired.Build uses.
 	Placed func(o *manifests.Object) bool
+	// AllowedBlockDevices are host block devices, or path.Match patterns
+	// of them (/dev/disk/by-id/wwn-*), that a Block PersistentVolume's path
+	// may name as written (--allowed-block-device). Loop devices need none.
+	AllowedBlockDevices []string
 }
 
 // Desired is Build with the default placement rule.

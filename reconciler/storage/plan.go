@@ -210,11 +210,16 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 // volumesPlan makes static PersistentVolumes exist: directories, loop
-// backing files and attached loop devices.
+// backing files and attached loop devices; host block devices are checked.
 func (pl *planner) volumesPlan() {
+	devices := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
 		v := pl.st.Volumes[name]
 		rec := pl.m.volumeRecs[name]
+		if v.Device {
+			pl.devicePlan(v, devices)
+			continue
+		}
 		if !v.Loop {
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
@@ -262,6 +267,23 @@ func (pl *planner) volumesPlan() {
 			pl.add(Action{Step: plan.Step{Action: ActAttach, Object: v.Object, Target: v.Path, Reason: reason, Drift: drift}, Volume: name})
 		}
 	}
+}
+
+// devicePlan checks a volume on a host block device: there is nothing to
+// create, but its path must lead to a block device that no other volume
+// names. devices maps resolved devices to the volume that took them.
+func (pl *planner) devicePlan(v *Volume, devices map[string]string) {
+	dev, err := pl.m.blockDevice(v.Path)
+	if err == nil && devices[dev] != "" {
+		err = fmt.Errorf("%s is also the device of PersistentVolume %s", dev, devices[dev])
+	}
+	if err != nil {
+		pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Reason: err.Error() + "; no claim is bound to it"}, Volume: v.Name})
+		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, Object: v.Object, Path: "spec.local.path",
+			Message: fmt.Sprintf("%s: %v", v.Path, err), Err: ErrNotBlockDevice})
+		return
+	}
+	devices[dev] = v.Name
 }
 
 // usable says whether a static volume can take a claim now.
@@ -394,9 +416,12 @@ func (pl *planner) choose(c *Claim) (*Binding, string) {
 	var first *Binding
 	for _, v := range fits {
 		b := &Binding{Volume: v.Name, Class: v.Class, Reclaim: v.ReclaimPolicy}
-		if v.Loop {
+		switch {
+		case v.Loop:
 			b.Device, b.Backing = v.Path, pl.m.backing(v.Name)
-		} else {
+		case v.Device:
+			b.Device = pl.m.devicePath(v.Path)
+		default:
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
 				return nil, err.Error()
@@ -721,12 +746,16 @@ func (pl *planner) removedClaims() {
 		}
 		v := pl.m.volumeRecs[r.Volume]
 		if pl.m.cfg.InUse != nil && r.Path != "" && pl.m.cfg.InUse(r.Path) {
+			// A shareable claim is one path for all its VMs: any running
+			// one holds it.
 			pl.add(Action{Step: plan.Step{Action: ActHold, Object: r.Object, Target: r.Path, Reason: why + "; but a running domain still uses its disk"}, Claim: key})
 			continue
 		}
 		switch {
 		case v == nil:
 			pl.add(Action{Step: plan.Step{Action: ActForget, Object: r.Object, Reason: why + "; it was never bound"}, Claim: key})
+		case v.hostDevice():
+			pl.add(Action{Step: plan.Step{Action: ActRelease, Object: r.Object, Target: r.Path, Reason: why + fmt.Sprintf("; PersistentVolume %s is a host block device, which nodevirt never erases: the data stays and the volume becomes Released (reuse needs a new PersistentVolume)", v.Name)}, Claim: key, Volume: v.Name})
 		case v.ReclaimPolicy == Retain:
 			pl.add(Action{Step: plan.Step{Action: ActRelease, Object: r.Object, Target: r.Path, Reason: why + fmt.Sprintf("; reclaim policy Retain: the data stays and PersistentVolume %s becomes Released (reuse needs a new PersistentVolume)", v.Name)}, Claim: key, Volume: v.Name})
 		default:
@@ -761,6 +790,8 @@ func (pl *planner) removedVolumes() {
 			continue
 		}
 		switch {
+		case v.hostDevice():
+			pl.add(Action{Step: plan.Step{Action: ActForget, Object: v.Object, Target: v.Device, Reason: "PersistentVolume removed from the source; its host block device is left as it is"}, Volume: name})
 		case v.Device != "":
 			reason := "PersistentVolume removed from the source: detach its loop device and remove the empty backing file"
 			if v.Phase == VolumeReleased || v.Claim != "" {

@@ -58,10 +58,14 @@ func (b *builder) volumes() {
 			b.errorf(o, sp, ErrPathAbsolute, "got %q", v.Path)
 		}
 		if v.VolumeMode == Block && sp != "" {
-			if dir, base := path.Split(path.Clean(v.Path)); dir != "/dev/" || !loopName(base) {
-				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
-			} else {
+			clean := path.Clean(v.Path)
+			switch dir, base := path.Split(clean); {
+			case dir == "/dev/" && loopName(base):
 				v.Loop = true
+			case AllowedDevice(b.opt.AllowedBlockDevices, clean):
+				v.Device = true
+			default:
+				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
 			}
 		}
 		if cr := pv.Spec.ClaimRef; cr != nil && cr.Name != "" {
@@ -88,6 +92,30 @@ func (b *builder) volumes() {
 		}
 		b.st.Volumes[v.Name] = v
 	}
+}
+
+// AllowedDevice reports whether the clean absolute path p matches one of
+// the allow-list's devices or patterns, as written: symlinks are resolved
+// on the host later, and the device they lead to must be a block device.
+func AllowedDevice(allowed []string, p string) bool {
+	for _, pat := range allowed {
+		if ok, err := path.Match(path.Clean(pat), p); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckDevicePattern refuses an --allowed-block-device entry that is not
+// an absolute pattern under /dev.
+func CheckDevicePattern(pat string) error {
+	if !strings.HasPrefix(path.Clean(pat), "/dev/") {
+		return fmt.Errorf("%q: want a device path or pattern under /dev/", pat)
+	}
+	if _, err := path.Match(pat, "/dev/x"); err != nil {
+		return fmt.Errorf("%q: %w", pat, err)
+	}
+	return nil
 }
 
 func loopName(base string) bool {
