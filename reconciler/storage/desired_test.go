@@ -68,6 +68,9 @@ provisioner: example.com/mystery
 		{"dv unknown class", dv("  source: {blank: {}}\n  storage: {storageClassName: nope, resources: {requests: {storage: 1Gi}}}\n"), nil, "spec.storage.storageClassName", "DataVolume default/dv", diag.Error},
 		{"unknown provisioner, empty profile", unknown + dv("  source: {blank: {}}\n  storage: {storageClassName: mystery, resources: {requests: {storage: 1Gi}}}\n"), ErrDVProfile, "spec.storage", "DataVolume default/dv", diag.Error},
 		{"overhead", "apiVersion: cdi.kubevirt.io/v1beta1\nkind: CDI\nmetadata: {name: cdi}\nspec: {config: {filesystemOverhead: {global: \"1.5\"}}}\n", ErrOverhead, "spec.config.filesystemOverhead.global", "CDI cdi", diag.Error},
+		// The hostpath provisioner's own storage-pool example.
+		{"hpp pvcTemplate", "apiVersion: hostpathprovisioner.kubevirt.io/v1beta1\nkind: HostPathProvisioner\nmetadata: {name: hostpath-provisioner}\nspec:\n  imagePullPolicy: Always\n  storagePools:\n    - name: local\n      path: /var/hpvolumes\n      pvcTemplate:\n        volumeMode: Block\n        storageClassName: local-block\n        accessModes: [ReadWriteOnce]\n        resources: {requests: {storage: 5Gi}}\n  workload: {nodeSelector: {kubernetes.io/os: linux}}\n",
+			ErrHostPathPVCTemplate, "spec.storagePools[0].pvcTemplate", "HostPathProvisioner default/hostpath-provisioner", diag.Warning},
 		{"claim missing", vm("web", "dv:nope"), ErrClaimMissing, "spec.template.spec.volumes[0].dataVolume.name", "VirtualMachine default/web", diag.Warning},
 	} {
 		t.Run(c.name, func(t *testing.T) {
