@@ -37,6 +37,13 @@ func (b *builder) dataVolume(o *manifests.Object, ns, name string, spec *cdiv1be
 		cp        string
 	)
 	switch {
+	case spec.PVC == nil && spec.Storage == nil && written(o, p, "storage"):
+		// "storage:" with nothing under it decodes to no storage at all.
+		b.errorf(o, p+".storage", ErrDVStorageEmpty, "")
+		return nil
+	case spec.PVC == nil && spec.Storage == nil && written(o, p, "pvc"):
+		b.errorf(o, p+".pvc", ErrDVPVCEmpty, "")
+		return nil
 	case (spec.PVC == nil) == (spec.Storage == nil):
 		b.errorf(o, p, ErrDVPVCStorage, "")
 		return nil
@@ -89,6 +96,14 @@ func (b *builder) dataVolume(o *manifests.Object, ns, name string, spec *cdiv1be
 	c.ScratchClass = b.scratchClass(cname)
 	c.Limits = b.st.Settings.Limits
 	return c
+}
+
+// written reports whether field of the object at p is in the document,
+// even with no value: its position is its own, not p's.
+func written(o *manifests.Object, p, field string) bool {
+	l, c := o.Pos(p + "." + field)
+	pl, pc := o.Pos(p)
+	return l != pl || c != pc
 }
 
 func (b *builder) source(o *manifests.Object, ns, p string, s *cdiv1beta1.DataVolumeSource) *Source {
