@@ -52,6 +52,7 @@ var (
 	ErrNoHostPath          = errors.New("a kubevirt.io/hostpath-provisioner class needs a HostPathProvisioner with spec.pathConfig.path or spec.storagePools")
 	ErrHostPathPVCTemplate = errors.New("ignored: the hostpath provisioner mounts a claim made from pvcTemplate at the pool's path on each node; nodevirt makes no claim for a pool and keeps its volumes in the path on the host's own file system (mount the storage there yourself)")
 	ErrHostPathPool        = errors.New("the class's storagePool is not one of the HostPathProvisioner's spec.storagePools")
+	ErrClaimShared         = errors.New("another VM on this node uses the claim too: QEMU locks a disk for one writer, so the VM that starts second fails; set shareable: true on every writer's disk (for a clustered file system) or readonly")
 	ErrClaimDuplicate      = errors.New("a DataVolume and a PersistentVolumeClaim (or a VM's dataVolumeTemplate) have the same name")
 	ErrDataVolumeTemplate  = errors.New("a dataVolumeTemplate needs metadata.name")
 )
