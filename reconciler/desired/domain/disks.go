@@ -195,10 +195,11 @@ func lunSource(in Input, d kubevirtv1.Disk, vi int, src source, rel string, out 
 		out.invalid(rel+".lun", "a lun disk needs a persistentVolumeClaim or dataVolume volume")
 		return false
 	}
+	ok := true
 	if !src.block && src.modeKnown {
 		out.add(diag.Error, ErrUnsupported, rel+".lun",
 			"unsupported: claim %q is a Filesystem volume (a disk.img file); a lun passes SCSI commands to a block device, so the claim needs volumeMode: Block (or use disk instead of lun)", claim)
-		return false
+		ok = false
 	}
 	if d.LUN.Bus != kubevirtv1.DiskBusSCSI {
 		// KubeVirt defaults a lun to sata like any disk, and QEMU then
@@ -206,9 +207,9 @@ func lunSource(in Input, d kubevirtv1.Disk, vi int, src source, rel string, out 
 		// earlier.
 		out.add(diag.Error, ErrUnsupported, rel+".lun.bus",
 			"unsupported: bus %q: QEMU passes SCSI commands through only on the scsi bus; set lun.bus: scsi", d.LUN.Bus)
-		return false
+		ok = false
 	}
-	return true
+	return ok
 }
 
 // driverCache sets cache and io. KubeVirt picks cache=none when the file

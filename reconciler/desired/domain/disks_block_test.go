@@ -64,12 +64,13 @@ func TestConfigureDisks_blockClaims(t *testing.T) {
 			}}, Controllers: scsi},
 		},
 		{
-			name:  "lun on a Filesystem claim, bound or not, is refused",
-			disks: []kubevirtv1.Disk{lun("files", "scsi", false, false), lun("pending", "scsi", false, false)},
+			name:  "lun on a Filesystem claim, bound or not, is refused; a wrong bus too, at once",
+			disks: []kubevirtv1.Disk{lun("files", "scsi", false, false), lun("pending", "sata", false, false)},
 			vols:  []kubevirtv1.Volume{pvc("files", "files"), dv("pending", "pending")},
 			diags: []diagLine{
 				{"error", "spec.template.spec.domain.devices.disks[0].lun", `unsupported: claim "files" is a Filesystem volume (a disk.img file); a lun passes SCSI commands to a block device, so the claim needs volumeMode: Block (or use disk instead of lun)`},
 				{"error", "spec.template.spec.domain.devices.disks[1].lun", `unsupported: claim "pending" is a Filesystem volume (a disk.img file); a lun passes SCSI commands to a block device, so the claim needs volumeMode: Block (or use disk instead of lun)`},
+				{"error", "spec.template.spec.domain.devices.disks[1].lun.bus", `unsupported: bus "sata": QEMU passes SCSI commands through only on the scsi bus; set lun.bus: scsi`},
 			},
 		},
 		{
