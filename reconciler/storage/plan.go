@@ -279,7 +279,7 @@ func (pl *planner) devicePlan(v *Volume, devices map[string]string) {
 	}
 	if err != nil {
 		pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Reason: err.Error() + "; no claim is bound to it"}, Volume: v.Name})
-		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, Object: v.Object, Path: "spec.local.path",
+		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, Object: v.Object, Path: v.PathField,
 			Message: fmt.Sprintf("%s: %v", v.Path, err), Err: ErrNotBlockDevice})
 		return
 	}

@@ -149,6 +149,8 @@ type Volume struct {
 	// Path is local.path or hostPath.path as written: a directory for a
 	// Filesystem volume, /dev/loopN or an allowed device for a Block one.
 	Path string `json:"path"`
+	// PathField is where Path is written: spec.local.path or spec.hostPath.path.
+	PathField string `json:"pathField,omitempty"`
 	// Loop: a Block volume backed by a loop device nodevirt manages.
 	Loop bool `json:"loop,omitempty"`
 	// Device: a Block volume on a host block device the operator allowed

@@ -54,6 +54,7 @@ func (b *builder) volumes() {
 		default:
 			b.errorf(o, "spec", ErrVolumeSource, "")
 		}
+		v.PathField = sp
 		if sp != "" && !path.IsAbs(v.Path) {
 			b.errorf(o, sp, ErrPathAbsolute, "got %q", v.Path)
 		}
