@@ -483,7 +483,19 @@ func (pl *planner) choose(c *Claim) (*Binding, string) {
 	for _, sameClass := range []bool{true, false} {
 		for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
 			v := pl.st.Volumes[name]
-			if why := mismatch(c, v); (v.Class == c.Class) == sameClass && why != "" && len(near) < 3 {
+			why := mismatch(c, v)
+			if why == "" {
+				// It fits, but is not free.
+				switch rec := pl.m.volumeRecs[name]; {
+				case pl.taken[name] != "":
+					why = "bound to claim " + pl.taken[name]
+				case rec != nil && rec.Phase == VolumeReleased:
+					why = "Released (reuse needs a new PersistentVolume)"
+				case !pl.usable(name):
+					why = "in conflict (see its action)"
+				}
+			}
+			if (v.Class == c.Class) == sameClass && why != "" && len(near) < 3 {
 				near = append(near, fmt.Sprintf("PersistentVolume %s: %s", name, why))
 			}
 		}

@@ -189,3 +189,21 @@ spec:
 		}
 	})
 }
+
+// A claim that fits a volume already bound to another claim waits, saying
+// which claim holds it.
+func TestStatic_waitNamesTheHolder(t *testing.T) {
+	r := newRig(t)
+	second := strings.ReplaceAll(seedUploadDV, "upload-datavolume", "second")
+	fix := func(dv string) string {
+		return strings.Replace(dv, "  pvc:\n", "  pvc:\n    storageClassName: local\n    volumeMode: Block\n", 1)
+	}
+	st := r.state(seedBlockPV + fix(seedUploadDV) + fix(second))
+	if len(st.Diags) > 0 {
+		t.Fatal(st.Diags)
+	}
+	a := hasAction(r.plan(st), ActWait, "DataVolume default/upload-datavolume")
+	if a == nil || !strings.Contains(a.Reason, "PersistentVolume local-block-pv10: bound to claim default/second") {
+		t.Fatalf("wait: %+v", a)
+	}
+}
