@@ -85,6 +85,10 @@ func TestDevice_allowList(t *testing.T) {
 	if st := build(fmt.Sprintf(devicePV, "loop", "/dev/loop7"), nil); len(st.Diags) > 0 || !st.Volumes["loop"].Loop {
 		t.Fatalf("a loop device needs no flag: %v", st.Diags)
 	}
+	// One the operator attached and allowed is theirs, not nodevirt's.
+	if st := build(fmt.Sprintf(devicePV, "loop", "/dev/loop7"), []string{"/dev/loop7"}); len(st.Diags) > 0 || st.Volumes["loop"].Loop || !st.Volumes["loop"].Device {
+		t.Fatalf("an allowed loop device: %v %+v", st.Diags, st.Volumes["loop"])
+	}
 
 	for _, p := range []string{"/dev/disk/by-id/wwn-*", "/dev/sdb"} {
 		if err := CheckDevicePattern(p); err != nil {

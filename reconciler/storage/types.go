@@ -154,7 +154,8 @@ type Volume struct {
 	// Loop: a Block volume backed by a loop device nodevirt manages.
 	Loop bool `json:"loop,omitempty"`
 	// Device: a Block volume on a host block device the operator allowed
-	// (--allowed-block-device); nodevirt never creates, wipes or detaches it.
+	// (--allowed-block-device), a loop device they attached among them;
+	// nodevirt never creates, wipes or detaches it.
 	Device bool              `json:"device,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 	// ClaimRef pre-binds the volume to "namespace/name".

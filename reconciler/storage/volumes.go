@@ -60,11 +60,14 @@ func (b *builder) volumes() {
 		}
 		if v.VolumeMode == Block && sp != "" {
 			clean := path.Clean(v.Path)
+			// A device the operator allowed is theirs, even a loop device
+			// they attached themselves as the seed's procedure does; any
+			// other /dev/loopN is nodevirt's to create and attach.
 			switch dir, base := path.Split(clean); {
-			case dir == "/dev/" && loopName(base):
-				v.Loop = true
 			case AllowedDevice(b.opt.AllowedBlockDevices, clean):
 				v.Device = true
+			case dir == "/dev/" && loopName(base):
+				v.Loop = true
 			default:
 				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
 			}
