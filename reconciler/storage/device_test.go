@@ -71,7 +71,7 @@ func TestDevice_allowList(t *testing.T) {
 		{"dot-dot out of the pattern", "/dev/disk/by-id/../../sdb"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			st := build(fmt.Sprintf(devicePV, "disk1", c.path), allowWWN)
+			st := build(fmt.Sprintf(devicePV, "disk1", c.path)+deviceDV, allowWWN)
 			d := findDiag(st.Diags, ErrBlockLoop)
 			if d == nil || d.Object != "PersistentVolume disk1" || d.Path != "spec.local.path" || d.Severity != diag.Error ||
 				!strings.Contains(d.Message, "--allowed-block-device") || !strings.Contains(d.Message, c.path) {
@@ -79,6 +79,11 @@ func TestDevice_allowList(t *testing.T) {
 			}
 			if st.Invalid["PersistentVolume disk1"] == "" || st.Volumes["disk1"] != nil {
 				t.Fatal("the refused volume is used")
+			}
+			// Its class is still named: the claim waits for the volume
+			// instead of being refused as well.
+			if len(st.Diags) != 1 || st.Claims["default/disk"] == nil {
+				t.Fatalf("the claim is refused too: %v", st.Diags)
 			}
 		})
 	}

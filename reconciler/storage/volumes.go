@@ -79,10 +79,8 @@ func (b *builder) volumes() {
 			}
 			v.ClaimRef = ns + "/" + cr.Name
 		}
-		if b.bad[v.Object] {
-			b.st.Invalid[v.Object] = v.Object
-			continue
-		}
+		// The class is named even by a volume refused here: its claims
+		// wait for it instead of being refused too.
 		if v.Class != "" {
 			ps := PropertySet{AccessModes: v.AccessModes, VolumeMode: v.VolumeMode}
 			if !slices.ContainsFunc(b.staticClasses[v.Class], func(o PropertySet) bool {
@@ -90,6 +88,10 @@ func (b *builder) volumes() {
 			}) {
 				b.staticClasses[v.Class] = append(b.staticClasses[v.Class], ps)
 			}
+		}
+		if b.bad[v.Object] {
+			b.st.Invalid[v.Object] = v.Object
+			continue
 		}
 		if !b.selects(pv.Spec.NodeAffinity) {
 			continue
