@@ -139,3 +139,36 @@ spec:
 		t.Fatalf("the operator's loop device changed: %q %v", cur, ok)
 	}
 }
+
+// The converter's domains with disks on Block claims (lun with
+// reservations, a shareable disk) are what qemu:///system defines with
+// validation; the lun on sata that KubeVirt's default bus would give is
+// what it refuses, which is why the converter refuses it first.
+func TestBlockClaimDomains_defineOnQemuSystem(t *testing.T) {
+	require(t, Root, Libvirtd)
+	golden, err := os.ReadFile("../reconciler/desired/domain/testdata/vm-block-lun.golden.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "e2e-block-lun-" + strconv.Itoa(rand.IntN(1e6))
+	xml := strings.Replace(string(golden), "<name>lab_db</name>", "<name>"+name+"</name>", 1)
+	xml = strings.Replace(xml, `<domain type="kvm">`, `<domain type="`+domainType()+`">`, 1)
+	define := func(xml string) (string, error) {
+		f := filepath.Join(t.TempDir(), "domain.xml")
+		if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := virshOK("define", "--validate", f)
+		if err == nil {
+			_, _ = virshOK("undefine", name)
+		}
+		return out, err
+	}
+	if out, err := define(xml); err != nil {
+		t.Fatalf("define --validate: %v\n%s", err, out)
+	}
+	sata := strings.Replace(xml, `<target dev="sda" bus="scsi"></target>`, `<target dev="sda" bus="sata"></target>`, 1)
+	if out, err := define(sata); err == nil || !strings.Contains(out, "disk device='lun' is not supported for bus='sata'") {
+		t.Fatalf("a lun on sata: %v\n%s", err, out)
+	}
+}
