@@ -79,7 +79,9 @@ var layers = map[string][]string{
 	"internal/api":    {"internal/nodedesc", "internal/report", "internal/status"},
 	"internal/status": {},
 	// The fleet's status branch: reports built from the status model.
-	"internal/fleet":       {"internal/status"},
+	"internal/fleet": {"internal/status"},
+	// Moving a local disk between nodes: trust from the fleet's reports.
+	"internal/diskmove":    {"internal/fleet", "internal/pki"},
 	"internal/srctree":     {},
 	"internal/token":       {"runtime/atomicfile"},
 	"internal/testenv":     {},

@@ -5,7 +5,8 @@
 // files, systemd units, kernel arguments, VFIO intent, permitted PCI resources
 // and SELinux label checks that apply to the node, each with the object and
 // field it came from, merged in MachineConfig name order as the Machine Config
-// Operator does.
+// Operator does. Ignition spec 2 configs (2.0–2.4) are translated to spec 3
+// with the operator's own converter before anything else reads them.
 //
 // It is pure: apart from reading *.bu files from the source directory
 // (LoadButane), it does no host I/O. Host facts (node name, CPU vendor) come

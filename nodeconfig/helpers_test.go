@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	ign2types "github.com/coreos/ignition/config/v2_4/types"
 	"github.com/coreos/ignition/v2/config/v3_6/types"
 
 	"github.com/nodevirt/nodevirt/manifests"
@@ -84,7 +85,9 @@ func checkPaths(t *testing.T, dir string, l diag.List) {
 				t.Errorf("diagnostic %q: path is not written in %s", d.Error(), d.File)
 			}
 		case strings.HasPrefix(d.Path, "spec.config."):
-			if !hasField(reflect.TypeOf(types.Config{}), strings.Split(index.ReplaceAllString(strings.TrimPrefix(d.Path, "spec.config."), ""), ".")) {
+			// A spec 2 config's diagnostics name spec 2 fields.
+			fields := strings.Split(index.ReplaceAllString(strings.TrimPrefix(d.Path, "spec.config."), ""), ".")
+			if !hasField(reflect.TypeOf(types.Config{}), fields) && !hasField(reflect.TypeOf(ign2types.Config{}), fields) {
 				t.Errorf("diagnostic %q: path is not an Ignition field", d.Error())
 			}
 		case strings.HasPrefix(d.Path, "spec."):

@@ -67,17 +67,18 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 	if emptyConfig(raw) {
 		return r
 	}
+	if version, ok := spec2Version(raw); ok {
+		if raw, ok = r.translateSpec2(raw, version); !ok {
+			return r
+		}
+	}
 	cfg, rep, err := ign.ParseCompatibleVersion(raw)
 	if err != nil || rep.IsFatal() {
 		r.ignitionErrors(rep, err)
+		r.checkDraft(raw)
 		return r
 	}
-	for _, f := range cfg.Storage.Files {
-		g.filePaths = append(g.filePaths, f.Path)
-	}
-	for _, u := range cfg.Systemd.Units {
-		g.unitNames = append(g.unitNames, u.Name)
-	}
+	g.recordNames(cfg)
 	for _, e := range rep.Entries {
 		if e.Kind == report.Warn {
 			p := g.ign(butane.Path(e.Context))
@@ -94,6 +95,58 @@ func convert(g *origin, raw json.RawMessage, mc mcFields) *rendered {
 		r.absent = append(r.absent, KernelArg{Value: string(a), Source: g.source(g.ign(fmt.Sprintf("kernelArguments.shouldNotExist[%d]", i)))})
 	}
 	return r
+}
+
+func (g *origin) recordNames(cfg types.Config) {
+	g.filePaths, g.unitNames = nil, nil
+	for _, f := range cfg.Storage.Files {
+		g.filePaths = append(g.filePaths, f.Path)
+	}
+	for _, u := range cfg.Systemd.Units {
+		g.unitNames = append(g.unitNames, u.Name)
+	}
+}
+
+// checkDraft runs nodevirt's own checks on a config that failed validation
+// (Ignition's or Butane's), so that one pass reports both what the
+// validator found and what nodevirt would refuse once that is fixed. What
+// it renders is dropped: the config is invalid. A finding on a field an
+// earlier error already names (or on one inside it, or around it) is left
+// out, so a field is reported once.
+func (r *rendered) checkDraft(raw json.RawMessage) {
+	var cfg types.Config
+	if json.Unmarshal(raw, &cfg) != nil {
+		return // not even JSON of the right shape: the validator said why
+	}
+	r.g.recordNames(cfg)
+	draft := &rendered{g: r.g}
+	draft.checkUnsupported(cfg)
+	draft.convertFiles(cfg.Storage.Files)
+	draft.convertUnits(cfg.Systemd.Units)
+	var seen []string
+	for _, d := range r.diags {
+		if d.Severity == diag.Error {
+			seen = append(seen, d.Path)
+		}
+	}
+	for _, d := range draft.diags {
+		if !overlaps(seen, d.Path) {
+			r.diags = append(r.diags, d)
+		}
+	}
+}
+
+// overlaps: p is one of paths, inside one, or around one.
+func overlaps(paths []string, p string) bool {
+	within := func(a, b string) bool { // a is b or inside it
+		return a == b || b == "" || strings.HasPrefix(a, b+".") || strings.HasPrefix(a, b+"[")
+	}
+	for _, q := range paths {
+		if within(p, q) || within(q, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // emptyConfig: no config, null or {} means no Ignition content (a
@@ -123,7 +176,7 @@ func (r *rendered) ignitionErrors(rep report.Report, err error) {
 	}
 	switch {
 	case errors.Is(err, igerrors.ErrUnknownVersion), errors.Is(err, igerrors.ErrInvalidVersion):
-		r.diags = append(r.diags, g.errorf(g.ign("ignition.version"), "%w: %v (nodevirt reads Ignition spec 3.0.0 to 3.6.0)", ErrIgnition, err))
+		r.diags = append(r.diags, g.errorf(g.ign("ignition.version"), "%w: %v (nodevirt reads Ignition spec 2.0.0 to 2.4.0 and 3.0.0 to 3.6.0)", ErrIgnition, err))
 	case err != nil:
 		r.diags = append(r.diags, g.errorf(g.ign(""), "%w: %v", ErrIgnition, err))
 	}
@@ -202,6 +255,9 @@ func (r *rendered) convertFiles(files []types.File) {
 		if err != nil {
 			r.diags = append(r.diags, g.errorf(g.ign(at+".contents"), "%w", err))
 			continue
+		}
+		if f.Overwrite != nil && !*f.Overwrite && len(f.Append) == 0 {
+			r.diags = append(r.diags, g.warnf(g.ign(at+".overwrite"), "overwrite: false is not honoured: nodevirt, like the Machine Config Daemon, writes %s whether or not it exists", f.Path))
 		}
 		out := File{Path: f.Path, Mode: defaultFileMode, Contents: data, Source: g.source(g.ign(at))}
 		if f.Mode != nil {

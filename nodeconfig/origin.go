@@ -10,6 +10,7 @@ import (
 
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
+	"github.com/nodevirt/nodevirt/nodeconfig/butane"
 )
 
 // origin places diagnostics and sources of one config: a MachineConfig
@@ -25,19 +26,41 @@ type origin struct {
 	// add entries, e.g. from trees, so indices do not always match).
 	filePaths []string
 	unitNames []string
+	// spec2 is set when the config was translated from Ignition spec 2.
+	spec2 *spec2
+	// res maps a Butane file's output back to what the file wrote; fields
+	// records the positions it gave, by user path, and sugar the output
+	// path made from a user path that names another field (boot_device.luks
+	// makes storage.luks).
+	res    *butane.Result
+	fields map[string]butane.Field
+	sugar  map[string]string
 }
 
 // ign returns the user path for a path in the Ignition config, e.g.
 // storage.files[0].mode.
 func (g *origin) ign(p string) string {
+	p = g.spec2.path(p)
 	if g.obj != nil {
 		if p == "" {
 			return "spec.config"
 		}
 		return "spec.config." + p
 	}
+	if f, ok := g.res.Source(p); ok {
+		if g.fields == nil {
+			g.fields, g.sugar = map[string]butane.Field{}, map[string]string{}
+		}
+		g.fields[f.Path] = f
+		if indexRE.ReplaceAllString(f.Path, "") != indexRE.ReplaceAllString(snakePath(p), "") {
+			g.sugar[f.Path] = p
+		}
+		return f.Path
+	}
 	return g.buPath(p)
 }
+
+var indexRE = regexp.MustCompile(`\[[0-9]*\]`)
 
 var indexed = regexp.MustCompile(`^(storage\.files|systemd\.units)\[(\d+)\](.*)$`)
 
@@ -93,6 +116,9 @@ func (g *origin) pos(p string) (int, int) {
 	if g.obj != nil {
 		return g.obj.Pos(p)
 	}
+	if f, ok := g.fields[p]; ok && f.Line > 0 {
+		return f.Line, f.Col
+	}
 	if g.bu != nil {
 		return g.bu.at(p)
 	}
@@ -106,6 +132,9 @@ func (g *origin) source(p string) Source {
 
 func (g *origin) diag(sev diag.Severity, p string, err error) diag.Diagnostic {
 	line, col := g.pos(p)
+	if made, ok := g.sugar[p]; ok {
+		err = fmt.Errorf("%w (Butane makes %s from %s)", err, made, p)
+	}
 	return diag.Diagnostic{Severity: sev, File: g.file, Line: line, Col: col, Object: g.object, Path: p, Message: err.Error(), Err: err}
 }
 

@@ -177,7 +177,8 @@ func renderButane(bf ButaneFile, root, sourceDir string) *rendered {
 			filesDir = "" // not inside its tree: local files are refused
 		}
 	}
-	res, diags := butane.Translate(bf.File, bf.Data, filesDir)
+	opts := butane.Options{FilesDir: filesDir}
+	res, diags := butane.Translate(bf.File, bf.Data, opts)
 	for i := range diags {
 		diags[i].Object = object
 	}
@@ -189,8 +190,14 @@ func renderButane(bf ButaneFile, root, sourceDir string) *rendered {
 		if role := g.bu.scalar["metadata.labels."+LabelMCRole]; role != "" {
 			c.Roles = []string{role}
 		}
-		return &rendered{cfg: c, g: g, diags: diags}
+		r := &rendered{cfg: c, g: g, diags: diags}
+		if draft := butane.Draft(bf.Data, opts); draft != nil {
+			g.res = draft
+			r.checkDraft(draft.Ignition)
+		}
+		return r
 	}
+	g.res = res
 	r := convert(g, res.Ignition, mcFields{
 		KernelArguments: res.KernelArguments,
 		Extensions:      res.Extensions,

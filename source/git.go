@@ -523,7 +523,8 @@ func (g *Git) snapshot(hash, commit string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("revision %s: %w", commit, err)
 	}
-	return Snapshot{Revision: commit, Dir: dir, Digest: digest, root: rev}, nil
+	// Only a revision that passed verify is ever snapshotted.
+	return Snapshot{Revision: commit, Dir: dir, Digest: digest, Verified: g.verifyCfg != nil, root: rev}, nil
 }
 
 // removeStale deletes every rev-* but the current and the previous one.

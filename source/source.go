@@ -30,6 +30,9 @@ type Snapshot struct {
 	// SHA-256 of its content, and each symlink's path, text and the SHA-256
 	// of the file it leads to inside the tree, in sorted path order.
 	Digest string
+	// Verified says the revision's signature was checked against the
+	// trusted keys and passed (false when no verification is configured).
+	Verified bool
 
 	// root is the directory whose .sourceignore applies (the repository
 	// root); empty means Dir.

@@ -127,8 +127,8 @@ func TestVerify_signedAcceptedUnsignedRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SSH-signed commit: %v", err)
 	}
-	if !strings.Contains(snap.Revision, first) {
-		t.Fatalf("revision %s, want %s", snap.Revision, first)
+	if !strings.Contains(snap.Revision, first) || !snap.Verified {
+		t.Fatalf("revision %s (verified %v), want %s verified", snap.Revision, snap.Verified, first)
 	}
 
 	second := r.commitSigned(map[string]string{"vm.yaml": "a: 2\n"}, gpg.args()...)

@@ -92,16 +92,17 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		ReservedCPUs:    o.reservedCPUs,
 		AllowedHostDirs: o.allowedHostDirs,
 		AllowedRoots:    o.allowedRoots,
+		SecretsDir:      o.secretsDir,
+		PKIDir:          pkiDir(o.stateDir),
+		SelfHeal:        selfHeal,
+		AllowReboot:     o.allowReboot,
+		AllowPruneAll:   o.allowPruneAll,
+		PruneGuardShare: o.pruneGuardShare,
+		Log:             o.logger(),
+		Lock:            lock,
+		Stages:          stages,
 
 		AllowedBlockDevices: o.allowedBlockDevices,
-		SecretsDir:          o.secretsDir,
-		SelfHeal:            selfHeal,
-		AllowReboot:         o.allowReboot,
-		AllowPruneAll:       o.allowPruneAll,
-		PruneGuardShare:     o.pruneGuardShare,
-		Log:                 o.logger(),
-		Lock:                lock,
-		Stages:              stages,
 	}, nil
 }
 

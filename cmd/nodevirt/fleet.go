@@ -37,6 +37,9 @@ type fleetOptions struct {
 	branch   string
 	interval time.Duration
 	signKey  string
+	// nodeLease is run's --node-lease: an unchanged report is published
+	// again well within it, so peers do not take this node for gone.
+	nodeLease time.Duration
 }
 
 func addFleetFlags(cmd *cobra.Command, fo *fleetOptions) {
@@ -45,26 +48,27 @@ func addFleetFlags(cmd *cobra.Command, fo *fleetOptions) {
 	cmd.Flags().StringVar(&fo.signKey, "status-signing-key", "", "with --status-branch: key signing the report commits: an armored OpenPGP private key or an OpenSSH private key (git's gpg.format ssh), without passphrase")
 }
 
-// statusRemote is the source's remote as go-git dials it for the status
-// branch, with the credentials of the source's flags.
-func (o *options) statusRemote() (string, transport.AuthMethod, error) {
+// statusRemote is where the status branch lives (the source's remote) and
+// how to reach it: the source's credentials, and for https the CA bundle of
+// --ca-file.
+func (o *options) statusRemote() (string, transport.AuthMethod, []byte, error) {
 	if o.source == "" {
-		return "", nil, errors.New("--source is required: the status branch lives on the source's remote")
+		return "", nil, nil, errors.New("--source is required: the status branch lives on the source's remote")
 	}
 	u, err := url.Parse(o.source)
 	if err != nil || u.Scheme == "" || len(u.Scheme) == 1 { // a path (C:\ has a one-letter scheme)
 		p, err := filepath.Abs(strings.TrimPrefix(o.source, "file://"))
 		if err != nil {
-			return "", nil, fmt.Errorf("--source %q: %w", o.source, err)
+			return "", nil, nil, fmt.Errorf("--source %q: %w", o.source, err)
 		}
-		return p, nil, nil
+		return p, nil, nil, nil
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "file":
-		return u.Path, nil, nil
+		return u.Path, nil, nil, nil
 	case "ssh":
 		if o.sshKeyFile == "" || o.knownHostsFile == "" {
-			return "", nil, errors.New("a status branch over ssh needs --ssh-key-file and --known-hosts-file")
+			return "", nil, nil, errors.New("a status branch over ssh needs --ssh-key-file and --known-hosts-file")
 		}
 		user := "git"
 		if u.User != nil && u.User.Username() != "" {
@@ -72,12 +76,12 @@ func (o *options) statusRemote() (string, transport.AuthMethod, error) {
 		}
 		keys, err := gitssh.NewPublicKeysFromFile(user, o.sshKeyFile, "")
 		if err != nil {
-			return "", nil, fmt.Errorf("--ssh-key-file: %w", err)
+			return "", nil, nil, fmt.Errorf("--ssh-key-file: %w", err)
 		}
 		if keys.HostKeyCallback, err = gitssh.NewKnownHostsCallback(o.knownHostsFile); err != nil {
-			return "", nil, fmt.Errorf("--known-hosts-file: %w", err)
+			return "", nil, nil, fmt.Errorf("--known-hosts-file: %w", err)
 		}
-		return u.String(), keys, nil
+		return u.String(), keys, nil, nil
 	case "https", "http":
 		var auth *githttp.BasicAuth
 		if u.User != nil {
@@ -90,20 +94,26 @@ func (o *options) statusRemote() (string, transport.AuthMethod, error) {
 			if o.passwordFile != "" {
 				b, err := os.ReadFile(o.passwordFile)
 				if err != nil {
-					return "", nil, fmt.Errorf("--password-file: %w", err)
+					return "", nil, nil, fmt.Errorf("--password-file: %w", err)
 				}
 				auth.Password = strings.TrimRight(string(b), "\r\n")
 			}
 		}
 		if auth != nil && strings.EqualFold(u.Scheme, "http") {
-			return "", nil, errors.New("credentials are never sent over plain http; use https")
+			return "", nil, nil, errors.New("credentials are never sent over plain http; use https")
+		}
+		var ca []byte
+		if o.caFile != "" {
+			if ca, err = os.ReadFile(o.caFile); err != nil {
+				return "", nil, nil, fmt.Errorf("--ca-file: %w", err)
+			}
 		}
 		if auth == nil {
-			return u.String(), nil, nil
+			return u.String(), nil, ca, nil
 		}
-		return u.String(), auth, nil
+		return u.String(), auth, ca, nil
 	}
-	return "", nil, fmt.Errorf("--source %q: scheme %q cannot hold a status branch", o.source, u.Scheme)
+	return "", nil, nil, fmt.Errorf("--source %q: scheme %q cannot hold a status branch", o.source, u.Scheme)
 }
 
 // readSigningKey reads the key that signs the report commits: an armored
@@ -162,7 +172,7 @@ func (o *options) checkFleet(fo fleetOptions) error {
 	if fo.interval <= 0 {
 		return fmt.Errorf("--status-interval %s: want a positive duration", fo.interval)
 	}
-	if _, _, err := o.statusRemote(); err != nil {
+	if _, _, _, err := o.statusRemote(); err != nil {
 		return err
 	}
 	if fo.signKey != "" {
@@ -175,18 +185,18 @@ func (o *options) checkFleet(fo fleetOptions) error {
 
 // startFleet starts publishing the node's report when --status-branch is
 // set; nil when it is not.
-func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo fleetOptions) (*agent.Fleet, error) {
+func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, apiURL string, fo fleetOptions) (*agent.Fleet, error) {
 	if fo.branch == "" {
 		return nil, nil
 	}
 	if err := o.checkFleet(fo); err != nil {
 		return nil, err
 	}
-	remote, auth, err := o.statusRemote()
+	remote, auth, ca, err := o.statusRemote()
 	if err != nil {
 		return nil, err
 	}
-	b := &fleet.Branch{Remote: remote, Name: fo.branch, Dir: filepath.Join(o.stateDir, "status"), Auth: auth}
+	b := &fleet.Branch{Remote: remote, Name: fo.branch, Dir: filepath.Join(o.stateDir, "status"), Auth: auth, CABundle: ca}
 	if fo.signKey != "" {
 		if b.Signer, err = readSigningKey(fo.signKey); err != nil {
 			return nil, err
@@ -194,7 +204,7 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 	}
 	svc := e.rt.Service()
 	f, err := e.agent.Fleet(agent.FleetOptions{
-		Node: o.node, Branch: b, Interval: fo.interval, Timeout: o.fetchTimeout,
+		Node: o.node, Branch: b, Interval: fo.interval, Heartbeat: max(fo.interval, fo.nodeLease/3), Timeout: o.fetchTimeout,
 		Capacity: func(ctx context.Context) fleet.Capacity {
 			nd, err := svc.Describe(ctx)
 			if err != nil {
@@ -214,6 +224,7 @@ func (o *options) startFleet(ctx context.Context, e *env, m *metrics.Metrics, fo
 			}
 			return string(b)
 		},
+		API:       apiURL,
 		Published: m.StatusPublished,
 	})
 	if err != nil {
@@ -241,11 +252,11 @@ func newFleetCmd(o *options) *cobra.Command {
 			if branch == "" {
 				return errors.New("--status-branch is required")
 			}
-			remote, auth, err := o.statusRemote()
+			remote, auth, ca, err := o.statusRemote()
 			if err != nil {
 				return err
 			}
-			reports, rev, readErr := fleet.Read(cmd.Context(), remote, branch, auth)
+			reports, rev, readErr := fleet.Read(cmd.Context(), remote, branch, auth, ca)
 			if reports == nil {
 				return readErr
 			}

@@ -295,13 +295,15 @@ func newRunCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer e.Close()
+			so.nodeLease = nodeLease
 			srv, err := o.openAPI(e, so)
 			if err != nil {
 				return err
 			}
 			defer srv.close()
 			onIteration = srv.observe(e)
-			f, err := o.startFleet(ctx, e, srv.metrics, fo)
+			fo.nodeLease = nodeLease
+			f, err := o.startFleet(ctx, e, srv.metrics, srv.url, fo)
 			if err != nil {
 				return err
 			}

@@ -6,25 +6,32 @@ import (
 	"fmt"
 	"github.com/nodevirt/nodevirt/internal/agent"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/api"
+	"github.com/nodevirt/nodevirt/internal/diskmove"
 	"github.com/nodevirt/nodevirt/internal/metrics"
 	"github.com/nodevirt/nodevirt/internal/pki"
 	"github.com/nodevirt/nodevirt/internal/token"
 	"github.com/nodevirt/nodevirt/internal/web"
 	"github.com/nodevirt/nodevirt/internal/webhook"
+	"github.com/nodevirt/nodevirt/reconciler/storage"
 )
 
 // serveOptions are run's API flags.
 type serveOptions struct {
 	listen        string
 	webhookSecret string
+	// nodeLease is how fresh a peer's report must be for the peer to
+	// pull disks: the same lease that holds its VMs.
+	nodeLease time.Duration
 }
 
 // apiServer is the running agent's API: the HTTPS listener with its
@@ -36,6 +43,8 @@ type apiServer struct {
 	tcp     net.Listener
 	sock    net.Listener
 	log     *slog.Logger
+	// url is the HTTPS API's address, "" without --listen.
+	url string
 }
 
 // socketPath is the agent's unix socket for a state directory.
@@ -91,7 +100,18 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 			return nil, err
 		}
 		opts.Certificates = func() any { return s.certs.Status() }
-		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfig()); err != nil {
+		// Other nodes' agents present certificates of their own CAs,
+		// published in their status reports, to pull moved disks; only
+		// the agent's own CA makes an API credential.
+		opts.ClientCAs = s.certs.Pool
+		if st := e.rt.Storage; st != nil {
+			opts.Disks = (&diskmove.Server{Exporter: diskExporter{storage: st, agent: e.agent}, Log: log,
+				Peers: func() (diskmove.Peers, error) {
+					reports, _ := e.agent.FleetReports()
+					return diskmove.PeersFrom(slices.Collect(maps.Values(reports)), o.node, so.nodeLease, time.Now())
+				}}).Handler(api.DisksPrefix)
+		}
+		if s.tcp, err = api.ListenTLS(so.listen, s.certs.TLSConfigWithPeers(func() []byte { return peerCAs(e.agent, o.node) })); err != nil {
 			return nil, err
 		}
 	}
@@ -99,6 +119,7 @@ func (o *options) openAPI(e *env, so serveOptions) (*apiServer, error) {
 	opts.Page = web.Handler(svc, web.Options{Node: o.node, Version: v.Version})
 	if s.tcp != nil {
 		v.Listen = "https://" + listenURLHost(so.listen, s.tcp.Addr(), o.node)
+		s.url = v.Listen
 	}
 	opts.Version = v
 	s.srv = api.New(opts)
@@ -233,4 +254,30 @@ func listenURLHost(listen string, addr net.Addr, node string) string {
 		host = node
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// peerCAs are the CAs the other nodes publish in their status reports, as
+// last read (none without a status branch).
+func peerCAs(a *agent.Agent, self string) []byte {
+	reports, _ := a.FleetReports()
+	var b []byte
+	for node, r := range reports {
+		if node != self && r.CA != "" {
+			b = append(b, r.CA...)
+			b = append(b, '\n')
+		}
+	}
+	return b
+}
+
+// diskExporter hands the storage's moved volumes to the peers their
+// nodeAffinity selects, by the labels the peers' reports give.
+type diskExporter struct {
+	storage *storage.Manager
+	agent   *agent.Agent
+}
+
+func (d diskExporter) Export(_ context.Context, pv, peer string) (string, error) {
+	reports, _ := d.agent.FleetReports()
+	return d.storage.Export(pv, peer, reports[peer].Capacity.Labels)
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nodevirt/nodevirt/reconciler/host"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
@@ -43,9 +44,23 @@ func (p pciDevices) Bind(ctx context.Context, addr, driver string) error {
 func (p pciDevices) Release(ctx context.Context, addr string) error { return p.s.Release(ctx, addr) }
 
 // importerAdapter is runtime/importer behind storage.Importer.
-type importerAdapter struct{ im *importer.Importer }
+type importerAdapter struct {
+	im *importer.Importer
+	// pull fetches a moved volume's data from the node that held it.
+	pull func(ctx context.Context, r storage.ImportRequest) error
+}
 
 func (a importerAdapter) Import(ctx context.Context, r storage.ImportRequest, progress func(float64)) (storage.ImportResult, error) {
+	if r.Kind == storage.SourcePeer {
+		if a.pull == nil {
+			return storage.ImportResult{}, errors.New("this agent pulls no moved volumes")
+		}
+		if err := a.pull(ctx, r); err != nil {
+			return storage.ImportResult{}, err
+		}
+		progress(100)
+		return storage.ImportResult{Format: "raw"}, nil
+	}
 	kind := map[string]importer.SourceKind{
 		storage.SourceHTTP: importer.HTTP, storage.SourceRegistry: importer.Registry, storage.SourceBlank: importer.Blank,
 		storage.SourcePVC: importer.Clone, storage.SourceUpload: importer.Upload,

@@ -339,7 +339,7 @@ func (a *Agent) resources() Resources {
 // bound again only when the node's resources changed.
 func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	snap, err := a.src.Fetch(ctx)
-	a.track.fetched(a.src.String(), snap.Revision, err)
+	a.track.fetched(a.src.String(), snap, err)
 	var refused *source.RefusedError
 	if errors.As(err, &refused) {
 		// Never the keys: the error names the commit, its author and why.

@@ -16,14 +16,22 @@ type FleetOptions struct {
 	// Node names the report (nodes/<Node>.json).
 	Node   string
 	Branch *fleet.Branch
-	// Interval is both the most often a report is pushed and the longest
-	// the branch goes without one from this node (its heartbeat).
+	// Interval is the most often a report is pushed, and how often the
+	// other nodes' reports are read.
 	Interval time.Duration
+	// Heartbeat is the longest the branch goes without a report from this
+	// node when nothing in it changed (Interval when zero or shorter): a
+	// commit per node per interval would grow the branch's history
+	// without end for nothing but a new timestamp.
+	Heartbeat time.Duration
 	// Timeout bounds one publish and read (one minute when zero).
 	Timeout time.Duration
 	// Capacity and CA fill the report's facts; either may be nil.
 	Capacity func(context.Context) fleet.Capacity
 	CA       func() string
+	// API is the agent's HTTPS address, "" when it does not listen:
+	// where other nodes pull the disks that move away from this one.
+	API string
 	// Published is told the outcome of every publish attempt (metrics).
 	Published func(error)
 }
@@ -59,6 +67,7 @@ func (a *Agent) Fleet(o FleetOptions) (*Fleet, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = time.Minute
 	}
+	o.Heartbeat = max(o.Heartbeat, o.Interval)
 	f := &Fleet{a: a, o: o, kick: make(chan struct{}, 1), st: status.StatusBranch{Branch: o.Branch.Name}}
 	a.fleet.Store(f)
 	return f, nil
@@ -121,14 +130,14 @@ func (f *Fleet) Run(ctx context.Context) {
 	}
 }
 
-// Once publishes the report if it changed or the interval passed since the
+// Once publishes the report if it changed or the heartbeat passed since the
 // last publish, then reads every node's report.
 func (f *Fleet) Once(parent context.Context) {
 	ctx, cancel := context.WithTimeout(parent, f.o.Timeout)
 	defer cancel()
 	r := f.report(ctx)
 	f.mu.Lock()
-	due := f.published == nil || !fleet.Equal(*f.published, r) || time.Since(f.published.Time) >= f.o.Interval
+	due := f.published == nil || !fleet.Equal(*f.published, r) || time.Since(f.published.Time) >= f.o.Heartbeat
 	f.mu.Unlock()
 	if due {
 		commit, err := f.o.Branch.Publish(ctx, r)
@@ -175,6 +184,16 @@ func (f *Fleet) report(ctx context.Context) fleet.Report {
 	r := fleet.FromStatus(f.o.Node, f.a.Status(), c, time.Now())
 	if f.o.CA != nil {
 		r.CA = f.o.CA()
+	}
+	r.API = f.o.API
+	// A record that cannot be read leaves the hashes out: the other nodes
+	// then place the VMs afresh rather than on a guess.
+	if placed, err := f.a.placed(); err == nil {
+		for i, v := range r.VMs {
+			if p, ok := placed[v.Namespace+"/"+v.Name]; ok && p.Node == f.o.Node {
+				r.VMs[i].Placement = p.Hash
+			}
+		}
 	}
 	return r
 }

@@ -73,7 +73,7 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	// The status remote is missing at first.
 	statusRemote := filepath.Join(dir, "status.git")
 	var results []error
-	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: 1,
+	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: 1, API: "https://n1:9443",
 		Branch:    &fleet.Branch{Remote: statusRemote, Name: "nodevirt-status", Dir: filepath.Join(dir, "state", "status"), Attempts: 1},
 		Published: func(err error) { results = append(results, err) }})
 	if err != nil {
@@ -101,11 +101,11 @@ func TestFleet_publishFailsThenRecovers(t *testing.T) {
 	if !ok || at.IsZero() {
 		t.Fatalf("FleetReports = %v at %v, want n1's", reports, at)
 	}
-	if len(r.VMs) != 1 || r.VMs[0].Name != "web" || !r.VMs[0].Running || !strings.HasPrefix(r.Revisions.Applied, "main@sha1:") {
+	if len(r.VMs) != 1 || r.VMs[0].Name != "web" || !r.VMs[0].Running || !strings.HasPrefix(r.Revisions.Applied, "main@sha1:") || r.API != "https://n1:9443" {
 		t.Errorf("n1's report = %+v, want web running at the applied revision", r)
 	}
 	// What the branch holds is what any reader sees.
-	read, _, err := fleet.Read(ctx, statusRemote, "nodevirt-status", nil)
+	read, _, err := fleet.Read(ctx, statusRemote, "nodevirt-status", nil, nil)
 	if err != nil || !fleet.Equal(read["n1"], r) {
 		t.Errorf("fleet.Read = %v, %v; want the report the agent holds", read, err)
 	}
@@ -170,6 +170,57 @@ func TestFleet_badOptions(t *testing.T) {
 	} {
 		if _, err := a.Fleet(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", name, err, tc.want)
+		}
+	}
+}
+
+// An unchanged report is not committed again before the heartbeat, while
+// the other nodes' reports are still read at every interval.
+func TestFleet_unchangedReportWaitsForTheHeartbeat(t *testing.T) {
+	a, dir := reconciledAgent(t)
+	remote := filepath.Join(dir, "status.git")
+	if _, err := gogit.PlainInit(remote, true); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	published := 0
+	const interval = 100 * time.Millisecond
+	f, err := a.Fleet(agent.FleetOptions{Node: "n1", Interval: interval, Heartbeat: time.Hour,
+		Branch: &fleet.Branch{Remote: remote, Name: "nodevirt-status", Dir: filepath.Join(dir, "state", "status")},
+		Published: func(error) {
+			mu.Lock()
+			published++
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	var first time.Time
+	await(t, "a first report read back", 30*time.Second, func() bool {
+		_, first = a.FleetReports()
+		return !first.IsZero()
+	})
+	await(t, "the reports read again, twice", 30*time.Second, func() bool {
+		_, at := a.FleetReports()
+		return at.After(first.Add(interval))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if published != 1 {
+		t.Errorf("%d publishes of an unchanged report within the heartbeat, want 1", published)
+	}
+}
+
+// await polls cond until it holds or timeout passes.
+func await(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 	}
 }

@@ -88,6 +88,9 @@ type OpenConfig struct {
 	// NodeLease is how long another node's status report holds the VMs it
 	// runs (desired.Options.NodeLease).
 	NodeLease time.Duration
+	// PKIDir holds the agent's CA, which signs the client certificate a
+	// volume that moved here is pulled with; "" pulls none.
+	PKIDir string
 
 	// Lock takes the state database's exclusive lock before anything is
 	// fetched or observed, held until Close: every run that changes the
@@ -380,7 +383,7 @@ func (rt *Runtime) readOnlyResources(res Resources) (Resources, error) {
 	res.Allocations = func() (map[string]domain.Pinning, map[string][]domain.AssignedDevice, error) {
 		return vm.Allocations(kv)
 	}
-	m, err := rt.newStorageManager(kv, func(string) bool { return true }, nil)
+	m, err := rt.newStorageManager(kv, func(string) bool { return true }, func(string) bool { return true }, nil)
 	if err != nil {
 		return res, err
 	}
@@ -424,19 +427,23 @@ func (rt *Runtime) openStorage(kick chan struct{}) error {
 		return errors.New("storage needs the state lock")
 	}
 	inUse := func(string) bool { return true }
+	running := inUse
 	if rt.HV != nil {
-		inUse = func(path string) bool {
-			used, err := rt.HV.InUse(context.Background(), path)
-			if err != nil {
-				c.Log.Warn("cannot tell whether a domain uses a disk; keeping it", "path", path, "err", err)
-				return true
+		ask := func(uses func(context.Context, string) (bool, error)) func(string) bool {
+			return func(path string) bool {
+				used, err := uses(context.Background(), path)
+				if err != nil {
+					c.Log.Warn("cannot tell whether a domain uses a disk; keeping it", "path", path, "err", err)
+					return true
+				}
+				return used
 			}
-			return used
 		}
+		inUse, running = ask(rt.HV.InUse), ask(rt.HV.RunningUses)
 	} else {
 		c.Log.Warn("libvirt is unreachable: storage deletes no disk, since it cannot tell which ones domains use", "err", rt.HypervisorErr)
 	}
-	m, err := rt.newStorageManager(rt.DB, inUse, func() {
+	m, err := rt.newStorageManager(rt.DB, inUse, running, func() {
 		select {
 		case kick <- struct{}{}:
 		default:
@@ -469,7 +476,7 @@ func (rt *Runtime) openSnapshots() error {
 
 // newStorageManager builds a storage manager over the runtime packages and
 // the records in kv.
-func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onChange func()) (*storage.Manager, error) {
+func (rt *Runtime) newStorageManager(kv storage.KV, inUse, running func(string) bool, onChange func()) (*storage.Manager, error) {
 	c := rt.cfg
 	return storage.NewManager(storage.Config{
 		Root:          c.Root,
@@ -478,9 +485,12 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onC
 		SelfHeal:      c.SelfHeal,
 		AllowPruneAll: c.AllowPruneAll,
 		InUse:         inUse,
+		Running:       running,
 		OnChange:      onChange,
 		Log:           c.Log,
-	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
+		MovedFrom:     rt.movedFrom,
+		Released:      rt.released,
+	}, importerAdapter{im: importer.New(importer.Config{Log: c.Log}), pull: rt.pullDisk}, loopAdapter{loop.New()}, volumes.Files{},
 		importer.SecretsDir{Dir: c.SecretsDir}, kv)
 }
 

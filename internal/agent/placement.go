@@ -129,6 +129,7 @@ type fleetReports struct {
 type reportedVM struct {
 	node    string
 	running bool
+	hash    string
 	at      time.Time
 }
 
@@ -144,15 +145,15 @@ func indexReports(reports map[string]fleet.Report) fleetReports {
 			if seen && (cur.running && !v.Running || cur.running == v.Running && !r.Time.After(cur.at)) {
 				continue
 			}
-			idx.vms[key] = reportedVM{node: node, running: v.Running, at: r.Time}
+			idx.vms[key] = reportedVM{node: node, running: v.Running, hash: v.Placement, at: r.Time}
 		}
 	}
 	return idx
 }
 
-func (f fleetReports) Where(key string) (string, bool, time.Time, bool) {
+func (f fleetReports) Where(key string) (desired.Reported, bool) {
 	v, ok := f.vms[key]
-	return v.node, v.running, v.at, ok
+	return desired.Reported{Node: v.node, Running: v.running, Hash: v.hash, At: v.at}, ok
 }
 
 func (f fleetReports) NodeReportedAt(node string) (time.Time, bool) {

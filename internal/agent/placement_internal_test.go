@@ -14,23 +14,23 @@ import (
 func TestIndexReports(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 	vm := func(name string, running bool) fleet.VM {
-		return fleet.VM{Namespace: "default", Name: name, Running: running}
+		return fleet.VM{Namespace: "default", Name: name, Running: running, Placement: "h-" + name}
 	}
 	idx := indexReports(map[string]fleet.Report{
 		"n1": {Node: "n1", Time: t0, VMs: []fleet.VM{vm("web", true), vm("db", false)}},
 		"n2": {Node: "n2", Time: t0.Add(time.Minute), VMs: []fleet.VM{vm("web", false), vm("db", false)}},
 		"n3": {Node: "n3", Time: t0.Add(2 * time.Minute)},
 	})
-	for key, want := range map[string]reportedVM{
-		"default/web": {"n1", true, t0},
-		"default/db":  {"n2", false, t0.Add(time.Minute)},
+	for key, want := range map[string]desired.Reported{
+		"default/web": {Node: "n1", Running: true, Hash: "h-web", At: t0},
+		"default/db":  {Node: "n2", Running: false, Hash: "h-db", At: t0.Add(time.Minute)},
 	} {
-		node, running, at, ok := idx.Where(key)
-		if !ok || node != want.node || running != want.running || !at.Equal(want.at) {
-			t.Errorf("%s: %s running %v at %s (ok %v), want %+v", key, node, running, at, ok, want)
+		got, ok := idx.Where(key)
+		if !ok || got.Node != want.Node || got.Running != want.Running || got.Hash != want.Hash || !got.At.Equal(want.At) {
+			t.Errorf("%s: %+v (ok %v), want %+v", key, got, ok, want)
 		}
 	}
-	if _, _, _, ok := idx.Where("default/none"); ok {
+	if _, ok := idx.Where("default/none"); ok {
 		t.Error("a VM no node reports must not be found")
 	}
 	if at, ok := idx.NodeReportedAt("n3"); !ok || !at.Equal(t0.Add(2*time.Minute)) {

@@ -41,11 +41,11 @@ func (r *reports) set(key, node string, running bool, at time.Time) {
 	r.vms[key] = reported{node, running, at}
 }
 
-func (r *reports) Where(key string) (string, bool, time.Time, bool) {
+func (r *reports) Where(key string) (desired.Reported, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v, ok := r.vms[key]
-	return v.node, v.running, v.at, ok
+	return desired.Reported{Node: v.node, Running: v.running, At: v.at}, ok
 }
 
 func (r *reports) NodeReportedAt(node string) (time.Time, bool) {

@@ -115,7 +115,8 @@ func (t *tracker) lastRefusal() *status.Refusal {
 	return &r
 }
 
-func (t *tracker) fetched(url, revision string, err error) {
+func (t *tracker) fetched(url string, snap source.Snapshot, err error) {
+	revision := snap.Revision
 	now := time.Now().UTC()
 	t.mu.Lock()
 	prev := t.st.Source.Revision
@@ -134,6 +135,9 @@ func (t *tracker) fetched(url, revision string, err error) {
 	}
 	if revision != "" {
 		t.st.Source.Revision = revision
+		if snap.Verified {
+			t.st.Source.VerifiedRevision = revision
+		}
 	}
 	t.version++
 	t.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -97,7 +98,14 @@ type Options struct {
 	Uploads Uploads
 	// Uploaded, when set, is told the bytes each upload received.
 	Uploaded func(n int64)
-	Log      *slog.Logger
+	// Disks, when set, serves local disks to peer nodes under
+	// DisksPrefix; it authenticates peers by their certificates itself.
+	Disks http.Handler
+	// ClientCAs, when set, are the only CAs whose client certificates are
+	// credentials for the API: the handshake also accepts the peers'
+	// CAs, whose certificates reach Disks only.
+	ClientCAs func() *x509.CertPool
+	Log       *slog.Logger
 }
 
 // Server routes the API.
@@ -176,6 +184,9 @@ func (s *Server) routes() {
 	m.Handle(Prefix+"/suspend", only(s.suspend(true), http.MethodPost))
 	m.Handle(Prefix+"/resume", only(s.suspend(false), http.MethodPost))
 	s.uploadRoutes()
+	if s.o.Disks != nil {
+		m.Handle(DisksPrefix+"/", s.o.Disks)
+	}
 	m.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such path: %s", r.URL.Path))
 	}))
@@ -215,7 +226,7 @@ func (s *Server) limit(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// An upload streams for as long as the image takes: it must not
 		// hold the in-flight bound the API's short requests share.
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUploadPath(r.URL.Path) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isUploadPath(r.URL.Path) && !isDiskPath(r.URL.Path) {
 			if err := s.rate.Wait(r.Context()); err != nil {
 				return
 			}
@@ -234,7 +245,7 @@ func (s *Server) limit(h http.Handler) http.Handler {
 // the webhook authenticates each call by its signature and an upload by
 // its upload token.
 func open(path string) bool {
-	if isUploadPath(path) {
+	if isUploadPath(path) || isDiskPath(path) {
 		return true
 	}
 	switch path {
@@ -255,7 +266,18 @@ func (s *Server) authenticate(r *http.Request) (string, error) {
 	// The TLS handshake verified a client certificate given against the
 	// agent's current bundle (client-auth usage included).
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return "cert:" + r.TLS.VerifiedChains[0][0].Subject.CommonName, nil
+		leaf := r.TLS.PeerCertificates[0]
+		if s.o.ClientCAs != nil {
+			inter := x509.NewCertPool()
+			for _, c := range r.TLS.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.o.ClientCAs(), Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				return "", fmt.Errorf("client certificate %q is a peer node's, good for disk moves only", leaf.Subject.CommonName)
+			}
+		}
+		return "cert:" + leaf.Subject.CommonName, nil
 	}
 	secret := ""
 	if h := r.Header.Get("Authorization"); h != "" {

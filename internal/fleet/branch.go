@@ -41,6 +41,9 @@ type Branch struct {
 	Dir string
 	// Auth is how to reach Remote; nil for a local repository.
 	Auth transport.AuthMethod
+	// CABundle is the PEM bundle an https Remote's certificate is checked
+	// against instead of the system's roots; nil for the system's.
+	CABundle []byte
 	// Signer, when set, signs every commit (OpenPGPSigner, SSHSigner).
 	Signer Signer
 	// Attempts bounds the fetch-rebase-push rounds of one Publish (5 when
@@ -96,7 +99,7 @@ func (b *Branch) open() (*git.Repository, error) {
 // fetch brings the remote's branch into the tracking ref and returns its
 // tip (zero when the remote has no such branch yet).
 func (b *Branch) fetch(ctx context.Context, repo *git.Repository) (plumbing.Hash, error) {
-	err := repo.FetchContext(ctx, &git.FetchOptions{RemoteName: remoteName, Auth: b.Auth, Tags: git.NoTags,
+	err := repo.FetchContext(ctx, &git.FetchOptions{RemoteName: remoteName, Auth: b.Auth, CABundle: b.CABundle, Tags: git.NoTags,
 		RefSpecs: []config.RefSpec{config.RefSpec("+" + b.localRef().String() + ":" + b.trackRef().String())}})
 	switch {
 	case err == nil || errors.Is(err, git.NoErrAlreadyUpToDate):
@@ -188,7 +191,7 @@ func (b *Branch) push(ctx context.Context, repo *git.Repository, tip, commit plu
 	if err := repo.Storer.SetReference(plumbing.NewHashReference(b.localRef(), commit)); err != nil {
 		return err
 	}
-	opts := &git.PushOptions{RemoteName: remoteName, Auth: b.Auth,
+	opts := &git.PushOptions{RemoteName: remoteName, Auth: b.Auth, CABundle: b.CABundle,
 		RefSpecs: []config.RefSpec{config.RefSpec(b.localRef().String() + ":" + b.localRef().String())}}
 	if !tip.IsZero() {
 		opts.RequireRemoteRefs = []config.RefSpec{config.RefSpec(tip.String() + ":" + b.localRef().String())}
@@ -399,11 +402,11 @@ func (b *Branch) Read(ctx context.Context) (map[string]Report, string, error) {
 // machine. The revision is the tip's commit hash. A file that does not
 // decode is named in the error, and the reports of the others are
 // returned with it.
-func Read(ctx context.Context, remote, branch string, auth transport.AuthMethod) (map[string]Report, string, error) {
+func Read(ctx context.Context, remote, branch string, auth transport.AuthMethod, caBundle []byte) (map[string]Report, string, error) {
 	if err := plumbing.NewBranchReferenceName(branch).Validate(); err != nil {
 		return nil, "", fmt.Errorf("status branch name %q: %w", branch, err)
 	}
-	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{URL: remote, Auth: auth,
+	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{URL: remote, Auth: auth, CABundle: caBundle,
 		ReferenceName: plumbing.NewBranchReferenceName(branch), SingleBranch: true, Depth: 1, Tags: git.NoTags})
 	if err != nil {
 		if isNoRef(err) {

@@ -115,7 +115,7 @@ func TestPublish_createsTheBranchAndReadsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, rev, err := Read(context.Background(), remote, "nodevirt-status", nil)
+	got, rev, err := Read(context.Background(), remote, "nodevirt-status", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestPublish_concurrentNodesKeepEachOthersFiles(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	got, _, err := Read(context.Background(), remote, "nodevirt-status", nil)
+	got, _, err := Read(context.Background(), remote, "nodevirt-status", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestPublish_giveUpAfterAttempts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("Publish = %v, want an error after 2 attempts", err)
 	}
-	got, _, err := Read(context.Background(), remote, "nodevirt-status", nil)
+	got, _, err := Read(context.Background(), remote, "nodevirt-status", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestRead_malformedFileIsNamedOthersAreRead(t *testing.T) {
 	}
 	for name, read := range map[string]func() (map[string]Report, string, error){
 		"Read": func() (map[string]Report, string, error) {
-			return Read(context.Background(), remote, "nodevirt-status", nil)
+			return Read(context.Background(), remote, "nodevirt-status", nil, nil)
 		},
 		"Branch.Read": func() (map[string]Report, string, error) { return branchFor(t, remote).Read(context.Background()) },
 	} {
@@ -328,7 +328,7 @@ func TestRead_malformedFileIsNamedOthersAreRead(t *testing.T) {
 
 func TestRead_missingBranch(t *testing.T) {
 	remote := bareRepo(t)
-	if _, _, err := Read(context.Background(), remote, "nodevirt-status", nil); !errors.Is(err, ErrNoBranch) {
+	if _, _, err := Read(context.Background(), remote, "nodevirt-status", nil, nil); !errors.Is(err, ErrNoBranch) {
 		t.Errorf("Read of an empty repository = %v, want ErrNoBranch", err)
 	}
 	if _, _, err := branchFor(t, remote).Read(context.Background()); !errors.Is(err, ErrNoBranch) {

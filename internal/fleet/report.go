@@ -40,6 +40,9 @@ type Report struct {
 	Errors     []string  `json:"errors,omitempty"`
 	// CA is the agent's CA certificate (PEM) for node-to-node TLS.
 	CA string `json:"ca,omitempty"`
+	// API is the agent's HTTPS address (https://host:port) when it
+	// listens: where other nodes pull the disks moved away from it.
+	API string `json:"api,omitempty"`
 }
 
 // Revisions are the source revisions the node last fetched, verified and
@@ -75,6 +78,10 @@ type VM struct {
 	Running    bool     `json:"running"`
 	DomainUUID string   `json:"domainUUID,omitempty"`
 	Drift      []string `json:"drift,omitempty"` // empty when in sync
+	// Placement is the hash of the placement rules (node selector,
+	// affinity, tolerations) the node placed the VM by: another node
+	// keeps the VM here only while its rules are still these.
+	Placement string `json:"placement,omitempty"`
 }
 
 // Volume is one DataVolume, PersistentVolumeClaim or PersistentVolume of
@@ -152,8 +159,9 @@ func FromStatus(node string, st status.Node, capacity Capacity, now time.Time) R
 		Node:       node,
 		Time:       now.UTC().Truncate(time.Second),
 		Revisions: Revisions{
-			Fetched: st.Source.Revision,
-			Applied: st.Source.LastAppliedRevision,
+			Fetched:  st.Source.Revision,
+			Verified: st.Source.VerifiedRevision,
+			Applied:  st.Source.LastAppliedRevision,
 		},
 		Capacity: capacity,
 		VMs:      []VM{},

@@ -64,8 +64,11 @@ type StatusBranch struct {
 type Source struct {
 	URL string `json:"url"`
 	// Revision is the revision the node is rendered from.
-	Revision  string     `json:"revision,omitempty"`
-	LastFetch *time.Time `json:"lastFetch,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	// VerifiedRevision is the last fetched revision whose signature passed
+	// verification; empty when signatures are not checked.
+	VerifiedRevision string     `json:"verifiedRevision,omitempty"`
+	LastFetch        *time.Time `json:"lastFetch,omitempty"`
 	// FetchError is why the last fetch failed ("" when it did not).
 	FetchError string `json:"fetchError,omitempty"`
 	// LastAppliedRevision and LastAttemptedRevision are Flux's: the last

@@ -2,9 +2,13 @@
 // translates one Butane file (variant openshift 4.8–4.22 or fcos) into the
 // Ignition config and the MachineConfig fields it carries, and turns Butane's
 // report into diagnostics with file:line:col and the user-spelled field path.
+// A Result also maps paths of its output back to the field the file wrote
+// (Result.Source), with Butane's own translation set, so errors found later
+// on what sugar made (boot_device.luks makes storage.luks) name the sugar.
 //
 // Butane is archived upstream and moves into github.com/coreos/ignition/v2;
-// keeping it behind this one file means the import move touches nothing else.
+// keeping it behind this one package means the import move touches nothing
+// else.
 // The translation never uses Butane's Raw mode, which drops
 // openshift.kernel_arguments. It must not import the rest of nodevirt except
 // manifests/diag.
@@ -49,37 +53,67 @@ type Result struct {
 	Extensions      []string
 	FIPS            bool
 	KernelType      string
+
+	src *sources
+}
+
+// Options are the translation's settings besides the source.
+type Options struct {
+	// FilesDir is where contents.local and trees are resolved ("" refuses
+	// them).
+	FilesDir string
+	// Line and Indent place a Butane config embedded in a larger file (a
+	// YAML block scalar): its first line is the file's line Line, and each
+	// of its lines is indented by Indent columns. Zero: the file is the
+	// config.
+	Line, Indent int
+}
+
+// place turns a line and column of the Butane config into the file's.
+func (o Options) place(line, col int) (int, int) {
+	if line <= 0 {
+		return 0, 0
+	}
+	if o.Line > 1 {
+		line += o.Line - 1
+	}
+	if col > 0 {
+		col += o.Indent
+	}
+	return line, col
 }
 
 // Translate translates data, the content of file (named in diagnostics).
-// filesDir is where contents.local and trees are resolved ("" refuses them).
 // Warnings come back with a Result; any error diagnostic means no Result.
-func Translate(file string, data []byte, filesDir string) (*Result, diag.List) {
+// Diagnostics name the field the user wrote, also for errors Butane finds in
+// the config its sugar made (boot_device.luks, not storage.luks), and the
+// Result maps later diagnostics on the output back the same way (Source).
+func Translate(file string, data []byte, opts Options) (*Result, diag.List) {
 	var head struct {
 		Variant string `yaml:"variant"`
 		Version string `yaml:"version"`
 	}
 	if err := yaml.Unmarshal(data, &head); err != nil {
-		return nil, diag.List{syntaxDiag(file, err)}
+		return nil, diag.List{syntaxDiag(file, err, opts)}
 	}
-	if d, ok := checkVariant(file, data, head.Variant, head.Version); !ok {
+	if d, ok := checkVariant(file, data, head.Variant, head.Version, opts); !ok {
 		return nil, diag.List{d}
 	}
 	out, rep, err := config.TranslateBytes(data, common.TranslateBytesOptions{
-		TranslateOptions: common.TranslateOptions{FilesDir: filesDir, NoResourceAutoCompression: true},
+		TranslateOptions: common.TranslateOptions{FilesDir: opts.FilesDir, NoResourceAutoCompression: true},
 	})
-	diags := reportDiags(file, rep)
+	diags := reportDiags(file, rep, opts)
 	if err != nil {
 		if !diags.HasErrors() {
 			d := diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)}
 			if l := yamlErrLine(err.Error()); l > 0 {
-				d.Line = l
+				d.Line, _ = opts.place(l, 0)
 			}
 			diags = append(diags, d)
 		}
 		return nil, diags
 	}
-	res := &Result{Variant: head.Variant, Version: head.Version}
+	res := &Result{Variant: head.Variant, Version: head.Version, src: newSources(data, head.Variant, head.Version, opts)}
 	if head.Variant == "fcos" {
 		res.Ignition = out
 		return res, diags
@@ -89,6 +123,14 @@ func Translate(file string, data []byte, filesDir string) (*Result, diag.List) {
 	if err != nil {
 		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
 	}
+	if err := res.fromMachineConfig(js); err != nil {
+		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
+	}
+	return res, diags
+}
+
+// fromMachineConfig reads the MachineConfig (JSON) an openshift file makes.
+func (res *Result) fromMachineConfig(js []byte) error {
 	var mc struct {
 		Metadata struct {
 			Name   string            `json:"name"`
@@ -103,7 +145,7 @@ func Translate(file string, data []byte, filesDir string) (*Result, diag.List) {
 		} `json:"spec"`
 	}
 	if err := json.Unmarshal(js, &mc); err != nil {
-		return nil, append(diags, diag.Diagnostic{Severity: diag.Error, File: file, Message: "butane output: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrButane, err)})
+		return err
 	}
 	res.Name, res.Labels = mc.Metadata.Name, mc.Metadata.Labels
 	res.Ignition = mc.Spec.Config
@@ -111,7 +153,7 @@ func Translate(file string, data []byte, filesDir string) (*Result, diag.List) {
 	res.Extensions = mc.Spec.Extensions
 	res.FIPS = mc.Spec.FIPS
 	res.KernelType = mc.Spec.KernelType
-	return res, diags
+	return nil
 }
 
 var openshiftVersion = regexp.MustCompile(`^4\.([0-9]+)\.0$`)
@@ -119,9 +161,9 @@ var fcosVersion = regexp.MustCompile(`^1\.[0-9]+\.0$`)
 
 // checkVariant keeps to what nodevirt supports: openshift 4.8.0–4.22.0 and the
 // stable fcos versions. Experimental versions and other variants are refused.
-func checkVariant(file string, data []byte, variant, version string) (diag.Diagnostic, bool) {
+func checkVariant(file string, data []byte, variant, version string, opts Options) (diag.Diagnostic, bool) {
 	at := func(key, format string, args ...any) diag.Diagnostic {
-		line, col := keyPos(data, key)
+		line, col := opts.place(keyPos(data, key))
 		err := fmt.Errorf("%w: "+format, append([]any{ErrVariant}, args...)...)
 		return diag.Diagnostic{Severity: diag.Error, File: file, Line: line, Col: col, Path: key, Message: err.Error(), Err: err}
 	}
@@ -163,7 +205,7 @@ func keyPos(data []byte, key string) (int, int) {
 
 // reportDiags converts Butane's report. Its entries carry the YAML path of the
 // source (e.g. storage.files.0.mode) and, when known, line and column.
-func reportDiags(file string, rep report.Report) diag.List {
+func reportDiags(file string, rep report.Report, opts Options) diag.List {
 	var out diag.List
 	for _, e := range rep.Entries {
 		sev := diag.Warning
@@ -173,13 +215,14 @@ func reportDiags(file string, rep report.Report) diag.List {
 		case report.Info:
 			continue
 		}
-		line, col := e.Marker.Start()
+		l, c := e.Marker.Start()
+		line, col := opts.place(int(l), int(c))
 		err := fmt.Errorf("%w: %s", ErrButane, e.Message)
 		out = append(out, diag.Diagnostic{
 			Severity: sev,
 			File:     file,
-			Line:     int(line),
-			Col:      int(col),
+			Line:     line,
+			Col:      col,
 			Path:     Path(e.Context),
 			Message:  e.Message,
 			Err:      err,
@@ -216,7 +259,8 @@ func yamlErrLine(msg string) int {
 	return 0
 }
 
-func syntaxDiag(file string, err error) diag.Diagnostic {
-	return diag.Diagnostic{Severity: diag.Error, File: file, Line: yamlErrLine(err.Error()),
+func syntaxDiag(file string, err error, opts Options) diag.Diagnostic {
+	line, _ := opts.place(yamlErrLine(err.Error()), 0)
+	return diag.Diagnostic{Severity: diag.Error, File: file, Line: line,
 		Message: "butane: YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: fmt.Errorf("%w: %w", ErrButane, err)}
 }

@@ -23,7 +23,7 @@ metadata:
     machineconfiguration.openshift.io/role: worker
 openshift:
   kernel_arguments: [intel_iommu=on]
-`), "")
+`), Options{})
 	if len(diags) > 0 || res == nil {
 		t.Fatalf("diags %v", diags)
 	}
@@ -41,7 +41,7 @@ openshift:
 // Butane's report becomes diagnostics with line, column and path; warnings
 // come back with the result.
 func TestTranslate_report(t *testing.T) {
-	res, diags := Translate("x.bu", []byte("variant: fcos\nversion: 1.6.0\nstorage:\n  files:\n  - path: /etc/x\n    contents: {inline: a}\n  bogus: 1\n"), "")
+	res, diags := Translate("x.bu", []byte("variant: fcos\nversion: 1.6.0\nstorage:\n  files:\n  - path: /etc/x\n    contents: {inline: a}\n  bogus: 1\n"), Options{})
 	if res == nil {
 		t.Fatalf("warnings only must translate: %v", diags)
 	}
@@ -52,7 +52,7 @@ func TestTranslate_report(t *testing.T) {
 	if !errors.Is(diags[0], ErrButane) {
 		t.Error("want ErrButane")
 	}
-	_, diags = Translate("x.bu", []byte("version: 1.6.0\n"), "")
+	_, diags = Translate("x.bu", []byte("version: 1.6.0\n"), Options{})
 	if len(diags) != 1 || diags[0].Path != "variant" || !errors.Is(diags[0], ErrVariant) || !strings.Contains(diags[0].Message, "no variant") {
 		t.Errorf("no variant: %v", diags)
 	}

@@ -238,7 +238,19 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
 		if why, ok := placed.Unschedulable[key]; ok {
-			if hint := notHere(spec, self); hint != "" {
+			hint := notHere(spec, self)
+			if rec, was := opt.Previous[key]; was && rec.Node == opt.Node && rec.Hash != hashes[key] && hint != "" {
+				// Its own rules moved it off this node: it leaves, even if
+				// this node knows no other that takes it (the one they
+				// name need not be described here). Placement rules that
+				// did not change keep a VM where it runs; these did. The
+				// record stays, so the next revision still knows.
+				st.Elsewhere++
+				st.OtherNode[name] = o.Ref.String() + ": its placement rules changed and no longer select node " + opt.Node + " (" + hint + ")"
+				st.Placement[key] = rec
+				continue
+			}
+			if hint != "" {
 				why = strings.TrimSuffix(why, ".") + ". On node " + opt.Node + ": " + hint
 			}
 			st.Unschedulable[name] = o.Ref.String() + ": " + why

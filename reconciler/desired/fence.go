@@ -23,12 +23,22 @@ type Placed struct {
 	Hash string `json:"hash"`
 }
 
+// Reported is what a node's status report says of one VM.
+type Reported struct {
+	Node    string
+	Running bool
+	// Hash is the hash of the placement rules the node placed the VM by
+	// (placement.VM.Hash); "" when the report does not say.
+	Hash string
+	// At is when the node wrote the report.
+	At time.Time
+}
+
 // Reports are the other agents' status reports, as last read.
 type Reports interface {
-	// Where says which node reports the VM ("namespace/name"), whether it
-	// runs there, and when that node wrote the report; ok is false when
-	// no node reports it.
-	Where(vmKey string) (node string, running bool, reportedAt time.Time, ok bool)
+	// Where says which node reports the VM ("namespace/name") and what it
+	// reports; ok is false when no node reports it.
+	Where(vmKey string) (r Reported, ok bool)
 	// NodeReportedAt is when node last wrote its report.
 	NodeReportedAt(node string) (time.Time, bool)
 }
@@ -53,8 +63,10 @@ func previous(v placement.VM, opt Options) string {
 	if opt.Reports == nil {
 		return ""
 	}
-	if node, running, at, ok := opt.Reports.Where(v.Key); ok && running && fresh(at, opt) {
-		return node
+	// Only by the same rules: a VM whose rules changed since its node
+	// placed it is placed afresh, as with a record.
+	if r, ok := opt.Reports.Where(v.Key); ok && r.Running && r.Hash == hash && fresh(r.At, opt) {
+		return r.Node
 	}
 	return ""
 }
@@ -88,8 +100,9 @@ func fence(key string, set *manifests.Set, opt Options) string {
 	if opt.Reports == nil {
 		return ""
 	}
-	node, running, at, ok := opt.Reports.Where(key)
-	if !ok || !running || node == opt.Node {
+	r, ok := opt.Reports.Where(key)
+	node, at := r.Node, r.At
+	if !ok || !r.Running || node == opt.Node {
 		return ""
 	}
 	last := at

@@ -53,15 +53,11 @@ type fakeReports struct {
 	nodes map[string]time.Time
 }
 
-type fakeReport struct {
-	node    string
-	running bool
-	at      time.Time
-}
+type fakeReport = Reported
 
-func (f fakeReports) Where(key string) (string, bool, time.Time, bool) {
+func (f fakeReports) Where(key string) (Reported, bool) {
 	r, ok := f.vms[key]
-	return r.node, r.running, r.at, ok
+	return r, ok
 }
 
 func (f fakeReports) NodeReportedAt(node string) (time.Time, bool) {
@@ -150,7 +146,7 @@ func TestBuild_outOfServiceAndFencing(t *testing.T) {
 	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 	at := func(ago time.Duration) fakeReports {
 		t := now.Add(-ago)
-		return fakeReports{vms: map[string]fakeReport{"default/db": {"n1", true, t}}, nodes: map[string]time.Time{"n1": t}}
+		return fakeReports{vms: map[string]fakeReport{"default/db": {Node: "n1", Running: true, At: t}}, nodes: map[string]time.Time{"n1": t}}
 	}
 	onN2 := func(set *manifests.Set, r Reports) *VM {
 		opt := testOptions
@@ -172,7 +168,7 @@ func TestBuild_outOfServiceAndFencing(t *testing.T) {
 		t.Errorf("stale report and out-of-service: db must start, got %q", got)
 	}
 	stopped := at(10 * time.Second)
-	stopped.vms["default/db"] = fakeReport{"n1", false, now}
+	stopped.vms["default/db"] = fakeReport{Node: "n1", Running: false, At: now}
 	if got := onN2(tainted, stopped).Fenced; got != "" {
 		t.Errorf("n1 reports db stopped: %q", got)
 	}
@@ -188,11 +184,17 @@ func TestBuild_outOfServiceAndFencing(t *testing.T) {
 func TestBuild_reportedNodeWithoutRecord(t *testing.T) {
 	set := fleetSet(fleetNode("n1", ""), fleetNode("n2", ""), fleetVM("db", "db", ""))
 	now := time.Now()
-	r := fakeReports{vms: map[string]fakeReport{"default/db": {"n2", true, now}}, nodes: map[string]time.Time{"n2": now}}
+	hash := buildOn(set, "n2", nil, nil).Placement["default/db"].Hash
+	r := fakeReports{vms: map[string]fakeReport{"default/db": {Node: "n2", Running: true, Hash: hash, At: now}}, nodes: map[string]time.Time{"n2": now}}
 	if got := nodesOf(buildOn(set, "n1", nil, r))["default/db"]; got != "n2" {
 		t.Errorf("db placed on %s, want n2 where it runs", got)
 	}
-	r.vms["default/db"] = fakeReport{"n2", true, now.Add(-time.Hour)}
+	// Placed there by other rules: db is placed afresh.
+	r.vms["default/db"] = fakeReport{Node: "n2", Running: true, Hash: "other rules", At: now}
+	if got := nodesOf(buildOn(set, "n1", nil, r))["default/db"]; got != "n1" {
+		t.Errorf("a report of other rules must not hold db: placed on %s", got)
+	}
+	r.vms["default/db"] = fakeReport{Node: "n2", Running: true, Hash: hash, At: now.Add(-time.Hour)}
 	if got := nodesOf(buildOn(set, "n1", nil, r))["default/db"]; got != "n1" {
 		t.Errorf("a stale report must not hold db: placed on %s", got)
 	}
@@ -208,4 +210,41 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A VM whose own rules now select a node this agent does not know leaves
+// this node (it is not kept as merely unschedulable), and keeps leaving at
+// the next revision; a VM whose rules did not change stays where it runs.
+func TestBuild_rulesMovedToUnknownNode(t *testing.T) {
+	here := fleetSet(fleetVM("db", "db", "      nodeSelector: {kubernetes.io/hostname: n1}\n"))
+	first := buildOn(here, "n1", nil, nil)
+	if got := nodesOf(first)["default/db"]; got != "n1" {
+		t.Fatalf("db on %q, want n1", got)
+	}
+	moved := fleetSet(fleetVM("db", "db", "      nodeSelector: {kubernetes.io/hostname: n2}\n"))
+	st := buildOn(moved, "n1", first.Placement, nil)
+	if why := st.OtherNode["default_db"]; !strings.Contains(why, "placement rules changed") || !strings.Contains(why, "kubernetes.io/hostname=n2") {
+		t.Fatalf("db must leave n1 naming its rules, got OtherNode %q, Unschedulable %q", why, st.Unschedulable["default_db"])
+	}
+	if len(st.VMs) != 0 || st.Unschedulable["default_db"] != "" {
+		t.Errorf("db must be neither rendered nor unschedulable here: %d VMs, %q", len(st.VMs), st.Unschedulable["default_db"])
+	}
+	again := buildOn(moved, "n1", st.Placement, nil)
+	if again.OtherNode["default_db"] == "" {
+		t.Errorf("at the next revision db must still be leaving: %v / %v", again.OtherNode, again.Unschedulable)
+	}
+	// The node lost a label its unchanged rules need: the VM stays where
+	// it was placed (rules apply at scheduling only).
+	labelled := fleetSet(fleetVM("db", "db", "      nodeSelector: {disk: ssd}\n"))
+	opt := testOptions
+	opt.Node, opt.NodeLabels = "n1", map[string]string{"disk": "ssd"}
+	onSSD := Build(labelled, "r", opt)
+	opt.NodeLabels, opt.Previous = nil, onSSD.Placement
+	kept := Build(labelled, "r", opt)
+	if nodesOf(onSSD)["default/db"] != "n1" {
+		t.Fatalf("db not placed on n1 with disk=ssd: %v", onSSD.Unschedulable)
+	}
+	if nodesOf(kept)["default/db"] != "n1" || kept.OtherNode["default_db"] != "" {
+		t.Errorf("a label lost by the node must not move db: placed %v, OtherNode %v", nodesOf(kept), kept.OtherNode)
+	}
 }

@@ -197,7 +197,9 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if a.Claim != "" {
-			return m.deleteClaim(a.Claim)
+			if err := m.deleteClaim(a.Claim); err != nil || a.Volume == "" {
+				return err
+			}
 		}
 		return m.deleteVolume(a.Volume)
 	}
@@ -318,20 +320,27 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	if !req.Block {
 		req.Size = c.DiskSize
 	}
-	if err := m.resolve(c.Namespace, c.Source, &req); err != nil {
+	from, err := m.movedFrom(b)
+	if err != nil {
+		return fmt.Errorf("import %s: PersistentVolume %s moved here: %w", a.Claim, b.Volume, err)
+	}
+	if from != "" {
+		// The data exists: the node that held the volume serves it.
+		req = ImportRequest{Kind: SourcePeer, URL: from, SourcePath: b.Volume, Target: b.path(), Block: b.Device != "", Limits: c.Limits}
+	} else if err := m.resolve(c.Namespace, c.Source, &req); err != nil {
 		m.fail(a.Claim, c, err)
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if c.Source.Kind == SourcePVC {
+	if from == "" && c.Source.Kind == SourcePVC {
 		src := m.claimRecs[c.Source.CloneOf]
 		if src == nil || src.Path == "" {
 			return fmt.Errorf("clone source %s has no disk", c.Source.CloneOf)
 		}
 		req.SourcePath = src.Path
 	}
-	if c.Source.Kind == SourceBlank && req.Block {
+	if from == "" && c.Source.Kind == SourceBlank && req.Block {
 		req.Size = 0
 	}
 	scratch, err := m.scratchDir(p.State, c)
@@ -348,7 +357,10 @@ func (m *Manager) importClaim(p *Plan, a Action) error {
 	}
 	r.Hash, r.Claim, r.Owner, r.Object = c.Hash, c, c.Owner, c.Object
 	r.Phase, r.Progress, r.Reason, r.Message = PhaseImportInProgress, 0, "Running", "Import in progress"
-	if c.Source.Kind == SourcePVC {
+	switch {
+	case from != "":
+		r.Message = "Pulling the moved volume from node " + from
+	case c.Source.Kind == SourcePVC:
 		r.Phase, r.Message = PhaseCloneInProgress, "Clone in progress"
 	}
 	// Before anything writes the disk: a file the state does not know is
@@ -417,6 +429,13 @@ func (m *Manager) deleteData(a Action) error {
 	}
 	if v != nil {
 		switch {
+		case v.hostDevice():
+			// Never erased: the plan releases or forgets such a volume
+			// instead; a delete reaching one keeps the device as it is.
+			v.Claim, v.Phase = "", VolumeReleased
+			if err := m.putVolume(v); err != nil {
+				return err
+			}
 		case v.Dynamic:
 			if err := m.files.RemoveAll(v.Dir); err != nil {
 				return err

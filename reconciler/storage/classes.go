@@ -138,7 +138,12 @@ func (b *builder) fromProfile(o *manifests.Object, p string, c *Claim, cls *Clas
 		// the class's PersistentVolumes, as it does for local storage.
 		sets = b.staticClasses[c.Class]
 	default:
-		sets = []PropertySet{{AccessModes: []string{ReadWriteOnce}, VolumeMode: Filesystem}}
+		// No class: a node-local disk, ReadWriteOnce in the mode the claim
+		// asks for (Filesystem when it names none).
+		sets = []PropertySet{
+			{AccessModes: []string{ReadWriteOnce}, VolumeMode: Filesystem},
+			{AccessModes: []string{ReadWriteOnce}, VolumeMode: Block},
+		}
 	}
 	for _, ps := range sets {
 		if !needMode && ps.VolumeMode != c.VolumeMode {

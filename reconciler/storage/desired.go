@@ -46,7 +46,7 @@ func Build(set *manifests.Set, opt Options) *State {
 		set: set, opt: opt,
 		st: &State{
 			Classes: map[string]*Class{}, Volumes: map[string]*Volume{}, Claims: map[string]*Claim{},
-			Invalid: map[string]string{}, Elsewhere: map[string]string{},
+			Invalid: map[string]string{}, Elsewhere: map[string]string{}, Away: map[string]AwayVolume{},
 			Settings:       Settings{Overhead: DefaultFilesystemOverhead, ClassOverhead: map[string]float64{}},
 			PruneSuspended: set.Incomplete,
 		},

@@ -56,8 +56,11 @@ provisioner: example.com/mystery
 		{"block not loop", pv("  hostPath: {path: /dev/sdb}\n  volumeMode: Block\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n"), ErrBlockLoop, "spec.hostPath.path", "PersistentVolume pv", diag.Error},
 		{"relative path", pv("  hostPath: {path: var/pv}\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n"), ErrPathAbsolute, "spec.hostPath.path", "PersistentVolume pv", diag.Error},
 		{"dv pvc and storage", dv("  source: {blank: {}}\n  pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n  storage: {resources: {requests: {storage: 1Gi}}}\n"), ErrDVPVCStorage, "spec", "DataVolume default/dv", diag.Error},
-		{"dv storage written empty", dv("  source: {blank: {}}\n  storage:\n"), ErrDVStorageEmpty, "spec.storage", "DataVolume default/dv", diag.Error},
-		{"dv pvc written empty", dv("  source: {blank: {}}\n  pvc:\n"), ErrDVPVCEmpty, "spec.pvc", "DataVolume default/dv", diag.Error},
+		// Written with nothing under it: the API with its defaults, so the
+		// field it needs is named.
+		{"dv storage written empty", dv("  source: {blank: {}}\n  storage:\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
+		{"dv storage {}", dv("  source: {blank: {}}\n  storage: {}\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
+		{"dv pvc written empty", dv("  source: {blank: {}}\n  pvc:\n"), ErrPVCAccessModes, "spec.pvc.accessModes", "DataVolume default/dv", diag.Error},
 		{"dv neither", dv("  source: {blank: {}}\n"), ErrDVPVCStorage, "spec", "DataVolume default/dv", diag.Error},
 		{"dv pvc api access modes", dv("  source: {blank: {}}\n  pvc: {resources: {requests: {storage: 1Gi}}}\n"), ErrPVCAccessModes, "spec.pvc.accessModes", "DataVolume default/dv", diag.Error},
 		{"dv no size", dv("  source: {blank: {}}\n  storage: {}\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
@@ -239,5 +242,30 @@ func TestBuild_placementAndEviction(t *testing.T) {
 	d := findDiag(st.Diags, ErrLiveMigrateRWO)
 	if d == nil || d.Severity != diag.Warning || d.Path != "spec.template.spec.evictionStrategy" {
 		t.Fatalf("diags %v", st.Diags)
+	}
+}
+
+// A Block DataVolume of the storage API on a repository without any
+// StorageClass gets ReadWriteOnce in Block mode, as a Filesystem one does
+// in Filesystem mode (CDI's registry-image-block-datavolume.yaml).
+func TestBuild_blockWithoutClass(t *testing.T) {
+	for _, mode := range []string{"Block", "Filesystem"} {
+		st := build(t, `---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: dv, namespace: default}
+spec:
+  source: {blank: {}}
+  storage:
+    volumeMode: `+mode+`
+    resources: {requests: {storage: 1Gi}}
+`)
+		if st.Diags.HasErrors() {
+			t.Fatalf("%s: %v", mode, st.Diags.Errors())
+		}
+		c := st.Claims["default/dv"]
+		if c == nil || c.VolumeMode != mode || strings.Join(c.AccessModes, ",") != ReadWriteOnce {
+			t.Fatalf("%s: claim %+v, want ReadWriteOnce in %s mode", mode, c, mode)
+		}
 	}
 }

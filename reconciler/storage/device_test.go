@@ -221,3 +221,46 @@ func TestDevice_bindAndRelease(t *testing.T) {
 		})
 	}
 }
+
+// A host disk's PersistentVolume moving to another node (a disk both see,
+// or one carried over): once the new node runs the VM the old node
+// forgets the volume; it never erases the disk.
+func TestDevice_movedIsForgottenNotErased(t *testing.T) {
+	root := deviceRoot(t)
+	r := newRig(t)
+	r.cfg.Root = root
+	r.restart()
+	state := func(yaml string) *State {
+		st := Build(manifests.Parse("pv.yaml", []byte(yaml), manifests.Options{}), Options{Node: "node01", AllowedBlockDevices: allowWWN})
+		if st.Diags.HasErrors() {
+			t.Fatal(st.Diags)
+		}
+		return st
+	}
+	if _, rep := r.apply(state(fmt.Sprintf(devicePV, "disk1", wwn) + deviceDV + vm("db", "dv:disk"))); rep.Err() != nil {
+		t.Fatal(rep.Outcomes)
+	}
+	r.m.cfg.Running = func(string) bool { return false }
+	r.m.cfg.Released = func(string, []string) (bool, string) { return true, "" }
+	moved := strings.Replace(fmt.Sprintf(devicePV, "disk1", wwn), "values: [node01]", "values: [node02]", 1) + deviceDV +
+		strings.Replace(vm("db", "dv:disk"), "    spec:\n      domain:", "    spec:\n      nodeSelector: {kubernetes.io/hostname: node02}\n      domain:", 1)
+	p, rep := r.apply(state(moved))
+	a := hasAction(p, ActForget, "PersistentVolume disk1")
+	if a == nil || !strings.Contains(a.Reason, "never erases") || a.Target != filepath.Join(root, wwn) || rep.Err() != nil {
+		t.Fatalf("plan %q, %v", actions(p), rep.Err())
+	}
+	for _, act := range p.Actions {
+		if act.Action == ActDeleteData {
+			t.Fatalf("a host disk is deleted: %s %s", act.Object, act.Reason)
+		}
+	}
+	r.m.mu.Lock()
+	rec, claim := r.m.volumeRecs["disk1"], r.m.claimRecs["default/disk"]
+	r.m.mu.Unlock()
+	if rec != nil || claim != nil {
+		t.Fatalf("records after the move: volume %+v, claim %+v", rec, claim)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "dev/sdb")); err != nil || fi.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("the device node changed: %v", err)
+	}
+}

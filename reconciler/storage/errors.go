@@ -26,8 +26,6 @@ var (
 	ErrStorageRequired     = errors.New("resources.requests.storage is required")
 	ErrStorageSize         = errors.New("storage size must be greater than 0")
 	ErrPVCAccessModes      = errors.New("accessModes is required when the PVC API is used (spec.pvc)")
-	ErrDVStorageEmpty      = errors.New("spec.storage is empty: it needs at least resources.requests.storage (accessModes, volumeMode and the class come from the defaults)")
-	ErrDVPVCEmpty          = errors.New("spec.pvc is empty: it needs accessModes and resources.requests.storage")
 	ErrDVPVCStorage        = errors.New("exactly one of spec.pvc and spec.storage must be set")
 	ErrDVSource            = errors.New("exactly one of spec.source and spec.sourceRef must be set")
 	ErrDVSourceKind        = errors.New("spec.source must have exactly one source type")

@@ -130,6 +130,23 @@ type Config struct {
 	// InUse reports whether a running domain uses a path; data in use is
 	// never deleted. nil means nothing is.
 	InUse func(path string) bool
+	// Running reports whether a running domain uses a path: a volume
+	// moved to another node is served to it only when none does (a
+	// stopped domain may keep its definition). Nil counts every path as
+	// used.
+	Running func(path string) bool
+	// MovedFrom names the other node that holds the data of static
+	// PersistentVolume pv, which moved here: a DataVolume bound to it
+	// pulls that data instead of importing its source. "" when no node
+	// does (a fresh volume); an error when it cannot be told, and the
+	// claim waits. nil: volumes never move.
+	MovedFrom func(pv string) (node string, err error)
+	// Released says whether the copy here of a static PersistentVolume
+	// that moved to another node may go: once that node runs the VMs
+	// that use it ("VirtualMachine namespace/name", as a claim's
+	// consumers are named); otherwise why it stays. nil: moved volumes
+	// are kept.
+	Released func(pv string, vms []string) (bool, string)
 	// OnChange is called (from a background goroutine) when an import
 	// ends, so the caller can reconcile the VMs waiting for it.
 	OnChange func()

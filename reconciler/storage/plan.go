@@ -559,6 +559,16 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 		// A plain claim: a blank disk.img as KubeVirt makes one, unless the
 		// volume already holds a disk.
 		if !block && !pl.m.files.Exists(target) {
+			// A blank disk over a moved volume would hide its data.
+			if from, err := pl.m.movedFrom(b); err != nil || from != "" {
+				msg := fmt.Sprintf("PersistentVolume %s moved here and only a DataVolume pulls its data from the node that held it; copy disk.img by hand", b.Volume)
+				if err != nil {
+					msg = fmt.Sprintf("PersistentVolume %s moved here, but where its data is cannot be told: %v", b.Volume, err)
+				}
+				pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
+				st(PhasePending, "MovedVolume", msg, 0)
+				return
+			}
 			pl.add(Action{Step: plan.Step{Action: ActCreateDisk, Object: c.Object, Target: target, Reason: fmt.Sprintf("create a blank %s disk.img (filesystem overhead %.1f%%)", quantity(c.DiskSize), c.Overhead*100), Drift: rec != nil && rec.Phase == PhaseBound}, Claim: key, Volume: b.Volume})
 			st(PhasePending, "Provisioning", "", 0)
 			return
@@ -610,6 +620,14 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 	src := c.Source
 	if src == nil {
 		return
+	}
+	if from, err := pl.m.movedFrom(b); err != nil {
+		msg := fmt.Sprintf("PersistentVolume %s moved here, but where its data is cannot be told: %v", b.Volume, err)
+		pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
+		st(PhaseImportScheduled, "MovedVolume", msg, 0)
+		return
+	} else if from != "" {
+		src = &Source{Kind: SourcePeer, URL: from}
 	}
 	switch src.Kind {
 	case SourceUpload:
@@ -715,6 +733,8 @@ func describeSource(s *Source) string {
 		return "from " + s.URL
 	case SourcePVC:
 		return "clone of " + s.CloneOf
+	case SourcePeer:
+		return "from node " + s.URL + ", which held the volume before it moved here"
 	}
 	return s.Kind
 }
@@ -780,6 +800,9 @@ func dataOf(v *volumeRecord) string {
 	if v.Backing != "" {
 		return v.Backing
 	}
+	if v.hostDevice() {
+		return v.Device
+	}
 	if v.Dynamic {
 		return v.Dir
 	}
@@ -791,6 +814,31 @@ func (pl *planner) removedVolumes() {
 	for _, name := range slices.Sorted(maps.Keys(pl.m.volumeRecs)) {
 		v := pl.m.volumeRecs[name]
 		if v.Dynamic || pl.st.Volumes[name] != nil || pl.st.Invalid[v.Object] != "" {
+			continue
+		}
+		if away, ok := pl.st.Away[name]; ok && (v.Claim != "" || v.Phase == VolumeReleased) {
+			// A moved volume: the new node pulls this copy, which must
+			// outlive the move (seed 8.18.12) until that node runs the VM.
+			why := away.Reason + ": its data stays here for that node to pull, until that node runs the VM"
+			if pl.m.cfg.Released != nil && v.Claim != "" {
+				done, wait := pl.m.cfg.Released(name, pl.m.vmsOf(v.Claim))
+				// The VM's stopped domain may keep its definition here,
+				// for the VM may come back: only a running one holds it.
+				inUse := pl.m.cfg.Running == nil || pl.m.cfg.Running(dataOf(v))
+				switch {
+				case done && !inUse && v.hostDevice():
+					pl.add(Action{Step: plan.Step{Action: ActForget, Object: v.Object, Target: dataOf(v),
+						Reason: away.Reason + ", where its VM now runs: nodevirt forgets the host block device here and never erases it"}, Claim: v.Claim, Volume: name})
+					continue
+				case done && !inUse:
+					pl.add(Action{Step: plan.Step{Action: ActDeleteData, Object: v.Object, Target: dataOf(v),
+						Reason: away.Reason + ", where its VM now runs: the copy here goes"}, Claim: v.Claim, Volume: name})
+					continue
+				case wait != "":
+					why = away.Reason + ": " + wait
+				}
+			}
+			pl.add(Action{Step: plan.Step{Action: ActHold, Object: v.Object, Target: dataOf(v), Reason: why}, Volume: name})
 			continue
 		}
 		if v.Claim != "" && pl.st.Claims[v.Claim] != nil {

@@ -207,3 +207,34 @@ func TestStatic_waitNamesTheHolder(t *testing.T) {
 		t.Fatalf("wait: %+v", a)
 	}
 }
+
+// CDI's clone example: "storage:" with nothing under it is the storage API
+// with its defaults, and the clone takes its size from the source claim.
+func TestBuild_emptyStorageClone(t *testing.T) {
+	st := build(t, hostpathBase+`---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata: {name: source-datavolume, namespace: default}
+spec:
+  source: {blank: {}}
+  storage: {resources: {requests: {storage: 3Gi}}}
+---
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: cloned-datavolume
+spec:
+  source:
+    pvc:
+      namespace: default
+      name: source-datavolume
+  storage:
+`)
+	if len(st.Diags) > 0 {
+		t.Fatal(st.Diags)
+	}
+	c, src := st.Claims["default/cloned-datavolume"], st.Claims["default/source-datavolume"]
+	if c == nil || c.API != "storage" || c.Source.CloneOf != "default/source-datavolume" || c.Request != src.Request || c.Request != 3<<30 {
+		t.Fatalf("clone %+v", c)
+	}
+}

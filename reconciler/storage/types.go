@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
@@ -63,12 +65,23 @@ type State struct {
 	// Elsewhere holds claims whose consumers run on other nodes: what this
 	// node holds of them is kept, neither provisioned nor deleted.
 	Elsewhere map[string]string `json:"elsewhere,omitempty"`
-	Settings  Settings          `json:"settings"`
+	// Away holds static PersistentVolumes whose node affinity selects
+	// another node: the data this node holds of one is what that node
+	// pulls when the volume moves, so it is kept, not forgotten. Left out
+	// of the plan's JSON: every other node's volume would be listed.
+	Away     map[string]AwayVolume `json:"-"`
+	Settings Settings              `json:"settings"`
 	// PruneSuspended: a file failed to parse, so nothing is deleted.
 	PruneSuspended bool `json:"pruneSuspended,omitempty"`
 	// AllowPruneAll confirms a revision that removes every claim with data.
 	AllowPruneAll bool      `json:"allowPruneAll,omitempty"`
 	Diags         diag.List `json:"-"`
+}
+
+// AwayVolume is a static PersistentVolume placed on another node.
+type AwayVolume struct {
+	Reason       string                     `json:"reason"`
+	NodeAffinity *corev1.VolumeNodeAffinity `json:"nodeAffinity,omitempty"`
 }
 
 // Settings are the cluster-wide CDI settings (CDI spec.config and the
@@ -169,6 +182,10 @@ const (
 	SourceBlank    = "blank"
 	SourcePVC      = "pvc"
 	SourceUpload   = "upload"
+	// SourcePeer is a moved PersistentVolume's data, pulled from the node
+	// that held it before (the request's URL names that node and its
+	// SourcePath the volume): not a kind manifests can name.
+	SourcePeer = "peer"
 )
 
 // Source is where a DataVolume's data comes from.

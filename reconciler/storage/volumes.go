@@ -94,6 +94,7 @@ func (b *builder) volumes() {
 			continue
 		}
 		if !b.selects(pv.Spec.NodeAffinity) {
+			b.st.Away[v.Name] = AwayVolume{Reason: "its nodeAffinity selects another node", NodeAffinity: pv.Spec.NodeAffinity}
 			continue
 		}
 		b.st.Volumes[v.Name] = v

@@ -106,12 +106,22 @@ func within(paths []string, path string) bool {
 // Uses). A running domain is checked in its live definition too: a disk
 // attached at run time is not in the persistent one.
 func (d *Driver) InUse(ctx context.Context, path string) (bool, error) {
+	return d.uses(ctx, path, 0, []libvirt.DomainXMLFlags{0, libvirt.DOMAIN_XML_INACTIVE})
+}
+
+// RunningUses reports whether an active domain uses path in its live
+// definition: a stopped domain's disks may be read whole.
+func (d *Driver) RunningUses(ctx context.Context, path string) (bool, error) {
+	return d.uses(ctx, path, libvirt.CONNECT_LIST_DOMAINS_ACTIVE, []libvirt.DomainXMLFlags{0})
+}
+
+func (d *Driver) uses(ctx context.Context, path string, list libvirt.ConnectListAllDomainsFlags, defs []libvirt.DomainXMLFlags) (bool, error) {
 	c, release, err := d.acquire(ctx)
 	if err != nil {
 		return false, fmt.Errorf("list domains: %w", err)
 	}
 	defer release()
-	doms, err := c.ListAllDomains(0)
+	doms, err := c.ListAllDomains(list)
 	if err != nil {
 		return false, wrapErr("list domains on", d.uri, err)
 	}
@@ -121,7 +131,7 @@ func (d *Driver) InUse(ctx context.Context, path string) (bool, error) {
 		}
 	}()
 	for i := range doms {
-		for _, flags := range []libvirt.DomainXMLFlags{0, libvirt.DOMAIN_XML_INACTIVE} {
+		for _, flags := range defs {
 			x, err := doms[i].GetXMLDesc(flags)
 			if isNoDomain(err) {
 				break // gone since the listing

@@ -2,6 +2,7 @@ package virt
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -108,7 +109,8 @@ func TestHostdevPCIAddresses(t *testing.T) {
 	}
 }
 
-// InUse asks the hypervisor: defined and running domains both count.
+// InUse asks the hypervisor: defined and running domains both count;
+// RunningUses counts the running ones only.
 func TestDriver_InUse(t *testing.T) {
 	disk := func(path string) string {
 		return fmt.Sprintf(`<devices><disk type='file' device='disk'><source file='%s'/><target dev='vda' bus='virtio'/></disk></devices>`, path)
@@ -128,6 +130,13 @@ func TestDriver_InUse(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("InUse(%s) = %v, want %v", path, got, want)
+		}
+		running, err := d.RunningUses(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantRunning := want && !strings.HasPrefix(path, "/data/defined"); running != wantRunning {
+			t.Errorf("RunningUses(%s) = %v, want %v", path, running, wantRunning)
 		}
 	}
 }

@@ -61,7 +61,7 @@ var goldenCases = []struct {
 		"san-lun":      {Path: "/dev/disk/by-id/scsi-36001405e1c2f3a4b5c6d7e8f9a0b1c2d", Block: true, VolumeMode: "Block"},
 		"cluster-data": {Path: "/dev/loop11", Block: true, VolumeMode: "Block"},
 	}},
-	{file: "vmi-lun-guide.yaml", wantErrors: []string{"spec.domain.devices.disks[0].lun.bus"}, claims: map[string]ClaimDisk{
+	{file: "vmi-lun-guide.yaml", claims: map[string]ClaimDisk{
 		"mypvc": {Path: "/dev/loop12", Block: true, VolumeMode: "Block"},
 	}},
 	{file: "vm-resources.yaml"},

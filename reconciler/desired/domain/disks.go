@@ -202,9 +202,9 @@ func lunSource(in Input, d kubevirtv1.Disk, vi int, src source, rel string, out 
 		ok = false
 	}
 	if d.LUN.Bus != kubevirtv1.DiskBusSCSI {
-		// KubeVirt defaults a lun to sata like any disk, and QEMU then
-		// refuses to start the VM; saying so here is the same refusal,
-		// earlier.
+		// Written out: defaulting gives a lun scsi (KubeVirt's sata
+		// would not start); libvirt refuses any other bus at start, so
+		// saying so here is the same refusal, earlier.
 		out.add(diag.Error, ErrUnsupported, rel+".lun.bus",
 			"unsupported: bus %q: QEMU passes SCSI commands through only on the scsi bus; set lun.bus: scsi", d.LUN.Bus)
 		ok = false

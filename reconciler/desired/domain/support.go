@@ -170,7 +170,7 @@ var fields = []Field{
 	{Path: "domain.devices.disks[*].cdrom.bus", Support: Mapped, Note: "<target bus dev>, as for disks"},
 	{Path: "domain.devices.disks[*].cdrom.readonly", Support: Mapped, Note: "<readonly/> unless false"},
 	{Path: "domain.devices.disks[*].cdrom.tray", Support: Mapped, Note: "<target tray=open> when open"},
-	{Path: "domain.devices.disks[*].lun", Support: Mapped, Note: "<disk type=block device=lun> on a Block claim (PVC or DataVolume; a Filesystem claim is refused), sgio unset (libvirt's filtered) as in KubeVirt, <driver discard=unmap>; bus scsi only, since QEMU passes SCSI commands through on no other bus (sata, KubeVirt's default, is refused); readonly = <readonly/>; reservation = <source><reservations managed=yes>, libvirt runs qemu-pr-helper (KubeVirt uses its pr-helper daemon's socket)"},
+	{Path: "domain.devices.disks[*].lun", Support: Mapped, Note: "<disk type=block device=lun> on a Block claim (PVC or DataVolume; a Filesystem claim is refused), sgio unset (libvirt's filtered) as in KubeVirt, <driver discard=unmap>; bus scsi only, since QEMU passes SCSI commands through on no other bus: an unset bus is scsi (KubeVirt's sata default would not start), sata written out is refused; readonly = <readonly/>; reservation = <source><reservations managed=yes>, libvirt runs qemu-pr-helper (KubeVirt uses its pr-helper daemon's socket)"},
 	{Path: "domain.devices.disks[*].bootOrder", Support: Mapped, Note: "<boot order>; any boot order anywhere drops <os><boot dev=hd>"},
 	{Path: "domain.devices.disks[*].serial", Support: Mapped, Note: "<serial>"},
 	{Path: "domain.devices.disks[*].cache", Support: Mapped, Note: "<driver cache>; unset = libvirt's default (writeback), because none fails on tmpfs"},
