@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -42,9 +43,6 @@ func (rt *Runtime) movedFrom(pv string) (string, error) {
 // pullDisk pulls a moved volume's disk from the node that holds it, over
 // mutual TLS with a client certificate of this agent's own CA.
 func (rt *Runtime) pullDisk(ctx context.Context, r storage.ImportRequest) error {
-	if r.Block {
-		return fmt.Errorf("PersistentVolume %s: pulling a moved block volume is not supported; copy its backing file by hand", r.SourcePath)
-	}
 	if rt.cfg.PKIDir == "" || rt.Agent == nil {
 		return fmt.Errorf("PersistentVolume %s moved here from node %s, but this agent has no CA to pull it with (run it with --listen)", r.SourcePath, r.URL)
 	}
@@ -61,7 +59,7 @@ func (rt *Runtime) pullDisk(ctx context.Context, r storage.ImportRequest) error 
 		return err
 	}
 	defer client.CloseIdleConnections()
-	if err := (&diskmove.Puller{Client: client, Log: rt.cfg.Log}).Pull(ctx, o.URL+api.DisksPrefix, r.SourcePath, r.Target); err != nil {
+	if err := (&diskmove.Puller{Client: client, Log: rt.cfg.Log, JournalDir: filepath.Join(rt.cfg.StateDir, "diskmove")}).Pull(ctx, o.URL+api.DisksPrefix, r.SourcePath, r.Target); err != nil {
 		return fmt.Errorf("pull PersistentVolume %s from node %s: %w", r.SourcePath, o.Node, err)
 	}
 	return nil

@@ -125,8 +125,4 @@ func TestRuntime_pullDisk(t *testing.T) {
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, data) {
 		t.Fatal("pulled disk differs")
 	}
-	err = rt.pullDisk(t.Context(), storage.ImportRequest{Kind: storage.SourcePeer, URL: "n1", SourcePath: "pv1", Target: target, Block: true})
-	if err == nil || !strings.Contains(err.Error(), "block volume is not supported") {
-		t.Fatalf("block pull: %v", err)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -520,8 +521,12 @@ func TestUpload_outlivesTheServersReadTimeout(t *testing.T) {
 	hs := &http.Server{Handler: srv.LocalHandler(), ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
-	// The token through the handler, the upload trickling over 1.2 s.
-	resp, err := http.Post("http://"+l.Addr().String()+"/apis/upload.cdi.kubevirt.io/v1beta1/namespaces/default/uploadtokenrequests",
+	// The token from the same handler behind a server without deadlines:
+	// minting the first one (its signing key) may take longer than 300 ms
+	// on a loaded machine. The upload then trickles over 1.2 s.
+	plain := httptest.NewServer(srv.LocalHandler())
+	t.Cleanup(plain.Close)
+	resp, err := http.Post(plain.URL+"/apis/upload.cdi.kubevirt.io/v1beta1/namespaces/default/uploadtokenrequests",
 		"application/json", strings.NewReader(`{"spec":{"pvcName":"disk"}}`))
 	if err != nil {
 		t.Fatal(err)

@@ -40,6 +40,16 @@ type Puller struct {
 	Client *http.Client
 	// Log, when set, hears where a pull resumes and how it ended.
 	Log *slog.Logger
+	// JournalDir keeps the journal of a pull into a block device, which
+	// has no directory of its own to keep it beside (it is written in
+	// place: a device cannot be renamed onto). Pulls into a device need it.
+	JournalDir string
+}
+
+// deviceJournal is the journal of a pull into the block device target.
+func (p *Puller) deviceJournal(target string) string {
+	sum := sha256.Sum256([]byte(target))
+	return filepath.Join(p.JournalDir, hex.EncodeToString(sum[:8])+".journal")
 }
 
 // Pull copies the disk volume pv served at base (the peer's prefix URL)
@@ -57,24 +67,61 @@ func (p *Puller) Pull(ctx context.Context, base, pv, target string) error {
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("%s from %s: %w", pv, base, err)
 	}
-	j := loadJournal(JournalPath(target))
+	device := false
+	if fi, err := os.Stat(target); err == nil && fi.Mode()&os.ModeDevice != 0 {
+		device = true
+	}
+	journalPath, partial := JournalPath(target), PartialPath(target)
+	if device {
+		if p.JournalDir == "" {
+			return fmt.Errorf("%s: pulling into the block device %s needs a journal directory", pv, target)
+		}
+		if err := os.MkdirAll(p.JournalDir, 0o700); err != nil {
+			return err
+		}
+		journalPath, partial = p.deviceJournal(target), target
+	}
+	j := loadJournal(journalPath)
 	if j == nil || j.Source != src || !sameManifest(j.Manifest, m) {
 		j = &journal{Source: src, Manifest: m, Done: make([]bool, len(m.Chunks))}
-		if err := os.Remove(PartialPath(target)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		if !device {
+			if err := os.Remove(partial); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(PartialPath(target), os.O_RDWR|os.O_CREATE, 0o600)
+	if device {
+		dev, err := os.OpenFile(target, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer dev.Close()
+		size, err := dev.Seek(0, io.SeekEnd)
+		if err != nil {
+			return fmt.Errorf("size of %s: %w", target, err)
+		}
+		if size < m.Size {
+			return fmt.Errorf("%s: the block device %s holds %d bytes, the disk served is %d", pv, target, size, m.Size)
+		}
+		return p.fill(ctx, src, pv, base, m, j, journalPath, dev, "")
+	}
+	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	if err := f.Truncate(m.Size); err != nil {
-		return fmt.Errorf("size %s: %w", PartialPath(target), err)
+		return fmt.Errorf("size %s: %w", partial, err)
 	}
+	return p.fill(ctx, src, pv, base, m, j, journalPath, f, target)
+}
+
+// fill writes the chunks j lacks into f, journalling each once synced; with
+// target set, f is its partial file, renamed onto it once complete.
+func (p *Puller) fill(ctx context.Context, src, pv, base string, m Manifest, j *journal, journalPath string, f *os.File, target string) error {
 	kept := 0
 	for _, done := range j.Done {
 		if done {
@@ -95,23 +142,25 @@ func (p *Puller) Pull(ctx context.Context, base, pv, target string) error {
 			return err
 		}
 		j.Done[i] = true
-		if err := saveJournal(JournalPath(target), j); err != nil {
+		if err := saveJournal(journalPath, j); err != nil {
 			return err
 		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(PartialPath(target), target); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
-		return err
+	if target != "" {
+		if err := os.Rename(PartialPath(target), target); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Dir(target)); err != nil {
+			return err
+		}
 	}
 	if p.Log != nil {
 		p.Log.Info("disk pulled", "pv", pv, "from", base, "bytes", m.Size, "chunks", len(m.Chunks), "chunksKept", kept)
 	}
-	return removeIfExists(JournalPath(target))
+	return removeIfExists(journalPath)
 }
 
 // ErrChecksum is a chunk whose bytes do not match the manifest.

@@ -312,17 +312,23 @@ func (m *Manager) bind(p *Plan, a Action) error {
 func (m *Manager) importClaim(p *Plan, a Action) error {
 	c := p.State.Claims[a.Claim]
 	b := p.Binds[a.Claim]
-	if c == nil || b == nil || c.Source == nil {
+	if c == nil || b == nil {
 		return fmt.Errorf("import %s: the claim is not bound", a.Claim)
-	}
-	req := ImportRequest{Kind: c.Source.Kind, URL: c.Source.URL, Checksum: c.Source.Checksum, Insecure: c.Source.Insecure,
-		Architecture: c.Source.Architecture, Target: b.path(), Block: b.Device != "", Preallocate: c.Preallocate, Limits: c.Limits}
-	if !req.Block {
-		req.Size = c.DiskSize
 	}
 	from, err := m.movedFrom(b)
 	if err != nil {
 		return fmt.Errorf("import %s: PersistentVolume %s moved here: %w", a.Claim, b.Volume, err)
+	}
+	if c.Source == nil && from == "" {
+		return fmt.Errorf("import %s: the claim has no source", a.Claim)
+	}
+	var req ImportRequest
+	if c.Source != nil {
+		req = ImportRequest{Kind: c.Source.Kind, URL: c.Source.URL, Checksum: c.Source.Checksum, Insecure: c.Source.Insecure,
+			Architecture: c.Source.Architecture, Target: b.path(), Block: b.Device != "", Preallocate: c.Preallocate, Limits: c.Limits}
+		if !req.Block {
+			req.Size = c.DiskSize
+		}
 	}
 	if from != "" {
 		// The data exists: the node that held the volume serves it.

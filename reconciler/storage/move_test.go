@@ -220,3 +220,47 @@ func TestManager_movedVolumeIsPulled(t *testing.T) {
 		t.Fatalf("fresh volume imported as %+v", req)
 	}
 }
+
+// A plain claim on a volume that moved here is pulled too: a blank disk
+// would hide the data the old node holds.
+func TestManager_movedVolumeOfPlainClaimIsPulled(t *testing.T) {
+	r := newRig(t)
+	r.node = "node02"
+	r.cfg.MovedFrom = func(string) (string, error) { return "node01", nil }
+	r.restart()
+	i := strings.Index(movedPV, "---\napiVersion: cdi.kubevirt.io/v1beta1")
+	if i < 0 {
+		t.Fatal("movedPV has no DataVolume to replace")
+	}
+	claim := movedPV[:i] + `---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {requests: {storage: 1Gi}}
+`
+	st := r.state(claim + vm("db", "pvc:data"))
+	if st.Diags.HasErrors() {
+		t.Fatal(st.Diags)
+	}
+	p, rep := r.apply(st)
+	if a := hasAction(p, ActImport, "PersistentVolumeClaim default/data"); a == nil || !strings.Contains(a.Reason, "from node node01") {
+		t.Fatalf("moved volume of a plain claim: %q", actions(p))
+	}
+	if hasAction(p, ActCreateDisk, "PersistentVolumeClaim default/data") != nil {
+		t.Fatal("a blank disk was made over the moved volume's data")
+	}
+	if rep.Err() != nil {
+		t.Fatal(rep.Outcomes)
+	}
+	if req := r.imp.last(); req.Kind != SourcePeer || req.URL != "node01" || req.SourcePath != "pv1" {
+		t.Fatalf("pull request %+v", req)
+	}
+	if p := r.plan(st); hasAction(p, ActImport, "PersistentVolumeClaim default/data") != nil {
+		t.Fatalf("pulled again: %q", actions(p))
+	} else if s := p.Claims["default/data"]; !s.Ready || s.Phase != PhaseBound {
+		t.Fatalf("claim after the pull: %+v", s)
+	}
+}

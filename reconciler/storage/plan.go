@@ -556,25 +556,28 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 			Ready: phase == PhaseSucceeded || phase == PhaseBound}
 	}
 	if !c.IsDataVolume() {
-		// A plain claim: a blank disk.img as KubeVirt makes one, unless the
-		// volume already holds a disk.
-		if !block && !pl.m.files.Exists(target) {
-			// A blank disk over a moved volume would hide its data.
-			if from, err := pl.m.movedFrom(b); err != nil || from != "" {
-				msg := fmt.Sprintf("PersistentVolume %s moved here and only a DataVolume pulls its data from the node that held it; copy disk.img by hand", b.Volume)
-				if err != nil {
-					msg = fmt.Sprintf("PersistentVolume %s moved here, but where its data is cannot be told: %v", b.Volume, err)
-				}
-				pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
-				st(PhasePending, "MovedVolume", msg, 0)
-				return
-			}
+		from, err := pl.m.movedFrom(b)
+		pulled := rec != nil && rec.Phase == PhaseSucceeded
+		switch {
+		case err != nil && !pulled:
+			msg := fmt.Sprintf("PersistentVolume %s moved here, but where its data is cannot be told: %v", b.Volume, err)
+			pl.add(Action{Step: plan.Step{Action: ActWait, Object: c.Object, Target: target, Reason: msg}, Claim: key})
+			st(PhasePending, "MovedVolume", msg, 0)
+			return
+		case from != "" && !pulled && (block || !pl.m.files.Exists(target)):
+			// Its data is on the node that held the volume: pulled as a
+			// DataVolume's import is (below), with its retries; a blank
+			// disk here would hide it.
+		case !block && !pl.m.files.Exists(target):
+			// A plain claim: a blank disk.img as KubeVirt makes one,
+			// unless the volume already holds a disk.
 			pl.add(Action{Step: plan.Step{Action: ActCreateDisk, Object: c.Object, Target: target, Reason: fmt.Sprintf("create a blank %s disk.img (filesystem overhead %.1f%%)", quantity(c.DiskSize), c.Overhead*100), Drift: rec != nil && rec.Phase == PhaseBound}, Claim: key, Volume: b.Volume})
 			st(PhasePending, "Provisioning", "", 0)
 			return
+		default:
+			st(PhaseBound, "Bound", "", 100)
+			return
 		}
-		st(PhaseBound, "Bound", "", 100)
-		return
 	}
 	running := pl.m.jobs[key] != nil
 	switch {
@@ -618,7 +621,7 @@ func (pl *planner) data(c *Claim, rec *claimRecord, b *Binding) {
 		return
 	}
 	src := c.Source
-	if src == nil {
+	if src == nil && c.IsDataVolume() {
 		return
 	}
 	if from, err := pl.m.movedFrom(b); err != nil {
