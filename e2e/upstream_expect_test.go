@@ -69,7 +69,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"containerized-data-importer/import-with-cert/import-kubevirt-datavolume.yaml": {refused: []upstreamDiag{
 		{path: "spec.source.http.insecureSkipVerify", reason: "unknown field"}}},
 	"containerized-data-importer/import-with-secret/endpoint-secret.yaml":                  {warns: []upstreamDiag{{reason: "in git"}}},
-	"containerized-data-importer/local-block-import/import-kubevirt-block-datavolume.yaml": {pending: pendingStaticPV},
+	"containerized-data-importer/local-block-import/import-kubevirt-block-datavolume.yaml": {},
 	// A v1alpha3 VM (still served) whose claim names class "hdd": neither a
 	// StorageClass nor a PersistentVolume of that class is in the repository.
 	"containerized-data-importer/vm-dv.yaml": {refused: []upstreamDiag{
@@ -77,7 +77,7 @@ var upstreamExpect = map[string]upstreamWant{
 
 	// Hostpath provisioner.
 	"hostpath-provisioner-operator/machineconfig-selinux-hpp.yaml": {},
-	"hostpath-provisioner-operator/hostpathprovisioner-pvctemplate-cr.yaml": {pending: pendingUnused,
+	"hostpath-provisioner-operator/hostpathprovisioner-pvctemplate-cr.yaml": {
 		warns: []upstreamDiag{{path: "spec.storagePools[0].pvcTemplate"}}},
 	// The class alone: its HostPathProvisioner is not in the repository.
 	"hostpath-provisioner-operator/storageclass-immediate.yaml": {refused: []upstreamDiag{
@@ -87,8 +87,8 @@ var upstreamExpect = map[string]upstreamWant{
 	"hyperconverged-cluster-operator/hco.cr.yaml":                {},
 	"hyperconverged-cluster-operator/kustomize-base-hco-cr.yaml": {},
 	"seeds/8.14.11-hco-v1-permitted-host-devices.yaml":           {},
-	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":    {pending: pendingStaticPV},
-	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":        {pending: pendingStaticPV},
+	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":    {},
+	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":        {},
 	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":     {},
 	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml": {pending: pendingSecrets,
 		artifactHas: []string{"AAAAC3NzaC1lZDI1NTE5AAAAIPL3axFGHI3db9iJWkPXVbYzD7OaWTtHuqmxLvj+DztB"}},
@@ -109,8 +109,8 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":       {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
 	"kubevirt-user-guide/kernel-boot-container.yaml":      {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<cmdline>console=ttyS0</cmdline>"}},
 	"kubevirt-user-guide/numa-passthrough-vmi.yaml":       {pending: pendingNUMA, domainHas: []string{"<numa>", "<hugepages>"}},
-	"kubevirt-user-guide/lun-block/vmi.yaml":              {pending: pendingLun, domainHas: []string{`device="lun"`}},
-	"kubevirt-user-guide/lun-block/mypvc.yaml":            {pending: pendingStaticPV},
+	"kubevirt-user-guide/lun-block/vmi.yaml":              {domainHas: []string{`device="lun"`}},
+	"kubevirt-user-guide/lun-block/mypvc.yaml":            {},
 	// kubectl: the snippet puts ioThreadsPolicy under cpu (it belongs to
 	// domain); 1Gi of memory in 1Gi pages is fine, as in KubeVirt.
 	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {pending: pendingNUMA, refused: []upstreamDiag{
@@ -123,7 +123,7 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-examples/vm-alpine-datavolume.yaml": {refused: []upstreamDiag{
 		{path: "spec.dataVolumeTemplates[0].spec.pvc.storageClassName", reason: `"local"`}}},
 	// /dev/sdb is a real disk: refused until the operator allows it.
-	"kubevirt-user-guide/local-block-device/local-device-pv.yaml": {pending: pendingBlockDev, refused: []upstreamDiag{
+	"kubevirt-user-guide/local-block-device/local-device-pv.yaml": {refused: []upstreamDiag{
 		{path: "spec.local.path", reason: "--allowed-block-device"}}},
 	"kubevirt-user-guide/firmware-uuid-serial.yaml": {domainHas: []string{
 		"5d307ca9-b3ef-428c-8861-06e72d69f223", "e4686d2c-6e8d-4335-b8fd-81bee22f4815"}},

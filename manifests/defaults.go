@@ -245,7 +245,10 @@ func on(fs *kubevirtv1.FeatureState) bool {
 }
 
 // defaultDiskBus: sata on amd64, the bus every guest can boot from without
-// extra drivers (KubeVirt def/amd64.go).
+// extra drivers (KubeVirt def/amd64.go). A lun gets scsi instead: KubeVirt
+// gives it sata too, which libvirt refuses to start ("disk device='lun' is
+// not supported for bus='sata'"), so the user guide's own `lun: {}` would
+// not run; scsi is the one bus QEMU passes SCSI commands on.
 func defaultDiskBus(spec *kubevirtv1.VirtualMachineInstanceSpec) {
 	for i := range spec.Domain.Devices.Disks {
 		d := &spec.Domain.Devices.Disks[i]
@@ -255,7 +258,7 @@ func defaultDiskBus(spec *kubevirtv1.VirtualMachineInstanceSpec) {
 		case d.CDRom != nil && d.CDRom.Bus == "":
 			d.CDRom.Bus = kubevirtv1.DiskBusSATA
 		case d.LUN != nil && d.LUN.Bus == "":
-			d.LUN.Bus = kubevirtv1.DiskBusSATA
+			d.LUN.Bus = kubevirtv1.DiskBusSCSI
 		}
 	}
 }

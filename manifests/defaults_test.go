@@ -161,7 +161,7 @@ func TestDefault(t *testing.T) {
 			check: func(t *testing.T, s *kubevirtv1.VirtualMachineInstanceSpec) {
 				want := []kubevirtv1.Disk{
 					{Name: "cd", DiskDevice: kubevirtv1.DiskDevice{CDRom: &kubevirtv1.CDRomTarget{Bus: "sata", ReadOnly: &yes, Tray: kubevirtv1.TrayStateClosed}}},
-					{Name: "lun", DiskDevice: kubevirtv1.DiskDevice{LUN: &kubevirtv1.LunTarget{Bus: "sata"}}},
+					{Name: "lun", DiskDevice: kubevirtv1.DiskDevice{LUN: &kubevirtv1.LunTarget{Bus: "scsi"}}},
 					{Name: "fast", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}},
 					{Name: "extra", DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "sata"}}},
 				}

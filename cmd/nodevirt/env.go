@@ -71,6 +71,11 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 			return agent.OpenConfig{}, fmt.Errorf("--allowed-host-dirs %q: want an absolute directory other than /", d)
 		}
 	}
+	for _, d := range o.allowedBlockDevices {
+		if err := storage.CheckDevicePattern(d); err != nil {
+			return agent.OpenConfig{}, fmt.Errorf("--allowed-block-device %w", err)
+		}
+	}
 	src, err := o.sourceOptions()
 	if err != nil {
 		return agent.OpenConfig{}, err
@@ -96,6 +101,8 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		Log:             o.logger(),
 		Lock:            lock,
 		Stages:          stages,
+
+		AllowedBlockDevices: o.allowedBlockDevices,
 	}, nil
 }
 

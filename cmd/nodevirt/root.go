@@ -59,6 +59,8 @@ type options struct {
 	allowedRoots []string
 	// allowedHostDirs hold the host files VMs may use as disks and images.
 	allowedHostDirs []string
+	// allowedBlockDevices are host disks Block PersistentVolumes may name.
+	allowedBlockDevices []string
 
 	domainType string
 
@@ -117,6 +119,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when the CPU has vmx/svm and libvirt can run KVM domains, else qemu with a warning), kvm, or qemu (TCG emulation)")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
 	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
+	f.StringArrayVar(&o.allowedBlockDevices, "allowed-block-device", nil, "host block device (or pattern, e.g. /dev/disk/by-id/wwn-*) a Block PersistentVolume's local.path may name, as written; it must resolve (through symlinks, under --root) to a block device. /dev/loopN PVs not listed are nodevirt's to create and attach; a loop device you attached yourself, listed here, is left to you (repeatable)")
 	f.StringSliceVar(&o.allowedHostDirs, "allowed-host-dirs", nil, "directories (host paths under --root) where hostDisk files and local containerDisk images (file://, absolute path, oci:) may lie; empty refuses them all (repeatable, comma-separated)")
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")

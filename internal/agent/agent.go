@@ -46,7 +46,10 @@ type Config struct {
 	Manifests     manifests.Options
 	// CPUVendor picks the IOMMU kernel argument nodevirt generates (intel, amd).
 	CPUVendor string
-	Log       *slog.Logger
+	// AllowedBlockDevices are the host block devices (paths or patterns)
+	// Block PersistentVolumes may name besides loop devices.
+	AllowedBlockDevices []string
+	Log                 *slog.Logger
 	// Backup copies the state database after an iteration that succeeded
 	// (the last good state); it must be cheap when nothing changed. nil
 	// keeps no backup.
@@ -110,6 +113,16 @@ func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *stor
 			return out, err
 		}
 	}
+	if ss != nil {
+		// What a claim asks is known before it is bound: a lun on a
+		// Filesystem claim is refused without waiting for a binding.
+		for key, c := range ss.Claims {
+			if out.Claims == nil {
+				out.Claims = map[string]domain.ClaimDisk{}
+			}
+			out.Claims[key] = domain.ClaimDisk{VolumeMode: c.VolumeMode}
+		}
+	}
 	if r.Storage != nil && ss != nil {
 		sp, err := r.Storage.Plan(ctx, ss)
 		if err != nil {
@@ -120,7 +133,8 @@ func (r Resources) read(ctx context.Context, hc *nodeconfig.HostConfig, ss *stor
 				if out.Claims == nil {
 					out.Claims = map[string]domain.ClaimDisk{}
 				}
-				out.Claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block}
+				mode := out.Claims[key].VolumeMode
+				out.Claims[key] = domain.ClaimDisk{Path: c.Path, Block: c.Block, VolumeMode: mode}
 			}
 		}
 	}
@@ -251,7 +265,7 @@ func Render(ctx context.Context, snap source.Snapshot, cfg Config) (*Node, error
 	}
 	n := &Node{Revision: snap.Revision, Set: set, dir: snap.Dir}
 	hc, diags := nodeconfig.Render(set, snap.Dir, nodeconfig.NodeFor(set, cfg.Desired.Node, cfg.CPUVendor))
-	ss := storage.Build(set, storage.Options{Node: cfg.Desired.Node})
+	ss := storage.Build(set, storage.Options{Node: cfg.Desired.Node, AllowedBlockDevices: cfg.AllowedBlockDevices})
 	n.Host, n.Storage, n.diags = hc, ss, append(diags, ss.Diags...)
 	res, err := cfg.Resources.read(ctx, hc, ss)
 	if err != nil {

@@ -69,7 +69,10 @@ type OpenConfig struct {
 	// AllowedRoots are where PersistentVolume paths may lie.
 	AllowedHostDirs []string
 	AllowedRoots    []string
-	SecretsDir      string
+	// AllowedBlockDevices are host block devices, or patterns of them,
+	// that Block PersistentVolumes may name (loop devices need none).
+	AllowedBlockDevices []string
+	SecretsDir          string
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -560,6 +563,8 @@ func (rt *Runtime) agentConfig() Config {
 		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
 		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,
 		Log:           c.Log,
+
+		AllowedBlockDevices: c.AllowedBlockDevices,
 	}
 }
 

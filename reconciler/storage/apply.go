@@ -197,7 +197,9 @@ func (m *Manager) do(ctx context.Context, p *Plan, a Action) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if a.Claim != "" {
-			return m.deleteClaim(a.Claim)
+			if err := m.deleteClaim(a.Claim); err != nil || a.Volume == "" {
+				return err
+			}
 		}
 		return m.deleteVolume(a.Volume)
 	}
@@ -225,9 +227,12 @@ func (m *Manager) volumeRec(v *Volume, dir string) *volumeRecord {
 	}
 	rec.Object, rec.Class, rec.ReclaimPolicy, rec.VolumeMode = v.Object, v.Class, v.ReclaimPolicy, v.VolumeMode
 	rec.Capacity, rec.AccessModes = v.Capacity, v.AccessModes
-	if v.Loop {
+	switch {
+	case v.Loop:
 		rec.Device, rec.Backing = v.Path, m.backing(v.Name)
-	} else {
+	case v.Device:
+		rec.Device = m.devicePath(v.Path)
+	default:
 		rec.Dir = dir
 	}
 	return rec
@@ -430,6 +435,13 @@ func (m *Manager) deleteData(a Action) error {
 	}
 	if v != nil {
 		switch {
+		case v.hostDevice():
+			// Never erased: the plan releases or forgets such a volume
+			// instead; a delete reaching one keeps the device as it is.
+			v.Claim, v.Phase = "", VolumeReleased
+			if err := m.putVolume(v); err != nil {
+				return err
+			}
 		case v.Dynamic:
 			if err := m.files.RemoveAll(v.Dir); err != nil {
 				return err

@@ -98,7 +98,9 @@ func (b *builder) classes() {
 func isHostPath(p string) bool { return p == ProvisionerHostPath || p == ProvisionerHostPathCSI }
 
 // class resolves a claim's storageClassName: nil means the default class,
-// "" no class. A name not in the repository is an error.
+// "" no class. A name with no StorageClass is a class of static volumes
+// when a PersistentVolume names it (Kubernetes binds by the name alone;
+// cls is then nil); a name neither has is an error.
 func (b *builder) class(o *manifests.Object, p string, name *string) (*Class, string, bool) {
 	n := b.st.DefaultClass
 	if name != nil {
@@ -114,7 +116,10 @@ func (b *builder) class(o *manifests.Object, p string, name *string) (*Class, st
 			b.bad[o.Ref.String()] = true
 			return nil, n, false
 		}
-		b.errorf(o, p, fmt.Errorf("no StorageClass %q in the repository", n), "")
+		if _, static := b.staticClasses[n]; static {
+			return nil, n, true
+		}
+		b.errorf(o, p, ErrClassMissing, "%q", n)
 		return nil, n, false
 	}
 	return c, n, true
@@ -125,9 +130,14 @@ func (b *builder) class(o *manifests.Object, p string, name *string) (*Class, st
 // profile allocates nothing.
 func (b *builder) fromProfile(o *manifests.Object, p string, c *Claim, cls *Class, needModes, needMode bool) {
 	var sets []PropertySet
-	if cls != nil {
+	switch {
+	case cls != nil:
 		sets = cls.Profile
-	} else {
+	case c.Class != "":
+		// No StorageClass, so no StorageProfile: CDI takes the modes of
+		// the class's PersistentVolumes, as it does for local storage.
+		sets = b.staticClasses[c.Class]
+	default:
 		// No class: a node-local disk, ReadWriteOnce in the mode the claim
 		// asks for (Filesystem when it names none).
 		sets = []PropertySet{
@@ -147,8 +157,10 @@ func (b *builder) fromProfile(o *manifests.Object, p string, c *Claim, cls *Clas
 		}
 		return
 	}
-	if needModes {
+	if needModes && cls != nil {
 		b.errorf(o, p, ErrDVProfile, "class %q, provisioner %q", cls.Name, cls.Provisioner)
+	} else if needModes {
+		b.errorf(o, p, ErrDVStaticModes, "class %q", c.Class)
 	}
 }
 

@@ -36,27 +36,39 @@ func (b *builder) dataVolume(o *manifests.Object, ns, name string, spec *cdiv1be
 		requests  corev1.ResourceList
 		cp        string
 	)
+	// "storage:" or "storage: {}" with nothing under it decodes to no
+	// storage at all, but CDI takes it as the storage API with every field
+	// defaulted (a clone's size from its source); the same for pvc.
+	pvc, storage := spec.PVC, spec.Storage
+	if pvc == nil && storage == nil {
+		switch {
+		case written(o, p, "storage"):
+			storage = &cdiv1beta1.StorageSpec{}
+		case written(o, p, "pvc"):
+			pvc = &corev1.PersistentVolumeClaimSpec{}
+		}
+	}
 	switch {
-	case (spec.PVC == nil) == (spec.Storage == nil):
+	case (pvc == nil) == (storage == nil):
 		b.errorf(o, p, ErrDVPVCStorage, "")
 		return nil
-	case spec.PVC != nil:
+	case pvc != nil:
 		api, cp = "pvc", p+".pvc"
-		className, modes, mode, requests = spec.PVC.StorageClassName, spec.PVC.AccessModes, spec.PVC.VolumeMode, spec.PVC.Resources.Requests
+		className, modes, mode, requests = pvc.StorageClassName, pvc.AccessModes, pvc.VolumeMode, pvc.Resources.Requests
 		if len(modes) == 0 {
 			b.errorf(o, cp+".accessModes", ErrPVCAccessModes, "")
 		}
-		if spec.PVC.Selector != nil {
-			c.Selector = spec.PVC.Selector.MatchLabels
+		if pvc.Selector != nil {
+			c.Selector = pvc.Selector.MatchLabels
 		}
-		c.VolumeName = spec.PVC.VolumeName
+		c.VolumeName = pvc.VolumeName
 	default:
 		api, cp = "storage", p+".storage"
-		className, modes, mode, requests = spec.Storage.StorageClassName, spec.Storage.AccessModes, spec.Storage.VolumeMode, spec.Storage.Resources.Requests
-		if spec.Storage.Selector != nil {
-			c.Selector = spec.Storage.Selector.MatchLabels
+		className, modes, mode, requests = storage.StorageClassName, storage.AccessModes, storage.VolumeMode, storage.Resources.Requests
+		if storage.Selector != nil {
+			c.Selector = storage.Selector.MatchLabels
 		}
-		c.VolumeName = spec.Storage.VolumeName
+		c.VolumeName = storage.VolumeName
 	}
 	c.AccessModes = b.accessModes(o, cp+".accessModes", modes, false)
 	if mode != nil {
@@ -89,6 +101,14 @@ func (b *builder) dataVolume(o *manifests.Object, ns, name string, spec *cdiv1be
 	c.ScratchClass = b.scratchClass(cname)
 	c.Limits = b.st.Settings.Limits
 	return c
+}
+
+// written reports whether field of the object at p is in the document,
+// even with no value: its position is its own, not p's.
+func written(o *manifests.Object, p, field string) bool {
+	l, c := o.Pos(p + "." + field)
+	pl, pc := o.Pos(p)
+	return l != pl || c != pc
 }
 
 func (b *builder) source(o *manifests.Object, ns, p string, s *cdiv1beta1.DataVolumeSource) *Source {

@@ -108,8 +108,11 @@ func (m *Manager) Describe(st *State, p *Plan) Description {
 		if vv.Path, err = m.host(v.Path); err != nil {
 			vv.Path = v.Path
 		}
-		if v.Loop {
+		switch {
+		case v.Loop:
 			vv.Path, vv.Device = m.backing(v.Name), v.Path
+		case v.Device:
+			vv.Path, vv.Device = "", m.devicePath(v.Path)
 		}
 		d.Volumes = append(d.Volumes, vv)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,10 @@ type Options struct {
 	// this node; nil means "its nodeSelector kubernetes.io/hostname is
 	// unset or this node", the rule desired.Build uses.
 	Placed func(o *manifests.Object) bool
+	// AllowedBlockDevices are host block devices, or path.Match patterns
+	// of them (/dev/disk/by-id/wwn-*), that a Block PersistentVolume's path
+	// may name as written (--allowed-block-device). Loop devices need none.
+	AllowedBlockDevices []string
 }
 
 // Desired is Build with the default placement rule.
@@ -50,6 +55,8 @@ func Build(set *manifests.Set, opt Options) *State {
 		away:      map[string][]string{},
 		secrets:   map[string]*manifests.Object{},
 		configs:   map[string]*manifests.Object{},
+
+		staticClasses: map[string][]PropertySet{},
 	}
 	if opt.Placed == nil {
 		b.opt.Placed = b.defaultPlaced
@@ -91,6 +98,9 @@ type builder struct {
 	templates        []template
 	secrets, configs map[string]*manifests.Object
 	vmObjects        []*manifests.Object
+	// staticClasses are the storageClassNames of the repository's
+	// PersistentVolumes (on any node) with their modes, built in volumes().
+	staticClasses map[string][]PropertySet
 }
 
 type template struct {
@@ -234,8 +244,75 @@ func (b *builder) finish() {
 			}
 		}
 	}
+	b.sharedClaims()
 	for k := range b.bad {
 		b.st.Invalid[k] = k
+	}
+}
+
+// sharedClaims warns about a claim two VMs on this node write without
+// shareable: QEMU locks a disk image for one writer, so whichever VM starts
+// second fails; shareable (or readonly) on every writer's disk is what
+// KubeVirt users write for clustered file systems.
+func (b *builder) sharedClaims() {
+	type use struct {
+		vm   *manifests.Object
+		path string
+		ok   bool // shareable or read-only
+	}
+	uses := map[string][]use{}
+	for _, o := range b.vmObjects {
+		var spec *kubevirtv1.VirtualMachineInstanceSpec
+		prefix := "spec"
+		switch v := o.Value.(type) {
+		case *kubevirtv1.VirtualMachine:
+			if v.Spec.Template != nil {
+				spec, prefix = &v.Spec.Template.Spec, "spec.template.spec"
+			}
+		case *kubevirtv1.VirtualMachineInstance:
+			spec = &v.Spec
+		}
+		if spec == nil || !b.opt.Placed(o) {
+			continue
+		}
+		for i, d := range spec.Domain.Devices.Disks {
+			for _, vol := range spec.Volumes {
+				if vol.Name != d.Name {
+					continue
+				}
+				name, ro := "", false
+				switch {
+				case vol.PersistentVolumeClaim != nil:
+					name, ro = vol.PersistentVolumeClaim.ClaimName, vol.PersistentVolumeClaim.ReadOnly
+				case vol.DataVolume != nil:
+					name = vol.DataVolume.Name
+				}
+				if name == "" {
+					continue
+				}
+				ro = ro || (d.Disk != nil && d.Disk.ReadOnly) || (d.LUN != nil && d.LUN.ReadOnly) || d.CDRom != nil
+				key := o.Ref.Namespace + "/" + name
+				uses[key] = append(uses[key], use{vm: o, path: fmt.Sprintf("%s.domain.devices.disks[%d]", prefix, i),
+					ok: ro || (d.Shareable != nil && *d.Shareable)})
+			}
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(uses)) {
+		us := uses[key]
+		for _, u := range us {
+			if u.ok {
+				continue
+			}
+			var others []string
+			for _, w := range us {
+				if w.vm != u.vm && !slices.Contains(others, w.vm.Ref.String()) {
+					others = append(others, w.vm.Ref.String())
+				}
+			}
+			if len(others) > 0 {
+				b.warnf(u.vm, u.path, ErrClaimShared, "claim %q is also used by %s", key, strings.Join(others, ", "))
+			}
+		}
 	}
 }
 

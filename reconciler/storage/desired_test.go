@@ -56,6 +56,12 @@ provisioner: example.com/mystery
 		{"block not loop", pv("  hostPath: {path: /dev/sdb}\n  volumeMode: Block\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n"), ErrBlockLoop, "spec.hostPath.path", "PersistentVolume pv", diag.Error},
 		{"relative path", pv("  hostPath: {path: var/pv}\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n"), ErrPathAbsolute, "spec.hostPath.path", "PersistentVolume pv", diag.Error},
 		{"dv pvc and storage", dv("  source: {blank: {}}\n  pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n  storage: {resources: {requests: {storage: 1Gi}}}\n"), ErrDVPVCStorage, "spec", "DataVolume default/dv", diag.Error},
+		// Written with nothing under it: the API with its defaults, so the
+		// field it needs is named.
+		{"dv storage written empty", dv("  source: {blank: {}}\n  storage:\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
+		{"dv storage {}", dv("  source: {blank: {}}\n  storage: {}\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
+		{"dv pvc written empty", dv("  source: {blank: {}}\n  pvc:\n"), ErrPVCAccessModes, "spec.pvc.accessModes", "DataVolume default/dv", diag.Error},
+		{"dv neither", dv("  source: {blank: {}}\n"), ErrDVPVCStorage, "spec", "DataVolume default/dv", diag.Error},
 		{"dv pvc api access modes", dv("  source: {blank: {}}\n  pvc: {resources: {requests: {storage: 1Gi}}}\n"), ErrPVCAccessModes, "spec.pvc.accessModes", "DataVolume default/dv", diag.Error},
 		{"dv no size", dv("  source: {blank: {}}\n  storage: {}\n"), ErrStorageRequired, "spec.storage.resources.requests.storage", "DataVolume default/dv", diag.Error},
 		{"dv sourceRef", dv("  sourceRef: {kind: DataSource, name: fedora}\n  storage: {resources: {requests: {storage: 1Gi}}}\n"), ErrDVSourceRef, "spec.sourceRef", "DataVolume default/dv", diag.Error},
@@ -68,6 +74,9 @@ provisioner: example.com/mystery
 		{"dv unknown class", dv("  source: {blank: {}}\n  storage: {storageClassName: nope, resources: {requests: {storage: 1Gi}}}\n"), nil, "spec.storage.storageClassName", "DataVolume default/dv", diag.Error},
 		{"unknown provisioner, empty profile", unknown + dv("  source: {blank: {}}\n  storage: {storageClassName: mystery, resources: {requests: {storage: 1Gi}}}\n"), ErrDVProfile, "spec.storage", "DataVolume default/dv", diag.Error},
 		{"overhead", "apiVersion: cdi.kubevirt.io/v1beta1\nkind: CDI\nmetadata: {name: cdi}\nspec: {config: {filesystemOverhead: {global: \"1.5\"}}}\n", ErrOverhead, "spec.config.filesystemOverhead.global", "CDI cdi", diag.Error},
+		// The hostpath provisioner's own storage-pool example.
+		{"hpp pvcTemplate", "apiVersion: hostpathprovisioner.kubevirt.io/v1beta1\nkind: HostPathProvisioner\nmetadata: {name: hostpath-provisioner}\nspec:\n  imagePullPolicy: Always\n  storagePools:\n    - name: local\n      path: /var/hpvolumes\n      pvcTemplate:\n        volumeMode: Block\n        storageClassName: local-block\n        accessModes: [ReadWriteOnce]\n        resources: {requests: {storage: 5Gi}}\n  workload: {nodeSelector: {kubernetes.io/os: linux}}\n",
+			ErrHostPathPVCTemplate, "spec.storagePools[0].pvcTemplate", "HostPathProvisioner default/hostpath-provisioner", diag.Warning},
 		{"claim missing", vm("web", "dv:nope"), ErrClaimMissing, "spec.template.spec.volumes[0].dataVolume.name", "VirtualMachine default/web", diag.Warning},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -310,6 +311,47 @@ func (m *Manager) host(p string) (string, error) {
 		return "", fmt.Errorf("resolve %s under %s: %w", p, root, err)
 	}
 	return hp, nil
+}
+
+// devicePath is where a device volume's path is on the host: under the
+// root as written, so a VM keeps a stable /dev/disk/by-id name rather than
+// the sdX it resolves to today.
+func (m *Manager) devicePath(p string) string {
+	root := m.cfg.Root
+	if root == "" {
+		root = "/"
+	}
+	return filepath.Join(root, filepath.FromSlash(p))
+}
+
+// blockDevice resolves a device volume's path through its symlinks, inside
+// the root, and checks that it leads to a block device; it returns the
+// device it resolved to.
+func (m *Manager) blockDevice(p string) (string, error) {
+	hp, err := m.host(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(hp)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNotBlockDevice, err)
+	}
+	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return "", fmt.Errorf("%w: %s is %s", ErrNotBlockDevice, hp, fileKind(fi.Mode()))
+	}
+	return hp, nil
+}
+
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode.IsRegular():
+		return "a regular file"
+	}
+	return "not a device"
 }
 
 // backing is the file behind a loop-backed PersistentVolume.

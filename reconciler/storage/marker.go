@@ -84,8 +84,12 @@ func decodeMarker(b []byte, where string) (*marker, error) {
 	return &mk, nil
 }
 
-// readMarker reads the marker next to file; nil without one.
+// readMarker reads the marker next to file; nil without one. A host
+// block device has no file to put one next to ("").
 func (m *Manager) readMarker(file string) (*marker, error) {
+	if file == "" {
+		return nil, nil
+	}
 	b, err := m.files.ReadFile(markerPath(file))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -98,9 +102,12 @@ func (m *Manager) readMarker(file string) (*marker, error) {
 
 // writeMarker records r's completed import. Called with m.mu held.
 func (m *Manager) writeMarker(r *claimRecord, file, checksum string) error {
-	size, err := m.files.Size(file)
-	if err != nil {
-		return err
+	var size int64
+	if file != "" {
+		var err error
+		if size, err = m.files.Size(file); err != nil {
+			return err
+		}
 	}
 	mk := marker{V: markerVersion, Claim: r.Key, Object: r.Object, Owner: r.Owner, Hash: r.Hash, File: file, Path: r.Path,
 		Block: r.Block, Size: size, Checksum: checksum, Finished: r.Finished, Result: r.Result, Volume: m.volumeRecs[r.Volume]}
@@ -108,8 +115,10 @@ func (m *Manager) writeMarker(r *claimRecord, file, checksum string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.files.WriteFile(markerPath(file), b); err != nil {
-		return err
+	if file != "" {
+		if err := m.files.WriteFile(markerPath(file), b); err != nil {
+			return err
+		}
 	}
 	return m.files.WriteFile(m.indexPath(r.Key), b)
 }
@@ -146,6 +155,12 @@ const (
 // file and what to do. Called with m.mu held.
 func (m *Manager) inspect(c *Claim, rec *claimRecord, b *Binding) (diskVerdict, *marker, string) {
 	file := b.diskFile()
+	if file == "" {
+		// A host block device: the operator handed it over by naming it
+		// in --allowed-block-device and a PersistentVolume, as a cluster's
+		// local volumes are; an import writes it as CDI would.
+		return diskFree, nil, ""
+	}
 	if !m.files.Exists(file) {
 		return diskFree, nil, ""
 	}

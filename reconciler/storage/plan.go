@@ -210,11 +210,16 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 // volumesPlan makes static PersistentVolumes exist: directories, loop
-// backing files and attached loop devices.
+// backing files and attached loop devices; host block devices are checked.
 func (pl *planner) volumesPlan() {
+	devices := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
 		v := pl.st.Volumes[name]
 		rec := pl.m.volumeRecs[name]
+		if v.Device {
+			pl.devicePlan(v, devices)
+			continue
+		}
 		if !v.Loop {
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
@@ -262,6 +267,23 @@ func (pl *planner) volumesPlan() {
 			pl.add(Action{Step: plan.Step{Action: ActAttach, Object: v.Object, Target: v.Path, Reason: reason, Drift: drift}, Volume: name})
 		}
 	}
+}
+
+// devicePlan checks a volume on a host block device: there is nothing to
+// create, but its path must lead to a block device that no other volume
+// names. devices maps resolved devices to the volume that took them.
+func (pl *planner) devicePlan(v *Volume, devices map[string]string) {
+	dev, err := pl.m.blockDevice(v.Path)
+	if err == nil && devices[dev] != "" {
+		err = fmt.Errorf("%s is also the device of PersistentVolume %s", dev, devices[dev])
+	}
+	if err != nil {
+		pl.add(Action{Step: plan.Step{Action: ActConflict, Object: v.Object, Target: v.Path, Reason: err.Error() + "; no claim is bound to it"}, Volume: v.Name})
+		pl.p.Diags = append(pl.p.Diags, diag.Diagnostic{Severity: diag.Error, Object: v.Object, Path: v.PathField,
+			Message: fmt.Sprintf("%s: %v", v.Path, err), Err: ErrNotBlockDevice})
+		return
+	}
+	devices[dev] = v.Name
 }
 
 // usable says whether a static volume can take a claim now.
@@ -394,9 +416,12 @@ func (pl *planner) choose(c *Claim) (*Binding, string) {
 	var first *Binding
 	for _, v := range fits {
 		b := &Binding{Volume: v.Name, Class: v.Class, Reclaim: v.ReclaimPolicy}
-		if v.Loop {
+		switch {
+		case v.Loop:
 			b.Device, b.Backing = v.Path, pl.m.backing(v.Name)
-		} else {
+		case v.Device:
+			b.Device = pl.m.devicePath(v.Path)
+		default:
 			dir, err := pl.m.host(v.Path)
 			if err != nil {
 				return nil, err.Error()
@@ -452,34 +477,73 @@ func (pl *planner) choose(c *Claim) (*Binding, string) {
 		what = append(what, "name "+c.VolumeName)
 	}
 	msg := "no PersistentVolume on this node matches: " + strings.Join(what, ", ")
-	if cls != nil && !isHostPath(cls.Provisioner) && cls.Provisioner != ProvisionerNone {
+	// The volumes of the claim's class say what is off, so the fix is
+	// one field away.
+	var near []string
+	for _, sameClass := range []bool{true, false} {
+		for _, name := range slices.Sorted(maps.Keys(pl.st.Volumes)) {
+			v := pl.st.Volumes[name]
+			why := mismatch(c, v)
+			if why == "" {
+				// It fits, but is not free.
+				switch rec := pl.m.volumeRecs[name]; {
+				case pl.taken[name] != "":
+					why = "bound to claim " + pl.taken[name]
+				case rec != nil && rec.Phase == VolumeReleased:
+					why = "Released (reuse needs a new PersistentVolume)"
+				case !pl.usable(name):
+					why = "in conflict (see its action)"
+				}
+			}
+			if (v.Class == c.Class) == sameClass && why != "" && len(near) < 3 {
+				near = append(near, fmt.Sprintf("PersistentVolume %s: %s", name, why))
+			}
+		}
+	}
+	if len(near) > 0 {
+		msg += " (" + strings.Join(near, "; ") + ")"
+	}
+	switch {
+	case cls == nil && c.Class != "":
+		msg += fmt.Sprintf("; and no StorageClass %q in the repository to provision one", c.Class)
+	case cls != nil && !isHostPath(cls.Provisioner) && cls.Provisioner != ProvisionerNone:
 		msg += fmt.Sprintf("; provisioner %q cannot provision on this host", cls.Provisioner)
 	}
 	return nil, msg
 }
 
 // matches is the PersistentVolume binder's test.
-func matches(c *Claim, v *Volume) bool {
+func matches(c *Claim, v *Volume) bool { return mismatch(c, v) == "" }
+
+// mismatch says why v cannot take c ("" if it can), in the binder's order:
+// pre-binding, class, volumeMode, capacity, access modes, labels.
+func mismatch(c *Claim, v *Volume) string {
 	if v.ClaimRef != "" && v.ClaimRef != c.Key() {
-		return false
+		return "claimRef is " + v.ClaimRef
 	}
 	if c.VolumeName != "" && c.VolumeName != v.Name {
-		return false
+		return "the claim names volume " + c.VolumeName
 	}
-	if v.Class != c.Class || v.VolumeMode != c.VolumeMode || v.Capacity < c.Capacity {
-		return false
+	if v.Class != c.Class {
+		return fmt.Sprintf("storageClassName is %q", v.Class)
+	}
+	if v.VolumeMode != c.VolumeMode {
+		return "volumeMode is " + v.VolumeMode
+	}
+	if v.Capacity < c.Capacity {
+		return "capacity is " + quantity(v.Capacity)
 	}
 	for _, m := range c.AccessModes {
 		if !slices.Contains(v.AccessModes, m) {
-			return false
+			return "accessModes are " + strings.Join(v.AccessModes, ",")
 		}
 	}
 	for k, want := range c.Selector {
 		if v.Labels[k] != want {
-			return false
+			return fmt.Sprintf("label %s is %q", k, v.Labels[k])
 		}
 	}
-	return true
+	return ""
 }
 
 // data decides what a bound claim's data needs.
@@ -717,12 +781,16 @@ func (pl *planner) removedClaims() {
 		}
 		v := pl.m.volumeRecs[r.Volume]
 		if pl.m.cfg.InUse != nil && r.Path != "" && pl.m.cfg.InUse(r.Path) {
+			// A shareable claim is one path for all its VMs: any running
+			// one holds it.
 			pl.add(Action{Step: plan.Step{Action: ActHold, Object: r.Object, Target: r.Path, Reason: why + "; but a running domain still uses its disk"}, Claim: key})
 			continue
 		}
 		switch {
 		case v == nil:
 			pl.add(Action{Step: plan.Step{Action: ActForget, Object: r.Object, Reason: why + "; it was never bound"}, Claim: key})
+		case v.hostDevice():
+			pl.add(Action{Step: plan.Step{Action: ActRelease, Object: r.Object, Target: r.Path, Reason: why + fmt.Sprintf("; PersistentVolume %s is a host block device, which nodevirt never erases: the data stays and the volume becomes Released (reuse needs a new PersistentVolume)", v.Name)}, Claim: key, Volume: v.Name})
 		case v.ReclaimPolicy == Retain:
 			pl.add(Action{Step: plan.Step{Action: ActRelease, Object: r.Object, Target: r.Path, Reason: why + fmt.Sprintf("; reclaim policy Retain: the data stays and PersistentVolume %s becomes Released (reuse needs a new PersistentVolume)", v.Name)}, Claim: key, Volume: v.Name})
 		default:
@@ -734,6 +802,9 @@ func (pl *planner) removedClaims() {
 func dataOf(v *volumeRecord) string {
 	if v.Backing != "" {
 		return v.Backing
+	}
+	if v.hostDevice() {
+		return v.Device
 	}
 	if v.Dynamic {
 		return v.Dir
@@ -758,6 +829,10 @@ func (pl *planner) removedVolumes() {
 				// for the VM may come back: only a running one holds it.
 				inUse := pl.m.cfg.Running == nil || pl.m.cfg.Running(dataOf(v))
 				switch {
+				case done && !inUse && v.hostDevice():
+					pl.add(Action{Step: plan.Step{Action: ActForget, Object: v.Object, Target: dataOf(v),
+						Reason: away.Reason + ", where its VM now runs: nodevirt forgets the host block device here and never erases it"}, Claim: v.Claim, Volume: name})
+					continue
 				case done && !inUse:
 					pl.add(Action{Step: plan.Step{Action: ActDeleteData, Object: v.Object, Target: dataOf(v),
 						Reason: away.Reason + ", where its VM now runs: the copy here goes"}, Claim: v.Claim, Volume: name})
@@ -778,6 +853,8 @@ func (pl *planner) removedVolumes() {
 			continue
 		}
 		switch {
+		case v.hostDevice():
+			pl.add(Action{Step: plan.Step{Action: ActForget, Object: v.Object, Target: v.Device, Reason: "PersistentVolume removed from the source; its host block device is left as it is"}, Volume: name})
 		case v.Device != "":
 			reason := "PersistentVolume removed from the source: detach its loop device and remove the empty backing file"
 			if v.Phase == VolumeReleased || v.Claim != "" {

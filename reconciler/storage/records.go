@@ -58,7 +58,8 @@ type volumeRecord struct {
 	AccessModes   []string `json:"accessModes,omitempty"`
 	// Dir holds disk.img of a Filesystem volume.
 	Dir string `json:"dir,omitempty"`
-	// Device and Backing are a loop-backed Block volume's.
+	// Device and Backing are a loop-backed Block volume's; a volume on a
+	// host block device has Device alone.
 	Device  string `json:"device,omitempty"`
 	Backing string `json:"backing,omitempty"`
 	// Attached: nodevirt attached the device (so a missing one is drift).
@@ -69,6 +70,10 @@ type volumeRecord struct {
 	ReleasedFrom string    `json:"releasedFrom,omitempty"`
 	Created      time.Time `json:"created"`
 }
+
+// hostDevice reports whether the volume is a host block device (not a
+// loop device nodevirt attached to a file of its own).
+func (v *volumeRecord) hostDevice() bool { return v.Device != "" && v.Backing == "" }
 
 // claimRecord is a claim's binding and a DataVolume's import state.
 type claimRecord struct {

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"math"
 	"path"
 	"sort"
@@ -134,8 +135,11 @@ func (b *builder) hostPath() {
 		if pc := spec.PathConfig; pc != nil {
 			hp.Path, hp.UseNamingPrefix = path.Clean(pc.Path), pc.UseNamingPrefix
 		}
-		for _, sp := range spec.StoragePools {
+		for i, sp := range spec.StoragePools {
 			hp.Pools[sp.Name] = path.Clean(sp.Path)
+			if sp.PVCTemplate != nil {
+				b.warnf(o, fmt.Sprintf("spec.storagePools[%d].pvcTemplate", i), ErrHostPathPVCTemplate, "pool %q uses %s", sp.Name, hp.Pools[sp.Name])
+			}
 		}
 		b.st.HostPath = hp
 	}

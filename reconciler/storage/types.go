@@ -160,10 +160,16 @@ type Volume struct {
 	Class         string   `json:"storageClassName,omitempty"`
 	ReclaimPolicy string   `json:"reclaimPolicy"`
 	// Path is local.path or hostPath.path as written: a directory for a
-	// Filesystem volume, /dev/loopN for a Block one.
+	// Filesystem volume, /dev/loopN or an allowed device for a Block one.
 	Path string `json:"path"`
+	// PathField is where Path is written: spec.local.path or spec.hostPath.path.
+	PathField string `json:"pathField,omitempty"`
 	// Loop: a Block volume backed by a loop device nodevirt manages.
-	Loop   bool              `json:"loop,omitempty"`
+	Loop bool `json:"loop,omitempty"`
+	// Device: a Block volume on a host block device the operator allowed
+	// (--allowed-block-device), a loop device they attached among them;
+	// nodevirt never creates, wipes or detaches it.
+	Device bool              `json:"device,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 	// ClaimRef pre-binds the volume to "namespace/name".
 	ClaimRef string `json:"claimRef,omitempty"`

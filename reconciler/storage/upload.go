@@ -86,6 +86,10 @@ func (m *Manager) prepared(b *Binding) (bool, string) {
 	if b == nil {
 		return false, "the claim is not bound to a volume yet"
 	}
+	if b.Device != "" && b.Backing == "" {
+		// A host block device: there when the plan checked it.
+		return true, ""
+	}
 	if b.Device != "" {
 		cur, attached, err := m.loops.Backing(b.Device)
 		switch {

@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,14 +54,22 @@ func (b *builder) volumes() {
 		default:
 			b.errorf(o, "spec", ErrVolumeSource, "")
 		}
+		v.PathField = sp
 		if sp != "" && !path.IsAbs(v.Path) {
 			b.errorf(o, sp, ErrPathAbsolute, "got %q", v.Path)
 		}
 		if v.VolumeMode == Block && sp != "" {
-			if dir, base := path.Split(path.Clean(v.Path)); dir != "/dev/" || !loopName(base) {
-				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
-			} else {
+			clean := path.Clean(v.Path)
+			// A device the operator allowed is theirs, even a loop device
+			// they attached themselves as the seed's procedure does; any
+			// other /dev/loopN is nodevirt's to create and attach.
+			switch dir, base := path.Split(clean); {
+			case AllowedDevice(b.opt.AllowedBlockDevices, clean):
+				v.Device = true
+			case dir == "/dev/" && loopName(base):
 				v.Loop = true
+			default:
+				b.errorf(o, sp, ErrBlockLoop, "got %q", v.Path)
 			}
 		}
 		if cr := pv.Spec.ClaimRef; cr != nil && cr.Name != "" {
@@ -69,6 +78,16 @@ func (b *builder) volumes() {
 				ns = "default"
 			}
 			v.ClaimRef = ns + "/" + cr.Name
+		}
+		// The class is named even by a volume refused here: its claims
+		// wait for it instead of being refused too.
+		if v.Class != "" {
+			ps := PropertySet{AccessModes: v.AccessModes, VolumeMode: v.VolumeMode}
+			if !slices.ContainsFunc(b.staticClasses[v.Class], func(o PropertySet) bool {
+				return o.VolumeMode == ps.VolumeMode && slices.Equal(o.AccessModes, ps.AccessModes)
+			}) {
+				b.staticClasses[v.Class] = append(b.staticClasses[v.Class], ps)
+			}
 		}
 		if b.bad[v.Object] {
 			b.st.Invalid[v.Object] = v.Object
@@ -80,6 +99,30 @@ func (b *builder) volumes() {
 		}
 		b.st.Volumes[v.Name] = v
 	}
+}
+
+// AllowedDevice reports whether the clean absolute path p matches one of
+// the allow-list's devices or patterns, as written: symlinks are resolved
+// on the host later, and the device they lead to must be a block device.
+func AllowedDevice(allowed []string, p string) bool {
+	for _, pat := range allowed {
+		if ok, err := path.Match(path.Clean(pat), p); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckDevicePattern refuses an --allowed-block-device entry that is not
+// an absolute pattern under /dev.
+func CheckDevicePattern(pat string) error {
+	if !strings.HasPrefix(path.Clean(pat), "/dev/") {
+		return fmt.Errorf("%q: want a device path or pattern under /dev/", pat)
+	}
+	if _, err := path.Match(pat, "/dev/x"); err != nil {
+		return fmt.Errorf("%q: %w", pat, err)
+	}
+	return nil
 }
 
 func loopName(base string) bool {

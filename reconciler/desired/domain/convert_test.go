@@ -25,6 +25,8 @@ var goldenCases = []struct {
 	networks map[string]NetworkAttachment
 	// pins stand in for the dedicated CPUs the agent allocates.
 	pins *Pinning
+	// claims stand in for where storage keeps the claims' disks.
+	claims map[string]ClaimDisk
 }{
 	{file: "corpus/vm-cirros.yaml"},
 	{file: "corpus/vm-cirros-sata.yaml"},
@@ -48,7 +50,6 @@ var goldenCases = []struct {
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
 	{file: "vm-unsupported.yaml", wantErrors: []string{
-		"spec.template.spec.domain.devices.disks[1].lun",
 		"spec.template.spec.domain.devices.interfaces[0].bridge",
 		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
 		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
@@ -56,6 +57,14 @@ var goldenCases = []struct {
 		"spec.template.spec.volumes[2].configMap",
 		"spec.template.spec.volumes[3].secret",
 		"spec.template.spec.networks[1].multus.default",
+	}},
+	{file: "vm-block-lun.yaml", claims: map[string]ClaimDisk{
+		"db-root":      {Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", Block: true, VolumeMode: "Block"},
+		"san-lun":      {Path: "/dev/disk/by-id/scsi-36001405e1c2f3a4b5c6d7e8f9a0b1c2d", Block: true, VolumeMode: "Block"},
+		"cluster-data": {Path: "/dev/loop11", Block: true, VolumeMode: "Block"},
+	}},
+	{file: "vmi-lun-guide.yaml", claims: map[string]ClaimDisk{
+		"mypvc": {Path: "/dev/loop12", Block: true, VolumeMode: "Block"},
 	}},
 	{file: "vm-resources.yaml"},
 	{file: "vm-hugepages.yaml"},
@@ -82,6 +91,7 @@ func TestConvert_golden(t *testing.T) {
 			in := loadManifest(t, filepath.Join("testdata", tc.file))
 			in.Networks = tc.networks
 			in.Resources.Pins = tc.pins
+			in.Resources.Claims = tc.claims
 			res := Convert(in, testContext)
 
 			xml, err := res.Domain.Marshal()
@@ -124,6 +134,7 @@ func TestConvert_deterministic(t *testing.T) {
 			in1, in2 := loadManifest(t, path), loadManifest(t, path)
 			in1.Networks, in2.Networks = tc.networks, tc.networks
 			in1.Resources.Pins, in2.Resources.Pins = tc.pins, tc.pins
+			in1.Resources.Claims, in2.Resources.Claims = tc.claims, tc.claims
 			first := Convert(in1, testContext)
 			second := Convert(in2, testContext)
 			x1, err1 := first.Domain.Marshal()

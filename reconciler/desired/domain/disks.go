@@ -47,11 +47,6 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 // configureDisk maps disk i of the spec.
 func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i int, d kubevirtv1.Disk, volumes map[string]int, next map[string]int, scsi *bool) {
 	rel := fmt.Sprintf("domain.devices.disks[%d]", i)
-	if d.LUN != nil {
-		// Refused in the support table: libvirt takes a lun only on a
-		// block device, and every volume is a file for now.
-		return
-	}
 	vi, ok := volumes[d.Name]
 	if !ok {
 		out.invalid(rel+".name", "no volume named %q", d.Name)
@@ -65,8 +60,21 @@ func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i
 	if !ok {
 		return
 	}
+	if d.LUN != nil {
+		if !lunSource(in, d, vi, src, rel, out) {
+			return
+		}
+		// A claim storage has not planned yet is taken for the Block
+		// claim a lun needs; the VM waits for it to be bound.
+		src.block = true
+	}
 	if src.block {
 		disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
+		if d.LUN != nil && d.LUN.Reservation {
+			// KubeVirt points QEMU at its pr-helper daemon's socket; on
+			// a plain host libvirt starts qemu-pr-helper for the VM.
+			disk.Source.Reservations = &libvirtxml.DomainDiskReservations{Managed: "yes"}
+		}
 	} else {
 		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
 	}
@@ -139,7 +147,9 @@ func diskDevice(d kubevirtv1.Disk, rel string, out *output) (libvirtxml.DomainDi
 			disk.Target.Tray = "open"
 		}
 	case d.LUN != nil:
-		// Not reached from configureDisks until block volumes exist (S-6).
+		// SCSI commands from the guest reach the device; sgio stays
+		// unset as KubeVirt leaves it, so libvirt's "filtered" keeps
+		// the kernel's list of commands an unprivileged QEMU may send.
 		disk.Device = "lun"
 		bus = d.LUN.Bus
 		disk.Driver.Discard = "unmap"
@@ -170,6 +180,38 @@ func diskDevice(d kubevirtv1.Disk, rel string, out *output) (libvirtxml.DomainDi
 	return disk, bus, true
 }
 
+// lunSource checks that a lun disk can pass SCSI commands to its volume
+// and sets what the disk needs for it; false means it was refused.
+func lunSource(in Input, d kubevirtv1.Disk, vi int, src source, rel string, out *output) bool {
+	v := in.Spec.Volumes[vi]
+	claim := ""
+	switch {
+	case v.PersistentVolumeClaim != nil:
+		claim = v.PersistentVolumeClaim.ClaimName
+	case v.DataVolume != nil:
+		claim = v.DataVolume.Name
+	default:
+		// KubeVirt's admission says the same.
+		out.invalid(rel+".lun", "a lun disk needs a persistentVolumeClaim or dataVolume volume")
+		return false
+	}
+	ok := true
+	if !src.block && src.modeKnown {
+		out.add(diag.Error, ErrUnsupported, rel+".lun",
+			"unsupported: claim %q is a Filesystem volume (a disk.img file); a lun passes SCSI commands to a block device, so the claim needs volumeMode: Block (or use disk instead of lun)", claim)
+		ok = false
+	}
+	if d.LUN.Bus != kubevirtv1.DiskBusSCSI {
+		// Written out: defaulting gives a lun scsi (KubeVirt's sata
+		// would not start); libvirt refuses any other bus at start, so
+		// saying so here is the same refusal, earlier.
+		out.add(diag.Error, ErrUnsupported, rel+".lun.bus",
+			"unsupported: bus %q: QEMU passes SCSI commands through only on the scsi bus; set lun.bus: scsi", d.LUN.Bus)
+		ok = false
+	}
+	return ok
+}
+
 // driverCache sets cache and io. KubeVirt picks cache=none when the file
 // supports O_DIRECT and writethrough otherwise, probing the file at start. A
 // pure converter cannot probe, and cache=none fails to open files on tmpfs,
@@ -181,8 +223,16 @@ func driverCache(disk *libvirtxml.DomainDisk, d kubevirtv1.Disk, rel string, out
 	// A disk other VMs write too (maybe from other hosts, over shared
 	// storage) must bypass the host page cache or they read stale data;
 	// KubeVirt forces none as well.
-	if disk.Shareable != nil && disk.Driver.Cache == "" {
-		disk.Driver.Cache = string(kubevirtv1.CacheNone)
+	if disk.Shareable != nil {
+		switch disk.Driver.Cache {
+		case "":
+			disk.Driver.Cache = string(kubevirtv1.CacheNone)
+		case string(kubevirtv1.CacheNone):
+		default:
+			// KubeVirt's converter refuses it as well, at VM start.
+			out.invalid(rel+".cache", "a shareable disk needs cache none, not %s: the host page cache would hide the other writers' data", d.Cache)
+			return false
+		}
 	}
 	if d.IO == kubevirtv1.IONative {
 		// QEMU refuses aio=native without O_DIRECT, i.e. cache=none.
@@ -215,6 +265,9 @@ type source struct {
 	readOnly bool
 	shared   bool
 	artifact *Artifact
+	// modeKnown: storage said whether a claim is Block; a claim it has
+	// not planned yet may be either.
+	modeKnown bool
 }
 
 // volumeSource maps spec.volumes[vi] to a host file. Sources the support
@@ -234,16 +287,19 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 	}
 	// A claim's disk is where storage keeps it (bound before conversion),
 	// else the default place under VolumeDir, which the VM waits for.
-	claim := func(at, name string) (string, bool, bool) {
-		if cd, ok := in.Resources.Claims[name]; ok && cd.Path != "" {
-			return cd.Path, cd.Block, true
+	claim := func(at, name string) (source, bool) {
+		cd, known := in.Resources.Claims[name]
+		if known && cd.Path != "" {
+			return source{path: cd.Path, block: cd.Block, modeKnown: true}, true
 		}
 		p, err := pathelem.Join(ctx.VolumeDir, in.Namespace, name, "disk.img")
 		if err != nil {
 			out.invalid(rel+"."+at, "the claim's namespace or name cannot be a directory on the host: %v", err)
-			return "", false, false
+			return source{}, false
 		}
-		return p, false, true
+		// Not bound yet: a Block claim's device is not known, and the
+		// VM waits for the path to exist either way.
+		return source{path: p, block: cd.VolumeMode == "Block", modeKnown: cd.VolumeMode != ""}, true
 	}
 	switch {
 	case v.ContainerDisk != nil:
@@ -305,20 +361,23 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		}}, true
 
 	case v.PersistentVolumeClaim != nil:
-		p, block, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)
+		src, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, block: block, format: "raw", readOnly: v.PersistentVolumeClaim.ReadOnly,
-			artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.PersistentVolumeClaim.ClaimName}}, true
+		src.format, src.readOnly = "raw", v.PersistentVolumeClaim.ReadOnly
+		src.artifact = &Artifact{Kind: Claim, Volume: v.Name, Path: src.path, Claim: v.PersistentVolumeClaim.ClaimName}
+		return src, true
 
 	case v.DataVolume != nil:
 		// CDI writes a DataVolume into the claim of the same name.
-		p, block, ok := claim("dataVolume.name", v.DataVolume.Name)
+		src, ok := claim("dataVolume.name", v.DataVolume.Name)
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, block: block, format: "raw", artifact: &Artifact{Kind: Claim, Volume: v.Name, Path: p, Claim: v.DataVolume.Name}}, true
+		src.format = "raw"
+		src.artifact = &Artifact{Kind: Claim, Volume: v.Name, Path: src.path, Claim: v.DataVolume.Name}
+		return src, true
 
 	case v.HostDisk != nil:
 		hd := v.HostDisk

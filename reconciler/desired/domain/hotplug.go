@@ -130,10 +130,12 @@ type HotplugDisk struct {
 }
 
 // liveHotpluggable reports a disk whose volume is a hotpluggable DataVolume
-// or PVC and whose bus is SCSI, which a guest releases at once (virtio-blk
+// or PVC and whose bus is SCSI (a disk or a lun), which a guest releases at once (virtio-blk
 // waits for the guest). Any other disk changes with a restart.
 func liveHotpluggable(in Input, d kubevirtv1.Disk) bool {
-	if d.Disk == nil || d.Disk.Bus != kubevirtv1.DiskBusSCSI {
+	scsiDisk := d.Disk != nil && d.Disk.Bus == kubevirtv1.DiskBusSCSI
+	scsiLUN := d.LUN != nil && d.LUN.Bus == kubevirtv1.DiskBusSCSI
+	if !scsiDisk && !scsiLUN {
 		return false
 	}
 	for _, v := range in.Spec.Volumes {

@@ -157,6 +157,15 @@ func TestConvert_liveHotplugDisk(t *testing.T) {
 	if _, scsi := ports(t, res.Domain); len(scsi) != 1 || !IsHotplugController(scsi[0]) {
 		t.Fatalf("a live disk must use the hotplug SCSI controller (not hashed), got %+v", scsi)
 	}
+	// A lun on a Block claim (virtctl addvolume --disk-type lun) is live too.
+	lunSpec := *spec.DeepCopy()
+	lunSpec.Domain.Devices.Disks[0].DiskDevice = kubevirtv1.DiskDevice{LUN: &kubevirtv1.LunTarget{Bus: kubevirtv1.DiskBusSCSI}}
+	in := testInput(lunSpec)
+	in.Resources.Claims = map[string]ClaimDisk{"hot": {Path: "/dev/loop12", Block: true, VolumeMode: "Block"}}
+	if res := Convert(in, testContext); res.Diags.HasErrors() || len(res.Hotplug) != 1 || !strings.Contains(res.Hotplug[0].XML, `device="lun"`) ||
+		!strings.Contains(res.Hotplug[0].XML, `dev="/dev/loop12"`) {
+		t.Fatalf("live lun: %v %+v", res.Diags, res.Hotplug)
+	}
 	// Not hotpluggable, or on virtio: a cold disk.
 	spec.Volumes[len(spec.Volumes)-1].DataVolume.Hotpluggable = false
 	if res := Convert(testInput(spec), testContext); len(res.Hotplug) != 0 {

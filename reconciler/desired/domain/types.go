@@ -81,9 +81,14 @@ type AssignedDevice struct {
 
 // ClaimDisk is where the storage manager keeps a claim's disk.
 type ClaimDisk struct {
+	// Path is "" while the claim is not bound: the disk keeps the default
+	// place, which the VM waits for.
 	Path string `json:"path"`
 	// Block: a block device (<disk type='block'>), else a raw disk.img file.
 	Block bool `json:"block,omitempty"`
+	// VolumeMode is the claim's Filesystem or Block, known before it is
+	// bound; "" when storage did not say.
+	VolumeMode string `json:"volumeMode,omitempty"`
 }
 
 // NetworkAttachment is what nodevirt takes from a NetworkAttachmentDefinition
