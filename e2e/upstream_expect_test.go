@@ -105,16 +105,20 @@ var upstreamExpect = map[string]upstreamWant{
 	"kubevirt-user-guide/configmap-virtiofs/vmi.yaml":     {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
 	"kubevirt-user-guide/secret-virtiofs/vmi.yaml":        {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
 	"kubevirt-user-guide/secret-virtiofs/app-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/virtiofs-pvc.yaml":               {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
-	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":       {pending: pendingVirtiofs, domainHas: []string{"virtiofs", "<memoryBacking>"}},
-	"kubevirt-user-guide/kernel-boot-container.yaml":      {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<cmdline>console=ttyS0</cmdline>"}},
-	"kubevirt-user-guide/numa-passthrough-vmi.yaml":       {pending: pendingNUMA, domainHas: []string{"<numa>", "<hugepages>"}},
-	"kubevirt-user-guide/lun-block/vmi.yaml":              {domainHas: []string{`device="lun"`}},
-	"kubevirt-user-guide/lun-block/mypvc.yaml":            {},
+	"kubevirt-user-guide/virtiofs-pvc.yaml":               {domainHas: []string{"virtiofs", "<memoryBacking>"}},
+	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":       {domainHas: []string{"virtiofs", "<memoryBacking>"}},
+	// Pulling the kernel image from a registry with credentials is refused
+	// by name (local OCI layouts and docker archives boot).
+	"kubevirt-user-guide/kernel-boot-container.yaml": {refused: []upstreamDiag{
+		{path: "spec.template.spec.domain.firmware.kernelBoot.container.imagePullSecret", reason: "registry"}}},
+	"kubevirt-user-guide/numa-passthrough-vmi.yaml": {domainHas: []string{"<numa>", "<hugepages>"}},
+	"kubevirt-user-guide/lun-block/vmi.yaml":        {domainHas: []string{`device="lun"`}},
+	"kubevirt-user-guide/lun-block/mypvc.yaml":      {},
 	// kubectl: the snippet puts ioThreadsPolicy under cpu (it belongs to
 	// domain); 1Gi of memory in 1Gi pages is fine, as in KubeVirt.
-	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {pending: pendingNUMA, refused: []upstreamDiag{
-		{path: "spec.template.spec.domain.cpu.ioThreadsPolicy", reason: "unknown field"}}},
+	"kubevirt-user-guide/numa-realtime-1gi-hugepages.yaml": {refused: []upstreamDiag{
+		{path: "spec.template.spec.domain.cpu.ioThreadsPolicy", reason: "unknown field"},
+		{path: "spec.template.spec.domain.cpu.realtime", reason: "realtime vCPUs"}}},
 	// No PersistentVolume of these classes is in the repository either:
 	// nothing can bind the claim.
 	"kubevirt-user-guide/pvc-local-class.yaml":           {refused: []upstreamDiag{{path: "spec.storageClassName", reason: `"local"`}}},
@@ -127,13 +131,13 @@ var upstreamExpect = map[string]upstreamWant{
 		{path: "spec.local.path", reason: "--allowed-block-device"}}},
 	"kubevirt-user-guide/firmware-uuid-serial.yaml": {domainHas: []string{
 		"5d307ca9-b3ef-428c-8861-06e72d69f223", "e4686d2c-6e8d-4335-b8fd-81bee22f4815"}},
-	"kubevirt/vmi-with-sidecar-hook.yaml": {pending: pendingSMBIOS, domainHas: []string{"Radical Edward"}},
+	"kubevirt/vmi-with-sidecar-hook.yaml": {domainHas: []string{"Radical Edward"}},
 	"kubevirt/vmi-block-pvc.yaml":         {},
 	// kubectl: fields of KubeVirt's main branch, newer than the v1.9 API
 	// nodevirt reads.
 	"kubevirt/vmi-file-memory-backing.yaml":  {refused: []upstreamDiag{{path: "spec.domain.memory.fileBacked", reason: "unknown field"}}},
 	"kubevirt/vmi-ssd-emulation.yaml":        {refused: []upstreamDiag{{path: "spec.domain.devices.disks[0].disk.rotationRate", reason: "unknown field"}}},
-	"kubevirt-examples/vmi-kernel-boot.yaml": {pending: pendingKernelBoot, domainHas: []string{"<kernel>", "<initrd>"}},
+	"kubevirt-examples/vmi-kernel-boot.yaml": {domainHas: []string{"<kernel>", "<initrd>"}},
 
 	// Refused as KubeVirt refuses them.
 	"kubevirt-user-guide/v1alpha1-hugepages.yaml": {refused: []upstreamDiag{

@@ -158,6 +158,10 @@ func upstreamContext(t *testing.T, domainType, arch string) domain.Context {
 		VolumeDir: filepath.Join(state, "volumes"),
 		Root:      filepath.Join(state, "root"),
 		HostDirs:  []string{"/var/data", "/data"},
+		// A two-node host with the daemon Debian 12 ships, so guest NUMA
+		// and virtiofs examples render the same on any machine.
+		HostNUMA:  []domain.NUMANode{{ID: 0, CPUs: []uint{0, 1, 2, 3}}, {ID: 1, CPUs: []uint{4, 5, 6, 7}}},
+		Virtiofsd: "/usr/lib/qemu/virtiofsd",
 	}
 }
 
