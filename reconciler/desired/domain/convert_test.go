@@ -45,19 +45,22 @@ var goldenCases = []struct {
 	{file: "corpus/vmi-kernel-boot.yaml", wantErrors: []string{"spec.domain.firmware.kernelBoot"}},
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
+	// Its configMap, secret and cloud-init secretRef volumes name sources
+	// the case does not give: each is an error naming what is missing.
 	{file: "vm-unsupported.yaml", wantErrors: []string{
 		"spec.template.spec.domain.devices.disks[1].lun",
 		"spec.template.spec.domain.devices.interfaces[0].bridge",
-		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
-		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
 		"spec.template.spec.volumes[0].ephemeral",
+		"spec.template.spec.networks[1].multus.default",
 		"spec.template.spec.volumes[2].configMap",
 		"spec.template.spec.volumes[3].secret",
-		"spec.template.spec.networks[1].multus.default",
+		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
+		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
 	}},
 	{file: "vm-resources.yaml"},
 	{file: "vm-hugepages.yaml"},
 	{file: "vm-configdrive.yaml"},
+	{file: "vm-config-volumes.yaml"},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
 	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{

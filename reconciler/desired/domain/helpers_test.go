@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/resource"
+	k8sv1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirt"
@@ -118,12 +119,37 @@ func loadManifest(t *testing.T, file string) Input {
 		prefix string
 		kind   string
 	)
+	var labels, annotations map[string]string
+	// Secrets and ConfigMaps in the same file are the VM's sources, as
+	// reconciler/desired reads them from the repository.
+	sources := map[SourceRef]Source{}
+	for _, o := range set.Objects {
+		switch v := o.Value.(type) {
+		case *k8sv1.Secret:
+			data := map[string][]byte{}
+			for k, b := range v.Data {
+				data[k] = b
+			}
+			for k, s := range v.StringData {
+				data[k] = []byte(s)
+			}
+			sources[SourceRef{Kind: "Secret", Name: v.Name}] = Source{Data: data}
+		case *k8sv1.ConfigMap:
+			data := map[string][]byte{}
+			for k, s := range v.Data {
+				data[k] = []byte(s)
+			}
+			sources[SourceRef{Kind: "ConfigMap", Name: v.Name}] = Source{Data: data}
+		}
+	}
 	for _, o := range set.Objects {
 		switch v := o.Value.(type) {
 		case *kubevirtv1.VirtualMachine:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec.Template.Spec, "spec.template.spec", "VirtualMachine"
+			labels, annotations = v.Spec.Template.ObjectMeta.Labels, v.Spec.Template.ObjectMeta.Annotations
 		case *kubevirtv1.VirtualMachineInstance:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec, "spec", "VirtualMachineInstance"
+			labels, annotations = v.Labels, v.Annotations
 		default:
 			continue
 		}
@@ -142,8 +168,11 @@ func loadManifest(t *testing.T, file string) Input {
 		Name:       meta.Name,
 		UUID:       uuid,
 		Spec:       spec,
-		Object:     kind + " " + meta.Namespace + "/" + meta.Name,
-		PathPrefix: prefix,
+		Object:      kind + " " + meta.Namespace + "/" + meta.Name,
+		PathPrefix:  prefix,
+		Sources:     sources,
+		Labels:      labels,
+		Annotations: annotations,
 	}
 }
 
@@ -185,8 +214,15 @@ func render(r Result) []byte {
 				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
 			}
 		}
+		if a.Digest != "" {
+			fmt.Fprintf(&b, " digest=%s", a.Digest)
+		}
 		b.WriteString("\n")
-		for _, name := range seedFileNames {
+		names := seedFileNames
+		if a.Kind == ConfigISO {
+			names = sortedKeys(a.Files)
+		}
+		for _, name := range names {
 			content, ok := a.Files[name]
 			if !ok {
 				continue
@@ -198,7 +234,11 @@ func render(r Result) []byte {
 				}
 			}
 		}
-		if len(a.Files) > 0 && len(a.Files) != countKnown(a.Files) {
+		// A Secret's values never reach a report: only their names.
+		for _, name := range sortedKeys(a.SecretFiles) {
+			fmt.Fprintf(&b, "  %s: (from a Secret, %d bytes)\n", name, len(a.SecretFiles[name]))
+		}
+		if a.Kind != ConfigISO && len(a.Files) > 0 && len(a.Files) != countKnown(a.Files) {
 			b.WriteString("  (unexpected file names)\n")
 		}
 	}
