@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/apimachinery/pkg/api/resource"
 	k8sv1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirt"
@@ -164,10 +164,10 @@ func loadManifest(t *testing.T, file string) Input {
 		uuid = legacyUUID(meta.Namespace + "/" + meta.Name)
 	}
 	return Input{
-		Namespace:  meta.Namespace,
-		Name:       meta.Name,
-		UUID:       uuid,
-		Spec:       spec,
+		Namespace:   meta.Namespace,
+		Name:        meta.Name,
+		UUID:        uuid,
+		Spec:        spec,
 		Object:      kind + " " + meta.Namespace + "/" + meta.Name,
 		PathPrefix:  prefix,
 		Sources:     sources,
