@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
+	"github.com/nodevirt/nodevirt/internal/secrets"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
@@ -478,7 +479,7 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse func(string) bool, onC
 		OnChange:      onChange,
 		Log:           c.Log,
 	}, importerAdapter{importer.New(importer.Config{Log: c.Log})}, loopAdapter{loop.New()}, volumes.Files{},
-		importer.SecretsDir{Dir: c.SecretsDir}, kv)
+		secrets.Dir{Dir: c.SecretsDir}, kv)
 }
 
 // newReconciler builds the VM stage over libvirt, the disk store, the state
