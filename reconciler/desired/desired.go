@@ -173,6 +173,10 @@ type Options struct {
 	NodeLease time.Duration
 	// Now is the clock reports are aged by; nil is time.Now.
 	Now func() time.Time
+	// Secrets reads the Secrets and ConfigMaps VMs name that the
+	// repository does not hold (a repository's copy wins); nil reads
+	// only the repository's.
+	Secrets SecretReader
 }
 
 // Build renders the desired state from a manifest set.
@@ -192,6 +196,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	}
 	st.OutOfService = outOfService(set, opt.Node)
 	networks := newNetworkResolver(set)
+	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
 	var todo []candidate
 	for _, o := range set.Objects {
@@ -258,7 +263,8 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
-		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, rs: rs, meta: meta, nets: nets, demand: demandOf(name, spec)})
+		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, rs: rs, meta: meta, nets: nets,
+			sources: sources.resolve(o, spec), demand: demandOf(name, spec)})
 	}
 	// Node resources are decided before conversion, for all VMs at once,
 	// so the converter writes them into the domain and nothing edits the
@@ -284,6 +290,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		st.VMs = append(st.VMs, vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)
+	st.Diags = append(st.Diags, sources.warnings()...)
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
 	st.Diags.Sort()
 	return st
@@ -297,7 +304,9 @@ type candidate struct {
 	rs     kubevirtv1.VirtualMachineRunStrategy
 	meta   map[string]string
 	nets   map[string]domain.NetworkAttachment
-	demand demand
+	// sources are the Secrets and ConfigMaps the spec names, read.
+	sources map[domain.SourceRef]domain.Source
+	demand  demand
 }
 
 // demandOf is what a VM asks of the node, read from its spec before
@@ -316,6 +325,7 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 	if uuid == "" {
 		uuid = StableUUID(o.Ref.Namespace, o.Ref.Name)
 	}
+	labels, annotations := templateMeta(o)
 	res := domain.Convert(domain.Input{
 		Namespace:  o.Ref.Namespace,
 		Name:       o.Ref.Name,
@@ -329,6 +339,9 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 			HostDevices: alloc.devices,
 			Claims:      opt.Resources.claimsFor(o.Ref.Namespace, spec),
 		},
+		Sources:     c.sources,
+		Labels:      labels,
+		Annotations: annotations,
 	}, opt.Context)
 	// Conversion diagnostics carry the user's path; give them file and line.
 	diags := make(diag.List, 0, len(res.Diags))
