@@ -293,7 +293,9 @@ func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*No
 	}
 	// Status reports age and change between two renderings of one
 	// revision: with reports, placement and fences are decided anew.
-	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) {
+	// A Secret changed in the secrets directory re-renders too: its
+	// content is part of the VM's definition.
+	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) && !n.VMs.SourcesChanged(cfg.Desired.Secrets) {
 		return n, nil
 	}
 	bound := *n

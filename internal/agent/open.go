@@ -557,6 +557,7 @@ func (rt *Runtime) desiredOptions() desired.Options {
 		Node:       c.Node,
 		NodeLabels: labels,
 		NodeLease:  c.NodeLease,
+		Secrets:    secrets.Dir{Dir: c.SecretsDir},
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

@@ -149,6 +149,9 @@ type State struct {
 	// OutOfService: this node's Node manifest has the out-of-service
 	// taint; its VMs stop and none starts.
 	OutOfService bool
+	// outside are the digests of the Secrets and ConfigMaps read from
+	// Options.Secrets (see SourcesChanged).
+	outside map[string]string
 }
 
 // Options carry the node identity and host layout into the build.
@@ -291,6 +294,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	}
 	st.Diags = append(st.Diags, networks.diags...)
 	st.Diags = append(st.Diags, sources.warnings()...)
+	st.outside = sources.read
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
 	st.Diags.Sort()
 	return st

@@ -1,6 +1,8 @@
 package desired
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -33,10 +35,13 @@ type sourceResolver struct {
 	// plain are the unencrypted Secrets of the repository VMs use, with
 	// the VMs that use them, for one warning each.
 	plain map[manifests.Ref][]string
+	// read are the digests of what was read outside the repository, by
+	// namespace/name ("" for a miss): SourcesChanged compares them.
+	read map[string]string
 }
 
 func newSourceResolver(set *manifests.Set, outside SecretReader) *sourceResolver {
-	r := &sourceResolver{objs: map[manifests.Ref]*manifests.Object{}, outside: outside, plain: map[manifests.Ref][]string{}}
+	r := &sourceResolver{objs: map[manifests.Ref]*manifests.Object{}, outside: outside, plain: map[manifests.Ref][]string{}, read: map[string]string{}}
 	for _, kind := range []string{"Secret", "ConfigMap"} {
 		for _, o := range set.OfKind(kind) {
 			if _, dup := r.objs[o.Ref]; !dup {
@@ -93,10 +98,46 @@ func (r *sourceResolver) one(vm *manifests.Object, ref domain.SourceRef) domain.
 		return domain.Source{Missing: "not in the repository, and no secrets directory is read"}
 	}
 	data, err := r.outside.Read(vm.Ref.Namespace, ref.Name)
+	r.read[vm.Ref.Namespace+"/"+ref.Name] = outsideDigest(data, err)
 	if err != nil {
 		return domain.Source{Missing: "not in the repository; " + err.Error()}
 	}
 	return domain.Source{Data: data}
+}
+
+// outsideDigest stands for one read of the secrets directory.
+func outsideDigest(data map[string][]byte, err error) string {
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(data[k]))
+		h.Write(data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SourcesChanged reports whether a Secret or ConfigMap the state read
+// outside the repository reads differently now (changed, added or gone):
+// the VMs must then be rendered again, as for a new revision.
+func (s *State) SourcesChanged(r SecretReader) bool {
+	if s == nil || r == nil {
+		return false
+	}
+	for key, was := range s.outside {
+		ns, name, _ := strings.Cut(key, "/")
+		data, err := r.Read(ns, name)
+		if outsideDigest(data, err) != was {
+			return true
+		}
+	}
+	return false
 }
 
 // warnings are one warning per plain Secret of the repository a VM uses.
