@@ -88,6 +88,7 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		AllowedHostDirs: o.allowedHostDirs,
 		AllowedRoots:    o.allowedRoots,
 		SecretsDir:      o.secretsDir,
+		AgeKeyFile:      o.ageKeyFile,
 		SelfHeal:        selfHeal,
 		AllowReboot:     o.allowReboot,
 		AllowPruneAll:   o.allowPruneAll,

@@ -71,6 +71,9 @@ type OpenConfig struct {
 	AllowedHostDirs []string
 	AllowedRoots    []string
 	SecretsDir      string
+	// AgeKeyFile holds the age identities that decrypt SOPS-encrypted
+	// manifests.
+	AgeKeyFile string
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -538,9 +541,10 @@ func (rt *Runtime) agentConfig() Config {
 		Ready:         c.Ready,
 		OnIteration:   c.OnIteration,
 		Desired:       rt.desiredOptions(),
-		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
-		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,
-		Log:           c.Log,
+		Manifests: manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir),
+			Decrypt: (&secrets.Decryptor{KeyFile: c.AgeKeyFile}).Decrypt},
+		CPUVendor: nodedesc.CPUInfo(c.Root).Vendor,
+		Log:       c.Log,
 	}
 }
 
