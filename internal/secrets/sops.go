@@ -35,7 +35,7 @@ import (
 // written by sops v3.13.3 itself (see testdata/README.md).
 
 // ErrSOPS marks a SOPS document that cannot be decrypted.
-var ErrSOPS = errors.New("SOPS")
+var ErrSOPS = errors.New("cannot decrypt")
 
 // DefaultUnencryptedSuffix is sops' rule when a document names none.
 const defaultUnencryptedSuffix = "_unencrypted"
@@ -249,7 +249,7 @@ func (d *Decryptor) dataKey(m metadata) ([]byte, error) {
 func readIdentities(path string) ([]age.Identity, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: age key file: %v", ErrSOPS, err)
+		return nil, fmt.Errorf("%w: age key file (--sops-age-key-file): %v", ErrSOPS, err)
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil {

@@ -125,7 +125,7 @@ func TestConfigFiles_refusals(t *testing.T) {
 	_, out := run(configureDisks, in)
 	p := "spec.template.spec."
 	want := []diagLine{
-		{"error", p + "volumes[0].configMap", "ConfigMap lab/absent: not in the repository nor in the secrets directory; the VM waits until it exists"},
+		{"error", p + "volumes[0].configMap", "ConfigMap lab/absent: not in the repository nor in the secrets directory; the VM waits for it"},
 		{"error", p + "volumes[2].sysprep.secret", "invalid: Secret win has neither key autounattend.xml nor unattend.xml: Windows Setup would find no answer file"},
 		{"error", p + "volumes[3].configMap", `unsupported: key "Config.YAML" of ConfigMap upper cannot be a file of the ISO image under its own name: nodevirt writes plain ISO 9660, whose names are at most 28 lower-case letters, digits, '-' or '_' with at most one short extension`},
 		{"error", p + "volumes[4].downwardAPI.fields[0].fieldRef.fieldPath", `unsupported: "spec.nodeName" is not one of metadata.name, metadata.namespace, metadata.labels, metadata.annotations, metadata.labels['KEY'], metadata.annotations['KEY']: other fields describe KubeVirt's pod and node`},

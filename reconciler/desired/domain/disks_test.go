@@ -215,7 +215,7 @@ func TestConfigureDisks(t *testing.T) {
 				{"error", "spec.template.spec.volumes[1].emptyDisk.capacity", "invalid: capacity 1000Ki is less than 1Mi"},
 				{"error", "spec.template.spec.domain.devices.disks[3]", `invalid: bus "ide" is not one of virtio, sata, scsi, usb`},
 				{"error", "spec.template.spec.domain.devices.disks[4].io", "invalid: io native needs cache none, not writethrough"},
-				{"error", "spec.template.spec.volumes[5].configMap", "ConfigMap lab/absent: not found; the VM waits until it exists"},
+				{"error", "spec.template.spec.volumes[5].configMap", "ConfigMap lab/absent: not found; the VM waits for it"},
 			},
 		},
 	} {

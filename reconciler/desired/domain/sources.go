@@ -73,7 +73,7 @@ func (o *output) source(in Input, ref SourceRef, rel string) (map[string][]byte,
 		if why == "" {
 			why = "not found"
 		}
-		o.add(diag.Error, ErrMissingSource, rel, "%s %s/%s: %s; the VM waits until it exists",
+		o.add(diag.Error, ErrMissingSource, rel, "%s %s/%s: %s; the VM waits for it",
 			ref.Kind, in.Namespace, ref.Name, why)
 		return nil, false
 	}
