@@ -93,8 +93,23 @@ func sysprepFiles(in Input, s *kubevirtv1.SysprepSource, rel string, out *output
 		out.invalid(rel, "names neither a configMap nor a secret")
 		return nil, false, false
 	}
-	files, ok := keyFiles(in, ref, false, rel, out)
+	data, ok := out.source(in, ref, rel)
 	if !ok {
+		return nil, false, false
+	}
+	// Windows looks files up without regard to case, and KubeVirt finds
+	// the answer file so too: names are lower-cased, which is what plain
+	// ISO 9660 can hold.
+	files := make(map[string][]byte, len(data))
+	for _, k := range sortedKeys(data) {
+		lower := strings.ToLower(k)
+		if _, dup := files[lower]; dup {
+			out.invalid(rel, "%s has keys that differ only in case (%q): Windows would see one file", ref, lower)
+			return nil, false, false
+		}
+		files[lower] = data[k]
+	}
+	if !checkISOKeys(ref, files, rel, out) {
 		return nil, false, false
 	}
 	for k := range files {

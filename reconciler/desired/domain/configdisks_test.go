@@ -114,13 +114,15 @@ func TestConfigFiles_refusals(t *testing.T) {
 				{Path: "cpu", ResourceFieldRef: &k8sv1.ResourceFieldSelector{Resource: "limits.cpu"}},
 			}}}),
 			vol("f", kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserDataSecretRef: &k8sv1.LocalObjectReference{Name: "win"}}}),
+			vol("g", kubevirtv1.VolumeSource{Sysprep: &kubevirtv1.SysprepSource{ConfigMap: &k8sv1.LocalObjectReference{Name: "upper-answer"}}}),
 		},
 	}
 	for _, v := range spec.Volumes {
 		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{Name: v.Name})
 	}
 	in := testInput(spec)
-	in.Sources = secretSources("Secret", "win", "readme.txt", "x", "ConfigMap", "upper", "Config.YAML", "x")
+	in.Sources = secretSources("Secret", "win", "readme.txt", "x", "ConfigMap", "upper", "Config.YAML", "x",
+		"ConfigMap", "upper-answer", "Autounattend.xml", "<unattend/>")
 	in.Sources[SourceRef{Kind: "ConfigMap", Name: "absent"}] = Source{Missing: "not in the repository nor in the secrets directory"}
 	_, out := run(configureDisks, in)
 	p := "spec.template.spec."
@@ -135,9 +137,13 @@ func TestConfigFiles_refusals(t *testing.T) {
 	if diff := cmp.Diff(want, diagLines(out)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
 	}
-	// The optional, missing ConfigMap is an empty image.
-	if len(out.artifacts) != 1 || out.artifacts[0].Volume != "b" || len(out.artifacts[0].Files) != 0 || out.artifacts[0].Label != "cfgdata" {
-		t.Errorf("artifacts = %+v, want one empty cfgdata image for volume b", out.artifacts)
+	// The optional, missing ConfigMap is an empty image; the sysprep
+	// answer file is found whatever its case, as Windows finds it.
+	if len(out.artifacts) != 2 || out.artifacts[0].Volume != "b" || len(out.artifacts[0].Files) != 0 || out.artifacts[0].Label != "cfgdata" {
+		t.Fatalf("artifacts = %+v, want an empty cfgdata image for volume b and a sysprep image", out.artifacts)
+	}
+	if a := out.artifacts[1]; a.Volume != "g" || a.Label != "unattendCD" || string(a.Files["autounattend.xml"]) != "<unattend/>" {
+		t.Errorf("sysprep artifact = %+v", a)
 	}
 }
 

@@ -253,7 +253,7 @@ var fields = []Field{
 	{Path: "volumes[*].cloudInitConfigDrive.networkDataBase64", Support: Mapped, Note: "decoded into network_data.json"},
 	{Path: "volumes[*].cloudInitConfigDrive.secretRef", Support: Mapped, Note: "user_data from the Secret's key userdata, else userData (KubeVirt's order)"},
 	{Path: "volumes[*].cloudInitConfigDrive.networkDataSecretRef", Support: Mapped, Note: "network_data.json from the Secret's key networkdata, else networkData"},
-	{Path: "volumes[*].sysprep", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label unattendCD, as KubeVirt) with every key of the ConfigMap or Secret; one must be autounattend.xml or unattend.xml"},
+	{Path: "volumes[*].sysprep", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label unattendCD, as KubeVirt) with every key of the ConfigMap or Secret, lower-cased (Windows ignores case); one must be autounattend.xml or unattend.xml"},
 	{Path: "volumes[*].ephemeral", Support: Refused, Note: "ephemeral claim overlays are not supported yet"},
 	{Path: "volumes[*].configMap", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso, one file per key, label volumeLabel (default cfgdata, as KubeVirt); optional and missing: an empty image"},
 	{Path: "volumes[*].secret", Support: Mapped, Note: "as configMap; the values stay out of plans, records and logs (a digest stands for them)"},
