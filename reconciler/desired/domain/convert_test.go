@@ -61,6 +61,8 @@ var goldenCases = []struct {
 	{file: "vm-hugepages.yaml"},
 	{file: "vm-configdrive.yaml"},
 	{file: "vm-config-volumes.yaml"},
+	{file: "vmi-configmap-disk.yaml"},
+	{file: "vmi-cloudinit-secretref.yaml"},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
 	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{
