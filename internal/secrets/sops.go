@@ -44,11 +44,10 @@ const defaultUnencryptedSuffix = "_unencrypted"
 type Decryptor struct {
 	// KeyFile holds age identities, one AGE-SECRET-KEY-1… per line and
 	// "#" comments: age-keygen's output, Flux's *.agekey, sops'
-	// SOPS_AGE_KEY_FILE. It is read at the first encrypted document, so a
-	// repository without one needs no key.
+	// SOPS_AGE_KEY_FILE. It is read for each encrypted document, so a
+	// repository without one needs no key and a rotated key is used at
+	// the next pass.
 	KeyFile string
-
-	ids []age.Identity
 }
 
 // IsEncrypted reports whether root, a document's top-level mapping, carries
@@ -223,17 +222,14 @@ func (d *Decryptor) dataKey(m metadata) ([]byte, error) {
 	if d == nil || d.KeyFile == "" {
 		return nil, fmt.Errorf("%w: the document is encrypted and no age key file is given (--sops-age-key-file or SOPS_AGE_KEY_FILE)", ErrSOPS)
 	}
-	if d.ids == nil {
-		ids, err := readIdentities(d.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		d.ids = ids
+	ids, err := readIdentities(d.KeyFile)
+	if err != nil {
+		return nil, err
 	}
 	recipients := make([]string, 0, len(m.Age))
 	for _, a := range m.Age {
 		recipients = append(recipients, a.Recipient)
-		r, err := age.Decrypt(armor.NewReader(strings.NewReader(a.Enc)), d.ids...)
+		r, err := age.Decrypt(armor.NewReader(strings.NewReader(a.Enc)), ids...)
 		if err != nil {
 			continue
 		}
