@@ -350,7 +350,9 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 		}
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
-	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
+	// A document that could not be decrypted is read again on every pass:
+	// the age key may have been put in place since.
+	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest && !undecrypted(last.Set) {
 		return a.rebind(ctx, last, nil)
 	}
 	cfg, readAt := a.renderConfig()
@@ -959,4 +961,18 @@ func (a *Agent) Settle(ctx context.Context, n *Node, rep NodeReport, progress fu
 		rep = a.Apply(ctx, n)
 	}
 	return rep, storage.ImportsErr(imps)
+}
+
+// undecrypted reports whether some SOPS-encrypted document of set could not
+// be decrypted.
+func undecrypted(set *manifests.Set) bool {
+	if set == nil {
+		return false
+	}
+	for _, d := range set.Diags {
+		if errors.Is(d, manifests.ErrEncrypted) {
+			return true
+		}
+	}
+	return false
 }

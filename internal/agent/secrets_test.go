@@ -71,3 +71,65 @@ func TestLoad_secretsDirChangeRerenders(t *testing.T) {
 		t.Error("a new value in the secrets directory did not render the VM anew")
 	}
 }
+
+// A SOPS-encrypted Secret whose age key is not on the host yet makes its
+// VM wait; once the key file is there, the next load decrypts it, without
+// a new commit.
+func TestLoad_ageKeyArrivesLater(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := os.ReadFile(filepath.Join("..", "secrets", "testdata", "secret.sops.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join("..", "secrets", "testdata", "age.agekey"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: guest, namespace: vms}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          disks: [{name: seed, disk: {bus: virtio}}]
+      volumes:
+      - {name: seed, cloudInitNoCloud: {secretRef: {name: guest-creds}}}
+`
+	for name, content := range map[string][]byte{"secret.yaml": enc, "vm.yaml": []byte(vm)} {
+		if err := os.WriteFile(filepath.Join(src, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := openConfig(dir, src, testNode(t, filepath.Join(dir, "node.xml")), agent.Stages{VMs: true})
+	cfg.AgeKeyFile = filepath.Join(dir, "age.agekey")
+	ctx := context.Background()
+	rt, err := agent.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	n, err := rt.Agent.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, waits := n.VMs.Invalid["vms_guest"]; !waits {
+		t.Fatalf("the VM does not wait for its Secret: %v", n.VMs.Diags)
+	}
+	if err := os.WriteFile(cfg.AgeKeyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err = rt.Agent.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.VMs.Lookup("vms_guest") == nil {
+		t.Fatalf("the key is there, the VM is not rendered: %v", n.VMs.Diags)
+	}
+}
