@@ -185,6 +185,24 @@ func TestReconciler_secretsReachImagesOnly(t *testing.T) {
 		t.Errorf("plan without the Secret: %s, want %s", got, want)
 	}
 
+	// The domain lost meanwhile: it is defined again from the state last
+	// applied, whose record never held the Secret's values; the image
+	// written from them is what the VM keeps.
+	ctx := t.Context()
+	if err := h.hv.Destroy(ctx, "default_web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.hv.Undefine(ctx, "default_web"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = h.apply(h.render("r3", configMapYAML, secretVMYAML))
+	if _, ok := h.domains()["default_web"]; !ok {
+		t.Fatalf("the domain was not defined again from its last good state: %s", kinds(p))
+	}
+	if got := isoFiles(t, filepath.Join(dir, "token.iso"))["token"]; got != secretValue+"-2" {
+		t.Errorf("secret image after redefining from the record = %q, want the last value", got)
+	}
+
 	// The secrets directory provides it: the VM is whole again.
 	sd := filepath.Join(t.TempDir(), "secrets")
 	if err := os.MkdirAll(filepath.Join(sd, "default", "guest"), 0o700); err != nil {
