@@ -36,6 +36,7 @@ kind: ConfigMap
 metadata: {name: app, namespace: default}
 data:
   option1: value1
+  Caddyfile: ":80"
 `
 
 const secretVMYAML = `apiVersion: kubevirt.io/v1
@@ -123,7 +124,8 @@ func TestReconciler_secretsReachImagesOnly(t *testing.T) {
 	if got := isoFiles(t, filepath.Join(dir, "seed.iso"))["user-data"]; got != "#cloud-config\npassword: "+secretValue+"\n" {
 		t.Errorf("seed user-data = %q", got)
 	}
-	if got := isoFiles(t, filepath.Join(dir, "app.iso")); got["option1"] != "value1" || len(got) != 1 {
+	// Caddyfile needs a Rock Ridge name (xorrisofs), option1 does not.
+	if got := isoFiles(t, filepath.Join(dir, "app.iso")); got["option1"] != "value1" || got["Caddyfile"] != ":80" || len(got) != 2 {
 		t.Errorf("configMap image = %v", got)
 	}
 	if got := isoFiles(t, filepath.Join(dir, "token.iso"))["token"]; got != secretValue {

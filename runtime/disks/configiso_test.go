@@ -1,7 +1,10 @@
 package disks
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,4 +38,45 @@ func TestStore_EnsureSeedISO_configDisk(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Keys plain ISO 9660 cannot hold (ConfigMap keys such as Caddyfile or
+// app.properties) are written with Rock Ridge names by xorrisofs, as
+// KubeVirt writes every config disk, and read back under their own names.
+func TestStore_EnsureSeedISO_rockRidgeNames(t *testing.T) {
+	if _, err := exec.LookPath("xorrisofs"); err != nil {
+		t.Fatalf("xorrisofs (Debian package xorriso) is needed: %v", err)
+	}
+	s, root := newStore(t)
+	p := filepath.Join(root, "disks", "vm1", "app.iso")
+	files := map[string][]byte{
+		"Caddyfile":              []byte(":80 {\n  respond \"hi\"\n}\n"),
+		"application.properties": []byte("server.port=8080\n"),
+		"option1":                []byte("value1"),
+	}
+	if err := s.EnsureSeedISO(t.Context(), p, "cfgdata", files); err != nil {
+		t.Fatal(err)
+	}
+	label, got := readISO(t, p)
+	if label != "cfgdata" {
+		t.Errorf("label = %q", label)
+	}
+	for name, want := range files {
+		if got[name] != string(want) {
+			t.Errorf("%s = %q, want %q (image holds %v)", name, got[name], want, got)
+		}
+	}
+	if len(got) != len(files) {
+		t.Errorf("image holds %v, want %d files", got, len(files))
+	}
+	entries, err := os.ReadDir(filepath.Dir(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".iso-stage-") {
+			t.Errorf("staging directory %s left behind", e.Name())
+		}
+	}
+	assertNoTempFiles(t, filepath.Dir(p))
 }

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
-	"github.com/nodevirt/nodevirt/manifests/diag"
 )
 
 // Config disks: configMap, secret, downwardAPI and sysprep volumes become
@@ -98,8 +97,8 @@ func sysprepFiles(in Input, s *kubevirtv1.SysprepSource, rel string, out *output
 		return nil, false, false
 	}
 	// Windows looks files up without regard to case, and KubeVirt finds
-	// the answer file so too: names are lower-cased, which is what plain
-	// ISO 9660 can hold.
+	// the answer file so too: names are lower-cased, which also keeps a
+	// usual answer file within plain ISO 9660.
 	files := make(map[string][]byte, len(data))
 	for _, k := range sortedKeys(data) {
 		lower := strings.ToLower(k)
@@ -148,9 +147,8 @@ func downwardAPIFiles(in Input, items []corev1.DownwardAPIVolumeFile, rel string
 			continue
 		}
 		for _, part := range strings.Split(f.Path, "/") {
-			if len(part) > isoKeyMax || !isoKey.MatchString(part) {
-				out.add(diag.Error, ErrUnsupported, at+".path", "unsupported: path %q cannot be stored under its own name in plain ISO 9660: "+
-					"at most 28 lower-case letters, digits, '-' or '_' per element, with at most one short extension", f.Path)
+			if len(part) > isoKeyMax || !isoKey.MatchString(part) || part == "." || part == ".." {
+				out.invalid(at+".path", "path %q must be relative, its elements letters, digits, '-', '_' or '.', not . or ..", f.Path)
 				ok = false
 				break
 			}

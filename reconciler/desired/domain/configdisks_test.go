@@ -121,7 +121,7 @@ func TestConfigFiles_refusals(t *testing.T) {
 		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{Name: v.Name})
 	}
 	in := testInput(spec)
-	in.Sources = secretSources("Secret", "win", "readme.txt", "x", "ConfigMap", "upper", "Config.YAML", "x",
+	in.Sources = secretSources("Secret", "win", "readme.txt", "x", "ConfigMap", "upper", "../up", "x",
 		"ConfigMap", "upper-answer", "Autounattend.xml", "<unattend/>")
 	in.Sources[SourceRef{Kind: "ConfigMap", Name: "absent"}] = Source{Missing: "not in the repository nor in the secrets directory"}
 	_, out := run(configureDisks, in)
@@ -129,7 +129,7 @@ func TestConfigFiles_refusals(t *testing.T) {
 	want := []diagLine{
 		{"error", p + "volumes[0].configMap", "ConfigMap lab/absent: not in the repository nor in the secrets directory; the VM waits for it"},
 		{"error", p + "volumes[2].sysprep.secret", "invalid: Secret win has neither key autounattend.xml nor unattend.xml: Windows Setup would find no answer file"},
-		{"error", p + "volumes[3].configMap", `unsupported: key "Config.YAML" of ConfigMap upper cannot be a file of the ISO image under its own name: nodevirt writes plain ISO 9660, whose names are at most 28 lower-case letters, digits, '-' or '_' with at most one short extension`},
+		{"error", p + "volumes[3].configMap", `invalid: key "../up" of ConfigMap upper is not a valid key (letters, digits, '-', '_' or '.', at most 253, not . or ..): it cannot be a file of the disk`},
 		{"error", p + "volumes[4].downwardAPI.fields[0].fieldRef.fieldPath", `unsupported: "spec.nodeName" is not one of metadata.name, metadata.namespace, metadata.labels, metadata.annotations, metadata.labels['KEY'], metadata.annotations['KEY']: other fields describe KubeVirt's pod and node`},
 		{"error", p + "volumes[4].downwardAPI.fields[1].resourceFieldRef", "unsupported: container resources exist only in KubeVirt's virt-launcher pod"},
 		{"error", p + "volumes[5].cloudInitNoCloud.secretRef", "invalid: Secret lab/win has neither key userdata nor userData"},

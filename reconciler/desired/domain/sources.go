@@ -80,21 +80,21 @@ func (o *output) source(in Input, ref SourceRef, rel string) (map[string][]byte,
 	return s.Data, true
 }
 
-// isoKey is what a key must look like to be a file at the root of the
-// plain ISO 9660 image the runtime writes (runtime/disks, no Rock Ridge or
-// Joliet): KubeVirt's genisoimage keeps any name, so nodevirt says which
-// key it cannot carry rather than renaming it behind the guest's back.
-var isoKey = regexp.MustCompile(`^[a-z0-9_-]+(\.[a-z0-9_-]{1,8})?$`)
+// isoKey is a Kubernetes ConfigMap and Secret key, which becomes a file
+// name at the root of the image. Names plain ISO 9660 cannot hold (upper
+// case, several dots) are written with Rock Ridge names, as KubeVirt writes
+// them (runtime/disks, with xorrisofs).
+var isoKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 
-const isoKeyMax = 28
+const isoKeyMax = 253
 
-// checkISOKeys reports keys the image cannot hold under their own name.
+// checkISOKeys reports keys that cannot be file names.
 func checkISOKeys(ref SourceRef, data map[string][]byte, rel string, out *output) bool {
 	ok := true
 	for _, k := range sortedKeys(data) {
-		if len(k) > isoKeyMax || !isoKey.MatchString(k) {
-			out.add(diag.Error, ErrUnsupported, rel, "unsupported: key %q of %s cannot be a file of the ISO image under its own name: "+
-				"nodevirt writes plain ISO 9660, whose names are at most 28 lower-case letters, digits, '-' or '_' with at most one short extension", k, ref)
+		if len(k) > isoKeyMax || !isoKey.MatchString(k) || k == "." || k == ".." {
+			out.add(diag.Error, ErrInvalid, rel, "invalid: key %q of %s is not a valid key (letters, digits, '-', '_' or '.', at most %d, not . or ..): "+
+				"it cannot be a file of the disk", k, ref, isoKeyMax)
 			ok = false
 		}
 	}

@@ -255,7 +255,7 @@ var fields = []Field{
 	{Path: "volumes[*].cloudInitConfigDrive.networkDataSecretRef", Support: Mapped, Note: "network_data.json from the Secret's key networkdata, else networkData"},
 	{Path: "volumes[*].sysprep", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso (label unattendCD, as KubeVirt) with every key of the ConfigMap or Secret, lower-cased (Windows ignores case); one must be autounattend.xml or unattend.xml"},
 	{Path: "volumes[*].ephemeral", Support: Refused, Note: "ephemeral claim overlays are not supported yet"},
-	{Path: "volumes[*].configMap", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso, one file per key, label volumeLabel (default cfgdata, as KubeVirt); optional and missing: an empty image"},
+	{Path: "volumes[*].configMap", Support: Mapped, Note: "raw ISO DiskDir/NS/NAME/VOLUME.iso, one file per key, label volumeLabel (default cfgdata, as KubeVirt); keys plain ISO 9660 cannot name (upper case, several dots) get Rock Ridge and Joliet names through xorrisofs, as KubeVirt writes them; optional and missing: an empty image"},
 	{Path: "volumes[*].secret", Support: Mapped, Note: "as configMap; the values stay out of plans, records and logs (a digest stands for them)"},
 	{Path: "volumes[*].downwardAPI", Support: Mapped, Note: "as configMap, one file per fields[*].path: metadata.name, namespace, labels, annotations (key=\"value\" lines, as the kubelet) of the VMI; other field paths and resourceFieldRef are refused"},
 	{Path: "volumes[*].serviceAccount", Support: Refused, Note: "service account volumes need Kubernetes"},
