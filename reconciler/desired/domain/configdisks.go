@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
-
 )
 
 // Config disks: configMap, secret, downwardAPI and sysprep volumes become
