@@ -33,9 +33,13 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require golang.org/x/time v0.16.0
+require (
+	filippo.io/age v1.3.2
+	github.com/go-jose/go-jose/v4 v4.1.9
+	golang.org/x/time v0.16.0
+)
 
-require github.com/go-jose/go-jose/v4 v4.1.9 // indirect
+require filippo.io/hpke v0.4.0 // indirect
 
 // Ignition spec 2 MachineConfigs are read as the Machine Config Operator reads them.
 require (
@@ -114,11 +118,11 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/xanzy/ssh-agent v0.3.3 // indirect
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
-	golang.org/x/crypto v0.50.0
-	golang.org/x/net v0.53.0
-	golang.org/x/sync v0.20.0 // indirect
-	golang.org/x/sys v0.43.0
-	golang.org/x/text v0.36.0 // indirect
+	golang.org/x/crypto v0.55.0
+	golang.org/x/net v0.57.0
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/sys v0.47.0
+	golang.org/x/text v0.41.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

@@ -72,8 +72,10 @@ var layers = map[string][]string{
 	"internal/metrics":    {}, // takes plain values from the agent
 	"internal/flagconfig": {},
 	"internal/pathelem":   {},
-	"internal/pki":        {"runtime/atomicfile"},
-	"internal/report":     {"reconciler"},
+	// Secrets kept outside git, and SOPS decryption of those in it.
+	"internal/secrets": {"internal/pathelem"},
+	"internal/pki":     {"runtime/atomicfile"},
+	"internal/report":  {"reconciler"},
 	// The API serves and drives an agent through the interface it declares;
 	// it never imports the agent.
 	"internal/api":    {"internal/nodedesc", "internal/report", "internal/status"},

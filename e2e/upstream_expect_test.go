@@ -90,21 +90,25 @@ var upstreamExpect = map[string]upstreamWant{
 	"seeds/8.18.10-local-block-upload/upload-datavolume.yaml":    {},
 	"kubevirt-user-guide/templates-static-pv/pv-pvc.yaml":        {},
 	"kubevirt-user-guide/ignition-configdrive-v1alpha3.yaml":     {},
-	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml": {pending: pendingSecrets,
+	"kubevirt-user-guide/access-credentials-nocloud/vm.yaml": {
 		artifactHas: []string{"AAAAC3NzaC1lZDI1NTE5AAAAIPL3axFGHI3db9iJWkPXVbYzD7OaWTtHuqmxLvj+DztB"}},
-	"kubevirt-user-guide/access-credentials-nocloud/my-pub-key.yaml":   {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/configmap-disk/vmi.yaml":                      {pending: pendingSecrets, artifactHas: []string{"staging"}},
-	"kubevirt-user-guide/secret-disk/vmi.yaml":                         {pending: pendingSecrets, artifactHas: []string{"changeme"}},
-	"kubevirt-user-guide/secret-disk/app-secret.yaml":                  {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/cloudinit-userdata-secret/vmi.yaml":           {pending: pendingSecrets, artifactHas: []string{"Hi from startup script!"}},
-	"kubevirt-user-guide/cloudinit-userdata-secret/my-vmi-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
-	"kubevirt-user-guide/sysprep-configmap/vm.yaml":                    {pending: pendingSecrets, artifactHas: []string{"urn:schemas-microsoft-com:unattend"}},
+	"kubevirt-user-guide/access-credentials-nocloud/my-pub-key.yaml":   {warns: []upstreamDiag{{reason: "in git"}}},
+	"kubevirt-user-guide/configmap-disk/vmi.yaml":                      {artifactHas: []string{"staging"}},
+	"kubevirt-user-guide/secret-disk/vmi.yaml":                         {artifactHas: []string{"changeme"}},
+	"kubevirt-user-guide/secret-disk/app-secret.yaml":                  {warns: []upstreamDiag{{reason: "in git"}}},
+	"kubevirt-user-guide/cloudinit-userdata-secret/vmi.yaml":           {artifactHas: []string{"Hi from startup script!"}},
+	"kubevirt-user-guide/cloudinit-userdata-secret/my-vmi-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}},
+	"kubevirt-user-guide/sysprep-configmap/vm.yaml":                    {artifactHas: []string{"urn:schemas-microsoft-com:unattend"}},
 	// The preference's disk bus reaches the domain; the user data the guest.
 	"kubevirt-user-guide/preference-user-override.yaml": {domainHas: []string{`bus="sata"`, `bus="virtio"`},
 		artifactHas: []string{"printed from cloud-init userdata"}},
-	"kubevirt-user-guide/configmap-virtiofs/vmi.yaml":     {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
-	"kubevirt-user-guide/secret-virtiofs/vmi.yaml":        {pending: pendingVirtiofs, domainHas: []string{"virtiofs"}},
-	"kubevirt-user-guide/secret-virtiofs/app-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}, pending: pendingSecrets},
+	// virtiofs shares of ConfigMaps and Secrets are refused by name (the
+	// same data attaches as a disk, the two examples above).
+	"kubevirt-user-guide/configmap-virtiofs/vmi.yaml": {refused: []upstreamDiag{
+		{path: "spec.volumes[2]", reason: "virtiofs shares of ConfigMap"}}},
+	"kubevirt-user-guide/secret-virtiofs/vmi.yaml": {refused: []upstreamDiag{
+		{path: "spec.volumes[2]", reason: "virtiofs shares of ConfigMap"}}},
+	"kubevirt-user-guide/secret-virtiofs/app-secret.yaml": {warns: []upstreamDiag{{reason: "in git"}}},
 	"kubevirt-user-guide/virtiofs-pvc.yaml":               {domainHas: []string{"virtiofs", "<memoryBacking>"}},
 	"kubevirt-user-guide/hostpath-virtiofs/vm.yaml":       {domainHas: []string{"virtiofs", "<memoryBacking>"}},
 	// Pulling the kernel image from a registry with credentials is refused

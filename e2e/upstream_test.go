@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodevirt/nodevirt/internal/secrets"
 	"github.com/nodevirt/nodevirt/internal/testenv"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/manifests/diag"
@@ -17,7 +18,6 @@ import (
 	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/desired/domain"
 	"github.com/nodevirt/nodevirt/reconciler/storage"
-	"github.com/nodevirt/nodevirt/runtime/importer"
 	"github.com/nodevirt/nodevirt/runtime/loop"
 	"github.com/nodevirt/nodevirt/runtime/statedb"
 	"github.com/nodevirt/nodevirt/runtime/volumes"
@@ -292,9 +292,13 @@ func (u *upstreamFile) add(d diag.Diagnostic) {
 // artifactsHold reports whether a file of one of vm's artifacts holds s.
 func artifactsHold(vm *desired.VM, s string) bool {
 	for _, a := range vm.Artifacts {
-		for _, data := range a.Files {
-			if strings.Contains(string(data), s) {
-				return true
+		// A Secret's values travel apart from the other files, never in
+		// JSON; they reach the same image.
+		for _, files := range []map[string][]byte{a.Files, a.SecretFiles} {
+			for _, data := range files {
+				if strings.Contains(string(data), s) {
+					return true
+				}
 			}
 		}
 	}
@@ -317,7 +321,7 @@ func upstreamClaims(t *testing.T, ctx domain.Context, ss *storage.State) map[str
 	defer db.Close()
 	loops := upstreamLoops{&loop.Loops{Sys: filepath.Join(ctx.Root, "sys"), Dev: filepath.Join(ctx.Root, "dev")}}
 	m, err := storage.NewManager(storage.Config{Root: ctx.Root, StateDir: state}, nil, loops, volumes.Files{},
-		importer.SecretsDir{Dir: filepath.Join(state, "secrets")}, db)
+		secrets.Dir{Dir: filepath.Join(state, "secrets")}, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 		return
 	}
 
+	encrypted, decryptErr := decrypt(root, opt)
 	c := converter{pos: map[string]position{"": {root.Line, root.Column}}}
 	tree, _ := c.convert(root, "", 0).(map[string]any)
 
@@ -51,6 +52,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 		Line:       root.Line,
 		Col:        root.Column,
 		pos:        c.pos,
+		Encrypted:  encrypted,
 	}
 	meta, _ := tree["metadata"].(map[string]any)
 	o.Labels = stringMap(meta["labels"])
@@ -69,6 +71,13 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 
 	for _, err := range validateNames(o, ident.namespace != "") {
 		diags = append(diags, o.Errorf(err.path, "%w", err))
+	}
+	if decryptErr != nil {
+		// Its values are still ciphertext: reading them would only add
+		// errors about what nobody wrote.
+		s.Objects = append(s.Objects, o)
+		s.Diags = append(s.Diags, append(diags, o.Errorf("sops", "%w", decryptErr))...)
+		return
 	}
 
 	if ident.refused != nil {

@@ -39,6 +39,10 @@ type Options struct {
 	// directory): the source's rule (.sourceignore), so a directory source
 	// is read as its digest covers it.
 	Exclude func(rel string, d fs.DirEntry) bool
+	// Decrypt decrypts a SOPS-encrypted document in place: its values,
+	// and its sops metadata removed (internal/secrets.Decryptor). Nil
+	// refuses every encrypted document.
+	Decrypt func(root *yaml.Node) error
 }
 
 func (o Options) namespace() string {

@@ -39,6 +39,9 @@ type Object struct {
 	Value any
 	// Valid is false when any error diagnostic names this object.
 	Valid bool
+	// Encrypted: the document was SOPS-encrypted in the repository and
+	// decrypted on load (Options.Decrypt).
+	Encrypted bool
 
 	pos map[string]position // user path -> where it is written
 }

@@ -94,6 +94,7 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		AllowedRoots:    o.allowedRoots,
 		SecretsDir:      o.secretsDir,
 		PKIDir:          pkiDir(o.stateDir),
+		AgeKeyFile:      o.ageKeyFile,
 		SelfHeal:        selfHeal,
 		AllowReboot:     o.allowReboot,
 		AllowPruneAll:   o.allowPruneAll,

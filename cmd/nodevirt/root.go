@@ -56,6 +56,7 @@ type options struct {
 	allowReboot bool
 
 	secretsDir   string
+	ageKeyFile   string
 	allowedRoots []string
 	// allowedHostDirs hold the host files VMs may use as disks and images.
 	allowedHostDirs []string
@@ -117,7 +118,8 @@ func newRootCmd() *cobra.Command {
 	f.BoolVar(&o.allowRewind, "allow-rewind", false, "accept a branch tip that does not descend from the last applied commit (force-push, reset); without it such a tip is refused unless it carries "+source.RewindMarker+" naming that commit")
 	f.BoolVar(&o.allowPruneAll, "allow-prune-all", false, "confirm a revision whose deletes the prune guard holds")
 	f.StringVar(&o.domainType, "domain-type", "auto", "libvirt domain type: auto (kvm when the CPU has vmx/svm and libvirt can run KVM domains, else qemu with a warning), kvm, or qemu (TCG emulation)")
-	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "credentials and CA bundles kept outside git: <dir>/<namespace>/<name>/<key>")
+	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/nodevirt/secrets", "Secrets and ConfigMaps kept outside git (import credentials, CA bundles, VM volumes, cloud-init, SSH keys): <dir>/<namespace>/<name>/<key>; a Secret or ConfigMap in the repository wins over the one here")
+	f.StringVar(&o.ageKeyFile, "sops-age-key-file", defaultAgeKeyFile(), "age identities (age-keygen's format, Flux's .agekey) that decrypt SOPS-encrypted manifests in the repository; default $SOPS_AGE_KEY_FILE, as sops reads it")
 	f.StringArrayVar(&o.allowedRoots, "allowed-root", nil, "directory (under --root) where PersistentVolume paths may lie, besides the hostpath provisioner's and the state directory (repeatable)")
 	f.StringArrayVar(&o.allowedBlockDevices, "allowed-block-device", nil, "host block device (or pattern, e.g. /dev/disk/by-id/wwn-*) a Block PersistentVolume's local.path may name, as written; it must resolve (through symlinks, under --root) to a block device. /dev/loopN PVs not listed are nodevirt's to create and attach; a loop device you attached yourself, listed here, is left to you (repeatable)")
 	f.StringSliceVar(&o.allowedHostDirs, "allowed-host-dirs", nil, "directories (host paths under --root) where hostDisk files and local containerDisk images (file://, absolute path, oci:) may lie; empty refuses them all (repeatable, comma-separated)")
@@ -194,4 +196,12 @@ func (o *options) checkOutput() error {
 		return nil
 	}
 	return fmt.Errorf("--output %q: want table, json or yaml", o.output)
+}
+
+// defaultAgeKeyFile is sops' own SOPS_AGE_KEY_FILE when set.
+func defaultAgeKeyFile() string {
+	if f := os.Getenv("SOPS_AGE_KEY_FILE"); f != "" {
+		return f
+	}
+	return "/etc/nodevirt/age.agekey"
 }

@@ -307,7 +307,9 @@ func (a *Agent) rebind(ctx context.Context, n *Node, planned *storage.Plan) (*No
 	}
 	// Status reports age and change between two renderings of one
 	// revision: with reports, placement and fences are decided anew.
-	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) {
+	// A Secret changed in the secrets directory re-renders too: its
+	// content is part of the VM's definition.
+	if reflect.DeepEqual(res, n.Resources) && !rebound(n, cfg, readAt) && !n.VMs.SourcesChanged(cfg.Desired.Secrets) {
 		return n, nil
 	}
 	bound := *n
@@ -362,7 +364,9 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 		}
 		a.log.Error("source unavailable; using the last fetched revision on disk", "err", err, "revision", snap.Revision)
 	}
-	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest {
+	// A document that could not be decrypted is read again on every pass:
+	// the age key may have been put in place since.
+	if last := a.node.Load(); last != nil && snap.Revision == a.last.Revision && snap.Digest == a.last.Digest && !undecrypted(last.Set) {
 		return a.rebind(ctx, last, nil)
 	}
 	cfg, readAt := a.renderConfig()
@@ -971,4 +975,18 @@ func (a *Agent) Settle(ctx context.Context, n *Node, rep NodeReport, progress fu
 		rep = a.Apply(ctx, n)
 	}
 	return rep, storage.ImportsErr(imps)
+}
+
+// undecrypted reports whether some SOPS-encrypted document of set could not
+// be decrypted.
+func undecrypted(set *manifests.Set) bool {
+	if set == nil {
+		return false
+	}
+	for _, d := range set.Diags {
+		if errors.Is(d, manifests.ErrEncrypted) {
+			return true
+		}
+	}
+	return false
 }

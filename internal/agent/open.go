@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/nodedesc"
+	"github.com/nodevirt/nodevirt/internal/secrets"
 	"github.com/nodevirt/nodevirt/manifests"
 	"github.com/nodevirt/nodevirt/nodeconfig"
 	"github.com/nodevirt/nodevirt/reconciler/desired"
@@ -73,6 +74,9 @@ type OpenConfig struct {
 	// that Block PersistentVolumes may name (loop devices need none).
 	AllowedBlockDevices []string
 	SecretsDir          string
+	// AgeKeyFile holds the age identities that decrypt SOPS-encrypted
+	// manifests.
+	AgeKeyFile string
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -501,7 +505,7 @@ func (rt *Runtime) newStorageManager(kv storage.KV, inUse, running func(string) 
 		MovedFrom:     rt.movedFrom,
 		Released:      rt.released,
 	}, importerAdapter{im: importer.New(importer.Config{Log: c.Log}), pull: rt.pullDisk}, loopAdapter{loop.New()}, volumes.Files{},
-		importer.SecretsDir{Dir: c.SecretsDir}, kv)
+		secrets.Dir{Dir: c.SecretsDir}, kv)
 }
 
 // newReconciler builds the VM stage over libvirt, the disk store, the state
@@ -560,9 +564,10 @@ func (rt *Runtime) agentConfig() Config {
 		Ready:         c.Ready,
 		OnIteration:   c.OnIteration,
 		Desired:       rt.desiredOptions(),
-		Manifests:     manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir)},
-		CPUVendor:     nodedesc.CPUInfo(c.Root).Vendor,
-		Log:           c.Log,
+		Manifests: manifests.Options{DefaultNamespace: c.Namespace, StateDir: stateUnderRoot(c.Root, c.StateDir),
+			Decrypt: (&secrets.Decryptor{KeyFile: c.AgeKeyFile}).Decrypt},
+		CPUVendor: nodedesc.CPUInfo(c.Root).Vendor,
+		Log:       c.Log,
 
 		AllowedBlockDevices: c.AllowedBlockDevices,
 	}
@@ -581,6 +586,7 @@ func (rt *Runtime) desiredOptions() desired.Options {
 		Node:       c.Node,
 		NodeLabels: labels,
 		NodeLease:  c.NodeLease,
+		Secrets:    secrets.Dir{Dir: c.SecretsDir},
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

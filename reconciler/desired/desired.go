@@ -149,6 +149,9 @@ type State struct {
 	// OutOfService: this node's Node manifest has the out-of-service
 	// taint; its VMs stop and none starts.
 	OutOfService bool
+	// outside are the digests of the Secrets and ConfigMaps read from
+	// Options.Secrets (see SourcesChanged).
+	outside map[string]string
 }
 
 // Options carry the node identity and host layout into the build.
@@ -173,6 +176,10 @@ type Options struct {
 	NodeLease time.Duration
 	// Now is the clock reports are aged by; nil is time.Now.
 	Now func() time.Time
+	// Secrets reads the Secrets and ConfigMaps VMs name that the
+	// repository does not hold (a repository's copy wins); nil reads
+	// only the repository's.
+	Secrets SecretReader
 }
 
 // Build renders the desired state from a manifest set.
@@ -192,6 +199,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	}
 	st.OutOfService = outOfService(set, opt.Node)
 	networks := newNetworkResolver(set)
+	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
 	var todo []candidate
 	for _, o := range set.Objects {
@@ -282,7 +290,8 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[name] = o.Ref.String()
 			continue
 		}
-		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, vmiAnn: vmiAnn, vmiAnnPath: vmiAnnPath, rs: rs, meta: meta, nets: nets, demand: demandOf(name, spec)})
+		todo = append(todo, candidate{o: o, spec: spec, prefix: prefix, vmiAnn: vmiAnn, vmiAnnPath: vmiAnnPath, rs: rs, meta: meta, nets: nets,
+			sources: sources.resolve(o, spec), demand: demandOf(name, spec)})
 	}
 	// Node resources are decided before conversion, for all VMs at once,
 	// so the converter writes them into the domain and nothing edits the
@@ -308,6 +317,8 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		st.VMs = append(st.VMs, vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)
+	st.Diags = append(st.Diags, sources.warnings()...)
+	st.outside = sources.read
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].DomainName < st.VMs[j].DomainName })
 	st.Diags.Sort()
 	return st
@@ -367,7 +378,9 @@ type candidate struct {
 	rs         kubevirtv1.VirtualMachineRunStrategy
 	meta       map[string]string
 	nets       map[string]domain.NetworkAttachment
-	demand     demand
+	// sources are the Secrets and ConfigMaps the spec names, read.
+	sources map[domain.SourceRef]domain.Source
+	demand  demand
 }
 
 // demandOf is what a VM asks of the node, read from its spec before
@@ -386,6 +399,7 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 	if uuid == "" {
 		uuid = StableUUID(o.Ref.Namespace, o.Ref.Name)
 	}
+	labels := templateLabels(o)
 	res := domain.Convert(domain.Input{
 		Namespace:  o.Ref.Namespace,
 		Name:       o.Ref.Name,
@@ -402,6 +416,8 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 			HostDevices: alloc.devices,
 			Claims:      opt.Resources.claimsFor(o.Ref.Namespace, spec),
 		},
+		Sources: c.sources,
+		Labels:  labels,
 	}, opt.Context)
 	// Conversion diagnostics carry the user's path; give them file and line.
 	diags := make(diag.List, 0, len(res.Diags))

@@ -195,7 +195,8 @@ func validChecksum(s string) bool {
 }
 
 // credentials takes a referenced Secret or ConfigMap from the repository
-// when it is there; a Secret in git works but is warned about.
+// when it is there; a plain Secret in git works but is warned about (one
+// SOPS encrypted is not).
 func (b *builder) credentials(o *manifests.Object, ns, p string, src *Source) {
 	if src.SecretRef != "" {
 		if so := b.secrets[ns+"/"+src.SecretRef]; so != nil && so.Value != nil {
@@ -207,7 +208,9 @@ func (b *builder) credentials(o *manifests.Object, ns, p string, src *Source) {
 			for k, v := range sec.StringData {
 				src.SecretData[k] = []byte(v)
 			}
-			b.warnf(so, "", ErrSecretInGit, "used by %s", o.Ref)
+			if !so.Encrypted {
+				b.warnf(so, "", ErrSecretInGit, "used by %s", o.Ref)
+			}
 		}
 	}
 	if src.CertConfigMap != "" {

@@ -43,7 +43,7 @@ var (
 	ErrDVProfile           = errors.New("the storage class's provisioner is not recognised and its StorageProfile has no claimPropertySets, so accessModes and volumeMode are unknown: the requested storage is not allocated (set them in the DataVolume or in spec.claimPropertySets of the StorageProfile)")
 	ErrDVImmutable         = errors.New("the DataVolume's data cannot change after it was imported; give it a new name to import again")
 	ErrOverhead            = errors.New("filesystem overhead must be a decimal between 0 and 1 (e.g. \"0.055\")")
-	ErrSecretInGit         = errors.New("credentials in a Secret in git are readable by everyone who can read the repository; keep them in the agent's secrets directory")
+	ErrSecretInGit         = errors.New("credentials in a Secret in git are readable by everyone who can read the repository; keep them in the agent's secrets directory or encrypt them with SOPS")
 	ErrClaimMissing        = errors.New("no PersistentVolumeClaim or DataVolume of this name is in the repository; the VM waits for it")
 	ErrLiveMigrateRWO      = errors.New("VMs using a storage class with the ReadWriteOnce access mode cannot be live migrated; do not set evictionStrategy LiveMigrate (seed 8.18.1)")
 	ErrHostPathBlock       = errors.New("the hostpath provisioner provides Filesystem volumes only")

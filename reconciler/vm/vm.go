@@ -424,6 +424,34 @@ func (r *Reconciler) delete(ctx context.Context, dom hv.Domain) error {
 	return r.rec.delete(name)
 }
 
+// ensureISO writes a seed or config image. An artifact read back from the
+// state records lost its Secret's values (they are never stored, only their
+// digest): the image written from them when they were there is the state,
+// and it must still exist.
+func (r *Reconciler) ensureISO(ctx context.Context, a domain.Artifact) error {
+	if a.Digest != "" && a.SecretFiles == nil {
+		if !r.disks.Exists(a.Path) {
+			return fmt.Errorf("image %s was built from a Secret that is not available now", a.Path)
+		}
+		return nil
+	}
+	files := a.Files
+	if len(a.SecretFiles) > 0 {
+		files = make(map[string][]byte, len(a.Files)+len(a.SecretFiles))
+		for k, b := range a.Files {
+			files[k] = b
+		}
+		for k, b := range a.SecretFiles {
+			files[k] = b
+		}
+	}
+	if files == nil {
+		// An optional ConfigMap or Secret that does not exist: an empty image.
+		files = map[string][]byte{}
+	}
+	return r.disks.EnsureSeedISO(ctx, a.Path, a.Label, files)
+}
+
 // prepare makes every host file the VM's disks refer to.
 func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 	for _, a := range vm.Artifacts {
@@ -431,8 +459,8 @@ func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 		switch a.Kind {
 		case domain.EmptyDisk:
 			err = r.disks.EnsureQcow2(ctx, a.Path, a.Size)
-		case domain.NoCloudISO, domain.ConfigDriveISO:
-			err = r.disks.EnsureSeedISO(ctx, a.Path, a.Label, a.Files)
+		case domain.NoCloudISO, domain.ConfigDriveISO, domain.ConfigISO:
+			err = r.ensureISO(ctx, a)
 		case domain.ContainerDisk:
 			var base, format string
 			base, format, err = r.disks.ResolveImage(ctx, a.Image)

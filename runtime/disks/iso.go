@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,16 +46,39 @@ func (s *Store) EnsureSeedISO(ctx context.Context, path, label string, files map
 		return fmt.Errorf("write ISO %s: volume label %q must be 1-32 letters, digits, '-' or '_'", path, label)
 	}
 	names := make([]string, 0, len(files))
+	plain := true
 	for name := range files {
 		for _, part := range strings.Split(name, "/") {
+			if part == "" || part == "." || part == ".." || strings.ContainsRune(part, 0) {
+				return fmt.Errorf("write ISO %s: file name %q has an empty, '.' or '..' element", path, name)
+			}
 			if len(part) > isoFileNameMax || !isoFileName.MatchString(part) {
-				return fmt.Errorf("write ISO %s: file name %q cannot be stored unchanged in plain ISO 9660: "+
-					"use at most %d lower-case letters, digits, '-' or '_' per path element, with at most one short extension", path, name, isoFileNameMax)
+				plain = false
 			}
 		}
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	// Names plain ISO 9660 cannot hold (upper case, several dots, long
+	// extensions: ConfigMap keys such as Caddyfile or app.properties) need
+	// Rock Ridge and Joliet, which KubeVirt writes with xorrisofs; so
+	// does nodevirt, when it is installed.
+	xorrisofs := ""
+	if !plain {
+		bin, err := exec.LookPath("xorrisofs")
+		if err != nil {
+			for _, name := range names {
+				for _, part := range strings.Split(name, "/") {
+					if len(part) > isoFileNameMax || !isoFileName.MatchString(part) {
+						return fmt.Errorf("write ISO %s: file name %q cannot be stored unchanged in plain ISO 9660 "+
+							"(at most %d lower-case letters, digits, '-' or '_' per path element, with at most one short extension); "+
+							"install xorriso for Rock Ridge names, or rename the key", path, name, isoFileNameMax)
+					}
+				}
+			}
+		}
+		xorrisofs = bin
+	}
 
 	clean, err := s.inBase(path)
 	if err != nil {
@@ -71,6 +96,12 @@ func (s *Store) EnsureSeedISO(ctx context.Context, path, label string, files map
 		}
 	}
 
+	if xorrisofs != "" {
+		if err := writeRockRidge(ctx, xorrisofs, clean, label, names, files); err != nil {
+			return fmt.Errorf("write ISO %s: %w", path, err)
+		}
+		return writeDigest(path, sidecar, digest)
+	}
 	w, err := iso9660.NewWriter()
 	if err != nil {
 		return fmt.Errorf("write ISO %s: %w", path, err)
@@ -97,15 +128,51 @@ func (s *Store) EnsureSeedISO(ctx context.Context, path, label string, files map
 	if err != nil {
 		return fmt.Errorf("write ISO %s: %w", path, err)
 	}
-	// The sidecar is written last: if we crash in between, the digest does
-	// not match and the next call rewrites the image.
-	err = writeAtomic(sidecar, func(tmp string) error {
+	return writeDigest(path, sidecar, digest)
+}
+
+// writeDigest records the inputs of the image just written. The sidecar is
+// written last: if we crash in between, the digest does not match and the
+// next call rewrites the image.
+func writeDigest(path, sidecar, digest string) error {
+	err := writeAtomic(sidecar, func(tmp string) error {
 		return os.WriteFile(tmp, []byte(digest+"\n"), 0o644)
 	})
 	if err != nil {
 		return fmt.Errorf("write ISO %s: record digest: %w", path, err)
 	}
 	return nil
+}
+
+// writeRockRidge writes the image with xorrisofs, as KubeVirt does: the
+// files are staged in a private directory beside the image (inside the
+// store's base, removed afterwards) and written with Rock Ridge and Joliet
+// names.
+func writeRockRidge(ctx context.Context, bin, clean, label string, names []string, files map[string][]byte) error {
+	if err := os.MkdirAll(filepath.Dir(clean), 0o755); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(clean), ".iso-stage-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	for _, name := range names {
+		p := filepath.Join(stage, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, files[name], 0o600); err != nil {
+			return err
+		}
+	}
+	return writeAtomic(clean, func(tmp string) error {
+		cmd := exec.CommandContext(ctx, bin, "-quiet", "-output", tmp, "-volid", label, "-joliet", "-rock", stage)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("xorrisofs: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
 }
 
 // isoDigest hashes the inputs with length prefixes, so that no two different

@@ -207,10 +207,17 @@ func TestStore_EnsureSeedISO(t *testing.T) {
 	}
 	assertNoTempFiles(t, filepath.Dir(p))
 
+	// Without xorrisofs, names plain ISO 9660 cannot hold are refused.
+	t.Setenv("PATH", t.TempDir())
 	for _, bad := range []string{"User-Data", "openstack/Latest/x", "has space", strings.Repeat("x", 29)} {
 		err := s.EnsureSeedISO(t.Context(), p, "cidata", map[string][]byte{bad: nil})
-		if err == nil || !strings.Contains(err.Error(), "cannot be stored unchanged") {
+		if err == nil || !strings.Contains(err.Error(), "cannot be stored unchanged") || !strings.Contains(err.Error(), "install xorriso") {
 			t.Errorf("file name %q: err = %v, want a refusal", bad, err)
+		}
+	}
+	for _, bad := range []string{"a/../b", "a//b", "."} {
+		if err := s.EnsureSeedISO(t.Context(), p, "cidata", map[string][]byte{bad: nil}); err == nil {
+			t.Errorf("file name %q accepted", bad)
 		}
 	}
 }

@@ -460,26 +460,6 @@ func TestNeedsScratch(t *testing.T) {
 	}
 }
 
-func TestSecretsDir(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "ns", "creds"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "ns", "creds"), "accessKeyId", []byte("user"))
-	writeFile(t, filepath.Join(dir, "ns", "creds"), "secretKey", []byte("pass"))
-	writeFile(t, filepath.Join(dir, "ns", "creds"), "..data", []byte("ignored"))
-	got, err := SecretsDir{Dir: dir}.Read("ns", "creds")
-	if err != nil || string(got["accessKeyId"]) != "user" || string(got["secretKey"]) != "pass" || len(got) != 2 {
-		t.Fatalf("Read = %v, %v", got, err)
-	}
-	if _, err := (SecretsDir{Dir: dir}).Read("ns", "missing"); !errors.Is(err, ErrNoSecret) {
-		t.Fatalf("missing: %v", err)
-	}
-	if _, err := (SecretsDir{Dir: dir}).Read("ns", "../etc"); err == nil {
-		t.Fatal("path traversal accepted")
-	}
-}
-
 func TestMain(m *testing.M) {
 	// Tests must never wait on a network they do not own.
 	os.Setenv("NO_PROXY", "*")

@@ -49,14 +49,16 @@ var goldenCases = []struct {
 	{file: "corpus/vmi-kernel-boot.yaml"},
 	{file: "vm-kitchen-sink.yaml"},
 	{file: "vm-headless.yaml"},
+	// Its configMap, secret and cloud-init secretRef volumes name sources
+	// the case does not give: each is an error naming what is missing.
 	{file: "vm-unsupported.yaml", wantErrors: []string{
 		"spec.template.spec.domain.devices.interfaces[0].bridge",
-		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
-		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
 		"spec.template.spec.volumes[0].ephemeral",
+		"spec.template.spec.networks[1].multus.default",
 		"spec.template.spec.volumes[2].configMap",
 		"spec.template.spec.volumes[3].secret",
-		"spec.template.spec.networks[1].multus.default",
+		"spec.template.spec.volumes[4].cloudInitNoCloud.secretRef",
+		"spec.template.spec.volumes[5].cloudInitConfigDrive.secretRef",
 	}},
 	{file: "vm-block-lun.yaml", claims: map[string]ClaimDisk{
 		"db-root":      {Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", Block: true, VolumeMode: "Block"},
@@ -73,6 +75,9 @@ var goldenCases = []struct {
 	{file: "vmi-virtiofs.yaml"},
 	// Two vCPUs on each of testContext's two host nodes: two guest cells.
 	{file: "vmi-numa.yaml", pins: &Pinning{VCPUs: []uint{2, 3, 8, 9}}},
+	{file: "vm-config-volumes.yaml"},
+	{file: "vmi-configmap-disk.yaml"},
+	{file: "vmi-cloudinit-secretref.yaml"},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
 	// (cnv-bridge on br1, VLAN 1) is what reconciler/desired resolves.
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{

@@ -335,7 +335,7 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		return source{path: p, format: "qcow2", artifact: &Artifact{Kind: EmptyDisk, Volume: v.Name, Path: p, Size: size}}, true
 
 	case v.CloudInitNoCloud != nil:
-		files, ok := noCloudFiles(in, v.CloudInitNoCloud, rel+".cloudInitNoCloud", out)
+		files, secret, ok := noCloudFiles(in, v.CloudInitNoCloud, rel+".cloudInitNoCloud", out)
 		if !ok {
 			return source{}, false
 		}
@@ -343,12 +343,12 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, format: "raw", artifact: &Artifact{
-			Kind: NoCloudISO, Volume: v.Name, Path: p, Label: "cidata", Files: files,
-		}}, true
+		return source{path: p, format: "raw", artifact: seedArtifact(Artifact{
+			Kind: NoCloudISO, Volume: v.Name, Path: p, Label: "cidata",
+		}, files, secret)}, true
 
 	case v.CloudInitConfigDrive != nil:
-		files, ok := configDriveFiles(in, v.CloudInitConfigDrive, rel+".cloudInitConfigDrive", out)
+		files, secret, ok := configDriveFiles(in, v.CloudInitConfigDrive, rel+".cloudInitConfigDrive", out)
 		if !ok {
 			return source{}, false
 		}
@@ -356,9 +356,24 @@ func volumeSource(in Input, ctx Context, vi int, out *output) (source, bool) {
 		if !ok {
 			return source{}, false
 		}
-		return source{path: p, format: "raw", artifact: &Artifact{
-			Kind: ConfigDriveISO, Volume: v.Name, Path: p, Label: "config-2", Files: files,
-		}}, true
+		return source{path: p, format: "raw", artifact: seedArtifact(Artifact{
+			Kind: ConfigDriveISO, Volume: v.Name, Path: p, Label: "config-2",
+		}, files, secret)}, true
+
+	case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Sysprep != nil:
+		files, label, secret, ok := configFiles(in, vi, out)
+		if !ok {
+			return source{}, false
+		}
+		p, ok := perVM(".iso")
+		if !ok {
+			return source{}, false
+		}
+		a := &Artifact{Kind: ConfigISO, Volume: v.Name, Path: p, Label: label, Files: files}
+		if secret {
+			a.Files, a.SecretFiles, a.Digest = nil, files, secretDigest(files)
+		}
+		return source{path: p, format: "raw", artifact: a}, true
 
 	case v.PersistentVolumeClaim != nil:
 		src, ok := claim("persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName)

@@ -198,7 +198,7 @@ func TestConfigureDisks(t *testing.T) {
 					{Name: "ide", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/ide.img"}}},
 					{Name: "slow", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/slow.img"}}},
 					{Name: "lun", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/lun.img"}}},
-					{Name: "cm", VolumeSource: kubevirtv1.VolumeSource{ConfigMap: &kubevirtv1.ConfigMapVolumeSource{}}},
+					{Name: "cm", VolumeSource: kubevirtv1.VolumeSource{ConfigMap: &kubevirtv1.ConfigMapVolumeSource{LocalObjectReference: k8sv1.LocalObjectReference{Name: "absent"}}}},
 					{Name: "ok", VolumeSource: kubevirtv1.VolumeSource{HostDisk: &kubevirtv1.HostDisk{Path: "/srv/ok.img"}}},
 				},
 			},
@@ -207,8 +207,7 @@ func TestConfigureDisks(t *testing.T) {
 					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("ok")},
 			}},
 			artifacts: []Artifact{{Kind: HostDisk, Volume: "ok", Path: "/srv/ok.img"}},
-			// The configMap volume is refused by the support table
-			// (reportUnmapped), not here.
+			// The configMap names a ConfigMap the input lacks.
 			diags: []diagLine{
 				{"error", "spec.template.spec.domain.devices.disks[0].name", `invalid: no volume named "orphan"`},
 				{"error", "spec.template.spec.volumes[0].cloudInitNoCloud.userDataBase64", "invalid: not valid base64: illegal base64 data at input byte 3"},
@@ -216,6 +215,7 @@ func TestConfigureDisks(t *testing.T) {
 				{"error", "spec.template.spec.domain.devices.disks[3]", `invalid: bus "ide" is not one of virtio, sata, scsi, usb`},
 				{"error", "spec.template.spec.domain.devices.disks[4].io", "invalid: io native needs cache none, not writethrough"},
 				{"error", "spec.template.spec.domain.devices.disks[5].lun", "invalid: a lun disk needs a persistentVolumeClaim or dataVolume volume"},
+				{"error", "spec.template.spec.volumes[5].configMap", "ConfigMap lab/absent: not found; the VM waits for it"},
 			},
 		},
 	} {

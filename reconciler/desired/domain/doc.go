@@ -1,8 +1,10 @@
 // Package domain converts one defaulted KubeVirt VirtualMachineInstance spec
 // into a libvirt domain (libvirt.org/go/libvirtxml) plus the host-side
 // artifacts it refers to (container-disk overlays, empty disks, cloud-init
-// seed images, claims, host disks, virtiofs shared directories, a direct
-// kernel boot's kernel and initrd).
+// seed images, config-disk images of ConfigMaps and Secrets, claims, host
+// disks, virtiofs shared directories, a direct kernel boot's kernel and
+// initrd). Secrets and ConfigMaps come in read (Input.Sources); a Secret's
+// values stay in Artifact.SecretFiles, out of every JSON form.
 //
 // It owns the mapping from spec fields to domain elements and the support
 // matrix of fields it maps, ignores (warning) or refuses (error); see Fields.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	k8sv1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -124,14 +125,39 @@ func loadManifest(t *testing.T, file string) Input {
 		ann     map[string]string
 		annPath string
 	)
+	var labels map[string]string
+	// Secrets and ConfigMaps in the same file are the VM's sources, as
+	// reconciler/desired reads them from the repository.
+	sources := map[SourceRef]Source{}
+	for _, o := range set.Objects {
+		switch v := o.Value.(type) {
+		case *k8sv1.Secret:
+			data := map[string][]byte{}
+			for k, b := range v.Data {
+				data[k] = b
+			}
+			for k, s := range v.StringData {
+				data[k] = []byte(s)
+			}
+			sources[SourceRef{Kind: "Secret", Name: v.Name}] = Source{Data: data}
+		case *k8sv1.ConfigMap:
+			data := map[string][]byte{}
+			for k, s := range v.Data {
+				data[k] = []byte(s)
+			}
+			sources[SourceRef{Kind: "ConfigMap", Name: v.Name}] = Source{Data: data}
+		}
+	}
 	for _, o := range set.Objects {
 		switch v := o.Value.(type) {
 		case *kubevirtv1.VirtualMachine:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec.Template.Spec, "spec.template.spec", "VirtualMachine"
 			ann, annPath = v.Spec.Template.ObjectMeta.Annotations, "spec.template.metadata.annotations"
+			labels = v.Spec.Template.ObjectMeta.Labels
 		case *kubevirtv1.VirtualMachineInstance:
 			meta, spec, prefix, kind = v.ObjectMeta, &v.Spec, "spec", "VirtualMachineInstance"
 			ann, annPath = v.Annotations, "metadata.annotations"
+			labels = v.Labels
 		default:
 			continue
 		}
@@ -152,6 +178,8 @@ func loadManifest(t *testing.T, file string) Input {
 		Spec:       spec,
 		Object:     kind + " " + meta.Namespace + "/" + meta.Name,
 		PathPrefix: prefix,
+		Sources:    sources,
+		Labels:     labels,
 
 		Annotations:     ann,
 		AnnotationsPath: annPath,
@@ -196,8 +224,15 @@ func render(r Result) []byte {
 				fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
 			}
 		}
+		if a.Digest != "" {
+			fmt.Fprintf(&b, " digest=%s", a.Digest)
+		}
 		b.WriteString("\n")
-		for _, name := range seedFileNames {
+		names := seedFileNames
+		if a.Kind == ConfigISO {
+			names = sortedKeys(a.Files)
+		}
+		for _, name := range names {
 			content, ok := a.Files[name]
 			if !ok {
 				continue
@@ -209,7 +244,11 @@ func render(r Result) []byte {
 				}
 			}
 		}
-		if len(a.Files) > 0 && len(a.Files) != countKnown(a.Files) {
+		// A Secret's values never reach a report: only their names.
+		for _, name := range sortedKeys(a.SecretFiles) {
+			fmt.Fprintf(&b, "  %s: (from a Secret, %d bytes)\n", name, len(a.SecretFiles[name]))
+		}
+		if a.Kind != ConfigISO && len(a.Files) > 0 && len(a.Files) != countKnown(a.Files) {
 			b.WriteString("  (unexpected file names)\n")
 		}
 	}

@@ -136,7 +136,7 @@ func TestReportUnmapped(t *testing.T) {
 		{"warning", p + "domain.devices.sound", "ignored: not supported yet; no sound device"},
 		{"warning", p + "domain.devices.disks[0].blockSize", "ignored: not supported yet; the guest sees QEMU's default 512-byte sectors"},
 		{"warning", p + "domain.devices.interfaces[0].dhcpOptions", "ignored: not supported yet; QEMU's DHCP server sends no extra options"},
-		{"error", p + "volumes[0].containerDisk.imagePullSecret", "unsupported: registry credentials come from Secrets, which are not supported yet"},
+		{"error", p + "volumes[0].containerDisk.imagePullSecret", "unsupported: registry credentials for image pulls are not read yet; pull with credentials outside nodevirt or use a local image"},
 		{"error", p + "volumes[1].serviceAccount", "unsupported: service account volumes need Kubernetes"},
 		{"warning", p + "networks[0].pod.vmNetworkCIDR", "ignored: not supported yet; QEMU user networking uses 10.0.2.0/24"},
 		{"error", p + "networks[1].multus.default", "unsupported: a multus network cannot replace the pod network without Kubernetes; attach it as a secondary network"},

@@ -36,6 +36,33 @@ type Input struct {
 	// Resources are the node resources bound to this VM before conversion:
 	// the converter only writes them into the domain, it never allocates.
 	Resources Resources
+	// Sources are the Secrets and ConfigMaps of the VM's namespace that its
+	// volumes, cloud-init and accessCredentials name (SourcesNeeded), read
+	// by the caller: conversion stays pure and a changed Secret changes the
+	// result. A reference missing here is an error naming the field.
+	Sources map[SourceRef]Source
+	// Labels are the VMI's labels (a VM's spec.template.metadata.labels)
+	// as downwardAPI volumes show them, beside Annotations.
+	Labels map[string]string
+}
+
+// SourceRef names a Secret or ConfigMap of the VM's namespace.
+type SourceRef struct {
+	// Kind is "Secret" or "ConfigMap".
+	Kind string
+	Name string
+}
+
+func (r SourceRef) String() string { return r.Kind + " " + r.Name }
+
+// Source is the content of one Secret or ConfigMap, or why it is missing.
+type Source struct {
+	// Data holds the keys (a ConfigMap's data and binaryData; a Secret's
+	// data and stringData).
+	Data map[string][]byte
+	// Missing says why the source could not be read ("not in the
+	// repository nor in /etc/nodevirt/secrets/ns/name"); Data is nil then.
+	Missing string
 }
 
 // Resources are what the node gives one VM: decided (allocated, or read from
@@ -167,6 +194,10 @@ const (
 	// image Image, from its KernelPath and InitrdPath. It belongs to no
 	// volume (Volume is empty).
 	KernelBoot ArtifactKind = "kernelBoot"
+	// ConfigISO is the ISO 9660 image KubeVirt attaches for a configMap,
+	// secret, downwardAPI or sysprep volume: one file per key at the image's
+	// root, volume Label as KubeVirt sets it.
+	ConfigISO ArtifactKind = "configISO"
 )
 
 // Artifact is one host-side file a disk of the domain refers to.
@@ -177,9 +208,15 @@ type Artifact struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size,omitempty"`
 	Label  string `json:"label,omitempty"`
-	// Files are the seed image's files by name (NoCloudISO, ConfigDriveISO);
-	// ConfigDriveISO names are paths inside the image.
+	// Files are the seed image's files by name (NoCloudISO, ConfigDriveISO,
+	// ConfigISO); ConfigDriveISO names are paths inside the image.
 	Files map[string][]byte `json:"files,omitempty"`
+	// SecretFiles are the image's files that carry a Secret's values. They
+	// never leave the process: not in JSON (plans, state records, status),
+	// only in the image. Digest stands for them wherever the artifact is
+	// hashed or recorded, so a changed Secret changes the VM's spec hash.
+	SecretFiles map[string][]byte `json:"-"`
+	Digest      string            `json:"digest,omitempty"`
 	// Image is the containerDisk image reference as written in the manifest.
 	Image  string `json:"image,omitempty"`
 	Create bool   `json:"create,omitempty"`

@@ -1,4 +1,4 @@
-package importer
+package secrets
 
 import (
 	"errors"
@@ -10,24 +10,24 @@ import (
 	"github.com/nodevirt/nodevirt/internal/pathelem"
 )
 
-// ErrNoSecret means the secrets directory has no entry for a reference.
-var ErrNoSecret = errors.New("not found in the secrets directory")
+// ErrNotFound means the secrets directory has no entry for a reference.
+var ErrNotFound = errors.New("not found in the secrets directory")
 
-// SecretsDir reads credentials and CA bundles kept outside git, laid out as
-// Kubernetes mounts a Secret or ConfigMap: one file per key under
-// <Dir>/<namespace>/<name>/ (accessKeyId and secretKey for an endpoint
-// secret; any *.crt or *.pem for a CA bundle).
-type SecretsDir struct{ Dir string }
+// Dir reads Secrets and ConfigMaps kept outside git, laid out as Kubernetes
+// mounts one: a file per key under <Dir>/<namespace>/<name>/ (accessKeyId
+// and secretKey for an endpoint secret, any *.crt or *.pem for a CA bundle,
+// userdata for cloud-init, autounattend.xml for sysprep...).
+type Dir struct{ Dir string }
 
 // Read returns the keys of namespace/name.
-func (s SecretsDir) Read(namespace, name string) (map[string][]byte, error) {
+func (s Dir) Read(namespace, name string) (map[string][]byte, error) {
 	dir, err := pathelem.Join(s.Dir, namespace, name)
 	if err != nil {
 		return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("secret %s/%s: %w (%s)", namespace, name, ErrNoSecret, dir)
+		return nil, fmt.Errorf("secret %s/%s: %w (%s)", namespace, name, ErrNotFound, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
