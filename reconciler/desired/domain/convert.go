@@ -74,11 +74,12 @@ func configurators() []configurator {
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent).
+		//    guest agent), then the TPM.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
+		configureTPM,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices
