@@ -186,8 +186,11 @@ spec:
 	})
 	uuid := map[string]string{}
 	t.Cleanup(func() {
-		// A persistent TPM's state outlives a plain undefine.
-		for _, id := range uuid {
+		// A persistent TPM's state outlives a plain undefine (the world's
+		// clean-up): remove it with the domain when the test stops early.
+		for name, id := range uuid {
+			_, _ = virshOK("destroy", w.dom(name))
+			_, _ = virshOK("undefine", "--nvram", "--tpm", w.dom(name))
 			_ = os.RemoveAll(filepath.Join("/var/lib/libvirt/swtpm", id))
 		}
 	})
