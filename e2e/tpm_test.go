@@ -99,6 +99,27 @@ done
 `
 }
 
+// tpmVM is a VM that boots tpmInit with the TPM tpm.
+func tpmVM(ns, name, tpm, runStrategy string) string {
+	return `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: ` + name + `, namespace: ` + ns + `}
+spec:
+  runStrategy: ` + runStrategy + `
+  template:
+    spec:
+      terminationGracePeriodSeconds: 0
+      domain:
+` + fidelityCPU + `        memory: {guest: 256Mi}
+        devices:
+          tpm: ` + tpm + `
+        firmware:
+          kernelBoot:
+            container: {image: "oci:` + hostImageDir + `/kernel", kernelPath: /boot/vmlinuz, initrdPath: /boot/initrd}
+            kernelArgs: console=ttyS0 quiet
+`
+}
+
 var (
 	tpmWroteRE = regexp.MustCompile(`nodevirt-guest: tpm nvwrite ([0-9a-f]{8}) define ([0-9a-f]+) write ([0-9a-f]+)`)
 	tpmReadRE  = regexp.MustCompile(`nodevirt-guest: tpm nvread ([0-9a-f]*)`)
@@ -161,25 +182,7 @@ func TestFidelity_TPM(t *testing.T) {
 	g := w.guestVirt()
 	g.log(t)
 	kernelBootLayout(t, filepath.Join(w.hostRoot, hostImageDir, "kernel"), tpmInit())
-	vm := func(name, tpm string) string {
-		return `apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata: {name: ` + name + `, namespace: ` + w.ns + `}
-spec:
-  runStrategy: Always
-  template:
-    spec:
-      terminationGracePeriodSeconds: 0
-      domain:
-` + fidelityCPU + `        memory: {guest: 256Mi}
-        devices:
-          tpm: ` + tpm + `
-        firmware:
-          kernelBoot:
-            container: {image: "oci:` + hostImageDir + `/kernel", kernelPath: /boot/vmlinuz, initrdPath: /boot/initrd}
-            kernelArgs: console=ttyS0 quiet
-`
-	}
+	vm := func(name, tpm string) string { return tpmVM(w.ns, name, tpm, "Always") }
 	w.commit("TPM VMs", map[string]string{
 		"vms/keep.yaml":  vm("keep", "{persistent: true}"),
 		"vms/fresh.yaml": vm("fresh", "{}"),
@@ -243,5 +246,75 @@ spec:
 	}
 	if _, err := os.Stat(filepath.Dir(filepath.Dir(state))); !os.IsNotExist(err) {
 		t.Errorf("the deleted VM's TPM state is still there: %v", err)
+	}
+}
+
+// An offline snapshot carries a persistent TPM's state: after the TPM lost
+// what the guest wrote (its state removed on the host, so the next boot
+// writes new data into a new TPM), restoring the snapshot brings the
+// first boot's data back to the guest.
+func TestFidelity_TPMSnapshotRestore(t *testing.T) {
+	w := newWorld(t)
+	g := w.guestVirt()
+	g.log(t)
+	kernelBootLayout(t, filepath.Join(w.hostRoot, hostImageDir, "kernel"), tpmInit())
+	const tpm = "{persistent: true}"
+	w.commit("a VM with a persistent TPM", map[string]string{"vms/keep.yaml": tpmVM(w.ns, "keep", tpm, "Always")})
+	a := w.startAgent()
+	dom := w.dom("keep")
+	w.awaitState("keep", "running", 90*time.Second)
+	uuid := strings.TrimSpace(virsh(t, "domuuid", dom))
+	stateDir := filepath.Join("/var/lib/libvirt/swtpm", uuid)
+	t.Cleanup(func() {
+		_, _ = virshOK("destroy", dom)
+		_, _ = virshOK("undefine", "--nvram", "--tpm", dom)
+		_ = os.RemoveAll(stateDir)
+	})
+	run := func(round int) tpmBoot {
+		t.Helper()
+		if round > 1 {
+			w.commit("run", map[string]string{"vms/keep.yaml": tpmVM(w.ns, "keep", tpm, "Always")})
+			w.awaitState("keep", "running", 90*time.Second)
+		}
+		b := awaitTPMBoot(t, attachConsole(t, dom))
+		t.Logf("boot %d: %+v", round, b)
+		w.commit("halt", map[string]string{"vms/keep.yaml": tpmVM(w.ns, "keep", tpm, "Halted")})
+		w.awaitState("keep", "shut off", 60*time.Second)
+		return b
+	}
+
+	first := run(1)
+	if first.wrote == "" {
+		t.Fatalf("a new TPM already held data: %+v", first)
+	}
+	w.commit("snapshot", map[string]string{"snap.yaml": snapshotYAML(w.ns, "s1", "keep")})
+	await(t, "the snapshot ready to use", 2*time.Minute, func() bool {
+		s, ok := w.getSnapshot("s1")
+		return ok && s.Status.ReadyToUse != nil && *s.Status.ReadyToUse
+	})
+	if _, err := os.Stat(filepath.Join(w.state, "snapshots", w.ns, "s1", "tpm", "tpm2", "tpm2-00.permall")); err != nil {
+		t.Fatalf("the snapshot's content lacks the TPM state: %v\n%s", err, a.logs())
+	}
+
+	if err := os.RemoveAll(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if second := run(2); second.wrote == "" || second.wrote == first.wrote {
+		t.Fatalf("after its state was removed the TPM must be new: %+v", second)
+	}
+
+	w.commit("restore", map[string]string{"restore.yaml": fmt.Sprintf(`apiVersion: snapshot.kubevirt.io/v1beta1
+kind: VirtualMachineRestore
+metadata: {name: back, namespace: %s}
+spec:
+  target: {apiGroup: kubevirt.io, kind: VirtualMachine, name: keep}
+  virtualMachineSnapshotName: s1
+`, w.ns)})
+	await(t, "the restore complete", 2*time.Minute, func() bool {
+		out, _, err := w.nodevirt("get", "vmrestore", "back", "-o", "json")
+		return err == nil && strings.Contains(out, `"complete": true`)
+	})
+	if third := run(3); third.read != first.wrote {
+		t.Errorf("after the restore the guest read %+v, want the first boot's %q", third, first.wrote)
 	}
 }
