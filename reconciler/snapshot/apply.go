@@ -226,7 +226,8 @@ func (m *Manager) take(ctx context.Context, st *State, s *Snapshot, rec *snapRec
 // copyTPM copies the files of a persistent TPM's state between libvirt's
 // directory of vm's domain and dir, the content's copy: out of libvirt's
 // (a snapshot) or back into it (a restore). It copies regular files one
-// level down (tpm2/tpm2-00.permall), which is where swtpm keeps its state;
+// level down (tpm2/tpm2-00.permall), which is where swtpm keeps its state,
+// and a restore removes the state files the snapshot did not have;
 // swtpm's lock file (.lock) stays behind. It returns how many
 // files it copied: none for a VM without a persistent TPM or one that has
 // not run yet.
@@ -246,7 +247,7 @@ func (m *Manager) copyTPM(ctx context.Context, vm *VM, dir string, out bool) (in
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	copied := map[string]bool{}
 	for _, f := range files {
 		if strings.HasPrefix(filepath.Base(f), ".") {
 			continue
@@ -262,9 +263,24 @@ func (m *Manager) copyTPM(ctx context.Context, vm *VM, dir string, out bool) (in
 		if _, err := m.files.Copy(ctx, dst, f); err != nil {
 			return 0, err
 		}
-		n++
+		copied[dst] = true
 	}
-	return n, nil
+	if !out && len(copied) > 0 {
+		// State swtpm saved after the snapshot (a volatile state) would
+		// be loaded over the restored one.
+		later, err := m.files.Glob(filepath.Join(to, "*", "*"))
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range later {
+			if !copied[f] && !strings.HasPrefix(filepath.Base(f), ".") {
+				if err := m.files.RemoveAll(f); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return len(copied), nil
 }
 
 func (m *Manager) doRestore(ctx context.Context, p *Plan, st Step) (string, error) {

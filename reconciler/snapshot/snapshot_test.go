@@ -483,8 +483,11 @@ func TestSnapshot_persistentTPMState(t *testing.T) {
 		t.Errorf("swtpm's lock file was copied: %v", err)
 	}
 
-	if err := os.WriteFile(permall, []byte("NV after"), 0o600); err != nil {
-		t.Fatal(err)
+	volatile := filepath.Join(filepath.Dir(permall), "tpm2-00.volatilestate")
+	for p, data := range map[string]string{permall: "NV after", volatile: "saved after the snapshot"} {
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st = w.state(vm + snapDoc("before") + restoreDoc("back", "before", ""))
 	if _, rep := w.apply(st); rep.Failed > 0 || !strings.Contains(rep.Outcomes[0].Detail, "TPM state") {
@@ -492,6 +495,12 @@ func TestSnapshot_persistentTPMState(t *testing.T) {
 	}
 	if got := w.read(permall); string(got) != "NV before" {
 		t.Errorf("the restored TPM state is %q, want the snapshot's", got)
+	}
+	if _, err := os.Stat(volatile); !os.IsNotExist(err) {
+		t.Errorf("state saved after the snapshot survived the restore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(permall), ".lock")); err != nil {
+		t.Errorf("swtpm's lock file was removed: %v", err)
 	}
 
 	// Without persistent: true the TPM starts empty on every boot: nothing
