@@ -18,6 +18,9 @@ PKGS=(kmod libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
       # ships in qemu-system-common (/usr/lib/qemu/virtiofsd); later
       # releases in the virtiofsd package (/usr/libexec/virtiofsd)
       qemu-system-common
+      # vTPM (devices.tpm): libvirt runs swtpm for <backend type=emulator>
+      # and swtpm_setup (swtpm-tools) to create a TPM's state the first time
+      swtpm swtpm-tools
       # storage: reflink clone test (XFS), xz for imports, curl for the import benchmark
       xfsprogs xz-utils curl
       # e2e fidelity guests (e2e/guest_test.go): a static busybox, a

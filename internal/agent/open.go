@@ -479,7 +479,8 @@ func (rt *Runtime) openSnapshots() error {
 	if rt.HV == nil || rt.Storage == nil || rt.DB == nil {
 		return nil
 	}
-	m, err := snapshot.New(snapshot.Config{StateDir: rt.cfg.StateDir, AllowPruneAll: rt.cfg.AllowPruneAll, Log: rt.cfg.Log},
+	m, err := snapshot.New(snapshot.Config{StateDir: rt.cfg.StateDir, AllowPruneAll: rt.cfg.AllowPruneAll, Log: rt.cfg.Log,
+		TPMStateDir: rt.HV.TPMStateDir},
 		clone.Files{}, rt.HV, rt.Storage, rt.DB)
 	if err != nil {
 		return fmt.Errorf("snapshot records: %w", err)

@@ -357,7 +357,6 @@ func TestBuild_instancetypeAndPreference(t *testing.T) {
 	want := []string{
 		"spec.template.spec.domain.features.hyperv",
 		"spec.template.spec.domain.clock",
-		"spec.template.spec.domain.devices.tpm",
 	}
 	if diff := cmp.Diff(want, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)

@@ -185,6 +185,14 @@ func (m *Manager) take(ctx context.Context, st *State, s *Snapshot, rec *snapRec
 		vols = append(vols, volRecord{Name: v.Name, Claim: v.Claim, DataVolume: v.DataVolume, File: contentFile(dir, v.Name),
 			From: cs.Path, Block: cs.Block, Method: method})
 	}
+	tpm, err := m.copyTPM(ctx, vm, filepath.Join(tmp, "tpm"), true)
+	if err != nil {
+		return fail(fmt.Errorf("TPM state: %w", err))
+	}
+	rec.TPM = ""
+	if tpm > 0 {
+		rec.TPM = filepath.Join(dir, "tpm")
+	}
 	now := m.cfg.Now().UTC().Truncate(time.Second)
 	rec.Volumes, rec.Excluded, rec.VMUID, rec.VMSpec, rec.Dir = vols, vm.Excluded, vm.UID, vm.Spec, dir
 	rec.Phase, rec.Ready, rec.CreationTime, rec.Waiting, rec.Error, rec.ErrorTime = phaseSucceeded, true, &now, "", "", nil
@@ -208,7 +216,71 @@ func (m *Manager) take(ctx context.Context, st *State, s *Snapshot, rec *snapRec
 	for _, k := range sortedKeys(methods) {
 		how = append(how, fmt.Sprintf("%d by %s", methods[k], k))
 	}
-	return fmt.Sprintf("content %s: %d volume(s) %s", ContentName(rec.UID), len(vols), strings.Join(how, ", ")), nil
+	detail := fmt.Sprintf("content %s: %d volume(s) %s", ContentName(rec.UID), len(vols), strings.Join(how, ", "))
+	if tpm > 0 {
+		detail += ", and the TPM state"
+	}
+	return detail, nil
+}
+
+// copyTPM copies the files of a persistent TPM's state between libvirt's
+// directory of vm's domain and dir, the content's copy: out of libvirt's
+// (a snapshot) or back into it (a restore). It copies regular files one
+// level down (tpm2/tpm2-00.permall), which is where swtpm keeps its state,
+// and a restore removes the state files the snapshot did not have;
+// swtpm's lock file (.lock) stays behind. It returns how many
+// files it copied: none for a VM without a persistent TPM or one that has
+// not run yet.
+func (m *Manager) copyTPM(ctx context.Context, vm *VM, dir string, out bool) (int, error) {
+	if !vm.PersistentTPM || m.cfg.TPMStateDir == nil || vm.UID == "" {
+		return 0, nil
+	}
+	state := m.cfg.TPMStateDir(vm.UID)
+	if state == "" {
+		return 0, nil
+	}
+	from, to := state, dir
+	if !out {
+		from, to = dir, state
+	}
+	files, err := m.files.Glob(filepath.Join(from, "*", "*"))
+	if err != nil {
+		return 0, err
+	}
+	copied := map[string]bool{}
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			continue
+		}
+		rel, err := filepath.Rel(from, f)
+		if err != nil {
+			return 0, err
+		}
+		dst := filepath.Join(to, rel)
+		if err := m.files.MkdirAll(filepath.Dir(dst)); err != nil {
+			return 0, err
+		}
+		if _, err := m.files.Copy(ctx, dst, f); err != nil {
+			return 0, err
+		}
+		copied[dst] = true
+	}
+	if !out && len(copied) > 0 {
+		// State swtpm saved after the snapshot (a volatile state) would
+		// be loaded over the restored one.
+		later, err := m.files.Glob(filepath.Join(to, "*", "*"))
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range later {
+			if !copied[f] && !strings.HasPrefix(filepath.Base(f), ".") {
+				if err := m.files.RemoveAll(f); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return len(copied), nil
 }
 
 func (m *Manager) doRestore(ctx context.Context, p *Plan, st Step) (string, error) {
@@ -302,6 +374,13 @@ func (m *Manager) put(ctx context.Context, st *State, r *Restore, rec *restoreRe
 		}
 		done = append(done, rv)
 	}
+	tpm := 0
+	if sr.TPM != "" {
+		if tpm, err = m.copyTPM(ctx, vm, sr.TPM, false); err != nil {
+			rec.Error = fmt.Sprintf("TPM state: %v", err)
+			return "", errors.Join(fmt.Errorf("TPM state: %w", err), m.putRestore(rec))
+		}
+	}
 	now := m.cfg.Now().UTC().Truncate(time.Second)
 	rec.Complete, rec.RestoreTime, rec.Restores, rec.Waiting, rec.Error = true, &now, done, "", ""
 	if string(sr.VMSpec) != "" && string(vm.Spec) != "" && string(sr.VMSpec) != string(vm.Spec) {
@@ -311,6 +390,9 @@ func (m *Manager) put(ctx context.Context, st *State, r *Restore, rec *restoreRe
 		return "", err
 	}
 	detail := fmt.Sprintf("%d volume(s) restored from %s", len(done), ContentName(sr.UID))
+	if tpm > 0 {
+		detail += ", and the TPM state"
+	}
 	if rec.Note != "" {
 		detail += "; " + rec.Note
 	}

@@ -1,9 +1,9 @@
 // Package snapshot takes offline snapshots of VMs and restores them, as
 // KubeVirt's VirtualMachineSnapshot and VirtualMachineRestore ask: while the
-// VM's domain is stopped, every DataVolume and PVC volume is copied into a
-// content directory under the state directory (a reflink where the file
-// system has it), and a restore copies the content back into the VM's own
-// volumes. It plans and applies in the shared plan vocabulary, between
+// VM's domain is stopped, every DataVolume and PVC volume, and a persistent
+// TPM's state, is copied into a content directory under the state directory
+// (a reflink where the file system has it), and a restore copies the content
+// back into the VM's own volumes and TPM. It plans and applies in the shared plan vocabulary, between
 // storage setup and the VMs, so no VM starts while its data is copied.
 package snapshot
 
@@ -71,6 +71,9 @@ type VM struct {
 	// Refused is the seed's reason a volume's storage class cannot snapshot.
 	Refused string          `json:"refused,omitempty"`
 	Spec    json.RawMessage `json:"spec,omitempty"`
+	// PersistentTPM: the VM's TPM state outlives its runs, so snapshots
+	// carry it (a non-persistent TPM starts empty anyway).
+	PersistentTPM bool `json:"persistentTPM,omitempty"`
 }
 
 // Volume is one claim-backed volume of a VM.
@@ -174,6 +177,9 @@ func vmOf(ns string, vm *kubevirtv1.VirtualMachine, d *desired.VM, st *storage.S
 	out.Spec, _ = json.Marshal(vm.Spec)
 	if vm.Spec.Template == nil {
 		return out
+	}
+	if t := vm.Spec.Template.Spec.Domain.Devices.TPM; t != nil && (t.Enabled == nil || *t.Enabled) && t.Persistent != nil && *t.Persistent {
+		out.PersistentTPM = true
 	}
 	for _, vol := range vm.Spec.Template.Spec.Volumes {
 		var claim string

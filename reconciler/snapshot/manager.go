@@ -61,6 +61,10 @@ type Config struct {
 	Log           *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// TPMStateDir is where libvirt keeps the swtpm state of the domain
+	// with a UUID ("" when out of reach); nil leaves TPM state out of
+	// snapshots.
+	TPMStateDir func(uuid string) string
 }
 
 // Manager plans and applies snapshots and restores.

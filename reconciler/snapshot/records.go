@@ -45,6 +45,10 @@ type snapRecord struct {
 	// content, which only the host now holds.
 	Retained bool            `json:"retained,omitempty"`
 	VMSpec   json.RawMessage `json:"vmSpec,omitempty"`
+	// TPM is the copy of a persistent TPM's state in the content
+	// directory, its files at their paths under libvirt's per-domain
+	// directory; "" when the VM had none (or it never ran).
+	TPM string `json:"tpm,omitempty"`
 }
 
 // volRecord is one volume copied into a content.

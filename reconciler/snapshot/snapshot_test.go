@@ -102,9 +102,13 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// tpmDir stands in for libvirt's per-domain swtpm state directory.
+func (w *world) tpmDir(uuid string) string { return filepath.Join(w.dir, "swtpm", uuid) }
+
 // open (re)starts the manager over the same state database: an agent restart.
 func (w *world) open() {
-	m, err := New(Config{StateDir: filepath.Join(w.dir, "state"), AllowPruneAll: w.allowPA, Now: func() time.Time { return w.now }},
+	m, err := New(Config{StateDir: filepath.Join(w.dir, "state"), AllowPruneAll: w.allowPA, Now: func() time.Time { return w.now },
+		TPMStateDir: w.tpmDir},
 		clone.Files{}, w.doms, w.claims, w.db)
 	if err != nil {
 		w.t.Fatal(err)
@@ -445,5 +449,67 @@ func TestSnapshot_retainKeepsContent(t *testing.T) {
 	}
 	if p := w.plan(w.state(vmDoc + snapDoc("other"))); len(p.Steps) != 0 {
 		t.Errorf("a retained content plans %v", actions(p))
+	}
+}
+
+// A persistent TPM's state is part of the snapshot and comes back with the
+// restore; swtpm's lock file stays behind. A VM whose TPM is not
+// persistent snapshots only its volumes.
+func TestSnapshot_persistentTPMState(t *testing.T) {
+	w := newWorld(t)
+	const uuid = "5f0c8a2e-0000-5000-8000-000000000001"
+	permall := filepath.Join(w.tpmDir(uuid), "tpm2", "tpm2-00.permall")
+	if err := os.MkdirAll(filepath.Dir(permall), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range map[string]string{permall: "NV before", filepath.Join(filepath.Dir(permall), ".lock"): ""} {
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vm := strings.Replace(vmDoc, "        devices:\n", "        devices:\n          tpm: {persistent: true}\n", 1)
+	st := w.state(vm + snapDoc("before"))
+	if !st.VMs["default/web"].PersistentTPM {
+		t.Fatal("the VM's persistent TPM is not seen")
+	}
+	if _, rep := w.apply(st); rep.Failed > 0 || !strings.Contains(rep.Outcomes[0].Detail, "TPM state") {
+		t.Fatalf("snapshot: %+v", rep)
+	}
+	content := filepath.Join(w.dir, "state", "snapshots", "default", "before")
+	if got := w.read(filepath.Join(content, "tpm", "tpm2", "tpm2-00.permall")); string(got) != "NV before" {
+		t.Fatalf("the content's TPM state is %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(content, "tpm", "tpm2", ".lock")); !os.IsNotExist(err) {
+		t.Errorf("swtpm's lock file was copied: %v", err)
+	}
+
+	volatile := filepath.Join(filepath.Dir(permall), "tpm2-00.volatilestate")
+	for p, data := range map[string]string{permall: "NV after", volatile: "saved after the snapshot"} {
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = w.state(vm + snapDoc("before") + restoreDoc("back", "before", ""))
+	if _, rep := w.apply(st); rep.Failed > 0 || !strings.Contains(rep.Outcomes[0].Detail, "TPM state") {
+		t.Fatalf("restore: %+v", rep)
+	}
+	if got := w.read(permall); string(got) != "NV before" {
+		t.Errorf("the restored TPM state is %q, want the snapshot's", got)
+	}
+	if _, err := os.Stat(volatile); !os.IsNotExist(err) {
+		t.Errorf("state saved after the snapshot survived the restore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(permall), ".lock")); err != nil {
+		t.Errorf("swtpm's lock file was removed: %v", err)
+	}
+
+	// Without persistent: true the TPM starts empty on every boot: nothing
+	// to keep.
+	st = w.state(vmDoc + snapDoc("plain"))
+	if _, rep := w.apply(st); rep.Failed > 0 || strings.Contains(rep.Outcomes[len(rep.Outcomes)-1].Detail, "TPM") {
+		t.Fatalf("snapshot of a VM without a persistent TPM: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "state", "snapshots", "default", "plain", "tpm")); !os.IsNotExist(err) {
+		t.Errorf("TPM state copied for a VM without a persistent TPM: %v", err)
 	}
 }

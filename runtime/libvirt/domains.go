@@ -139,7 +139,8 @@ func (d *Driver) Define(ctx context.Context, domainXML string) error {
 }
 
 // Start boots a defined domain; a running one is left alone, a paused one is
-// resumed and a power-management-suspended one woken up.
+// resumed and a power-management-suspended one woken up. A domain booting
+// from shut off gets a new non-persistent TPM (see resetTPM).
 func (d *Driver) Start(ctx context.Context, name string) error {
 	t := domainTarget(name)
 	found, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
@@ -162,6 +163,9 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 			return nil
 		case hv.ShuttingOff:
 			return fmt.Errorf("start %s: %w", t, ErrShuttingDown)
+		}
+		if err := d.resetTPM(dom); err != nil {
+			return fmt.Errorf("start %s: %w", t, err)
 		}
 		if err := dom.Create(); err != nil {
 			// Someone else may have started it between the check and now.

@@ -33,6 +33,9 @@ const (
 // It is safe for concurrent use.
 type Driver struct {
 	uri string
+	// swtpmDir is libvirt's swtpm state directory on this host; "" when
+	// the daemon's files are out of reach (test driver, remote URIs).
+	swtpmDir string
 
 	// mu guards conn, lifecycleID and closed. It is held for reading for the
 	// whole of every libvirt call, so a reconnect (which holds it for writing)
@@ -68,6 +71,7 @@ func Open(ctx context.Context, uri string) (*Driver, error) {
 	}
 	d := &Driver{
 		uri:         uri,
+		swtpmDir:    swtpmDirFor(uri),
 		lifecycleID: -1,
 		subs:        map[uint64]*subscriber{},
 		dead:        make(chan struct{}, 1),

@@ -77,11 +77,12 @@ func configurators() []configurator {
 		//    configureOS comes first), virtiofs filesystems (and their
 		//    shared directories), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent).
+		//    guest agent), then the TPM.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
+		configureTPM,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices

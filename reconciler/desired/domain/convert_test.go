@@ -73,6 +73,7 @@ var goldenCases = []struct {
 	{file: "vm-configdrive.yaml"},
 	{file: "vmi-smbios.yaml"},
 	{file: "vmi-virtiofs.yaml"},
+	{file: "vm-tpm-persistent.yaml"},
 	// Two vCPUs on each of testContext's two host nodes: two guest cells.
 	{file: "vmi-numa.yaml", pins: &Pinning{VCPUs: []uint{2, 3, 8, 9}}},
 	{file: "vm-config-volumes.yaml"},

@@ -186,13 +186,7 @@ var fields = []Field{
 	{Path: "domain.devices.filesystems[*].virtiofs", Support: Mapped, Note: "<driver type=virtiofs>; required"},
 	{Path: "domain.devices.clientPassthrough", Support: Ignored, Note: "no USB redirection"},
 	{Path: "domain.devices.sound", Support: Ignored, Note: "no sound device"},
-	{Path: "domain.devices.tpm", Support: Ignored, Note: "no vTPM; guests that require one (Windows 11) refuse to install",
-		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-			if t := s.Domain.Devices.TPM; t != nil && enabled(t.Enabled) {
-				return []string{"domain.devices.tpm"}
-			}
-			return nil
-		}},
+	{Path: "domain.devices.tpm", Support: Mapped, Note: "<tpm model=tpm-tis><backend type=emulator version=2.0>: a TPM 2.0 emulated by swtpm, which libvirt starts; its state lives in libvirt's /var/lib/libvirt/swtpm/UUID (libvirt 9 cannot move it) and is removed with the VM; it is cleared before every start, as a new virt-launcher pod starts empty. persistent: true → <tpm model=tpm-crb> with <backend persistent_state=yes>, as KubeVirt: the state is kept across restarts (no VMPersistentState feature gate or backend-storage claim needed) and copied into offline snapshots. enabled: false = no TPM"},
 	{Path: "domain.devices.video", Support: Mapped, Note: "<video><model type>; default vga heads=1 vram=16384"},
 	{Path: "domain.devices.watchdog.name", Support: Mapped, Note: "<alias name=ua-NAME>"},
 	{Path: "domain.devices.watchdog.i6300esb", Support: Mapped, Note: "<watchdog model=i6300esb action> (default reset)"},
