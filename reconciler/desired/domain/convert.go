@@ -60,7 +60,7 @@ func configurators() []configurator {
 		reportUnmapped,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features, clock.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
@@ -71,14 +71,16 @@ func configurators() []configurator {
 		configureOS,
 		configureSysInfo,
 		configureFeatures,
+		configureClock,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent).
+		//    guest agent), then panic devices.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
+		configurePanicDevices,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices
