@@ -70,13 +70,18 @@ var (
 	ErrRealtimeNUMA         = errors.New("realtime requires numa.guestMappingPassthrough")
 	// KubeVirt's Hyper-V webhook: the mutator turns dependencies on, so only
 	// an explicitly disabled one can be missing.
-	ErrHypervDependency = errors.New("Hyper-V feature requires another one that is disabled")
-	ErrStartStrategy    = errors.New("startStrategy must be Paused")
-	ErrPausedLiveness   = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
-	ErrProbePodNetwork  = errors.New("probes need a pod network")
-	ErrSoundName        = errors.New("sound.name is required")
-	ErrSoundModel       = errors.New("sound.model must be ich9 or ac97")
-	ErrPanicModel       = errors.New("panic device model must be hyperv, isa or pvpanic")
+	ErrHypervDependency  = errors.New("Hyper-V feature requires another one that is disabled")
+	ErrHypervPassthrough = errors.New("hyperv and hypervPassthrough are mutually exclusive: set the enlightenments or pass the host's through, not both")
+	// Values libvirt and QEMU refuse when the domain starts.
+	ErrClockTimezone   = errors.New("clock.timezone must be a time zone of the IANA database, such as Europe/Paris")
+	ErrTimerTickPolicy = errors.New("timer tickPolicy is not one the timer has")
+	ErrRTCTrack        = errors.New("rtc track must be guest or wall")
+	ErrStartStrategy   = errors.New("startStrategy must be Paused")
+	ErrPausedLiveness  = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
+	ErrProbePodNetwork = errors.New("probes need a pod network")
+	ErrSoundName       = errors.New("sound.name is required")
+	ErrSoundModel      = errors.New("sound.model must be ich9 or ac97")
+	ErrPanicModel      = errors.New("panic device model must be hyperv, isa or pvpanic")
 )
 
 // Disk and volume rules (KubeVirt pkg/storage/admitters).

@@ -66,6 +66,7 @@ func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, 
 	v.networks(spec, p)
 	v.bootOrder(spec, p)
 	v.hyperv(spec, p)
+	v.clock(spec, p)
 	v.devices(spec, p)
 	v.lifecycle(spec, p)
 }
