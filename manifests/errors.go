@@ -82,6 +82,7 @@ var (
 	ErrSoundName       = errors.New("sound.name is required")
 	ErrSoundModel      = errors.New("sound.model must be ich9 or ac97")
 	ErrPanicModel      = errors.New("panic device model must be hyperv, isa or pvpanic")
+	ErrPanicDuplicate  = errors.New("panic devices must have different models")
 )
 
 // Disk and volume rules (KubeVirt pkg/storage/admitters).

@@ -106,6 +106,7 @@ func TestValidate_rules(t *testing.T) {
 		{"soundName", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {sound: {model: ich9}}\n"), "spec.domain.devices.sound.name", ErrSoundName},
 		{"soundModel", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {sound: {name: audio, model: sb16}}\n"), "spec.domain.devices.sound.model", ErrSoundModel},
 		{"panicModel", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {panicDevices: [{model: s390}]}\n"), "spec.domain.devices.panicDevices[0].model", ErrPanicModel},
+		{"panicDuplicate", vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {panicDevices: [{model: isa}, {}]}\n"), "spec.domain.devices.panicDevices[1]", ErrPanicDuplicate},
 
 		// Firmware and devices.
 		{"biosAndEFI", vmi("  domain:\n    memory: {guest: 1Gi}\n    firmware: {bootloader: {bios: {}, efi: {secureBoot: false}}}\n"), "spec.domain.firmware.bootloader", ErrBootloaderConflict},

@@ -18,11 +18,16 @@ func TestConfigurePanicDevices(t *testing.T) {
 	}{
 		{name: "none", want: &libvirtxml.Domain{}},
 		{
-			name:   "hyperv, isa and libvirt's default",
-			panics: []kubevirtv1.PanicDevice{{Model: model(kubevirtv1.Hyperv)}, {Model: model(kubevirtv1.Isa)}, {}},
+			name:   "hyperv and isa",
+			panics: []kubevirtv1.PanicDevice{{Model: model(kubevirtv1.Hyperv)}, {Model: model(kubevirtv1.Isa)}},
 			want: &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Panics: []libvirtxml.DomainPanic{
-				{Model: "hyperv"}, {Model: "isa"}, {},
+				{Model: "hyperv"}, {Model: "isa"},
 			}}},
+		},
+		{
+			name:   "no model: libvirt's default",
+			panics: []kubevirtv1.PanicDevice{{}},
+			want:   &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Panics: []libvirtxml.DomainPanic{{}}}},
 		},
 		{
 			name:   "pvpanic becomes the ISA pvpanic device",
@@ -30,6 +35,13 @@ func TestConfigurePanicDevices(t *testing.T) {
 			want:   &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Panics: []libvirtxml.DomainPanic{{Model: "isa"}}}},
 			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.devices.panicDevices[0].model",
 				"ignored: libvirt 9.0 has no PCI pvpanic device; the guest gets the ISA pvpanic device (model isa) instead"}},
+		},
+		{
+			name:   "pvpanic beside an isa device is left out: libvirt takes one per model",
+			panics: []kubevirtv1.PanicDevice{{}, {Model: model(kubevirtv1.Pvpanic)}},
+			want:   &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Panics: []libvirtxml.DomainPanic{{}}}},
+			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.devices.panicDevices[1].model",
+				"ignored: libvirt 9.0 has no PCI pvpanic device, and the guest has the ISA pvpanic device already"}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
