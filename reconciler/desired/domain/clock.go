@@ -54,6 +54,9 @@ func configureClock(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 		}
 		if k := t.KVM; k != nil {
 			clock.Timer = append(clock.Timer, libvirtxml.DomainTimer{Name: "kvmclock", Present: yesNo(enabled(k.Enabled))})
+			if enabled(k.Enabled) && ctx.Type != "kvm" {
+				out.add(diag.Warning, ErrIgnored, "domain.clock.timer.kvm", "ignored: %s", withoutKVM(ctx, "the guest has no kvm-clock"))
+			}
 		}
 		if h := t.HPET; h != nil {
 			clock.Timer = append(clock.Timer, libvirtxml.DomainTimer{
@@ -62,6 +65,9 @@ func configureClock(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 		}
 		if h := t.Hyperv; h != nil {
 			clock.Timer = append(clock.Timer, libvirtxml.DomainTimer{Name: "hypervclock", Present: yesNo(enabled(h.Enabled))})
+			if enabled(h.Enabled) && ctx.Type != "kvm" {
+				out.add(diag.Warning, ErrIgnored, "domain.clock.timer.hyperv", "ignored: %s", withoutKVM(ctx, "the guest has no Hyper-V reference clock"))
+			}
 		}
 	}
 	dom.Clock = clock

@@ -79,3 +79,35 @@ func TestConfigureClock(t *testing.T) {
 		})
 	}
 }
+
+// Without KVM the kvm and hyperv timers are written (KubeVirt's domain) but
+// the guest gets neither clock: each draws a warning when switched on.
+func TestConfigureClock_withoutKVM(t *testing.T) {
+	spec := kubevirtv1.VirtualMachineInstanceSpec{}
+	spec.Domain.Clock = &kubevirtv1.Clock{Timer: &kubevirtv1.Timer{
+		KVM: &kubevirtv1.KVMTimer{}, Hyperv: &kubevirtv1.HypervTimer{}, HPET: &kubevirtv1.HPETTimer{Enabled: ptr(false)},
+	}}
+	in := testInput(spec)
+	const why = "ignored: domain type qemu (no KVM on this host): QEMU gives guests Hyper-V and KVM paravirtual features only through KVM, so "
+	for typ, want := range map[string][]diagLine{
+		"kvm": nil,
+		"qemu": {
+			{"warning", "spec.template.spec.domain.clock.timer.kvm", why + "the guest has no kvm-clock"},
+			{"warning", "spec.template.spec.domain.clock.timer.hyperv", why + "the guest has no Hyper-V reference clock"},
+		},
+	} {
+		t.Run(typ, func(t *testing.T) {
+			dom := &libvirtxml.Domain{}
+			out := &output{object: in.Object, prefix: in.PathPrefix}
+			ctx := testContext
+			ctx.Type = typ
+			configureClock(in, ctx, dom, out)
+			if n := len(dom.Clock.Timer); n != 3 {
+				t.Errorf("%d timers, want all 3 written", n)
+			}
+			if diff := cmp.Diff(want, diagLines(out)); diff != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

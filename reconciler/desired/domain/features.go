@@ -45,6 +45,9 @@ func configureFeatures(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 		case f.HypervPassthrough != nil && isTrue(f.HypervPassthrough.Enabled):
 			// QEMU hands the guest every enlightenment the host supports.
 			fl.HyperV = &libvirtxml.DomainFeatureHyperV{Mode: "passthrough"}
+			if ctx.Type != "kvm" {
+				out.add(diag.Warning, ErrIgnored, "domain.features.hypervPassthrough", "ignored: %s", withoutKVM(ctx, "the guest sees no Hyper-V enlightenments"))
+			}
 		}
 		if f.KVM != nil {
 			// Hides the KVM signature from CPUID, for guest drivers (GPU
@@ -129,15 +132,34 @@ func hyperv(h *kubevirtv1.FeatureHyperv, ctx Context, out *output) *libvirtxml.D
 			}
 		}
 	}
-	// QEMU sets the VP index through KVM only: under TCG it refuses to start
-	// ("kernel doesn't allow setting HyperV VP_INDEX"). The other
-	// enlightenments are accepted there, so only this one is left out.
-	if hv.VPIndex != nil && hv.VPIndex.State == "on" && ctx.Type != "kvm" {
+	if ctx.Type != "kvm" && anyOn(hv) {
+		// QEMU fills the Hyper-V CPUID leaves through KVM only: under TCG
+		// it starts with the enlightenments (still written, as KubeVirt
+		// writes them) but the guest sees none. The VP index it refuses
+		// outright ("kernel doesn't allow setting HyperV VP_INDEX").
 		hv.VPIndex = nil
-		out.add(diag.Warning, ErrIgnored, at+".vpindex",
-			"ignored: domain type %s (no KVM on this host): QEMU sets the Hyper-V VP index only through KVM, so the guest runs without it", ctx.Type)
+		out.add(diag.Warning, ErrIgnored, at, "ignored: %s", withoutKVM(ctx, "the guest sees no Hyper-V enlightenments (and vpindex is left out: QEMU refuses to start with it)"))
 	}
 	return hv
+}
+
+// anyOn reports an enlightenment in state on.
+func anyOn(hv *libvirtxml.DomainFeatureHyperV) bool {
+	for _, s := range []*libvirtxml.DomainFeatureState{
+		hv.Relaxed, hv.VAPIC, hv.VPIndex, hv.Runtime, hv.Synic, hv.Reset, hv.Frequencies, hv.ReEnlightenment, hv.IPI, hv.EVMCS,
+	} {
+		if s != nil && s.State == "on" {
+			return true
+		}
+	}
+	return (hv.Spinlocks != nil && hv.Spinlocks.State == "on") || (hv.VendorId != nil && hv.VendorId.State == "on") ||
+		(hv.STimer != nil && hv.STimer.State == "on") || (hv.TLBFlush != nil && hv.TLBFlush.State == "on")
+}
+
+// withoutKVM says why a KVM-only setting does not reach the guest on a host
+// whose domains run under TCG.
+func withoutKVM(ctx Context, what string) string {
+	return "domain type " + ctx.Type + " (no KVM on this host): QEMU gives guests Hyper-V and KVM paravirtual features only through KVM, so " + what
 }
 
 // featureState is KubeVirt's FeatureState as libvirt's: on unless disabled.

@@ -196,35 +196,57 @@ func TestConfigureFeatures_hypervInvalid(t *testing.T) {
 	}
 }
 
-// Without KVM, QEMU refuses to start with the VP index ("kernel doesn't
-// allow setting HyperV VP_INDEX"); every other enlightenment stays.
-func TestConfigureFeatures_vpindexUnderTCG(t *testing.T) {
-	spec := kubevirtv1.VirtualMachineInstanceSpec{}
-	spec.Domain.Features = &kubevirtv1.Features{Hyperv: &kubevirtv1.FeatureHyperv{
-		VPIndex: &kubevirtv1.FeatureState{}, SyNIC: &kubevirtv1.FeatureState{},
-	}}
-	in := testInput(spec)
+// Without KVM the guest sees no enlightenment, and QEMU refuses to start
+// with the VP index ("kernel doesn't allow setting HyperV VP_INDEX"): it is
+// left out, the others are written as KubeVirt writes them, and one warning
+// says what the guest misses.
+func TestConfigureFeatures_hypervWithoutKVM(t *testing.T) {
+	const why = "ignored: domain type qemu (no KVM on this host): QEMU gives guests Hyper-V and KVM paravirtual features only through KVM, so "
 	for _, tc := range []struct {
+		name      string
 		typ       string
-		wantIndex bool
+		features  kubevirtv1.Features
+		want      *libvirtxml.DomainFeatureHyperV
 		wantDiags []diagLine
 	}{
-		{typ: "kvm", wantIndex: true},
-		{typ: "qemu", wantDiags: []diagLine{{"warning", "spec.template.spec.domain.features.hyperv.vpindex",
-			"ignored: domain type qemu (no KVM on this host): QEMU sets the Hyper-V VP index only through KVM, so the guest runs without it"}}},
+		{
+			name:     "kvm",
+			typ:      "kvm",
+			features: kubevirtv1.Features{Hyperv: &kubevirtv1.FeatureHyperv{VPIndex: &kubevirtv1.FeatureState{}, SyNIC: &kubevirtv1.FeatureState{}}},
+			want:     &libvirtxml.DomainFeatureHyperV{VPIndex: &libvirtxml.DomainFeatureState{State: "on"}, Synic: &libvirtxml.DomainFeatureState{State: "on"}},
+		},
+		{
+			name:      "qemu",
+			typ:       "qemu",
+			features:  kubevirtv1.Features{Hyperv: &kubevirtv1.FeatureHyperv{VPIndex: &kubevirtv1.FeatureState{}, SyNIC: &kubevirtv1.FeatureState{}}},
+			want:      &libvirtxml.DomainFeatureHyperV{Synic: &libvirtxml.DomainFeatureState{State: "on"}},
+			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.features.hyperv", why + "the guest sees no Hyper-V enlightenments (and vpindex is left out: QEMU refuses to start with it)"}},
+		},
+		{
+			name:     "qemu, every enlightenment off: nothing the guest misses",
+			typ:      "qemu",
+			features: kubevirtv1.Features{Hyperv: &kubevirtv1.FeatureHyperv{Relaxed: &kubevirtv1.FeatureState{Enabled: ptr(false)}}},
+			want:     &libvirtxml.DomainFeatureHyperV{Relaxed: &libvirtxml.DomainFeatureState{State: "off"}},
+		},
+		{
+			name:      "qemu, passthrough",
+			typ:       "qemu",
+			features:  kubevirtv1.Features{HypervPassthrough: &kubevirtv1.HyperVPassthrough{Enabled: ptr(true)}},
+			want:      &libvirtxml.DomainFeatureHyperV{Mode: "passthrough"},
+			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.features.hypervPassthrough", why + "the guest sees no Hyper-V enlightenments"}},
+		},
 	} {
-		t.Run(tc.typ, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := kubevirtv1.VirtualMachineInstanceSpec{}
+			spec.Domain.Features = &tc.features
+			in := testInput(spec)
 			dom := &libvirtxml.Domain{}
 			out := &output{object: in.Object, prefix: in.PathPrefix}
 			ctx := testContext
 			ctx.Type = tc.typ
 			configureFeatures(in, ctx, dom, out)
-			hv := dom.Features.HyperV
-			if got := hv.VPIndex != nil; got != tc.wantIndex {
-				t.Errorf("vpindex emitted = %v, want %v", got, tc.wantIndex)
-			}
-			if hv.Synic == nil || hv.Synic.State != "on" {
-				t.Errorf("synic = %+v, want on", hv.Synic)
+			if diff := cmp.Diff(tc.want, dom.Features.HyperV); diff != "" {
+				t.Errorf("<hyperv> (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.wantDiags, diagLines(out)); diff != "" {
 				t.Errorf("diagnostics (-want +got):\n%s", diff)
