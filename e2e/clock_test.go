@@ -14,25 +14,27 @@ import (
 // clockInit reports, again and again, what the guest's clock looks like:
 // the RTC's time (the kernel reads the CMOS RTC as UTC, so an offset or a
 // local-time RTC shows as a difference to the host's UTC), the clock
-// sources the kernel found and uses, and the hypervisor it detected.
+// sources the kernel found and uses, the hypervisor it detected, and how
+// many ISA pvpanic devices (ACPI QEMU0001) it has.
 const clockInit = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 cs=/sys/devices/system/clocksource/clocksource0
 while true; do
   hv=$(/bin/busybox dmesg | /bin/busybox grep -o 'Hypervisor detected: [A-Za-z -]*' | /bin/busybox head -n 1)
-  /bin/busybox echo "nodevirt-guest: clock rtc=$(/bin/busybox cat /sys/class/rtc/rtc0/since_epoch) current=$(/bin/busybox cat $cs/current_clocksource) available=$(/bin/busybox cat $cs/available_clocksource) hv=[$hv] end" > /dev/console
+  /bin/busybox echo "nodevirt-guest: clock rtc=$(/bin/busybox cat /sys/class/rtc/rtc0/since_epoch) current=$(/bin/busybox cat $cs/current_clocksource) available=$(/bin/busybox cat $cs/available_clocksource) hv=[$hv] panic=$(/bin/busybox ls /sys/bus/acpi/devices | /bin/busybox grep -c QEMU0001) end" > /dev/console
   /bin/busybox sleep 1
 done
 `
 
-var clockLine = regexp.MustCompile(`nodevirt-guest: clock rtc=(\d+) current=(\S+) available=([^\r\n]*?) hv=\[([^\]\r\n]*)\] end`)
+var clockLine = regexp.MustCompile(`nodevirt-guest: clock rtc=(\d+) current=(\S+) available=([^\r\n]*?) hv=\[([^\]\r\n]*)\] panic=(\d+) end`)
 
 // guestClock is one report of clockInit, with the host's time when it was read.
 type guestClock struct {
 	rtcAhead           time.Duration // guest RTC minus host UTC
 	current, available string
 	hypervisor         string
+	panics             string
 }
 
 func readGuestClock(t *testing.T, con *serialConsole) guestClock {
@@ -53,6 +55,7 @@ func readGuestClock(t *testing.T, con *serialConsole) guestClock {
 		current:    last[2],
 		available:  strings.TrimSpace(last[3]),
 		hypervisor: last[4],
+		panics:     last[5],
 	}
 }
 
@@ -66,14 +69,15 @@ func near(d, want time.Duration) bool {
 // The guest sees domain.clock: a Windows-style VM (the windows preferences'
 // Hyper-V set and timers, with a UTC offset) has no HPET and its RTC runs
 // ahead by the offset; a VM whose clock is in a time zone keeps its RTC in
-// local time and has the HPET QEMU gives by default.
+// local time and has the HPET QEMU gives by default, and the ISA pvpanic
+// device its panicDevices ask for.
 func TestFidelity_ClockReachesTheGuest(t *testing.T) {
 	w := newWorld(t)
 	g := w.guestVirt()
 	g.log(t)
 	kernelBootLayout(t, filepath.Join(w.hostRoot, hostImageDir, "kernel"), clockInit)
 	const offset = 36 * time.Hour
-	vm := func(name, domain string) string {
+	vm := func(name, devices, domain string) string {
 		return `---
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -85,14 +89,14 @@ spec:
       terminationGracePeriodSeconds: 0
       domain:
 ` + fidelityCPU + `        memory: {guest: 256Mi}
-        devices: {}
+        devices: ` + devices + `
         firmware:
           kernelBoot:
             container: {image: "oci:` + hostImageDir + `/kernel", kernelPath: /boot/vmlinuz, initrdPath: /boot/initrd}
             kernelArgs: console=ttyS0
 ` + domain
 	}
-	w.commit("clock VMs", map[string]string{"vms/clock.yaml": vm("winclock", `        features:
+	w.commit("clock VMs", map[string]string{"vms/clock.yaml": vm("winclock", "{}", `        features:
           hyperv:
             relaxed: {}
             vapic: {}
@@ -113,7 +117,7 @@ spec:
             pit: {tickPolicy: delay}
             rtc: {tickPolicy: catchup}
             hyperv: {}
-`) + vm("tzclock", `        clock:
+`) + vm("tzclock", "{panicDevices: [{model: isa}]}", `        clock:
           timezone: Asia/Kolkata
 `)})
 	w.startAgent()
@@ -128,7 +132,7 @@ spec:
 	}
 
 	win := readGuestClock(t, attachConsole(t, w.dom("winclock")))
-	t.Logf("winclock: RTC ahead %s, clocksource %s of [%s], hypervisor [%s]", win.rtcAhead.Round(time.Second), win.current, win.available, win.hypervisor)
+	t.Logf("winclock: RTC ahead %s, clocksource %s of [%s], hypervisor [%s], pvpanic devices %s", win.rtcAhead.Round(time.Second), win.current, win.available, win.hypervisor, win.panics)
 	if !near(win.rtcAhead, offset) {
 		t.Errorf("winclock's RTC is %s ahead of the host's UTC, want about %s (utc.offsetSeconds)", win.rtcAhead.Round(time.Second), offset)
 	}
@@ -154,11 +158,15 @@ spec:
 	}
 	_, east := time.Now().In(kolkata).Zone()
 	tz := readGuestClock(t, attachConsole(t, w.dom("tzclock")))
-	t.Logf("tzclock: RTC ahead %s, clocksource %s of [%s], hypervisor [%s]", tz.rtcAhead.Round(time.Second), tz.current, tz.available, tz.hypervisor)
+	t.Logf("tzclock: RTC ahead %s, clocksource %s of [%s], hypervisor [%s], pvpanic devices %s", tz.rtcAhead.Round(time.Second), tz.current, tz.available, tz.hypervisor, tz.panics)
 	if want := time.Duration(east) * time.Second; !near(tz.rtcAhead, want) {
 		t.Errorf("tzclock's RTC is %s ahead of the host's UTC, want about %s (Asia/Kolkata local time)", tz.rtcAhead.Round(time.Second), want)
 	}
 	if !strings.Contains(tz.available, "hpet") {
 		t.Errorf("tzclock's guest has no HPET clock source (%s), though its clock leaves the timers alone", tz.available)
+	}
+	// The panic device: the guest's ACPI tables list QEMU's pvpanic port.
+	if win.panics != "0" || tz.panics != "1" {
+		t.Errorf("pvpanic devices seen: winclock %s (has none), tzclock %s (has one, model isa)", win.panics, tz.panics)
 	}
 }
