@@ -54,7 +54,13 @@ func configureFeatures(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 			// drivers mostly) that refuse to run in a VM.
 			fl.KVM = &libvirtxml.DomainFeatureKVM{Hidden: onOff(f.KVM.Hidden)}
 		}
-		if f.Pvspinlock != nil {
+		switch {
+		case f.Pvspinlock == nil:
+		case enabled(f.Pvspinlock.Enabled) && ctx.Type != "kvm":
+			// libvirt refuses to start the domain ("host doesn't support
+			// paravirtual spinlocks").
+			out.add(diag.Warning, ErrIgnored, "domain.features.pvspinlock", "ignored: %s", withoutKVM(ctx, "the guest has no paravirtual spinlocks"))
+		default:
 			fl.PVSpinlock = onOff(enabled(f.Pvspinlock.Enabled))
 		}
 	}

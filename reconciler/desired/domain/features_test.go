@@ -199,14 +199,15 @@ func TestConfigureFeatures_hypervInvalid(t *testing.T) {
 // Without KVM the guest sees no enlightenment, and QEMU refuses to start
 // with the VP index ("kernel doesn't allow setting HyperV VP_INDEX"): it is
 // left out, the others are written as KubeVirt writes them, and one warning
-// says what the guest misses.
-func TestConfigureFeatures_hypervWithoutKVM(t *testing.T) {
+// says what the guest misses. libvirt refuses pvspinlock on there too.
+func TestConfigureFeatures_withoutKVM(t *testing.T) {
 	const why = "ignored: domain type qemu (no KVM on this host): QEMU gives guests Hyper-V and KVM paravirtual features only through KVM, so "
 	for _, tc := range []struct {
 		name      string
 		typ       string
 		features  kubevirtv1.Features
 		want      *libvirtxml.DomainFeatureHyperV
+		wantPV    *libvirtxml.DomainFeatureState
 		wantDiags []diagLine
 	}{
 		{
@@ -235,6 +236,18 @@ func TestConfigureFeatures_hypervWithoutKVM(t *testing.T) {
 			want:      &libvirtxml.DomainFeatureHyperV{Mode: "passthrough"},
 			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.features.hypervPassthrough", why + "the guest sees no Hyper-V enlightenments"}},
 		},
+		{
+			name:      "qemu, pvspinlock on is left out: libvirt refuses it",
+			typ:       "qemu",
+			features:  kubevirtv1.Features{Pvspinlock: &kubevirtv1.FeatureState{}},
+			wantDiags: []diagLine{{"warning", "spec.template.spec.domain.features.pvspinlock", why + "the guest has no paravirtual spinlocks"}},
+		},
+		{
+			name:     "qemu, pvspinlock off is written",
+			typ:      "qemu",
+			features: kubevirtv1.Features{Pvspinlock: &kubevirtv1.FeatureState{Enabled: ptr(false)}},
+			wantPV:   &libvirtxml.DomainFeatureState{State: "off"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := kubevirtv1.VirtualMachineInstanceSpec{}
@@ -247,6 +260,9 @@ func TestConfigureFeatures_hypervWithoutKVM(t *testing.T) {
 			configureFeatures(in, ctx, dom, out)
 			if diff := cmp.Diff(tc.want, dom.Features.HyperV); diff != "" {
 				t.Errorf("<hyperv> (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantPV, dom.Features.PVSpinlock); diff != "" {
+				t.Errorf("<pvspinlock> (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.wantDiags, diagLines(out)); diff != "" {
 				t.Errorf("diagnostics (-want +got):\n%s", diff)
