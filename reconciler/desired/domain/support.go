@@ -180,7 +180,7 @@ var fields = []Field{
 			return paths
 		}},
 	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
-	{Path: "domain.devices.panicDevices", Support: Mapped, Note: "<panic model=hyperv|isa> per entry (no model: libvirt's default, isa); pvpanic → model isa with a warning, as libvirt 9.0 has no PCI pvpanic device; libvirt then applies <on_crash>"},
+	{Path: "domain.devices.panicDevices", Support: Mapped, Note: "<panic model=hyperv|isa> per entry, one per model as libvirt requires (no model: libvirt's default, isa); pvpanic → model isa with a warning, as libvirt 9.0 has no PCI pvpanic device (left out beside an isa one); libvirt then applies <on_crash>"},
 	{Path: "domain.devices.filesystems", Support: Mapped, Note: "virtiofs: <filesystem type=mount accessmode=passthrough><driver type=virtiofs queue=1024><binary path=virtiofsd> sharing the persistentVolumeClaim or dataVolume's directory (VolumeDir/NS/CLAIM, a Filesystem claim) with <target dir=NAME> + artifact sharedDir; guest memory becomes shared (<memoryBacking><source type=memfd><access mode=shared>); needs virtiofsd on the host (/usr/libexec/virtiofsd, or /usr/lib/qemu/virtiofsd from Debian 12's qemu-system-common)"},
 	{Path: "domain.devices.filesystems[*].name", Support: Mapped, Note: "names the volume; <target dir=NAME> (the guest's mount tag) and <alias name=ua-NAME>"},
 	{Path: "domain.devices.filesystems[*].virtiofs", Support: Mapped, Note: "<driver type=virtiofs>; required"},
