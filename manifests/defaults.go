@@ -224,9 +224,14 @@ func defaultHypervDependencies(spec *kubevirtv1.VirtualMachineInstanceSpec) {
 			cpu = &kubevirtv1.CPU{}
 			spec.Domain.CPU = cpu
 		}
+		// Enlightened VMCS is nested virtualization: the guest must see
+		// vmx, whatever policy the VM gave it (KubeVirt overrides it too).
 		found := false
-		for _, f := range cpu.Features {
-			found = found || f.Name == "vmx"
+		for i, f := range cpu.Features {
+			if f.Name == "vmx" {
+				found = true
+				cpu.Features[i].Policy = "require"
+			}
 		}
 		if !found {
 			cpu.Features = append(cpu.Features, kubevirtv1.CPUFeature{Name: "vmx", Policy: "require"})

@@ -251,6 +251,21 @@ func TestDefault(t *testing.T) {
 			},
 		},
 		{
+			// KubeVirt's mutator forces the policy: evmcs is nested
+			// virtualization, useless without vmx in the guest.
+			name: "evmcsForcesVMXRequire",
+			in: kubevirtv1.VirtualMachineInstanceSpec{Domain: kubevirtv1.DomainSpec{
+				Features: &kubevirtv1.Features{Hyperv: &kubevirtv1.FeatureHyperv{EVMCS: &kubevirtv1.FeatureState{}}},
+				CPU:      &kubevirtv1.CPU{Features: []kubevirtv1.CPUFeature{{Name: "pcid", Policy: "optional"}, {Name: "vmx", Policy: "disable"}}},
+			}},
+			check: func(t *testing.T, s *kubevirtv1.VirtualMachineInstanceSpec) {
+				want := []kubevirtv1.CPUFeature{{Name: "pcid", Policy: "optional"}, {Name: "vmx", Policy: "require"}}
+				if diff := cmp.Diff(want, s.Domain.CPU.Features); diff != "" {
+					t.Errorf("cpu features (-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
 			name: "gracePeriod",
 			in:   kubevirtv1.VirtualMachineInstanceSpec{},
 			check: func(t *testing.T, s *kubevirtv1.VirtualMachineInstanceSpec) {

@@ -86,13 +86,19 @@ var (
 	ErrRealtimeNUMA         = errors.New("realtime requires numa.guestMappingPassthrough")
 	// KubeVirt's Hyper-V webhook: the mutator turns dependencies on, so only
 	// an explicitly disabled one can be missing.
-	ErrHypervDependency   = errors.New("Hyper-V feature requires another one that is disabled")
+	ErrHypervDependency  = errors.New("Hyper-V feature requires another one that is disabled")
+	ErrHypervPassthrough = errors.New("hyperv and hypervPassthrough are mutually exclusive: set the enlightenments or pass the host's through, not both")
+	// Values libvirt and QEMU refuse when the domain starts.
+	ErrClockTimezone      = errors.New("clock.timezone must be a time zone of the IANA database, such as Europe/Paris")
+	ErrTimerTickPolicy    = errors.New("timer tickPolicy is not one the timer has")
+	ErrRTCTrack           = errors.New("rtc track must be guest or wall")
 	ErrStartStrategy      = errors.New("startStrategy must be Paused")
 	ErrPausedLiveness     = errors.New("startStrategy Paused cannot be combined with a livenessProbe")
 	ErrProbePodNetwork    = errors.New("probes need a pod network")
 	ErrSoundName          = errors.New("sound.name is required")
 	ErrSoundModel         = errors.New("sound.model must be ich9 or ac97")
 	ErrPanicModel         = errors.New("panic device model must be hyperv, isa or pvpanic")
+	ErrPanicDuplicate     = errors.New("panic devices must have different models")
 	ErrProbeHandler       = errors.New("a probe must set exactly one of httpGet, tcpSocket, exec and guestAgentPing")
 	ErrIOThreadsPolicy    = errors.New("ioThreadsPolicy must be one of shared, auto, supplementalPool")
 	ErrIOThreadsPoolCount = errors.New("ioThreadsPolicy supplementalPool needs ioThreads.supplementalPoolThreadCount of at least 1")

@@ -152,9 +152,10 @@ func (e *expander) vm(vm *kubevirtv1.VirtualMachine) diag.List {
 	const p = "spec.template.spec"
 	// KubeVirt's expansion order (pkg/instancetype/expand, and the VM
 	// controller when it creates the VMI): the auto-attach preferences, then
-	// a disk for every volume and the default network interface, so the
-	// preference's disk bus and interface model reach those too; then the
-	// instancetype and preference; then the defaults.
+	// a disk for every volume, the default network interface and input
+	// device, so the preference's disk bus, interface model and input bus
+	// and type reach those too; then the instancetype and preference; then
+	// the defaults.
 	if prefSpec != nil && prefSpec.Devices != nil {
 		applyAutoAttachPreferences(prefSpec.Devices, spec)
 	}
@@ -167,6 +168,7 @@ func (e *expander) vm(vm *kubevirtv1.VirtualMachine) diag.List {
 			return append(e.diags, validateVM(e.o, vm, true)...)
 		}
 	}
+	autoAttachInputDevice(spec)
 	if itSpec != nil {
 		conflicts := applyInstancetype(itSpec, prefSpec, spec, &tmpl.ObjectMeta, p)
 		for _, c := range conflicts {

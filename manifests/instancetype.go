@@ -431,6 +431,18 @@ func applyAutoAttachPreferences(p *instancetypev1beta1.DevicePreferences, spec *
 	}
 }
 
+// autoAttachInputDevice adds the input device autoattachInputDevice asks
+// for as KubeVirt's VM controller does: a bare "default-0", so a
+// preference's input bus and type reach it before defaulting makes it a USB
+// tablet.
+func autoAttachInputDevice(spec *kubevirtv1.VirtualMachineInstanceSpec) {
+	devs := &spec.Domain.Devices
+	if devs.AutoattachInputDevice == nil || !*devs.AutoattachInputDevice || len(devs.Inputs) > 0 {
+		return
+	}
+	devs.Inputs = append(devs.Inputs, kubevirtv1.Input{Name: "default-0"})
+}
+
 func onPodNetwork(spec *kubevirtv1.VirtualMachineInstanceSpec, name string) bool {
 	for _, n := range spec.Networks {
 		if n.Name == name {
@@ -462,7 +474,9 @@ func applyFeaturePreferences(p *instancetypev1beta1.FeaturePreferences, d *kubev
 	if p.PreferredSmm != nil && f.SMM == nil {
 		f.SMM = p.PreferredSmm.DeepCopy()
 	}
-	if ph := p.PreferredHyperv; ph != nil {
+	// A VM that passes the host's enlightenments through takes none from the
+	// preference: KubeVirt refuses the two together.
+	if ph := p.PreferredHyperv; ph != nil && (f.HypervPassthrough == nil || f.HypervPassthrough.Enabled == nil || !*f.HypervPassthrough.Enabled) {
 		if f.Hyperv == nil {
 			f.Hyperv = &kubevirtv1.FeatureHyperv{}
 		}

@@ -94,6 +94,7 @@ func (v *validator) spec(spec *kubevirtv1.VirtualMachineInstanceSpec, p string, 
 	v.networks(spec, p)
 	v.bootOrder(spec, p)
 	v.hyperv(spec, p)
+	v.clock(spec, p)
 	v.devices(spec, p)
 	v.lifecycle(spec, p)
 	v.dnsNames(spec, p)
@@ -153,15 +154,24 @@ func (v *validator) devices(spec *kubevirtv1.VirtualMachineInstanceSpec, p strin
 			v.failf(dp+".sound.model", ErrSoundModel, "got %q", s.Model)
 		}
 	}
+	seen := map[kubevirtv1.PanicDeviceModel]bool{}
 	for i, pd := range devs.PanicDevices {
-		if pd.Model == nil {
-			continue
+		// No model is libvirt's default, the ISA device on x86_64.
+		model := kubevirtv1.Isa
+		if pd.Model != nil {
+			model = *pd.Model
 		}
-		switch *pd.Model {
+		switch model {
 		case kubevirtv1.Hyperv, kubevirtv1.Isa, kubevirtv1.Pvpanic:
 		default:
-			v.failf(joinIndex(dp+".panicDevices", i)+".model", ErrPanicModel, "got %q", *pd.Model)
+			v.failf(joinIndex(dp+".panicDevices", i)+".model", ErrPanicModel, "got %q", model)
+			continue
 		}
+		// libvirt refuses a second device of one model at define.
+		if seen[model] {
+			v.failf(joinIndex(dp+".panicDevices", i), ErrPanicDuplicate, "a second %s device (no model means isa)", model)
+		}
+		seen[model] = true
 	}
 }
 

@@ -1,7 +1,12 @@
 package manifests
 
 import (
+	"slices"
 	"strings"
+	"time"
+	// Time zones are checked against the IANA database even on a host
+	// without tzdata (Go falls back to this copy).
+	_ "time/tzdata"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -198,6 +203,49 @@ func (v *validator) hyperv(spec *kubevirtv1.VirtualMachineInstanceSpec, p string
 	need("tlbflush", hv.TLBFlush != nil && on(&hv.TLBFlush.FeatureState), "vpindex", hv.VPIndex)
 	need("synictimer", hv.SyNICTimer != nil && on(&hv.SyNICTimer.FeatureState), "synic", hv.SyNIC)
 	need("evmcs", on(hv.EVMCS), "vapic", hv.VAPIC)
+	if f.HypervPassthrough != nil {
+		v.fail(hp, ErrHypervPassthrough)
+	}
+}
+
+// clock checks what libvirt accepts but QEMU would run differently or
+// refuse at start: glibc silently runs an unknown time zone as UTC, and
+// each timer takes only some tick policies.
+func (v *validator) clock(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {
+	c := spec.Domain.Clock
+	if c == nil {
+		return
+	}
+	cp := p + ".domain.clock"
+	if tz := c.Timezone; tz != nil {
+		if _, err := time.LoadLocation(string(*tz)); err != nil || *tz == "" || *tz == "Local" {
+			v.failf(cp+".timezone", ErrClockTimezone, "got %q", string(*tz))
+		}
+	}
+	t := c.Timer
+	if t == nil {
+		return
+	}
+	policy := func(timer, got string, allowed ...string) {
+		if got != "" && !slices.Contains(allowed, got) {
+			v.failf(cp+".timer."+timer+".tickPolicy", ErrTimerTickPolicy, "%s takes %s; got %q", timer, strings.Join(allowed, ", "), got)
+		}
+	}
+	if t.RTC != nil {
+		// QEMU's RTC can only slew (catchup) or not (delay).
+		policy("rtc", string(t.RTC.TickPolicy), "delay", "catchup")
+		switch t.RTC.Track {
+		case "", kubevirtv1.TrackGuest, kubevirtv1.TrackWall:
+		default:
+			v.failf(cp+".timer.rtc.track", ErrRTCTrack, "got %q", t.RTC.Track)
+		}
+	}
+	if t.PIT != nil {
+		policy("pit", string(t.PIT.TickPolicy), "delay", "catchup", "discard")
+	}
+	if t.HPET != nil {
+		policy("hpet", string(t.HPET.TickPolicy), "delay", "catchup", "merge", "discard")
+	}
 }
 
 func (v *validator) firmware(spec *kubevirtv1.VirtualMachineInstanceSpec, p string) {

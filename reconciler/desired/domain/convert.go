@@ -61,7 +61,7 @@ func configurators() []configurator {
 		checkAccessCredentials,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features, clock.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
@@ -72,17 +72,19 @@ func configurators() []configurator {
 		configureOS,
 		configureSysInfo,
 		configureFeatures,
+		configureClock,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order; the kernel boot artifact of
 		//    configureOS comes first), virtiofs filesystems (and their
 		//    shared directories), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent), then the TPM.
+		//    guest agent), then the TPM and panic devices.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
 		configureTPM,
+		configurePanicDevices,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices

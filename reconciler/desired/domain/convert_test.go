@@ -84,6 +84,12 @@ var goldenCases = []struct {
 	{file: "vmi-pxe-boot.yaml", networks: map[string]NetworkAttachment{
 		"pxe-net": {Object: "NetworkAttachmentDefinition default/pxe-net-conf", Bridge: "br1", VLAN: 1},
 	}},
+	// Hyper-V and clock: every enlightenment, passthrough, every timer,
+	// and a Windows 11 VM through the real windows.11 preference.
+	{file: "vmi-hyperv.yaml"},
+	{file: "vmi-hyperv-passthrough.yaml"},
+	{file: "vmi-clock-timezone.yaml"},
+	{file: "vm-windows11.yaml"},
 }
 
 func caseName(file string) string {

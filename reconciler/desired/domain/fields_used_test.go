@@ -97,6 +97,7 @@ func candidates(path string) []any {
 		"domain.firmware.kernelBoot.container.image":           {"oci:/srv/other-kernel"},
 		"domain.firmware.kernelBoot.container.imagePullPolicy": {"IfNotPresent"},
 		"domain.features.acpi":                                 {kubevirtv1.FeatureState{Enabled: ptr(false)}},
+		"domain.features.hypervPassthrough":                    {kubevirtv1.HyperVPassthrough{Enabled: ptr(true)}},
 		"domain.chassis":                                       {kubevirtv1.Chassis{Manufacturer: "Acme"}},
 		"domain.devices.video":                                 {kubevirtv1.VideoDevice{Type: "virtio"}},
 		"domain.cpu.model":                                     {"Skylake-Client-IBRS"},
