@@ -71,14 +71,17 @@ func configurators() []configurator {
 		configureOS,
 		configureSysInfo,
 		configureFeatures,
+		configureVMPort,
+		configureIOThreads,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent).
+		//    sound, guest agent) and the controllers KubeVirt declares.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
+		configureControllers,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices

@@ -21,7 +21,7 @@ func TestConfigureDisks(t *testing.T) {
 		return &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: p}}
 	}
 	driver := func(format string) *libvirtxml.DomainDiskDriver {
-		return &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, ErrorPolicy: "stop", Discard: "unmap"}
+		return &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, Cache: "none", ErrorPolicy: "stop", Discard: "unmap"}
 	}
 	const vmDir = "/var/lib/nodevirt/disks/lab/vm/"
 
@@ -49,13 +49,13 @@ func TestConfigureDisks(t *testing.T) {
 			},
 			want: &libvirtxml.DomainDeviceList{
 				Disks: []libvirtxml.DomainDisk{
-					{Device: "disk", Driver: driver("raw"), Source: file("/var/lib/nodevirt/volumes/lab/dv-a/disk.img"),
+					{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/var/lib/nodevirt/volumes/lab/dv-a/disk.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("a")},
 					{Device: "disk", Driver: driver("qcow2"), Source: file(vmDir + "b.qcow2"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}, Alias: userAlias("b")},
 					{Device: "disk", Driver: driver("raw"), Source: file("/srv/c.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sdb", Bus: "scsi"}, Alias: userAlias("c")},
-					{Device: "disk", Driver: driver("qcow2"), Source: file(vmDir + "d.qcow2"),
+					{Device: "disk", Model: "virtio-non-transitional", Driver: driver("qcow2"), Source: file(vmDir + "d.qcow2"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}, Alias: userAlias("d")},
 					{Device: "disk", Driver: driver("raw"), Source: file("/srv/e.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sdc", Bus: "usb"}, Alias: userAlias("e")},
@@ -91,17 +91,17 @@ func TestConfigureDisks(t *testing.T) {
 				},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file("/var/lib/nodevirt/volumes/lab/iso/disk.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata", Tray: "open"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1}, Alias: userAlias("iso")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "writeback", ErrorPolicy: "enospace", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "writeback", ErrorPolicy: "enospace", Discard: "unmap"},
 					Source: file("/srv/root.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 					Serial: "S1", Boot: &libvirtxml.DomainDeviceBoot{Order: 2}, Alias: userAlias("root")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native", ErrorPolicy: "stop", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native", ErrorPolicy: "stop", Discard: "unmap"},
 					Source: file("/srv/fast.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}, Alias: userAlias("fast")},
-				{Device: "disk", Driver: driver("raw"), Source: file("/srv/ro.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdc", Bus: "virtio"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/srv/ro.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdc", Bus: "virtio"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("ro")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop", Discard: "unmap"},
 					Source: file("/srv/shared.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdd", Bus: "virtio"},
 					Shareable: &libvirtxml.DomainDiskShareable{}, Alias: userAlias("shared")},
 			}},
@@ -126,7 +126,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file(vmDir + "seed.iso"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}, Alias: userAlias("seed")},
 			}},
 			artifacts: []Artifact{{Kind: NoCloudISO, Volume: "seed", Path: vmDir + "seed.iso", Label: "cidata", Files: map[string][]byte{
@@ -149,7 +149,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file(vmDir + "config.iso"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("config")},
 			}},
@@ -170,7 +170,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "disk", Driver: driver("raw"), Source: file(vmDir + "config.iso"),
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file(vmDir + "config.iso"),
 					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("config")},
 			}},
 			artifacts: []Artifact{{Kind: ConfigDriveISO, Volume: "config", Path: vmDir + "config.iso", Label: "config-2", Files: map[string][]byte{
@@ -203,7 +203,7 @@ func TestConfigureDisks(t *testing.T) {
 				},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "disk", Driver: driver("raw"), Source: file("/srv/ok.img"),
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/srv/ok.img"),
 					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("ok")},
 			}},
 			artifacts: []Artifact{{Kind: HostDisk, Volume: "ok", Path: "/srv/ok.img"}},
