@@ -62,6 +62,7 @@ var goldenCases = []struct {
 	{file: "vm-configdrive.yaml"},
 	{file: "vmi-smbios.yaml"},
 	{file: "vmi-virtiofs.yaml"},
+	{file: "vmi-legacy-guest.yaml"},
 	// Two vCPUs on each of testContext's two host nodes: two guest cells.
 	{file: "vmi-numa.yaml", pins: &Pinning{VCPUs: []uint{2, 3, 8, 9}}},
 	// Seed 8.14.6 as one VMI; the NetworkAttachmentDefinition pxe-net-conf
