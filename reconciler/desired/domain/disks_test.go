@@ -299,3 +299,75 @@ func TestConfigureDisks_boundClaims(t *testing.T) {
 		t.Errorf("artifacts: %+v", out.artifacts)
 	}
 }
+
+// KubeVirt's cache and io choice: none where O_DIRECT works, writethrough
+// where it does not (tmpfs), native io on block devices with cache none.
+func TestConfigureDisks_cacheByDirectIO(t *testing.T) {
+	onVirtio := kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}
+	claim := func(name string) kubevirtv1.VolumeSource {
+		return kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{
+			PersistentVolumeClaimVolumeSource: k8sv1.PersistentVolumeClaimVolumeSource{ClaimName: name}}}
+	}
+	var spec kubevirtv1.VirtualMachineInstanceSpec
+	spec.Domain.Devices.Disks = []kubevirtv1.Disk{
+		{Name: "file", DiskDevice: onVirtio},
+		{Name: "block", DiskDevice: onVirtio},
+		{Name: "tmp", DiskDevice: onVirtio},
+		{Name: "forced", DiskDevice: onVirtio, Cache: kubevirtv1.CacheNone},
+		{Name: "empty", DiskDevice: kubevirtv1.DiskDevice{CDRom: &kubevirtv1.CDRomTarget{Bus: "sata"}}},
+	}
+	spec.Volumes = []kubevirtv1.Volume{
+		{Name: "file", VolumeSource: claim("file")},
+		{Name: "block", VolumeSource: claim("block")},
+		{Name: "tmp", VolumeSource: kubevirtv1.VolumeSource{EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: *qty("1Gi")}}},
+		{Name: "forced", VolumeSource: kubevirtv1.VolumeSource{EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: *qty("1Gi")}}},
+	}
+	in := testInput(spec)
+	in.Resources.Claims = map[string]ClaimDisk{"block": {Path: "/dev/vg0/block", Block: true}}
+	ctx := testContext
+	// The per-VM disks are on tmpfs; the claims are not.
+	ctx.NoDirectIO = []string{"/var/lib/nodevirt/disks"}
+	dom := &libvirtxml.Domain{}
+	out := &output{object: in.Object, prefix: in.PathPrefix}
+	configureDisks(in, ctx, dom, out)
+
+	type got struct{ Alias, Cache, IO string }
+	var disks []got
+	for _, d := range dom.Devices.Disks {
+		disks = append(disks, got{d.Alias.Name, d.Driver.Cache, d.Driver.IO})
+	}
+	want := []got{
+		{"ua-file", "none", ""},
+		{"ua-block", "none", "native"},
+		{"ua-tmp", "writethrough", ""},
+		// An empty drive has nothing to open: no cache mode.
+		{"ua-empty", "", ""},
+	}
+	if diff := cmp.Diff(want, disks); diff != "" {
+		t.Errorf("disks (-want +got):\n%s", diff)
+	}
+	if dom.Devices.Disks[3].Source != nil {
+		t.Errorf("the empty CD-ROM has a source: %+v", dom.Devices.Disks[3].Source)
+	}
+	wantDiags := []diagLine{{"error", "spec.template.spec.domain.devices.disks[3].cache",
+		"invalid: cache none needs O_DIRECT, which the filesystem holding /var/lib/nodevirt/disks/lab/vm/forced.qcow2 does not support"}}
+	if diff := cmp.Diff(wantDiags, diagLines(out)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+func TestContext_DirectIO(t *testing.T) {
+	ctx := Context{NoDirectIO: []string{"/run/nodevirt", "/tmp"}}
+	for path, want := range map[string]bool{
+		"/run/nodevirt/disks/a.qcow2": false,
+		"/run/nodevirt":               false,
+		"/tmp/x":                      false,
+		"/run/nodevirt-other/a":       true,
+		"/var/lib/nodevirt/a":         true,
+		"/tmpfile":                    true,
+	} {
+		if got := ctx.DirectIO(path); got != want {
+			t.Errorf("DirectIO(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
