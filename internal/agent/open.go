@@ -113,6 +113,9 @@ type Runtime struct {
 	// virtiofs filesystems; HostNUMA its NUMA nodes, for guest NUMA.
 	Virtiofsd string
 	HostNUMA  []hostfacts.NUMANode
+	// NoDirectIO are the state's disk directories whose filesystem
+	// refuses O_DIRECT.
+	NoDirectIO []string
 	// DB is the state database, open (and locked) when OpenConfig.Lock.
 	DB *statedb.DB
 	// HV is the libvirt connection; HypervisorErr says why it is nil when
@@ -209,6 +212,11 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		// Only guest NUMA needs the topology; the converter says so for
 		// the VMs that ask for it.
 		cfg.Log.Warn("host NUMA topology unknown", "err", err)
+	}
+	// cache=none needs O_DIRECT where the disks are; the converter picks
+	// writethrough where the filesystem refuses it, as KubeVirt does.
+	if rt.NoDirectIO, err = hostfacts.NoDirectIO("", filepath.Join(cfg.StateDir, "disks"), filepath.Join(cfg.StateDir, "volumes")); err != nil {
+		cfg.Log.Warn("O_DIRECT support of the state directory unknown; disks get cache none", "err", err)
 	}
 	if err := rt.openHypervisor(ctx); err != nil {
 		return nil, err
@@ -575,8 +583,9 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			HostDirs:  c.AllowedHostDirs,
 			// Looked up once: installing virtiofsd later needs a restart,
 			// as a new libvirt daemon binary would.
-			Virtiofsd: rt.Virtiofsd,
-			HostNUMA:  hostNUMA(rt.HostNUMA),
+			Virtiofsd:  rt.Virtiofsd,
+			HostNUMA:   hostNUMA(rt.HostNUMA),
+			NoDirectIO: rt.NoDirectIO,
 		},
 	}
 }
