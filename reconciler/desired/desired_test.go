@@ -515,7 +515,7 @@ spec:
 	if got == nil || plain == nil {
 		t.Fatalf("not rendered: %v", st.Diags)
 	}
-	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk">`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
+	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk" model="virtio-non-transitional">`, `cache="none" error_policy="stop" io="native"`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
 		if !strings.Contains(got.XML, want) {
 			t.Errorf("missing %s in\n%s", want, got.XML)
 		}
