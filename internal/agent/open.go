@@ -70,6 +70,10 @@ type OpenConfig struct {
 	AllowedHostDirs []string
 	AllowedRoots    []string
 	SecretsDir      string
+	// ReportDifferences adds a warning per VM for each way its guest sees
+	// other hardware than under KubeVirt (validate asks for them; the
+	// reconcile loop does not repeat them every pass).
+	ReportDifferences bool
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -586,6 +590,8 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			Virtiofsd:  rt.Virtiofsd,
 			HostNUMA:   hostNUMA(rt.HostNUMA),
 			NoDirectIO: rt.NoDirectIO,
+			// Only validate reports them, once per run.
+			ReportDifferences: c.ReportDifferences,
 		},
 	}
 }

@@ -58,6 +58,7 @@ func configurators() []configurator {
 		// 1. The support table first: fields nodevirt ignores or refuses lead
 		//    the report, before any element-level problem they may cause.
 		reportUnmapped,
+		reportDifferences,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
 		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.

@@ -106,7 +106,7 @@ func TestConvert_golden(t *testing.T) {
 				if d.Object != in.Object {
 					t.Errorf("diagnostic %q names object %q, want %q", d.Error(), d.Object, in.Object)
 				}
-				if !errors.Is(d, ErrUnsupported) && !errors.Is(d, ErrIgnored) && !errors.Is(d, ErrInvalid) && !errors.Is(d, ErrHostFileNotAllowed) {
+				if !errors.Is(d, ErrUnsupported) && !errors.Is(d, ErrIgnored) && !errors.Is(d, ErrInvalid) && !errors.Is(d, ErrHostFileNotAllowed) && !errors.Is(d, ErrDiffers) {
 					t.Errorf("diagnostic %q carries no sentinel", d.Error())
 				}
 			}

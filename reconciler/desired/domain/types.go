@@ -131,6 +131,9 @@ type Context struct {
 	// (tmpfs): disks under them get cache writethrough instead of none.
 	// The caller probes the directories disks live in (DiskDir, VolumeDir).
 	NoDirectIO []string
+	// ReportDifferences adds a warning (ErrDiffers) per VM for each way
+	// its guest sees other hardware than under KubeVirt; validate sets it.
+	ReportDifferences bool
 	// SMBIOS is the node's system information for SMBIOS type 1; nil is
 	// KubeVirt's default (DefaultSMBIOS).
 	SMBIOS *SMBIOS
