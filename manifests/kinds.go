@@ -95,6 +95,8 @@ func lookupKind(apiVersion, kind string) (kindInfo, bool) {
 	case gvk{"k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"}:
 		return kindInfo{typ: reflect.TypeFor[nadv1.NetworkAttachmentDefinition]()}, true
 
+	case gvk{"kubevirt.io/v1", "KubeVirt"}:
+		return kindInfo{typ: reflect.TypeFor[KubeVirt](), partial: true}, true
 	case gvk{"hco.kubevirt.io/v1beta1", "HyperConverged"}:
 		return kindInfo{typ: reflect.TypeFor[HyperConverged](), partial: true}, true
 	case gvk{"hostpathprovisioner.kubevirt.io/v1beta1", "HostPathProvisioner"}:

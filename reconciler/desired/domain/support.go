@@ -101,7 +101,7 @@ var fields = []Field{
 	{Path: "domain.memory.reservedOverhead", Support: Mapped, Note: "addedOverhead is added to MemoryOverhead, so to the <memtune> hard limit when limits.memory is set; memLock has no effect (libvirt raises QEMU's memlock limit where it locks memory)"},
 	{Path: "domain.machine.type", Support: Mapped, Note: "<os><type machine>"},
 	{Path: "domain.firmware.uuid", Support: Mapped, Note: "<uuid> (the caller passes it as Input.UUID) and <sysinfo type=smbios><system><entry name=uuid>; cloud-init instance-id"},
-	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial>; every domain has <os><smbios mode=sysinfo> and system entries manufacturer KubeVirt, product None, family KubeVirt (KubeVirt's smbios defaults); annotation smbios.vm.kubevirt.io/baseBoardManufacturer → <baseBoard><entry name=manufacturer>"},
+	{Path: "domain.firmware.serial", Support: Mapped, Note: "<sysinfo type=smbios><system><entry name=serial>; every domain has <os><smbios mode=sysinfo> and system entries manufacturer, product, version, sku, family from the source's KubeVirt object (kubevirt.io/v1 KubeVirt spec.configuration.smbios), else KubeVirt's defaults (manufacturer KubeVirt, product None, family KubeVirt); annotation smbios.vm.kubevirt.io/baseBoardManufacturer → <baseBoard><entry name=manufacturer>"},
 	{Path: "domain.firmware.bootloader", Support: Mapped, Note: "no bootloader = SeaBIOS (libvirt's default)"},
 	{Path: "domain.firmware.bootloader.bios", Support: Mapped, Note: "SeaBIOS (libvirt's default)"},
 	{Path: "domain.firmware.bootloader.bios.useSerial", Support: Mapped, Note: "<os><bios useserial=yes>"},
