@@ -12,6 +12,20 @@ import (
 // disks, as KubeVirt counts them. configureDisks gives each virtio disk its
 // thread (<driver iothread>) from the same plan.
 func configureIOThreads(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	// KubeVirt's admission rules.
+	if p := in.Spec.Domain.IOThreadsPolicy; p != nil {
+		switch *p {
+		case kubevirtv1.IOThreadsPolicyShared, kubevirtv1.IOThreadsPolicyAuto:
+		case kubevirtv1.IOThreadsPolicySupplementalPool:
+			if t := in.Spec.Domain.IOThreads; t == nil || t.SupplementalPoolThreadCount == nil || *t.SupplementalPoolThreadCount == 0 {
+				out.invalid("domain.ioThreads.supplementalPoolThreadCount", "ioThreadsPolicy supplementalPool needs a positive thread count")
+				return
+			}
+		default:
+			out.invalid("domain.ioThreadsPolicy", "%q is not one of shared, auto, supplementalPool", *p)
+			return
+		}
+	}
 	plan, ok := planIOThreads(in.Spec)
 	if !ok || plan.count == 0 {
 		return

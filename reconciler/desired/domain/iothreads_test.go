@@ -92,3 +92,23 @@ func TestIOThreads_scsiController(t *testing.T) {
 		t.Errorf("a SCSI disk got an I/O thread of its own: %d", *dom.Devices.Disks[0].Driver.IOThread)
 	}
 }
+
+func TestIOThreads_invalid(t *testing.T) {
+	for _, tc := range []struct {
+		policy kubevirtv1.IOThreadsPolicy
+		want   diagLine
+	}{
+		{"dedicated", diagLine{"error", "spec.template.spec.domain.ioThreadsPolicy", `invalid: "dedicated" is not one of shared, auto, supplementalPool`}},
+		{kubevirtv1.IOThreadsPolicySupplementalPool, diagLine{"error", "spec.template.spec.domain.ioThreads.supplementalPoolThreadCount", "invalid: ioThreadsPolicy supplementalPool needs a positive thread count"}},
+	} {
+		var spec kubevirtv1.VirtualMachineInstanceSpec
+		spec.Domain.IOThreadsPolicy = &tc.policy
+		dom, out := run(configureIOThreads, testInput(spec))
+		if diff := cmp.Diff([]diagLine{tc.want}, diagLines(out)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.policy, diff)
+		}
+		if dom.IOThreads != 0 {
+			t.Errorf("%s: <iothreads> %d", tc.policy, dom.IOThreads)
+		}
+	}
+}
