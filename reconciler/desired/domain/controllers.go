@@ -18,11 +18,12 @@ func configureControllers(in Input, ctx Context, dom *libvirtxml.Domain, out *ou
 	if usbNeeded(in.Spec) {
 		usb = "qemu-xhci"
 	}
-	devs.Controllers = append(devs.Controllers,
-		libvirtxml.DomainController{Type: "usb", Index: &zero, Model: usb},
-		// Every domain has the guest agent channel (configureDevices).
-		libvirtxml.DomainController{Type: "virtio-serial", Index: &zero, Model: virtioModel(in.Spec)},
-	)
+	devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{Type: "usb", Index: &zero, Model: usb})
+	// KubeVirt declares it with the serial console only; otherwise libvirt
+	// adds one for the guest agent channel (configureDevices) by itself.
+	if !isFalse(in.Spec.Domain.Devices.AutoattachSerialConsole) {
+		devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{Type: "virtio-serial", Index: &zero, Model: virtioModel(in.Spec)})
+	}
 }
 
 // usbNeeded says whether a device of the spec sits on USB: an input on the

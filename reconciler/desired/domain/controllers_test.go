@@ -34,6 +34,8 @@ func TestConfigureControllers(t *testing.T) {
 			want: controllers("qemu-xhci", "virtio-non-transitional")},
 		{name: "transitional", devices: kubevirtv1.Devices{UseVirtioTransitional: ptr(true)},
 			want: controllers("none", "virtio-transitional")},
+		{name: "no serial console: libvirt adds the virtio-serial controller", devices: kubevirtv1.Devices{AutoattachSerialConsole: ptr(false)},
+			want: controllers("none", "")[:1]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var spec kubevirtv1.VirtualMachineInstanceSpec

@@ -52,7 +52,7 @@ func configureHotplug(in Input, ctx Context, dom *libvirtxml.Domain, out *output
 	}
 	if !hasSCSI {
 		devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{
-			Type: "scsi", Index: &zero, Model: virtioModel(in.Spec),
+			Type: "scsi", Index: &zero, Model: virtioModel(in.Spec), Driver: scsiControllerDriver(in.Spec),
 			Alias: &libvirtxml.DomainAlias{Name: HotplugSCSIAlias},
 		})
 	}
