@@ -219,7 +219,13 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 	}
 	// cache=none needs O_DIRECT where the disks are; the converter picks
 	// writethrough where the filesystem refuses it, as KubeVirt does.
-	if rt.NoDirectIO, err = hostfacts.NoDirectIO("", filepath.Join(cfg.StateDir, "disks"), filepath.Join(cfg.StateDir, "volumes")); err != nil {
+	// hostDisk files lie in the allowed host directories, which the domain
+	// names under the root.
+	diskDirs := []string{filepath.Join(cfg.StateDir, "disks"), filepath.Join(cfg.StateDir, "volumes")}
+	for _, d := range cfg.AllowedHostDirs {
+		diskDirs = append(diskDirs, filepath.Join(cfg.Root, d))
+	}
+	if rt.NoDirectIO, err = hostfacts.NoDirectIO("", diskDirs...); err != nil {
 		cfg.Log.Warn("O_DIRECT support of the state directory unknown; disks get cache none", "err", err)
 	}
 	if err := rt.openHypervisor(ctx); err != nil {
