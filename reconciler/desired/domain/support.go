@@ -215,7 +215,7 @@ var fields = []Field{
 	{Path: "domain.devices.disks[*].lun", Support: Refused, Note: "a lun needs a block claim passed through as device='lun', which is not supported yet"},
 	{Path: "domain.devices.disks[*].bootOrder", Support: Mapped, Note: "<boot order>; any boot order anywhere drops <os><boot dev=hd>"},
 	{Path: "domain.devices.disks[*].serial", Support: Mapped, Note: "<serial>"},
-	{Path: "domain.devices.disks[*].cache", Support: Mapped, Note: "<driver cache>; unset = none where the disk's filesystem supports O_DIRECT, writethrough where it does not (the agent probes the disk and volume directories at start), as KubeVirt; none where O_DIRECT fails is refused"},
+	{Path: "domain.devices.disks[*].cache", Support: Mapped, Note: "<driver cache>; unset = none where the disk's filesystem supports O_DIRECT, writethrough where it does not (the agent probes the state's disk and volume directories and --allowed-host-dirs at start), as KubeVirt; none where O_DIRECT fails is refused"},
 	{Path: "domain.devices.disks[*].io", Support: Mapped, Note: "<driver io>; unset = native with cache none on a block device (KubeVirt also picks native for preallocated files, which the converter cannot see: they keep QEMU's threads); native needs cache none"},
 	{Path: "domain.devices.disks[*].errorPolicy", Support: Mapped, Note: "<driver error_policy> (default stop)"},
 	{Path: "domain.devices.disks[*].shareable", Support: Mapped, Note: "<shareable/> and cache none"},
