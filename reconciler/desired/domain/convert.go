@@ -56,12 +56,14 @@ type configurator func(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 func configurators() []configurator {
 	return []configurator{
 		// 1. The support table first: fields nodevirt ignores or refuses lead
-		//    the report, before any element-level problem they may cause.
+		//    the report, before any element-level problem they may cause;
+		//    then what the guest notices differs from KubeVirt (when asked).
 		reportUnmapped,
 		reportDifferences,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, numatune, os+sysinfo, features.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features (vmport
+		//    joins what configureFeatures wrote), iothreads.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
