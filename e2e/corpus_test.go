@@ -177,6 +177,16 @@ func corpusDefineOnce(conn *libvirt.Connect, validator, file, xml string) error 
 	name := corpusPrefix + strings.TrimSuffix(file, ".yaml")
 	dom.Name = name
 	dom.UUID = desired.StableUUID("nodevirt-corpus", name)
+	// libvirt requires the SMBIOS system UUID to be the domain's.
+	for i := range dom.SysInfo {
+		if s := dom.SysInfo[i].SMBIOS; s != nil && s.System != nil {
+			for j := range s.System.Entry {
+				if s.System.Entry[j].Name == "uuid" {
+					s.System.Entry[j].Value = dom.UUID
+				}
+			}
+		}
+	}
 	renamed, err := dom.Marshal()
 	if err != nil {
 		return fmt.Errorf("marshal: %w", err)

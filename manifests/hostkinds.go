@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
 // The Go modules of the HyperConverged, HostPathProvisioner and MachineConfig
@@ -72,6 +73,27 @@ type StorageImportConfig struct {
 type OperandResourceRequirements struct {
 	// StorageWorkloads limits CDI import and upload work (SPEC S-12).
 	StorageWorkloads *corev1.ResourceRequirements `json:"storageWorkloads,omitempty"`
+}
+
+// KubeVirt is kubevirt.io/v1 KubeVirt, the KubeVirt operator's cluster-wide
+// configuration (HCO writes it from the HyperConverged object), of which
+// nodevirt reads the SMBIOS values every guest sees. The full type is
+// kubevirtv1.KubeVirt; this subset has its JSON names, so every other field
+// is warned as not used.
+type KubeVirt struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              KubeVirtSpec `json:"spec,omitempty"`
+}
+
+type KubeVirtSpec struct {
+	Configuration KubeVirtConfiguration `json:"configuration,omitempty"`
+}
+
+type KubeVirtConfiguration struct {
+	// SMBIOSConfig is the system information of SMBIOS type 1
+	// (manufacturer, product, version, sku, family).
+	SMBIOSConfig *kubevirtv1.SMBiosConfiguration `json:"smbios,omitempty"`
 }
 
 // HostPathProvisioner is hostpathprovisioner.kubevirt.io/v1beta1

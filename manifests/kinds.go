@@ -111,6 +111,8 @@ func kinds() []kindInfo {
 		{apiVersion: "storage.k8s.io/v1", kind: "StorageClass", typ: reflect.TypeFor[storagev1.StorageClass](), cluster: true},
 		{apiVersion: "k8s.cni.cncf.io/v1", kind: "NetworkAttachmentDefinition", typ: reflect.TypeFor[nadv1.NetworkAttachmentDefinition]()},
 
+		// Read for its cluster-wide SMBIOS values; its other fields are warned.
+		{apiVersion: apiKubeVirt, kind: "KubeVirt", typ: reflect.TypeFor[KubeVirt](), partial: true},
 		{apiVersion: apiHCO, kind: "HyperConverged", typ: reflect.TypeFor[HyperConverged](), partial: true},
 		{apiVersion: "hco.kubevirt.io/v1", kind: "HyperConverged", typ: reflect.TypeFor[HyperConvergedV1](), partial: true, to: apiHCO, convert: hyperConvergedFromV1},
 		{apiVersion: apiHPP, kind: "HostPathProvisioner", typ: reflect.TypeFor[HostPathProvisioner](), partial: true},
@@ -199,7 +201,6 @@ func unsupportedKinds() []struct {
 		cluster     bool
 		why         string
 	}{
-		{"kubevirt.io", "KubeVirt", false, cluster},
 		{"kubevirt.io", "VirtualMachineInstanceReplicaSet", false, replicas},
 		{"kubevirt.io", "VirtualMachineInstanceMigration", false, "live migration needs a second host"},
 		{"kubevirt.io", "VirtualMachineInstancePreset", false, "presets are deprecated in KubeVirt; use an instancetype or preference"},

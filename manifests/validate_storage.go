@@ -46,7 +46,9 @@ func (v *validator) disks(spec *kubevirtv1.VirtualMachineInstanceSpec, p string)
 		if len(d.Name) > 63 || !dnsLabel.MatchString(d.Name) {
 			v.failf(ip+".name", ErrDiskName, "got %q", d.Name)
 		}
-		if !volumes[d.Name] {
+		// A CD-ROM without a volume is an empty drive, which KubeVirt
+		// allows with DeclarativeHotplugVolumes (on by default in HCO).
+		if !volumes[d.Name] && d.CDRom == nil {
 			v.failf(ip+".name", ErrDiskVolumeMissing, "%q", d.Name)
 		}
 		if count(d.Disk != nil, d.CDRom != nil, d.LUN != nil) > 1 {

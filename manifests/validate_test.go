@@ -432,3 +432,16 @@ spec:
 		t.Errorf("deprecated topology: %v", s.Diags)
 	}
 }
+
+// A CD-ROM without a volume is an empty drive (KubeVirt's
+// DeclarativeHotplugVolumes); any other disk without one is refused.
+func TestValidate_emptyCDROM(t *testing.T) {
+	s := parse(t, vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {disks: [{name: installer, cdrom: {bus: sata}}]}\n"))
+	if len(s.Diags) != 0 {
+		t.Errorf("empty CD-ROM: %v", s.Diags)
+	}
+	s = parse(t, vmi("  domain:\n    memory: {guest: 1Gi}\n    devices: {disks: [{name: data, disk: {bus: sata}}]}\n"))
+	if len(s.Diags) != 1 || !errors.Is(s.Diags[0], ErrDiskVolumeMissing) {
+		t.Errorf("disk without a volume: %v", s.Diags)
+	}
+}

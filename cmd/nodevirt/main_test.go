@@ -280,3 +280,34 @@ func TestDomainType_autoWithoutVMX(t *testing.T) {
 		t.Fatalf("auto without vmx/svm must define TCG domains:\n%s", x)
 	}
 }
+
+// validate names each way a guest sees other hardware than under KubeVirt,
+// once per VM, without failing --strict: there is nothing to fix.
+func TestValidate_differencesFromKubeVirt(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "vms/web.yaml", `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: web, namespace: default}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+        devices:
+          interfaces: [{name: default, masquerade: {}}]
+      networks: [{name: default, pod: {}}]
+`)
+	_, errOut, code := run(t, "validate", "--strict", "--source", dir)
+	if code != 0 {
+		t.Fatalf("validate --strict: exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		"spec.template.spec.domain.devices.interfaces[0].masquerade: differs from KubeVirt: the pod network is QEMU user-mode networking",
+		"spec.template.spec.domain.cpu: differs from KubeVirt: the guest sees only sockets × cores × threads possible CPUs",
+	} {
+		if strings.Count(errOut, want) != 1 {
+			t.Errorf("want once %q in\n%s", want, errOut)
+		}
+	}
+}

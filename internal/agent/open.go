@@ -77,6 +77,10 @@ type OpenConfig struct {
 	// AgeKeyFile holds the age identities that decrypt SOPS-encrypted
 	// manifests.
 	AgeKeyFile string
+	// ReportDifferences adds a warning per VM for each way its guest sees
+	// other hardware than under KubeVirt (validate asks for them; the
+	// reconcile loop does not repeat them every pass).
+	ReportDifferences bool
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -123,6 +127,9 @@ type Runtime struct {
 	// virtiofs filesystems; HostNUMA its NUMA nodes, for guest NUMA.
 	Virtiofsd string
 	HostNUMA  []hostfacts.NUMANode
+	// NoDirectIO are the state's disk directories whose filesystem
+	// refuses O_DIRECT.
+	NoDirectIO []string
 	// DB is the state database, open (and locked) when OpenConfig.Lock.
 	DB *statedb.DB
 	// HV is the libvirt connection; HypervisorErr says why it is nil when
@@ -219,6 +226,17 @@ func Open(ctx context.Context, cfg OpenConfig) (*Runtime, error) {
 		// Only guest NUMA needs the topology; the converter says so for
 		// the VMs that ask for it.
 		cfg.Log.Warn("host NUMA topology unknown", "err", err)
+	}
+	// cache=none needs O_DIRECT where the disks are; the converter picks
+	// writethrough where the filesystem refuses it, as KubeVirt does.
+	// hostDisk files lie in the allowed host directories, which the domain
+	// names under the root.
+	diskDirs := []string{filepath.Join(cfg.StateDir, "disks"), filepath.Join(cfg.StateDir, "volumes")}
+	for _, d := range cfg.AllowedHostDirs {
+		diskDirs = append(diskDirs, filepath.Join(cfg.Root, d))
+	}
+	if rt.NoDirectIO, err = hostfacts.NoDirectIO("", diskDirs...); err != nil {
+		cfg.Log.Warn("O_DIRECT support of the state directory unknown; disks get cache none", "err", err)
 	}
 	if err := rt.openHypervisor(ctx); err != nil {
 		return nil, err
@@ -597,8 +615,11 @@ func (rt *Runtime) desiredOptions() desired.Options {
 			HostDirs:  c.AllowedHostDirs,
 			// Looked up once: installing virtiofsd later needs a restart,
 			// as a new libvirt daemon binary would.
-			Virtiofsd: rt.Virtiofsd,
-			HostNUMA:  hostNUMA(rt.HostNUMA),
+			Virtiofsd:  rt.Virtiofsd,
+			HostNUMA:   hostNUMA(rt.HostNUMA),
+			NoDirectIO: rt.NoDirectIO,
+			// Only validate reports them, once per run.
+			ReportDifferences: c.ReportDifferences,
 		},
 	}
 }

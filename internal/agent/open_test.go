@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nodevirt/nodevirt/internal/agent"
@@ -257,5 +259,67 @@ spec:
 	}
 	if !strings.Contains(xml["numa"], `<memory mode="strict" nodeset="0,1">`) {
 		t.Errorf("the NUMA VM's cells do not follow host nodes 0 and 1:\n%s\n%v", xml["numa"], n.VMs.Diags)
+	}
+}
+
+// Disks where O_DIRECT fails (a state directory on ramfs) get cache
+// writethrough, as KubeVirt gives them; elsewhere cache none.
+func TestOpen_directIOReachesTheConverter(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vms := `apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: scratch, namespace: default}
+spec:
+  domain:
+    devices:
+      disks: [{name: scratch, disk: {bus: virtio}}]
+    memory: {guest: 64Mi}
+  volumes:
+  - {name: scratch, emptyDisk: {capacity: 16Mi}}
+`
+	if err := os.WriteFile(filepath.Join(src, "vms.yaml"), []byte(vms), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cacheOf := func(cfg agent.OpenConfig) string {
+		t.Helper()
+		ctx := context.Background()
+		rt, err := agent.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rt.Close()
+		n, err := rt.Agent.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(n.VMs.VMs) != 1 {
+			t.Fatalf("VMs: %d, %v", len(n.VMs.VMs), n.VMs.Diags)
+		}
+		m := regexp.MustCompile(`cache="([a-z]+)"`).FindStringSubmatch(n.VMs.VMs[0].XML)
+		if m == nil {
+			t.Fatalf("no cache mode in\n%s", n.VMs.VMs[0].XML)
+		}
+		return m[1]
+	}
+	cfg := openConfig(dir, src, testNode(t, filepath.Join(dir, "node.xml")), agent.Stages{VMs: true})
+	if got := cacheOf(cfg); got != "none" {
+		t.Errorf("state on %s: cache %s, want none", dir, got)
+	}
+
+	ram := filepath.Join(dir, "ram")
+	if err := os.Mkdir(ram, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("ramfs", ram, "ramfs", 0, ""); err != nil {
+		t.Skipf("mounting a ramfs needs root: %v", err)
+	}
+	defer syscall.Unmount(ram, 0)
+	cfg = openConfig(ram, src, testNode(t, filepath.Join(dir, "node2.xml")), agent.Stages{VMs: true})
+	if got := cacheOf(cfg); got != "writethrough" {
+		t.Errorf("state on ramfs: cache %s, want writethrough", got)
 	}
 }

@@ -190,6 +190,9 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		PruneSuspended: set.Incomplete,
 	}
 	st.Diags = append(st.Diags, set.Diags...)
+	if s := clusterSMBIOS(set); s != nil {
+		opt.Context.SMBIOS = s
+	}
 	st.Unschedulable = map[string]string{}
 	st.OtherNode = map[string]string{}
 	placed, self, hashes := place(set, opt)
@@ -566,4 +569,20 @@ func deviceRequests(spec *kubevirtv1.VirtualMachineInstanceSpec) []DeviceRequest
 		out = append(out, DeviceRequest{Name: h.Name, Resource: h.DeviceName})
 	}
 	return out
+}
+
+// clusterSMBIOS is the KubeVirt CR's spec.configuration.smbios, the system
+// information KubeVirt gives every guest; nil leaves KubeVirt's default.
+// With several KubeVirt objects (a cluster has one) the first valid one
+// in source order counts.
+func clusterSMBIOS(set *manifests.Set) *domain.SMBIOS {
+	for _, o := range set.Objects {
+		kv, ok := o.Value.(*manifests.KubeVirt)
+		if !ok || !o.Valid || kv.Spec.Configuration.SMBIOSConfig == nil {
+			continue
+		}
+		c := kv.Spec.Configuration.SMBIOSConfig
+		return &domain.SMBIOS{Manufacturer: c.Manufacturer, Product: c.Product, Version: c.Version, SKU: c.Sku, Family: c.Family}
+	}
+	return nil
 }

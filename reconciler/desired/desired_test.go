@@ -510,7 +510,7 @@ spec:
 	if got == nil || plain == nil {
 		t.Fatalf("not rendered: %v", st.Diags)
 	}
-	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk">`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
+	for _, want := range []string{`<source file="/var/hpvolumes/db-root/disk.img">`, `<disk type="block" device="disk" model="virtio-non-transitional">`, `cache="none" error_policy="stop" io="native"`, `<source dev="/dev/loop7">`, "/volumes/default/unknown/disk.img"} {
 		if !strings.Contains(got.XML, want) {
 			t.Errorf("missing %s in\n%s", want, got.XML)
 		}
@@ -690,5 +690,70 @@ spec:
 	want := []string{`vm.yaml:13 spec.template.metadata.annotations["smbios.vm.kubevirt.io/baseBoardSerial"]`}
 	if diff := cmp.Diff(want, warned); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+// The KubeVirt CR's smbios configuration is what every guest sees in SMBIOS
+// type 1, as under KubeVirt; its other fields are warned as unused.
+func TestBuild_clusterSMBIOS(t *testing.T) {
+	vm := `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: web}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        memory: {guest: 64Mi}
+`
+	kv := `---
+apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata: {name: kubevirt-kubevirt-hyperconverged, namespace: openshift-cnv}
+spec:
+  configuration:
+    smbios:
+      manufacturer: Red Hat
+      product: OpenShift Virtualization
+      version: "4.14.0"
+      family: Red Hat
+    developerConfiguration: {featureGates: [Sidecar]}
+`
+	system := func(xml string) string {
+		i, j := strings.Index(xml, "<system>"), strings.Index(xml, "</system>")
+		if i < 0 || j < 0 {
+			t.Fatalf("no <system> in\n%s", xml)
+		}
+		return xml[i : j+len("</system>")]
+	}
+	plain := Build(manifests.Parse("vm.yaml", []byte(vm), manifests.Options{}), "r1", testOptions)
+	if got := system(plain.VMs[0].XML); !strings.Contains(got, `<entry name="manufacturer">KubeVirt</entry>`) {
+		t.Errorf("without a KubeVirt CR, want KubeVirt's defaults:\n%s", got)
+	}
+	st := Build(manifests.Parse("vm.yaml", []byte(vm+kv), manifests.Options{}), "r1", testOptions)
+	if len(st.VMs) != 1 {
+		t.Fatalf("VMs = %d, diags:\n%v", len(st.VMs), st.Diags)
+	}
+	got := system(st.VMs[0].XML)
+	for _, want := range []string{
+		`<entry name="manufacturer">Red Hat</entry>`, `<entry name="product">OpenShift Virtualization</entry>`,
+		`<entry name="version">4.14.0</entry>`, `<entry name="family">Red Hat</entry>`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %s in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, `name="sku"`) {
+		t.Errorf("an unset sku is written:\n%s", got)
+	}
+	if st.VMs[0].SpecHash == plain.VMs[0].SpecHash {
+		t.Error("the cluster's SMBIOS values must change the hash")
+	}
+	var warned []string
+	for _, d := range st.Diags {
+		warned = append(warned, d.Path)
+	}
+	if diff := cmp.Diff([]string{"spec.configuration.developerConfiguration"}, warned); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s\n%v", diff, st.Diags)
 	}
 }

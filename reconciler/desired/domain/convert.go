@@ -56,12 +56,15 @@ type configurator func(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 func configurators() []configurator {
 	return []configurator{
 		// 1. The support table first: fields nodevirt ignores or refuses lead
-		//    the report, before any element-level problem they may cause.
+		//    the report, before any element-level problem they may cause;
+		//    then what the guest notices differs from KubeVirt (when asked).
 		reportUnmapped,
 		checkAccessCredentials,
+		reportDifferences,
 		// 2. Whole-domain settings, in the order libvirt writes them:
 		//    type/name/uuid/lifecycle, memory, memtune, memoryBacking,
-		//    vcpu+cpu, cputune, numatune, os+sysinfo, features, clock.
+		//    vcpu+cpu, cputune, numatune, os+sysinfo, features (vmport
+		//    joins what configureFeatures wrote), clock, iothreads.
 		configureIdentity,
 		configureMemory,
 		configureMemoryTune,
@@ -72,19 +75,23 @@ func configurators() []configurator {
 		configureOS,
 		configureSysInfo,
 		configureFeatures,
+		configureVMPort,
 		configureClock,
+		configureIOThreads,
 		// 3. Devices in spec order: disks (and the artifacts behind them,
 		//    so artifacts follow disk order; the kernel boot artifact of
 		//    configureOS comes first), virtiofs filesystems (and their
 		//    shared directories), then interfaces, then the
 		//    fixed devices (consoles, graphics, balloon, rng, watchdog, input,
-		//    guest agent), then the TPM and panic devices.
+		//    sound, guest agent), then the TPM, panic devices and the
+		//    controllers KubeVirt declares.
 		configureDisks,
 		configureFilesystems,
 		configureInterfaces,
 		configureDevices,
 		configureTPM,
 		configurePanicDevices,
+		configureControllers,
 		// 4. Node resources bound before conversion: host PCI devices.
 		configureHostDevices,
 		// 5. Hotplug capacity last: the ports it adds depend on the devices

@@ -74,6 +74,7 @@ var goldenCases = []struct {
 	{file: "vmi-smbios.yaml"},
 	{file: "vmi-virtiofs.yaml"},
 	{file: "vm-tpm-persistent.yaml"},
+	{file: "vmi-legacy-guest.yaml"},
 	// Two vCPUs on each of testContext's two host nodes: two guest cells.
 	{file: "vmi-numa.yaml", pins: &Pinning{VCPUs: []uint{2, 3, 8, 9}}},
 	{file: "vm-config-volumes.yaml"},
@@ -127,7 +128,7 @@ func TestConvert_golden(t *testing.T) {
 				if d.Object != in.Object {
 					t.Errorf("diagnostic %q names object %q, want %q", d.Error(), d.Object, in.Object)
 				}
-				if !errors.Is(d, ErrUnsupported) && !errors.Is(d, ErrIgnored) && !errors.Is(d, ErrInvalid) && !errors.Is(d, ErrHostFileNotAllowed) {
+				if !errors.Is(d, ErrUnsupported) && !errors.Is(d, ErrIgnored) && !errors.Is(d, ErrInvalid) && !errors.Is(d, ErrHostFileNotAllowed) && !errors.Is(d, ErrDiffers) {
 					t.Errorf("diagnostic %q carries no sentinel", d.Error())
 				}
 			}

@@ -27,17 +27,22 @@ func TestConfigureDevices(t *testing.T) {
 		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{}},
 		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: "org.qemu.guest_agent.0"}},
 	}
+	stats := &libvirtxml.DomainMemBalloonStats{Period: 10}
+	balloon := &libvirtxml.DomainMemBalloon{Model: "virtio-non-transitional", FreePageReporting: "on", Stats: stats}
 	for _, tc := range []struct {
-		name    string
-		devices kubevirtv1.Devices
-		want    *libvirtxml.DomainDeviceList
+		name        string
+		devices     kubevirtv1.Devices
+		cpu         *kubevirtv1.CPU
+		memory      *kubevirtv1.Memory
+		annotations map[string]string
+		want        *libvirtxml.DomainDeviceList
 	}{
 		{
 			name: "defaults",
 			want: &libvirtxml.DomainDeviceList{
 				Serials: []libvirtxml.DomainSerial{serial}, Consoles: []libvirtxml.DomainConsole{console},
 				Graphics: []libvirtxml.DomainGraphic{vnc}, Videos: []libvirtxml.DomainVideo{vga},
-				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio"},
+				MemBalloon: balloon,
 				Channels:   []libvirtxml.DomainChannel{agent},
 			},
 		},
@@ -72,8 +77,8 @@ func TestConfigureDevices(t *testing.T) {
 					{Type: "keyboard", Bus: "virtio", Alias: &libvirtxml.DomainAlias{Name: "ua-kbd"}},
 				},
 				Watchdogs:  []libvirtxml.DomainWatchdog{{Model: "i6300esb", Action: "shutdown", Alias: &libvirtxml.DomainAlias{Name: "ua-wd"}}},
-				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio"},
-				RNGs: []libvirtxml.DomainRNG{{Model: "virtio", Backend: &libvirtxml.DomainRNGBackend{
+				MemBalloon: balloon,
+				RNGs: []libvirtxml.DomainRNG{{Model: "virtio-non-transitional", Backend: &libvirtxml.DomainRNGBackend{
 					Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}}}},
 				Channels: []libvirtxml.DomainChannel{agent},
 			},
@@ -88,7 +93,55 @@ func TestConfigureDevices(t *testing.T) {
 			want: &libvirtxml.DomainDeviceList{
 				Inputs:     []libvirtxml.DomainInput{{Type: "tablet", Bus: "usb"}},
 				Watchdogs:  []libvirtxml.DomainWatchdog{{Model: "i6300esb", Action: "reset", Alias: &libvirtxml.DomainAlias{Name: "ua-wd"}}},
-				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio"},
+				MemBalloon: balloon,
+				Channels:   []libvirtxml.DomainChannel{agent},
+			},
+		},
+		{
+			name: "transitional virtio models, sound",
+			devices: kubevirtv1.Devices{
+				AutoattachSerialConsole: ptr(false), AutoattachGraphicsDevice: ptr(false),
+				UseVirtioTransitional: ptr(true),
+				Rng:                   &kubevirtv1.Rng{},
+				Sound:                 &kubevirtv1.SoundDevice{Name: "audio", Model: "ac97"},
+			},
+			want: &libvirtxml.DomainDeviceList{
+				Sounds:     []libvirtxml.DomainSound{{Model: "ac97", Alias: &libvirtxml.DomainAlias{Name: "ua-audio"}}},
+				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio-transitional", FreePageReporting: "on", Stats: stats},
+				RNGs: []libvirtxml.DomainRNG{{Model: "virtio-transitional", Backend: &libvirtxml.DomainRNGBackend{
+					Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}}}},
+				Channels: []libvirtxml.DomainChannel{agent},
+			},
+		},
+		{
+			// Any model but ac97 is ich9, KubeVirt's default.
+			name: "sound ich9, no free page reporting with dedicated CPUs",
+			devices: kubevirtv1.Devices{
+				AutoattachSerialConsole: ptr(false), AutoattachGraphicsDevice: ptr(false),
+				Sound: &kubevirtv1.SoundDevice{Name: "audio"},
+			},
+			cpu: &kubevirtv1.CPU{DedicatedCPUPlacement: true},
+			want: &libvirtxml.DomainDeviceList{
+				Sounds:     []libvirtxml.DomainSound{{Model: "ich9", Alias: &libvirtxml.DomainAlias{Name: "ua-audio"}}},
+				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio-non-transitional", FreePageReporting: "off", Stats: stats},
+				Channels:   []libvirtxml.DomainChannel{agent},
+			},
+		},
+		{
+			name:    "no free page reporting with huge pages",
+			devices: kubevirtv1.Devices{AutoattachSerialConsole: ptr(false), AutoattachGraphicsDevice: ptr(false)},
+			memory:  &kubevirtv1.Memory{Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}},
+			want: &libvirtxml.DomainDeviceList{
+				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio-non-transitional", FreePageReporting: "off", Stats: stats},
+				Channels:   []libvirtxml.DomainChannel{agent},
+			},
+		},
+		{
+			name:        "no free page reporting when the annotation asks",
+			devices:     kubevirtv1.Devices{AutoattachSerialConsole: ptr(false), AutoattachGraphicsDevice: ptr(false)},
+			annotations: map[string]string{"kubevirt.io/free-page-reporting-disabled": "true"},
+			want: &libvirtxml.DomainDeviceList{
+				MemBalloon: &libvirtxml.DomainMemBalloon{Model: "virtio-non-transitional", FreePageReporting: "off", Stats: stats},
 				Channels:   []libvirtxml.DomainChannel{agent},
 			},
 		},
@@ -96,7 +149,11 @@ func TestConfigureDevices(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := kubevirtv1.VirtualMachineInstanceSpec{}
 			spec.Domain.Devices = tc.devices
-			dom, out := run(configureDevices, testInput(spec))
+			spec.Domain.CPU = tc.cpu
+			spec.Domain.Memory = tc.memory
+			in := testInput(spec)
+			in.Annotations = tc.annotations
+			dom, out := run(configureDevices, in)
 			if diff := cmp.Diff(&libvirtxml.Domain{Devices: tc.want}, dom); diff != "" {
 				t.Errorf("domain (-want +got):\n%s", diff)
 			}

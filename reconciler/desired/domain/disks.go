@@ -25,6 +25,7 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 	// share the sd prefix and one counter.
 	next := map[string]int{}
 	scsi := false
+	threads := diskIOThreads(spec)
 
 	// Live-hotpluggable disks are named after every other disk, so adding
 	// or removing one never renames the others.
@@ -33,59 +34,72 @@ func configureDisks(in Input, ctx Context, dom *libvirtxml.Domain, out *output) 
 			if liveHotpluggable(in, d) != (pass == 1) {
 				continue
 			}
-			configureDisk(in, ctx, dom, out, i, d, volumes, next, &scsi)
+			configureDisk(in, ctx, dom, out, i, d, volumes, next, &scsi, threads)
 		}
 	}
 	if scsi {
 		// The disks' own controller; configureHotplug adds one otherwise.
 		devices(dom).Controllers = append(devices(dom).Controllers, libvirtxml.DomainController{
-			Type: "scsi", Model: "virtio-non-transitional",
+			Type: "scsi", Model: virtioModel(spec), Driver: scsiControllerDriver(spec),
 		})
 	}
 }
 
 // configureDisk maps disk i of the spec.
-func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i int, d kubevirtv1.Disk, volumes map[string]int, next map[string]int, scsi *bool) {
+func configureDisk(in Input, ctx Context, dom *libvirtxml.Domain, out *output, i int, d kubevirtv1.Disk, volumes map[string]int, next map[string]int, scsi *bool, threads map[int]uint) {
 	rel := fmt.Sprintf("domain.devices.disks[%d]", i)
-	vi, ok := volumes[d.Name]
-	if !ok {
+	vi, found := volumes[d.Name]
+	if !found && d.CDRom == nil {
 		out.invalid(rel+".name", "no volume named %q", d.Name)
 		return
 	}
-	src, ok := volumeSource(in, ctx, vi, out)
-	if !ok {
-		return
+	var src source
+	ok := true
+	if found {
+		if src, ok = volumeSource(in, ctx, vi, out); !ok {
+			return
+		}
 	}
 	disk, bus, ok := diskDevice(d, rel, out)
 	if !ok {
 		return
 	}
-	if d.LUN != nil {
-		if !lunSource(in, d, vi, src, rel, out) {
-			return
+	if found {
+		if d.LUN != nil {
+			if !lunSource(in, d, vi, src, rel, out) {
+				return
+			}
+			// A claim storage has not planned yet is taken for the
+			// Block claim a lun needs; the VM waits for it to be bound.
+			src.block = true
 		}
-		// A claim storage has not planned yet is taken for the Block
-		// claim a lun needs; the VM waits for it to be bound.
-		src.block = true
-	}
-	if src.block {
-		disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
-		if d.LUN != nil && d.LUN.Reservation {
-			// KubeVirt points QEMU at its pr-helper daemon's socket; on
-			// a plain host libvirt starts qemu-pr-helper for the VM.
-			disk.Source.Reservations = &libvirtxml.DomainDiskReservations{Managed: "yes"}
+		if src.block {
+			disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: src.path}}
+			if d.LUN != nil && d.LUN.Reservation {
+				// KubeVirt points QEMU at its pr-helper daemon's socket;
+				// on a plain host libvirt starts qemu-pr-helper for the VM.
+				disk.Source.Reservations = &libvirtxml.DomainDiskReservations{Managed: "yes"}
+			}
+		} else {
+			disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
 		}
-	} else {
-		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: src.path}}
+		disk.Driver.Type = src.format
 	}
-	disk.Driver.Type = src.format
+	// A CD-ROM without a volume is an empty drive, as in KubeVirt: the
+	// guest sees the drive with no medium, and ejects or inserts later.
 	if src.readOnly {
 		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
 	}
 	if src.shared || isTrue(d.Shareable) {
 		disk.Shareable = &libvirtxml.DomainDiskShareable{}
 	}
-	if !driverCache(&disk, d, rel, out) {
+	if bus == kubevirtv1.DiskBusVirtio {
+		disk.Model = virtioModel(in.Spec)
+	}
+	if t, ok := threads[i]; ok {
+		disk.Driver.IOThread = &t
+	}
+	if disk.Source != nil && !driverCache(&disk, d, src, ctx, rel, out) {
 		return
 	}
 	// Names go only to disks that are emitted.
@@ -212,38 +226,44 @@ func lunSource(in Input, d kubevirtv1.Disk, vi int, src source, rel string, out 
 	return ok
 }
 
-// driverCache sets cache and io. KubeVirt picks cache=none when the file
-// supports O_DIRECT and writethrough otherwise, probing the file at start. A
-// pure converter cannot probe, and cache=none fails to open files on tmpfs,
-// so an unset cache stays unset: libvirt's default (QEMU writeback) works on
-// every filesystem. Explicit values pass through.
-func driverCache(disk *libvirtxml.DomainDisk, d kubevirtv1.Disk, rel string, out *output) bool {
+// driverCache sets cache and io as KubeVirt does when the VM starts. An
+// unset cache is none (O_DIRECT, bypassing the host page cache) where the
+// disk's filesystem supports O_DIRECT, writethrough where it does not
+// (tmpfs); none on such a filesystem is refused, as QEMU could not open the
+// disk. An unset io is native with cache none on a block device. KubeVirt
+// also picks native for preallocated files, which a converter that does not
+// read the disk cannot know; QEMU's default (threads) stays for files.
+// Explicit values pass through.
+func driverCache(disk *libvirtxml.DomainDisk, d kubevirtv1.Disk, src source, ctx Context, rel string, out *output) bool {
 	disk.Driver.Cache = string(d.Cache)
 	disk.Driver.IO = string(d.IO)
-	// A disk other VMs write too (maybe from other hosts, over shared
-	// storage) must bypass the host page cache or they read stale data;
-	// KubeVirt forces none as well.
-	if disk.Shareable != nil {
-		switch disk.Driver.Cache {
-		case "":
-			disk.Driver.Cache = string(kubevirtv1.CacheNone)
-		case string(kubevirtv1.CacheNone):
-		default:
-			// KubeVirt's converter refuses it as well, at VM start.
-			out.invalid(rel+".cache", "a shareable disk needs cache none, not %s: the host page cache would hide the other writers' data", d.Cache)
-			return false
-		}
+	direct := ctx.DirectIO(src.path)
+	switch {
+	case disk.Shareable != nil && disk.Driver.Cache == "":
+		// A disk other VMs write too (maybe from other hosts, over shared
+		// storage) must bypass the host page cache or they read stale
+		// data; KubeVirt forces none as well.
+		disk.Driver.Cache = string(kubevirtv1.CacheNone)
+	case disk.Shareable != nil && disk.Driver.Cache != string(kubevirtv1.CacheNone):
+		// KubeVirt's converter refuses it as well, at VM start.
+		out.invalid(rel+".cache", "a shareable disk needs cache none, not %s: the host page cache would hide the other writers' data", d.Cache)
+		return false
+	case disk.Driver.Cache == "" && direct:
+		disk.Driver.Cache = string(kubevirtv1.CacheNone)
+	case disk.Driver.Cache == "":
+		disk.Driver.Cache = string(kubevirtv1.CacheWriteThrough)
 	}
-	if d.IO == kubevirtv1.IONative {
+	if disk.Driver.Cache == string(kubevirtv1.CacheNone) && !direct {
+		out.invalid(rel+".cache", "cache none needs O_DIRECT, which the filesystem holding %s does not support", src.path)
+		return false
+	}
+	switch {
+	case d.IO == kubevirtv1.IONative && disk.Driver.Cache != string(kubevirtv1.CacheNone):
 		// QEMU refuses aio=native without O_DIRECT, i.e. cache=none.
-		switch disk.Driver.Cache {
-		case "":
-			disk.Driver.Cache = string(kubevirtv1.CacheNone)
-		case string(kubevirtv1.CacheNone):
-		default:
-			out.invalid(rel+".io", "io native needs cache none, not %s", d.Cache)
-			return false
-		}
+		out.invalid(rel+".io", "io native needs cache none, not %s", disk.Driver.Cache)
+		return false
+	case d.IO == "" && src.block && disk.Driver.Cache == string(kubevirtv1.CacheNone):
+		disk.Driver.IO = string(kubevirtv1.IONative)
 	}
 	return true
 }

@@ -46,8 +46,10 @@ func TestConfigureDisks_blockClaims(t *testing.T) {
 			name:  "lun on a bound Block claim, with reservation",
 			disks: []kubevirtv1.Disk{lun("db", "scsi", true, true)},
 			vols:  []kubevirtv1.Volume{pvc("db", "db")},
+			// A block device takes O_DIRECT: cache none and io native, as
+			// KubeVirt picks them.
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{{
-				Device: "lun", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap"},
+				Device: "lun", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap", Cache: "none", IO: "native"},
 				Source: &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: dev},
 					Reservations: &libvirtxml.DomainDiskReservations{Managed: "yes"}},
 				Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "scsi"}, ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("db"),
@@ -58,7 +60,7 @@ func TestConfigureDisks_blockClaims(t *testing.T) {
 			disks: []kubevirtv1.Disk{lun("later", "scsi", false, false)},
 			vols:  []kubevirtv1.Volume{dv("later", "later")},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{{
-				Device: "lun", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap"},
+				Device: "lun", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap", Cache: "none", IO: "native"},
 				Source: block("/var/lib/nodevirt/volumes/lab/later/disk.img"),
 				Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "scsi"}, Alias: userAlias("later"),
 			}}, Controllers: scsi},
@@ -87,7 +89,8 @@ func TestConfigureDisks_blockClaims(t *testing.T) {
 				DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}}},
 			vols: []kubevirtv1.Volume{dv("shared", "shared")},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{{
-				Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap", Cache: "none"},
+				Device: "disk", Model: "virtio-non-transitional",
+				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop", Discard: "unmap", Cache: "none", IO: "native"},
 				Source: block("/dev/loop10"), Shareable: &libvirtxml.DomainDiskShareable{},
 				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("shared"),
 			}}},

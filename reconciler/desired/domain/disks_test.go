@@ -21,7 +21,7 @@ func TestConfigureDisks(t *testing.T) {
 		return &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: p}}
 	}
 	driver := func(format string) *libvirtxml.DomainDiskDriver {
-		return &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, ErrorPolicy: "stop", Discard: "unmap"}
+		return &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format, Cache: "none", ErrorPolicy: "stop", Discard: "unmap"}
 	}
 	const vmDir = "/var/lib/nodevirt/disks/lab/vm/"
 
@@ -49,13 +49,13 @@ func TestConfigureDisks(t *testing.T) {
 			},
 			want: &libvirtxml.DomainDeviceList{
 				Disks: []libvirtxml.DomainDisk{
-					{Device: "disk", Driver: driver("raw"), Source: file("/var/lib/nodevirt/volumes/lab/dv-a/disk.img"),
+					{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/var/lib/nodevirt/volumes/lab/dv-a/disk.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("a")},
 					{Device: "disk", Driver: driver("qcow2"), Source: file(vmDir + "b.qcow2"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}, Alias: userAlias("b")},
 					{Device: "disk", Driver: driver("raw"), Source: file("/srv/c.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sdb", Bus: "scsi"}, Alias: userAlias("c")},
-					{Device: "disk", Driver: driver("qcow2"), Source: file(vmDir + "d.qcow2"),
+					{Device: "disk", Model: "virtio-non-transitional", Driver: driver("qcow2"), Source: file(vmDir + "d.qcow2"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}, Alias: userAlias("d")},
 					{Device: "disk", Driver: driver("raw"), Source: file("/srv/e.img"),
 						Target: &libvirtxml.DomainDiskTarget{Dev: "sdc", Bus: "usb"}, Alias: userAlias("e")},
@@ -91,17 +91,17 @@ func TestConfigureDisks(t *testing.T) {
 				},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file("/var/lib/nodevirt/volumes/lab/iso/disk.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata", Tray: "open"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1}, Alias: userAlias("iso")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "writeback", ErrorPolicy: "enospace", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "writeback", ErrorPolicy: "enospace", Discard: "unmap"},
 					Source: file("/srv/root.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 					Serial: "S1", Boot: &libvirtxml.DomainDeviceBoot{Order: 2}, Alias: userAlias("root")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native", ErrorPolicy: "stop", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native", ErrorPolicy: "stop", Discard: "unmap"},
 					Source: file("/srv/fast.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}, Alias: userAlias("fast")},
-				{Device: "disk", Driver: driver("raw"), Source: file("/srv/ro.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdc", Bus: "virtio"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/srv/ro.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdc", Bus: "virtio"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("ro")},
-				{Device: "disk", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop", Discard: "unmap"},
+				{Device: "disk", Model: "virtio-non-transitional", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop", Discard: "unmap"},
 					Source: file("/srv/shared.img"), Target: &libvirtxml.DomainDiskTarget{Dev: "vdd", Bus: "virtio"},
 					Shareable: &libvirtxml.DomainDiskShareable{}, Alias: userAlias("shared")},
 			}},
@@ -126,7 +126,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file(vmDir + "seed.iso"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}, Alias: userAlias("seed")},
 			}},
 			artifacts: []Artifact{{Kind: NoCloudISO, Volume: "seed", Path: vmDir + "seed.iso", Label: "cidata", Files: map[string][]byte{
@@ -149,7 +149,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", ErrorPolicy: "stop"},
+				{Device: "cdrom", Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", ErrorPolicy: "stop"},
 					Source: file(vmDir + "config.iso"), Target: &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
 					ReadOnly: &libvirtxml.DomainDiskReadOnly{}, Alias: userAlias("config")},
 			}},
@@ -170,7 +170,7 @@ func TestConfigureDisks(t *testing.T) {
 				}}}},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "disk", Driver: driver("raw"), Source: file(vmDir + "config.iso"),
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file(vmDir + "config.iso"),
 					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("config")},
 			}},
 			artifacts: []Artifact{{Kind: ConfigDriveISO, Volume: "config", Path: vmDir + "config.iso", Label: "config-2", Files: map[string][]byte{
@@ -203,7 +203,7 @@ func TestConfigureDisks(t *testing.T) {
 				},
 			},
 			want: &libvirtxml.DomainDeviceList{Disks: []libvirtxml.DomainDisk{
-				{Device: "disk", Driver: driver("raw"), Source: file("/srv/ok.img"),
+				{Device: "disk", Model: "virtio-non-transitional", Driver: driver("raw"), Source: file("/srv/ok.img"),
 					Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}, Alias: userAlias("ok")},
 			}},
 			artifacts: []Artifact{{Kind: HostDisk, Volume: "ok", Path: "/srv/ok.img"}},
@@ -298,5 +298,77 @@ func TestConfigureDisks_boundClaims(t *testing.T) {
 	}
 	if out.artifacts[1].Path != "/dev/loop7" || out.artifacts[0].Path != "/var/hpvolumes/pvc-1/disk.img" {
 		t.Errorf("artifacts: %+v", out.artifacts)
+	}
+}
+
+// KubeVirt's cache and io choice: none where O_DIRECT works, writethrough
+// where it does not (tmpfs), native io on block devices with cache none.
+func TestConfigureDisks_cacheByDirectIO(t *testing.T) {
+	onVirtio := kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: "virtio"}}
+	claim := func(name string) kubevirtv1.VolumeSource {
+		return kubevirtv1.VolumeSource{PersistentVolumeClaim: &kubevirtv1.PersistentVolumeClaimVolumeSource{
+			PersistentVolumeClaimVolumeSource: k8sv1.PersistentVolumeClaimVolumeSource{ClaimName: name}}}
+	}
+	var spec kubevirtv1.VirtualMachineInstanceSpec
+	spec.Domain.Devices.Disks = []kubevirtv1.Disk{
+		{Name: "file", DiskDevice: onVirtio},
+		{Name: "block", DiskDevice: onVirtio},
+		{Name: "tmp", DiskDevice: onVirtio},
+		{Name: "forced", DiskDevice: onVirtio, Cache: kubevirtv1.CacheNone},
+		{Name: "empty", DiskDevice: kubevirtv1.DiskDevice{CDRom: &kubevirtv1.CDRomTarget{Bus: "sata"}}},
+	}
+	spec.Volumes = []kubevirtv1.Volume{
+		{Name: "file", VolumeSource: claim("file")},
+		{Name: "block", VolumeSource: claim("block")},
+		{Name: "tmp", VolumeSource: kubevirtv1.VolumeSource{EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: *qty("1Gi")}}},
+		{Name: "forced", VolumeSource: kubevirtv1.VolumeSource{EmptyDisk: &kubevirtv1.EmptyDiskSource{Capacity: *qty("1Gi")}}},
+	}
+	in := testInput(spec)
+	in.Resources.Claims = map[string]ClaimDisk{"block": {Path: "/dev/vg0/block", Block: true}}
+	ctx := testContext
+	// The per-VM disks are on tmpfs; the claims are not.
+	ctx.NoDirectIO = []string{"/var/lib/nodevirt/disks"}
+	dom := &libvirtxml.Domain{}
+	out := &output{object: in.Object, prefix: in.PathPrefix}
+	configureDisks(in, ctx, dom, out)
+
+	type got struct{ Alias, Cache, IO string }
+	var disks []got
+	for _, d := range dom.Devices.Disks {
+		disks = append(disks, got{d.Alias.Name, d.Driver.Cache, d.Driver.IO})
+	}
+	want := []got{
+		{"ua-file", "none", ""},
+		{"ua-block", "none", "native"},
+		{"ua-tmp", "writethrough", ""},
+		// An empty drive has nothing to open: no cache mode.
+		{"ua-empty", "", ""},
+	}
+	if diff := cmp.Diff(want, disks); diff != "" {
+		t.Errorf("disks (-want +got):\n%s", diff)
+	}
+	if dom.Devices.Disks[3].Source != nil {
+		t.Errorf("the empty CD-ROM has a source: %+v", dom.Devices.Disks[3].Source)
+	}
+	wantDiags := []diagLine{{"error", "spec.template.spec.domain.devices.disks[3].cache",
+		"invalid: cache none needs O_DIRECT, which the filesystem holding /var/lib/nodevirt/disks/lab/vm/forced.qcow2 does not support"}}
+	if diff := cmp.Diff(wantDiags, diagLines(out)); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+func TestContext_DirectIO(t *testing.T) {
+	ctx := Context{NoDirectIO: []string{"/run/nodevirt", "/tmp"}}
+	for path, want := range map[string]bool{
+		"/run/nodevirt/disks/a.qcow2": false,
+		"/run/nodevirt":               false,
+		"/tmp/x":                      false,
+		"/run/nodevirt-other/a":       true,
+		"/var/lib/nodevirt/a":         true,
+		"/tmpfile":                    true,
+	} {
+		if got := ctx.DirectIO(path); got != want {
+			t.Errorf("DirectIO(%q) = %v, want %v", path, got, want)
+		}
 	}
 }

@@ -115,6 +115,7 @@ func candidates(path string) []any {
 		"architecture":                                         {"arm64"},
 		"domain.memory.hugepages":                              {kubevirtv1.Hugepages{PageSize: "2Mi"}},
 		"domain.firmware.uuid":                                 {"5d307ca9-b3ef-428c-8861-06e72d69f223"},
+		"domain.ioThreads":                                     {kubevirtv1.DiskIOThreads{SupplementalPoolThreadCount: ptr(uint32(4))}},
 	}
 	return append(own[path], true, false, 3, "2Gi", "x", empty{})
 }
@@ -154,6 +155,9 @@ func prepare(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) {
 		kernelBoot()
 	case "domain.devices.autoattachInputDevice":
 		d.Devices.Inputs = nil
+	case "domain.ioThreads":
+		policy := kubevirtv1.IOThreadsPolicySupplementalPool
+		d.IOThreadsPolicy = &policy
 	case "domain.devices.watchdog.name":
 		d.Devices.Watchdog = &kubevirtv1.Watchdog{WatchdogDevice: kubevirtv1.WatchdogDevice{I6300ESB: &kubevirtv1.I6300ESBWatchdog{}}}
 	case "domain.devices.disks[*].tag", "domain.devices.interfaces[*].tag", "domain.devices.gpus[*].tag", "domain.devices.hostDevices[*].tag":

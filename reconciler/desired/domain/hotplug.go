@@ -52,7 +52,7 @@ func configureHotplug(in Input, ctx Context, dom *libvirtxml.Domain, out *output
 	}
 	if !hasSCSI {
 		devs.Controllers = append(devs.Controllers, libvirtxml.DomainController{
-			Type: "scsi", Index: &zero, Model: "virtio-non-transitional",
+			Type: "scsi", Index: &zero, Model: virtioModel(in.Spec), Driver: scsiControllerDriver(in.Spec),
 			Alias: &libvirtxml.DomainAlias{Name: HotplugSCSIAlias},
 		})
 	}
@@ -96,25 +96,36 @@ func pcieDevices(dom *libvirtxml.Domain) int {
 	if d == nil {
 		return 0
 	}
-	n := len(d.Interfaces) + len(d.Hostdevs) + len(d.RNGs) + len(d.Filesystems) + 1 // USB controller
+	n := len(d.Interfaces) + len(d.Hostdevs) + len(d.RNGs) + len(d.Filesystems)
 	for _, disk := range d.Disks {
 		if disk.Target != nil && disk.Target.Bus == "virtio" {
 			n++
 		}
 	}
-	if d.MemBalloon != nil && d.MemBalloon.Model == "virtio" {
-		n++
-	}
-	if len(d.Channels) > 0 {
+	if d.MemBalloon != nil && d.MemBalloon.Model != "none" {
 		n++
 	}
 	if len(d.Watchdogs) > 0 {
 		n++
 	}
+	// libvirt adds a USB controller unless one with model none is declared,
+	// and a virtio-serial controller for channels.
+	usb, serial := true, len(d.Channels) > 0
 	for _, c := range d.Controllers {
-		if c.Type == "scsi" {
+		switch c.Type {
+		case "scsi":
 			n++
+		case "usb":
+			usb = c.Model != "none"
+		case "virtio-serial":
+			serial = true
 		}
+	}
+	if usb {
+		n++
+	}
+	if serial {
+		n++
 	}
 	return n
 }

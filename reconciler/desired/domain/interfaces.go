@@ -71,8 +71,9 @@ func configureInterfaces(in Input, ctx Context, dom *libvirtxml.Domain, out *out
 			mac = hw.String()
 		}
 		model := iface.Model
-		if model == "" {
-			model = "virtio"
+		if model == "" || model == "virtio" {
+			// KubeVirt names virtio NICs by transitional model too.
+			model = virtioModel(in.Spec)
 		}
 		nic := libvirtxml.DomainInterface{
 			Source: source,

@@ -30,7 +30,7 @@ func TestConfigureInterfaces(t *testing.T) {
 			networks:   []kubevirtv1.Network{{Name: "default", NetworkSource: pod}},
 			want: &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Interfaces: []libvirtxml.DomainInterface{{
 				Source: user, MAC: &libvirtxml.DomainInterfaceMAC{Address: derivedMAC(uuid, "default")},
-				Model: &libvirtxml.DomainInterfaceModel{Type: "virtio"}, ROM: noROM, Alias: userAlias("default"),
+				Model: &libvirtxml.DomainInterfaceModel{Type: "virtio-non-transitional"}, ROM: noROM, Alias: userAlias("default"),
 			}}}},
 		},
 		{
@@ -84,7 +84,7 @@ func TestConfigureInterfaces(t *testing.T) {
 			want: &libvirtxml.Domain{Devices: &libvirtxml.DomainDeviceList{Interfaces: []libvirtxml.DomainInterface{{
 				Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: "br1"}},
 				MAC:    &libvirtxml.DomainInterfaceMAC{Address: "de:00:00:00:00:de"},
-				Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1},
+				Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio-non-transitional"}, Boot: &libvirtxml.DomainDeviceBoot{Order: 1},
 				VLan:  &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: 1}}},
 				MTU:   &libvirtxml.DomainInterfaceMTU{Size: 9000},
 				Alias: userAlias("pxe-net"),

@@ -15,8 +15,13 @@ import (
 // sizes, so the page size is explicit.
 //
 // A VM with virtiofs filesystems gets shared memory, as KubeVirt gives it:
-// <access mode=shared>, backed by memfd unless huge pages back it (they are
-// files already).
+// <access mode=shared>. As KubeVirt, guest memory comes from memfd whenever
+// it is shared or backed by huge pages (QEMU allocates the pages through a
+// hugetlb memfd instead of a file on hugetlbfs), unless the
+// kubevirt.io/memfd annotation is "false" on a huge-page VM.
+// annotationMemfd set to "false" keeps huge pages on hugetlbfs files.
+const annotationMemfd = "kubevirt.io/memfd"
+
 func configureMemoryBacking(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
 	mb := &libvirtxml.DomainMemoryBacking{}
 	if m := in.Spec.Domain.Memory; m != nil && m.Hugepages != nil {
@@ -41,11 +46,12 @@ func configureMemoryBacking(in Input, ctx Context, dom *libvirtxml.Domain, out *
 			}
 		}
 	}
-	if sharesMemory(in) {
-		if mb.MemoryHugePages == nil {
-			mb.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
-		}
+	shared := sharesMemory(in)
+	if shared {
 		mb.MemoryAccess = &libvirtxml.DomainMemoryAccess{Mode: "shared"}
+	}
+	if shared || (mb.MemoryHugePages != nil && in.Annotations[annotationMemfd] != "false") {
+		mb.MemorySource = &libvirtxml.DomainMemorySource{Type: "memfd"}
 	}
 	if *mb != (libvirtxml.DomainMemoryBacking{}) {
 		dom.MemoryBacking = mb

@@ -12,8 +12,11 @@ func TestConfigureMemoryBacking(t *testing.T) {
 	page := func(kib uint) *libvirtxml.Domain {
 		return &libvirtxml.Domain{MemoryBacking: &libvirtxml.DomainMemoryBacking{
 			MemoryHugePages: &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{{Size: kib, Unit: "KiB"}}},
+			MemorySource:    &libvirtxml.DomainMemorySource{Type: "memfd"},
 		}}
 	}
+	hugetlbfs := page(2048)
+	hugetlbfs.MemoryBacking.MemorySource = nil
 	shared := func(source string, hugeKiB uint) *libvirtxml.Domain {
 		d := &libvirtxml.Domain{MemoryBacking: &libvirtxml.DomainMemoryBacking{MemoryAccess: &libvirtxml.DomainMemoryAccess{Mode: "shared"}}}
 		if source != "" {
@@ -26,16 +29,23 @@ func TestConfigureMemoryBacking(t *testing.T) {
 	}
 	virtiofs := []kubevirtv1.Filesystem{{Name: "share", Virtiofs: &kubevirtv1.FilesystemVirtiofs{}}}
 	for _, tc := range []struct {
-		name   string
-		memory *kubevirtv1.Memory
-		fs     []kubevirtv1.Filesystem
-		want   *libvirtxml.Domain
-		diags  []diagLine
+		name        string
+		memory      *kubevirtv1.Memory
+		fs          []kubevirtv1.Filesystem
+		annotations map[string]string
+		want        *libvirtxml.Domain
+		diags       []diagLine
 	}{
 		{name: "virtiofs shares memfd memory", memory: &kubevirtv1.Memory{Guest: qty("1Gi")}, fs: virtiofs, want: shared("memfd", 0)},
-		{name: "virtiofs shares huge pages", memory: &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}}, fs: virtiofs, want: shared("", 2048)},
+		{name: "virtiofs shares huge pages", memory: &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}}, fs: virtiofs, want: shared("memfd", 2048)},
 		{name: "no hugepages", memory: &kubevirtv1.Memory{Guest: qty("1Gi")}, want: &libvirtxml.Domain{}},
 		{name: "2Mi", memory: &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}}, want: page(2048)},
+		{
+			name:        "huge pages on hugetlbfs when the memfd annotation is false",
+			memory:      &kubevirtv1.Memory{Guest: qty("1Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "2Mi"}},
+			annotations: map[string]string{"kubevirt.io/memfd": "false"},
+			want:        hugetlbfs,
+		},
 		{name: "1Gi", memory: &kubevirtv1.Memory{Guest: qty("4Gi"), Hugepages: &kubevirtv1.Hugepages{PageSize: "1Gi"}}, want: page(1048576)},
 		{
 			name:   "other sizes are not mapped",
@@ -48,7 +58,9 @@ func TestConfigureMemoryBacking(t *testing.T) {
 			var s kubevirtv1.VirtualMachineInstanceSpec
 			s.Domain.Memory = tc.memory
 			s.Domain.Devices.Filesystems = tc.fs
-			dom, out := run(configureMemoryBacking, testInput(s))
+			in := testInput(s)
+			in.Annotations = tc.annotations
+			dom, out := run(configureMemoryBacking, in)
 			if diff := cmp.Diff(tc.want, dom); diff != "" {
 				t.Errorf("domain (-want +got):\n%s", diff)
 			}

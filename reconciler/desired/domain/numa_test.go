@@ -132,6 +132,7 @@ func TestGuestNUMA_elements(t *testing.T) {
 		MemoryHugePages: &libvirtxml.DomainMemoryHugepages{Hugepages: []libvirtxml.DomainMemoryHugepage{
 			{Size: 2048, Unit: "KiB", Nodeset: "0"}, {Size: 2048, Unit: "KiB", Nodeset: "1"},
 		}},
+		MemorySource:     &libvirtxml.DomainMemorySource{Type: "memfd"},
 		MemoryAllocation: &libvirtxml.DomainMemoryAllocation{Mode: "immediate"},
 	}
 	if diff := cmp.Diff(wantMB, dom.MemoryBacking); diff != "" {

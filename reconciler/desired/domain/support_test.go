@@ -133,7 +133,6 @@ func TestReportUnmapped(t *testing.T) {
 	p := "spec.template.spec."
 	want := []diagLine{
 		{"warning", p + "domain.cpu.maxSockets", "ignored: not supported yet; no vCPU hotplug slots; the VM has sockets, not maxSockets"},
-		{"warning", p + "domain.devices.sound", "ignored: not supported yet; no sound device"},
 		{"warning", p + "domain.devices.disks[0].blockSize", "ignored: not supported yet; the guest sees QEMU's default 512-byte sectors"},
 		{"warning", p + "domain.devices.interfaces[0].dhcpOptions", "ignored: not supported yet; QEMU's DHCP server sends no extra options"},
 		{"error", p + "volumes[0].containerDisk.imagePullSecret", "unsupported: registry credentials for image pulls are not read yet; pull with credentials outside nodevirt or use a local image"},

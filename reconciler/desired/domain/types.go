@@ -1,6 +1,9 @@
 package domain
 
 import (
+	"path/filepath"
+	"strings"
+
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
 
@@ -156,6 +159,13 @@ type Context struct {
 	// Virtiofsd is the host path of virtiofsd, which libvirt starts for a
 	// virtiofs filesystem; "" means it is not installed.
 	Virtiofsd string
+	// NoDirectIO are host directories whose filesystem refuses O_DIRECT
+	// (tmpfs): disks under them get cache writethrough instead of none.
+	// The caller probes the directories disks live in (DiskDir, VolumeDir).
+	NoDirectIO []string
+	// ReportDifferences adds a warning (ErrDiffers) per VM for each way
+	// its guest sees other hardware than under KubeVirt; validate sets it.
+	ReportDifferences bool
 	// SMBIOS is the node's system information for SMBIOS type 1; nil is
 	// KubeVirt's default (DefaultSMBIOS).
 	SMBIOS *SMBIOS
@@ -248,4 +258,15 @@ type Result struct {
 	// Hotplug are the disks a running domain takes or gives up live; they
 	// are in Domain too.
 	Hotplug []HotplugDisk
+}
+
+// DirectIO reports whether the filesystem holding path supports O_DIRECT:
+// false when path lies in one of NoDirectIO.
+func (c Context) DirectIO(path string) bool {
+	for _, dir := range c.NoDirectIO {
+		if rel, err := filepath.Rel(dir, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return false
+		}
+	}
+	return true
 }
