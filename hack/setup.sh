@@ -91,6 +91,13 @@ if [ -c /dev/kvm ]; then
   fi
 fi
 mkdir -p /var/log/libvirt /var/lib/libvirt/qemu /run/libvirt
+# libvirt runs swtpm_setup as tss, which signs each new TPM's certificates
+# with the local CA in /var/lib/swtpm-localca: a swtpm_setup once run there as
+# root leaves files tss cannot lock, and every vTPM then fails to start.
+if [ -d /var/lib/swtpm-localca ] && id tss >/dev/null 2>&1 &&
+   [ -n "$(find /var/lib/swtpm-localca ! -user tss -print -quit)" ]; then
+  need_root; chown -R tss /var/lib/swtpm-localca
+fi
 
 running() { pgrep -x "$1" >/dev/null 2>&1; }
 if ! running virtlogd; then virtlogd -d; fi
