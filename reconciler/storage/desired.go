@@ -208,16 +208,7 @@ func (b *builder) finish() {
 	}
 	// VMs: claims they need and what their eviction strategy asks.
 	for _, o := range b.vmObjects {
-		var spec *kubevirtv1.VirtualMachineInstanceSpec
-		prefix := "spec"
-		switch v := o.Value.(type) {
-		case *kubevirtv1.VirtualMachine:
-			if v.Spec.Template != nil {
-				spec, prefix = &v.Spec.Template.Spec, "spec.template.spec"
-			}
-		case *kubevirtv1.VirtualMachineInstance:
-			spec = &v.Spec
-		}
+		spec, prefix := vmSpec(o)
 		if spec == nil || !b.opt.Placed(o) {
 			continue
 		}
@@ -262,16 +253,7 @@ func (b *builder) sharedClaims() {
 	}
 	uses := map[string][]use{}
 	for _, o := range b.vmObjects {
-		var spec *kubevirtv1.VirtualMachineInstanceSpec
-		prefix := "spec"
-		switch v := o.Value.(type) {
-		case *kubevirtv1.VirtualMachine:
-			if v.Spec.Template != nil {
-				spec, prefix = &v.Spec.Template.Spec, "spec.template.spec"
-			}
-		case *kubevirtv1.VirtualMachineInstance:
-			spec = &v.Spec
-		}
+		spec, prefix := vmSpec(o)
 		if spec == nil || !b.opt.Placed(o) {
 			continue
 		}
@@ -335,4 +317,19 @@ func (b *builder) reportOn(c *Claim, rule error, detail string) {
 // quantity renders bytes for people.
 func quantity(n int64) string {
 	return resource.NewQuantity(n, resource.BinarySI).String()
+}
+
+// vmSpec is the VMI spec of a VirtualMachine's template or of a
+// VirtualMachineInstance, with where it sits in the document; nil for a VM
+// without a template.
+func vmSpec(o *manifests.Object) (*kubevirtv1.VirtualMachineInstanceSpec, string) {
+	switch v := o.Value.(type) {
+	case *kubevirtv1.VirtualMachine:
+		if v.Spec.Template != nil {
+			return &v.Spec.Template.Spec, "spec.template.spec"
+		}
+	case *kubevirtv1.VirtualMachineInstance:
+		return &v.Spec, "spec"
+	}
+	return nil, "spec"
 }
