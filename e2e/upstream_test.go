@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -365,29 +366,17 @@ func (u upstreamFile) judge(want upstreamWant, define func(name, xml string) err
 		problems = append(problems, "no object loaded")
 	}
 	for _, d := range u.errs {
-		ok := false
-		for _, w := range want.refused {
-			ok = ok || w.matches(d)
-		}
-		if !ok {
+		if !slices.ContainsFunc(want.refused, func(w upstreamDiag) bool { return w.matches(d) }) {
 			problems = append(problems, "unexpected error: "+d.Error())
 		}
 	}
 	for _, w := range want.refused {
-		ok := false
-		for _, d := range u.errs {
-			ok = ok || w.matches(d)
-		}
-		if !ok {
+		if !slices.ContainsFunc(u.errs, w.matches) {
 			problems = append(problems, "not refused as wanted: "+w.String())
 		}
 	}
 	for _, w := range want.warns {
-		ok := false
-		for _, d := range u.warns {
-			ok = ok || w.matches(d)
-		}
-		if !ok {
+		if !slices.ContainsFunc(u.warns, w.matches) {
 			problems = append(problems, "no warning "+w.String())
 		}
 	}

@@ -156,13 +156,7 @@ var fields = []Field{
 	{Path: "domain.devices.gpus[*].virtualGPUOptions", Support: Ignored, Note: "mediated (vGPU) devices are not supported, so their display options do not apply"},
 	{Path: "domain.devices.gpus[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-			var paths []string
-			for i, d := range s.Domain.Devices.GPUs {
-				if d.Tag != "" && hasConfigDrive(s) {
-					paths = append(paths, fmt.Sprintf("domain.devices.gpus[%d].tag", i))
-				}
-			}
-			return paths
+			return taggedUnderConfigDrive(s, "domain.devices.gpus", s.Domain.Devices.GPUs, func(d kubevirtv1.GPU) string { return d.Tag })
 		}},
 	{Path: "domain.devices.hostDevices", Support: Mapped, Note: "PCI passthrough as for gpus, alias ua-hostdevice-<name>; USB and mediated devices are not supported"},
 	{Path: "domain.devices.hostDevices[*].name", Support: Mapped, Note: "<alias name=ua-hostdevice-NAME>"},
@@ -171,13 +165,7 @@ var fields = []Field{
 	{Path: "domain.devices.hostDevices[*].requestName", Support: Refused, Note: "dynamic resource allocation needs Kubernetes; use deviceName"},
 	{Path: "domain.devices.hostDevices[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-			var paths []string
-			for i, d := range s.Domain.Devices.HostDevices {
-				if d.Tag != "" && hasConfigDrive(s) {
-					paths = append(paths, fmt.Sprintf("domain.devices.hostDevices[%d].tag", i))
-				}
-			}
-			return paths
+			return taggedUnderConfigDrive(s, "domain.devices.hostDevices", s.Domain.Devices.HostDevices, func(d kubevirtv1.HostDevice) string { return d.Tag })
 		}},
 	{Path: "domain.devices.downwardMetrics", Support: Ignored, Note: "no downward metrics channel"},
 	{Path: "domain.devices.panicDevices", Support: Mapped, Note: "<panic model=hyperv|isa> per entry, one per model as libvirt requires (no model: libvirt's default, isa); pvpanic → model isa with a warning, as libvirt 9.0 has no PCI pvpanic device (left out beside an isa one); libvirt then applies <on_crash>"},
@@ -218,13 +206,7 @@ var fields = []Field{
 	{Path: "domain.devices.disks[*].changedBlockTracking", Support: Ignored, Note: "no incremental backup bitmaps"},
 	{Path: "domain.devices.disks[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-			var paths []string
-			for i, d := range s.Domain.Devices.Disks {
-				if d.Tag != "" && hasConfigDrive(s) {
-					paths = append(paths, fmt.Sprintf("domain.devices.disks[%d].tag", i))
-				}
-			}
-			return paths
+			return taggedUnderConfigDrive(s, "domain.devices.disks", s.Domain.Devices.Disks, func(d kubevirtv1.Disk) string { return d.Tag })
 		}},
 
 	// --- interfaces ---
@@ -256,13 +238,7 @@ var fields = []Field{
 	{Path: "domain.devices.interfaces[*].dhcpOptions", Support: Ignored, Note: "QEMU's DHCP server sends no extra options"},
 	{Path: "domain.devices.interfaces[*].tag", Support: Ignored, Note: "config-drive meta_data.json gets no devices list; the tag is not passed to the guest",
 		find: func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-			var paths []string
-			for i, iface := range s.Domain.Devices.Interfaces {
-				if iface.Tag != "" && hasConfigDrive(s) {
-					paths = append(paths, fmt.Sprintf("domain.devices.interfaces[%d].tag", i))
-				}
-			}
-			return paths
+			return taggedUnderConfigDrive(s, "domain.devices.interfaces", s.Domain.Devices.Interfaces, func(d kubevirtv1.Interface) string { return d.Tag })
 		}},
 	{Path: "domain.devices.interfaces[*].acpiIndex", Support: Mapped, Note: "<acpi index>"},
 	{Path: "domain.devices.interfaces[*].state", Support: Mapped, Note: "down = <link state=down>; absent = no interface"},
@@ -348,6 +324,22 @@ func hasCloudInit(s *kubevirtv1.VirtualMachineInstanceSpec) bool {
 		}
 	}
 	return false
+}
+
+// taggedUnderConfigDrive lists the paths of the items of list (at field)
+// that carry a tag, when a config drive would have listed them: KubeVirt
+// puts tagged devices into its meta_data.json, nodevirt does not.
+func taggedUnderConfigDrive[T any](s *kubevirtv1.VirtualMachineInstanceSpec, field string, list []T, tag func(T) string) []string {
+	if !hasConfigDrive(s) {
+		return nil
+	}
+	var paths []string
+	for i, item := range list {
+		if tag(item) != "" {
+			paths = append(paths, fmt.Sprintf("%s[%d].tag", field, i))
+		}
+	}
+	return paths
 }
 
 func hasConfigDrive(s *kubevirtv1.VirtualMachineInstanceSpec) bool {
