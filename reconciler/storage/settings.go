@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/nodevirt/nodevirt/manifests"
@@ -30,13 +29,8 @@ func (b *builder) nodeLabels() {
 
 func (b *builder) defaultPlaced(o *manifests.Object) bool {
 	var sel map[string]string
-	switch v := o.Value.(type) {
-	case *kubevirtv1.VirtualMachine:
-		if v.Spec.Template != nil {
-			sel = v.Spec.Template.Spec.NodeSelector
-		}
-	case *kubevirtv1.VirtualMachineInstance:
-		sel = v.Spec.NodeSelector
+	if spec, _ := vmSpec(o); spec != nil {
+		sel = spec.NodeSelector
 	}
 	h := sel[labelHostname]
 	return h == "" || h == b.opt.Node
