@@ -49,8 +49,12 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidateRender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./internal/agent/
 
+# The benchmarks behind docs/performance.md, COUNT times each (5 unless
+# set), with benchstat summaries in bench-results/; BENCH=steady (or
+# validate, latency, apply, other) runs one group.
+BENCH ?= all
 bench: setup build
-	$(GO) test -run '^$$' -bench . -benchmem -tags e2e -timeout 30m ./...
+	GO=$(GO) bash hack/bench.sh $(BENCH)
 
 clean:
 	rm -rf bin
