@@ -200,7 +200,8 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	for key, node := range placed.Node {
 		st.Placement[key] = Placed{Node: node, Hash: hashes[key]}
 	}
-	st.OutOfService = outOfService(set, opt.Node)
+	down := outOfServiceNodes(set)
+	st.OutOfService = down[opt.Node]
 	networks := newNetworkResolver(set)
 	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
@@ -316,7 +317,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			st.Invalid[c.demand.name] = c.o.Ref.String()
 			continue
 		}
-		vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, set, opt)
+		vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, down, opt)
 		st.VMs = append(st.VMs, vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)
