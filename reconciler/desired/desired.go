@@ -206,6 +206,7 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
 	var todo []candidate
+	var refused map[string][]string // by object, read at the first invalid VM
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
 			st.AllowPruneAll = true
@@ -257,7 +258,10 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			// still reported now rather than after the first errors are
 			// fixed.
 			st.Invalid[name] = o.Ref.String()
-			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context, set.Diags)...)
+			if refused == nil {
+				refused = refusedPaths(set.Diags)
+			}
+			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context, refused[o.Ref.String()])...)
 			continue
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
@@ -332,15 +336,9 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 // errors: unresolved networks, and the fields the converter refuses or
 // ignores. The conversion runs on a spec that failed admission, so its
 // element-level findings (often the same errors again) are dropped, and so
-// are its refusals of a field admission already refused (known holds the
-// load's diagnostics), and the domain.
-func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context, known diag.List) diag.List {
-	var refused []string
-	for _, d := range known {
-		if d.Object == o.Ref.String() && d.Severity == diag.Error && d.Path != "" {
-			refused = append(refused, d.Path)
-		}
-	}
+// are its refusals of a field admission already refused (refused holds the
+// paths of the load's errors about o, see refusedPaths), and the domain.
+func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context, refused []string) diag.List {
 	already := func(p string) bool {
 		for _, r := range refused {
 			if p == r || strings.HasPrefix(p, r+".") || strings.HasPrefix(p, r+"[") {
@@ -369,6 +367,19 @@ func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, 
 		diags = append(diags, d)
 	}
 	return diags
+}
+
+// refusedPaths are the paths of the errors in known, by object: indexed
+// once, so the refusals of many invalid VMs do not each scan every
+// diagnostic.
+func refusedPaths(known diag.List) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range known {
+		if d.Severity == diag.Error && d.Path != "" {
+			out[d.Object] = append(out[d.Object], d.Path)
+		}
+	}
+	return out
 }
 
 // candidate is a VM placed on this node, waiting for its resources and conversion.
