@@ -9,10 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -41,7 +45,8 @@ type Options struct {
 	Exclude func(rel string, d fs.DirEntry) bool
 	// Decrypt decrypts a SOPS-encrypted document in place: its values,
 	// and its sops metadata removed (internal/secrets.Decryptor). Nil
-	// refuses every encrypted document.
+	// refuses every encrypted document. Documents are decoded in
+	// parallel, so it may be called from several goroutines at once.
 	Decrypt func(root *yaml.Node) error
 }
 
@@ -158,25 +163,116 @@ func Load(dir string, opt Options) (*Set, error) {
 		return nil, fmt.Errorf("load manifests: %w", walkErr)
 	}
 	sort.Strings(files)
+	d := newDecoder(opt, runtime.GOMAXPROCS(0))
 	for _, f := range files {
 		data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
 		if err != nil {
-			s.Incomplete = true
-			s.Diags = append(s.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
+			p := d.part()
+			p.Incomplete = true
+			p.Diags = append(p.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
 			continue
 		}
-		s.parseFile(f, data, opt)
+		s.Files++
+		d.file(f, data)
 	}
+	d.wait(s)
 	s.finish()
 	return s, nil
 }
 
 // Parse decodes one file's content; file names it in diagnostics.
 func Parse(file string, data []byte, opt Options) *Set {
-	s := &Set{}
-	s.parseFile(file, data, opt)
+	return parseWith(file, data, opt, runtime.GOMAXPROCS(0))
+}
+
+func parseWith(file string, data []byte, opt Options, workers int) *Set {
+	s := &Set{Files: 1}
+	d := newDecoder(opt, workers)
+	d.file(file, data)
+	d.wait(s)
 	s.finish()
 	return s
+}
+
+// decoder decodes the documents of one Load or Parse. The YAML parser reads
+// a file's documents one after the other, but turning each document into an
+// object (conversion, the schema walk, decoding, defaults and checks) needs
+// nothing from its neighbours, so that runs on workers, each document into
+// its own part. The parts are merged in file and document order, so the
+// result is the same as decoding one document after the other. The job
+// queue is short: the parser waits for the workers rather than holding
+// every document's node tree at once.
+type decoder struct {
+	opt   Options
+	jobs  chan docJob
+	wg    sync.WaitGroup
+	parts []*Set // in file and document order
+	// panicked holds a worker's panic, raised again in wait, on the
+	// caller's goroutine, where it would have been raised before.
+	panicked chan any
+}
+
+type docJob struct {
+	file string
+	n    int // the document's number in its file, 1-based
+	doc  *yaml.Node
+	out  *Set
+}
+
+func newDecoder(opt Options, workers int) *decoder {
+	workers = max(workers, 1)
+	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, workers)}
+	for range workers {
+		d.wg.Add(1)
+		go d.work()
+	}
+	return d
+}
+
+func (d *decoder) work() {
+	defer d.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			d.panicked <- r
+			for range d.jobs { // let the parser finish; wait re-raises
+			}
+		}
+	}()
+	// Struct field tables are the same for every document: one per worker,
+	// so they are built once, not once per document.
+	fields := map[reflect.Type]map[string]reflect.Type{}
+	for j := range d.jobs {
+		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+	}
+}
+
+// part returns a new, empty part for the next document or file problem.
+func (d *decoder) part() *Set {
+	p := &Set{}
+	d.parts = append(d.parts, p)
+	return p
+}
+
+// wait waits for the workers and merges every part into s, in order.
+func (d *decoder) wait(s *Set) {
+	close(d.jobs)
+	d.wg.Wait()
+	select {
+	case r := <-d.panicked:
+		panic(r)
+	default:
+	}
+	n := 0
+	for _, p := range d.parts {
+		n += len(p.Objects)
+	}
+	s.Objects = slices.Grow(s.Objects, n)
+	for _, p := range d.parts {
+		s.Objects = append(s.Objects, p.Objects...)
+		s.Diags = append(s.Diags, p.Diags...)
+		s.Incomplete = s.Incomplete || p.Incomplete
+	}
+	d.parts = nil
 }
 
 func relPath(root, p string) string {
@@ -194,36 +290,38 @@ func fileError(file string, err error) diag.Diagnostic {
 // yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (s *Set) parseFile(file string, data []byte, opt Options) {
-	s.Files++
+// file reads the documents of one file and queues each for a worker.
+func (d *decoder) file(file string, data []byte) {
 	if len(data) > MaxFileBytes {
-		s.Incomplete = true
-		s.Diags = append(s.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
+		p := d.part()
+		p.Incomplete = true
+		p.Diags = append(p.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	resumed := 0 // the line of the document marker reading resumed at
 	for n := 1; ; n++ {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
+		doc := new(yaml.Node)
+		err := dec.Decode(doc)
 		if errors.Is(err, io.EOF) {
 			return
 		}
 		if err != nil {
 			// The broken document is unknown, so the set is incomplete.
-			s.Incomplete = true
-			d := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
+			p := d.part()
+			p.Incomplete = true
+			diag := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
 			if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
 				line, _ := strconv.Atoi(m[1])
-				d.Line = syntaxLine(line, m[2])
-				d.Err = fmt.Errorf("%w: %s", ErrSyntax, m[2])
-				d.Message = d.Err.Error()
+				diag.Line = syntaxLine(line, m[2])
+				diag.Err = fmt.Errorf("%w: %s", ErrSyntax, m[2])
+				diag.Message = diag.Err.Error()
 			}
-			s.Diags = append(s.Diags, d)
+			p.Diags = append(p.Diags, diag)
 			// The parser cannot resume, but the documents after the
 			// broken one can be read on their own: their errors are
 			// reported in the same pass.
-			rest, at, ok := nextDocument(data, max(d.Line, resumed))
+			rest, at, ok := nextDocument(data, max(diag.Line, resumed))
 			if !ok {
 				return
 			}
@@ -231,17 +329,22 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 			dec = yaml.NewDecoder(bytes.NewReader(rest))
 			continue
 		}
-		if err := checkDocument(&doc); err != nil {
-			// Its identity is unknown: converting it is what would take
-			// the memory.
-			s.Incomplete = true
-			d := fileError(file, fmt.Errorf("document %d: %w", n, err))
-			d.Line = doc.Line
-			s.Diags = append(s.Diags, d)
-			continue
-		}
-		s.parseDocument(file, &doc, opt)
+		d.jobs <- docJob{file: file, n: n, doc: doc, out: d.part()}
 	}
+}
+
+// parseDocumentAt checks the size of document n of file, then decodes it.
+func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
+	if err := checkDocument(doc); err != nil {
+		// Its identity is unknown: converting it is what would take
+		// the memory.
+		s.Incomplete = true
+		d := fileError(file, fmt.Errorf("document %d: %w", n, err))
+		d.Line = doc.Line
+		s.Diags = append(s.Diags, d)
+		return
+	}
+	s.parseDocument(file, doc, opt, fields)
 }
 
 // syntaxLine corrects go.yaml.in/yaml/v3's line numbers: scanner errors carry
