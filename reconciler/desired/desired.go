@@ -309,20 +309,31 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		want[i] = c.demand
 	}
 	allocs := allocate(opt.Resources, want)
+	// Each VM renders on its own (conversion and its XML are most of a
+	// build), so they render in parallel and are collected in order.
 	var none allocation // what a VM asking for no node resources gets
-	for _, c := range todo {
+	type result struct {
+		vm    *VM
+		diags diag.List
+	}
+	results := make([]result, len(todo))
+	forEach(len(todo), func(i int) {
+		c := todo[i]
 		alloc := allocs[c.demand.name]
 		if alloc == nil {
 			alloc = &none
 		}
-		vm, diags := render(c, alloc, revision, opt)
-		st.Diags = append(st.Diags, diags...)
-		if vm == nil {
+		results[i].vm, results[i].diags = render(c, alloc, revision, opt)
+	})
+	for i, r := range results {
+		c := todo[i]
+		st.Diags = append(st.Diags, r.diags...)
+		if r.vm == nil {
 			st.Invalid[c.demand.name] = c.o.Ref.String()
 			continue
 		}
-		vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, down, opt)
-		st.VMs = append(st.VMs, vm)
+		r.vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, down, opt)
+		st.VMs = append(st.VMs, r.vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)
 	st.Diags = append(st.Diags, sources.warnings()...)
