@@ -16,15 +16,37 @@ import (
 // host artifacts behind its disks), writes the ownership element with that
 // hash into the domain and returns the final XML. It is the last step of
 // every rendering, so the hash always matches the XML.
+//
+// Marshalling the domain is most of a rendering's cost, so the domain is
+// marshalled once, with a placeholder owner: the hashed body is that text
+// with the owner and the unhashed devices cut out (hashedText), and the
+// final XML is that text with the real owner in the placeholder's place.
 func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, hot []domain.HotplugDisk, owner Owner) (xml, hash string, err error) {
-	dom.Metadata = nil
 	live := map[string]bool{}
 	for _, h := range hot {
 		live[h.Volume] = true
 	}
-	body, err := hashedBody(dom, live)
+	placeholder, err := owner.Element() // SpecHash still empty
 	if err != nil {
 		return "", "", err
+	}
+	dom.Metadata = placeholder
+	full, err := dom.Marshal()
+	if err != nil {
+		return "", "", err
+	}
+	meta := "\n  <metadata>" + placeholder.XML + "</metadata>"
+	at := strings.Index(full, meta)
+	body, ok := "", false
+	if at >= 0 {
+		body, ok = hashedText(full[:at]+full[at+len(meta):], dom, live)
+	}
+	if !ok {
+		// Not the text the cuts expect: marshal the body on its own.
+		dom.Metadata = nil
+		if body, err = hashedBody(dom, live); err != nil {
+			return "", "", err
+		}
 	}
 	var cold []domain.Artifact
 	for _, a := range artifacts {
@@ -40,13 +62,110 @@ func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, hot []domain.Hotp
 	sum.Write([]byte(body))
 	sum.Write(arts)
 	owner.SpecHash = "sha256:" + hex.EncodeToString(sum.Sum(nil))[:32]
-	meta, err := owner.Element()
+	real, err := owner.Element()
 	if err != nil {
 		return "", "", err
 	}
-	dom.Metadata = meta
-	xml, err = dom.Marshal()
-	return xml, owner.SpecHash, err
+	dom.Metadata = real
+	if at < 0 {
+		xml, err = dom.Marshal()
+		return xml, owner.SpecHash, err
+	}
+	return full[:at] + "\n  <metadata>" + real.XML + "</metadata>" + full[at+len(meta):], owner.SpecHash, nil
+}
+
+// hashedText cuts what hashedBody leaves out of text, the domain's XML
+// without metadata: the hotplug controllers and the disks of live volumes,
+// each a child of <devices> (encoding/xml indents them by four spaces, and
+// escapes "<" and newlines in every value, so "\n    <" starts one). ok is
+// false when the text does not hold exactly the elements dom says it holds,
+// or when nothing would be left in <devices>: hashedBody then marshals.
+func hashedText(text string, dom *libvirtxml.Domain, live map[string]bool) (string, bool) {
+	if dom.Devices == nil {
+		return text, true
+	}
+	hotplug := map[string]bool{} // the hotplug controllers' aliases
+	wantCtl, wantDisks := 0, 0
+	for _, c := range dom.Devices.Controllers {
+		if domain.IsHotplugController(c) {
+			hotplug[c.Alias.Name] = true
+			wantCtl++
+		}
+	}
+	for _, d := range dom.Devices.Disks {
+		if d.Alias != nil && live[strings.TrimPrefix(d.Alias.Name, "ua-")] {
+			wantDisks++
+		}
+	}
+	if wantCtl == 0 && wantDisks == 0 {
+		return text, true
+	}
+	const open, close = "\n  <devices>", "\n  </devices>"
+	start := strings.Index(text, open)
+	end := strings.LastIndex(text, close)
+	if start < 0 || end < start || strings.Count(text, open) != 1 {
+		return "", false
+	}
+	start += len(open)
+	var b strings.Builder
+	b.Grow(len(text))
+	b.WriteString(text[:start])
+	kept, ctl, disks := 0, 0, 0
+	for rest := text[start:end]; rest != ""; {
+		next := childStart(rest[1:]) // rest starts with a child's "\n    <"
+		child := rest
+		if next >= 0 {
+			child, rest = rest[:next+1], rest[next+1:]
+		} else {
+			rest = ""
+		}
+		alias := aliasOf(child)
+		switch {
+		case strings.HasPrefix(child, "\n    <controller ") && hotplug[alias]:
+			ctl++
+		case strings.HasPrefix(child, "\n    <disk ") && alias != "" && live[strings.TrimPrefix(alias, "ua-")]:
+			disks++
+		default:
+			kept++
+			b.WriteString(child)
+		}
+	}
+	if ctl != wantCtl || disks != wantDisks || kept == 0 {
+		return "", false
+	}
+	b.WriteString(text[end:])
+	return b.String(), true
+}
+
+// childStart is the index in s of the next "\n    <" that opens an element
+// (not an end tag), or -1.
+func childStart(s string) int {
+	for off := 0; ; {
+		i := strings.Index(s[off:], "\n    <")
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if j := i + len("\n    <"); j < len(s) && s[j] != '/' {
+			return i
+		}
+		off = i + 1
+	}
+}
+
+// aliasOf is the name of a device element's own <alias>, "" without one
+// or when it would need unescaping.
+func aliasOf(device string) string {
+	const tag = "\n      <alias name=\""
+	i := strings.Index(device, tag)
+	if i < 0 {
+		return ""
+	}
+	name, _, ok := strings.Cut(device[i+len(tag):], "\"")
+	if !ok || strings.ContainsAny(name, "&<>") {
+		return ""
+	}
+	return name
 }
 
 // hashedBody is the domain as the hash sees it: without the controllers
