@@ -155,3 +155,31 @@ spec:
 		}}
 	}, nil, []domain.HotplugDisk{{Volume: "a&b"}})
 }
+
+// The reused encoder writes every domain as libvirtxml's Marshal does,
+// the first one and those after it.
+func TestMarshalDomain_sameAsMarshal(t *testing.T) {
+	_, st := build(t, filepath.Join("..", "..", "manifests", "testdata", "seed"))
+	if len(st.VMs) < 10 {
+		t.Fatalf("only %d domains rendered", len(st.VMs))
+	}
+	for round := range 3 {
+		for _, vm := range st.VMs {
+			var d libvirtxml.Domain
+			if err := d.Unmarshal(vm.XML); err != nil {
+				t.Fatal(err)
+			}
+			want, err := d.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := marshalDomain(&d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("round %d, %s: reused encoder wrote\n%s\nwant\n%s", round, vm.DomainName, got, want)
+			}
+		}
+	}
+}
