@@ -163,19 +163,40 @@ func Load(dir string, opt Options) (*Set, error) {
 		return nil, fmt.Errorf("load manifests: %w", walkErr)
 	}
 	sort.Strings(files)
-	d := newDecoder(opt, runtime.GOMAXPROCS(0))
-	for _, f := range files {
-		data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
-		if err != nil {
-			p := d.part()
-			p.Incomplete = true
-			p.Diags = append(p.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
-			continue
-		}
-		s.Files++
-		d.file(f, data)
+	workers := runtime.GOMAXPROCS(0)
+	d := newDecoder(opt, workers)
+	// Files are read and parsed up to workers at a time, each into its own
+	// list of parts; their documents share the decoder's workers.
+	perFile := make([]*parts, len(files))
+	read := make([]bool, len(files))
+	sem := make(chan struct{}, workers)
+	var readers sync.WaitGroup
+	for i, f := range files {
+		sem <- struct{}{}
+		readers.Add(1)
+		go func() {
+			defer func() { <-sem; readers.Done() }()
+			defer d.recover()
+			ps := &parts{}
+			perFile[i] = ps
+			data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
+			if err != nil {
+				p := ps.next()
+				p.Incomplete = true
+				p.Diags = append(p.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
+				return
+			}
+			read[i] = true
+			d.file(ps, f, data)
+		}()
 	}
-	d.wait(s)
+	readers.Wait()
+	for _, ok := range read {
+		if ok {
+			s.Files++
+		}
+	}
+	d.wait(s, perFile...)
 	s.finish()
 	return s, nil
 }
@@ -188,8 +209,9 @@ func Parse(file string, data []byte, opt Options) *Set {
 func parseWith(file string, data []byte, opt Options, workers int) *Set {
 	s := &Set{Files: 1}
 	d := newDecoder(opt, workers)
-	d.file(file, data)
-	d.wait(s)
+	ps := &parts{}
+	d.file(ps, file, data)
+	d.wait(s, ps)
 	s.finish()
 	return s
 }
@@ -203,13 +225,32 @@ func parseWith(file string, data []byte, opt Options, workers int) *Set {
 // queue is short: the parser waits for the workers rather than holding
 // every document's node tree at once.
 type decoder struct {
-	opt   Options
-	jobs  chan docJob
-	wg    sync.WaitGroup
-	parts []*Set // in file and document order
-	// panicked holds a worker's panic, raised again in wait, on the
-	// caller's goroutine, where it would have been raised before.
+	opt  Options
+	jobs chan docJob
+	wg   sync.WaitGroup
+	// panicked holds a worker's or reader's panic, raised again in wait,
+	// on the caller's goroutine, where it would have been raised before.
 	panicked chan any
+}
+
+// parts are the results of one file's documents, in document order.
+type parts struct{ list []*Set }
+
+// next returns a new, empty part for the file's next document or problem.
+func (ps *parts) next() *Set {
+	p := &Set{}
+	ps.list = append(ps.list, p)
+	return p
+}
+
+// recover, deferred, keeps a panic for wait to raise.
+func (d *decoder) recover() {
+	if r := recover(); r != nil {
+		select {
+		case d.panicked <- r:
+		default: // one is enough
+		}
+	}
 }
 
 type docJob struct {
@@ -221,7 +262,7 @@ type docJob struct {
 
 func newDecoder(opt Options, workers int) *decoder {
 	workers = max(workers, 1)
-	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, workers)}
+	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
 	for range workers {
 		d.wg.Add(1)
 		go d.work()
@@ -233,8 +274,11 @@ func (d *decoder) work() {
 	defer d.wg.Done()
 	defer func() {
 		if r := recover(); r != nil {
-			d.panicked <- r
-			for range d.jobs { // let the parser finish; wait re-raises
+			select {
+			case d.panicked <- r:
+			default:
+			}
+			for range d.jobs { // let the parsers finish; wait re-raises
 			}
 		}
 	}()
@@ -246,15 +290,9 @@ func (d *decoder) work() {
 	}
 }
 
-// part returns a new, empty part for the next document or file problem.
-func (d *decoder) part() *Set {
-	p := &Set{}
-	d.parts = append(d.parts, p)
-	return p
-}
-
-// wait waits for the workers and merges every part into s, in order.
-func (d *decoder) wait(s *Set) {
+// wait waits for the workers and merges every file's parts into s, in
+// file and document order.
+func (d *decoder) wait(s *Set, files ...*parts) {
 	close(d.jobs)
 	d.wg.Wait()
 	select {
@@ -263,16 +301,19 @@ func (d *decoder) wait(s *Set) {
 	default:
 	}
 	n := 0
-	for _, p := range d.parts {
-		n += len(p.Objects)
+	for _, ps := range files {
+		for _, p := range ps.list {
+			n += len(p.Objects)
+		}
 	}
 	s.Objects = slices.Grow(s.Objects, n)
-	for _, p := range d.parts {
-		s.Objects = append(s.Objects, p.Objects...)
-		s.Diags = append(s.Diags, p.Diags...)
-		s.Incomplete = s.Incomplete || p.Incomplete
+	for _, ps := range files {
+		for _, p := range ps.list {
+			s.Objects = append(s.Objects, p.Objects...)
+			s.Diags = append(s.Diags, p.Diags...)
+			s.Incomplete = s.Incomplete || p.Incomplete
+		}
 	}
-	d.parts = nil
 }
 
 func relPath(root, p string) string {
@@ -290,10 +331,11 @@ func fileError(file string, err error) diag.Diagnostic {
 // yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// file reads the documents of one file and queues each for a worker.
-func (d *decoder) file(file string, data []byte) {
+// file reads the documents of one file and queues each for a worker, its
+// part in ps.
+func (d *decoder) file(ps *parts, file string, data []byte) {
 	if len(data) > MaxFileBytes {
-		p := d.part()
+		p := ps.next()
 		p.Incomplete = true
 		p.Diags = append(p.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
 		return
@@ -308,7 +350,7 @@ func (d *decoder) file(file string, data []byte) {
 		}
 		if err != nil {
 			// The broken document is unknown, so the set is incomplete.
-			p := d.part()
+			p := ps.next()
 			p.Incomplete = true
 			diag := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
 			if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
@@ -329,7 +371,7 @@ func (d *decoder) file(file string, data []byte) {
 			dec = yaml.NewDecoder(bytes.NewReader(rest))
 			continue
 		}
-		d.jobs <- docJob{file: file, n: n, doc: doc, out: d.part()}
+		d.jobs <- docJob{file: file, n: n, doc: doc, out: ps.next()}
 	}
 }
 

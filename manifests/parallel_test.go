@@ -99,8 +99,9 @@ func TestLoad_parallelSameAsOneFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := newDecoder(Options{}, 1)
-		d.file(name, data)
-		d.wait(seq)
+		ps := &parts{}
+		d.file(ps, name, data)
+		d.wait(seq, ps)
 		seq.Files++
 	}
 	seq.finish()
