@@ -29,10 +29,11 @@ func seal(dom *libvirtxml.Domain, artifacts []domain.Artifact, hot []domain.Hotp
 	for _, h := range hot {
 		live[h.Volume] = true
 	}
-	placeholder, err := owner.Element() // SpecHash still empty
+	ownerXML, err := marshalXML(owner) // SpecHash still empty
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("marshal owner: %w", err)
 	}
+	placeholder := &libvirtxml.DomainMetadata{XML: ownerXML}
 	dom.Metadata = placeholder
 	full, err := marshalDomain(dom)
 	if err != nil {
@@ -103,15 +104,23 @@ var domainEncoders = sync.Pool{New: func() any {
 
 // marshalDomain is dom.Marshal(): the same text, on a reused encoder.
 func marshalDomain(dom *libvirtxml.Domain) (string, error) {
+	return marshalXML(dom)
+}
+
+// marshalXML is xml.MarshalIndent(v, "", "  ") on a reused encoder; for an
+// element without children (the owner) that is xml.Marshal(v).
+func marshalXML(v any) (string, error) {
 	e := domainEncoders.Get().(*domainEncoder)
 	e.buf.Reset()
-	if err := e.enc.Encode(dom); err != nil {
+	if err := e.enc.Encode(v); err != nil {
 		return "", err // the encoder's state is unknown now: not kept
 	}
 	out := e.buf.Bytes()
 	if e.used {
 		if len(out) == 0 || out[0] != '\n' {
-			return dom.Marshal() // not as expected: not kept either
+			// Not as expected: neither kept nor trusted.
+			b, err := xml.MarshalIndent(v, "", "  ")
+			return string(b), err
 		}
 		out = out[1:]
 	}
