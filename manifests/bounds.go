@@ -66,10 +66,11 @@ func CheckExpansion(data []byte) error {
 // bounds alias expansion ("excessive aliasing") only when it decodes into Go
 // values; decoding into a yaml.Node, as this package does to keep positions,
 // expands nothing, and the converter would then expand without a byte bound.
-// Sizes are memoised per node, so even nested aliases ("billion laughs") are
-// measured in time linear in the file.
+// Sizes are memoised per anchored node (the only ones an alias can reach
+// again), so even nested aliases ("billion laughs") are measured in time
+// linear in the file, and a document without anchors needs no memo at all.
 func checkDocument(doc *yaml.Node) error {
-	m := sizer{memo: map[*yaml.Node]int{}, busy: map[*yaml.Node]bool{}}
+	m := sizer{}
 	n, err := m.size(doc)
 	if err == nil && n > MaxDocumentBytes {
 		err = ErrDocumentTooLarge
@@ -79,18 +80,23 @@ func checkDocument(doc *yaml.Node) error {
 
 type sizer struct {
 	memo map[*yaml.Node]int
-	busy map[*yaml.Node]bool // on the current path: an alias back to it loops
+	busy map[*yaml.Node]bool // anchored nodes on the current path: an alias back to one loops
 }
 
 func (m *sizer) size(n *yaml.Node) (int, error) {
-	if v, ok := m.memo[n]; ok {
-		return v, nil
+	if n.Anchor != "" {
+		if v, ok := m.memo[n]; ok {
+			return v, nil
+		}
+		if m.busy[n] {
+			return 0, ErrRecursiveAlias
+		}
+		if m.memo == nil {
+			m.memo, m.busy = map[*yaml.Node]int{}, map[*yaml.Node]bool{}
+		}
+		m.busy[n] = true
+		defer delete(m.busy, n)
 	}
-	if m.busy[n] {
-		return 0, ErrRecursiveAlias
-	}
-	m.busy[n] = true
-	defer delete(m.busy, n)
 	total := 1
 	switch n.Kind {
 	case yaml.AliasNode:
@@ -115,7 +121,9 @@ func (m *sizer) size(n *yaml.Node) (int, error) {
 			}
 		}
 	}
-	m.memo[n] = total
+	if n.Anchor != "" {
+		m.memo[n] = total
+	}
 	return total, nil
 }
 

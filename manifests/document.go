@@ -19,8 +19,9 @@ import (
 )
 
 // parseDocument decodes one YAML document into an Object, or reports why its
-// identity is unknown.
-func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
+// identity is unknown. fields caches struct field tables for the schema
+// walk across documents; it is not safe for concurrent use.
+func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
 	if len(doc.Content) == 0 {
 		return
 	}
@@ -105,7 +106,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options) {
 			decodable = false
 		}
 	}
-	w := schemaWalker{lenient: info.partial}
+	w := schemaWalker{lenient: info.partial, fields: fields}
 	w.walk(root, info.typ, "", 0)
 	for _, p := range w.problems {
 		diags = append(diags, o.fromProblem(p))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -144,9 +145,13 @@ func removedVersions() []struct{ apiVersion, kind, use string } {
 	}
 }
 
+// kindTable is kinds() built once, as lookupKind runs for every document.
+// Only lookupKind reads it, and it hands out copies of its entries.
+var kindTable = sync.OnceValue(kinds)
+
 // lookupKind returns the decoding rules for an apiVersion and kind.
 func lookupKind(apiVersion, kind string) (kindInfo, bool) {
-	for _, k := range kinds() {
+	for _, k := range kindTable() {
 		if k.apiVersion == apiVersion && k.kind == kind {
 			return k, true
 		}

@@ -9,10 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -41,7 +45,8 @@ type Options struct {
 	Exclude func(rel string, d fs.DirEntry) bool
 	// Decrypt decrypts a SOPS-encrypted document in place: its values,
 	// and its sops metadata removed (internal/secrets.Decryptor). Nil
-	// refuses every encrypted document.
+	// refuses every encrypted document. Documents are decoded in
+	// parallel, so it may be called from several goroutines at once.
 	Decrypt func(root *yaml.Node) error
 }
 
@@ -158,25 +163,157 @@ func Load(dir string, opt Options) (*Set, error) {
 		return nil, fmt.Errorf("load manifests: %w", walkErr)
 	}
 	sort.Strings(files)
-	for _, f := range files {
-		data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
-		if err != nil {
-			s.Incomplete = true
-			s.Diags = append(s.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
-			continue
-		}
-		s.parseFile(f, data, opt)
+	workers := runtime.GOMAXPROCS(0)
+	d := newDecoder(opt, workers)
+	// Files are read and parsed up to workers at a time, each into its own
+	// list of parts; their documents share the decoder's workers.
+	perFile := make([]*parts, len(files))
+	read := make([]bool, len(files))
+	sem := make(chan struct{}, workers)
+	var readers sync.WaitGroup
+	for i, f := range files {
+		sem <- struct{}{}
+		readers.Add(1)
+		go func() {
+			defer func() { <-sem; readers.Done() }()
+			defer d.recover()
+			ps := &parts{}
+			perFile[i] = ps
+			data, err := srctree.ReadFile(root, inTree(f), MaxFileBytes)
+			if err != nil {
+				p := ps.next()
+				p.Incomplete = true
+				p.Diags = append(p.Diags, fileError(f, fmt.Errorf("%w: %w", ErrRead, err)))
+				return
+			}
+			read[i] = true
+			d.file(ps, f, data)
+		}()
 	}
+	readers.Wait()
+	for _, ok := range read {
+		if ok {
+			s.Files++
+		}
+	}
+	d.wait(s, perFile...)
 	s.finish()
 	return s, nil
 }
 
 // Parse decodes one file's content; file names it in diagnostics.
 func Parse(file string, data []byte, opt Options) *Set {
-	s := &Set{}
-	s.parseFile(file, data, opt)
+	return parseWith(file, data, opt, runtime.GOMAXPROCS(0))
+}
+
+func parseWith(file string, data []byte, opt Options, workers int) *Set {
+	s := &Set{Files: 1}
+	d := newDecoder(opt, workers)
+	ps := &parts{}
+	d.file(ps, file, data)
+	d.wait(s, ps)
 	s.finish()
 	return s
+}
+
+// decoder decodes the documents of one Load or Parse. The YAML parser reads
+// a file's documents one after the other, but turning each document into an
+// object (conversion, the schema walk, decoding, defaults and checks) needs
+// nothing from its neighbours, so that runs on workers, each document into
+// its own part. The parts are merged in file and document order, so the
+// result is the same as decoding one document after the other. The job
+// queue is short: the parser waits for the workers rather than holding
+// every document's node tree at once.
+type decoder struct {
+	opt  Options
+	jobs chan docJob
+	wg   sync.WaitGroup
+	// panicked holds a worker's or reader's panic, raised again in wait,
+	// on the caller's goroutine, where it would have been raised before.
+	panicked chan any
+}
+
+// parts are the results of one file's documents, in document order.
+type parts struct{ list []*Set }
+
+// next returns a new, empty part for the file's next document or problem.
+func (ps *parts) next() *Set {
+	p := &Set{}
+	ps.list = append(ps.list, p)
+	return p
+}
+
+// recover, deferred, keeps a panic for wait to raise.
+func (d *decoder) recover() {
+	if r := recover(); r != nil {
+		select {
+		case d.panicked <- r:
+		default: // one is enough
+		}
+	}
+}
+
+type docJob struct {
+	file string
+	n    int // the document's number in its file, 1-based
+	doc  *yaml.Node
+	out  *Set
+}
+
+func newDecoder(opt Options, workers int) *decoder {
+	workers = max(workers, 1)
+	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
+	for range workers {
+		d.wg.Add(1)
+		go d.work()
+	}
+	return d
+}
+
+func (d *decoder) work() {
+	defer d.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			select {
+			case d.panicked <- r:
+			default:
+			}
+			for range d.jobs { // let the parsers finish; wait re-raises
+			}
+		}
+	}()
+	// Struct field tables are the same for every document: one per worker,
+	// so they are built once, not once per document.
+	fields := map[reflect.Type]map[string]reflect.Type{}
+	for j := range d.jobs {
+		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+	}
+}
+
+// wait waits for the workers and merges every file's parts into s, in
+// file and document order.
+func (d *decoder) wait(s *Set, files ...*parts) {
+	close(d.jobs)
+	d.wg.Wait()
+	select {
+	case r := <-d.panicked:
+		panic(r)
+	default:
+	}
+	n := 0
+	for _, ps := range files {
+		for _, p := range ps.list {
+			n += len(p.Objects)
+		}
+	}
+	s.Objects = slices.Grow(s.Objects, n)
+	for _, ps := range files {
+		for _, p := range ps.list {
+			s.Objects = append(s.Objects, p.Objects...)
+			s.Diags = append(s.Diags, p.Diags...)
+			s.Incomplete = s.Incomplete || p.Incomplete
+		}
+	}
 }
 
 func relPath(root, p string) string {
@@ -194,36 +331,39 @@ func fileError(file string, err error) diag.Diagnostic {
 // yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (s *Set) parseFile(file string, data []byte, opt Options) {
-	s.Files++
+// file reads the documents of one file and queues each for a worker, its
+// part in ps.
+func (d *decoder) file(ps *parts, file string, data []byte) {
 	if len(data) > MaxFileBytes {
-		s.Incomplete = true
-		s.Diags = append(s.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
+		p := ps.next()
+		p.Incomplete = true
+		p.Diags = append(p.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	resumed := 0 // the line of the document marker reading resumed at
 	for n := 1; ; n++ {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
+		doc := new(yaml.Node)
+		err := dec.Decode(doc)
 		if errors.Is(err, io.EOF) {
 			return
 		}
 		if err != nil {
 			// The broken document is unknown, so the set is incomplete.
-			s.Incomplete = true
-			d := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
+			p := ps.next()
+			p.Incomplete = true
+			diag := fileError(file, fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: ")))
 			if m := yamlErrLine.FindStringSubmatch(err.Error()); m != nil {
 				line, _ := strconv.Atoi(m[1])
-				d.Line = syntaxLine(line, m[2])
-				d.Err = fmt.Errorf("%w: %s", ErrSyntax, m[2])
-				d.Message = d.Err.Error()
+				diag.Line = syntaxLine(line, m[2])
+				diag.Err = fmt.Errorf("%w: %s", ErrSyntax, m[2])
+				diag.Message = diag.Err.Error()
 			}
-			s.Diags = append(s.Diags, d)
+			p.Diags = append(p.Diags, diag)
 			// The parser cannot resume, but the documents after the
 			// broken one can be read on their own: their errors are
 			// reported in the same pass.
-			rest, at, ok := nextDocument(data, max(d.Line, resumed))
+			rest, at, ok := nextDocument(data, max(diag.Line, resumed))
 			if !ok {
 				return
 			}
@@ -231,17 +371,22 @@ func (s *Set) parseFile(file string, data []byte, opt Options) {
 			dec = yaml.NewDecoder(bytes.NewReader(rest))
 			continue
 		}
-		if err := checkDocument(&doc); err != nil {
-			// Its identity is unknown: converting it is what would take
-			// the memory.
-			s.Incomplete = true
-			d := fileError(file, fmt.Errorf("document %d: %w", n, err))
-			d.Line = doc.Line
-			s.Diags = append(s.Diags, d)
-			continue
-		}
-		s.parseDocument(file, &doc, opt)
+		d.jobs <- docJob{file: file, n: n, doc: doc, out: ps.next()}
 	}
+}
+
+// parseDocumentAt checks the size of document n of file, then decodes it.
+func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
+	if err := checkDocument(doc); err != nil {
+		// Its identity is unknown: converting it is what would take
+		// the memory.
+		s.Incomplete = true
+		d := fileError(file, fmt.Errorf("document %d: %w", n, err))
+		d.Line = doc.Line
+		s.Diags = append(s.Diags, d)
+		return
+	}
+	s.parseDocument(file, doc, opt, fields)
 }
 
 // syntaxLine corrects go.yaml.in/yaml/v3's line numbers: scanner errors carry

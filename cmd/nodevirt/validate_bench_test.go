@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,118 @@ func BenchmarkValidate_manyErrors(b *testing.B) {
 					b.Fatalf("exit %d, %d errors reported", code, strings.Count(errOut, "unknown field"))
 				}
 			}
+		})
+	}
+}
+
+// validVM is one valid VirtualMachine as a generated repository holds it:
+// labels, CPU, memory, a disk and its volume. It draws no warning, so the
+// report is only the summary line.
+func validVM(b *strings.Builder, i int) {
+	fmt.Fprintf(b, `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: vm%06d
+  namespace: fleet
+  labels: {app: bench, tier: "%d"}
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        cpu: {sockets: 2, maxSockets: 2}
+        memory: {guest: 512Mi}
+        devices:
+          autoattachPodInterface: false
+          disks:
+          - name: scratch
+            disk: {bus: virtio}
+      volumes:
+      - name: scratch
+        emptyDisk: {capacity: 1Gi}
+`, i, i%10)
+}
+
+// manyValid writes n valid VirtualMachines, perFile to a file, and returns
+// the directory.
+func manyValid(tb testing.TB, n, perFile int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	var b strings.Builder
+	flush := func(i int) {
+		if b.Len() == 0 {
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("vms-%06d.yaml", i)), []byte(b.String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		b.Reset()
+	}
+	for i := range n {
+		if b.Len() > 0 {
+			b.WriteString("---\n")
+		}
+		validVM(&b, i)
+		if (i+1)%perFile == 0 {
+			flush(i)
+		}
+	}
+	flush(n)
+	return dir
+}
+
+// resetPeakRSS lets each sub-benchmark report its own peak: writing 5 to
+// clear_refs resets VmHWM to the current RSS (Linux 4.0 and later).
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// peakRSS reports the process's peak resident set (VmHWM) in MiB.
+func peakRSS(b *testing.B) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib float64
+			if _, err := fmt.Sscan(rest, &kib); err == nil {
+				b.ReportMetric(kib/1024, "peak-RSS-MiB")
+			}
+		}
+	}
+}
+
+// BenchmarkValidate is `nodevirt validate` in process over valid
+// VirtualMachines: all in one file (up to what MaxFileBytes allows) and
+// 1,000 to a file. ns/VM shows whether the cost stays linear in the
+// number of VMs.
+func BenchmarkValidate(b *testing.B) {
+	for _, c := range []struct {
+		name       string
+		n, perFile int
+	}{
+		{"onefile/1000", 1000, 1000},
+		{"onefile/10000", 10000, 10000},
+		{"files/1000", 1000, 1000},
+		{"files/10000", 10000, 1000},
+		{"files/100000", 100000, 1000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := manyValid(b, c.n, c.perFile)
+			want := fmt.Sprintf("%d objects in %d files are valid", c.n, (c.n+c.perFile-1)/c.perFile)
+			runtime.GC()
+			resetPeakRSS()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				out, errOut, code := run(b, "validate", "--source", dir)
+				if code != 0 || !strings.Contains(out, want) || errOut != "" {
+					b.Fatalf("exit %d, want %q:\n%s%s", code, want, out, errOut)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*c.n), "ns/VM")
+			peakRSS(b)
 		})
 	}
 }

@@ -200,11 +200,13 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	for key, node := range placed.Node {
 		st.Placement[key] = Placed{Node: node, Hash: hashes[key]}
 	}
-	st.OutOfService = outOfService(set, opt.Node)
+	down := outOfServiceNodes(set)
+	st.OutOfService = down[opt.Node]
 	networks := newNetworkResolver(set)
 	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
 	var todo []candidate
+	var refused map[string][]string // by object, read at the first invalid VM
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
 			st.AllowPruneAll = true
@@ -256,7 +258,10 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 			// still reported now rather than after the first errors are
 			// fixed.
 			st.Invalid[name] = o.Ref.String()
-			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context, set.Diags)...)
+			if refused == nil {
+				refused = refusedPaths(set.Diags)
+			}
+			st.Diags = append(st.Diags, refusals(o, spec, prefix, networks, opt.Context, refused[o.Ref.String()])...)
 			continue
 		}
 		key := o.Ref.Namespace + "/" + o.Ref.Name
@@ -304,20 +309,31 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		want[i] = c.demand
 	}
 	allocs := allocate(opt.Resources, want)
+	// Each VM renders on its own (conversion and its XML are most of a
+	// build), so they render in parallel and are collected in order.
 	var none allocation // what a VM asking for no node resources gets
-	for _, c := range todo {
+	type result struct {
+		vm    *VM
+		diags diag.List
+	}
+	results := make([]result, len(todo))
+	forEach(len(todo), func(i int) {
+		c := todo[i]
 		alloc := allocs[c.demand.name]
 		if alloc == nil {
 			alloc = &none
 		}
-		vm, diags := render(c, alloc, revision, opt)
-		st.Diags = append(st.Diags, diags...)
-		if vm == nil {
+		results[i].vm, results[i].diags = render(c, alloc, revision, opt)
+	})
+	for i, r := range results {
+		c := todo[i]
+		st.Diags = append(st.Diags, r.diags...)
+		if r.vm == nil {
 			st.Invalid[c.demand.name] = c.o.Ref.String()
 			continue
 		}
-		vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, set, opt)
-		st.VMs = append(st.VMs, vm)
+		r.vm.Fenced = fence(c.o.Ref.Namespace+"/"+c.o.Ref.Name, down, opt)
+		st.VMs = append(st.VMs, r.vm)
 	}
 	st.Diags = append(st.Diags, networks.diags...)
 	st.Diags = append(st.Diags, sources.warnings()...)
@@ -331,15 +347,9 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 // errors: unresolved networks, and the fields the converter refuses or
 // ignores. The conversion runs on a spec that failed admission, so its
 // element-level findings (often the same errors again) are dropped, and so
-// are its refusals of a field admission already refused (known holds the
-// load's diagnostics), and the domain.
-func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context, known diag.List) diag.List {
-	var refused []string
-	for _, d := range known {
-		if d.Object == o.Ref.String() && d.Severity == diag.Error && d.Path != "" {
-			refused = append(refused, d.Path)
-		}
-	}
+// are its refusals of a field admission already refused (refused holds the
+// paths of the load's errors about o, see refusedPaths), and the domain.
+func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, prefix string, networks *networkResolver, ctx domain.Context, refused []string) diag.List {
 	already := func(p string) bool {
 		for _, r := range refused {
 			if p == r || strings.HasPrefix(p, r+".") || strings.HasPrefix(p, r+"[") {
@@ -368,6 +378,19 @@ func refusals(o *manifests.Object, spec *kubevirtv1.VirtualMachineInstanceSpec, 
 		diags = append(diags, d)
 	}
 	return diags
+}
+
+// refusedPaths are the paths of the errors in known, by object: indexed
+// once, so the refusals of many invalid VMs do not each scan every
+// diagnostic.
+func refusedPaths(known diag.List) map[string][]string {
+	out := map[string][]string{}
+	for _, d := range known {
+		if d.Severity == diag.Error && d.Path != "" {
+			out[d.Object] = append(out[d.Object], d.Path)
+		}
+	}
+	return out
 }
 
 // candidate is a VM placed on this node, waiting for its resources and conversion.

@@ -93,8 +93,11 @@ func lease(opt Options) time.Duration {
 // node is out of service, or another node reports it running and has not
 // been fenced (its report older than the node lease and the out-of-service
 // taint on its Node manifest, Kubernetes' signal that it is down).
-func fence(key string, set *manifests.Set, opt Options) string {
-	if outOfService(set, opt.Node) {
+//
+// down holds the nodes whose Node manifest carries the out-of-service taint
+// (outOfServiceNodes), read once per build rather than once per VM.
+func fence(key string, down map[string]bool, opt Options) string {
+	if down[opt.Node] {
 		return fmt.Sprintf("node %s has the taint %s: nothing starts here", opt.Node, placement.TaintOutOfService)
 	}
 	if opt.Reports == nil {
@@ -113,26 +116,27 @@ func fence(key string, set *manifests.Set, opt Options) string {
 	switch {
 	case fresh(last, opt):
 		return fmt.Sprintf("waiting for node %s to stop vm %s (reported running at %s)", node, key, stamp)
-	case !outOfService(set, node):
+	case !down[node]:
 		return fmt.Sprintf("waiting for node %s to stop vm %s (reported running at %s; its last report is older than the node lease %s: taint its Node %s to start the VM here)",
 			node, key, stamp, lease(opt), placement.TaintOutOfService)
 	}
 	return ""
 }
 
-// outOfService reports whether the Node manifest of node carries the
+// outOfServiceNodes returns the nodes whose Node manifest carries the
 // out-of-service taint (any effect).
-func outOfService(set *manifests.Set, node string) bool {
+func outOfServiceNodes(set *manifests.Set) map[string]bool {
+	down := map[string]bool{}
 	for _, o := range set.OfKind("Node") {
 		n, ok := o.Value.(*corev1.Node)
-		if !ok || !o.Valid || n.Name != node {
+		if !ok || !o.Valid {
 			continue
 		}
 		for _, t := range n.Spec.Taints {
 			if t.Key == placement.TaintOutOfService {
-				return true
+				down[n.Name] = true
 			}
 		}
 	}
-	return false
+	return down
 }

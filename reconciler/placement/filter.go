@@ -25,7 +25,7 @@ type interPod struct {
 
 func (p *placer) interPodState(v *vm) interPod {
 	st := interPod{affinity: map[topologyPair]int{}, anti: map[topologyPair]int{}, existingAnti: map[topologyPair]int{}}
-	for _, e := range p.placed {
+	for _, e := range p.against(v) {
 		if matchesAll(v.affinity, e.vm) {
 			for _, t := range v.affinity {
 				if val, ok := e.node.labels[t.topologyKey]; ok {

@@ -242,6 +242,10 @@ type placer struct {
 	byName map[string]*node
 	nsLbls map[string]labels.Set
 	placed []placed
+	// withTerms are the placed VMs with inter-pod terms of their own, in
+	// binding order: the only ones that can count for a VM without terms,
+	// so placing many such VMs stays linear.
+	withTerms []placed
 }
 
 func newPlacer(nodes []Node, namespaces []Namespace) *placer {
@@ -291,6 +295,19 @@ func (p *placer) namespaceLabels(ns string) labels.Set {
 func (p *placer) bind(v *vm, n *node) {
 	n.vms++
 	p.placed = append(p.placed, placed{v, n})
+	if v.hasPodTerms() {
+		p.withTerms = append(p.withTerms, placed{v, n})
+	}
+}
+
+// against returns the placed VMs that can count for v's inter-pod filter
+// and score: all of them when v has terms of its own, else only those
+// with terms (a term of v's selects them; theirs select v).
+func (p *placer) against(v *vm) []placed {
+	if v.hasPodTerms() {
+		return p.placed
+	}
+	return p.withTerms
 }
 
 // keeps returns the VM's previous node if it may stay there: the node still

@@ -711,3 +711,37 @@ func TestVM_hash(t *testing.T) {
 		t.Error("dedicated CPUs select cpumanager nodes: the hash must change")
 	}
 }
+
+// A VM without inter-pod terms of its own is placed against only the placed
+// VMs that have terms: those terms must still hold for it, however many
+// VMs without terms were placed in between.
+func TestPlace_placedVMsTermsBindVMsWithoutTerms(t *testing.T) {
+	nodes := []Node{nd("n1"), nd("n2")}
+	guard := vmOf("a-guard", podAntiAffinity(selects(LabelHostname, "app", "db")))
+	guard.Spec.NodeSelector = map[string]string{LabelHostname: "n1"}
+	friend := vmOf("a-friend", preferPods(weighted(100, selects(LabelHostname, "app", "db"))))
+	friend.Spec.NodeSelector = map[string]string{LabelHostname: "n2"}
+	fillers := func(node string) []VM {
+		var out []VM
+		for i := range 5 {
+			out = append(out, pinned(fmt.Sprintf("b-%d", i), node, "app", "web"))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		vms  []VM
+		want string
+	}{
+		{"a placed VM's required anti-affinity keeps it off the busier node's rival", append([]VM{guard}, fillers("n2")...), "n2"},
+		{"a placed VM's preferred affinity draws it to the busier node", append([]VM{friend}, fillers("n2")...), "n2"},
+		{"with neither, the least loaded node takes it", fillers("n2"), "n1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Place(nodes, append(tc.vms, vmOf("c-db", nil, "app", "db")))
+			if got.Node["default/c-db"] != tc.want {
+				t.Fatalf("c-db on %q, want %q (%v)", got.Node["default/c-db"], tc.want, got)
+			}
+		})
+	}
+}

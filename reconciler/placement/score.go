@@ -64,7 +64,7 @@ func (p *placer) topologyScore(v *vm) map[string]map[string]int64 {
 		}
 		topo[t.topologyKey][val] += weight
 	}
-	for _, e := range p.placed {
+	for _, e := range p.against(v) {
 		for _, t := range v.prefAffinity {
 			add(t, t.weight, e.vm, e.node)
 		}

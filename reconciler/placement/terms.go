@@ -34,6 +34,12 @@ type vm struct {
 	err error
 }
 
+// hasPodTerms reports whether v has inter-pod affinity or anti-affinity
+// terms, required or preferred.
+func (v *vm) hasPodTerms() bool {
+	return len(v.affinity)+len(v.antiAffinity)+len(v.prefAffinity)+len(v.prefAntiAffinity) > 0
+}
+
 // podTerm is a PodAffinityTerm: which VMs it selects and over which
 // topology domain.
 type podTerm struct {

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"libvirt.org/go/libvirtxml"
@@ -371,41 +373,84 @@ func orOneU(n uint32) uint32 {
 // names) whose value is in use: a non-nil pointer (an empty object such as
 // `tpm: {}` counts), a non-empty list or map, a true *bool, a non-zero scalar.
 func setPaths(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) []string {
-	return walkSet(reflect.ValueOf(spec).Elem(), strings.Split(pattern, "."), "")
+	return walkSet(reflect.ValueOf(spec).Elem(), compiledPaths()[pattern], "")
 }
 
-func walkSet(v reflect.Value, segs []string, at string) []string {
+// pathStep is one segment of a support-table path, resolved to its field
+// index (through embedded structs) once for the spec type, so that checking
+// every VM does not look fields up by their JSON tags again.
+type pathStep struct {
+	name  string
+	index []int
+	list  bool
+}
+
+// compiledPaths resolves the path of every row setPaths reads, once per
+// process: the table and the spec type are fixed at build time.
+var compiledPaths = sync.OnceValue(func() map[string][]pathStep {
+	out := map[string][]pathStep{}
+	for _, f := range fields {
+		if f.find == nil && (f.Support == Ignored || f.Support == Refused) {
+			out[f.Path] = compilePath(reflect.TypeFor[kubevirtv1.VirtualMachineInstanceSpec](), f.Path)
+		}
+	}
+	return out
+})
+
+func compilePath(t reflect.Type, pattern string) []pathStep {
+	var steps []pathStep
+	at := ""
+	for seg := range strings.SplitSeq(pattern, ".") {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		name, list := strings.CutSuffix(seg, "[*]")
+		index, ft, ok := fieldIndexByJSON(t, name)
+		if !ok {
+			panic("domain: support table names unknown field " + at + seg)
+		}
+		steps = append(steps, pathStep{name: name, index: index, list: list})
+		at += name + "."
+		if list {
+			ft = ft.Elem()
+		}
+		t = ft
+	}
+	return steps
+}
+
+func walkSet(v reflect.Value, steps []pathStep, at string) []string {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return nil
 		}
 		v = v.Elem()
 	}
-	name, list := strings.CutSuffix(segs[0], "[*]")
-	fv, ok := fieldByJSON(v, name)
-	if !ok {
-		panic("domain: support table names unknown field " + at + segs[0])
+	s := steps[0]
+	fv, err := v.FieldByIndexErr(s.index)
+	if err != nil {
+		return nil // inside a nil embedded struct: nothing is set there
 	}
-	here := at + name
-	if list {
+	here := at + s.name
+	if s.list {
 		var out []string
 		for i := 0; i < fv.Len(); i++ {
-			elem := fmt.Sprintf("%s[%d]", here, i)
-			if len(segs) == 1 {
+			elem := here + "[" + strconv.Itoa(i) + "]"
+			if len(steps) == 1 {
 				out = append(out, elem)
 				continue
 			}
-			out = append(out, walkSet(fv.Index(i), segs[1:], elem+".")...)
+			out = append(out, walkSet(fv.Index(i), steps[1:], elem+".")...)
 		}
 		return out
 	}
-	if len(segs) == 1 {
+	if len(steps) == 1 {
 		if inUse(fv) {
 			return []string{here}
 		}
 		return nil
 	}
-	return walkSet(fv, segs[1:], here+".")
+	return walkSet(fv, steps[1:], here+".")
 }
 
 func inUse(v reflect.Value) bool {
@@ -453,4 +498,28 @@ func fieldByJSON(v reflect.Value, name string) (reflect.Value, bool) {
 		}
 	}
 	return reflect.Value{}, false
+}
+
+// fieldIndexByJSON is fieldByJSON on a type: the index of the field with the
+// given JSON name, in the same order of search, and its type.
+func fieldIndexByJSON(t reflect.Type, name string) ([]int, reflect.Type, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name && name != "" {
+			return []int{i}, f.Type, true
+		}
+		if tag == "" && f.Anonymous {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if sub, st, ok := fieldIndexByJSON(ft, name); ok {
+					return append([]int{i}, sub...), st, true
+				}
+			}
+		}
+	}
+	return nil, nil, false
 }
