@@ -3,14 +3,21 @@ package vm_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodevirt/nodevirt/reconciler/desired"
+	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/reconciler/vm"
+	"github.com/nodevirt/nodevirt/runtime/disks"
 	"github.com/nodevirt/nodevirt/runtime/hv"
+	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
 
 // An apply of many VMs side by side where libvirt refuses one VM's XML:
@@ -90,5 +97,77 @@ func TestReconciler_parallelApplyIsolatesAFailedDefine(t *testing.T) {
 	}
 	if d := cmp.Diff(rows[0], rows[1]); d != "" {
 		t.Fatalf("parallel and sequential reports differ (-seq +par):\n%s", d)
+	}
+}
+
+// callLog is the test driver with its starts and stops written down in
+// the order libvirt saw them.
+type callLog struct {
+	*virt.Driver
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *callLog) add(call string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, call)
+}
+
+func (c *callLog) Start(ctx context.Context, name string) error {
+	err := c.Driver.Start(ctx, name)
+	c.add("start " + name)
+	return err
+}
+
+func (c *callLog) Shutdown(ctx context.Context, name string, grace time.Duration) error {
+	c.add("stop " + name)
+	return c.Driver.Shutdown(ctx, name, grace)
+}
+
+// A rename applied in parallel (the old VM's manifest gone, a new one
+// added, beside other new VMs) starts the new VM before the old one stops.
+func TestReconciler_parallelRenameStartsBeforeItDeletes(t *testing.T) {
+	base := newHost(t, vm.Config{})
+	log := &callLog{Driver: base.hv}
+	d, err := disks.New(base.state, filepath.Join(base.state, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := vm.New(vm.Config{SelfHeal: true, Parallel: 4, DiskDir: filepath.Join(base.state, "disks")}, log, d, base.stateDB())
+	apply := func(st *desired.State) vm.Report {
+		p, err := rec.Plan(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := rec.Apply(context.Background(), p)
+		if rep.Failed > 0 {
+			t.Fatalf("apply failed: %+v", rep.Outcomes)
+		}
+		return rep
+	}
+	apply(base.render("r1", vmYAML("old", "64Mi", "Always"), vmYAML("keep", "64Mi", "Always")))
+	var docs []string
+	for i := range 6 {
+		docs = append(docs, vmYAML(fmt.Sprintf("new%d", i), "64Mi", "Always"))
+	}
+	log.mu.Lock()
+	log.calls = nil
+	log.mu.Unlock()
+	rep := apply(base.render("r2", append(docs, vmYAML("keep", "64Mi", "Always"))...))
+	if rep.Count(plan.Done) != 13 {
+		t.Fatalf("want 6 creates, 6 starts and 1 delete done: %+v", rep.Outcomes)
+	}
+	stop := slices.Index(log.calls, "stop default_old")
+	if stop < 0 {
+		t.Fatalf("the old VM was never stopped: %v", log.calls)
+	}
+	for i := range 6 {
+		if at := slices.Index(log.calls, fmt.Sprintf("start default_new%d", i)); at < 0 || at > stop {
+			t.Fatalf("new%d started at %d, the old VM stopped at %d: %v", i, at, stop, log.calls)
+		}
+	}
+	if doms := base.domains(); doms["default_new5"].State != hv.Running || len(doms) != 7 {
+		t.Fatalf("domains after the rename: %v", doms)
 	}
 }
