@@ -42,13 +42,13 @@ type Config struct {
 	Parallel int
 }
 
-// DefaultParallel is how many VMs an apply works on at once: 4 per CPU.
-// A define or start mostly waits on libvirtd and QEMU (start of a domain
-// with no disks took 0.2 s of which nodevirt's own share is a few ms), so
-// more workers than CPUs keep libvirtd's worker threads busy; beyond a few
-// per CPU, the QEMU processes starting at once only compete for the CPUs
+// DefaultParallel is how many VMs an apply works on at once: one per CPU.
+// Starting a QEMU process is CPU work (0.85 CPU-seconds per TCG guest
+// here, most of a start's time), so more starts at once than CPUs only
+// compete for them; and libvirtd serves at most 5 calls of one connection
+// at a time (max_client_requests), so more would only queue there
 // (measured in docs/performance-apply.md).
-func DefaultParallel() int { return 4 * runtime.NumCPU() }
+func DefaultParallel() int { return runtime.NumCPU() }
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
