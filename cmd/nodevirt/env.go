@@ -76,6 +76,9 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 			return agent.OpenConfig{}, fmt.Errorf("--allowed-block-device %w", err)
 		}
 	}
+	if o.parallelVMs < 0 {
+		return agent.OpenConfig{}, fmt.Errorf("--parallel-vms %d: want 0 (one per CPU) or more", o.parallelVMs)
+	}
 	src, err := o.sourceOptions()
 	if err != nil {
 		return agent.OpenConfig{}, err
@@ -99,6 +102,7 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		AllowReboot:     o.allowReboot,
 		AllowPruneAll:   o.allowPruneAll,
 		PruneGuardShare: o.pruneGuardShare,
+		ParallelVMs:     o.parallelVMs,
 		Log:             o.logger(),
 		Lock:            lock,
 		Stages:          stages,

@@ -86,6 +86,9 @@ type OpenConfig struct {
 	AllowReboot     bool
 	AllowPruneAll   bool
 	PruneGuardShare float64
+	// ParallelVMs is how many VMs an apply works on at once (vm.Config's
+	// Parallel).
+	ParallelVMs int
 
 	// Interval, DriftInterval, EventDebounce and Ready are the loop's (see
 	// Config).
@@ -536,6 +539,7 @@ func (rt *Runtime) newReconciler() *vm.Reconciler {
 		DomainType:      rt.DomainType,
 		AllowPruneAll:   c.AllowPruneAll,
 		PruneGuardShare: c.PruneGuardShare,
+		Parallel:        c.ParallelVMs,
 		SelfHeal:        c.SelfHeal,
 		DiskDir:         filepath.Join(c.StateDir, "disks"),
 		Log:             c.Log,

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodevirt/nodevirt/internal/pathelem"
@@ -35,7 +37,18 @@ type Config struct {
 	// Arch and DomainType are what guest CPUs are compared for ("x86_64",
 	// "kvm"); empty skips the CPU check.
 	Arch, DomainType string
+	// Parallel is how many VMs are defined and started at once; 0 means
+	// DefaultParallel(), 1 one step at a time.
+	Parallel int
 }
+
+// DefaultParallel is how many VMs an apply works on at once: one per CPU.
+// Starting a QEMU process is CPU work (0.85 CPU-seconds per TCG guest
+// here, most of a start's time), so more starts at once than CPUs only
+// compete for them; and libvirtd serves at most 5 calls of one connection
+// at a time (max_client_requests), so more would only queue there
+// (measured in docs/performance-apply.md).
+func DefaultParallel() int { return runtime.NumCPU() }
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
@@ -50,6 +63,9 @@ type Reconciler struct {
 	// change while the agent runs.
 	cpuVerdicts sync.Map
 	hotplug     HotPluggedVolumes
+	// paths serializes work on one host file across VMs applied in
+	// parallel (an image cache entry, a host disk two VMs share).
+	paths *pathLocks
 }
 
 // HotPluggedVolumes lists the volumes attached by hand to running VMs, by
@@ -71,7 +87,10 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, starts: &startBackoff{}}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultParallel()
+	}
+	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, starts: &startBackoff{}, paths: &pathLocks{}}
 }
 
 // Planned is the VM stage's plan together with everything Apply needs: plain
@@ -233,9 +252,15 @@ func (rp Report) Err() error {
 // rename (delete old + create new) never leaves the node without the service.
 var vmOrder = []plan.Action{Create, Update, AttachVolume, DetachVolume, Start, Restart, Stop, Delete}
 
+// vmFences: with VMs applied in parallel, deletes still wait for every
+// define, start and stop to end.
+var vmFences = []plan.Action{Delete}
+
 // Apply executes a plan. Every action runs even when an earlier one for
 // another object failed; an object's later actions are skipped after its own
-// failure (no start of a VM whose define failed).
+// failure (no start of a VM whose define failed). Up to Config.Parallel VMs
+// apply at once, each VM's steps in order (its start right after its
+// define); the report lists them in plan order.
 func (r *Reconciler) Apply(ctx context.Context, p *Planned) Report {
 	_ = r.rec.setMeta(keyLastAttempted, p.Revision)
 	rep := r.apply(ctx, p, p.Actions)
@@ -268,7 +293,7 @@ func (r *Reconciler) apply(ctx context.Context, p *Planned, steps []plan.Step) R
 			r.log.Error("adopting domain into the inventory", "domain", vm.DomainName, "err", err)
 		}
 	}
-	unavailable := 0
+	var unavailable atomic.Int64
 	starts := func(a plan.Step) bool { return a.Action == Start || a.Action == Restart }
 	rep := plan.Apply(ctx, steps, plan.Runner[plan.Step]{
 		Order:    vmOrder,
@@ -289,13 +314,15 @@ func (r *Reconciler) apply(ctx context.Context, p *Planned, steps []plan.Step) R
 				r.starts.record(a.Target, err, r.cfg.Now())
 			}
 			if lost {
-				unavailable++
+				unavailable.Add(1)
 			}
 			return "", "", err
 		},
-		Log: r.log,
+		Log:      r.log,
+		Parallel: r.cfg.Parallel,
+		Fences:   vmFences,
 	})
-	return Report{Revision: p.Revision, Report: rep, Unavailable: unavailable}
+	return Report{Revision: p.Revision, Report: rep, Unavailable: int(unavailable.Load())}
 }
 
 // AwaitHypervisor returns once the hypervisor answers a listing of domains
@@ -455,45 +482,57 @@ func (r *Reconciler) ensureISO(ctx context.Context, a domain.Artifact) error {
 // prepare makes every host file the VM's disks refer to.
 func (r *Reconciler) prepare(ctx context.Context, vm *desired.VM) error {
 	for _, a := range vm.Artifacts {
-		var err error
-		switch a.Kind {
-		case domain.EmptyDisk:
-			err = r.disks.EnsureQcow2(ctx, a.Path, a.Size)
-		case domain.NoCloudISO, domain.ConfigDriveISO, domain.ConfigISO:
-			err = r.ensureISO(ctx, a)
-		case domain.ContainerDisk:
-			var base, format string
-			base, format, err = r.disks.ResolveImage(ctx, a.Image)
-			if err == nil {
-				err = r.disks.EnsureOverlay(ctx, a.Path, base, format)
-			}
-		case domain.HostDisk:
-			if a.Create {
-				err = r.disks.EnsureRaw(ctx, a.Path, a.Size)
-			} else if !r.disks.Exists(a.Path) {
-				err = fmt.Errorf("host disk %s does not exist", a.Path)
-			}
-		case domain.Claim:
-			if !r.disks.Exists(a.Path) {
-				err = fmt.Errorf("claim disk %s does not exist", a.Path)
-			}
-		case domain.KernelBoot:
-			// No volume to name: the error names the kernel boot image.
-			if err := r.disks.EnsureKernelBoot(ctx, a.Image, a.Path, a.KernelPath, a.InitrdPath); err != nil {
-				return err
-			}
-			continue
-		case domain.SharedDir:
-			// The claim's directory, made by storage; virtiofsd shares it.
-			if !r.disks.Exists(a.Path) {
-				err = fmt.Errorf("shared directory %s of claim %s does not exist", a.Path, a.Claim)
-			}
-		default:
-			err = errors.New("unknown artifact kind " + string(a.Kind))
+		if err := r.prepareOne(ctx, a); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("volume %q: %w", a.Volume, err)
+	}
+	return nil
+}
+
+// prepareOne makes one artifact's file, holding its path (and image) so a
+// VM applied beside this one never builds the same file at the same time.
+func (r *Reconciler) prepareOne(ctx context.Context, a domain.Artifact) error {
+	keys := []string{a.Path}
+	if a.Image != "" {
+		keys = append(keys, "image "+a.Image)
+	}
+	unlock := r.paths.lock(keys...)
+	defer unlock()
+	var err error
+	switch a.Kind {
+	case domain.EmptyDisk:
+		err = r.disks.EnsureQcow2(ctx, a.Path, a.Size)
+	case domain.NoCloudISO, domain.ConfigDriveISO, domain.ConfigISO:
+		err = r.ensureISO(ctx, a)
+	case domain.ContainerDisk:
+		var base, format string
+		base, format, err = r.disks.ResolveImage(ctx, a.Image)
+		if err == nil {
+			err = r.disks.EnsureOverlay(ctx, a.Path, base, format)
 		}
+	case domain.HostDisk:
+		if a.Create {
+			err = r.disks.EnsureRaw(ctx, a.Path, a.Size)
+		} else if !r.disks.Exists(a.Path) {
+			err = fmt.Errorf("host disk %s does not exist", a.Path)
+		}
+	case domain.Claim:
+		if !r.disks.Exists(a.Path) {
+			err = fmt.Errorf("claim disk %s does not exist", a.Path)
+		}
+	case domain.KernelBoot:
+		// No volume to name: the error names the kernel boot image.
+		return r.disks.EnsureKernelBoot(ctx, a.Image, a.Path, a.KernelPath, a.InitrdPath)
+	case domain.SharedDir:
+		// The claim's directory, made by storage; virtiofsd shares it.
+		if !r.disks.Exists(a.Path) {
+			err = fmt.Errorf("shared directory %s of claim %s does not exist", a.Path, a.Claim)
+		}
+	default:
+		err = errors.New("unknown artifact kind " + string(a.Kind))
+	}
+	if err != nil {
+		return fmt.Errorf("volume %q: %w", a.Volume, err)
 	}
 	return nil
 }
