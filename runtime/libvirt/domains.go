@@ -45,6 +45,8 @@ var undefineFlagSets = []libvirt.DomainUndefineFlagsValues{
 }
 
 // Domains lists every domain, persistent and transient, sorted by name.
+// After CacheDefinitions, a domain's XML comes from the cache when no event
+// or change through this driver touched it since it was last read.
 func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	c, release, err := d.acquire(ctx)
 	if err != nil {
@@ -52,6 +54,9 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	}
 	defer release()
 
+	// The epoch is taken before anything is read, so an event for a change
+	// that happens during the listing keeps its documents out of the cache.
+	epoch, caching := d.defs.begin()
 	doms, err := c.ListAllDomains(0)
 	if err != nil {
 		return nil, wrapErr("list domains on", d.uri, err)
@@ -63,8 +68,13 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	}()
 
 	out := make([]hv.Domain, 0, len(doms))
+	var read map[string]definition
+	var seen map[string]bool
+	if caching {
+		read, seen = map[string]definition{}, make(map[string]bool, len(doms))
+	}
 	for i := range doms {
-		hd, err := describe(&doms[i])
+		hd, fresh, err := d.describe(&doms[i], caching)
 		if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
 			// Gone since the listing (a transient domain that stopped).
 			continue
@@ -73,28 +83,46 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 			return nil, err
 		}
 		out = append(out, hd)
+		if caching {
+			seen[hd.UUID] = true
+			if fresh {
+				read[hd.UUID] = definition{persistent: hd.Persistent, xml: hd.XML}
+			}
+		}
+	}
+	if caching {
+		d.defs.store(epoch, read, seen)
 	}
 	slices.SortFunc(out, func(a, b hv.Domain) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
-func describe(dom *libvirt.Domain) (hv.Domain, error) {
+// describe reads one domain; fresh tells whether its XML was read now rather
+// than taken from the cache.
+func (d *Driver) describe(dom *libvirt.Domain, cached bool) (hd hv.Domain, fresh bool, err error) {
 	name, err := dom.GetName()
 	if err != nil {
-		return hv.Domain{}, wrapErr("read name of", "domain", err)
+		return hv.Domain{}, false, wrapErr("read name of", "domain", err)
 	}
 	t := domainTarget(name)
 	uuid, err := dom.GetUUIDString()
 	if err != nil {
-		return hv.Domain{}, wrapErr("read uuid of", t, err)
+		return hv.Domain{}, false, wrapErr("read uuid of", t, err)
 	}
 	st, reason, err := domState(dom)
 	if err != nil {
-		return hv.Domain{}, wrapErr("read state of", t, err)
+		return hv.Domain{}, false, wrapErr("read state of", t, err)
 	}
 	persistent, err := dom.IsPersistent()
 	if err != nil {
-		return hv.Domain{}, wrapErr("read persistence of", t, err)
+		return hv.Domain{}, false, wrapErr("read persistence of", t, err)
+	}
+	hd = hv.Domain{Name: name, UUID: uuid, State: st, Reason: reason, Persistent: persistent}
+	if cached {
+		if x, ok := d.defs.lookup(uuid, persistent); ok {
+			hd.XML = x
+			return hd, false, nil
+		}
 	}
 	// Drift is measured against the definition nodevirt wrote, not against
 	// the live XML libvirt expanded at start; a transient domain has only
@@ -103,11 +131,10 @@ func describe(dom *libvirt.Domain) (hv.Domain, error) {
 	if persistent {
 		flags = libvirt.DOMAIN_XML_INACTIVE
 	}
-	x, err := dom.GetXMLDesc(flags)
-	if err != nil {
-		return hv.Domain{}, wrapErr("read XML of", t, err)
+	if hd.XML, err = dom.GetXMLDesc(flags); err != nil {
+		return hv.Domain{}, false, wrapErr("read XML of", t, err)
 	}
-	return hv.Domain{Name: name, UUID: uuid, State: st, Reason: reason, Persistent: persistent, XML: x}, nil
+	return hd, true, nil
 }
 
 func domState(dom *libvirt.Domain) (hv.State, string, error) {
@@ -134,6 +161,8 @@ func (d *Driver) Define(ctx context.Context, domainXML string) error {
 	if err != nil {
 		return wrapErr("define", t, err)
 	}
+	// Not left to the event, which may arrive after the next listing.
+	d.dropDomain(dom)
 	_ = dom.Free() // freeing a handle we own cannot fail in a way we can act on
 	return nil
 }
