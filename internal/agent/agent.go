@@ -772,6 +772,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("libvirt events unavailable; relying on polling", "err", err)
 		} else {
 			events = ev
+			// Events drop a domain's cached document; without them every
+			// iteration reads every document.
+			if dc, ok := a.hv.(definitionCache); ok {
+				dc.CacheDefinitions()
+			}
 		}
 	}
 
@@ -823,8 +828,25 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.iterate(ctx, true)
 			pollT.Reset(poll)
 		case <-driftT.C:
+			a.forgetDefinitions()
 			a.iterate(ctx, false)
 		}
+	}
+}
+
+// definitionCache is a hypervisor that keeps domain documents between
+// listings, invalidated by its events. Changes that fire no event (virsh
+// setmaxmem --config, autostart) are seen only once the cache is forgotten:
+// the agent forgets it on every drift tick, so such a change shows at the next
+// drift check at the latest.
+type definitionCache interface {
+	CacheDefinitions()
+	ForgetDefinitions()
+}
+
+func (a *Agent) forgetDefinitions() {
+	if dc, ok := a.hv.(definitionCache); ok {
+		dc.ForgetDefinitions()
 	}
 }
 
@@ -894,6 +916,8 @@ func (a *Agent) PlanNow(ctx context.Context) (*Node, NodePlan, error) {
 			return nil, NodePlan{}, err
 		}
 	}
+	// Asked for by hand (plan, drift): every document read anew.
+	a.forgetDefinitions()
 	np, err := a.Plan(ctx, n)
 	return n, np, err
 }

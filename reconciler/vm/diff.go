@@ -90,6 +90,9 @@ type Options struct {
 	// The reconciler passes a memoized one, since between two iterations
 	// almost no document changes and parsing them dominates a no-op plan.
 	Fields func(desiredXML, observedXML string) ([]plan.Change, error)
+	// Owner reads a domain's ownership mark; nil means desired.OwnerOf.
+	// The reconciler passes a memoized one, for the same reason as Fields.
+	Owner func(name, domainXML string) (desired.Owner, bool)
 }
 
 // Diff computes the plan that brings observed to desired.
@@ -98,11 +101,14 @@ func Diff(d *desired.State, observed []hv.Domain, opt Options) Plan {
 	if opt.Fields == nil {
 		opt.Fields = Fields
 	}
+	if opt.Owner == nil {
+		opt.Owner = func(_, x string) (desired.Owner, bool) { return desired.OwnerOf(x) }
+	}
 	byName := make(map[string]hv.Domain, len(observed))
 	owners := make(map[string]desired.Owner, len(observed))
 	for _, dom := range observed {
 		byName[dom.Name] = dom
-		if o, ok := desired.OwnerOf(dom.XML); ok {
+		if o, ok := opt.Owner(dom.Name, dom.XML); ok {
 			owners[dom.Name] = o
 		}
 	}

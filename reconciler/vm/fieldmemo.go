@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nodevirt/nodevirt/reconciler/desired"
 	"github.com/nodevirt/nodevirt/reconciler/plan"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 )
@@ -43,6 +44,48 @@ func (f *fieldMemo) compare(desiredXML, observedXML string) ([]plan.Change, erro
 
 // forget drops entries of domains that no longer exist.
 func (f *fieldMemo) forget(observed map[string]hv.Domain) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name := range f.m {
+		if _, ok := observed[name]; !ok {
+			delete(f.m, name)
+		}
+	}
+}
+
+// ownerMemo remembers each domain's ownership mark by the exact observed
+// document, for the same reason as fieldMemo: reading it means tokenizing the
+// document up to its metadata, on every plan, for every domain.
+type ownerMemo struct {
+	mu sync.Mutex
+	m  map[string]ownerEntry
+}
+
+type ownerEntry struct {
+	xml   string
+	owner desired.Owner
+	ok    bool
+}
+
+func (f *ownerMemo) ownerOf(name, xml string) (desired.Owner, bool) {
+	f.mu.Lock()
+	e, hit := f.m[name]
+	f.mu.Unlock()
+	if hit && e.xml == xml {
+		return e.owner, e.ok
+	}
+	o, ok := desired.OwnerOf(xml)
+	f.mu.Lock()
+	if f.m == nil {
+		f.m = map[string]ownerEntry{}
+	}
+	f.m[name] = ownerEntry{xml: xml, owner: o, ok: ok}
+	f.mu.Unlock()
+	return o, ok
+}
+
+// forget drops entries of domains that no longer exist.
+func (f *ownerMemo) forget(observed map[string]hv.Domain) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for name := range f.m {

@@ -39,14 +39,7 @@ type records struct{ kv KV }
 
 // started returns the domains nodevirt has started at least once (runStrategy
 // Once and RerunOnFailure depend on that history).
-func (s records) started() (map[string]bool, error) {
-	out := map[string]bool{}
-	err := s.kv.ForEach(bucketStarted, func(k string, _ []byte) error {
-		out[k] = true
-		return nil
-	})
-	return out, err
-}
+func (s records) started() (map[string]bool, error) { return s.keys(bucketStarted) }
 
 func (s records) markStarted(name string) error { return s.kv.Put(bucketStarted, name, []byte{1}) }
 
@@ -144,9 +137,29 @@ func (s records) meta(key string) (string, error) {
 func (s records) setMeta(key, val string) error { return s.kv.Put(bucketMeta, key, []byte(val)) }
 
 // inventory lists the domains this agent has defined and not yet deleted.
-func (s records) inventory() (map[string]bool, error) {
+func (s records) inventory() (map[string]bool, error) { return s.keys(bucketVMs) }
+
+// keyLister is a KV that can list a bucket's keys without copying its values
+// (a VM record is kilobytes; every plan asks only which exist).
+type keyLister interface {
+	Keys(bucket string) ([]string, error)
+}
+
+// keys returns the set of keys of bucket.
+func (s records) keys(bucket string) (map[string]bool, error) {
+	if kl, ok := s.kv.(keyLister); ok {
+		keys, err := kl.Keys(bucket)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			out[k] = true
+		}
+		return out, nil
+	}
 	out := map[string]bool{}
-	err := s.kv.ForEach(bucketVMs, func(k string, _ []byte) error {
+	err := s.kv.ForEach(bucket, func(k string, _ []byte) error {
 		out[k] = true
 		return nil
 	})

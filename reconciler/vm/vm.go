@@ -58,6 +58,7 @@ type Reconciler struct {
 	rec    records
 	log    *slog.Logger
 	fields *fieldMemo
+	owners *ownerMemo
 	starts *startBackoff
 	// cpuVerdicts caches CPU comparisons by <cpu> XML: the host CPU does not
 	// change while the agent runs.
@@ -90,7 +91,7 @@ func New(cfg Config, h Hypervisor, d Disks, kv KV) *Reconciler {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = DefaultParallel()
 	}
-	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, starts: &startBackoff{}, paths: &pathLocks{}}
+	return &Reconciler{cfg: cfg, hv: h, disks: d, rec: records{kv}, log: log, fields: &fieldMemo{}, owners: &ownerMemo{}, starts: &startBackoff{}, paths: &pathLocks{}}
 }
 
 // Planned is the VM stage's plan together with everything Apply needs: plain
@@ -136,6 +137,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		Missing:         map[string]bool{},
 		LastGood:        map[string]*desired.VM{},
 		Fields:          r.fields.compare,
+		Owner:           r.owners.ownerOf,
 	}
 	if r.cfg.FreeHugepages != nil {
 		if opt.FreeHugepages, err = r.cfg.FreeHugepages(); err != nil {
@@ -184,7 +186,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 	var adopt []*desired.VM
 	for name, vm := range vms {
 		if d, ok := obs[name]; ok && !inventory[name] {
-			if o, mine := desired.OwnerOf(d.XML); mine && o.Namespace == vm.Namespace && o.Name == vm.Name {
+			if o, mine := r.owners.ownerOf(name, d.XML); mine && o.Namespace == vm.Namespace && o.Name == vm.Name {
 				adopt = append(adopt, vm)
 			}
 		}
@@ -194,6 +196,7 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (*Planned, err
 		return nil, err
 	}
 	r.fields.forget(obs)
+	r.owners.forget(obs)
 	return &Planned{Plan: p, VMs: vms, Observed: obs, Adopt: adopt}, nil
 }
 

@@ -45,6 +45,11 @@ var undefineFlagSets = []libvirt.DomainUndefineFlagsValues{
 }
 
 // Domains lists every domain, persistent and transient, sorted by name.
+// States come from one bulk call (virConnectGetAllDomainStats) and
+// persistence from one listing of the transient domains, instead of two calls
+// per domain. After CacheDefinitions, a domain's XML comes from the cache
+// when no event or change through this driver touched it since it was last
+// read.
 func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	c, release, err := d.acquire(ctx)
 	if err != nil {
@@ -52,19 +57,27 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	}
 	defer release()
 
-	doms, err := c.ListAllDomains(0)
+	// The epoch is taken before anything is read, so an event for a change
+	// that happens during the listing keeps its documents out of the cache.
+	epoch, caching := d.defs.begin()
+	doms, err := d.list(c)
 	if err != nil {
-		return nil, wrapErr("list domains on", d.uri, err)
+		return nil, err
 	}
 	defer func() {
-		for i := range doms {
-			_ = doms[i].Free()
+		for _, o := range doms {
+			_ = o.dom.Free()
 		}
 	}()
 
 	out := make([]hv.Domain, 0, len(doms))
-	for i := range doms {
-		hd, err := describe(&doms[i])
+	var read map[string]definition
+	var seen map[string]bool
+	if caching {
+		read, seen = map[string]definition{}, make(map[string]bool, len(doms))
+	}
+	for _, o := range doms {
+		hd, fresh, err := d.describe(o, caching)
 		if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
 			// Gone since the listing (a transient domain that stopped).
 			continue
@@ -73,41 +86,125 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 			return nil, err
 		}
 		out = append(out, hd)
+		if caching {
+			seen[hd.UUID] = true
+			if fresh {
+				read[hd.UUID] = definition{persistent: hd.Persistent, xml: hd.XML}
+			}
+		}
+	}
+	if caching {
+		d.defs.store(epoch, read, seen)
 	}
 	slices.SortFunc(out, func(a, b hv.Domain) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
-func describe(dom *libvirt.Domain) (hv.Domain, error) {
+// listed is one domain of a listing with what the bulk calls told of it;
+// known is false when they did not, and describe asks the domain.
+type listed struct {
+	dom        *libvirt.Domain
+	known      bool
+	state      libvirt.DomainState
+	reason     int
+	persistent bool
+}
+
+// list returns every domain with its state and persistence: one call for
+// the states and one listing of the transient domains, in that order, so
+// persistence is as recent as the documents read after it. A driver without
+// the bulk call gets a plain listing.
+func (d *Driver) list(c *libvirt.Connect) ([]listed, error) {
+	stats, err := c.GetAllDomainStats(nil, libvirt.DOMAIN_STATS_STATE, 0)
+	if unsupportedFlags(err) {
+		doms, err := c.ListAllDomains(0)
+		if err != nil {
+			return nil, wrapErr("list domains on", d.uri, err)
+		}
+		out := make([]listed, len(doms))
+		for i := range doms {
+			out[i] = listed{dom: &doms[i]}
+		}
+		return out, nil
+	}
+	if err != nil {
+		return nil, wrapErr("list domains on", d.uri, err)
+	}
+	out := make([]listed, len(stats))
+	for i, s := range stats {
+		out[i] = listed{dom: s.Domain}
+		if s.State != nil && s.State.StateSet && s.State.ReasonSet {
+			out[i].known, out[i].state, out[i].reason = true, s.State.State, s.State.Reason
+		}
+	}
+	transient, err := c.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_TRANSIENT)
+	if err != nil {
+		for _, o := range out {
+			_ = o.dom.Free()
+		}
+		return nil, wrapErr("list transient domains on", d.uri, err)
+	}
+	isTransient := make(map[string]bool, len(transient))
+	for i := range transient {
+		if uuid, err := transient[i].GetUUIDString(); err == nil {
+			isTransient[uuid] = true
+		}
+		_ = transient[i].Free()
+	}
+	for i := range out {
+		if !out[i].known {
+			continue
+		}
+		uuid, err := out[i].dom.GetUUIDString()
+		if err != nil {
+			out[i].known = false
+			continue
+		}
+		out[i].persistent = !isTransient[uuid]
+	}
+	return out, nil
+}
+
+// describe reads one domain; fresh tells whether its XML was read now rather
+// than taken from the cache.
+func (d *Driver) describe(o listed, cached bool) (hd hv.Domain, fresh bool, err error) {
+	dom := o.dom
 	name, err := dom.GetName()
 	if err != nil {
-		return hv.Domain{}, wrapErr("read name of", "domain", err)
+		return hv.Domain{}, false, wrapErr("read name of", "domain", err)
 	}
-	t := domainTarget(name)
 	uuid, err := dom.GetUUIDString()
 	if err != nil {
-		return hv.Domain{}, wrapErr("read uuid of", t, err)
+		return hv.Domain{}, false, wrapErr("read uuid of", domainTarget(name), err)
 	}
-	st, reason, err := domState(dom)
-	if err != nil {
-		return hv.Domain{}, wrapErr("read state of", t, err)
+	hd = hv.Domain{Name: name, UUID: uuid, Persistent: o.persistent}
+	if o.known {
+		hd.State, hd.Reason = stateName(o.state, o.reason)
+	} else {
+		if hd.State, hd.Reason, err = domState(dom); err != nil {
+			return hv.Domain{}, false, wrapErr("read state of", domainTarget(name), err)
+		}
+		if hd.Persistent, err = dom.IsPersistent(); err != nil {
+			return hv.Domain{}, false, wrapErr("read persistence of", domainTarget(name), err)
+		}
 	}
-	persistent, err := dom.IsPersistent()
-	if err != nil {
-		return hv.Domain{}, wrapErr("read persistence of", t, err)
+	if cached {
+		if x, ok := d.defs.lookup(uuid, hd.Persistent); ok {
+			hd.XML = x
+			return hd, false, nil
+		}
 	}
 	// Drift is measured against the definition nodevirt wrote, not against
 	// the live XML libvirt expanded at start; a transient domain has only
 	// the live one.
 	var flags libvirt.DomainXMLFlags
-	if persistent {
+	if hd.Persistent {
 		flags = libvirt.DOMAIN_XML_INACTIVE
 	}
-	x, err := dom.GetXMLDesc(flags)
-	if err != nil {
-		return hv.Domain{}, wrapErr("read XML of", t, err)
+	if hd.XML, err = dom.GetXMLDesc(flags); err != nil {
+		return hv.Domain{}, false, wrapErr("read XML of", domainTarget(name), err)
 	}
-	return hv.Domain{Name: name, UUID: uuid, State: st, Reason: reason, Persistent: persistent, XML: x}, nil
+	return hd, true, nil
 }
 
 func domState(dom *libvirt.Domain) (hv.State, string, error) {
@@ -134,6 +231,8 @@ func (d *Driver) Define(ctx context.Context, domainXML string) error {
 	if err != nil {
 		return wrapErr("define", t, err)
 	}
+	// Not left to the event, which may arrive after the next listing.
+	d.dropDomain(dom)
 	_ = dom.Free() // freeing a handle we own cannot fail in a way we can act on
 	return nil
 }

@@ -37,13 +37,16 @@ type Driver struct {
 	// the daemon's files are out of reach (test driver, remote URIs).
 	swtpmDir string
 
-	// mu guards conn, lifecycleID and closed. It is held for reading for the
+	// mu guards conn, eventIDs and closed. It is held for reading for the
 	// whole of every libvirt call, so a reconnect (which holds it for writing)
 	// never closes a connection that is still in use.
-	mu          sync.RWMutex
-	conn        *libvirt.Connect
-	lifecycleID int
-	closed      bool
+	mu       sync.RWMutex
+	conn     *libvirt.Connect
+	eventIDs []int
+	closed   bool
+
+	// defs keeps definition XML between listings (see CacheDefinitions).
+	defs definitions
 
 	// subsMu guards subs and nextSub. The lifecycle callback takes only this
 	// lock, never mu, so it cannot wait behind a reconnect that is itself
@@ -70,12 +73,11 @@ func Open(ctx context.Context, uri string) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{
-		uri:         uri,
-		swtpmDir:    swtpmDirFor(uri),
-		lifecycleID: -1,
-		subs:        map[uint64]*subscriber{},
-		dead:        make(chan struct{}, 1),
-		done:        make(chan struct{}),
+		uri:      uri,
+		swtpmDir: swtpmDirFor(uri),
+		subs:     map[uint64]*subscriber{},
+		dead:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	d.mu.Lock()
 	err := d.connect()
@@ -135,16 +137,51 @@ func (d *Driver) connect() error {
 	}
 	// One lifecycle registration per connection fans out to every
 	// subscriber, so subscriptions survive reconnects without re-registering
-	// each of them.
-	id, err := c.DomainEventLifecycleRegister(nil, d.onLifecycle)
+	// each of them. The device and metadata registrations only keep the
+	// definition cache honest.
+	ids, err := registerEvents(c, d)
 	if err != nil {
+		for _, id := range ids {
+			_ = c.DomainEventDeregister(id)
+		}
 		_ = c.UnregisterCloseCallback()
 		_, _ = c.Close()
-		return wrapErr("register lifecycle events on", d.uri, err)
+		return wrapErr("register domain events on", d.uri, err)
 	}
 	d.conn = c
-	d.lifecycleID = id
+	d.eventIDs = ids
 	return nil
+}
+
+// registerEvents registers the driver's domain event callbacks on c and
+// returns the ids registered, also those before a failure.
+func registerEvents(c *libvirt.Connect, d *Driver) ([]int, error) {
+	var ids []int
+	for _, register := range []func() (int, error){
+		func() (int, error) { return c.DomainEventLifecycleRegister(nil, d.onLifecycle) },
+		func() (int, error) {
+			return c.DomainEventDeviceAddedRegister(nil, func(c *libvirt.Connect, dom *libvirt.Domain, _ *libvirt.DomainEventDeviceAdded) {
+				d.onDomainChange(c, dom)
+			})
+		},
+		func() (int, error) {
+			return c.DomainEventDeviceRemovedRegister(nil, func(c *libvirt.Connect, dom *libvirt.Domain, _ *libvirt.DomainEventDeviceRemoved) {
+				d.onDomainChange(c, dom)
+			})
+		},
+		func() (int, error) {
+			return c.DomainEventMetadataChangeRegister(nil, func(c *libvirt.Connect, dom *libvirt.Domain, _ *libvirt.DomainEventMetadataChange) {
+				d.onDomainChange(c, dom)
+			})
+		},
+	} {
+		id, err := register()
+		if err != nil {
+			return ids, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // disconnect drops the connection, if any. d.mu must be held for writing.
@@ -156,10 +193,10 @@ func (d *Driver) disconnect() error {
 	}
 	c := d.conn
 	d.conn = nil
-	if d.lifecycleID >= 0 {
-		_ = c.DomainEventDeregister(d.lifecycleID)
-		d.lifecycleID = -1
+	for _, id := range d.eventIDs {
+		_ = c.DomainEventDeregister(id)
 	}
+	d.eventIDs = nil
 	_ = c.UnregisterCloseCallback()
 	if _, err := c.Close(); err != nil {
 		return wrapErr("close connection to", d.uri, err)
@@ -221,7 +258,9 @@ func (d *Driver) reconnect() error {
 	if err := d.connect(); err != nil {
 		return err
 	}
-	// Events emitted while disconnected are lost: tell subscribers to re-list.
+	// Events emitted while disconnected are lost: tell subscribers to re-list,
+	// and read every definition anew.
+	d.defs.forget()
 	d.broadcast(hv.Event{Kind: hv.EventOther, Detail: DetailReconnected})
 	return nil
 }

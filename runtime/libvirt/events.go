@@ -100,6 +100,9 @@ func (d *Driver) Events(ctx context.Context) (<-chan hv.Event, error) {
 // goroutine, so it must not block and must not take d.mu. The domain object
 // belongs to libvirt for the duration of the callback and must not be freed.
 func (d *Driver) onLifecycle(_ *libvirt.Connect, dom *libvirt.Domain, e *libvirt.DomainEventLifecycle) {
+	// The cache first: a subscriber woken by this event must not be handed
+	// the document from before it.
+	d.dropDomain(dom)
 	name, err := dom.GetName() // a local accessor, no RPC
 	if err != nil {
 		return

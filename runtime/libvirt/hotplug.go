@@ -231,5 +231,8 @@ func (d *Driver) withDomainConn(ctx context.Context, name string, fn func(*libvi
 		return false, wrapErr("look up", domainTarget(name), err)
 	}
 	defer func() { _ = dom.Free() }()
+	// fn may change the domain (start, stop, undefine, hot-plug), and its
+	// event may arrive after the next listing: its cached XML goes now.
+	defer d.dropDomain(dom)
 	return true, fn(c, dom)
 }

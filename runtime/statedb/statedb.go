@@ -242,6 +242,30 @@ func (db *DB) ForEach(bucket string, fn func(key string, val []byte) error) erro
 	return nil
 }
 
+// Keys returns the keys of bucket in key order, without copying the values
+// out: what a caller that only asks which records exist needs.
+func (db *DB) Keys(bucket string) ([]string, error) {
+	var keys []string
+	err := db.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil { // a nested bucket, which this package never creates
+				continue
+			}
+			keys = append(keys, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read keys of bucket %q: %w", bucket, err)
+	}
+	return keys, nil
+}
+
 // Batch runs fn in one read-write transaction: all of its writes land
 // together or, if fn returns an error, none do. It is bbolt's Update, not
 // bbolt's Batch, because the latter may run fn more than once.

@@ -237,3 +237,37 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatal("a read-only database must refuse writes")
 	}
 }
+
+// Keys lists what ForEach visits, without the values, and an absent bucket
+// as empty.
+func TestDB_Keys(t *testing.T) {
+	db, _ := openTemp(t)
+	if keys, err := db.Keys("vms"); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys of an absent bucket = %q, %v; want none", keys, err)
+	}
+	for _, k := range []string{"default/b", "default/a", "other/c"} {
+		if err := db.Put("vms", k, []byte(`{"big":"record"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Put("vms", "default/e", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Put("started", "x", []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	var visited []string
+	if err := db.ForEach("vms", func(k string, _ []byte) error { visited = append(visited, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := db.Keys("vms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(visited, keys); diff != "" {
+		t.Errorf("Keys differ from what ForEach visits (-ForEach +Keys):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"default/a", "default/b", "default/e", "other/c"}, keys); diff != "" {
+		t.Errorf("Keys (-want +got):\n%s", diff)
+	}
+}
