@@ -74,8 +74,13 @@ func BenchmarkVirshDefineStart(b *testing.B) {
 	if err := os.WriteFile(xml, []byte(out), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	var define time.Duration
+	n := 0
 	for b.Loop() {
+		t0 := time.Now()
 		virsh(b, "define", xml)
+		define += time.Since(t0)
+		n++
 		virsh(b, "start", w.dom("raw"))
 		b.StopTimer()
 		virsh(b, "destroy", w.dom("raw"))
@@ -83,4 +88,6 @@ func BenchmarkVirshDefineStart(b *testing.B) {
 		time.Sleep(10 * time.Millisecond)
 		b.StartTimer()
 	}
+	// Next to ms-to-defined of the latency benchmarks (latency_bench_test.go).
+	b.ReportMetric(float64(define)/float64(time.Millisecond)/float64(n), "ms-define")
 }

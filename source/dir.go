@@ -18,8 +18,18 @@ import (
 // "git checkout" or "cp -r" a longer one. Waiting for a quiet period turns
 // each burst into one notification; the maximum delay bounds the wait when
 // something keeps writing.
+//
+// How long "quiet" is depends on what the burst held. A burst of Creates
+// alone (a file renamed into place, the way editors and atomic-save helpers
+// write, or a directory moved in) left every file whole, so watchQuiet
+// suffices. A Write may be one of several into a file still being written,
+// and a Remove or Rename may be the first half of a backup-style save (the
+// old file moved away, the new one not yet written): read too early, that
+// tree lacks the documents of the file, and the agent would prune their
+// VMs. Such bursts wait watchSettle, as long as every burst used to.
 const (
-	watchQuiet    = 300 * time.Millisecond
+	watchQuiet    = 30 * time.Millisecond
+	watchSettle   = 300 * time.Millisecond
 	watchMaxDelay = 3 * time.Second
 )
 
@@ -29,9 +39,9 @@ type Dir struct {
 	root string
 	sub  string
 
-	// quiet and maxDelay are the debounce settings; fields, not globals, so
-	// tests can change them per value.
-	quiet, maxDelay time.Duration
+	// quiet, settle and maxDelay are the debounce settings; fields, not
+	// globals, so tests can change them per value.
+	quiet, settle, maxDelay time.Duration
 
 	mu   sync.Mutex
 	last Snapshot // from the last successful Fetch; Watch's first baseline
@@ -40,7 +50,7 @@ type Dir struct {
 var _ Source = (*Dir)(nil)
 
 func newDir(root, sub string) *Dir {
-	return &Dir{root: root, sub: sub, quiet: watchQuiet, maxDelay: watchMaxDelay}
+	return &Dir{root: root, sub: sub, quiet: watchQuiet, settle: watchSettle, maxDelay: watchMaxDelay}
 }
 
 // String describes the source, e.g. "dir /srv/manifests path clusters/edge".
@@ -80,9 +90,11 @@ func (d *Dir) snapshot() (Snapshot, error) {
 }
 
 // Watch reports changes of the manifest tree. It sends one value on the
-// first channel, after the tree has been quiet for 300 ms (or at most 3 s
-// after the first event), and only when the Digest differs from the one
-// last reported (initially: the last Fetch, or the tree when Watch starts).
+// first channel, after the tree has been quiet for 30 ms when only new
+// files and directories appeared (a file renamed into place) or for 300 ms
+// after any other change, at most 3 s after the first event either way, and
+// only when the Digest differs from the one last reported (initially: the
+// last Fetch, or the tree when Watch starts).
 // The channel holds one pending value; further changes before the receiver
 // reads it coalesce into it. The second channel carries problems that do not
 // stop the watch (a directory that could not be watched, a tree that could
@@ -202,21 +214,27 @@ func (wt *watch) run(ctx context.Context, notify chan<- struct{}, errs chan<- er
 	}
 
 	// One timer for the whole tree: every relevant event pushes it back by
-	// the quiet period, but never beyond maxDelay after the first one.
+	// the quiet period, but never beyond maxDelay after the first one. The
+	// burst settles the long way once any event in it asked to.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	var (
-		armed bool
-		first time.Time
-		force bool // fire even when the digest looks unchanged
+		armed    bool
+		first    time.Time
+		cautious bool // the burst held more than Creates: wait settle
+		force    bool // fire even when the digest looks unchanged
 	)
-	dirty := func() {
+	dirty := func(onlyCreate bool) {
 		now := time.Now()
 		if !armed {
-			armed, first = true, now
+			armed, first, cautious = true, now, false
 		}
+		cautious = cautious || !onlyCreate
 		wait := wt.d.quiet
+		if cautious {
+			wait = wt.d.settle
+		}
 		if left := wt.d.maxDelay - now.Sub(first); left < wait {
 			wait = max(left, 0)
 		}
@@ -250,7 +268,9 @@ func (wt *watch) run(ctx context.Context, notify chan<- struct{}, errs chan<- er
 					}
 				}
 			}
-			dirty()
+			// A Create that is also something else (fsnotify may merge
+			// ops) is not a whole file for certain.
+			dirty(ev.Op == fsnotify.Create)
 
 		case err, ok := <-wt.w.Errors:
 			if !ok {
@@ -264,7 +284,7 @@ func (wt *watch) run(ctx context.Context, notify chan<- struct{}, errs chan<- er
 					report(err)
 				}
 				force = true
-				dirty()
+				dirty(false)
 				continue
 			}
 			report(err)

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,15 +12,16 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// The default debounce (300 ms quiet, 3 s max) is what these tests run
-// with: a notification must arrive within notifyWithin of the last action,
-// and no second one may follow within settle. A spurious notification would
-// come one quiet period after the event that caused it, so settle and
-// silence only need a margin over watchQuiet.
+// The default debounce (30 ms quiet after Creates alone, 300 ms after
+// anything else, 3 s max) is what these tests run with: a notification must
+// arrive within notifyWithin of the last action, and no second one may
+// follow within settle. A spurious notification would come at most one
+// settle period after the event that caused it, so settle and silence only
+// need a margin over watchSettle.
 const (
 	notifyWithin = 2 * time.Second
-	settle       = watchQuiet + 300*time.Millisecond
-	silence      = watchQuiet + 400*time.Millisecond // how long "nothing happens" is watched for
+	settle       = watchSettle + 300*time.Millisecond
+	silence      = watchSettle + 400*time.Millisecond // how long "nothing happens" is watched for
 )
 
 // watchFixture is a Dir with vms/vm1.yaml and a running watch.
@@ -301,5 +303,114 @@ func TestDir_Watch_skipsDotDirs(t *testing.T) {
 	want := []string{root, filepath.Join(root, "new"), filepath.Join(root, "vms")}
 	if !slices.Equal(got, want) {
 		t.Errorf("watched %q, want %q", got, want)
+	}
+}
+
+// startWatchWith is startWatch with the debounce set: quiet after Creates
+// alone, settle after anything else. A settle far longer than the test
+// shows which of the two a burst waited for without timing anything.
+func startWatchWith(t *testing.T, quiet, settle time.Duration) *watchFixture {
+	t.Helper()
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "vms/vm1.yaml"), "kind: VirtualMachine\n")
+	d := openDir(t, Options{URL: root})
+	d.quiet, d.settle, d.maxDelay = quiet, settle, 2*time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	notify, errs, err := d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &watchFixture{root: root, notify: notify, errs: errs, cancel: cancel}
+}
+
+// saveByRename writes content to a temporary file beside rel and renames
+// it over rel, as editors and atomic-save helpers do.
+func (f *watchFixture) saveByRename(t *testing.T, rel, content string) {
+	t.Helper()
+	tmp := f.path(rel) + ".tmp"
+	writeFile(t, tmp, content)
+	must(t, os.Rename(tmp, f.path(rel)))
+}
+
+// A file renamed into place is whole: its save fires after the short quiet
+// period, never waiting for the long one (an hour here).
+func TestDir_Watch_renameIntoPlaceFiresAfterQuiet(t *testing.T) {
+	t.Parallel()
+	f := startWatchWith(t, 20*time.Millisecond, time.Hour)
+	f.saveByRename(t, "vms/vm1.yaml", "kind: VirtualMachine\nv: 2\n")
+	f.expectOne(t, "rename over an existing file")
+	f.saveByRename(t, "vms/vm2.yaml", "kind: VirtualMachine\n")
+	f.expectOne(t, "rename into a new name")
+
+	// A directory moved in whole is a Create too; what it holds is read
+	// with it, and it is watched from then on.
+	outside := t.TempDir()
+	writeFile(t, filepath.Join(outside, "pvs/pv.yaml"), "kind: PersistentVolume\n")
+	must(t, os.Rename(filepath.Join(outside, "pvs"), f.path("pvs")))
+	f.expectOne(t, "directory moved in")
+	f.saveByRename(t, "pvs/pv.yaml", "kind: PersistentVolume\nv: 2\n")
+	f.expectOne(t, "rename inside the directory moved in")
+}
+
+// Saves renamed into place one after the other, each sooner than the quiet
+// period after the last, are one burst: one notification.
+func TestDir_Watch_burstOfRenamesIsOneNotification(t *testing.T) {
+	t.Parallel()
+	f := startWatchWith(t, 500*time.Millisecond, time.Hour)
+	for i := range 10 {
+		f.saveByRename(t, "vms/vm1.yaml", fmt.Sprintf("kind: VirtualMachine\nv: %d\n", i))
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.expectOne(t, "ten saves 10 ms apart")
+}
+
+// The first half of a backup-style save (the file moved away) and an
+// in-place write (perhaps one of several) wait the long settle period: read
+// at the short one, the tree could lack the file, and its VMs would be
+// pruned. With the quiet period 10 ms and settle 3 s, nothing may fire
+// while the save is half done, and the one notification sees it finished.
+func TestDir_Watch_removalsAndWritesWaitSettle(t *testing.T) {
+	t.Parallel()
+	const halfDone = 400 * time.Millisecond // 40 quiet periods
+	for _, tc := range []struct {
+		name       string
+		start, end func(t *testing.T, f *watchFixture)
+	}{
+		{"backup-style save", func(t *testing.T, f *watchFixture) {
+			must(t, os.Rename(f.path("vms/vm1.yaml"), f.path("vms/vm1.yaml.orig")))
+		}, func(t *testing.T, f *watchFixture) {
+			writeFile(t, f.path("vms/vm1.yaml"), "kind: VirtualMachine\nv: 2\n")
+			must(t, os.Remove(f.path("vms/vm1.yaml.orig")))
+		}},
+		{"write in place, in two parts", func(t *testing.T, f *watchFixture) {
+			must(t, os.WriteFile(f.path("vms/vm1.yaml"), []byte("kind: Virtual"), 0o644))
+		}, func(t *testing.T, f *watchFixture) {
+			fh, err := os.OpenFile(f.path("vms/vm1.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+			must(t, err)
+			_, err = fh.WriteString("Machine\nv: 2\n")
+			must(t, err)
+			must(t, fh.Close())
+		}},
+		{"a new file created, then written", func(t *testing.T, f *watchFixture) {
+			writeFile(t, f.path("vms/vm2.yaml"), "kind: Virtual")
+		}, func(t *testing.T, f *watchFixture) {
+			writeFile(t, f.path("vms/vm2.yaml"), "kind: VirtualMachine\n")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := startWatchWith(t, 10*time.Millisecond, 3*time.Second)
+			tc.start(t, f)
+			f.expectNone(t, tc.name+", half done", halfDone)
+			tc.end(t, f)
+			select {
+			case <-f.notify:
+			case err := <-f.errs:
+				t.Fatalf("watch error %v", err)
+			case <-time.After(3*time.Second + notifyWithin):
+				t.Fatal("no notification after the save finished")
+			}
+		})
 	}
 }

@@ -340,7 +340,9 @@ func (a *Agent) resources() Resources {
 // the revision and digest did not change since the last Load; the VMs are
 // bound again only when the node's resources changed.
 func (a *Agent) Load(ctx context.Context) (*Node, error) {
+	fetchStart := time.Now()
 	snap, err := a.src.Fetch(ctx)
+	fetched := time.Since(fetchStart)
 	a.track.fetched(a.src.String(), snap, err)
 	var refused *source.RefusedError
 	if errors.As(err, &refused) {
@@ -371,10 +373,15 @@ func (a *Agent) Load(ctx context.Context) (*Node, error) {
 	}
 	cfg, readAt := a.renderConfig()
 	cfg.Resources = a.resources()
+	renderStart := time.Now()
 	n, err := Render(ctx, snap, cfg)
 	if err != nil {
 		return nil, err
 	}
+	// Where a new revision's time goes before the stages run (they log
+	// their own): the latency from a save or push to a running VM.
+	a.log.Debug("revision rendered", "revision", snap.Revision, "fetch", fetched.Round(time.Microsecond),
+		"render", time.Since(renderStart).Round(time.Microsecond))
 	n.reportsAt = readAt
 	// The loop's log is where a running agent says what is wrong with a
 	// revision; a one-shot command prints the same diagnostics and reasons
@@ -570,7 +577,8 @@ func (a *Agent) Plan(ctx context.Context, n *Node) (NodePlan, error) {
 func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 	st := n.VMs
 	rep := NodeReport{Plan: NodePlan{State: st}, Took: map[plan.Stage]time.Duration{}}
-	mark := time.Now()
+	began := time.Now()
+	mark := began
 	took := func(stage plan.Stage) {
 		now := time.Now()
 		rep.Took[stage] += now.Sub(mark)
@@ -631,6 +639,7 @@ func (a *Agent) Apply(ctx context.Context, n *Node) NodeReport {
 		took(snapshot.Stage)
 	}
 	if a.rec != nil {
+		a.log.Debug("VM stage begins", "after", time.Since(began).Round(time.Microsecond))
 		a.applyVMs(ctx, st, &rep, sus)
 		if !sus.global && rep.Plan.VMs != nil {
 			if err := a.recordPlacement(st); err != nil {
@@ -670,7 +679,9 @@ func (a *Agent) applySnapshots(ctx context.Context, n *Node, st *desired.State, 
 
 // applyVMs plans and applies the VM stage into rep.
 func (a *Agent) applyVMs(ctx context.Context, st *desired.State, rep *NodeReport, sus suspension) {
+	planStart := time.Now()
 	p, err := a.rec.Plan(ctx, st)
+	a.log.Debug("VMs planned", "took", time.Since(planStart).Round(time.Microsecond))
 	if err != nil {
 		rep.Errors = append(rep.Errors, "plan VMs: "+err.Error())
 		rep.Unavailable = errors.Is(err, hv.ErrUnavailable)
@@ -780,22 +791,34 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 
+	// Every iteration observes libvirt afresh, so it covers the events
+	// that arrived before it began: a pending event debounce is dropped. The
+	// events the VM stage's own actions caused (a define's "defined", a
+	// start's "started") tell nothing new either; waiting on a reconcile
+	// for them would only hold up the next save or push.
+	var (
+		debounce <-chan time.Time
+		own      ownEvents
+	)
+	iterate := func(fetch bool) {
+		debounce = nil
+		own = a.iterate(ctx, fetch)
+	}
 	// The first iteration runs before the loop, so Ready means it ended.
-	a.iterate(ctx, true)
+	iterate(true)
 	if a.cfg.Ready != nil {
 		a.cfg.Ready()
 	}
 	pollT := time.NewTimer(poll)
 	driftT := time.NewTicker(a.cfg.DriftInterval)
 	defer driftT.Stop()
-	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			a.log.Info("stopping: the step that ran was finished; the rest runs on the next start")
 			return nil
 		case <-pollT.C:
-			a.iterate(ctx, true)
+			iterate(true)
 			// The interval counts from the end of the run, as Flux does.
 			pollT.Reset(poll)
 		case _, ok := <-changes:
@@ -803,7 +826,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				changes = nil
 				continue
 			}
-			a.iterate(ctx, true)
+			iterate(true)
 		case err, ok := <-watchErrs:
 			if !ok {
 				watchErrs = nil
@@ -815,21 +838,24 @@ func (a *Agent) Run(ctx context.Context) error {
 				events = nil
 				continue
 			}
+			if own.consume(ev, time.Now()) {
+				a.log.Debug("libvirt event of the last reconcile's own action", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
+				continue
+			}
 			a.log.Info("libvirt event", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
 			if debounce == nil {
 				debounce = time.After(a.cfg.EventDebounce)
 			}
 		case <-debounce:
-			debounce = nil
-			a.iterate(ctx, false)
+			iterate(false)
 		case <-a.kick:
-			a.iterate(ctx, false)
+			iterate(false)
 		case <-a.fetchNow:
-			a.iterate(ctx, true)
+			iterate(true)
 			pollT.Reset(poll)
 		case <-driftT.C:
 			a.forgetDefinitions()
-			a.iterate(ctx, false)
+			iterate(false)
 		}
 	}
 }
@@ -850,9 +876,65 @@ func (a *Agent) forgetDefinitions() {
 	}
 }
 
+// ownEventsFor is how long after a reconcile the events its own actions
+// cause are recognised as such; later ones count as news.
+const ownEventsFor = 2 * time.Second
+
+// ownEvents are the lifecycle events the VM stage's own actions of one
+// reconcile cause, per domain, each expected once, until a deadline.
+type ownEvents struct {
+	until time.Time
+	want  map[string]map[hv.EventKind]int
+}
+
+// eventsOf lists the events libvirt sends for each VM action that was
+// done. Fewer than libvirt sends is safe (one more reconcile than needed);
+// more would hide a real change, so an action whose events vary (a
+// restart, a hot plug) counts only what it always causes.
+var eventsOf = map[plan.Action][]hv.EventKind{
+	vm.Create:  {hv.EventDefined},
+	vm.Update:  {hv.EventDefined},
+	vm.Start:   {hv.EventStarted, hv.EventResumed},
+	vm.Stop:    {hv.EventShutdown, hv.EventStopped},
+	vm.Restart: {hv.EventStopped, hv.EventStarted},
+	vm.Delete:  {hv.EventShutdown, hv.EventStopped, hv.EventUndefined},
+}
+
+// newOwnEvents expects the events of what rep did, from now.
+func newOwnEvents(rep vm.Report, now time.Time) ownEvents {
+	o := ownEvents{until: now.Add(ownEventsFor)}
+	for _, out := range rep.Outcomes {
+		kinds := eventsOf[out.Action]
+		if out.Result != plan.Done || out.Target == "" || len(kinds) == 0 {
+			continue
+		}
+		if o.want == nil {
+			o.want = map[string]map[hv.EventKind]int{}
+		}
+		if o.want[out.Target] == nil {
+			o.want[out.Target] = map[hv.EventKind]int{}
+		}
+		for _, k := range kinds {
+			o.want[out.Target][k]++
+		}
+	}
+	return o
+}
+
+// consume reports whether ev is one of the expected events, and if so
+// expects it once less.
+func (o *ownEvents) consume(ev hv.Event, now time.Time) bool {
+	if now.After(o.until) || o.want[ev.Domain][ev.Kind] == 0 {
+		return false
+	}
+	o.want[ev.Domain][ev.Kind]--
+	return true
+}
+
 // iterate runs one reconcile; fetch says whether to ask the source first.
-// It records the status the API serves and tells OnIteration.
-func (a *Agent) iterate(ctx context.Context, fetch bool) {
+// It records the status the API serves and tells OnIteration, and returns
+// the events its own VM actions will cause.
+func (a *Agent) iterate(ctx context.Context, fetch bool) ownEvents {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
@@ -869,10 +951,11 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 		a.log.Error("reconcile", "err", err, "took", time.Since(start).Round(time.Millisecond))
 		a.track.event(status.Warning, "ReconcileFailed", "", err.Error())
 		a.tell(it, err)
-		return
+		return ownEvents{}
 	}
 	// Apply binds the VMs again when the node's resources changed.
 	nr := a.Apply(ctx, n)
+	own := newOwnEvents(nr.VMs, time.Now())
 	it.Status = a.record(n, nr, start)
 	it.Stages = map[string]time.Duration{}
 	for stage, d := range nr.Took {
@@ -882,7 +965,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 	if err := nr.Err(); err != nil {
 		a.log.Error("reconcile", "revision", n.Revision, "err", err, "took", time.Since(start).Round(time.Millisecond))
 		a.tell(it, err)
-		return
+		return own
 	}
 	if a.cfg.Backup != nil {
 		if err := a.cfg.Backup(); err != nil {
@@ -893,6 +976,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) {
 		a.log.Info("reconciled", "revision", n.Revision, "actions", done, "took", time.Since(start).Round(time.Millisecond))
 	}
 	a.tell(it, nil)
+	return own
 }
 
 // tell hands an iteration to OnIteration.

@@ -10,4 +10,4 @@ import (
 var LogPlanForTest = logPlan[plan.Step]
 
 // IterateForTest is one reconcile of the loop (fetch, apply, record).
-func (a *Agent) IterateForTest(ctx context.Context, fetch bool) { a.iterate(ctx, fetch) }
+func (a *Agent) IterateForTest(ctx context.Context, fetch bool) { _ = a.iterate(ctx, fetch) }
