@@ -41,10 +41,16 @@ import (
 //     it holds on qemu:///system, where the domains live in the daemon too.
 //   - inproc: inside the agent process (test:///NODE.xml), whose RSS then
 //     includes libvirt's own copy of the 1,000 domains.
+//
+// NODEVIRT_BENCH_BINARY names a binary built beforehand (another commit's,
+// to compare); unset, the benchmark builds this tree's.
 func BenchmarkAgentRSS_1000(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "nodevirt")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	bin := os.Getenv("NODEVIRT_BENCH_BINARY")
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "nodevirt")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			b.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	for _, via := range []string{"libvirtd", "inproc"} {
 		for _, mode := range []string{"api", "drift"} {

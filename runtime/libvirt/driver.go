@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +33,6 @@ const (
 // It is safe for concurrent use.
 type Driver struct {
 	uri string
-	// inProcess is true for the test driver without a transport
-	// (test:///…), which answers every call in this process.
-	inProcess bool
 	// swtpmDir is libvirt's swtpm state directory on this host; "" when
 	// the daemon's files are out of reach (test driver, remote URIs).
 	swtpmDir string
@@ -77,12 +73,11 @@ func Open(ctx context.Context, uri string) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{
-		uri:       uri,
-		inProcess: strings.HasPrefix(uri, "test:///"),
-		swtpmDir:  swtpmDirFor(uri),
-		subs:      map[uint64]*subscriber{},
-		dead:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
+		uri:      uri,
+		swtpmDir: swtpmDirFor(uri),
+		subs:     map[uint64]*subscriber{},
+		dead:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	d.mu.Lock()
 	err := d.connect()
