@@ -45,11 +45,13 @@ var undefineFlagSets = []libvirt.DomainUndefineFlagsValues{
 }
 
 // Domains lists every domain, persistent and transient, sorted by name.
-// Each domain's state and persistence are asked for one by one: the bulk
-// call (virConnectGetAllDomainStats) was measured no faster behind libvirtd
-// and six times slower in process (BenchmarkDomains_1000). After CacheDefinitions, a domain's XML comes from the cache
-// when no event or change through this driver touched it since it was last
-// read.
+// After CacheDefinitions, a domain's XML comes from the cache when no event
+// or change through this driver touched it since it was last read.
+//
+// State and persistence are asked of each domain: the bulk call
+// (virConnectGetAllDomainStats with the state group) was measured no faster
+// behind libvirtd and six times slower in process, where the binding's
+// decoding of its answer costs more than the calls it saves.
 func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 	c, release, err := d.acquire(ctx)
 	if err != nil {
