@@ -204,7 +204,7 @@ func gauge(hc *http.Client, name string) (float64, error) {
 	return 0, fmt.Errorf("no metric %s", name)
 }
 
-// reconciles reads the count of the reconcile duration histogram.
+// reconciles reads how many iterations the agent finished.
 func reconciles(hc *http.Client) (int, error) {
 	resp, err := hc.Get("http://nodevirt/metrics")
 	if err != nil {
@@ -216,7 +216,8 @@ func reconciles(hc *http.Client) (int, error) {
 	n := 0
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "nodevirt_reconcile_duration_seconds_count") {
+		// stage="total" is one whole iteration; the other stages are parts.
+		if strings.HasPrefix(line, `nodevirt_reconcile_duration_seconds_count{stage="total"}`) {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {
