@@ -221,6 +221,7 @@ func BenchmarkApplyVsVirsh(b *testing.B) {
 						start := time.Now()
 						v.run()
 						took[run] += time.Since(start)
+						b.Logf("op %d: virsh %.1fs", round, time.Since(start).Seconds())
 						v.remove()
 						continue
 					}
@@ -232,6 +233,7 @@ func BenchmarkApplyVsVirsh(b *testing.B) {
 					start := time.Now()
 					a.apply(flags)
 					took[run] += time.Since(start)
+					b.Logf("op %d: apply %v %.1fs", round, flags, time.Since(start).Seconds())
 					a.remove()
 				}
 			}

@@ -77,7 +77,7 @@ func (o *options) openConfig(selfHeal bool, stages agent.Stages, lock bool) (age
 		}
 	}
 	if o.parallelVMs < 0 {
-		return agent.OpenConfig{}, fmt.Errorf("--parallel-vms %d: want 0 (one per CPU) or more", o.parallelVMs)
+		return agent.OpenConfig{}, fmt.Errorf("--parallel-vms %d: want 0 (the default) or more", o.parallelVMs)
 	}
 	src, err := o.sourceOptions()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -42,13 +41,13 @@ type Config struct {
 	Parallel int
 }
 
-// DefaultParallel is how many VMs an apply works on at once: one per CPU.
-// Starting a QEMU process is CPU work (0.85 CPU-seconds per TCG guest
-// here, most of a start's time), so more starts at once than CPUs only
-// compete for them; and libvirtd serves at most 5 calls of one connection
-// at a time (max_client_requests), so more would only queue there
-// (measured in docs/performance-apply.md).
-func DefaultParallel() int { return runtime.NumCPU() }
+// DefaultParallel is how many VMs an apply works on at once unless told:
+// one, as before. On the 2-vCPU TCG machine it was measured on, starts side
+// by side on one libvirt connection were slower than one after the other
+// (a TCG start is almost a CPU-second of QEMU's own work, and libvirtd
+// serves at most 5 calls of one connection at once); see
+// docs/performance-apply.md. Config.Parallel or --parallel-vms raise it.
+func DefaultParallel() int { return 1 }
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
