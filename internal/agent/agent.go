@@ -789,8 +789,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Every iteration observes libvirt afresh, so it covers the events
 	// that arrived before it began: a pending event debounce is dropped. The
 	// events the VM stage's own actions caused (a define's "defined", a
-	// start's "started") tell nothing new either; waiting on a reconcile
-	// for them would only hold up the next save or push.
+	// start's "started") tell nothing new either, nor do those of domains
+	// the agent never touches; waiting on a reconcile for them would only
+	// hold up the next save or push.
 	var (
 		debounce <-chan time.Time
 		own      ownEvents
