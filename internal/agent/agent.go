@@ -794,8 +794,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Every iteration observes libvirt afresh, so it covers the events
 	// that arrived before it began: a pending event debounce is dropped. The
 	// events the VM stage's own actions caused (a define's "defined", a
-	// start's "started") tell nothing new either; waiting on a reconcile
-	// for them would only hold up the next save or push.
+	// start's "started") tell nothing new either, nor do those of domains
+	// the agent never touches; waiting on a reconcile for them would only
+	// hold up the next save or push.
 	var (
 		debounce <-chan time.Time
 		own      ownEvents
@@ -842,6 +843,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Debug("libvirt event of the last reconcile's own action", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
 				continue
 			}
+			if own.foreign(ev) {
+				a.log.Debug("libvirt event of a domain this agent neither wants nor owns", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
+				continue
+			}
 			a.log.Info("libvirt event", "domain", ev.Domain, "event", ev.Kind, "detail", ev.Detail)
 			if debounce == nil {
 				debounce = time.After(a.cfg.EventDebounce)
@@ -881,10 +886,46 @@ func (a *Agent) forgetDefinitions() {
 const ownEventsFor = 2 * time.Second
 
 // ownEvents are the lifecycle events the VM stage's own actions of one
-// reconcile cause, per domain, each expected once, until a deadline.
+// reconcile cause, per domain, each expected once, until a deadline; and
+// the domains whose events concern the agent at all.
 type ownEvents struct {
 	until time.Time
 	want  map[string]map[hv.EventKind]int
+	// mine are the domains the last VM plan wanted or found owned (nil
+	// when it was not planned: then every domain is). Other domains on the
+	// host (hand-made ones, another agent's) are never touched, so their
+	// events cost no reconcile.
+	mine map[string]bool
+}
+
+// domainsOf lists the domains a VM plan is about: every desired VM's and
+// every owned one's (in sync or with a step); nil without a plan.
+func domainsOf(p *vm.Planned, st *desired.State) map[string]bool {
+	if p == nil || st == nil {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, v := range st.VMs {
+		m[v.DomainName] = true
+	}
+	for name := range p.VMs {
+		m[name] = true
+	}
+	for _, name := range p.InSync {
+		m[name] = true
+	}
+	for _, step := range p.Actions {
+		if step.Action != vm.Orphan && step.Target != "" {
+			m[step.Target] = true
+		}
+	}
+	return m
+}
+
+// foreign reports whether ev is about a domain the agent neither wants nor
+// owns. An event without a domain (the connection came back) never is.
+func (o *ownEvents) foreign(ev hv.Event) bool {
+	return o.mine != nil && ev.Domain != "" && !o.mine[ev.Domain]
 }
 
 // eventsOf lists the events libvirt sends for each VM action that was
@@ -956,6 +997,7 @@ func (a *Agent) iterate(ctx context.Context, fetch bool) ownEvents {
 	// Apply binds the VMs again when the node's resources changed.
 	nr := a.Apply(ctx, n)
 	own := newOwnEvents(nr.VMs, time.Now())
+	own.mine = domainsOf(nr.Plan.VMs, nr.Plan.State)
 	it.Status = a.record(n, nr, start)
 	it.Stages = map[string]time.Duration{}
 	for stage, d := range nr.Took {

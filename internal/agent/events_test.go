@@ -52,9 +52,9 @@ func until(d time.Duration, cond func() bool) bool {
 }
 
 // The libvirt events of the loop's own define and start do not cost a
-// reconcile of their own, which would hold up the next save; an event
-// nobody in the loop caused (a domain stopped out of band) still does, and
-// heals it.
+// reconcile of their own, which would hold up the next save, nor do those
+// of domains the agent never touches; an event nobody in the loop caused
+// on a domain it owns (stopped out of band) still does, and heals it.
 func TestRun_ownEventsCostNoReconcile(t *testing.T) {
 	n := newNode(t)
 	d, err := disks.New(n.state, filepath.Join(n.state, "images"))
@@ -100,20 +100,21 @@ func TestRun_ownEventsCostNoReconcile(t *testing.T) {
 	if err := os.Rename(tmp, filepath.Join(n.src, "web.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	awaitEvent := func(kind hv.EventKind) {
+	awaitEventOf := func(dom string, kind hv.EventKind) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)
 		for {
 			select {
 			case ev := <-seen:
-				if ev.Domain == "default_web" && ev.Kind == kind {
+				if ev.Domain == dom && ev.Kind == kind {
 					return
 				}
 			case <-deadline:
-				t.Fatalf("no %s event for default_web", kind)
+				t.Fatalf("no %s event for %s", kind, dom)
 			}
 		}
 	}
+	awaitEvent := func(kind hv.EventKind) { t.Helper(); awaitEventOf("default_web", kind) }
 	awaitEvent(hv.EventStarted)
 	if !until(10*time.Second, func() bool { all, fetched := its.count(); return all == 2 && fetched == 2 }) {
 		all, fetched := its.count()
@@ -124,6 +125,25 @@ func TestRun_ownEventsCostNoReconcile(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if all, _ := its.count(); all != 2 {
 		t.Fatalf("the events of its own define and start cost %d more reconciles", all-2)
+	}
+
+	// A domain the agent neither wants nor owns (hand-made) comes and goes:
+	// it is never touched, so its events cost nothing either.
+	if err := n.hv.Define(ctx, `<domain type='test'><name>handmade</name><memory unit='KiB'>65536</memory><os><type>hvm</type></os></domain>`); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.hv.Start(ctx, "handmade"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.hv.Destroy(ctx, "handmade"); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []hv.EventKind{hv.EventDefined, hv.EventStarted, hv.EventStopped} {
+		awaitEventOf("handmade", kind)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if all, _ := its.count(); all != 2 {
+		t.Fatalf("the events of a hand-made domain cost %d reconciles", all-2)
 	}
 
 	// Stopped out of band: the event is news, a reconcile starts it again.
