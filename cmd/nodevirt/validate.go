@@ -36,6 +36,7 @@ func newValidateCmd(o *options) *cobra.Command {
 				return err
 			}
 			oc.ReportDifferences = true
+			oc.DiagnosticsOnly = true
 			e, err := o.open(cmd.Context(), oc)
 			if err != nil {
 				return err

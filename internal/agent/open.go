@@ -81,6 +81,9 @@ type OpenConfig struct {
 	// other hardware than under KubeVirt (validate asks for them; the
 	// reconcile loop does not repeat them every pass).
 	ReportDifferences bool
+	// DiagnosticsOnly renders VMs for their diagnostics alone, without
+	// domain XML (validate); nothing may plan or apply such a rendering.
+	DiagnosticsOnly bool
 
 	SelfHeal        bool
 	AllowReboot     bool
@@ -610,6 +613,8 @@ func (rt *Runtime) desiredOptions() desired.Options {
 		NodeLabels: labels,
 		NodeLease:  c.NodeLease,
 		Secrets:    secrets.Dir{Dir: c.SecretsDir},
+		// validate reads diagnostics only.
+		DiagnosticsOnly: c.DiagnosticsOnly,
 		Context: domain.Context{
 			Type:      typ,
 			Arch:      rt.Facts.Arch,

@@ -180,6 +180,11 @@ type Options struct {
 	// repository does not hold (a repository's copy wins); nil reads
 	// only the repository's.
 	Secrets SecretReader
+	// DiagnosticsOnly converts every VM for its diagnostics but writes no
+	// domain XML and no spec hash (validate: nobody reads them, and
+	// writing the XML is a fifth of its work). Such a State must not be
+	// planned or applied.
+	DiagnosticsOnly bool
 }
 
 // Build renders the desired state from a manifest set.
@@ -457,13 +462,17 @@ func render(c candidate, alloc *allocation, revision string, opt Options) (*VM, 
 	if diags.HasErrors() || res.Domain == nil {
 		return nil, diags
 	}
-	owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision}
-	xml, hash, err := seal(res.Domain, res.Artifacts, res.Hotplug, owner)
-	if err != nil {
-		return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
+	var xml, hash string
+	if !opt.DiagnosticsOnly {
+		owner := Owner{Kind: o.Ref.Kind, Namespace: o.Ref.Namespace, Name: o.Ref.Name, Revision: revision}
+		var err error
+		if xml, hash, err = seal(res.Domain, res.Artifacts, res.Hotplug, owner); err != nil {
+			return nil, append(diags, o.Errorf(prefix, "rendering domain XML: %v", err))
+		}
 	}
 	cpuCheck := ""
 	if c := res.Domain.CPU; c != nil && (c.Mode == "custom" || (c.Model != nil && c.Model.Value != "") || len(c.Features) > 0) {
+		var err error
 		if cpuCheck, err = c.Marshal(); err != nil {
 			return nil, append(diags, o.Errorf(prefix+".domain.cpu", "rendering CPU: %v", err))
 		}

@@ -86,3 +86,39 @@ func sameInParallel(t *testing.T, dir string) {
 		}
 	}
 }
+
+// A diagnostics-only build (validate) reports exactly what a full build
+// reports, the same VMs and the same invalid ones, and writes no XML.
+func TestBuild_diagnosticsOnlySameDiagnostics(t *testing.T) {
+	set, full := build(t, filepath.Join("..", "..", "manifests", "testdata", "seed"))
+	opt := testOptions
+	opt.DiagnosticsOnly = true
+	only := Build(set, "main@sha1:0123456789abcdef", opt)
+	diags := func(st *State) []string {
+		var out []string
+		for _, d := range st.Diags {
+			out = append(out, d.Error())
+		}
+		return out
+	}
+	if d := cmp.Diff(diags(full), diags(only)); d != "" {
+		t.Errorf("diagnostics differ (-full +only):\n%s", d)
+	}
+	if d := cmp.Diff(full.Invalid, only.Invalid); d != "" {
+		t.Errorf("invalid VMs differ (-full +only):\n%s", d)
+	}
+	if len(full.VMs) < 10 || len(only.VMs) != len(full.VMs) {
+		t.Fatalf("%d VMs in the full build, %d diagnostics only", len(full.VMs), len(only.VMs))
+	}
+	for i, vm := range only.VMs {
+		if vm.DomainName != full.VMs[i].DomainName {
+			t.Errorf("VM %d: %s, full build %s", i, vm.DomainName, full.VMs[i].DomainName)
+		}
+		if vm.XML != "" || vm.SpecHash != "" {
+			t.Errorf("%s: diagnostics only, yet XML (%d bytes) and hash %q", vm.DomainName, len(vm.XML), vm.SpecHash)
+		}
+		if full.VMs[i].XML == "" {
+			t.Errorf("%s: the full build wrote no XML", vm.DomainName)
+		}
+	}
+}
