@@ -33,12 +33,16 @@ import (
 //   - drift: back-to-back drift checks (--drift-interval 1ms), each reading
 //     every domain's document anew.
 //
-// The test driver runs inside the agent process (test:///NODE.xml), whose RSS
-// therefore includes libvirt's own copy of the 1,000 domains; on
-// qemu:///system they live in the daemon.
+// inproc runs the test driver inside the agent process (test:///NODE.xml),
+// whose RSS therefore includes libvirt's own copy of the 1,000 domains.
+// daemon serves the same driver from libvirtd (test+unix:///NODE.xml), the
+// shape of production, where the domains live in the daemon as they do on
+// qemu:///system; it is skipped when no libvirtd answers.
 //
 // NODEVIRT_BENCH_BINARY names a binary built beforehand (another commit's,
 // to compare); unset, the benchmark builds this tree's.
+// NODEVIRT_BENCH_RECONCILES sets the number of reconciles (default 1000):
+// behind the daemon each listing is 2,000 round trips, so a full run is long.
 func BenchmarkAgentRSS_1000(b *testing.B) {
 	bin := os.Getenv("NODEVIRT_BENCH_BINARY")
 	if bin == "" {
@@ -47,16 +51,40 @@ func BenchmarkAgentRSS_1000(b *testing.B) {
 			b.Fatalf("go build: %v\n%s", err, out)
 		}
 	}
+	n := 1000
+	if v := os.Getenv("NODEVIRT_BENCH_RECONCILES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("NODEVIRT_BENCH_RECONCILES=%q: want a positive number of reconciles", v)
+		}
+	}
+	var marks []int
+	for _, m := range []int{10, 100, 1000} {
+		if m < n {
+			marks = append(marks, m)
+		}
+	}
+	marks = append(marks, n)
 	for _, mode := range []string{"api", "drift"} {
 		b.Run("inproc/"+mode, func(b *testing.B) {
 			for range b.N {
-				agentRSS(b, bin, mode, 1000, []int{10, 100, 1000})
+				agentRSS(b, bin, "test://", mode, 1000, marks)
 			}
 		})
 	}
+	b.Run("daemon/api", func(b *testing.B) {
+		if out, err := exec.Command("virsh", "-c", "test+unix:///default", "version").CombinedOutput(); err != nil {
+			b.Skipf("no libvirtd serving the test driver: %v\n%s", err, out)
+		}
+		for range b.N {
+			agentRSS(b, bin, "test+unix://", "api", 1000, marks)
+		}
+	})
 }
 
-func agentRSS(b *testing.B, bin, mode string, vms int, marks []int) {
+// agentRSS runs one agent on driver (a URI scheme and "//", the node file's
+// path is appended) and reports its memory at each of marks reconciles.
+func agentRSS(b *testing.B, bin, driver, mode string, vms int, marks []int) {
 	b.StopTimer()
 	dir := b.TempDir()
 	node := filepath.Join(dir, "node.xml")
@@ -75,7 +103,7 @@ func agentRSS(b *testing.B, bin, mode string, vms int, marks []int) {
 	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--config", "", "--source", src, "--state", state, "--root", filepath.Join(dir, "root"),
-		"--libvirt", "test://"+node, "--domain-type", "kvm", "--node", "node1", "--log-level", "warn",
+		"--libvirt", driver+node, "--domain-type", "kvm", "--node", "node1", "--log-level", "warn",
 		"run", "--listen", "", "--interval", "1h", "--drift-interval", drift)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
