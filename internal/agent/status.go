@@ -313,6 +313,9 @@ func (a *Agent) vmStatus(st *status.Node, n *Node, nr NodeReport) {
 	// Sized once: growing a slice of these large structs by appending
 	// allocated twice the final status on every iteration.
 	st.VirtualMachines = make([]kubevirtv1.VirtualMachine, 0, len(vms.VMs))
+	// The same for the instances, at most one per VM here (those running
+	// elsewhere are few, appended last).
+	st.VirtualMachineInstances = make([]kubevirtv1.VirtualMachineInstance, 0, len(vms.VMs))
 	var observed map[string]hv.Domain
 	steps := map[string][]plan.Step{}
 	if p := nr.Plan.VMs; p != nil {

@@ -86,9 +86,14 @@ func (pl *planner) add(s Step) {
 
 // Plan computes the steps for st without changing anything.
 func (m *Manager) Plan(ctx context.Context, st *State) (*Plan, error) {
-	running, err := m.running(ctx)
-	if err != nil {
-		return nil, err
+	// Only snapshots and restores to take ask whether their VM runs; a node
+	// without any would list every domain a second time per iteration.
+	var running map[string]bool
+	if len(st.Snapshots) > 0 || len(st.Restores) > 0 {
+		var err error
+		if running, err = m.running(ctx); err != nil {
+			return nil, err
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
