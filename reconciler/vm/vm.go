@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -42,12 +43,14 @@ type Config struct {
 }
 
 // DefaultParallel is how many VMs an apply works on at once unless told:
-// one, as before. On the 2-vCPU TCG machine it was measured on, starts side
-// by side on one libvirt connection were slower than one after the other
-// (a TCG start is almost a CPU-second of QEMU's own work, and libvirtd
-// serves at most 5 calls of one connection at once); see
-// docs/performance-apply.md. Config.Parallel or --parallel-vms raise it.
-func DefaultParallel() int { return 1 }
+// one per CPU, at most four. A start under TCG is almost a CPU-second of
+// QEMU's own work, so more than one per CPU only queues; libvirtd serves
+// at most five calls of one connection at once (max_client_requests), and
+// four leaves one for the listing. On the 2-vCPU machine it was measured
+// on, two at once took 0.76 of sequential virsh for 20 new VMs, one at a
+// time 0.91 (docs/performance.md, "One apply of many new VMs").
+// Config.Parallel or --parallel-vms override it.
+func DefaultParallel() int { return min(runtime.NumCPU(), 4) }
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
