@@ -47,7 +47,9 @@ func (d *Driver) resetTPM(dom *libvirt.Domain) error {
 	}
 	x, err := dom.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE)
 	if err != nil {
-		return fmt.Errorf("read the definition: %w", err)
+		// An opError, so a libvirtd lost mid-call reads as unavailable
+		// (the start is tried again, not held back as the VM's failure).
+		return wrapErr("read the definition of", "the domain", err)
 	}
 	var def libvirtxml.Domain
 	if err := def.Unmarshal(x); err != nil {
