@@ -51,10 +51,11 @@ fuzz:
 
 # The benchmarks behind docs/performance.md, COUNT times each (5 unless
 # set), with benchstat summaries in bench-results/; BENCH=steady (or
-# validate, latency, apply, other) runs one group.
+# rss, validate, latency, apply, other) runs one group.
 BENCH ?= all
+COUNT ?= 5
 bench: setup build
-	GO=$(GO) bash hack/bench.sh $(BENCH)
+	GO=$(GO) COUNT=$(COUNT) bash hack/bench.sh $(BENCH)
 
 clean:
 	rm -rf bin

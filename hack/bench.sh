@@ -5,7 +5,7 @@
 # report the ratio as a metric, so benchstat's row for it is the figure to
 # compare with the goal. Raw output and summaries go to OUT.
 #
-#   hack/bench.sh [group...]     groups: steady validate latency apply all
+#   hack/bench.sh [group...]     groups: steady rss validate latency apply other all
 #   COUNT=5 OUT=bench-results/<time> by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,21 +26,28 @@ run() {
 
 groups=("$@")
 if [ ${#groups[@]} -eq 0 ] || [ "${groups[0]}" = all ]; then
-  groups=(steady validate latency apply other)
+  groups=(steady rss validate latency apply other)
 fi
 for g in "${groups[@]}"; do
   case $g in
-    # no-op reconcile of 1,000 VMs (test driver) and the agent's RSS
-    steady) run steady "./reconciler/vm/ ./cmd/nodevirt/" 'Plan_noop1000|Reconcile_noop1000|AgentRSS' -benchtime 20x ;;
-    # validate of 1,000 to 100,000 VMs
-    validate) run validate ./cmd/nodevirt/ '^BenchmarkValidate' -benchtime 3x ;;
+    # no-op reconcile of 1,000 VMs (test driver), drift check and between
+    steady) run steady ./reconciler/vm/ 'Plan_noop1000|Reconcile_noop1000' -benchtime 20x ;;
+    # the agent process's memory over 1,000 reconciles (test driver in the
+    # agent); behind libvirtd each listing costs a round trip per domain,
+    # so that variant runs NODEVIRT_BENCH_RECONCILES (100 unless set)
+    rss)
+      run rss ./cmd/nodevirt/ 'AgentRSS_1000/inproc' -benchtime 1x
+      NODEVIRT_BENCH_RECONCILES=${NODEVIRT_BENCH_RECONCILES:-100} run rss-daemon ./cmd/nodevirt/ 'AgentRSS_1000/daemon' -benchtime 1x ;;
+    # validate of 1,000 to 100,000 VMs, and of many invalid ones
+    validate) run validate ./cmd/nodevirt/ '^BenchmarkValidate' -benchtime 1x ;;
     # save → running and push → running, next to raw virsh (qemu:///system)
-    latency) run latency ./e2e/ 'WatchedSaveToRunning|PushToRunningWebhook|VirshDefineStart|CommitToRunning' -tags e2e -benchtime 10x ;;
-    # one apply of 20 and 100 new VMs, next to sequential virsh
+    latency) run latency ./e2e/ 'WatchedSaveToRunning|PushToRunningWebhook|VirshDefineStart|CommitToRunning' -tags e2e -benchtime 5x ;;
+    # one apply of 20 and 100 new VMs, paired with sequential virsh in each op
     apply) run apply ./e2e/ 'ApplyVsVirsh' -tags e2e -benchtime 1x ;;
-    # everything else (sources, state, importer, upload, API, metrics, web)
-    other) run other ./... 'GitFetch|DirDigest|DB_|Backup|Open|Import|CurlXz|Upload|API_|SetVMs|Scrape|Render1000' -tags e2e ;;
-    *) echo "bench: unknown group $g (steady validate latency apply other all)" >&2; exit 2 ;;
+    # everything else: watcher, agent iteration, libvirt listing, sources,
+    # state, importer, upload, API, metrics, web
+    other) run other ./... 'DirWatch|Iterate_newVM|Domains_1000|GitFetch|DirDigest|DB_|Backup|Open|Import|CurlXz|Upload|API_|SetVMs|Scrape|Render1000' -tags e2e ;;
+    *) echo "bench: unknown group $g (steady rss validate latency apply other all)" >&2; exit 2 ;;
   esac
 done
 echo "results in $OUT" >&2
