@@ -6,10 +6,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/runtime/hv"
 	virt "github.com/nodevirt/nodevirt/runtime/libvirt"
 )
@@ -213,39 +209,14 @@ func BenchmarkPushToRunningWebhook(b *testing.B) {
 // fails unless the agent accepted it.
 func webhookSender(b *testing.B, w *world) func() {
 	b.Helper()
-	sock := filepath.Join(w.state, api.SocketName)
-	await(b, "the agent's socket to answer /readyz", 60*time.Second, func() bool {
-		c, err := api.Local(context.Background(), sock)
-		if err != nil {
-			return false
-		}
-		var ready map[string]string
-		return c.Get(context.Background(), "/readyz", &ready) == nil
-	})
-	var v struct {
-		Agent struct {
-			Listen string `json:"listen"`
-		} `json:"agent"`
-	}
-	if err := json.Unmarshal([]byte(w.mustNodevirt("version", "-o", "json")), &v); err != nil || !strings.HasPrefix(v.Agent.Listen, "https://") {
-		b.Fatalf("version -o json names no agent address: %+v %v", v, err)
-	}
-	pem, err := os.ReadFile(filepath.Join(w.state, "pki", "ca.crt"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		b.Fatal("ca.crt holds no certificate")
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	url, client := w.agentHTTPS(b)
 	b.Cleanup(client.CloseIdleConnections)
 	body := `{"ref":"refs/heads/main"}`
 	mac := hmac.New(sha256.New, []byte(serviceHookSecret))
 	mac.Write([]byte(body))
 	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	return func() {
-		req, err := http.NewRequest("POST", v.Agent.Listen+"/hooks/git", strings.NewReader(body))
+		req, err := http.NewRequest("POST", url+"/hooks/git", strings.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
 		}

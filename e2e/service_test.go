@@ -43,8 +43,18 @@ func (w *world) startService(t *testing.T) *serviceAgent {
 	// Polls are an hour apart: what happens sooner was asked for.
 	a := w.startAgent("--interval", "1h", "--drift-interval", "1h", "--webhook-secret-file", secret)
 	s := &serviceAgent{agent: a, w: w}
+	s.url, s.client = w.agentHTTPS(t)
+	s.token = strings.TrimSpace(w.mustNodevirt("token", "create", "--name", "e2e", "--ttl", "1h"))
+	return s
+}
+
+// agentHTTPS waits for the running agent to answer on its socket and
+// returns the HTTPS address it listens on, as `version -o json` names it,
+// with a client that trusts the agent's CA.
+func (w *world) agentHTTPS(tb testing.TB) (string, *http.Client) {
+	tb.Helper()
 	sock := filepath.Join(w.state, api.SocketName)
-	await(t, "the agent's socket to answer /readyz", 60*time.Second, func() bool {
+	await(tb, "the agent's socket to answer /readyz", 60*time.Second, func() bool {
 		c, err := api.Local(context.Background(), sock)
 		if err != nil {
 			return false
@@ -58,20 +68,17 @@ func (w *world) startService(t *testing.T) *serviceAgent {
 		} `json:"agent"`
 	}
 	if err := json.Unmarshal([]byte(w.mustNodevirt("version", "-o", "json")), &v); err != nil || !strings.HasPrefix(v.Agent.Listen, "https://") {
-		t.Fatalf("version -o json names no agent address: %+v %v", v, err)
+		tb.Fatalf("version -o json names no agent address: %+v %v", v, err)
 	}
-	s.url = v.Agent.Listen
-	s.token = strings.TrimSpace(w.mustNodevirt("token", "create", "--name", "e2e", "--ttl", "1h"))
 	pem, err := os.ReadFile(filepath.Join(w.state, "pki", "ca.crt"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("ca.crt holds no certificate")
+		tb.Fatal("ca.crt holds no certificate")
 	}
-	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	return s
+	return v.Agent.Listen, &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 // get fetches path over HTTPS with the token and decodes it into out.

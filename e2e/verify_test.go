@@ -3,9 +3,6 @@
 package e2e
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodevirt/nodevirt/internal/api"
 	"github.com/nodevirt/nodevirt/internal/testenv"
 )
 
@@ -88,35 +84,10 @@ func needTool(t *testing.T, name string) {
 // metricsOf scrapes the running agent's /metrics over HTTPS with a token.
 func (w *world) metricsOf(t *testing.T) string {
 	t.Helper()
-	sock := filepath.Join(w.state, api.SocketName)
-	await(t, "the agent's socket to answer /readyz", 60*time.Second, func() bool {
-		c, err := api.Local(context.Background(), sock)
-		if err != nil {
-			return false
-		}
-		var ready map[string]string
-		return c.Get(context.Background(), "/readyz", &ready) == nil
-	})
-	var v struct {
-		Agent struct {
-			Listen string `json:"listen"`
-		} `json:"agent"`
-	}
-	if err := json.Unmarshal([]byte(w.mustNodevirt("version", "-o", "json")), &v); err != nil {
-		t.Fatal(err)
-	}
+	url, client := w.agentHTTPS(t)
 	token := strings.TrimSpace(w.mustNodevirt("token", "create", "--name", "e2e-metrics", "--ttl", "1h"))
-	req, _ := http.NewRequest("GET", v.Agent.Listen+"/metrics", nil)
+	req, _ := http.NewRequest("GET", url+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	pem, err := os.ReadFile(filepath.Join(w.state, "pki", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("ca.crt holds no certificate")
-	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
