@@ -216,18 +216,20 @@ func parseWith(file string, data []byte, opt Options, workers int) *Set {
 	return s
 }
 
-// decoder decodes the documents of one Load or Parse. The YAML parser reads
-// a file's documents one after the other, but turning each document into an
-// object (conversion, the schema walk, decoding, defaults and checks) needs
-// nothing from its neighbours, so that runs on workers, each document into
-// its own part. The parts are merged in file and document order, so the
-// result is the same as decoding one document after the other. The job
-// queue is short: the parser waits for the workers rather than holding
-// every document's node tree at once.
+// decoder decodes the documents of one Load or Parse. Turning a document
+// into an object (conversion, the schema walk, decoding, defaults and
+// checks) needs nothing from its neighbours, so that runs on workers, each
+// document into its own part. A file cut into one piece per document (see
+// splitDocuments) has its pieces parsed on the workers too; other files are
+// parsed one document after the other. The parts are merged in file and
+// document order, so the result is the same as decoding one document after
+// the other. The job queue is short: the parser waits for the workers
+// rather than holding every document's node tree at once.
 type decoder struct {
-	opt  Options
-	jobs chan docJob
-	wg   sync.WaitGroup
+	opt     Options
+	workers int
+	jobs    chan docJob
+	wg      sync.WaitGroup
 	// panicked holds a worker's or reader's panic, raised again in wait,
 	// on the caller's goroutine, where it would have been raised before.
 	panicked chan any
@@ -258,11 +260,16 @@ type docJob struct {
 	n    int // the document's number in its file, 1-based
 	doc  *yaml.Node
 	out  *Set
+	// split is set for a document of a file cut into pieces: the
+	// worker parses data's piece itself when doc is nil.
+	split *splitFile
+	data  []byte
+	piece piece
 }
 
 func newDecoder(opt Options, workers int) *decoder {
 	workers = max(workers, 1)
-	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
+	d := &decoder{opt: opt, workers: workers, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
 	for range workers {
 		d.wg.Add(1)
 		go d.work()
@@ -278,7 +285,10 @@ func (d *decoder) work() {
 			case d.panicked <- r:
 			default:
 			}
-			for range d.jobs { // let the parsers finish; wait re-raises
+			for j := range d.jobs { // let the parsers finish; wait re-raises
+				if j.split != nil {
+					j.split.wg.Done()
+				}
 			}
 		}
 	}()
@@ -286,6 +296,10 @@ func (d *decoder) work() {
 	// so they are built once, not once per document.
 	fields := map[reflect.Type]map[string]reflect.Type{}
 	for j := range d.jobs {
+		if j.split != nil {
+			d.pieceJob(j, fields)
+			continue
+		}
 		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
 	}
 }
@@ -331,7 +345,7 @@ func fileError(file string, err error) diag.Diagnostic {
 // yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// file reads the documents of one file and queues each for a worker, its
+// file decodes the documents of one file on the workers, each into its
 // part in ps.
 func (d *decoder) file(ps *parts, file string, data []byte) {
 	if len(data) > MaxFileBytes {
@@ -340,6 +354,71 @@ func (d *decoder) file(ps *parts, file string, data []byte) {
 		p.Diags = append(p.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
 		return
 	}
+	if d.workers > 1 && d.pieces(ps, file, data) {
+		return
+	}
+	d.sequential(ps, file, data)
+}
+
+// pieces parses the file's documents on the workers, each from its own
+// piece of the file, and reports whether that gave the file's documents; if
+// not, ps is left empty for the sequential parser.
+func (d *decoder) pieces(ps *parts, file string, data []byte) bool {
+	pieces, ok := splitDocuments(data)
+	if !ok || len(pieces) < 2 {
+		return false
+	}
+	// Every piece after the first starts with a document marker, so holds
+	// one document; the first may hold none (only comments), which the
+	// others' numbers depend on: it is parsed here.
+	first, err := parsePiece(data, pieces[0])
+	if err != nil || len(first) > 1 {
+		return false
+	}
+	st := &splitFile{}
+	n := 1
+	for _, doc := range first {
+		st.wg.Add(1)
+		d.jobs <- docJob{file: file, n: n, doc: doc, out: ps.next(), split: st}
+		n++
+	}
+	for _, p := range pieces[1:] {
+		if st.failed.Load() {
+			break
+		}
+		st.wg.Add(1)
+		d.jobs <- docJob{file: file, n: n, out: ps.next(), split: st, data: data, piece: p}
+		n++
+	}
+	st.wg.Wait()
+	if st.failed.Load() {
+		ps.list = nil
+		return false
+	}
+	return true
+}
+
+// pieceJob parses a piece of a split file and decodes its document; a piece
+// that is not one document fails the split.
+func (d *decoder) pieceJob(j docJob, fields map[reflect.Type]map[string]reflect.Type) {
+	defer j.split.wg.Done()
+	if j.split.failed.Load() {
+		return
+	}
+	if j.doc == nil {
+		docs, err := parsePiece(j.data, j.piece)
+		if err != nil || len(docs) != 1 {
+			j.split.failed.Store(true)
+			return
+		}
+		j.doc = docs[0]
+	}
+	j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+}
+
+// sequential reads the documents of one file one after the other and
+// queues each for a worker, its part in ps.
+func (d *decoder) sequential(ps *parts, file string, data []byte) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	resumed := 0 // the line of the document marker reading resumed at
 	for n := 1; ; n++ {
