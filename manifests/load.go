@@ -228,6 +228,7 @@ func parseWith(file string, data []byte, opt Options, workers int) *Set {
 type decoder struct {
 	opt     Options
 	workers int
+	batch   int // bytes of pieces a worker parses with one parser
 	jobs    chan docJob
 	wg      sync.WaitGroup
 	// panicked holds a worker's or reader's panic, raised again in wait,
@@ -260,16 +261,18 @@ type docJob struct {
 	n    int // the document's number in its file, 1-based
 	doc  *yaml.Node
 	out  *Set
-	// split is set for a document of a file cut into pieces: the
-	// worker parses data's piece itself when doc is nil.
+	// split is set for the documents of a file cut into pieces (see
+	// splitDocuments): doc, or when it is nil, the documents of text, a
+	// run of pieces, one into each of outs.
 	split *splitFile
-	data  []byte
-	piece piece
+	text  []byte
+	line  int // lines of the file before text
+	outs  []*Set
 }
 
 func newDecoder(opt Options, workers int) *decoder {
 	workers = max(workers, 1)
-	d := &decoder{opt: opt, workers: workers, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
+	d := &decoder{opt: opt, workers: workers, batch: batchBytes, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
 	for range workers {
 		d.wg.Add(1)
 		go d.work()
@@ -358,62 +361,6 @@ func (d *decoder) file(ps *parts, file string, data []byte) {
 		return
 	}
 	d.sequential(ps, file, data)
-}
-
-// pieces parses the file's documents on the workers, each from its own
-// piece of the file, and reports whether that gave the file's documents; if
-// not, ps is left empty for the sequential parser.
-func (d *decoder) pieces(ps *parts, file string, data []byte) bool {
-	pieces, ok := splitDocuments(data)
-	if !ok || len(pieces) < 2 {
-		return false
-	}
-	// Every piece after the first starts with a document marker, so holds
-	// one document; the first may hold none (only comments), which the
-	// others' numbers depend on: it is parsed here.
-	first, err := parsePiece(data, pieces[0])
-	if err != nil || len(first) > 1 {
-		return false
-	}
-	st := &splitFile{}
-	n := 1
-	for _, doc := range first {
-		st.wg.Add(1)
-		d.jobs <- docJob{file: file, n: n, doc: doc, out: ps.next(), split: st}
-		n++
-	}
-	for _, p := range pieces[1:] {
-		if st.failed.Load() {
-			break
-		}
-		st.wg.Add(1)
-		d.jobs <- docJob{file: file, n: n, out: ps.next(), split: st, data: data, piece: p}
-		n++
-	}
-	st.wg.Wait()
-	if st.failed.Load() {
-		ps.list = nil
-		return false
-	}
-	return true
-}
-
-// pieceJob parses a piece of a split file and decodes its document; a piece
-// that is not one document fails the split.
-func (d *decoder) pieceJob(j docJob, fields map[reflect.Type]map[string]reflect.Type) {
-	defer j.split.wg.Done()
-	if j.split.failed.Load() {
-		return
-	}
-	if j.doc == nil {
-		docs, err := parsePiece(j.data, j.piece)
-		if err != nil || len(docs) != 1 {
-			j.split.failed.Store(true)
-			return
-		}
-		j.doc = docs[0]
-	}
-	j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
 }
 
 // sequential reads the documents of one file one after the other and

@@ -86,9 +86,11 @@ func TestParse_parallelSameAsSequential(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%d workers: the result differs from one worker's:\n%s", workers, firstDifference(got, want))
 			}
-			got = outcomeOf(parseWith("mixed.yaml", srcValid, Options{}, workers))
-			if !reflect.DeepEqual(got, wantValid) {
-				t.Fatalf("%d workers, no syntax error: the result differs from one worker's:\n%s", workers, firstDifference(got, wantValid))
+			for _, batch := range []int{0, 1000, batchBytes} {
+				got = outcomeOf(parseBatched("mixed.yaml", srcValid, workers, batch))
+				if !reflect.DeepEqual(got, wantValid) {
+					t.Fatalf("%d workers, batches of %d bytes, no syntax error: the result differs from one worker's:\n%s", workers, batch, firstDifference(got, wantValid))
+				}
 			}
 		}
 	}

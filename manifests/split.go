@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -15,11 +16,12 @@ import (
 // the line's end). YAML forbids such a line inside any scalar, and the parser
 // ends every block collection and block scalar at one, so each piece after
 // the first is exactly one document, parsed as the whole file's parser would
-// parse it. What the pieces cannot reproduce is refused up front (see
-// splitDocuments), and any piece that does not parse on its own, or is not
-// one document, sends the whole file back to the sequential parser: syntax
-// errors, the parser's resumption after them, and aliases of anchors in an
-// earlier document then come out as they always did.
+// parse it. A worker parses a run of pieces with one parser. What the pieces
+// cannot reproduce is refused up front (see splitDocuments), and any run
+// that does not parse on its own into one document per piece sends the
+// whole file back to the sequential parser: syntax errors, the parser's
+// resumption after them, and aliases of anchors in an earlier run then come
+// out as they always did.
 
 // piece is one document's text: data[start:end], its first line being line
 // line+1 of the file.
@@ -89,9 +91,7 @@ func parsePiece(data []byte, p piece) ([]*yaml.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p.line > 0 {
-			shiftLines(doc, p.line)
-		}
+		shiftLines(doc, p.line)
 		docs = append(docs, doc)
 	}
 	return docs, nil
@@ -100,14 +100,97 @@ func parsePiece(data []byte, p piece) ([]*yaml.Node, error) {
 // shiftLines adds lines to the line of n and of every node below it. An
 // alias's target is in the same tree, reached through Content.
 func shiftLines(n *yaml.Node, lines int) {
+	if lines == 0 {
+		return
+	}
 	n.Line += lines
 	for _, c := range n.Content {
 		shiftLines(c, lines)
 	}
 }
 
+// batchBytes is how much of a split file a worker parses with one parser:
+// enough documents that starting a parser (a few KiB) is not a cost of its
+// own, few enough that the workers share a file evenly.
+const batchBytes = 16 << 10
+
 // splitFile is the state of one file whose pieces are on the workers.
 type splitFile struct {
 	wg     sync.WaitGroup
 	failed atomic.Bool
+}
+
+// pieces decodes the file's documents on the workers from its pieces, a run
+// of them to a job, and reports whether that gave the file's documents; if
+// not, ps is left empty for the sequential parser.
+func (d *decoder) pieces(ps *parts, file string, data []byte) bool {
+	pieces, ok := splitDocuments(data)
+	if !ok || len(pieces) < 2 {
+		return false
+	}
+	// Every piece after the first starts with a document marker, so holds
+	// one document; the first may hold none (only comments), which the
+	// others' numbers depend on: it is parsed here.
+	first, err := parsePiece(data, pieces[0])
+	if err != nil || len(first) > 1 {
+		return false
+	}
+	st := &splitFile{}
+	n := 1
+	for _, doc := range first {
+		st.wg.Add(1)
+		d.jobs <- docJob{file: file, n: n, doc: doc, outs: []*Set{ps.next()}, split: st}
+		n++
+	}
+	for rest := pieces[1:]; len(rest) > 0 && !st.failed.Load(); {
+		k := 1
+		for k < len(rest) && rest[k].end-rest[0].start <= d.batch {
+			k++
+		}
+		outs := make([]*Set, k)
+		for i := range outs {
+			outs[i] = ps.next()
+		}
+		st.wg.Add(1)
+		d.jobs <- docJob{file: file, n: n, split: st, text: data[rest[0].start:rest[k-1].end], line: rest[0].line, outs: outs}
+		n += k
+		rest = rest[k:]
+	}
+	st.wg.Wait()
+	if st.failed.Load() {
+		ps.list = nil
+		return false
+	}
+	return true
+}
+
+// pieceJob parses a run of pieces of a split file and decodes their
+// documents; a run that does not parse into one document per piece fails
+// the split. Its parser keeps the anchors of the run's earlier documents,
+// as the whole file's parser does; an alias of an anchor in an earlier run
+// is an error here, and the sequential parser then decides.
+func (d *decoder) pieceJob(j docJob, fields map[reflect.Type]map[string]reflect.Type) {
+	defer j.split.wg.Done()
+	if j.doc != nil {
+		if !j.split.failed.Load() {
+			j.outs[0].parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+		}
+		return
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(j.text))
+	for i, out := range j.outs {
+		if j.split.failed.Load() {
+			return
+		}
+		doc := new(yaml.Node)
+		if err := dec.Decode(doc); err != nil {
+			j.split.failed.Store(true)
+			return
+		}
+		shiftLines(doc, j.line)
+		out.parseDocumentAt(j.file, j.n+i, doc, d.opt, fields)
+	}
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		j.split.failed.Store(true)
+	}
 }

@@ -22,8 +22,8 @@ const (
 func splitDoc(name string) string { return strings.Replace(splitVM, "%s", name, 1) }
 
 // splitCases are files whose documents a cut at "---" lines could get
-// wrong. split says whether the file is decoded from pieces; the others
-// must fall back to the sequential parser.
+// wrong. split says whether the file is decoded from pieces, each parsed on
+// its own; the others must fall back to the sequential parser.
 var splitCases = []struct {
 	name  string
 	src   string
@@ -96,6 +96,7 @@ func TestParse_piecesSameAsSequential(t *testing.T) {
 				t.Fatalf("decoded from pieces: %v, want %v", got, c.split)
 			}
 			d := newDecoder(Options{}, 2)
+			d.batch = 0 // a piece to a job, so aliases cannot reach back
 			ps := &parts{}
 			if got := d.pieces(ps, "split.yaml", data); got != c.split {
 				t.Fatalf("the decoder decoded from pieces: %v, want %v", got, c.split)
@@ -109,12 +110,14 @@ func TestParse_piecesSameAsSequential(t *testing.T) {
 				t.Fatal("every case should have a diagnostic whose line shows where its document is")
 			}
 			for _, workers := range []int{2, 4} {
-				got := parseWith("split.yaml", data, Options{}, workers)
-				if g, w := outcomeOf(got), outcomeOf(want); !reflect.DeepEqual(g, w) {
-					t.Fatalf("%d workers: the result differs from one worker's:\n%s", workers, firstDifference(g, w))
-				}
-				if !reflect.DeepEqual(got.Objects, want.Objects) {
-					t.Fatalf("%d workers: the objects differ from one worker's", workers)
+				for _, batch := range []int{0, batchBytes} {
+					got := parseBatched("split.yaml", data, workers, batch)
+					if g, w := outcomeOf(got), outcomeOf(want); !reflect.DeepEqual(g, w) {
+						t.Fatalf("%d workers, batches of %d bytes: the result differs from one worker's:\n%s", workers, batch, firstDifference(g, w))
+					}
+					if !reflect.DeepEqual(got.Objects, want.Objects) {
+						t.Fatalf("%d workers, batches of %d bytes: the objects differ from one worker's", workers, batch)
+					}
 				}
 			}
 			if !c.split {
@@ -140,6 +143,18 @@ func TestParse_piecesSameAsSequential(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseBatched is parseWith with batch bytes of pieces to a job.
+func parseBatched(file string, data []byte, workers, batch int) *Set {
+	s := &Set{Files: 1}
+	d := newDecoder(Options{}, workers)
+	d.batch = batch
+	ps := &parts{}
+	d.file(ps, file, data)
+	d.wait(s, ps)
+	s.finish()
+	return s
 }
 
 // clearComments drops the comments of n and the nodes below it: nothing
