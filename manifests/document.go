@@ -36,7 +36,11 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map
 	}
 
 	encrypted, decryptErr := decrypt(root, opt)
-	c := converter{pos: map[string]position{"": {root.Line, root.Column}}}
+	// Every node but the mappings' keys has a path: sized once, the
+	// map is not rehashed as the document's paths are recorded.
+	pos := make(map[string]position, countNodes(root))
+	pos[""] = position{root.Line, root.Column}
+	c := converter{pos: pos}
 	tree, _ := c.convert(root, "", 0).(map[string]any)
 
 	info, ident := s.identity(file, tree, c.pos)
