@@ -36,9 +36,9 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map
 	}
 
 	encrypted, decryptErr := decrypt(root, opt)
-	// Every node but the mappings' keys has a path: sized once, the
-	// map is not rehashed as the document's paths are recorded.
-	pos := make(map[string]position, countNodes(root))
+	// Every node but the mappings' keys has a path, about half of them:
+	// sized once, the map is not rehashed as the paths are recorded.
+	pos := make(map[string]position, countNodes(root)/2+1)
 	pos[""] = position{root.Line, root.Column}
 	c := converter{pos: pos}
 	tree, _ := c.convert(root, "", 0).(map[string]any)
