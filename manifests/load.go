@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
@@ -295,15 +294,16 @@ func (d *decoder) work() {
 			}
 		}
 	}()
-	// Struct field tables are the same for every document: one per worker,
-	// so they are built once, not once per document.
-	fields := map[reflect.Type]map[string]reflect.Type{}
+	// What the schema walk reads of a Go type is the same for every
+	// document: one table per worker, so it is worked out once, not once
+	// per document.
+	types := &typeTables{}
 	for j := range d.jobs {
 		if j.split != nil {
-			d.pieceJob(j, fields)
+			d.pieceJob(j, types)
 			continue
 		}
-		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, types)
 	}
 }
 
@@ -402,7 +402,7 @@ func (d *decoder) sequential(ps *parts, file string, data []byte) {
 }
 
 // parseDocumentAt checks the size of document n of file, then decodes it.
-func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
+func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, types *typeTables) {
 	if err := checkDocument(doc); err != nil {
 		// Its identity is unknown: converting it is what would take
 		// the memory.
@@ -412,7 +412,7 @@ func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, f
 		s.Diags = append(s.Diags, d)
 		return
 	}
-	s.parseDocument(file, doc, opt, fields)
+	s.parseDocument(file, doc, opt, types)
 }
 
 // syntaxLine corrects go.yaml.in/yaml/v3's line numbers: scanner errors carry

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -169,11 +168,11 @@ func (d *decoder) pieces(ps *parts, file string, data []byte) bool {
 // the split. Its parser keeps the anchors of the run's earlier documents,
 // as the whole file's parser does; an alias of an anchor in an earlier run
 // is an error here, and the sequential parser then decides.
-func (d *decoder) pieceJob(j docJob, fields map[reflect.Type]map[string]reflect.Type) {
+func (d *decoder) pieceJob(j docJob, types *typeTables) {
 	defer j.split.wg.Done()
 	if j.doc != nil {
 		if !j.split.failed.Load() {
-			j.outs[0].parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+			j.outs[0].parseDocumentAt(j.file, j.n, j.doc, d.opt, types)
 		}
 		return
 	}
@@ -188,7 +187,7 @@ func (d *decoder) pieceJob(j docJob, fields map[reflect.Type]map[string]reflect.
 			return
 		}
 		shiftLines(doc, j.line)
-		out.parseDocumentAt(j.file, j.n+i, doc, d.opt, fields)
+		out.parseDocumentAt(j.file, j.n+i, doc, d.opt, types)
 	}
 	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
 		j.split.failed.Store(true)
