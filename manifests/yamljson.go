@@ -94,6 +94,7 @@ func (c *converter) convert(n *yaml.Node, path string, depth int) any {
 
 func (c *converter) mapping(n *yaml.Node, path string, depth int) map[string]any {
 	out := make(map[string]any, len(n.Content)/2)
+	first := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
@@ -105,27 +106,15 @@ func (c *converter) mapping(n *yaml.Node, path string, depth int) map[string]any
 			continue
 		}
 		kp := joinKey(path, k.Value)
-		if _, dup := out[k.Value]; dup {
-			c.fail(k, kp, fmt.Errorf("%w %q (first at line %d)", ErrDuplicateKey, k.Value, firstKey(n, i).Line))
+		if line, dup := first[k.Value]; dup {
+			c.fail(k, kp, fmt.Errorf("%w %q (first at line %d)", ErrDuplicateKey, k.Value, line))
 			continue
 		}
+		first[k.Value] = k.Line
 		c.record(kp, k)
 		out[k.Value] = c.convert(v, kp, depth+1)
 	}
 	return out
-}
-
-// firstKey returns the first key of mapping n that is written as its i'th
-// content node is: the one mapping kept. Only a duplicate asks, so the
-// scan costs nothing for documents without one.
-func firstKey(n *yaml.Node, i int) *yaml.Node {
-	for j := 0; j < i; j += 2 {
-		k := n.Content[j]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() != "!!merge" && k.Value == n.Content[i].Value {
-			return k
-		}
-	}
-	return n.Content[i]
 }
 
 // jsonNumber matches the literals JSON accepts, which can be passed through
