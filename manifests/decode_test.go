@@ -167,6 +167,35 @@ data:
 	}
 }
 
+// Every repeat of a key names the line of the one kept, a quoted "<<" being
+// a key like any other.
+func TestParse_duplicateKeyNamesFirst(t *testing.T) {
+	s := parse(t, `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: a
+data:
+  "<<": a
+  x: "1"
+  y: "2"
+  x: "3"
+  "<<": b
+  x: "4"
+`)
+	var got []string
+	for _, d := range s.Diags {
+		got = append(got, fmt.Sprintf("%d %s", d.Line, d.Message))
+	}
+	want := []string{
+		`9 duplicate key "x" (first at line 7)`,
+		`10 duplicate key "<<" (first at line 6)`,
+		`11 duplicate key "x" (first at line 7)`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
 func TestParse_mergeKey(t *testing.T) {
 	s := parse(t, `apiVersion: v1
 kind: ConfigMap

@@ -19,9 +19,9 @@ import (
 )
 
 // parseDocument decodes one YAML document into an Object, or reports why its
-// identity is unknown. fields caches struct field tables for the schema
-// walk across documents; it is not safe for concurrent use.
-func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
+// identity is unknown. types caches what the schema walk reads of Go types
+// across documents; it is not safe for concurrent use.
+func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, types *typeTables) {
 	if len(doc.Content) == 0 {
 		return
 	}
@@ -36,7 +36,11 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map
 	}
 
 	encrypted, decryptErr := decrypt(root, opt)
-	c := converter{pos: map[string]position{"": {root.Line, root.Column}}}
+	// Every node but the mappings' keys has a path, about half of them:
+	// sized once, the map is not rehashed as the paths are recorded.
+	pos := make(map[string]position, countNodes(root)/2+1)
+	pos[""] = position{root.Line, root.Column}
+	c := converter{pos: pos}
 	tree, _ := c.convert(root, "", 0).(map[string]any)
 
 	info, ident := s.identity(file, tree, c.pos)
@@ -106,7 +110,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, fields map
 			decodable = false
 		}
 	}
-	w := schemaWalker{lenient: info.partial, fields: fields}
+	w := schemaWalker{lenient: info.partial, types: types}
 	w.walk(root, info.typ, "", 0)
 	for _, p := range w.problems {
 		diags = append(diags, o.fromProblem(p))

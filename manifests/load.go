@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
@@ -216,18 +215,21 @@ func parseWith(file string, data []byte, opt Options, workers int) *Set {
 	return s
 }
 
-// decoder decodes the documents of one Load or Parse. The YAML parser reads
-// a file's documents one after the other, but turning each document into an
-// object (conversion, the schema walk, decoding, defaults and checks) needs
-// nothing from its neighbours, so that runs on workers, each document into
-// its own part. The parts are merged in file and document order, so the
-// result is the same as decoding one document after the other. The job
-// queue is short: the parser waits for the workers rather than holding
-// every document's node tree at once.
+// decoder decodes the documents of one Load or Parse. Turning a document
+// into an object (conversion, the schema walk, decoding, defaults and
+// checks) needs nothing from its neighbours, so that runs on workers, each
+// document into its own part. A file cut into one piece per document (see
+// splitDocuments) has its pieces parsed on the workers too; other files are
+// parsed one document after the other. The parts are merged in file and
+// document order, so the result is the same as decoding one document after
+// the other. The job queue is short: the parser waits for the workers
+// rather than holding every document's node tree at once.
 type decoder struct {
-	opt  Options
-	jobs chan docJob
-	wg   sync.WaitGroup
+	opt     Options
+	workers int
+	batch   int // bytes of pieces a worker parses with one parser
+	jobs    chan docJob
+	wg      sync.WaitGroup
 	// panicked holds a worker's or reader's panic, raised again in wait,
 	// on the caller's goroutine, where it would have been raised before.
 	panicked chan any
@@ -258,11 +260,18 @@ type docJob struct {
 	n    int // the document's number in its file, 1-based
 	doc  *yaml.Node
 	out  *Set
+	// split is set for the documents of a file cut into pieces (see
+	// splitDocuments): doc, or when it is nil, the documents of text, a
+	// run of pieces, one into each of outs.
+	split *splitFile
+	text  []byte
+	line  int // lines of the file before text
+	outs  []*Set
 }
 
 func newDecoder(opt Options, workers int) *decoder {
 	workers = max(workers, 1)
-	d := &decoder{opt: opt, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
+	d := &decoder{opt: opt, workers: workers, batch: batchBytes, jobs: make(chan docJob, workers), panicked: make(chan any, 1)}
 	for range workers {
 		d.wg.Add(1)
 		go d.work()
@@ -278,15 +287,23 @@ func (d *decoder) work() {
 			case d.panicked <- r:
 			default:
 			}
-			for range d.jobs { // let the parsers finish; wait re-raises
+			for j := range d.jobs { // let the parsers finish; wait re-raises
+				if j.split != nil {
+					j.split.wg.Done()
+				}
 			}
 		}
 	}()
-	// Struct field tables are the same for every document: one per worker,
-	// so they are built once, not once per document.
-	fields := map[reflect.Type]map[string]reflect.Type{}
+	// What the schema walk reads of a Go type is the same for every
+	// document: one table per worker, so it is worked out once, not once
+	// per document.
+	types := &typeTables{}
 	for j := range d.jobs {
-		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, fields)
+		if j.split != nil {
+			d.pieceJob(j, types)
+			continue
+		}
+		j.out.parseDocumentAt(j.file, j.n, j.doc, d.opt, types)
 	}
 }
 
@@ -331,7 +348,7 @@ func fileError(file string, err error) diag.Diagnostic {
 // yamlErrLine matches go.yaml.in/yaml/v3 parser errors ("yaml: line 7: ...").
 var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// file reads the documents of one file and queues each for a worker, its
+// file decodes the documents of one file on the workers, each into its
 // part in ps.
 func (d *decoder) file(ps *parts, file string, data []byte) {
 	if len(data) > MaxFileBytes {
@@ -340,6 +357,15 @@ func (d *decoder) file(ps *parts, file string, data []byte) {
 		p.Diags = append(p.Diags, fileError(file, fmt.Errorf("%w: %w", ErrRead, ErrFileTooLarge)))
 		return
 	}
+	if d.workers > 1 && d.pieces(ps, file, data) {
+		return
+	}
+	d.sequential(ps, file, data)
+}
+
+// sequential reads the documents of one file one after the other and
+// queues each for a worker, its part in ps.
+func (d *decoder) sequential(ps *parts, file string, data []byte) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	resumed := 0 // the line of the document marker reading resumed at
 	for n := 1; ; n++ {
@@ -376,7 +402,7 @@ func (d *decoder) file(ps *parts, file string, data []byte) {
 }
 
 // parseDocumentAt checks the size of document n of file, then decodes it.
-func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, fields map[reflect.Type]map[string]reflect.Type) {
+func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, types *typeTables) {
 	if err := checkDocument(doc); err != nil {
 		// Its identity is unknown: converting it is what would take
 		// the memory.
@@ -386,7 +412,7 @@ func (s *Set) parseDocumentAt(file string, n int, doc *yaml.Node, opt Options, f
 		s.Diags = append(s.Diags, d)
 		return
 	}
-	s.parseDocument(file, doc, opt, fields)
+	s.parseDocument(file, doc, opt, types)
 }
 
 // syntaxLine corrects go.yaml.in/yaml/v3's line numbers: scanner errors carry

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -66,11 +67,30 @@ func TestParse_parallelSameAsSequential(t *testing.T) {
 		t.Fatalf("the file should yield many objects and errors: %d objects, %d diagnostics, incomplete %v",
 			len(want.Objects), len(want.Diags), want.Incomplete)
 	}
+	// With its syntax errors the file is parsed whole (see
+	// splitDocuments); without them, from one piece per document.
+	var valid []string
+	for doc := range strings.SplitSeq(string(src), "---\n") {
+		if !strings.Contains(doc, "[unclosed") {
+			valid = append(valid, doc)
+		}
+	}
+	srcValid := []byte(strings.Join(valid, "---\n"))
+	if !decodedFromPieces(srcValid) {
+		t.Fatal("the file without syntax errors should be decoded from pieces")
+	}
+	wantValid := outcomeOf(parseWith("mixed.yaml", srcValid, Options{}, 1))
 	for _, workers := range []int{2, 4, 16} {
 		for range 3 {
 			got := outcomeOf(parseWith("mixed.yaml", src, Options{}, workers))
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%d workers: the result differs from one worker's:\n%s", workers, firstDifference(got, want))
+			}
+			for _, batch := range []int{0, 1000, batchBytes} {
+				got = outcomeOf(parseBatched("mixed.yaml", srcValid, workers, batch))
+				if !reflect.DeepEqual(got, wantValid) {
+					t.Fatalf("%d workers, batches of %d bytes, no syntax error: the result differs from one worker's:\n%s", workers, batch, firstDifference(got, wantValid))
+				}
 			}
 		}
 	}
@@ -90,6 +110,16 @@ func TestLoad_parallelSameAsOneFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The files a cut at "---" lines could get wrong, cut or parsed whole.
+	for i, c := range splitCases {
+		name := fmt.Sprintf("s%02d.yaml", i)
+		names = append(names, name)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(c.src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Load cuts files only with more than one worker.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	// The same documents, each file decoded alone and one after the other.
 	want := outcome{Files: len(names)}
 	seq := &Set{}

@@ -21,8 +21,8 @@ type schemaWalker struct {
 	lenient  bool
 	problems []problem
 	typeErrs int
-	fields   map[reflect.Type]map[string]reflect.Type
-	nodes    int // bounded like converter.nodes
+	types    *typeTables // nil: nothing is kept across documents
+	nodes    int         // bounded like converter.nodes
 }
 
 var (
@@ -49,7 +49,7 @@ func (w *schemaWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if custom, ok := customDecoder(t); ok {
+	if custom, ok := w.types.customDecoder(t); ok {
 		w.leaf(n, t, path, custom)
 		return
 	}
@@ -228,7 +228,10 @@ func hasJSONFields(t reflect.Type) bool {
 // structs (json:",inline" is only a convention; encoding/json promotes any
 // untagged embedded struct) with shallower fields winning, as encoding/json does.
 func (w *schemaWalker) structFields(t reflect.Type) map[string]reflect.Type {
-	if f, ok := w.fields[t]; ok {
+	if w.types == nil {
+		w.types = &typeTables{}
+	}
+	if f, ok := w.types.fields[t]; ok {
 		return f
 	}
 	out := map[string]reflect.Type{}
@@ -265,11 +268,40 @@ func (w *schemaWalker) structFields(t reflect.Type) map[string]reflect.Type {
 			}
 		}
 	}
-	if w.fields == nil {
-		w.fields = map[reflect.Type]map[string]reflect.Type{}
+	if w.types.fields == nil {
+		w.types.fields = map[reflect.Type]map[string]reflect.Type{}
 	}
-	w.fields[t] = out
+	w.types.fields[t] = out
 	return out
+}
+
+// typeTables are what the schema walk works out about Go types, kept by
+// one worker for every document it decodes.
+type typeTables struct {
+	fields map[reflect.Type]map[string]reflect.Type
+	custom map[reflect.Type]customDecoded
+}
+
+type customDecoded struct {
+	kind decoderKind
+	ok   bool
+}
+
+// customDecoder is customDecoder(t), remembered: the method-set checks are
+// a twentieth of a document's decode when repeated for every node.
+func (tt *typeTables) customDecoder(t reflect.Type) (decoderKind, bool) {
+	if tt == nil {
+		return customDecoder(t)
+	}
+	if c, ok := tt.custom[t]; ok {
+		return c.kind, c.ok
+	}
+	kind, ok := customDecoder(t)
+	if tt.custom == nil {
+		tt.custom = map[reflect.Type]customDecoded{}
+	}
+	tt.custom[t] = customDecoded{kind, ok}
+	return kind, ok
 }
 
 func describeNode(n *yaml.Node) string {

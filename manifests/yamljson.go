@@ -175,3 +175,12 @@ func nodeJSON(n *yaml.Node) ([]byte, error) {
 	}
 	return json.Marshal(v)
 }
+
+// countNodes counts n and the nodes below it, not following aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
+}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,7 +61,11 @@ func configureHotplug(in Input, ctx Context, dom *libvirtxml.Domain, out *output
 		// i440fx has hotplug-capable slots on its root bus; only PCIe needs ports.
 		return
 	}
-	for i := 1; i <= rootPorts(in, dom); i++ {
+	// The ports added are not counted by rootPorts, so it is read once;
+	// the controllers are large, so the list grows once.
+	ports := rootPorts(in, dom)
+	devs.Controllers = slices.Grow(devs.Controllers, ports)
+	for i := 1; i <= ports; i++ {
 		idx := uint(i)
 		// Explicit indexes keep every port's bus number, and with it the
 		// addresses libvirt gives devices, the same across redefines.

@@ -380,7 +380,10 @@ func setPaths(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) []str
 // index (through embedded structs) once for the spec type, so that checking
 // every VM does not look fields up by their JSON tags again.
 type pathStep struct {
-	name  string
+	// rel is the path from after the last list step before this one
+	// through this one ("domain.devices.disks"), so a walk only builds
+	// the strings of the paths it returns.
+	rel   string
 	index []int
 	list  bool
 }
@@ -399,7 +402,7 @@ var compiledPaths = sync.OnceValue(func() map[string][]pathStep {
 
 func compilePath(t reflect.Type, pattern string) []pathStep {
 	var steps []pathStep
-	at := ""
+	at, rel := "", ""
 	for seg := range strings.SplitSeq(pattern, ".") {
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
@@ -409,10 +412,15 @@ func compilePath(t reflect.Type, pattern string) []pathStep {
 		if !ok {
 			panic("domain: support table names unknown field " + at + seg)
 		}
-		steps = append(steps, pathStep{name: name, index: index, list: list})
+		if rel != "" {
+			rel += "."
+		}
+		rel += name
+		steps = append(steps, pathStep{rel: rel, index: index, list: list})
 		at += name + "."
 		if list {
 			ft = ft.Elem()
+			rel = ""
 		}
 		t = ft
 	}
@@ -431,11 +439,10 @@ func walkSet(v reflect.Value, steps []pathStep, at string) []string {
 	if err != nil {
 		return nil // inside a nil embedded struct: nothing is set there
 	}
-	here := at + s.name
 	if s.list {
 		var out []string
 		for i := 0; i < fv.Len(); i++ {
-			elem := here + "[" + strconv.Itoa(i) + "]"
+			elem := at + s.rel + "[" + strconv.Itoa(i) + "]"
 			if len(steps) == 1 {
 				out = append(out, elem)
 				continue
@@ -446,11 +453,11 @@ func walkSet(v reflect.Value, steps []pathStep, at string) []string {
 	}
 	if len(steps) == 1 {
 		if inUse(fv) {
-			return []string{here}
+			return []string{at + s.rel}
 		}
 		return nil
 	}
-	return walkSet(fv, steps[1:], here+".")
+	return walkSet(fv, steps[1:], at)
 }
 
 func inUse(v reflect.Value) bool {
