@@ -1,11 +1,12 @@
 package diag
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -22,30 +23,80 @@ const excerptWidth = 120
 // may be nil; it is called once per file. Write errors are ignored, as with
 // fmt.Fprintln: the report is best effort output for people.
 func Fprint(w io.Writer, l List, source func(file string) []byte) {
-	bw := bufio.NewWriter(w)
-	defer bw.Flush()
 	// Thousands of diagnostics usually share a few files: read and index
 	// each once, so the report stays linear in the number of diagnostics.
 	files := map[string]*lineIndex{}
+	if source != nil {
+		for _, d := range l {
+			if d.File == "" || d.Line <= 0 {
+				continue
+			}
+			if _, seen := files[d.File]; !seen {
+				idx := newLineIndex(source(d.File))
+				idx.build() // before the workers share it
+				files[d.File] = idx
+			}
+		}
+	}
+	// Ten thousand VMs with a warning each is a report of megabytes, written
+	// after everything else: formatting it on one CPU was a tenth of a
+	// validate. Batches are formatted on every CPU and written in order, so
+	// the report reads as one CPU would write it and memory stays bounded.
+	workers := runtime.GOMAXPROCS(0)
+	if len(l) < printBatch {
+		workers = 1
+	}
+	bufs := make([]bytes.Buffer, workers)
+	for len(l) > 0 {
+		batch := l[:min(len(l), printBatch*workers)]
+		l = l[len(batch):]
+		per := (len(batch) + workers - 1) / workers
+		var wg sync.WaitGroup
+		for i := range bufs {
+			part := batch[min(i*per, len(batch)):min((i+1)*per, len(batch))]
+			bufs[i].Reset()
+			if i == 0 {
+				continue // this goroutine's share, below
+			}
+			wg.Go(func() { printTo(&bufs[i], part, files) })
+		}
+		printTo(&bufs[0], batch[:min(per, len(batch))], files)
+		wg.Wait()
+		for i := range bufs {
+			if _, err := w.Write(bufs[i].Bytes()); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// printBatch is how many diagnostics one worker formats before the report
+// is written on: enough to pay for a goroutine, few enough to bound memory.
+const printBatch = 256
+
+// printTo formats l into b: each diagnostic's line, then the excerpt of its
+// source line from files when there is one.
+func printTo(b *bytes.Buffer, l List, files map[string]*lineIndex) {
 	for _, d := range l {
-		fmt.Fprintln(bw, d.Error())
-		if source == nil || d.File == "" || d.Line <= 0 {
+		b.WriteString(d.Error())
+		b.WriteByte('\n')
+		if d.File == "" || d.Line <= 0 {
 			continue
 		}
-		idx, seen := files[d.File]
-		if !seen {
-			idx = newLineIndex(source(d.File))
-			files[d.File] = idx
-		}
-		raw, ok := idx.line(d.Line)
+		raw, ok := files[d.File].line(d.Line)
 		if !ok {
 			continue
 		}
 		text, col := excerpt(raw, d.Col)
 		gutter := fmt.Sprintf("%5d | ", d.Line)
-		fmt.Fprintf(bw, "%s%s\n", gutter, text)
+		b.WriteString(gutter)
+		b.WriteString(text)
+		b.WriteByte('\n')
 		if col > 0 {
-			fmt.Fprintf(bw, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(text, col))
+			b.WriteString(strings.Repeat(" ", len(gutter)-2))
+			b.WriteString("| ")
+			b.WriteString(caretPad(text, col))
+			b.WriteString("^\n")
 		}
 	}
 }
@@ -54,7 +105,7 @@ func Fprint(w io.Writer, l List, source func(file string) []byte) {
 // every diagnostic.
 type lineIndex struct {
 	src    []byte
-	starts []int // byte offset of each line's start; nil until first use
+	starts []int // byte offset of each line's start
 }
 
 func newLineIndex(src []byte) *lineIndex {
@@ -64,18 +115,23 @@ func newLineIndex(src []byte) *lineIndex {
 	return &lineIndex{src: src}
 }
 
+// build indexes the line starts.
+func (x *lineIndex) build() {
+	if x == nil {
+		return
+	}
+	x.starts = []int{0}
+	for i, c := range x.src {
+		if c == '\n' {
+			x.starts = append(x.starts, i+1)
+		}
+	}
+}
+
 // line returns the 1-based line n without its line ending.
 func (x *lineIndex) line(n int) ([]byte, bool) {
 	if x == nil {
 		return nil, false
-	}
-	if x.starts == nil {
-		x.starts = []int{0}
-		for i, c := range x.src {
-			if c == '\n' {
-				x.starts = append(x.starts, i+1)
-			}
-		}
 	}
 	if n < 1 || n > len(x.starts) {
 		return nil, false

@@ -1,6 +1,9 @@
 package diag
 
 import (
+	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,5 +83,46 @@ func TestFprint_readsEachFileOnce(t *testing.T) {
 	}
 	if got := strings.Count(b.String(), "key: value"); got != 1000 {
 		t.Fatalf("%d excerpts, want 1000", got)
+	}
+}
+
+// TestFprint_manySameAsOneByOne: a report large enough to be formatted in
+// batches on several workers reads as the diagnostics printed one by one.
+func TestFprint_manySameAsOneByOne(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	src := map[string][]byte{}
+	var l List
+	for f := range 3 {
+		name := fmt.Sprintf("f%d.yaml", f)
+		var b strings.Builder
+		for i := 1; i <= 1500; i++ {
+			fmt.Fprintf(&b, "key%d:\tvalue %s\n", i, strings.Repeat("é", i%200))
+			d := Diagnostic{Severity: []Severity{Error, Warning}[i%2], File: name, Line: i, Col: 1 + i%250,
+				Object: "VirtualMachine default/vm" + strconv.Itoa(i), Message: "m" + strconv.Itoa(i)}
+			if i%7 == 0 {
+				d.Line = 0 // no excerpt
+			}
+			l = append(l, d)
+		}
+		src[name] = []byte(b.String())
+	}
+	l = append(l, Diagnostic{Severity: Error, File: "gone.yaml", Line: 3, Message: "file without source"})
+	reads := map[string]int{}
+	var got strings.Builder
+	Fprint(&got, l, func(f string) []byte { reads[f]++; return src[f] })
+	var want strings.Builder
+	for _, d := range l {
+		Fprint(&want, List{d}, func(f string) []byte { return src[f] })
+	}
+	if got.String() != want.String() {
+		t.Fatalf("batched report differs from one by one:\n%s", cmp.Diff(want.String(), got.String()))
+	}
+	for f, n := range reads {
+		if n != 1 {
+			t.Errorf("source %s read %d times, want 1", f, n)
+		}
+	}
+	if n := strings.Count(got.String(), "^\n"); n < 3000 {
+		t.Fatalf("%d carets in the report: excerpts went missing", n)
 	}
 }
