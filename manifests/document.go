@@ -308,7 +308,7 @@ func prepare(o *Object, opt Options) diag.List {
 
 // finish runs the checks that span documents and files, sets Valid and sorts.
 func (s *Set) finish() {
-	first := map[Ref]*Object{}
+	first := make(map[Ref]*Object, len(s.Objects))
 	for _, o := range s.Objects {
 		if f, dup := first[o.Ref]; dup {
 			s.Diags = append(s.Diags, o.Errorf("", "%w (first at %s:%d)", ErrDuplicateObject, f.File, f.Line))

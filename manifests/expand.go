@@ -32,7 +32,7 @@ func hasMatchers(vm *kubevirtv1.VirtualMachine) bool {
 // expand expands, defaults and validates every VirtualMachine with an
 // instancetype or preference. bad names the objects that already have errors.
 func (s *Set) expand(bad map[string]bool) {
-	index := map[Ref]*Object{}
+	index := make(map[Ref]*Object, len(s.Objects))
 	for _, o := range s.Objects {
 		if _, dup := index[o.Ref]; !dup {
 			index[o.Ref] = o

@@ -545,7 +545,7 @@ var ErrDomainCollision = errors.New("maps to the same libvirt domain as another 
 // neither is defined: each gets an error naming the other, and the domain
 // keeps its last good state (Invalid), as for any invalid object.
 func domainCollisions(set *manifests.Set, st *State) map[string]bool {
-	by := map[string][]*manifests.Object{}
+	by := make(map[string][]*manifests.Object, len(set.Objects))
 	var order []string
 	for _, o := range set.Objects {
 		if o.Ref.Kind != "VirtualMachine" && o.Ref.Kind != "VirtualMachineInstance" {
