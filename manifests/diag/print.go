@@ -20,8 +20,9 @@ const excerptWidth = 120
 // with a caret under the column, so a reader sees the problem without opening
 // the file (the butane report layout); a line longer than 120 characters is
 // cut to the part around the column, with "…" where text was left out. source
-// may be nil; it is called once per file. Write errors are ignored, as with
-// fmt.Fprintln: the report is best effort output for people.
+// may be nil; it is called once per file. A write error ends the report
+// without one: it is best effort output for people, and a closed pipe will
+// not take the rest.
 func Fprint(w io.Writer, l List, source func(file string) []byte) {
 	// Thousands of diagnostics usually share a few files: read and index
 	// each once, so the report stays linear in the number of diagnostics.
