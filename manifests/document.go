@@ -39,7 +39,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, types *typ
 	// Every node but the mappings' keys has a path, about half of them:
 	// sized once, the map is not rehashed as the paths are recorded.
 	pos := make(map[string]position, countNodes(root)/2+1)
-	pos[""] = position{root.Line, root.Column}
+	pos[""] = nodePosition(root)
 	c := converter{pos: pos}
 	tree, _ := c.convert(root, "", 0).(map[string]any)
 
@@ -94,7 +94,7 @@ func (s *Set) parseDocument(file string, doc *yaml.Node, opt Options, types *typ
 		if !ok {
 			p = c.pos[""]
 		}
-		diags = append(diags, o.fromProblem(problem{path: where, line: p.line, col: p.col, err: ident.refused}))
+		diags = append(diags, o.fromProblem(problem{path: where, line: int(p.line), col: int(p.col), err: ident.refused}))
 		for _, p := range c.problems {
 			diags = append(diags, o.fromProblem(p))
 		}
@@ -169,7 +169,7 @@ func (s *Set) identity(file string, tree map[string]any, pos map[string]position
 			path = where
 		}
 		s.Incomplete = true
-		s.Diags = append(s.Diags, problemDiag(file, problem{path: path, line: p.line, col: p.col, err: err}))
+		s.Diags = append(s.Diags, problemDiag(file, problem{path: path, line: int(p.line), col: int(p.col), err: err}))
 	}
 	var id identity
 	id.apiVersion, _ = tree["apiVersion"].(string)

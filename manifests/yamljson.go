@@ -45,7 +45,7 @@ func (c *converter) fail(n *yaml.Node, path string, err error) {
 
 func (c *converter) record(path string, n *yaml.Node) {
 	if c.pos != nil {
-		c.pos[path] = position{n.Line, n.Column}
+		c.pos[path] = nodePosition(n)
 	}
 }
 
@@ -177,6 +177,8 @@ func nodeJSON(n *yaml.Node) ([]byte, error) {
 }
 
 // countNodes counts n and the nodes below it, not following aliases.
+func nodePosition(n *yaml.Node) position { return position{int32(n.Line), int32(n.Column)} }
+
 func countNodes(n *yaml.Node) int {
 	c := 1
 	for _, k := range n.Content {

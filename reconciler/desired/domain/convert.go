@@ -121,25 +121,24 @@ func (o *output) path(rel string) string {
 	return o.prefix + "." + rel
 }
 
+// add reports about rel, a path inside the spec. A message without
+// arguments is used as it is: validate reports the same differences for
+// every VM, and a copy of each would be held until the report is printed.
 func (o *output) add(sev diag.Severity, err error, rel, format string, args ...any) {
-	o.diags = append(o.diags, diag.Diagnostic{
-		Severity: sev,
-		Object:   o.object,
-		Path:     o.path(rel),
-		Message:  fmt.Sprintf(format, args...),
-		Err:      err,
-	})
+	msg := format
+	if len(args) > 0 {
+		msg = fmt.Sprintf(format, args...)
+	}
+	o.diags = append(o.diags, diag.Diagnostic{Severity: sev, Object: o.object, Path: o.path(rel), Message: msg, Err: err})
 }
 
 // addAt reports about a path outside the spec (metadata), given whole.
 func (o *output) addAt(sev diag.Severity, err error, path, format string, args ...any) {
-	o.diags = append(o.diags, diag.Diagnostic{
-		Severity: sev,
-		Object:   o.object,
-		Path:     path,
-		Message:  fmt.Sprintf(format, args...),
-		Err:      err,
-	})
+	msg := format
+	if len(args) > 0 {
+		msg = fmt.Sprintf(format, args...)
+	}
+	o.diags = append(o.diags, diag.Diagnostic{Severity: sev, Object: o.object, Path: path, Message: msg, Err: err})
 }
 
 // refuse reports a field the converter will not run without.

@@ -12,7 +12,9 @@ import (
 // ErrDiffers marks a warning about something a guest moved from KubeVirt
 // notices on nodevirt, although every field of its spec is mapped: a plain
 // host has no pod network or cluster behind it.
-var ErrDiffers = errors.New("differs from KubeVirt")
+var ErrDiffers = errors.New(differsFromKubeVirt)
+
+const differsFromKubeVirt = "differs from KubeVirt"
 
 // Why each difference exists, shared with the README's list of differences.
 const (
@@ -34,7 +36,7 @@ func reportDifferences(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 	spec := in.Spec
 	for i, iface := range spec.Domain.Devices.Interfaces {
 		if iface.Masquerade != nil && onPodNetwork(spec, iface.Name) {
-			out.add(diag.Warning, ErrDiffers, fmt.Sprintf("domain.devices.interfaces[%d].masquerade", i), "%v: %s", ErrDiffers, differsPodNetwork)
+			out.add(diag.Warning, ErrDiffers, fmt.Sprintf("domain.devices.interfaces[%d].masquerade", i), differsFromKubeVirt+": "+differsPodNetwork)
 			break
 		}
 	}
@@ -42,7 +44,7 @@ func reportDifferences(in Input, ctx Context, dom *libvirtxml.Domain, out *outpu
 	// table already warns when maxSockets asks for more than sockets.
 	if in.PathPrefix == vmPathPrefix {
 		if c := spec.Domain.CPU; c == nil || c.MaxSockets == 0 {
-			out.add(diag.Warning, ErrDiffers, "domain.cpu", "%v: %s", ErrDiffers, differsCPUHotplug)
+			out.add(diag.Warning, ErrDiffers, "domain.cpu", differsFromKubeVirt+": "+differsCPUHotplug)
 		}
 	}
 }
