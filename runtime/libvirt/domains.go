@@ -174,7 +174,7 @@ func (d *Driver) Define(ctx context.Context, domainXML string) error {
 // from shut off gets a new non-persistent TPM (see resetTPM).
 func (d *Driver) Start(ctx context.Context, name string) error {
 	t := domainTarget(name)
-	found, err := d.withDomain(ctx, name, func(dom *libvirt.Domain) error {
+	found, err := d.withStartConn(ctx, name, func(dom *libvirt.Domain) error {
 		st, _, err := domState(dom)
 		if err != nil {
 			return wrapErr("read state of", t, err)

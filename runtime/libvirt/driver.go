@@ -48,6 +48,10 @@ type Driver struct {
 	// defs keeps definition XML between listings (see CacheDefinitions).
 	defs definitions
 
+	// starts holds the connections of domain starts; nil for the test
+	// driver, whose every connection has a state of its own.
+	starts *startConns
+
 	// subsMu guards subs and nextSub. The lifecycle callback takes only this
 	// lock, never mu, so it cannot wait behind a reconnect that is itself
 	// waiting for the event loop.
@@ -81,6 +85,9 @@ func Open(ctx context.Context, uri string) (*Driver, error) {
 	}
 	d.mu.Lock()
 	err := d.connect()
+	if err == nil {
+		d.starts = startConnsFor(d.conn, uri)
+	}
 	d.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -104,6 +111,9 @@ func (d *Driver) Close() error {
 	d.closed = true
 	err := d.disconnect()
 	d.mu.Unlock()
+	if d.starts != nil {
+		d.starts.close()
+	}
 
 	close(d.done)
 	d.wg.Wait()
