@@ -42,7 +42,7 @@ import (
 // NODEVIRT_BENCH_BINARY names a binary built beforehand (another commit's,
 // to compare); unset, the benchmark builds this tree's.
 // NODEVIRT_BENCH_RECONCILES sets the number of reconciles (default 1000):
-// behind the daemon each listing is 2,000 round trips, so a full run is long.
+// behind the daemon each listing is a round trip per domain, so a full run is long.
 func BenchmarkAgentRSS_1000(b *testing.B) {
 	bin := os.Getenv("NODEVIRT_BENCH_BINARY")
 	if bin == "" {
