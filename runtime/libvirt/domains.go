@@ -91,7 +91,7 @@ func (d *Driver) Domains(ctx context.Context) ([]hv.Domain, error) {
 		if caching {
 			seen[hd.UUID] = true
 			if fresh {
-				read[hd.UUID] = definition{persistent: hd.Persistent, xml: hd.XML}
+				read[hd.UUID] = definition{persistent: hd.Persistent, xml: hd.XML, state: hd.State, reason: hd.Reason}
 			}
 		}
 	}
@@ -164,14 +164,14 @@ func (d *Driver) describe(ld *listedDomain, cached bool) (hd hv.Domain, fresh bo
 	}
 	uuid := ld.uuid
 	hd = hv.Domain{Name: name, UUID: uuid, Persistent: ld.persistent}
-	if hd.State, hd.Reason, err = domState(dom); err != nil {
-		return hv.Domain{}, false, wrapErr("read state of", domainTarget(name), err)
-	}
 	if cached {
-		if x, ok := d.defs.lookup(uuid, hd.Persistent); ok {
-			hd.XML = x
+		if e, ok := d.defs.lookup(uuid, hd.Persistent); ok {
+			hd.XML, hd.State, hd.Reason = e.xml, e.state, e.reason
 			return hd, false, nil
 		}
+	}
+	if hd.State, hd.Reason, err = domState(dom); err != nil {
+		return hv.Domain{}, false, wrapErr("read state of", domainTarget(name), err)
 	}
 	// Drift is measured against the definition nodevirt wrote, not against
 	// the live XML libvirt expanded at start; a transient domain has only

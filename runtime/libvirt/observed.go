@@ -4,12 +4,16 @@ import (
 	"sync"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/nodevirt/nodevirt/runtime/hv"
 )
 
-// definitions keeps each domain's definition XML between two listings, by
-// UUID. Reading the XML is most of a listing's cost (libvirt formats the whole
-// document, and over a remote connection it is one round trip per domain), and
-// between two reconciles of a quiet node no document changes.
+// definitions keeps each domain's definition XML and state between two
+// listings, by UUID. Reading them is most of a listing's cost (libvirt formats
+// the whole document, and over a remote connection each is one round trip per
+// domain), and between two reconciles of a quiet node neither changes. Every
+// change of state fires a lifecycle event, so the state is kept on the same
+// terms as the document.
 //
 // An entry is dropped on every libvirt event for its domain (lifecycle, device,
 // metadata), on every change this driver makes to the domain, and the whole
@@ -34,6 +38,8 @@ type definition struct {
 	// live one, a persistent domain's the inactive one.
 	persistent bool
 	xml        string
+	state      hv.State
+	reason     string
 }
 
 // enable makes later listings reuse documents.
@@ -50,15 +56,15 @@ func (c *definitions) begin() (uint64, bool) {
 	return c.epoch, c.enabled
 }
 
-// lookup returns the document kept for uuid, if any.
-func (c *definitions) lookup(uuid string, persistent bool) (string, bool) {
+// lookup returns what is kept for uuid, if any.
+func (c *definitions) lookup(uuid string, persistent bool) (definition, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byUUID[uuid]
 	if !ok || e.persistent != persistent {
-		return "", false
+		return definition{}, false
 	}
-	return e.xml, true
+	return e, true
 }
 
 // store keeps what a listing that began at epoch read, unless something was

@@ -131,6 +131,47 @@ func TestDriver_CacheDefinitions_outOfBandDefineSeen(t *testing.T) {
 	}
 }
 
+// The state is kept with the document, and a state change by someone else
+// (virsh start, destroy) fires a lifecycle event that drops both: the listing
+// after the event shows the new state and its reason.
+func TestDriver_CacheDefinitions_outOfBandStateSeen(t *testing.T) {
+	d, c := openShared(t)
+	ch, err := d.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom := defineOOB(t, c, testDomain("cache-state", cacheUUID2, ""))
+	awaitEvent(t, ch, hv.Event{Domain: "cache-state", Kind: hv.EventDefined, Detail: "added"})
+	stateOf := func() obs {
+		t.Helper()
+		for _, x := range mustDomains(t, d) {
+			if x.Name == "cache-state" {
+				return obs{x.State, x.Reason, x.Persistent}
+			}
+		}
+		t.Fatal("cache-state not listed")
+		return obs{}
+	}
+	if got := stateOf(); got.State != hv.Shutoff {
+		t.Fatalf("first listing: %+v, want shut off", got)
+	}
+	_ = stateOf() // served from the cache
+	if err := dom.Create(); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, ch, hv.Event{Domain: "cache-state", Kind: hv.EventStarted, Detail: "booted"})
+	if got, want := stateOf(), (obs{hv.Running, "booted", true}); got != want {
+		t.Errorf("after an out-of-band start: %+v, want %+v", got, want)
+	}
+	if err := dom.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, ch, hv.Event{Domain: "cache-state", Kind: hv.EventStopped, Detail: "destroyed"})
+	if got, want := stateOf(), (obs{hv.Shutoff, "destroyed", true}); got != want {
+		t.Errorf("after an out-of-band destroy: %+v, want %+v", got, want)
+	}
+}
+
 // Changes through the driver drop the cached document at once, without
 // waiting for their event: a plan right after an apply sees what it wrote.
 func TestDriver_CacheDefinitions_ownChangesSeenAtOnce(t *testing.T) {
@@ -219,8 +260,8 @@ func TestDefinitions_storeAfterInvalidationKeepsNothing(t *testing.T) {
 	}
 	epoch, _ = c.begin()
 	c.store(epoch, map[string]definition{cacheUUID1: {persistent: true, xml: "<new/>"}}, map[string]bool{cacheUUID1: true})
-	if x, ok := c.lookup(cacheUUID1, true); !ok || x != "<new/>" {
-		t.Errorf("lookup = %q, %v; want the stored document", x, ok)
+	if x, ok := c.lookup(cacheUUID1, true); !ok || x.xml != "<new/>" {
+		t.Errorf("lookup = %q, %v; want the stored document", x.xml, ok)
 	}
 	if _, ok := c.lookup(cacheUUID1, false); ok {
 		t.Error("a persistent domain's document served for the transient one")
