@@ -106,14 +106,14 @@ func (c *definitions) forget() {
 	clear(c.byUUID)
 }
 
-// CacheDefinitions makes Domains reuse each domain's definition XML until an
-// event or a change through this driver invalidates it. Configuration changes
+// CacheDefinitions makes Domains reuse each domain's definition XML and state
+// until an event or a change through this driver invalidates them. Configuration changes
 // that fire no libvirt event stay unseen until ForgetDefinitions: the caller
 // must call it at least as often as it wants such changes found (the agent's
 // drift interval). Without it, every listing reads every document.
 func (d *Driver) CacheDefinitions() { d.defs.enable() }
 
-// ForgetDefinitions makes the next Domains read every domain's XML anew.
+// ForgetDefinitions makes the next Domains read every domain's XML and state anew.
 func (d *Driver) ForgetDefinitions() { d.defs.forget() }
 
 // dropDomain invalidates dom's cached definition. It only calls a local
