@@ -113,7 +113,8 @@ type listedDomain struct {
 // listDomains lists every domain and which of them are persistent in two
 // calls. Asked domain by domain, persistence is a round trip to libvirtd
 // each: at 1,000 domains behind the daemon, reading state and persistence of
-// each took 230–300 ms, the state alone after the two listings 110–160 ms.
+// each took 230–300 ms, the state alone after the two listings 110–160 ms
+// (and the state of a cached domain is kept with its document: none).
 // Everything is listed first and the persistent ones second, so a domain
 // defined or undefined in between is described as it is when its XML is
 // read, and none is left out.
@@ -162,10 +163,9 @@ func (d *Driver) describe(ld *listedDomain, cached bool) (hd hv.Domain, fresh bo
 	if err != nil {
 		return hv.Domain{}, false, wrapErr("read name of", "domain", err)
 	}
-	uuid := ld.uuid
-	hd = hv.Domain{Name: name, UUID: uuid, Persistent: ld.persistent}
+	hd = hv.Domain{Name: name, UUID: ld.uuid, Persistent: ld.persistent}
 	if cached {
-		if e, ok := d.defs.lookup(uuid, hd.Persistent); ok {
+		if e, ok := d.defs.lookup(hd.UUID, hd.Persistent); ok {
 			hd.XML, hd.State, hd.Reason = e.xml, e.state, e.reason
 			return hd, false, nil
 		}
