@@ -127,12 +127,15 @@ func listDomains(c *libvirt.Connect) ([]listedDomain, error) {
 	for i := range doms {
 		out[i].dom = doms[i]
 	}
-	persistent, err := c.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_PERSISTENT)
-	if err != nil {
+	fail := func(err error) ([]listedDomain, error) {
 		for i := range out {
 			_ = out[i].dom.Free()
 		}
 		return nil, err
+	}
+	persistent, err := c.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_PERSISTENT)
+	if err != nil {
+		return fail(err)
 	}
 	defined := make(map[string]bool, len(persistent))
 	for i := range persistent {
@@ -145,10 +148,7 @@ func listDomains(c *libvirt.Connect) ([]listedDomain, error) {
 	for i := range out {
 		uuid, err := out[i].dom.GetUUIDString()
 		if err != nil {
-			for i := range out {
-				_ = out[i].dom.Free()
-			}
-			return nil, err
+			return fail(err)
 		}
 		out[i].uuid, out[i].persistent = uuid, defined[uuid]
 	}

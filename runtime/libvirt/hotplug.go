@@ -223,6 +223,12 @@ func (d *Driver) withDomainConn(ctx context.Context, name string, fn func(*libvi
 		return false, fmt.Errorf("%s: %w", domainTarget(name), err)
 	}
 	defer release()
+	return d.onDomain(c, name, func(dom *libvirt.Domain) error { return fn(c, dom) })
+}
+
+// onDomain runs fn on the domain called name, looked up on c; found is
+// false when there is none.
+func (d *Driver) onDomain(c *libvirt.Connect, name string, fn func(*libvirt.Domain) error) (found bool, err error) {
 	dom, err := c.LookupDomainByName(name)
 	if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
 		return false, nil
@@ -232,7 +238,8 @@ func (d *Driver) withDomainConn(ctx context.Context, name string, fn func(*libvi
 	}
 	defer func() { _ = dom.Free() }()
 	// fn may change the domain (start, stop, undefine, hot-plug), and its
-	// event may arrive after the next listing: its cached XML goes now.
+	// event may arrive after the next listing: its cached XML and state go
+	// now.
 	defer d.dropDomain(dom)
-	return true, fn(c, dom)
+	return true, fn(dom)
 }

@@ -2,7 +2,6 @@ package virt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -107,21 +106,7 @@ func (d *Driver) withStartConn(ctx context.Context, name string, fn func(*libvir
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", domainTarget(name), err)
 	}
-	failed := true
-	defer func() { d.starts.put(c, failed) }()
-	dom, err := c.LookupDomainByName(name)
-	if errors.Is(err, libvirt.ERR_NO_DOMAIN) {
-		failed = false
-		return false, nil
-	}
-	if err != nil {
-		return false, wrapErr("look up", domainTarget(name), err)
-	}
-	defer func() { _ = dom.Free() }()
-	// As in withDomainConn: the start's event may come after the next
-	// listing, so the cached definition goes now.
-	defer d.dropDomain(dom)
-	err = fn(dom)
-	failed = err != nil
-	return true, err
+	found, err = d.onDomain(c, name, fn)
+	d.starts.put(c, err != nil)
+	return found, err
 }

@@ -121,18 +121,15 @@ func (o *output) path(rel string) string {
 	return o.prefix + "." + rel
 }
 
-// add reports about rel, a path inside the spec. A message without
-// arguments is used as it is: validate reports the same differences for
-// every VM, and a copy of each would be held until the report is printed.
+// add reports about rel, a path inside the spec.
 func (o *output) add(sev diag.Severity, err error, rel, format string, args ...any) {
-	msg := format
-	if len(args) > 0 {
-		msg = fmt.Sprintf(format, args...)
-	}
-	o.diags = append(o.diags, diag.Diagnostic{Severity: sev, Object: o.object, Path: o.path(rel), Message: msg, Err: err})
+	o.addAt(sev, err, o.path(rel), format, args...)
 }
 
-// addAt reports about a path outside the spec (metadata), given whole.
+// addAt reports about a path outside the spec (metadata), given whole. A
+// message without arguments is used as it is: validate reports the same
+// differences for every VM, and a copy of each would be held until the
+// report is printed.
 func (o *output) addAt(sev diag.Severity, err error, path, format string, args ...any) {
 	msg := format
 	if len(args) > 0 {
