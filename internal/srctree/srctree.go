@@ -17,10 +17,12 @@
 package srctree
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -201,10 +203,22 @@ func ReadFile(root, rel string, limit int64) ([]byte, error) {
 	if limit > 0 {
 		r = io.LimitReader(f, limit+1)
 	}
-	data, err := io.ReadAll(r)
-	if err != nil {
+	// Sized from the file as os.ReadFile does, so a large manifest is read
+	// into one buffer rather than grown into one copy by copy. The size is
+	// a hint: a file that grows meanwhile is still read to its end.
+	size := 512
+	if st, err := f.Stat(); err == nil && st.Size() < math.MaxInt32 {
+		size += int(st.Size())
+	}
+	if limit > 0 && int64(size) > limit+1 {
+		size = int(limit + 1)
+	}
+	var buf bytes.Buffer
+	buf.Grow(size)
+	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, err
 	}
+	data := buf.Bytes()
 	if limit > 0 && int64(len(data)) > limit {
 		return nil, fmt.Errorf("%s is larger than %d MiB", rel, limit>>20)
 	}

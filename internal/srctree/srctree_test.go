@@ -48,6 +48,40 @@ func tree(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
+func TestReadFile_limitAtEverySize(t *testing.T) {
+	root := t.TempDir()
+	// Sizes around the read buffer's own steps, and past the stat-sized
+	// buffer's slack, so neither the limit nor the content depends on them.
+	for _, tc := range []struct {
+		size, limit int
+		refused     bool
+	}{
+		{0, 0, false},
+		{1, 1, false},
+		{511, 512, false},
+		{512, 512, false},
+		{513, 512, true},
+		{100_000, 0, false},
+		{100_000, 100_000, false},
+		{100_001, 100_000, true},
+	} {
+		data := make([]byte, tc.size)
+		for i := range data {
+			data[i] = byte('a' + i%26)
+		}
+		if err := os.WriteFile(filepath.Join(root, "f.yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, err := ReadFile(root, "f.yaml", int64(tc.limit))
+		switch {
+		case tc.refused && (err == nil || !strings.Contains(err.Error(), "larger than")):
+			t.Errorf("size %d, limit %d: ReadFile = %d bytes, %v; want it refused as too large", tc.size, tc.limit, len(b), err)
+		case !tc.refused && (err != nil || string(b) != string(data)):
+			t.Errorf("size %d, limit %d: ReadFile = %d bytes, %v; want the whole file", tc.size, tc.limit, len(b), err)
+		}
+	}
+}
+
 func TestReadFile_followsLinksInsideTheTree(t *testing.T) {
 	root, _ := tree(t)
 	for _, rel := range []string{"vms/a.yaml", "vms/in.yaml", "vms/chain.yaml", "vms/back.yaml"} {

@@ -3,6 +3,7 @@ package desired
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -210,7 +211,9 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 	networks := newNetworkResolver(set)
 	sources := newSourceResolver(set, opt.Secrets)
 	collided := domainCollisions(set, st)
-	var todo []candidate
+	// Sized for every object being a VM: a candidate is a few words, and
+	// growing the slice copies the large ones for a source of thousands.
+	todo := make([]candidate, 0, len(set.Objects))
 	var refused map[string][]string // by object, read at the first invalid VM
 	for _, o := range set.Objects {
 		if o.Annotations[AnnotationAllowPruneAll] == "true" {
@@ -330,6 +333,12 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		results[i].vm, results[i].diags = render(c, alloc, revision, opt)
 	})
+	n := len(st.Diags) + len(networks.diags)
+	for _, r := range results {
+		n += len(r.diags)
+	}
+	st.Diags = slices.Grow(st.Diags, n-len(st.Diags))
+	st.VMs = slices.Grow(st.VMs, len(results))
 	for i, r := range results {
 		c := todo[i]
 		st.Diags = append(st.Diags, r.diags...)
