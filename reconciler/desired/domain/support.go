@@ -290,24 +290,45 @@ var fields = []Field{
 // reportUnmapped reports every ignored or refused field the spec uses. It
 // owns no domain element.
 func reportUnmapped(in Input, ctx Context, dom *libvirtxml.Domain, out *output) {
+	for _, c := range unmappedChecks() {
+		for _, p := range c.paths(in.Spec) {
+			if c.refused {
+				out.refuse(p, c.note)
+			} else {
+				out.ignore(p, c.note)
+			}
+		}
+	}
+	reportUnused(in, out)
+}
+
+// unmappedCheck is one ignored or refused row of the table, ready to run.
+type unmappedCheck struct {
+	refused bool
+	note    string
+	paths   func(*kubevirtv1.VirtualMachineInstanceSpec) []string
+}
+
+// unmappedChecks lists the rows reportUnmapped checks, once per process:
+// every VM would otherwise scan the whole table and look each path up.
+var unmappedChecks = sync.OnceValue(func() []unmappedCheck {
+	compiled := compiledPaths()
+	var out []unmappedCheck
 	for _, f := range fields {
 		if f.Support != Ignored && f.Support != Refused {
 			continue
 		}
 		paths := f.find
 		if paths == nil {
-			paths = func(s *kubevirtv1.VirtualMachineInstanceSpec) []string { return setPaths(s, f.Path) }
-		}
-		for _, p := range paths(in.Spec) {
-			if f.Support == Refused {
-				out.refuse(p, f.Note)
-			} else {
-				out.ignore(p, f.Note)
+			steps := compiled[f.Path]
+			paths = func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
+				return walkSet(reflect.ValueOf(s).Elem(), steps, "")
 			}
 		}
+		out = append(out, unmappedCheck{refused: f.Support == Refused, note: f.Note, paths: paths})
 	}
-	reportUnused(in, out)
-}
+	return out
+})
 
 // reportUnused warns about mapped fields that the rest of the spec leaves
 // without an effect.
@@ -442,12 +463,20 @@ func walkSet(v reflect.Value, steps []pathStep, at string) []string {
 	if s.list {
 		var out []string
 		for i := 0; i < fv.Len(); i++ {
-			elem := at + s.rel + "[" + strconv.Itoa(i) + "]"
 			if len(steps) == 1 {
-				out = append(out, elem)
+				out = append(out, at+s.rel+"["+strconv.Itoa(i)+"]")
 				continue
 			}
-			out = append(out, walkSet(fv.Index(i), steps[1:], elem+".")...)
+			// Most elements set none of the field below: the element's
+			// path is built only for those that do.
+			below := walkSet(fv.Index(i), steps[1:], "")
+			if len(below) == 0 {
+				continue
+			}
+			elem := at + s.rel + "[" + strconv.Itoa(i) + "]."
+			for _, p := range below {
+				out = append(out, elem+p)
+			}
 		}
 		return out
 	}
