@@ -94,6 +94,7 @@ func (c *converter) convert(n *yaml.Node, path string, depth int) any {
 
 func (c *converter) mapping(n *yaml.Node, path string, depth int) map[string]any {
 	out := make(map[string]any, len(n.Content)/2)
+	first := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
@@ -105,28 +106,15 @@ func (c *converter) mapping(n *yaml.Node, path string, depth int) map[string]any
 			continue
 		}
 		kp := joinKey(path, k.Value)
-		// out holds exactly the keys seen so far, so it finds a duplicate
-		// without a second map per mapping; only then is its first line
-		// looked up.
-		if _, dup := out[k.Value]; dup {
-			c.fail(k, kp, fmt.Errorf("%w %q (first at line %d)", ErrDuplicateKey, k.Value, firstKeyLine(n.Content[:i], k.Value)))
+		if line, dup := first[k.Value]; dup {
+			c.fail(k, kp, fmt.Errorf("%w %q (first at line %d)", ErrDuplicateKey, k.Value, line))
 			continue
 		}
+		first[k.Value] = k.Line
 		c.record(kp, k)
 		out[k.Value] = c.convert(v, kp, depth+1)
 	}
 	return out
-}
-
-// firstKeyLine is the line of the first scalar key named key among a
-// mapping's content (keys at even indexes).
-func firstKeyLine(content []*yaml.Node, key string) int {
-	for i := 0; i+1 < len(content); i += 2 {
-		if k := content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() != "!!merge" && k.Value == key {
-			return k.Line
-		}
-	}
-	return 0
 }
 
 // jsonNumber matches the literals JSON accepts, which can be passed through
