@@ -44,13 +44,7 @@ import (
 // NODEVIRT_BENCH_RECONCILES sets the number of reconciles (default 1000):
 // behind the daemon each listing is a round trip per domain, so a full run is long.
 func BenchmarkAgentRSS_1000(b *testing.B) {
-	bin := os.Getenv("NODEVIRT_BENCH_BINARY")
-	if bin == "" {
-		bin = filepath.Join(b.TempDir(), "nodevirt")
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-			b.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
+	bin := benchBinary(b)
 	n := 1000
 	if v := os.Getenv("NODEVIRT_BENCH_RECONCILES"); v != "" {
 		var err error
@@ -341,4 +335,19 @@ func procCPU(b *testing.B, pid int) float64 {
 	}
 	// USER_HZ is 100 on Linux for every architecture Go supports here.
 	return ticks / 100
+}
+
+// benchBinary is the nodevirt binary a benchmark starts: the one
+// NODEVIRT_BENCH_BINARY names (another commit's, to compare), else this
+// tree's, built for the benchmark.
+func benchBinary(b *testing.B) string {
+	b.Helper()
+	if bin := os.Getenv("NODEVIRT_BENCH_BINARY"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(b.TempDir(), "nodevirt")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

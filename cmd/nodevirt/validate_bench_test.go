@@ -191,13 +191,7 @@ func issueVMs(tb testing.TB, n int, warnings bool) string {
 // the time on a host whose transparent huge pages are madvise).
 // NODEVIRT_BENCH_BINARY names a binary built beforehand, to compare.
 func BenchmarkValidate_binary(b *testing.B) {
-	bin := os.Getenv("NODEVIRT_BENCH_BINARY")
-	if bin == "" {
-		bin = filepath.Join(b.TempDir(), "nodevirt")
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-			b.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
+	bin := benchBinary(b)
 	const n = 10000
 	for _, c := range []struct {
 		name     string
