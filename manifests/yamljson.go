@@ -176,9 +176,10 @@ func nodeJSON(n *yaml.Node) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-// countNodes counts n and the nodes below it, not following aliases.
+// nodePosition is where n is written.
 func nodePosition(n *yaml.Node) position { return position{int32(n.Line), int32(n.Column)} }
 
+// countNodes counts n and the nodes below it, not following aliases.
 func countNodes(n *yaml.Node) int {
 	c := 1
 	for _, k := range n.Content {

@@ -333,11 +333,11 @@ func Build(set *manifests.Set, revision string, opt Options) *State {
 		}
 		results[i].vm, results[i].diags = render(c, alloc, revision, opt)
 	})
-	n := len(st.Diags) + len(networks.diags)
+	more := len(networks.diags)
 	for _, r := range results {
-		n += len(r.diags)
+		more += len(r.diags)
 	}
-	st.Diags = slices.Grow(st.Diags, n-len(st.Diags))
+	st.Diags = slices.Grow(st.Diags, more)
 	st.VMs = slices.Grow(st.VMs, len(results))
 	for i, r := range results {
 		c := todo[i]

@@ -38,7 +38,7 @@ func TestSetPaths_concretePaths(t *testing.T) {
 		if _, ok := compiledPaths()[pattern]; !ok {
 			t.Fatalf("%s is not a path setPaths reads", pattern)
 		}
-		if got := setPaths(spec, pattern); !reflect.DeepEqual(got, want) {
+		if got := setPaths(compiledPaths()[pattern])(spec); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %q, want %q", pattern, got, want)
 		}
 	}

@@ -320,10 +320,7 @@ var unmappedChecks = sync.OnceValue(func() []unmappedCheck {
 		}
 		paths := f.find
 		if paths == nil {
-			steps := compiled[f.Path]
-			paths = func(s *kubevirtv1.VirtualMachineInstanceSpec) []string {
-				return walkSet(reflect.ValueOf(s).Elem(), steps, "")
-			}
+			paths = setPaths(compiled[f.Path])
 		}
 		out = append(out, unmappedCheck{refused: f.Support == Refused, note: f.Note, paths: paths})
 	}
@@ -390,11 +387,14 @@ func orOneU(n uint32) uint32 {
 	return n
 }
 
-// setPaths returns the concrete paths matching pattern ("a.b[*].c", JSON
-// names) whose value is in use: a non-nil pointer (an empty object such as
-// `tpm: {}` counts), a non-empty list or map, a true *bool, a non-zero scalar.
-func setPaths(spec *kubevirtv1.VirtualMachineInstanceSpec, pattern string) []string {
-	return walkSet(reflect.ValueOf(spec).Elem(), compiledPaths()[pattern], "")
+// setPaths returns what lists the concrete paths of a compiled pattern
+// ("a.b[*].c", JSON names) whose value is in use: a non-nil pointer (an
+// empty object such as `tpm: {}` counts), a non-empty list or map, a true
+// *bool, a non-zero scalar.
+func setPaths(steps []pathStep) func(*kubevirtv1.VirtualMachineInstanceSpec) []string {
+	return func(spec *kubevirtv1.VirtualMachineInstanceSpec) []string {
+		return walkSet(reflect.ValueOf(spec).Elem(), steps, "")
+	}
 }
 
 // pathStep is one segment of a support-table path, resolved to its field
