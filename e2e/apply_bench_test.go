@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodevirt/nodevirt/reconciler/vm"
 )
 
 // applyBenchSizes are how many new VMs one apply brings up.
@@ -250,8 +251,8 @@ func BenchmarkApplyVsVirsh(b *testing.B) {
 			v := newVirshBench(b, n)
 			a := newApplyBench(b, n)
 			limits := applyBenchLimits(b)
-			// the apply's default bound, vm.DefaultParallel
-			floorWorkers := min(runtime.NumCPU(), 4)
+			// as many shells as the apply's default bound
+			floorWorkers := vm.DefaultParallel()
 			took := map[string]time.Duration{}
 			round := 0
 			for b.Loop() {

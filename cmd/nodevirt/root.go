@@ -127,7 +127,7 @@ func newRootCmd() *cobra.Command {
 	f.BoolVar(&o.cpuManager, "cpu-manager", false, "enable the node's CPU-manager pool: VMs with dedicatedCpuPlacement get exclusive host CPUs (node label cpumanager=true)")
 	f.StringVar(&o.reservedCPUs, "reserved-cpus", "0", "host CPUs kept out of the CPU-manager pool (kernel CPU list, e.g. 0,1 or 0-1)")
 	f.Float64Var(&o.pruneGuardShare, "prune-guard-share", 1, "hold a revision that deletes at least this share of the VMs nodevirt owns here, or removes that share of the host files and units it wrote (1 = only all of them)")
-	f.IntVar(&o.parallelVMs, "parallel-vms", 0, "how many VMs an apply defines and starts at once, each VM's start right after its own define (0: one per CPU, at most 4; 1: one step at a time)")
+	f.IntVar(&o.parallelVMs, "parallel-vms", 0, "how many VMs an apply defines and starts at once, each VM's start right after its own define (0: two per CPU, at most 4; 1: one step at a time)")
 
 	f.StringVar(&o.client.server, "server", "", "talk to the agent at this HTTPS address (https://HOST:9443) instead of the one on --state's socket")
 	f.StringVar(&o.client.creds.TokenFile, "token-file", "", "with --server: file holding a bearer token (nodevirt token create)")

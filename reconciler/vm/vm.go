@@ -43,14 +43,14 @@ type Config struct {
 }
 
 // DefaultParallel is how many VMs an apply works on at once unless told:
-// one per CPU, at most four. A start under TCG is almost a CPU-second of
-// QEMU's own work, so more than one per CPU only queues; libvirtd serves
-// at most five calls of one connection at once (max_client_requests), and
-// four leaves one for the listing. On the 2-vCPU machine it was measured
-// on, two at once took 0.76 of sequential virsh for 20 new VMs, one at a
-// time 0.91 (docs/performance.md, "One apply of many new VMs").
-// Config.Parallel or --parallel-vms override it.
-func DefaultParallel() int { return min(runtime.NumCPU(), 4) }
+// two per CPU, at most four. The guests an apply starts take CPU while they
+// boot (under TCG, about a tenth of a CPU each), so later starts compete with
+// them, and the scheduler gives four starts at once more of the CPUs than
+// two. On the 2-vCPU machine it was measured on, four at once took 0.38 of
+// sequential virsh for 20 new VMs and 0.53 for 100, two at once 0.57 and
+// 0.91 (docs/performance.md, "Two starts per CPU"). The cap is the largest
+// bound measured. Config.Parallel or --parallel-vms override it.
+func DefaultParallel() int { return min(2*runtime.NumCPU(), 4) }
 
 // Reconciler observes, plans and applies.
 type Reconciler struct {
